@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# test/run.sh: install what is missing, build, run every test, print 'N passed, N failed'.
+#   bash test/run.sh              gcc build in build/, warnings are errors, all suites
+#   bash test/run.sh --sanitize   clang + ASan/UBSan build in build-asan/, libFuzzer targets included
+# Environment: SK_SUITES="unit fuzz ..." limits the suites; SK_BUILD_DIR overrides the build folder.
+set -uo pipefail
+src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$src"
+
+sanitize=0
+[ "${1:-}" = "--sanitize" ] && sanitize=1
+if [ "$(id -u)" != 0 ]; then
+    echo "test/run.sh: the tests mount FUSE, load XDP and create network namespaces: run as root" >&2
+    exit 2
+fi
+bash test/deps.sh || exit 1
+
+if [ $sanitize = 1 ]; then
+    bdir=${SK_BUILD_DIR:-$src/build-asan}
+    [ -d "$bdir" ] || CC=clang meson setup "$bdir" --werror -Db_sanitize=address,undefined \
+        -Db_lundef=false -Dfuzz=true || exit 1
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+else
+    bdir=${SK_BUILD_DIR:-$src/build}
+    [ -d "$bdir" ] || meson setup "$bdir" --werror || exit 1
+fi
+ninja -C "$bdir" || exit 1
+
+suites=()
+for s in ${SK_SUITES:-}; do suites+=(--suite "$s"); done
+# Mount points, namespaces and XDP programs are real: the tests clean up after themselves.
+meson test -C "$bdir" --print-errorlogs --num-processes 2 "${suites[@]}"
+python3 test/summary.py --out "$bdir/sk-summary" "$bdir/meson-logs/testlog.json"
