@@ -1,0 +1,406 @@
+/* frameforge: sends forged, corrupted, truncated and replayed replication frames to a secondary skfused. */
+/*
+ * Why: invariant 6/7 — a frame that fails authentication or parsing is dropped,
+ * counted and never applied. Each case opens its own TCP connection, does
+ * whatever the attacker can (with or without the cluster secret), and then
+ * watches whether the secondary closes the connection. Payloads are encoded by
+ * hand from the layout in libsk/replmsg.h (not with its encoder), so the tool
+ * does not share the code it attacks; the "control" case proves that frames
+ * built this way are otherwise well formed (they are applied and acked).
+ *
+ *   frameforge --to IP:PORT --secret FILE --case NAME [--module N] [--node N]
+ *              [--path P] [--wait-ms MS] [--gen N]
+ *
+ * Cases (all but control must end with the secondary closing the connection):
+ *   control       valid handshake, START, MKDIR P, RMDIR P: both must be acked without error
+ *   garbage       random bytes, no handshake
+ *   wrongkey      handshake sealed with a different secret
+ *   hs-truncated  half a HELLO, then EOF
+ *   badversion    after the handshake, a header with version 2
+ *   badtype       after the handshake, a sealed frame of type 200 (no such type)
+ *   unknown-type  after the handshake, a sealed frame of type 62 (replication range, undefined)
+ *   oversized     after the handshake, a header announcing SK_PROTO_MAX_PAYLOAD + 1 bytes
+ *   flip          START, then MKDIR P with one payload bit flipped after sealing
+ *   flipmac       START, then MKDIR P with one MAC bit flipped
+ *   truncated     START, then the first half of MKDIR P, then EOF
+ *   replay-seq    START, then the same START bytes again (seq not newer)
+ *   replay-conn   MKDIR P sealed on connection 1 (never sent there), sent on connection 2
+ *   badpath       START, then MKDIR "../<P>" properly sealed (path escapes the root)
+ *   abspath       START, then MKDIR "/tmp/<P>" properly sealed
+ *   wrongmodule   handshake and START for module id N+1
+ * Prints one line per case; exit 0 if the secondary behaved as expected, 1 if not, 2 on usage/setup errors.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "proto.h"
+
+/* Replication message numbers and layout from libsk/replmsg.h (v1), restated on purpose. */
+enum { M_START = 16, M_ACK = 17, M_MKDIR = 27, M_RMDIR = 32 };
+#define OP_HDR 128
+
+static const char *to_addr, *secret_path, *case_name, *probe = "forge-probe";
+static uint32_t module_id = 1, node_id = 99;
+static int wait_ms = 3000;
+static uint64_t gen;
+static struct sockaddr_in peer;
+static struct sk_key master;
+
+static void die(const char *msg)
+{
+	fprintf(stderr, "frameforge: %s\n", msg);
+	exit(2);
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
+}
+
+static int tcp_connect(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd < 0)
+		die("socket");
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&peer, sizeof(peer)) < 0) {
+		fprintf(stderr, "frameforge: connect %s: %s\n", to_addr, strerror(errno));
+		exit(2);
+	}
+	return fd;
+}
+
+static int send_all(int fd, const void *buf, size_t n)
+{
+	const uint8_t *p = buf;
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/*
+ * Wait until the peer closes (EOF or reset). Anything it sends meanwhile is read and
+ * discarded. Returns the ms it took, or -1 if the connection was still open at the deadline.
+ */
+static long wait_closed(int fd)
+{
+	long t0 = now_ms(), deadline = t0 + wait_ms;
+	uint8_t buf[4096];
+	for (;;) {
+		long left = deadline - now_ms();
+		if (left <= 0)
+			return -1;
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int pr = poll(&pfd, 1, (int)left);
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0)
+			return -1;
+		ssize_t r = recv(fd, buf, sizeof(buf), 0);
+		if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN))
+			return now_ms() - t0;
+	}
+}
+
+/* An operation payload: the 128-byte fixed part and path1 (replmsg.h layout v1). */
+static size_t op_encode(uint8_t *out, uint64_t fh, uint32_t mode, uint32_t flags, const char *path1)
+{
+	size_t plen = path1 ? strlen(path1) : 0;
+	memset(out, 0, OP_HDR);
+	sk_put_u64(out + 0, fh);
+	sk_put_u32(out + 48, mode);
+	sk_put_u32(out + 52, 0);  /* uid root */
+	sk_put_u32(out + 56, 0);  /* gid root */
+	sk_put_u32(out + 60, flags);
+	sk_put_u16(out + 116, (uint16_t)plen);
+	if (plen)
+		memcpy(out + OP_HDR, path1, plen);
+	return OP_HDR + plen;
+}
+
+/* Seal one frame into buf; returns its length. */
+static size_t seal(struct sk_chan *c, uint8_t *buf, size_t cap, uint8_t type, uint32_t module,
+		   const uint8_t *payload, size_t len)
+{
+	long n = sk_chan_encode(c, buf, cap, type, 0, module, payload, len);
+	if (n < 0)
+		die("sk_chan_encode failed");
+	return (size_t)n;
+}
+
+static int handshake(int fd, const struct sk_key *key, uint32_t module, struct sk_chan *c)
+{
+	uint32_t peer_node = 0;
+	memset(c, 0, sizeof(*c));
+	return sk_chan_connect_fd(fd, key, SK_CHAN_REPL, node_id, module, c, &peer_node, wait_ms);
+}
+
+/* Connect, handshake and send START; dies if the secondary does not accept a genuine session. */
+static int session(struct sk_chan *c, uint32_t module)
+{
+	uint8_t p[OP_HDR], f[OP_HDR + 64];
+	int fd = tcp_connect();
+	int rc = handshake(fd, &master, module, c);
+	if (rc < 0) {
+		printf("case %s: genuine handshake failed: %s\n", case_name, strerror(-rc));
+		exit(1);
+	}
+	size_t n = op_encode(p, gen, 0, 0 /* sync */, NULL);
+	size_t fl = seal(c, f, sizeof(f), M_START, module, p, n);
+	if (send_all(fd, f, fl) < 0) {
+		printf("case %s: START not accepted (connection closed)\n", case_name);
+		exit(1);
+	}
+	return fd;
+}
+
+/* Wait for an ACK frame whose applied >= seq; returns its err (0 ok), or -1 on close/timeout/bad frame. */
+static int wait_ack(int fd, struct sk_chan *c, uint64_t seq)
+{
+	static uint8_t buf[SK_PROTO_MAX_FRAME];
+	long deadline = now_ms() + wait_ms;
+	while (now_ms() < deadline) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		if (poll(&pfd, 1, (int)(deadline - now_ms())) <= 0)
+			return -1;
+		struct sk_frame f;
+		enum sk_reject why;
+		int rc = sk_chan_recv_fd(c, fd, buf, sizeof(buf), &f, &why);
+		if (rc < 0) {
+			printf("case %s: reading ack: %s (%s)\n", case_name, strerror(-rc), sk_reject_str(why));
+			return -1;
+		}
+		if (f.type != M_ACK || f.len < 20)
+			continue;
+		uint64_t applied = sk_get_u64(f.payload);
+		uint64_t err_seq = sk_get_u64(f.payload + 8);
+		int32_t err = (int32_t)sk_get_u32(f.payload + 16);
+		if (err && err_seq <= seq)
+			return err;
+		if (applied >= seq)
+			return 0;
+	}
+	return -1;
+}
+
+static int expect_closed(int fd, const char *what)
+{
+	long ms = wait_closed(fd);
+	close(fd);
+	if (ms < 0) {
+		printf("case %s: %s -> connection still open after %d ms (NOT refused)\n", case_name, what,
+		       wait_ms);
+		return 1;
+	}
+	printf("case %s: %s -> refused, connection closed after %ld ms\n", case_name, what, ms);
+	return 0;
+}
+
+static int run_case(void)
+{
+	static uint8_t f[SK_PROTO_MAX_FRAME];
+	uint8_t p[OP_HDR + 4096];
+	char path[512];
+	struct sk_chan c;
+	size_t n, fl;
+	int fd;
+
+	if (!strcmp(case_name, "control")) {
+		fd = session(&c, module_id);
+		n = op_encode(p, 0, 040755, 0, probe);
+		fl = seal(&c, f, sizeof(f), M_MKDIR, module_id, p, n);
+		uint64_t s1 = c.tx_seq;
+		if (send_all(fd, f, fl) < 0 || wait_ack(fd, &c, s1) != 0) {
+			printf("case control: MKDIR %s not acked\n", probe);
+			return 1;
+		}
+		n = op_encode(p, 0, 0, 0, probe);
+		fl = seal(&c, f, sizeof(f), M_RMDIR, module_id, p, n);
+		uint64_t s2 = c.tx_seq;
+		if (send_all(fd, f, fl) < 0 || wait_ack(fd, &c, s2) != 0) {
+			printf("case control: RMDIR %s not acked\n", probe);
+			return 1;
+		}
+		close(fd);
+		printf("case control: genuine MKDIR+RMDIR %s acked (seq %llu, %llu)\n", probe,
+		       (unsigned long long)s1, (unsigned long long)s2);
+		return 0;
+	}
+	if (!strcmp(case_name, "garbage")) {
+		fd = tcp_connect();
+		srand((unsigned)time(NULL));
+		for (int i = 0; i < 256; i++)
+			f[i] = (uint8_t)rand();
+		send_all(fd, f, 256);
+		return expect_closed(fd, "256 random bytes");
+	}
+	if (!strcmp(case_name, "wrongkey")) {
+		struct sk_key bad;
+		const char other[] = "this is not the cluster secret at all";
+		sk_proto_master_key(&bad, other, sizeof(other) - 1);
+		fd = tcp_connect();
+		int rc = handshake(fd, &bad, module_id, &c);
+		if (rc == 0) {
+			printf("case wrongkey: handshake with a wrong key SUCCEEDED\n");
+			close(fd);
+			return 1;
+		}
+		printf("case wrongkey: handshake refused (%s)\n", strerror(-rc));
+		return expect_closed(fd, "HELLO under a wrong key");
+	}
+	if (!strcmp(case_name, "hs-truncated")) {
+		struct sk_hs hs;
+		long hl = sk_hs_client_hello(&hs, &master, SK_CHAN_REPL, node_id, module_id, f);
+		fd = tcp_connect();
+		send_all(fd, f, (size_t)hl / 2);
+		shutdown(fd, SHUT_WR);
+		return expect_closed(fd, "half a HELLO then EOF");
+	}
+	if (!strcmp(case_name, "wrongmodule")) {
+		fd = tcp_connect();
+		if (handshake(fd, &master, module_id + 1, &c) < 0)
+			return expect_closed(fd, "handshake for another module refused");
+		n = op_encode(p, gen, 0, 0, NULL);
+		fl = seal(&c, f, sizeof(f), M_START, module_id + 1, p, n);
+		send_all(fd, f, fl);
+		n = op_encode(p, 0, 040755, 0, probe);
+		fl = seal(&c, f, sizeof(f), M_MKDIR, module_id + 1, p, n);
+		send_all(fd, f, fl);
+		return expect_closed(fd, "session for another module id");
+	}
+	if (!strcmp(case_name, "replay-conn")) {
+		struct sk_chan c1;
+		int fd1 = session(&c1, module_id);
+		n = op_encode(p, 0, 040755, 0, probe);
+		fl = seal(&c1, f, sizeof(f), M_MKDIR, module_id, p, n); /* sealed for connection 1 */
+		close(fd1);
+		fd = session(&c, module_id);
+		/* Connection 2 is at the same seq, so only the keys differ. */
+		send_all(fd, f, fl);
+		return expect_closed(fd, "MKDIR sealed for another connection");
+	}
+
+	/* The rest start with a genuine session. */
+	fd = session(&c, module_id);
+	if (!strcmp(case_name, "badversion") || !strcmp(case_name, "oversized")) {
+		n = op_encode(p, 0, 040755, 0, probe);
+		fl = seal(&c, f, sizeof(f), M_MKDIR, module_id, p, n);
+		if (case_name[0] == 'b')
+			f[4] = 2;
+		else
+			sk_put_u32(f + 20, SK_PROTO_MAX_PAYLOAD + 1);
+		send_all(fd, f, fl);
+		return expect_closed(fd, case_name[0] == 'b' ? "header version 2" : "length over the bound");
+	}
+	if (!strcmp(case_name, "badtype") || !strcmp(case_name, "unknown-type")) {
+		n = op_encode(p, 0, 040755, 0, probe);
+		fl = seal(&c, f, sizeof(f), case_name[0] == 'b' ? 200 : 62, module_id, p, n);
+		send_all(fd, f, fl);
+		return expect_closed(fd, case_name[0] == 'b' ? "sealed frame of type 200" : "sealed frame of type 62");
+	}
+	if (!strcmp(case_name, "flip") || !strcmp(case_name, "flipmac")) {
+		n = op_encode(p, 0, 040755, 0, probe);
+		fl = seal(&c, f, sizeof(f), M_MKDIR, module_id, p, n);
+		if (case_name[4] == 'm')
+			f[fl - 3] ^= 0x10;
+		else
+			f[SK_PROTO_HDR_LEN + OP_HDR] ^= 0x01; /* first byte of the path */
+		send_all(fd, f, fl);
+		return expect_closed(fd, case_name[4] == 'm' ? "MKDIR with a MAC bit flipped"
+							     : "MKDIR with a payload bit flipped");
+	}
+	if (!strcmp(case_name, "truncated")) {
+		n = op_encode(p, 0, 040755, 0, probe);
+		fl = seal(&c, f, sizeof(f), M_MKDIR, module_id, p, n);
+		send_all(fd, f, fl / 2);
+		shutdown(fd, SHUT_WR);
+		return expect_closed(fd, "first half of a MKDIR frame then EOF");
+	}
+	if (!strcmp(case_name, "replay-seq")) {
+		/* START again, byte for byte: valid MAC, stale seq. */
+		n = op_encode(p, gen, 0, 0, NULL);
+		c.tx_seq--;
+		fl = seal(&c, f, sizeof(f), M_START, module_id, p, n);
+		send_all(fd, f, fl);
+		return expect_closed(fd, "the START frame replayed");
+	}
+	if (!strcmp(case_name, "badpath") || !strcmp(case_name, "abspath")) {
+		snprintf(path, sizeof(path), case_name[0] == 'b' ? "../%s" : "/tmp/%s", probe);
+		n = op_encode(p, 0, 040755, 0, path);
+		fl = seal(&c, f, sizeof(f), M_MKDIR, module_id, p, n);
+		send_all(fd, f, fl);
+		return expect_closed(fd, case_name[0] == 'b' ? "MKDIR ../ (escapes the root)" : "MKDIR absolute path");
+	}
+	close(fd);
+	die("unknown case");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "to", 1, 0, 't' },   { "secret", 1, 0, 's' },  { "case", 1, 0, 'c' },
+		{ "module", 1, 0, 'm' }, { "node", 1, 0, 'n' }, { "path", 1, 0, 'p' },
+		{ "wait-ms", 1, 0, 'w' }, { "gen", 1, 0, 'g' },  { 0, 0, 0, 0 },
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case 't': to_addr = optarg; break;
+		case 's': secret_path = optarg; break;
+		case 'c': case_name = optarg; break;
+		case 'm': module_id = (uint32_t)strtoul(optarg, NULL, 0); break;
+		case 'n': node_id = (uint32_t)strtoul(optarg, NULL, 0); break;
+		case 'p': probe = optarg; break;
+		case 'w': wait_ms = atoi(optarg); break;
+		case 'g': gen = strtoull(optarg, NULL, 0); break;
+		default: die("usage: frameforge --to IP:PORT --secret FILE --case NAME [--module N] [--path P]");
+		}
+	}
+	if (!to_addr || !secret_path || !case_name)
+		die("usage: frameforge --to IP:PORT --secret FILE --case NAME [--module N] [--path P]");
+
+	char host[64];
+	const char *colon = strrchr(to_addr, ':');
+	if (!colon || (size_t)(colon - to_addr) >= sizeof(host))
+		die("--to wants IP:PORT");
+	memcpy(host, to_addr, (size_t)(colon - to_addr));
+	host[colon - to_addr] = 0;
+	peer.sin_family = AF_INET;
+	peer.sin_port = htons((uint16_t)atoi(colon + 1));
+	if (inet_pton(AF_INET, host, &peer.sin_addr) != 1)
+		die("--to wants an IPv4 address");
+
+	/* The same loader as the daemons, so the same file means the same key. */
+	struct sk_conf_err err;
+	memset(&err, 0, sizeof(err));
+	if (sk_conf_load_secret(secret_path, &master, &err) < 0) {
+		fprintf(stderr, "frameforge: secret %s: %s\n", secret_path, err.msg);
+		exit(2);
+	}
+	return run_case();
+}
