@@ -386,6 +386,123 @@ static int to_abs_path(struct pc *p, json_object *v, bool allow_root, char *out)
 	return 0;
 }
 
+/*
+ * json-c keeps the last of two equal keys without a word; a config with two
+ * "vip" objects must be refused instead. The document is already known to be
+ * valid JSON here, so a small scan of strings and brackets is enough. Keys are
+ * compared as written (escapes not decoded).
+ */
+struct dk {
+	const char *s;
+	size_t n, off;
+};
+
+static int dk_cmp(const void *a, const void *b)
+{
+	const struct dk *x = a, *y = b;
+	int c = memcmp(x->s, y->s, x->n < y->n ? x->n : y->n);
+	if (c)
+		return c;
+	if (x->n != y->n)
+		return x->n < y->n ? -1 : 1;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static void line_col(const char *buf, size_t off, unsigned *line, unsigned *col)
+{
+	*line = 1;
+	*col = 1;
+	for (size_t i = 0; i < off; i++, (*col)++)
+		if (buf[i] == '\n')
+			(*line)++, *col = 0;
+}
+
+static int dup_keys(const char *buf, size_t len, struct sk_conf_err *err)
+{
+	struct {
+		bool obj;
+		size_t key_start, idx;
+		const char *cur;
+		size_t curlen;
+	} st[40];
+	struct pc p = {.err = err};
+	struct dk *keys = NULL;
+	size_t nk = 0, capk = 0;
+	int top = -1, r = 0;
+	bool expect_key = false;
+	for (size_t i = 0; i < len && !r; i++) {
+		char ch = buf[i];
+		if (ch == '"') {
+			size_t s = ++i;
+			while (i < len && buf[i] != '"')
+				i += buf[i] == '\\' ? 2 : 1;
+			if (i >= len)
+				break;
+			if (top < 0 || !st[top].obj || !expect_key)
+				continue;
+			if (nk == capk) {
+				struct dk *k = realloc(keys, (capk ? capk * 2 : 64) * sizeof(*k));
+				if (!k) {
+					r = -ENOMEM;
+					break;
+				}
+				keys = k;
+				capk = capk ? capk * 2 : 64;
+			}
+			keys[nk++] = (struct dk){buf + s, i - s, s};
+			st[top].cur = buf + s;
+			st[top].curlen = i - s;
+			expect_key = false;
+		} else if (ch == '{' || ch == '[') {
+			if (top + 1 >= (int)(sizeof(st) / sizeof(st[0])))
+				break; /* json-c refused deeper documents already */
+			top++;
+			st[top].obj = ch == '{';
+			st[top].key_start = nk;
+			st[top].idx = 0;
+			st[top].cur = NULL;
+			st[top].curlen = 0;
+			expect_key = st[top].obj;
+		} else if ((ch == '}' || ch == ']') && top >= 0) {
+			size_t k0 = st[top].key_start;
+			if (st[top].obj && nk - k0 > 1) {
+				qsort(keys + k0, nk - k0, sizeof(*keys), dk_cmp);
+				for (size_t k = k0 + 1; k < nk; k++) {
+					if (dk_cmp(&keys[k - 1], &(struct dk){keys[k].s, keys[k].n, keys[k - 1].off}))
+						continue;
+					char name[64];
+					unsigned line, col;
+					snprintf(name, sizeof(name), "%.*s", (int)(keys[k].n < 63 ? keys[k].n : 63), keys[k].s);
+					for (int j = 0; j < top; j++) {
+						if (st[j].obj) {
+							char pk[64];
+							snprintf(pk, sizeof(pk), "%.*s", (int)(st[j].curlen < 63 ? st[j].curlen : 63), st[j].cur);
+							push_key(&p, pk);
+						} else {
+							push_idx(&p, st[j].idx);
+						}
+					}
+					push_key(&p, name);
+					clean(name, sizeof(name), name);
+					line_col(buf, keys[k].off - 1, &line, &col);
+					r = fail(&p, "duplicate key '%s' (again at line %u, column %u)", name, line, col);
+					break;
+				}
+			}
+			nk = k0;
+			top--;
+			expect_key = false;
+		} else if (ch == ',' && top >= 0) {
+			if (st[top].obj)
+				expect_key = true;
+			else
+				st[top].idx++;
+		}
+	}
+	free(keys);
+	return r;
+}
+
 static int parse_json(const char *buf, size_t len, struct sk_conf_err *err, json_object **out)
 {
 	struct pc p = {.err = err};
@@ -417,15 +534,18 @@ static int parse_json(const char *buf, size_t len, struct sk_conf_err *err, json
 	json_tokener_free(tok);
 	if (what) {
 		json_object_put(root);
-		unsigned line = 1, col = 1;
-		for (size_t i = 0; i < off && i < len; i++, col++)
-			if (buf[i] == '\n')
-				line++, col = 0;
+		unsigned line, col;
+		line_col(buf, off < len ? off : len, &line, &col);
 		return fail(&p, "invalid JSON at line %u, column %u: %s", line, col, what);
 	}
 	if (!json_object_is_type(root, json_type_object)) {
 		json_object_put(root);
 		return fail(&p, "expected a JSON object at the top level");
+	}
+	int r = dup_keys(buf, len, err);
+	if (r) {
+		json_object_put(root);
+		return r;
 	}
 	*out = root;
 	return 0;

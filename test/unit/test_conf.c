@@ -79,6 +79,7 @@ static void module_err(const char *json, const char *path, const char *msg)
 #define CL_HEAD "'cluster':'c','secret_file':'/s','networks':['lan'],"
 #define CL_NODES "'nodes':[{'name':'a','id':1,'addresses':{'lan':'192.0.2.1'}},{'name':'b','id':2,'addresses':{'lan':'192.0.2.2'}}]"
 #define MIRROR(extra) "{'name':'m','id':1,'kind':'mirror','nodes':['a','b'],'replication':{'dirs':['/srv/m']}" extra "}"
+#define MIRROR_REPL(x) "{'name':'m','id':1,'kind':'mirror','nodes':['a','b'],'replication':{" x "}}"
 #define FARM_VIP "'vip':{'addr':'192.0.2.9','prefix':24,'interface':'eth0','mac':'02:00:00:00:00:09','ports':[80]}"
 #define FARM(extra) "{'name':'f','id':2,'kind':'farm','nodes':['a','b']," FARM_VIP extra "}"
 
@@ -197,9 +198,8 @@ Test(conf_ok, farm_defaults_and_ipv6)
 
 Test(conf_ok, dirs_normalised)
 {
-	char *j = q(MIRROR(",'replication':{'dirs':['//srv//a/','/srv/ab'],'mode':'semi-sync'}"));
+	char *j = q(MIRROR_REPL("'dirs':['//srv//a/','/srv/ab'],'mode':'semi-sync'"));
 	struct sk_module m;
-	/* MIRROR already has 'replication': a duplicate key; json-c keeps the last one. */
 	cr_assert_eq(sk_conf_module_parse(j, strlen(j), "t", &m, &err), 0, "%s", err.msg);
 	cr_assert_str_eq(m.dirs[0], "/srv/a");
 	cr_assert_str_eq(m.dirs[1], "/srv/ab");
@@ -222,6 +222,23 @@ Test(conf_json, empty) { cluster_err("", "", "unexpected end of input"); }
 Test(conf_json, trailing) { cluster_err("{} x", "", "line 1, column 4"); }
 Test(conf_json, not_object) { cluster_err("['a']", "", "expected a JSON object at the top level"); }
 Test(conf_json, comments_refused) { cluster_err("{/* hi */}", "", "invalid JSON"); }
+
+Test(conf_json, duplicate_key) { module_err(MIRROR(",\n'kind':'farm'"), "kind", "duplicate key 'kind' (again at line 2, column 1)"); }
+
+Test(conf_json, duplicate_nested_key)
+{
+	cluster_err("{" CL_HEAD "'nodes':[{'name':'a','id':1,'addresses':{'lan':'192.0.2.1'}},"
+		    "{'name':'b','id':2,'addresses':{'lan':'192.0.2.2','lan':'192.0.2.3'}}]}",
+		    "nodes[1].addresses.lan", "duplicate key 'lan'");
+}
+
+Test(conf_json, same_key_in_sibling_objects_ok)
+{
+	char *j = q("{" CL_HEAD CL_NODES "}");
+	struct sk_cluster c;
+	cr_assert_eq(sk_conf_cluster_parse(j, strlen(j), "t", &c, &err), 0, "%s", err.msg);
+	free(j);
+}
 
 Test(conf_json, nul_byte)
 {
@@ -375,7 +392,6 @@ Test(conf_module, ports_missing) { module_err(FARM_VIP_WITH(",'mac':'02:00:00:00
 Test(conf_module, ports_dup) { module_err(FARM_VIP_WITH(",'mac':'02:00:00:00:00:01','ports':[80,443,80]"), "vip.ports[2]", "duplicate port 80 (also ports[0])"); }
 Test(conf_module, ports_range) { module_err(FARM_VIP_WITH(",'mac':'02:00:00:00:00:01','ports':[0]"), "vip.ports[0]", "0 is out of range 1..65535"); }
 
-#define MIRROR_REPL(x) "{'name':'m','id':1,'kind':'mirror','nodes':['a','b'],'replication':{" x "}}"
 Test(conf_module, dirs_missing) { module_err(MIRROR_REPL("'mode':'sync'"), "replication", "missing required key 'dirs'"); }
 Test(conf_module, dirs_relative) { module_err(MIRROR_REPL("'dirs':['srv/m']"), "replication.dirs[0]", "must be an absolute path"); }
 Test(conf_module, dirs_dotdot) { module_err(MIRROR_REPL("'dirs':['/srv/m/../etc']"), "replication.dirs[0]", "must not contain '.' or '..'"); }
