@@ -1,4 +1,4 @@
-/* libsk/conf_json.c: strict JSON reading for libsk/conf: bounded files, typed getters, paths, unknown and duplicate keys. */
+/* libsk/conf_json.c: strict JSON for libsk/conf: bounded files, typed getters, paths, unknown/duplicate keys. */
 #include "conf_json.h"
 
 #include <arpa/inet.h>
