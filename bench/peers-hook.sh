@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# bench/peers-hook.sh: SteadyKit target for /work/shared/bench/peers.sh (skfused primary + secondary over a veth).
+#
+#   EXTRA_TARGETS="steadykit=$PWD/bench/peers-hook.sh" bash peers.sh
+#   hook setup WORKDIR     secondary in netns $PB_NS_B, primary in $PB_NS_A mounted in the host
+#                          mount namespace (nsenter --net, not ip netns exec, which would hide the
+#                          mount); prints "peer=<secondary dir>" and, last, the mounted directory
+#   hook cold DIR          nothing to drop: skfused keeps no data cache in user space
+#   hook teardown WORKDIR  idempotent; stops only the PIDs recorded by setup (start time checked)
+# Environment: SK_MODE=sync|semi-sync|async (default sync), SK_BUDGET_MS (default: skfused's),
+#   SKFUSED=path to skfused (default $SK_BUILD/fused/skfused, SK_BUILD default <repo>/build),
+#   SK_PORT (default 7420), SK_BENCH_LOG (default /tmp/steadykit-bench.log): at teardown each
+#   daemon's peak RSS (VmHWM) and its last log lines are appended there, since WORKDIR is removed.
+set -u
+cmd=${1:?setup|cold|teardown}
+arg=${2:?WORKDIR or DIR}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SK_BUILD=${SK_BUILD:-$here/../build}
+SKFUSED=${SKFUSED:-$SK_BUILD/fused/skfused}
+SK_MODE=${SK_MODE:-sync}
+SK_PORT=${SK_PORT:-7420}
+SK_BENCH_LOG=${SK_BENCH_LOG:-/tmp/steadykit-bench.log}
+
+starttime() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${s##*) }; set -- $s; echo "${20}"; }
+remember() { echo "$1 $(starttime "$1") $2" >>"$wd/pids"; }
+same_proc() { [ -n "$2" ] && [ "$(starttime "$1")" = "$2" ]; }
+log_has_ready() { grep -q ready "$1" 2>/dev/null; }
+wait_for() {  # wait_for TENTHS cmd...
+	local n=$1 i
+	shift
+	for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done
+	return 1
+}
+status() { echo '{"cmd":"status"}' | timeout 3 nc -U -q1 "$1" 2>/dev/null | head -n1; }
+connected() { [[ "$(status "$wd/ctl-prim.sock")" == *'"peer":"connected"'* ]]; }
+fail() { echo "peers-hook: $*" >&2; exit 1; }
+
+# start NAME NETNS args...: a daemon in NETNS's network namespace only, detached, output to WORKDIR/NAME.log
+start() {
+	local name=$1 ns=$2
+	shift 2
+	setsid nsenter --net="/run/netns/$ns" -- "$SKFUSED" "$@" </dev/null >>"$wd/$name.log" 2>&1 &
+	remember $! "$name"
+}
+
+case $cmd in
+setup)
+	wd=$arg
+	[ -x "$SKFUSED" ] || fail "skfused not found at $SKFUSED (set SKFUSED or SK_BUILD)"
+	[ -n "${PB_NS_A:-}" ] && [ -n "${PB_NS_B:-}" ] && [ -n "${PB_IP_B:-}" ] || fail "PB_NS_A, PB_NS_B, PB_IP_B must be set (run from peers.sh)"
+	mkdir -p "$wd/prim" "$wd/sec" "$wd/state-prim" "$wd/state-sec" || fail "mkdir in $wd"
+	(umask 077 && head -c 32 /dev/urandom | base64 >"$wd/secret") || fail "secret"
+	start sec "$PB_NS_B" --role secondary --dir "$wd/sec" --listen "$PB_IP_B:$SK_PORT" \
+		--secret "$wd/secret" --state "$wd/state-sec" --ctl "$wd/ctl-sec.sock"
+	wait_for 100 log_has_ready "$wd/sec.log" || fail "secondary not ready: $(tail -n 5 "$wd/sec.log")"
+	extra=()
+	[ -n "${SK_BUDGET_MS:-}" ] && extra+=(--budget-ms "$SK_BUDGET_MS")
+	start prim "$PB_NS_A" --role primary --dir "$wd/prim" --peer "$PB_IP_B:$SK_PORT" --mode "$SK_MODE" \
+		--secret "$wd/secret" --state "$wd/state-prim" --ctl "$wd/ctl-prim.sock" "${extra[@]}"
+	wait_for 100 mountpoint -q "$wd/prim" || fail "primary did not mount: $(tail -n 5 "$wd/prim.log")"
+	# A benchmark of a primary that is not replicating would be meaningless.
+	wait_for 100 connected || fail "primary not connected to the secondary: $(status "$wd/ctl-prim.sock")"
+	echo "mode=$SK_MODE skfused=$SKFUSED" >&2
+	echo "peer=$wd/sec"
+	echo "$wd/prim"
+	;;
+cold)
+	:
+	;;
+teardown)
+	wd=$arg
+	[ -d "$wd" ] || exit 0
+	if [ -f "$wd/pids" ]; then
+		{
+			echo "== $(date -u +%FT%TZ) teardown $wd mode=$SK_MODE"
+			echo "primary status: $(status "$wd/ctl-prim.sock")"
+			while read -r pid st name; do
+				same_proc "$pid" "$st" || continue
+				echo "$name pid $pid $(grep -E 'VmHWM|VmRSS' "/proc/$pid/status" | tr -s ' \t\n' ' ')"
+			done <"$wd/pids"
+		} >>"$SK_BENCH_LOG" 2>&1
+	fi
+	# Unmount first: the FUSE daemon then exits by itself.
+	if mountpoint -q "$wd/prim"; then umount "$wd/prim" 2>/dev/null || umount -l "$wd/prim"; fi
+	if [ -f "$wd/pids" ]; then
+		while read -r pid st name; do
+			same_proc "$pid" "$st" && kill -TERM "$pid" 2>/dev/null
+		done <"$wd/pids"
+		while read -r pid st name; do
+			for _ in $(seq 50); do same_proc "$pid" "$st" || break; sleep 0.1; done
+			same_proc "$pid" "$st" && kill -KILL "$pid" 2>/dev/null
+		done <"$wd/pids"
+		for f in prim sec; do
+			[ -f "$wd/$f.log" ] && { echo "-- $f.log (last 5 lines)"; tail -n 5 "$wd/$f.log"; } >>"$SK_BENCH_LOG"
+		done
+		rm -f "$wd/pids"
+	fi
+	# The secondary's read-only bind mount, in case it was killed before removing it.
+	for _ in 1 2; do mountpoint -q "$wd/sec" && umount "$wd/sec" 2>/dev/null; done
+	mountpoint -q "$wd/sec" && umount -l "$wd/sec"
+	;;
+*)
+	fail "unknown command $cmd"
+	;;
+esac
+exit 0

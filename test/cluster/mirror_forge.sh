@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# mirror_forge: forged, corrupted, truncated and replayed frames sent to the secondary are refused,
+# counted (status rejected_frames) and change nothing; a genuine primary keeps replicating
+# (issue 4 item 7, invariants 6 and 7). frameforge runs in the client namespace.
+set -u
+source "$SK_SRC/test/cluster/mirror_common.sh"
+mt_init --client
+FF=$MT_TOOLS/frameforge
+TO=${SK_IP[2]}:$MT_PORT
+PROBE=forge-probe-$$
+
+mt_start_secondary || mt_bail "secondary did not start"
+
+# Control: frames built by frameforge are well formed, so a refusal below is due to the forgery.
+if out=$(sk_client "$FF" --to "$TO" --secret "$MT_SECRET" --case control --path "$PROBE" 2>&1); then
+	sk_ok "control: genuine frames from frameforge are applied and acked"
+else
+	sk_not_ok "control: genuine frames from frameforge are applied and acked"
+fi
+sk_diag "$out"
+if [ ! -e "$MT_DIR2/$PROBE" ]; then sk_ok "control: probe dir created and removed again"; else sk_not_ok "control: probe dir created and removed again"; fi
+
+mt_start_primary || mt_bail "primary did not start"
+if sk_wait_for 10 mt_peer_is connected; then sk_ok "genuine primary connected"; else sk_not_ok "genuine primary connected"; fi
+mkdir -p "$MT_DIR1/app" && for i in $(seq 20); do echo "before $i" >"$MT_DIR1/app/f$i"; done
+mt_wait_synced 20 || sk_diag "not in sync before the attack"
+
+snap() { (cd "$MT_DIR2" && find . -printf '%p %y %m %U:%G %s %n %l\n' | sort && find . -type f -exec sha256sum {} + | sort); }
+snap >"$SK_TMP/before.snap"
+rej0=$(mt_st 2 rejected_frames)
+sk_diag "secondary rejected_frames before: ${rej0:-?}"
+
+# Each must end with the secondary closing the connection. Counted: all but the EOF cases.
+counted=0
+for c in garbage wrongkey badversion badtype unknown-type oversized flip flipmac replay-seq replay-conn \
+	badpath abspath wrongmodule hs-truncated truncated; do
+	if out=$(sk_client "$FF" --to "$TO" --secret "$MT_SECRET" --case "$c" --path "$PROBE" 2>&1); then
+		sk_ok "forged frame '$c' refused"
+	else
+		sk_not_ok "forged frame '$c' refused"
+	fi
+	sk_diag "$out"
+	case $c in hs-truncated | truncated) ;; *) counted=$((counted + 1)) ;; esac
+done
+
+rej1=$(mt_st 2 rejected_frames)
+if [ -n "$rej0" ] && [ -n "$rej1" ] && [ $((rej1 - rej0)) -ge "$counted" ]; then
+	sk_ok "secondary counted the refused frames ($((rej1 - rej0)) >= $counted)"
+else
+	sk_not_ok "secondary counted the refused frames (before ${rej0:-?}, after ${rej1:-?}, want +$counted)"
+fi
+snap >"$SK_TMP/after.snap"
+if cmp -s "$SK_TMP/before.snap" "$SK_TMP/after.snap"; then
+	sk_ok "secondary tree unchanged by the forged frames"
+else
+	sk_not_ok "secondary tree unchanged by the forged frames"
+	sk_diag "$(diff "$SK_TMP/before.snap" "$SK_TMP/after.snap" | head -n 10)"
+fi
+if [ ! -e "${SK_ROOT[2]}/$PROBE" ] && [ ! -e "/tmp/$PROBE" ]; then
+	sk_ok "nothing created outside the replicated directory"
+else
+	sk_not_ok "nothing created outside the replicated directory"
+fi
+if sk_alive "$MT_PID2"; then sk_ok "secondary still running"; else sk_not_ok "secondary still running"; fi
+
+# The genuine primary still replicates (it may have had to reconnect).
+for i in $(seq 20); do echo "after $i" >>"$MT_DIR1/app/f$i"; done
+mkdir "$MT_DIR1/app/after"
+if mt_wait_synced 30; then sk_ok "genuine primary in sync after the attack"; else sk_not_ok "genuine primary in sync after the attack"; fi
+mt_treecmp_tap "primary backing vs secondary" none "$MT_BACK1" "$MT_DIR2" entries type mode owner size content
+mt_stop_primary
+sk_done
