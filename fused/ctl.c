@@ -1,0 +1,243 @@
+/* fused/ctl.c: local control socket (root only): one JSON request per line -> one JSON reply per line. */
+#include "fused.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static pthread_t ctl_thread;
+static int ctl_fd = -1;
+static bool ctl_running;
+
+static const char *peer_state(struct fused *f)
+{
+	if (f->role == FUSED_SECONDARY)
+		return atomic_load(&f->peer_up) ? "connected" : "absent";
+	if (atomic_load(&f->connected))
+		return atomic_load(&f->resyncing) ? "resyncing" : "connected";
+	return f->peer_in_sync ? "absent" : "outdated";
+}
+
+static uint64_t pct(const uint64_t *h, uint64_t total, double q)
+{
+	uint64_t want = (uint64_t)((double)total * q), acc = 0;
+
+	if (!total)
+		return 0;
+	for (int i = 0; i < FUSED_HIST; i++) {
+		acc += h[i];
+		if (acc > want || acc == total)
+			return (uint64_t)1 << i; /* bucket's lower bound, in us */
+	}
+	return 0;
+}
+
+static struct json_object *status(struct fused *f)
+{
+	static const char *const modes[] = { "sync", "semi-sync", "async" };
+	static const char *const rs[] = { "idle", "running", "done" };
+	struct json_object *o = json_object_new_object(), *r, *l, *h;
+	uint64_t hist[FUSED_HIST], sent, acked, bytes, total = 0;
+
+	pthread_mutex_lock(&f->pend_mu);
+	memcpy(hist, f->hist, sizeof(hist));
+	sent = f->seq_sent;
+	acked = f->seq_acked;
+	bytes = f->inflight_bytes;
+	pthread_mutex_unlock(&f->pend_mu);
+	if (f->role == FUSED_SECONDARY)
+		sent = acked = atomic_load(&f->applied_seq);
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	json_object_object_add(o, "role", json_object_new_string(
+		f->role == FUSED_PRIMARY ? "primary" : "secondary"));
+	json_object_object_add(o, "peer", json_object_new_string(peer_state(f)));
+	json_object_object_add(o, "mode", json_object_new_string(modes[f->mode]));
+	json_object_object_add(o, "seq_sent", json_object_new_int64((int64_t)sent));
+	json_object_object_add(o, "seq_acked", json_object_new_int64((int64_t)acked));
+	json_object_object_add(o, "inflight_ops", json_object_new_int64((int64_t)(sent - acked)));
+	json_object_object_add(o, "inflight_bytes", json_object_new_int64((int64_t)bytes));
+	r = json_object_new_object();
+	json_object_object_add(r, "state", json_object_new_string(rs[f->rs_state]));
+	json_object_object_add(r, "done_bytes",
+			       json_object_new_int64((int64_t)atomic_load(&f->rs_done_bytes)));
+	json_object_object_add(r, "total_bytes",
+			       json_object_new_int64((int64_t)atomic_load(&f->rs_total_bytes)));
+	json_object_object_add(o, "resync", r);
+	l = json_object_new_object();
+	h = json_object_new_array();
+	for (int i = 0; i < FUSED_HIST; i++) {
+		json_object_array_add(h, json_object_new_int64((int64_t)hist[i]));
+		total += hist[i];
+	}
+	json_object_object_add(l, "p50", json_object_new_int64((int64_t)pct(hist, total, 0.5)));
+	json_object_object_add(l, "p99", json_object_new_int64((int64_t)pct(hist, total, 0.99)));
+	json_object_object_add(l, "hist", h);
+	json_object_object_add(o, "latency_us", l);
+	json_object_object_add(o, "rejected_frames",
+			       json_object_new_int64((int64_t)atomic_load(&f->rejected)));
+	json_object_object_add(o, "peer_in_sync", json_object_new_boolean(f->peer_in_sync));
+	if (f->role == FUSED_SECONDARY) {
+		json_object_object_add(o, "applied_seq",
+				       json_object_new_int64((int64_t)atomic_load(&f->applied_seq)));
+		json_object_object_add(o, "consistent", json_object_new_boolean(f->consistent));
+	}
+	return o;
+}
+
+static struct json_object *error(const char *msg)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "ok", json_object_new_boolean(0));
+	json_object_object_add(o, "error", json_object_new_string(msg));
+	return o;
+}
+
+static void answer(struct fused *f, int fd, const char *line, size_t len)
+{
+	struct sk_rctl_req req;
+	struct json_object *o;
+	char err[160];
+	const char *s;
+
+	if (sk_rctl_parse(line, len, &req, err, sizeof(err)) < 0)
+		o = error(err);
+	else if (req.cmd == SK_RCTL_STATUS)
+		o = status(f);
+	else if ((req.role == SK_RCTL_PRIMARY) == (f->role == FUSED_PRIMARY))
+		o = status(f);
+	else
+		o = error("role switch needs a restart with --role (the agent restarts skfused)");
+	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	if (write(fd, s, strlen(s)) < 0 || write(fd, "\n", 1) < 0)
+		sk_debug("control client went away");
+	json_object_put(o);
+}
+
+static void client(struct fused *f, int fd)
+{
+	char buf[SK_RCTL_LINE_MAX + 2];
+	size_t have = 0;
+
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char *nl;
+		ssize_t n;
+
+		if (poll(&p, 1, 2000) <= 0 || atomic_load(&f->stop))
+			return;
+		n = read(fd, buf + have, sizeof(buf) - 1 - have);
+		if (n <= 0) {
+			if (have) /* last request without a newline */
+				answer(f, fd, buf, have);
+			return;
+		}
+		have += (size_t)n;
+		while ((nl = memchr(buf, '\n', have))) {
+			size_t len = (size_t)(nl - buf);
+
+			answer(f, fd, buf, len);
+			memmove(buf, nl + 1, have - len - 1);
+			have -= len + 1;
+		}
+		if (have >= sizeof(buf) - 1) {
+			answer(f, fd, buf, have); /* too long: refused with a reason */
+			return;
+		}
+	}
+}
+
+static void *ctl_main(void *arg)
+{
+	struct fused *f = arg;
+
+	while (!atomic_load(&f->stop)) {
+		struct pollfd p = { .fd = ctl_fd, .events = POLLIN };
+		struct ucred cr;
+		socklen_t cl = sizeof(cr);
+		int c;
+
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		c = accept4(ctl_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0)
+			continue;
+		if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 || cr.uid != 0) {
+			close(c);
+			continue;
+		}
+		client(f, c);
+		close(c);
+	}
+	return NULL;
+}
+
+static void mkparent(const char *path)
+{
+	char d[PATH_MAX];
+	char *s;
+
+	snprintf(d, sizeof(d), "%s", path);
+	s = strrchr(d, '/');
+	if (!s || s == d)
+		return;
+	*s = '\0';
+	for (char *p = d + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			mkdir(d, 0755);
+			*p = '/';
+		}
+	mkdir(d, 0755);
+}
+
+int fused_ctl_start(struct fused *f)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+
+	if (strlen(f->ctl_path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, f->ctl_path);
+	mkparent(f->ctl_path);
+	if (lstat(f->ctl_path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(f->ctl_path);
+	ctl_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (ctl_fd < 0)
+		return -errno;
+	if (bind(ctl_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(f->ctl_path, 0600) < 0 ||
+	    listen(ctl_fd, 8) < 0) {
+		int rc = -errno;
+
+		sk_err("control socket %s: %s", f->ctl_path, strerror(errno));
+		close(ctl_fd);
+		ctl_fd = -1;
+		return rc;
+	}
+	if (pthread_create(&ctl_thread, NULL, ctl_main, f) != 0)
+		return -EAGAIN;
+	ctl_running = true;
+	return 0;
+}
+
+void fused_ctl_stop(struct fused *f)
+{
+	atomic_store(&f->stop, true);
+	if (ctl_running)
+		pthread_join(ctl_thread, NULL);
+	ctl_running = false;
+	if (ctl_fd >= 0) {
+		close(ctl_fd);
+		unlink(f->ctl_path);
+		ctl_fd = -1;
+	}
+}

@@ -1,0 +1,201 @@
+/* fused/fused.h: the one context struct of skfused and the interfaces between its files. */
+#ifndef FUSED_H
+#define FUSED_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "proto.h"
+#include "replmsg.h"
+
+enum fused_role { FUSED_PRIMARY = 1, FUSED_SECONDARY = 2 };
+
+/* What the ack thread sends to FUSE once an operation is replicated. */
+enum fused_reply_kind { R_NONE = 0, R_ERR0, R_WRITE, R_ENTRY, R_CREATE, R_ATTR, R_OPEN };
+struct fused_reply {
+	uint8_t kind;
+	size_t written;
+	struct fuse_entry_param e;
+	struct fuse_file_info fi;
+	struct stat attr;
+};
+
+/* A thread blocked until its frame is acknowledged (or the peer is dropped). */
+struct fused_waiter {
+	bool done;
+};
+
+/* One frame sent and not yet acknowledged; slot seq % ring_size. */
+struct fused_pending {
+	uint64_t seq;
+	uint64_t t_us;
+	uint32_t bytes;
+	fuse_req_t req; /* NULL: nobody waits (already replied, or not a FUSE op) */
+	struct fused_waiter *w;
+	struct fused_reply r;
+};
+
+/* An open file of the primary; fi->fh points to it. */
+struct fused_fh {
+	int fd;
+	uint64_t id;          /* replicated handle id, 0 if not replicated (read-only open) */
+	struct fused_fh *prev, *next; /* list of replicated handles, under stream_mu */
+};
+
+struct fused_inode;
+
+#define FUSED_HIST 32
+#define FUSED_RING 4096
+
+/*
+ * Lock order: stream_mu -> peer_mu -> pend_mu; inode table lock is a leaf.
+ * stream_mu orders local applies with sequence numbers (and resync chunks);
+ * pend_mu guards the pending ring and is all the ack thread takes.
+ */
+struct fused {
+	/* configuration */
+	enum fused_role role;
+	const char *dir;
+	char peer_host[64];
+	uint16_t peer_port;
+	char listen_host[64];
+	uint16_t listen_port;
+	const char *secret_path;
+	struct sk_key master;
+	enum sk_rmode mode;
+	uint32_t budget_ms;
+	char state_dir[PATH_MAX];
+	char ctl_path[PATH_MAX];
+	uint32_t module_id;
+	uint32_t node_id;
+	bool debug;
+
+	int root_fd;                /* backing directory, opened before any mount */
+	char root_path[PATH_MAX];   /* as /proc/self/fd shows it, for relative paths */
+	size_t root_len;
+	atomic_bool stop;
+
+	/* persistent state (track.c) */
+	pthread_mutex_t state_mu;
+	bool peer_in_sync;          /* primary: the secondary holds everything we applied */
+	bool consistent;            /* secondary: no resync half done */
+	uint64_t generation;
+
+	/* primary: FUSE */
+	struct fuse_session *se;
+	pthread_mutex_t ino_mu;
+	struct fused_inode *ino_root;
+
+	/* primary: stream to the peer */
+	pthread_mutex_t stream_mu;
+	struct sk_chan chan;
+	int sock;                   /* -1 when alone */
+	uint64_t conn_gen;
+	atomic_bool connected;
+	struct fused_fh fh_list;    /* replicated open handles, circular */
+	atomic_uint_fast64_t fh_next;
+
+	pthread_mutex_t peer_mu;
+	pthread_mutex_t pend_mu;
+	pthread_cond_t pend_cv;
+	struct fused_pending *ring;
+	uint64_t seq_sent;          /* last seq registered (this connection) */
+	uint64_t seq_acked;
+	uint64_t inflight_bytes;
+	uint64_t hist[FUSED_HIST];
+	atomic_uint_fast64_t rejected;
+
+	/* resync (primary walker / secondary apply) */
+	atomic_bool resyncing;
+	atomic_uint_fast64_t rs_done_bytes, rs_total_bytes;
+	int rs_state;               /* 0 idle, 1 running, 2 done */
+	pthread_mutex_t rs_mu;
+	pthread_cond_t rs_cv;
+	uint8_t *rs_sums;           /* reply mailbox */
+	struct sk_rmsg_sums rs_reply;
+	uint64_t rs_req_waiting;
+	bool rs_reply_ready;
+
+	/* secondary */
+	atomic_bool peer_up;
+	atomic_uint_fast64_t applied_seq;
+	bool ro_mounted;
+};
+
+extern struct fused *fused_ctx;
+
+/* main.c */
+uint64_t fused_now_us(void);
+
+/* inode.c (primary) */
+struct fused_inode *fused_inode_get(struct fused *f, fuse_ino_t ino);
+int fused_inode_fd(struct fused_inode *in);
+int fused_inode_lookup(struct fused *f, fuse_ino_t parent, const char *name,
+		       struct fuse_entry_param *e);
+void fused_inode_forget(struct fused *f, fuse_ino_t ino, uint64_t n);
+int fused_inode_init(struct fused *f);
+/* Relative path of an inode (under stream_mu); "" for root. -ENOENT if unlinked. */
+int fused_inode_path(struct fused *f, fuse_ino_t ino, char *buf, size_t cap);
+int fused_fd_path(struct fused *f, int fd, char *buf, size_t cap);
+
+/* ops.c */
+extern const struct fuse_lowlevel_ops fused_ops;
+
+/* repl.c (primary) */
+int fused_repl_start(struct fused *f);
+void fused_repl_stop(struct fused *f);
+/*
+ * Called with stream_mu held after a successful local apply. Sends op (+data)
+ * and, if req is not NULL and the mode waits, takes over replying: returns 1.
+ * Returns 0 if the caller must reply itself (alone, async).
+ */
+int fused_repl_submit(struct fused *f, const struct sk_rmsg_op *op, const void *data,
+		      size_t data_len, fuse_req_t req, const struct fused_reply *r);
+/* Same for a thread that waits itself (fsync): returns 1 if fused_repl_wait must be called. */
+int fused_repl_submit_wait(struct fused *f, const struct sk_rmsg_op *op, struct fused_waiter *w);
+void fused_repl_wait(struct fused *f, struct fused_waiter *w);
+void fused_reply_send(fuse_req_t req, const struct fused_reply *r);
+
+/* Buffered frame reader over a stream socket (both roles). */
+struct fused_rbuf {
+	uint8_t *buf;
+	size_t cap, start, end;
+};
+int fused_rbuf_init(struct fused_rbuf *b);
+void fused_rbuf_free(struct fused_rbuf *b);
+/* > 0 frame ready in *fr (payload valid until the next fill), 0 need more, -EBADMSG (counted). */
+long fused_rbuf_next(struct sk_chan *c, struct fused_rbuf *b, struct sk_frame *fr,
+		     enum sk_reject *why);
+/* Read more bytes (blocking). 0, -ECONNRESET on EOF, -errno. */
+int fused_rbuf_fill(int fd, struct fused_rbuf *b);
+/* Write a whole iovec array (consumed). 0 or -errno. */
+int fused_writev_all(int fd, struct iovec *iov, int n);
+void fused_peer_lost(struct fused *f, uint64_t gen, const char *why);
+/* Request/answer for resync checksums (walker thread). */
+int fused_repl_sums(struct fused *f, uint64_t gen, const char *path, uint64_t off, uint64_t len,
+		    struct sk_rmsg_sums *out, uint8_t *sums_buf);
+void fused_repl_on_sums(struct fused *f, const struct sk_rmsg_sums *s);
+
+/* recv.c (secondary) */
+int fused_recv_run(struct fused *f);
+int fused_apply_open_path(int root_fd, const char *path, size_t len, int flags, int *out);
+
+/* track.c: persistent state + resync */
+int fused_state_load(struct fused *f);
+int fused_state_save(struct fused *f);
+void fused_state_set_in_sync(struct fused *f, bool v);
+int fused_resync_run(struct fused *f, uint64_t gen);
+/* Secondary: apply an RS_* frame (SUMS answers go out on sock). -EBADMSG: refuse the stream. */
+int fused_rs_apply(struct fused *f, const struct sk_rmsg_op *op, int sock, struct sk_chan *chan);
+
+/* ctl.c */
+int fused_ctl_start(struct fused *f);
+void fused_ctl_stop(struct fused *f);
+
+#endif

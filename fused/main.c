@@ -1,0 +1,302 @@
+/* fused/main.c: skfused entry point: options, secret, state, the primary's FUSE mount or the secondary's read-only bind. */
+#include "fused.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <linux/securebits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "log.h"
+
+struct fused *fused_ctx;
+
+uint64_t fused_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: skfused --role primary --dir DIR --peer IP:PORT --secret FILE\n"
+		"               [--mode sync|semi-sync|async] [--budget-ms 300]\n"
+		"       skfused --role secondary --dir DIR --listen IP:PORT --secret FILE\n"
+		"  common: [--state DIR] [--ctl SOCKPATH] [--module-id N] [--node-id N]\n"
+		"          [--foreground] [--log-level info|debug]\n");
+	exit(2);
+}
+
+static int parse_hostport(const char *s, char *host, size_t cap, uint16_t *port)
+{
+	const char *c = strrchr(s, ':');
+	char *end;
+	long p;
+
+	if (!c || (size_t)(c - s) >= cap || c == s)
+		return -EINVAL;
+	memcpy(host, s, (size_t)(c - s));
+	host[c - s] = '\0';
+	p = strtol(c + 1, &end, 10);
+	if (*end || p < 1 || p > 65535)
+		return -EINVAL;
+	*port = (uint16_t)p;
+	return 0;
+}
+
+static long num(const char *s, long lo, long hi, const char *what)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	if (!*s || *end || v < lo || v > hi) {
+		fprintf(stderr, "skfused: %s must be %ld..%ld\n", what, lo, hi);
+		exit(2);
+	}
+	return v;
+}
+
+static void parse(struct fused *f, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "role", required_argument, NULL, 'r' },   { "dir", required_argument, NULL, 'd' },
+		{ "peer", required_argument, NULL, 'p' },   { "listen", required_argument, NULL, 'l' },
+		{ "secret", required_argument, NULL, 's' }, { "mode", required_argument, NULL, 'm' },
+		{ "budget-ms", required_argument, NULL, 'b' },
+		{ "state", required_argument, NULL, 'S' },  { "ctl", required_argument, NULL, 'c' },
+		{ "module-id", required_argument, NULL, 'M' },
+		{ "node-id", required_argument, NULL, 'N' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "log-level", required_argument, NULL, 'L' },
+		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 }
+	};
+	const char *peer = NULL, *listen = NULL, *state = NULL, *ctl = NULL;
+	int c;
+
+	f->mode = SK_RMODE_SYNC;
+	f->budget_ms = 300;
+	f->module_id = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			if (!strcmp(optarg, "primary"))
+				f->role = FUSED_PRIMARY;
+			else if (!strcmp(optarg, "secondary"))
+				f->role = FUSED_SECONDARY;
+			else
+				usage();
+			break;
+		case 'd': f->dir = optarg; break;
+		case 'p': peer = optarg; break;
+		case 'l': listen = optarg; break;
+		case 's': f->secret_path = optarg; break;
+		case 'm':
+			if (!strcmp(optarg, "sync"))
+				f->mode = SK_RMODE_SYNC;
+			else if (!strcmp(optarg, "semi-sync"))
+				f->mode = SK_RMODE_SEMI;
+			else if (!strcmp(optarg, "async"))
+				f->mode = SK_RMODE_ASYNC;
+			else
+				usage();
+			break;
+		case 'b': f->budget_ms = (uint32_t)num(optarg, 10, 60000, "--budget-ms"); break;
+		case 'S': state = optarg; break;
+		case 'c': ctl = optarg; break;
+		case 'M': f->module_id = (uint32_t)num(optarg, 1, 65535, "--module-id"); break;
+		case 'N': f->node_id = (uint32_t)num(optarg, 1, 255, "--node-id"); break;
+		case 'f': break; /* always in the foreground: the agent supervises us */
+		case 'L':
+			if (!strcmp(optarg, "debug"))
+				f->debug = true;
+			else if (strcmp(optarg, "info"))
+				usage();
+			break;
+		default: usage();
+		}
+	}
+	if (optind != argc || !f->role || !f->dir || !f->secret_path)
+		usage();
+	if (f->role == FUSED_PRIMARY &&
+	    (!peer || listen || parse_hostport(peer, f->peer_host, sizeof(f->peer_host),
+					       &f->peer_port) < 0))
+		usage();
+	if (f->role == FUSED_SECONDARY &&
+	    (!listen || peer || parse_hostport(listen, f->listen_host, sizeof(f->listen_host),
+					       &f->listen_port) < 0))
+		usage();
+	if (!f->node_id)
+		f->node_id = f->role == FUSED_PRIMARY ? 1 : 2;
+	if (state)
+		snprintf(f->state_dir, sizeof(f->state_dir), "%s", state);
+	else
+		snprintf(f->state_dir, sizeof(f->state_dir), "/var/lib/steadykit/state/fused-%u",
+			 f->module_id);
+	if (ctl)
+		snprintf(f->ctl_path, sizeof(f->ctl_path), "%s", ctl);
+	else
+		snprintf(f->ctl_path, sizeof(f->ctl_path), "/run/steadykit/fused-%u.sock",
+			 f->module_id);
+}
+
+static void on_signal(int sig)
+{
+	if (fused_ctx)
+		atomic_store(&fused_ctx->stop, true);
+}
+
+static int run_primary(struct fused *f)
+{
+	char *argv[] = { "skfused", "-o",
+			 "default_permissions,allow_other,fsname=skfused,subtype=skfused,"
+			 "max_read=1048576",
+			 NULL };
+	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+	struct fuse_loop_config *lc;
+	int rc;
+
+	rc = fused_inode_init(f);
+	if (rc < 0)
+		return rc;
+	f->se = fuse_session_new(&args, &fused_ops, sizeof(fused_ops), f);
+	if (!f->se)
+		return -EIO;
+	if (fuse_set_signal_handlers(f->se) != 0)
+		return -EIO;
+	if (fuse_session_mount(f->se, f->dir) != 0) {
+		fuse_remove_signal_handlers(f->se);
+		fuse_session_destroy(f->se);
+		return -EIO;
+	}
+	rc = fused_repl_start(f);
+	if (rc == 0)
+		rc = fused_ctl_start(f);
+	if (rc < 0) {
+		sk_err("cannot start: %s", strerror(-rc));
+	} else {
+		sk_info("ready: primary serving %s (mode %s, budget %u ms, peer %s:%u)", f->dir,
+			f->mode == SK_RMODE_SYNC ? "sync" : f->mode == SK_RMODE_SEMI ? "semi-sync" : "async",
+			f->budget_ms, f->peer_host, f->peer_port);
+		lc = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_max_threads(lc, 64);
+		fuse_loop_cfg_set_idle_threads(lc, 16);
+		fuse_loop_cfg_set_clone_fd(lc, 0);
+		rc = fuse_session_loop_mt(f->se, lc);
+		fuse_loop_cfg_destroy(lc);
+		rc = rc < 0 ? rc : 0;
+	}
+	sk_info("stopping: unmounting %s", f->dir);
+	fused_repl_stop(f);
+	fused_ctl_stop(f);
+	fuse_session_unmount(f->se);
+	fuse_remove_signal_handlers(f->se);
+	fuse_session_destroy(f->se);
+	fused_state_save(f);
+	return rc;
+}
+
+static int run_secondary(struct fused *f)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	int rc;
+
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	/* Applications see the tree read-only; we write through root_fd, opened on the rw mount. */
+	if (mount(f->dir, f->dir, NULL, MS_BIND, NULL) < 0) {
+		rc = -errno;
+		sk_err("bind mount of %s: %s", f->dir, strerror(errno));
+		return rc;
+	}
+	if (mount(NULL, f->dir, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0) {
+		rc = -errno;
+		sk_err("read-only remount of %s: %s", f->dir, strerror(errno));
+		umount2(f->dir, MNT_DETACH);
+		return rc;
+	}
+	f->ro_mounted = true;
+	rc = fused_ctl_start(f);
+	if (rc == 0)
+		rc = fused_recv_run(f);
+	fused_ctl_stop(f);
+	sk_info("stopping: removing the read-only mount on %s", f->dir);
+	if (umount2(f->dir, 0) < 0 && umount2(f->dir, MNT_DETACH) < 0)
+		sk_warn("umount %s: %s", f->dir, strerror(errno));
+	fused_state_save(f);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static struct fused ctx;
+	struct fused *f = &ctx;
+	struct sk_conf_err cerr;
+	char ebuf[800];
+	ssize_t n;
+	int rc;
+
+	parse(f, argc, argv);
+	sk_log_init("skfused", f->debug ? SK_LOG_DEBUG : SK_LOG_INFO);
+	fused_ctx = f;
+	pthread_mutex_init(&f->stream_mu, NULL);
+	pthread_mutex_init(&f->peer_mu, NULL);
+	pthread_mutex_init(&f->pend_mu, NULL);
+	pthread_mutex_init(&f->ino_mu, NULL);
+	pthread_mutex_init(&f->state_mu, NULL);
+	pthread_mutex_init(&f->rs_mu, NULL);
+	pthread_cond_init(&f->pend_cv, NULL);
+	pthread_cond_init(&f->rs_cv, NULL);
+	f->sock = -1;
+
+	memset(&cerr, 0, sizeof(cerr));
+	rc = sk_conf_load_secret(f->secret_path, &f->master, &cerr);
+	if (rc < 0) {
+		sk_err("secret: %s", sk_conf_err_str(&cerr, ebuf, sizeof(ebuf)));
+		return 1;
+	}
+	/* Creating as the caller must not cost our capabilities (see ops.c creds_set). */
+	if (prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP) < 0) {
+		sk_err("prctl(SECBIT_NO_SETUID_FIXUP): %s", strerror(errno));
+		return 1;
+	}
+	umask(0);
+	rc = fused_state_load(f);
+	if (rc < 0) {
+		sk_err("state %s: %s", f->state_dir, strerror(-rc));
+		return 1;
+	}
+	f->root_fd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (f->root_fd < 0) {
+		sk_err("cannot open %s: %s", f->dir, strerror(errno));
+		return 1;
+	}
+	snprintf(ebuf, sizeof(ebuf), "/proc/self/fd/%d", f->root_fd);
+	n = readlink(ebuf, f->root_path, sizeof(f->root_path) - 1);
+	if (n <= 0) {
+		sk_err("cannot resolve %s", f->dir);
+		return 1;
+	}
+	f->root_path[n] = '\0';
+	f->root_len = (size_t)n;
+
+	rc = f->role == FUSED_PRIMARY ? run_primary(f) : run_secondary(f);
+	if (rc < 0) {
+		sk_err("exiting: %s", strerror(-rc));
+		return 1;
+	}
+	sk_info("stopped");
+	return 0;
+}

@@ -1,0 +1,722 @@
+/* fused/recv.c: the secondary: accept the primary's stream, apply each operation in order beneath the root, ack. */
+#include "fused.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define BATCH_MAX 256
+#define HBUCKETS 4096
+
+/* Open handles the primary told us about: its handle id -> our fd (-1: orphan, drop data). */
+struct hent {
+	uint64_t id;
+	int fd;
+	struct hent *next;
+};
+
+struct rx {
+	struct fused *f;
+	int sock;
+	struct sk_chan chan;
+	struct hent *h[HBUCKETS];
+	uint64_t applied, acked;
+	uint64_t err_seq;
+	int err;
+};
+
+static struct hent **hfind(struct rx *x, uint64_t id)
+{
+	struct hent **pp = &x->h[(id * 0x9e3779b97f4a7c15ull) >> 52];
+
+	while (*pp && (*pp)->id != id)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static void hclear(struct rx *x)
+{
+	for (unsigned i = 0; i < HBUCKETS; i++)
+		while (x->h[i]) {
+			struct hent *e = x->h[i];
+
+			x->h[i] = e->next;
+			if (e->fd >= 0)
+				close(e->fd);
+			free(e);
+		}
+}
+
+static int hput(struct rx *x, uint64_t id, int fd)
+{
+	struct hent **pp = hfind(x, id), *e;
+
+	if (*pp) { /* the primary reuses nothing; a duplicate means a reopen after reconnect */
+		if ((*pp)->fd >= 0)
+			close((*pp)->fd);
+		(*pp)->fd = fd;
+		return 0;
+	}
+	e = malloc(sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->id = id;
+	e->fd = fd;
+	e->next = NULL;
+	*pp = e;
+	return 0;
+}
+
+/* fd of a handle; -EBADF if unknown; 0 with *fd = -1 for an orphan. */
+static int hget(struct rx *x, uint64_t id, int *fd)
+{
+	struct hent *e = *hfind(x, id);
+
+	if (!e)
+		return -EBADF;
+	*fd = e->fd;
+	return 0;
+}
+
+/* ---- confined path resolution ---- */
+
+/*
+ * Every path from the peer resolves beneath the root with no symlink followed
+ * at all (the primary names real directories, never symlinks) and no magic
+ * link, so no frame can reach outside the tree.
+ */
+int fused_apply_open_path(int root_fd, const char *path, size_t len, int flags, int *out)
+{
+	struct open_how how = { .flags = (uint64_t)flags | O_CLOEXEC,
+				.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+					   RESOLVE_NO_MAGICLINKS };
+	char buf[SK_RMSG_PATH_MAX + 1];
+	long fd;
+
+	if (len > SK_RMSG_PATH_MAX)
+		return -ENAMETOOLONG;
+	if (len == 0) {
+		buf[0] = '.';
+		len = 1;
+	} else {
+		memcpy(buf, path, len);
+	}
+	buf[len] = '\0';
+	fd = syscall(SYS_openat2, root_fd, buf, &how, sizeof(how));
+	if (fd < 0)
+		return -errno;
+	*out = (int)fd;
+	return 0;
+}
+
+/* Parent directory (O_PATH) of a non-root path and its last component, NUL-terminated. */
+static int open_parent(struct fused *f, const char *path, size_t len, int *pfd, char *name)
+{
+	const char *slash = memrchr(path, '/', len);
+	size_t dl = slash ? (size_t)(slash - path) : 0;
+	size_t nl = len - (slash ? dl + 1 : 0);
+
+	if (nl == 0 || nl > SK_RMSG_NAME_MAX)
+		return -EINVAL;
+	memcpy(name, path + len - nl, nl);
+	name[nl] = '\0';
+	return fused_apply_open_path(f->root_fd, path, dl, O_PATH | O_DIRECTORY, pfd);
+}
+
+static void ts_to(struct timespec *t, const struct sk_rmsg_ts *s)
+{
+	t->tv_sec = s->sec;
+	t->tv_nsec = s->nsec;
+}
+
+static int op_ts(const struct sk_rmsg_op *op, struct timespec tv[2])
+{
+	tv[0].tv_nsec = tv[1].tv_nsec = UTIME_OMIT;
+	tv[0].tv_sec = tv[1].tv_sec = 0;
+	if (op->valid & SK_RV_ATIME)
+		ts_to(&tv[0], &op->atime);
+	if (op->valid & SK_RV_MTIME)
+		ts_to(&tv[1], &op->mtime);
+	return (op->valid & (SK_RV_ATIME | SK_RV_MTIME)) != 0;
+}
+
+/* Times on an O_PATH fd: through our own /proc magic link (directories only, never symlinks). */
+static int futimens_opath(int fd, const struct timespec tv[2])
+{
+	char pp[64];
+
+	snprintf(pp, sizeof(pp), "/proc/self/fd/%d", fd);
+	return utimensat(AT_FDCWD, pp, tv, 0);
+}
+
+static int dir_mtime(int pfd, const struct sk_rmsg_ts *m)
+{
+	struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, { 0 } };
+
+	ts_to(&tv[1], m);
+	return futimens_opath(pfd, tv);
+}
+
+/* ---- operations ---- */
+
+/* chmod that never follows a symlink: go through an O_PATH fd of the entry itself. */
+static int chmod_nofollow(int pfd, const char *name, mode_t mode)
+{
+	char pp[64];
+	struct stat st;
+	int fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		rc = -errno;
+	else if (!S_ISLNK(st.st_mode)) {
+		snprintf(pp, sizeof(pp), "/proc/self/fd/%d", fd);
+		if (chmod(pp, mode) < 0)
+			rc = -errno;
+	}
+	close(fd);
+	return rc;
+}
+
+/* Owner, then mode (chown clears set-id bits), then times: the order the primary ended with. */
+static int finish_new(int pfd, const char *name, const struct sk_rmsg_op *op, bool is_link)
+{
+	struct timespec tv[2];
+
+	if ((op->valid & (SK_RV_UID | SK_RV_GID)) &&
+	    fchownat(pfd, name, (op->valid & SK_RV_UID) ? op->uid : (uid_t)-1,
+		     (op->valid & SK_RV_GID) ? op->gid : (gid_t)-1, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (!is_link && (op->valid & SK_RV_MODE)) {
+		int rc = chmod_nofollow(pfd, name, op->mode & 07777);
+
+		if (rc < 0)
+			return rc;
+	}
+	if (op_ts(op, tv) && utimensat(pfd, name, tv, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if ((op->valid & SK_RV_P1MTIME) && dir_mtime(pfd, &op->p1_mtime) < 0)
+		return -errno;
+	return 0;
+}
+
+static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
+{
+	while (n) {
+		ssize_t w = pwrite(fd, p, n, (off_t)off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		n -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return 0;
+}
+
+static int apply_fd_attrs(int fd, const struct sk_rmsg_op *op)
+{
+	struct timespec tv[2];
+
+	if ((op->valid & SK_RV_SIZE) && ftruncate(fd, (off_t)op->len) < 0)
+		return -errno;
+	if ((op->valid & (SK_RV_UID | SK_RV_GID)) &&
+	    fchown(fd, (op->valid & SK_RV_UID) ? op->uid : (uid_t)-1,
+		   (op->valid & SK_RV_GID) ? op->gid : (gid_t)-1) < 0)
+		return -errno;
+	if ((op->valid & SK_RV_MODE) && fchmod(fd, op->mode & 07777) < 0)
+		return -errno;
+	if (op_ts(op, tv) && futimens(fd, tv) < 0)
+		return -errno;
+	return 0;
+}
+
+static int apply_setattr_path(struct fused *f, const struct sk_rmsg_op *op)
+{
+	char name[SK_RMSG_NAME_MAX + 1];
+	struct timespec tv[2];
+	int pfd, rc = 0;
+
+	if (op->path1_len == 0) { /* the root itself */
+		int fd;
+
+		rc = fused_apply_open_path(f->root_fd, "", 0, O_RDONLY | O_DIRECTORY, &fd);
+		if (rc < 0)
+			return rc;
+		rc = apply_fd_attrs(fd, op);
+		close(fd);
+		return rc;
+	}
+	rc = open_parent(f, op->path1, op->path1_len, &pfd, name);
+	if (rc < 0)
+		return rc;
+	if (op->valid & SK_RV_SIZE) {
+		int fd = openat(pfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+
+		if (fd < 0 || ftruncate(fd, (off_t)op->len) < 0)
+			rc = -errno;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (rc == 0 && (op->valid & (SK_RV_UID | SK_RV_GID)) &&
+	    fchownat(pfd, name, (op->valid & SK_RV_UID) ? op->uid : (uid_t)-1,
+		     (op->valid & SK_RV_GID) ? op->gid : (gid_t)-1, AT_SYMLINK_NOFOLLOW) < 0)
+		rc = -errno;
+	if (rc == 0 && (op->valid & SK_RV_MODE))
+		rc = chmod_nofollow(pfd, name, op->mode & 07777);
+	if (rc == 0 && op_ts(op, tv) && utimensat(pfd, name, tv, AT_SYMLINK_NOFOLLOW) < 0)
+		rc = -errno;
+	close(pfd);
+	return rc;
+}
+
+static int xattr_target(struct fused *f, struct rx *x, const struct sk_rmsg_op *op, int *fd,
+			bool *own)
+{
+	*own = false;
+	if (op->fh) {
+		int rc = hget(x, op->fh, fd);
+
+		return rc < 0 ? rc : (*fd < 0 ? -ENOENT : 0);
+	}
+	*own = true;
+	return fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_PATH | O_NOFOLLOW, fd);
+}
+
+static int apply_xattr(struct fused *f, struct rx *x, const struct sk_rmsg_op *op)
+{
+	char name[SK_RMSG_NAME_MAX + 1], pp[64];
+	bool own;
+	int fd, rc = xattr_target(f, x, op, &fd, &own);
+
+	if (rc == -ENOENT && op->fh)
+		return 0; /* orphan: nobody can see it any more */
+	if (rc < 0)
+		return rc;
+	memcpy(name, op->name, op->name_len);
+	name[op->name_len] = '\0';
+	snprintf(pp, sizeof(pp), "/proc/self/fd/%d", fd);
+	if (op->type == SK_RMSG_SETXATTR)
+		rc = setxattr(pp, name, op->data, op->data_len, (int)op->flags);
+	else
+		rc = removexattr(pp, name);
+	rc = rc < 0 ? -errno : 0;
+	if (own)
+		close(fd);
+	return rc;
+}
+
+static int apply_two(struct fused *f, const struct sk_rmsg_op *op)
+{
+	char n1[SK_RMSG_NAME_MAX + 1], n2[SK_RMSG_NAME_MAX + 1];
+	int p1, p2, rc;
+
+	rc = open_parent(f, op->path1, op->path1_len, &p1, n1);
+	if (rc < 0)
+		return rc;
+	rc = open_parent(f, op->path2, op->path2_len, &p2, n2);
+	if (rc < 0) {
+		close(p1);
+		return rc;
+	}
+	if (op->type == SK_RMSG_LINK)
+		rc = linkat(p1, n1, p2, n2, 0);
+	else
+		rc = renameat2(p1, n1, p2, n2, op->flags);
+	rc = rc < 0 ? -errno : 0;
+	if (rc == 0 && (op->valid & SK_RV_P1MTIME) && dir_mtime(p1, &op->p1_mtime) < 0)
+		rc = -errno;
+	if (rc == 0 && (op->valid & SK_RV_P2MTIME) && dir_mtime(p2, &op->p2_mtime) < 0)
+		rc = -errno;
+	close(p1);
+	close(p2);
+	return rc;
+}
+
+static int apply_ns(struct fused *f, const struct sk_rmsg_op *op)
+{
+	char name[SK_RMSG_NAME_MAX + 1], target[SK_RMSG_PATH_MAX + 1];
+	int pfd, rc;
+
+	rc = open_parent(f, op->path1, op->path1_len, &pfd, name);
+	if (rc < 0)
+		return rc;
+	switch (op->type) {
+	case SK_RMSG_MKDIR:
+		rc = mkdirat(pfd, name, op->mode & 07777);
+		break;
+	case SK_RMSG_MKNOD:
+		rc = mknodat(pfd, name, op->mode, (dev_t)op->rdev);
+		break;
+	case SK_RMSG_SYMLINK:
+		memcpy(target, op->data, op->data_len);
+		target[op->data_len] = '\0';
+		rc = symlinkat(target, pfd, name);
+		break;
+	case SK_RMSG_UNLINK:
+		rc = unlinkat(pfd, name, 0);
+		break;
+	case SK_RMSG_RMDIR:
+		rc = unlinkat(pfd, name, AT_REMOVEDIR);
+		break;
+	}
+	rc = rc < 0 ? -errno : 0;
+	if (rc == 0 && (op->type == SK_RMSG_MKDIR || op->type == SK_RMSG_MKNOD ||
+			op->type == SK_RMSG_SYMLINK))
+		rc = finish_new(pfd, name, op, op->type == SK_RMSG_SYMLINK);
+	else if (rc == 0 && (op->valid & SK_RV_P1MTIME) && dir_mtime(pfd, &op->p1_mtime) < 0)
+		rc = -errno;
+	close(pfd);
+	return rc;
+}
+
+static int apply_create(struct fused *f, struct rx *x, const struct sk_rmsg_op *op)
+{
+	char name[SK_RMSG_NAME_MAX + 1];
+	int pfd, fd, rc;
+	int fl = O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
+
+	rc = open_parent(f, op->path1, op->path1_len, &pfd, name);
+	if (rc < 0)
+		return rc;
+	fl |= (op->flags & SK_RO_EXCL) ? O_EXCL : 0;
+	fl |= (op->flags & SK_RO_TRUNC) ? O_TRUNC : 0;
+	fd = openat(pfd, name, fl, op->mode & 07777);
+	if (fd < 0) {
+		rc = -errno;
+		close(pfd);
+		return rc;
+	}
+	rc = hput(x, op->fh, fd);
+	if (rc < 0)
+		close(fd);
+	if (rc == 0)
+		rc = finish_new(pfd, name, op, false);
+	close(pfd);
+	return rc;
+}
+
+static int apply_open(struct fused *f, struct rx *x, const struct sk_rmsg_op *op)
+{
+	struct timespec tv[2];
+	int fd = -1, rc;
+
+	if (!(op->flags & SK_RO_ORPHAN)) {
+		rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len,
+					   O_RDWR | ((op->flags & SK_RO_TRUNC) ? O_TRUNC : 0), &fd);
+		if (rc < 0)
+			return rc;
+		if (op_ts(op, tv) && futimens(fd, tv) < 0) {
+			rc = -errno;
+			close(fd);
+			return rc;
+		}
+	}
+	rc = hput(x, op->fh, fd);
+	if (rc < 0 && fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static int apply_fsync(struct fused *f, struct rx *x, const struct sk_rmsg_op *op)
+{
+	bool ds = op->flags & SK_RO_DATASYNC;
+	int fd, rc;
+
+	if (op->fh) {
+		rc = hget(x, op->fh, &fd);
+		if (rc < 0 || fd < 0)
+			return rc;
+		return (ds ? fdatasync(fd) : fsync(fd)) < 0 ? -errno : 0;
+	}
+	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_RDONLY | O_NONBLOCK, &fd);
+	if (rc < 0)
+		return rc;
+	rc = (ds ? fdatasync(fd) : fsync(fd)) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+static int apply(struct rx *x, const struct sk_rmsg_op *op)
+{
+	struct fused *f = x->f;
+	struct timespec tv[2];
+	int fd = -1, fd2 = -1, rc;
+
+	switch (op->type) {
+	case SK_RMSG_START:
+		hclear(x);
+		f->mode = (enum sk_rmode)op->flags;
+		f->consistent = false;
+		fused_state_save(f);
+		return 0;
+	case SK_RMSG_OPEN:
+		return apply_open(f, x, op);
+	case SK_RMSG_CREATE:
+		return apply_create(f, x, op);
+	case SK_RMSG_RELEASE: {
+		struct hent **pp = hfind(x, op->fh), *e = *pp;
+
+		if (!e)
+			return -EBADF;
+		*pp = e->next;
+		if (e->fd >= 0)
+			close(e->fd);
+		free(e);
+		return 0;
+	}
+	case SK_RMSG_WRITE:
+		if ((rc = hget(x, op->fh, &fd)) < 0 || fd < 0)
+			return rc;
+		rc = pwrite_all(fd, op->data, op->data_len, op->off);
+		if (rc == 0 && op_ts(op, tv) && futimens(fd, tv) < 0)
+			rc = -errno;
+		return rc;
+	case SK_RMSG_SETATTR:
+		if (!op->fh)
+			return apply_setattr_path(f, op);
+		if ((rc = hget(x, op->fh, &fd)) < 0 || fd < 0)
+			return rc;
+		return apply_fd_attrs(fd, op);
+	case SK_RMSG_FALLOCATE:
+		if ((rc = hget(x, op->fh, &fd)) < 0 || fd < 0)
+			return rc;
+		if (fallocate(fd, (int)op->flags, (off_t)op->off, (off_t)op->len) < 0)
+			return -errno;
+		return op_ts(op, tv) && futimens(fd, tv) < 0 ? -errno : 0;
+	case SK_RMSG_COPY: {
+		loff_t oi = (loff_t)op->off, oo = (loff_t)op->off2;
+
+		if ((rc = hget(x, op->fh, &fd)) < 0 || (rc = hget(x, op->fh2, &fd2)) < 0)
+			return rc;
+		if (fd < 0 || fd2 < 0)
+			return 0;
+		return copy_file_range(fd, &oi, fd2, &oo, op->len, 0) < 0 ? -errno : 0;
+	}
+	case SK_RMSG_MKDIR:
+	case SK_RMSG_MKNOD:
+	case SK_RMSG_SYMLINK:
+	case SK_RMSG_UNLINK:
+	case SK_RMSG_RMDIR:
+		return apply_ns(f, op);
+	case SK_RMSG_LINK:
+	case SK_RMSG_RENAME:
+		return apply_two(f, op);
+	case SK_RMSG_SETXATTR:
+	case SK_RMSG_REMOVEXATTR:
+		return apply_xattr(f, x, op);
+	case SK_RMSG_FSYNC:
+		return apply_fsync(f, x, op);
+	default:
+		return fused_rs_apply(f, op, x->sock, &x->chan);
+	}
+}
+
+/* ---- connection ---- */
+
+static int send_ack(struct rx *x)
+{
+	struct sk_rmsg_ack a = { .applied = x->applied, .err_seq = x->err_seq, .err = x->err };
+	uint8_t buf[SK_RMSG_ACK_LEN];
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+
+	sk_rmsg_ack_encode(&a, buf);
+	x->acked = x->applied;
+	return sk_chan_send_fd(&x->chan, x->sock, SK_RMSG_ACK, 0, x->f->module_id, &iov, 1);
+}
+
+static int listen_on(struct fused *f)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(f->listen_port) };
+	int fd, one = 1;
+
+	if (inet_pton(AF_INET, f->listen_host, &sa.sin_addr) != 1)
+		return -EINVAL;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+/* Apply one batch of verified frames; acks as the mode asks. <0: drop the connection. */
+static int run_batch(struct rx *x, struct sk_frame *fr, int n)
+{
+	struct fused *f = x->f;
+	int i;
+
+	if (f->mode != SK_RMODE_SYNC) { /* ack on receipt, except what an fsync must cover */
+		uint64_t upto = x->applied;
+
+		for (i = 0; i < n && fr[i].type != SK_RMSG_FSYNC; i++)
+			upto = fr[i].seq;
+		if (upto > x->acked && !x->err) {
+			uint64_t keep = x->applied;
+
+			x->applied = upto;
+			if (send_ack(x) < 0)
+				return -EPIPE;
+			x->applied = keep;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		struct sk_rmsg_op op;
+		const char *why = NULL;
+		int rc;
+
+		if (fr[i].module != f->module_id ||
+		    sk_rmsg_op_decode(fr[i].type, fr[i].payload, fr[i].len, &op, &why) < 0) {
+			atomic_fetch_add(&f->rejected, 1);
+			sk_warn("frame #%llu refused: %s", (unsigned long long)fr[i].seq,
+				why ? why : "wrong module");
+			return -EBADMSG;
+		}
+		rc = apply(x, &op);
+		if (rc == -EBADMSG) {
+			atomic_fetch_add(&f->rejected, 1);
+			return rc;
+		}
+		if (rc < 0 && !x->err) {
+			sk_warn("op #%llu (type %u) failed here: %s", (unsigned long long)fr[i].seq,
+				op.type, strerror(-rc));
+			x->err = -rc;
+			x->err_seq = fr[i].seq;
+		}
+		x->applied = fr[i].seq;
+		atomic_store(&f->applied_seq, x->applied);
+	}
+	if (x->applied > x->acked && send_ack(x) < 0)
+		return -EPIPE;
+	return 0;
+}
+
+static void serve(struct rx *x, int lfd, int *pending_fd)
+{
+	struct fused *f = x->f;
+	struct sk_frame fr[BATCH_MAX];
+	struct fused_rbuf rb;
+	enum sk_reject why;
+
+	if (fused_rbuf_init(&rb) < 0)
+		return;
+	for (;;) {
+		struct pollfd p[2] = { { .fd = x->sock, .events = POLLIN },
+				       { .fd = lfd, .events = POLLIN } };
+		int n = 0, rc;
+		long got = 0;
+
+		if (rb.start == rb.end) {
+			rc = poll(p, 2, 200);
+			if (atomic_load(&f->stop))
+				break;
+			if (rc > 0 && (p[1].revents & POLLIN)) {
+				/* a new primary connection replaces this one (e.g. it restarted) */
+				*pending_fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+				if (*pending_fd >= 0)
+					break;
+			}
+			if (rc <= 0 || !(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+		}
+		if ((rc = fused_rbuf_fill(x->sock, &rb)) < 0)
+			break;
+		while (n < BATCH_MAX && (got = fused_rbuf_next(&x->chan, &rb, &fr[n], &why)) > 0)
+			n++;
+		if (n && run_batch(x, fr, n) < 0)
+			break;
+		if (got < 0) {
+			atomic_fetch_add(&f->rejected, 1);
+			sk_warn("frame refused: %s; closing the connection", sk_reject_str(why));
+			break;
+		}
+	}
+	fused_rbuf_free(&rb);
+}
+
+int fused_recv_run(struct fused *f)
+{
+	struct rx *x = calloc(1, sizeof(*x));
+	int lfd, cfd = -1;
+
+	if (!x)
+		return -ENOMEM;
+	x->f = f;
+	lfd = listen_on(f);
+	if (lfd < 0) {
+		sk_err("cannot listen on %s:%u: %s", f->listen_host, f->listen_port, strerror(-lfd));
+		free(x);
+		return lfd;
+	}
+	sk_info("ready: secondary listening on %s:%u, %s read-only", f->listen_host, f->listen_port,
+		f->dir);
+	while (!atomic_load(&f->stop)) {
+		struct pollfd p = { .fd = lfd, .events = POLLIN };
+		uint32_t peer_node = 0, module = 0;
+		enum sk_reject why;
+		int one = 1, buf = 8 << 20, rc;
+
+		if (cfd < 0) {
+			if (poll(&p, 1, 200) <= 0)
+				continue;
+			cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+			if (cfd < 0)
+				continue;
+		}
+		setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(cfd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+		setsockopt(cfd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+		memset(&x->chan, 0, sizeof(x->chan));
+		rc = sk_chan_accept_fd(cfd, &f->master, SK_CHAN_REPL, f->node_id, &x->chan,
+				       &peer_node, &module, 2000, &why);
+		if (rc == 0 && module != f->module_id)
+			rc = -EBADMSG, why = SK_REJ_HANDSHAKE;
+		if (rc < 0) {
+			if (rc == -EBADMSG)
+				atomic_fetch_add(&f->rejected, 1);
+			sk_warn("replication handshake refused: %s",
+				rc == -EBADMSG ? sk_reject_str(why) : strerror(-rc));
+			close(cfd);
+			cfd = -1;
+			continue;
+		}
+		sk_info("primary node %u connected", peer_node);
+		x->sock = cfd;
+		x->applied = x->acked = x->err_seq = 0;
+		x->err = 0;
+		atomic_store(&f->peer_up, true);
+		cfd = -1;
+		serve(x, lfd, &cfd);
+		atomic_store(&f->peer_up, false);
+		hclear(x);
+		close(x->sock);
+		sk_info("primary connection closed after op #%llu", (unsigned long long)x->applied);
+	}
+	if (cfd >= 0)
+		close(cfd);
+	hclear(x);
+	close(lfd);
+	free(x);
+	return 0;
+}

@@ -1,0 +1,626 @@
+/* fused/repl.c: the primary's ordered stream to the peer: send, pending ring, acks, budget, reconnect. */
+#include "fused.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define REPLY_BATCH 64
+#define SOCK_BUF (8 << 20)
+
+static pthread_t conn_thread, budget_thread;
+
+/* ---- buffered reader / full writer ---- */
+
+int fused_rbuf_init(struct fused_rbuf *b)
+{
+	b->cap = 2 * (size_t)SK_PROTO_MAX_FRAME;
+	b->start = b->end = 0;
+	b->buf = malloc(b->cap);
+	return b->buf ? 0 : -ENOMEM;
+}
+
+void fused_rbuf_free(struct fused_rbuf *b)
+{
+	free(b->buf);
+	b->buf = NULL;
+}
+
+long fused_rbuf_next(struct sk_chan *c, struct fused_rbuf *b, struct sk_frame *fr,
+		     enum sk_reject *why)
+{
+	long n = sk_chan_open(c, b->buf + b->start, b->end - b->start, fr, why);
+
+	if (n > 0)
+		b->start += (size_t)n;
+	return n;
+}
+
+int fused_rbuf_fill(int fd, struct fused_rbuf *b)
+{
+	ssize_t n;
+
+	if (b->start == b->end) {
+		b->start = b->end = 0;
+	} else if (b->cap - b->end < SK_PROTO_MAX_FRAME) {
+		/* keep room for a whole frame after the partial one */
+		memmove(b->buf, b->buf + b->start, b->end - b->start);
+		b->end -= b->start;
+		b->start = 0;
+	}
+	do
+		n = read(fd, b->buf + b->end, b->cap - b->end);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	if (n == 0)
+		return -ECONNRESET;
+	b->end += (size_t)n;
+	return 0;
+}
+
+int fused_writev_all(int fd, struct iovec *iov, int n)
+{
+	while (n > 0) {
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+		ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		while (n > 0 && (size_t)w >= iov->iov_len) {
+			w -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+/* ---- replies ---- */
+
+void fused_reply_send(fuse_req_t req, const struct fused_reply *r)
+{
+	if (!req)
+		return;
+	switch (r->kind) {
+	case R_ERR0:
+		fuse_reply_err(req, 0);
+		break;
+	case R_WRITE:
+		fuse_reply_write(req, r->written);
+		break;
+	case R_ENTRY:
+		fuse_reply_entry(req, &r->e);
+		break;
+	case R_CREATE:
+		fuse_reply_create(req, &r->e, &r->fi);
+		break;
+	case R_ATTR:
+		fuse_reply_attr(req, &r->attr, 1.0);
+		break;
+	case R_OPEN:
+		fuse_reply_open(req, &r->fi);
+		break;
+	default:
+		break;
+	}
+}
+
+struct batch {
+	int n;
+	fuse_req_t req[REPLY_BATCH];
+	struct fused_reply r[REPLY_BATCH];
+};
+
+static void batch_flush(struct batch *b)
+{
+	for (int i = 0; i < b->n; i++)
+		fused_reply_send(b->req[i], &b->r[i]);
+	b->n = 0;
+}
+
+static void hist_add(struct fused *f, uint64_t us)
+{
+	int i = 0;
+
+	while (us > 1 && i < FUSED_HIST - 1) {
+		us >>= 1;
+		i++;
+	}
+	f->hist[i]++;
+}
+
+/*
+ * Retire pending slots up to `upto` (under pend_mu), replying in batches
+ * outside the lock. Returns with pend_mu held.
+ */
+static __thread struct batch t_batch;
+
+static void retire(struct fused *f, uint64_t upto, bool count_latency)
+{
+	struct batch *b = &t_batch;
+	uint64_t now = fused_now_us();
+
+	while (f->seq_acked < upto) {
+		uint64_t s = f->seq_acked + 1;
+		struct fused_pending *p = &f->ring[s % FUSED_RING];
+
+		if (p->seq == s) {
+			if (count_latency)
+				hist_add(f, now - p->t_us);
+			f->inflight_bytes -= p->bytes;
+			if (p->w)
+				p->w->done = true;
+			if (p->req) {
+				b->req[b->n] = p->req;
+				b->r[b->n] = p->r;
+				b->n++;
+			}
+			p->req = NULL;
+			p->w = NULL;
+		}
+		f->seq_acked = s;
+		if (b->n == REPLY_BATCH) {
+			pthread_cond_broadcast(&f->pend_cv);
+			pthread_mutex_unlock(&f->pend_mu);
+			batch_flush(b);
+			pthread_mutex_lock(&f->pend_mu);
+		}
+	}
+	pthread_cond_broadcast(&f->pend_cv);
+	if (b->n) {
+		pthread_mutex_unlock(&f->pend_mu);
+		batch_flush(b);
+		pthread_mutex_lock(&f->pend_mu);
+	}
+}
+
+/* ---- peer loss ---- */
+
+void fused_peer_lost(struct fused *f, uint64_t gen, const char *why)
+{
+	pthread_mutex_lock(&f->peer_mu);
+	if (gen != f->conn_gen || !atomic_load(&f->connected)) {
+		pthread_mutex_unlock(&f->peer_mu);
+		return;
+	}
+	/* Persist first: anything acknowledged from now on exists on this node only. */
+	fused_state_set_in_sync(f, false);
+	pthread_mutex_lock(&f->pend_mu);
+	atomic_store(&f->connected, false);
+	if (f->sock >= 0)
+		shutdown(f->sock, SHUT_RDWR);
+	retire(f, f->seq_sent, false);
+	pthread_mutex_unlock(&f->pend_mu);
+	pthread_mutex_unlock(&f->peer_mu);
+	pthread_mutex_lock(&f->rs_mu);
+	pthread_cond_broadcast(&f->rs_cv);
+	pthread_mutex_unlock(&f->rs_mu);
+	sk_warn("peer lost (%s): peer marked outdated, continuing ALONE", why);
+}
+
+/* ---- sending ---- */
+
+static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *data,
+		      size_t dlen, fuse_req_t req, const struct fused_reply *r,
+		      struct fused_waiter *w)
+{
+	uint8_t hb[SK_RMSG_OP_HDR + 2 * (SK_RMSG_PATH_MAX + 1) + SK_RMSG_NAME_MAX + 1];
+	uint8_t fh[SK_PROTO_HDR_LEN], mac[SK_PROTO_MAC_LEN];
+	struct iovec iov[4];
+	struct sk_rmsg_op o = *op;
+	uint64_t gen = f->conn_gen, seq, deadline;
+	struct fused_pending *p;
+	long hl;
+	int rc, waits;
+
+	o.data = data;
+	o.data_len = (uint32_t)dlen;
+	hl = sk_rmsg_op_encode(&o, hb, sizeof(hb));
+	if (hl < 0) {
+		sk_err("cannot encode op type %u: %s", op->type, strerror((int)-hl));
+		fused_peer_lost(f, gen, "unencodable operation");
+		return 0;
+	}
+	iov[1] = (struct iovec){ .iov_base = hb, .iov_len = (size_t)hl };
+	iov[2] = (struct iovec){ .iov_base = (void *)data, .iov_len = dlen };
+
+	pthread_mutex_lock(&f->pend_mu);
+	deadline = fused_now_us() + (uint64_t)f->budget_ms * 1000;
+	while (atomic_load(&f->connected) && f->seq_sent + 1 - f->seq_acked > FUSED_RING) {
+		struct timespec ts;
+
+		if (fused_now_us() >= deadline)
+			break;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 10 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&f->pend_cv, &f->pend_mu, &ts);
+	}
+	if (!atomic_load(&f->connected)) {
+		pthread_mutex_unlock(&f->pend_mu);
+		return 0;
+	}
+	if (f->seq_sent + 1 - f->seq_acked > FUSED_RING) {
+		pthread_mutex_unlock(&f->pend_mu);
+		fused_peer_lost(f, gen, "in-flight window full past the budget");
+		return 0;
+	}
+	sk_chan_seal(&f->chan, fh, mac, op->type, 0, f->module_id, iov + 1, 2);
+	seq = f->chan.tx_seq;
+	waits = (req || w) && (f->mode != SK_RMODE_ASYNC || w);
+	p = &f->ring[seq % FUSED_RING];
+	p->seq = seq;
+	p->t_us = fused_now_us();
+	p->bytes = (uint32_t)(dlen + (size_t)hl);
+	p->req = waits ? req : NULL;
+	p->w = w;
+	if (waits && r)
+		p->r = *r;
+	f->seq_sent = seq;
+	f->inflight_bytes += p->bytes;
+	pthread_mutex_unlock(&f->pend_mu);
+
+	iov[0] = (struct iovec){ .iov_base = fh, .iov_len = sizeof(fh) };
+	iov[3] = (struct iovec){ .iov_base = mac, .iov_len = sizeof(mac) };
+	rc = fused_writev_all(f->sock, iov, 4);
+	if (rc < 0)
+		fused_peer_lost(f, gen, "send failed"); /* retires our slot too */
+	return waits;
+}
+
+int fused_repl_submit(struct fused *f, const struct sk_rmsg_op *op, const void *data,
+		      size_t data_len, fuse_req_t req, const struct fused_reply *r)
+{
+	if (!atomic_load(&f->connected))
+		return 0;
+	return send_frame(f, op, data, data_len, req, r, NULL);
+}
+
+int fused_repl_submit_wait(struct fused *f, const struct sk_rmsg_op *op, struct fused_waiter *w)
+{
+	if (!atomic_load(&f->connected) || f->mode == SK_RMODE_ASYNC)
+		return f->mode == SK_RMODE_ASYNC && atomic_load(&f->connected) ?
+			       (send_frame(f, op, NULL, 0, NULL, NULL, NULL), 0) :
+			       0;
+	return send_frame(f, op, NULL, 0, NULL, NULL, w);
+}
+
+void fused_repl_wait(struct fused *f, struct fused_waiter *w)
+{
+	pthread_mutex_lock(&f->pend_mu);
+	while (!w->done)
+		pthread_cond_wait(&f->pend_cv, &f->pend_mu);
+	pthread_mutex_unlock(&f->pend_mu);
+}
+
+/* ---- resync checksum requests ---- */
+
+int fused_repl_sums(struct fused *f, uint64_t gen, const char *path, uint64_t off, uint64_t len,
+		    struct sk_rmsg_sums *out, uint8_t *sums_buf)
+{
+	static uint64_t req_id;
+	struct sk_rmsg_op op = { .type = SK_RMSG_RS_SUMSREQ, .off = off, .len = len };
+	int rc = 0;
+
+	pthread_mutex_lock(&f->stream_mu);
+	if (!atomic_load(&f->connected) || f->conn_gen != gen) {
+		pthread_mutex_unlock(&f->stream_mu);
+		return -ECONNRESET;
+	}
+	op.fh = ++req_id;
+	op.path1 = path;
+	op.path1_len = (uint16_t)strlen(path);
+	pthread_mutex_lock(&f->rs_mu);
+	f->rs_req_waiting = op.fh;
+	f->rs_reply_ready = false;
+	f->rs_sums = sums_buf;
+	pthread_mutex_unlock(&f->rs_mu);
+	send_frame(f, &op, NULL, 0, NULL, NULL, NULL);
+	pthread_mutex_unlock(&f->stream_mu);
+
+	pthread_mutex_lock(&f->rs_mu);
+	while (!f->rs_reply_ready && atomic_load(&f->connected) && f->conn_gen == gen &&
+	       !atomic_load(&f->stop))
+		pthread_cond_wait(&f->rs_cv, &f->rs_mu);
+	if (f->rs_reply_ready)
+		*out = f->rs_reply;
+	else
+		rc = -ECONNRESET;
+	f->rs_req_waiting = 0;
+	pthread_mutex_unlock(&f->rs_mu);
+	return rc;
+}
+
+void fused_repl_on_sums(struct fused *f, const struct sk_rmsg_sums *s)
+{
+	pthread_mutex_lock(&f->rs_mu);
+	if (s->req == f->rs_req_waiting && !f->rs_reply_ready) {
+		f->rs_reply = *s;
+		memcpy(f->rs_sums, s->sums, (size_t)s->count * SK_RMSG_SUM_LEN);
+		f->rs_reply.sums = f->rs_sums;
+		f->rs_reply_ready = true;
+		pthread_cond_broadcast(&f->rs_cv);
+	}
+	pthread_mutex_unlock(&f->rs_mu);
+}
+
+/* ---- connection ---- */
+
+static int dial(struct fused *f)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(f->peer_port) };
+	struct pollfd pfd;
+	int fd, one = 1, buf = SOCK_BUF, err = 0;
+	socklen_t el = sizeof(err);
+
+	if (inet_pton(AF_INET, f->peer_host, &sa.sin_addr) != 1)
+		return -EINVAL;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
+		err = errno;
+		goto fail;
+	}
+	pfd = (struct pollfd){ .fd = fd, .events = POLLOUT };
+	if (poll(&pfd, 1, 1000) != 1) {
+		err = ETIMEDOUT;
+		goto fail;
+	}
+	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+	if (err)
+		goto fail;
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+fail:
+	close(fd);
+	return -err;
+}
+
+/* Under stream_mu: first frames of a connection (mode, then the handles apps hold open). */
+static void session_begin(struct fused *f)
+{
+	struct sk_rmsg_op op = { .type = SK_RMSG_START, .flags = f->mode, .fh = f->generation };
+	char path[PATH_MAX];
+	struct fused_fh *h;
+
+	send_frame(f, &op, NULL, 0, NULL, NULL, NULL);
+	for (h = f->fh_list.next; h != &f->fh_list && atomic_load(&f->connected); h = h->next) {
+		struct sk_rmsg_op o = { .type = SK_RMSG_OPEN, .fh = h->id };
+		int n = fused_fd_path(f, h->fd, path, sizeof(path));
+
+		if (n < 0) {
+			o.flags = SK_RO_ORPHAN;
+		} else {
+			o.path1 = path;
+			o.path1_len = (uint16_t)n;
+		}
+		send_frame(f, &o, NULL, 0, NULL, NULL, NULL);
+	}
+}
+
+static void *resync_main(void *arg)
+{
+	struct fused *f = arg;
+
+	fused_resync_run(f, f->conn_gen);
+	return NULL;
+}
+
+/* Read acks and checksum replies until the connection ends. */
+static void ack_loop(struct fused *f, int fd, uint64_t gen)
+{
+	struct fused_rbuf rb;
+	struct sk_frame fr;
+	enum sk_reject why;
+	const char *lost = "connection closed";
+
+	if (fused_rbuf_init(&rb) < 0)
+		return fused_peer_lost(f, gen, "out of memory");
+	for (;;) {
+		long n = fused_rbuf_next(&f->chan, &rb, &fr, &why);
+
+		if (n < 0) {
+			atomic_fetch_add(&f->rejected, 1);
+			sk_warn("frame from peer refused: %s", sk_reject_str(why));
+			lost = "bad frame from peer";
+			break;
+		}
+		if (n == 0) {
+			int rc = fused_rbuf_fill(fd, &rb);
+
+			if (rc < 0)
+				break;
+			continue;
+		}
+		if (fr.type == SK_RMSG_ACK) {
+			struct sk_rmsg_ack a;
+
+			if (sk_rmsg_ack_decode(fr.payload, fr.len, &a) < 0 ||
+			    a.applied > f->seq_sent) {
+				atomic_fetch_add(&f->rejected, 1);
+				lost = "bad ack from peer";
+				break;
+			}
+			if (a.err) {
+				sk_warn("peer failed to apply op #%llu: %s",
+					(unsigned long long)a.err_seq, strerror(a.err));
+				lost = "peer could not apply an operation";
+				break;
+			}
+			pthread_mutex_lock(&f->pend_mu);
+			if (a.applied > f->seq_acked)
+				retire(f, a.applied, true);
+			pthread_mutex_unlock(&f->pend_mu);
+		} else if (fr.type == SK_RMSG_SUMS) {
+			struct sk_rmsg_sums s;
+
+			if (sk_rmsg_sums_decode(fr.payload, fr.len, &s) < 0) {
+				atomic_fetch_add(&f->rejected, 1);
+				lost = "bad checksums from peer";
+				break;
+			}
+			fused_repl_on_sums(f, &s);
+		} else {
+			atomic_fetch_add(&f->rejected, 1);
+			lost = "unexpected frame type from peer";
+			break;
+		}
+	}
+	fused_rbuf_free(&rb);
+	fused_peer_lost(f, gen, lost);
+}
+
+static void *conn_main(void *arg)
+{
+	struct fused *f = arg;
+	bool said = false;
+
+	while (!atomic_load(&f->stop)) {
+		struct sk_chan ch;
+		uint32_t peer_node = 0;
+		pthread_t rs;
+		uint64_t gen;
+		int fd = dial(f), rc;
+
+		if (fd >= 0) {
+			rc = sk_chan_connect_fd(fd, &f->master, SK_CHAN_REPL, f->node_id,
+						f->module_id, &ch, &peer_node, 2000);
+			if (rc < 0) {
+				sk_warn("handshake with %s:%u failed: %s", f->peer_host, f->peer_port,
+					strerror(-rc));
+				close(fd);
+				fd = rc;
+			}
+		}
+		if (fd < 0) {
+			if (!said)
+				sk_info("peer %s:%u not reachable (%s); serving ALONE, retrying",
+					f->peer_host, f->peer_port, strerror(-fd));
+			said = true;
+			for (int i = 0; i < 10 && !atomic_load(&f->stop); i++)
+				usleep(100000);
+			continue;
+		}
+		said = false;
+		pthread_mutex_lock(&f->stream_mu);
+		pthread_mutex_lock(&f->peer_mu);
+		pthread_mutex_lock(&f->pend_mu);
+		f->chan = ch;
+		f->sock = fd;
+		gen = ++f->conn_gen;
+		f->seq_sent = f->seq_acked = 0;
+		f->inflight_bytes = 0;
+		for (unsigned i = 0; i < FUSED_RING; i++)
+			f->ring[i].seq = 0;
+		atomic_store(&f->connected, true);
+		pthread_mutex_unlock(&f->pend_mu);
+		pthread_mutex_unlock(&f->peer_mu);
+		session_begin(f);
+		pthread_mutex_unlock(&f->stream_mu);
+		sk_info("connected to peer node %u at %s:%u; resynchronising", peer_node,
+			f->peer_host, f->peer_port);
+
+		rc = pthread_create(&rs, NULL, resync_main, f);
+		ack_loop(f, fd, gen);
+		if (rc == 0)
+			pthread_join(rs, NULL);
+		pthread_mutex_lock(&f->stream_mu);
+		f->sock = -1;
+		pthread_mutex_unlock(&f->stream_mu);
+		close(fd);
+		for (int i = 0; i < 10 && !atomic_load(&f->stop); i++)
+			usleep(100000);
+	}
+	return NULL;
+}
+
+/* Drops a peer whose oldest in-flight frame waits longer than the budget. */
+static void *budget_main(void *arg)
+{
+	struct fused *f = arg;
+	uint64_t step_us = (uint64_t)f->budget_ms * 1000 / 8;
+
+	if (step_us < 1000)
+		step_us = 1000;
+	if (step_us > 20000)
+		step_us = 20000;
+	while (!atomic_load(&f->stop)) {
+		uint64_t gen = 0, now = fused_now_us();
+		bool late = false;
+
+		usleep((useconds_t)step_us);
+		pthread_mutex_lock(&f->pend_mu);
+		if (atomic_load(&f->connected) && f->seq_acked < f->seq_sent) {
+			struct fused_pending *p = &f->ring[(f->seq_acked + 1) % FUSED_RING];
+
+			late = p->seq == f->seq_acked + 1 &&
+			       now > p->t_us + (uint64_t)f->budget_ms * 1000;
+			gen = f->conn_gen;
+		}
+		pthread_mutex_unlock(&f->pend_mu);
+		if (late)
+			fused_peer_lost(f, gen, "peer exceeded the latency budget");
+	}
+	return NULL;
+}
+
+int fused_repl_start(struct fused *f)
+{
+	f->ring = calloc(FUSED_RING, sizeof(*f->ring));
+	if (!f->ring)
+		return -ENOMEM;
+	f->sock = -1;
+	f->fh_list.next = f->fh_list.prev = &f->fh_list;
+	atomic_store(&f->fh_next, 1);
+	if (pthread_create(&conn_thread, NULL, conn_main, f) != 0)
+		return -EAGAIN;
+	if (pthread_create(&budget_thread, NULL, budget_main, f) != 0)
+		return -EAGAIN;
+	return 0;
+}
+
+void fused_repl_stop(struct fused *f)
+{
+	bool clean;
+
+	atomic_store(&f->stop, true);
+	/* Everything acknowledged: the peer stays in sync across our restart. */
+	pthread_mutex_lock(&f->peer_mu);
+	pthread_mutex_lock(&f->pend_mu);
+	clean = atomic_load(&f->connected) && f->seq_acked == f->seq_sent &&
+		!atomic_load(&f->resyncing);
+	if (clean) {
+		atomic_store(&f->connected, false);
+		shutdown(f->sock, SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&f->pend_mu);
+	pthread_mutex_unlock(&f->peer_mu);
+	if (!clean)
+		fused_peer_lost(f, f->conn_gen, "shutting down");
+	pthread_join(conn_thread, NULL);
+	pthread_join(budget_thread, NULL);
+}

@@ -1,0 +1,188 @@
+/* libsk/replmsg.h: payloads of the replication stream (frame types 16..63), encode and bounded decode. */
+#ifndef SK_REPLMSG_H
+#define SK_REPLMSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+/*
+ * The primary sends one frame per operation, in the order it applied them
+ * (the frame seq is the operation's sequence number). The secondary answers
+ * with cumulative ACKs and, for resync, with SUMS.
+ *
+ * Paths are relative to the replicated root: no leading '/', no empty, "." or
+ * ".." component, no NUL, at most SK_RMSG_PATH_MAX bytes. "" means the root
+ * itself and is accepted only where the type allows it.
+ */
+enum sk_rmsg_type {
+	SK_RMSG_START = 16,    /* P->S: session start (flags = mode, fh = generation)        */
+	SK_RMSG_ACK = 17,      /* S->P: struct sk_rmsg_ack                                   */
+	SK_RMSG_SUMS = 18,     /* S->P: struct sk_rmsg_sums                                  */
+
+	SK_RMSG_OPEN = 20,     /* fh, path1 (absent with SK_RO_ORPHAN), flags SK_RO_TRUNC    */
+	SK_RMSG_CREATE,        /* fh, path1, mode (S_IFREG), uid, gid, flags SK_RO_EXCL      */
+	SK_RMSG_RELEASE,       /* fh                                                         */
+	SK_RMSG_WRITE,         /* fh, off, data                                              */
+	SK_RMSG_SETATTR,       /* fh or path1, valid: MODE UID GID SIZE ATIME MTIME          */
+	SK_RMSG_FALLOCATE,     /* fh, flags = fallocate mode, off, len                       */
+	SK_RMSG_COPY,          /* fh (in), off, fh2 (out), off2, len                         */
+	SK_RMSG_MKDIR,         /* path1, mode, uid, gid                                      */
+	SK_RMSG_MKNOD,         /* path1, mode (file type + bits), rdev, uid, gid             */
+	SK_RMSG_SYMLINK,       /* path1, data = target, uid, gid                             */
+	SK_RMSG_LINK,          /* path1 = existing, path2 = new name                         */
+	SK_RMSG_UNLINK,        /* path1                                                      */
+	SK_RMSG_RMDIR,         /* path1                                                      */
+	SK_RMSG_RENAME,        /* path1 -> path2, flags = RENAME_NOREPLACE | RENAME_EXCHANGE */
+	SK_RMSG_SETXATTR,      /* fh or path1, name, data = value, flags = XATTR_*           */
+	SK_RMSG_REMOVEXATTR,   /* fh or path1, name                                          */
+	SK_RMSG_FSYNC,         /* fh or path1 (a directory), flags SK_RO_DATASYNC            */
+
+	SK_RMSG_RS_DIR = 40,   /* path1 = directory, data = dirents, flags SK_RO_FIRST|LAST  */
+	SK_RMSG_RS_SUMSREQ,    /* path1, fh = request id, off, len (<= SK_RMSG_SUMS_MAX blocks) */
+	SK_RMSG_RS_DATA,       /* path1, off, data                                           */
+	SK_RMSG_RS_META,       /* path1, valid, data = xattr list (exact set) if SK_RO_XATTRS */
+	SK_RMSG_RS_END,        /* fh = generation: the secondary is now in sync              */
+	SK_RMSG__MAX
+};
+
+/* Bits of sk_rmsg_op.flags (meaning depends on type). */
+#define SK_RO_TRUNC 0x1u
+#define SK_RO_EXCL 0x2u
+#define SK_RO_ORPHAN 0x4u   /* OPEN of a file that is already unlinked on the primary */
+#define SK_RO_DATASYNC 0x1u
+#define SK_RO_FIRST 0x1u
+#define SK_RO_LAST 0x2u
+#define SK_RO_XATTRS 0x1u
+
+/* Bits of sk_rmsg_op.valid: which optional fields are meaningful. */
+#define SK_RV_MODE 0x01u
+#define SK_RV_UID 0x02u
+#define SK_RV_GID 0x04u
+#define SK_RV_SIZE 0x08u   /* len is the new size */
+#define SK_RV_ATIME 0x10u
+#define SK_RV_MTIME 0x20u
+#define SK_RV_P1MTIME 0x40u /* p1_mtime: mtime of path1's parent after the op */
+#define SK_RV_P2MTIME 0x80u /* p2_mtime: mtime of path2's parent after the op */
+#define SK_RV__ALL 0xffu
+
+/* Modes the stream runs in (START flags). */
+enum sk_rmode { SK_RMODE_SYNC = 0, SK_RMODE_SEMI = 1, SK_RMODE_ASYNC = 2 };
+
+#define SK_RMSG_PATH_MAX 4095
+#define SK_RMSG_NAME_MAX 255
+#define SK_RMSG_XATTR_VAL_MAX 65536
+#define SK_RMSG_DATA_MAX (1u << 20)
+#define SK_RMSG_BLOCK 65536u          /* resync checksum block */
+#define SK_RMSG_SUM_LEN 16            /* BLAKE2b-128 per block */
+#define SK_RMSG_SUMS_MAX 256u         /* blocks per SUMS reply (16 MiB) */
+#define SK_RMSG_OP_HDR 128
+
+struct sk_rmsg_ts {
+	int64_t sec;
+	uint32_t nsec; /* < 1e9 */
+};
+
+/*
+ * One operation. Payload layout, version 1 (big-endian):
+ *   0 fh u64 | 8 fh2 u64 | 16 off u64 | 24 off2 u64 | 32 len u64 | 40 rdev u64
+ *  48 mode u32 | 52 uid u32 | 56 gid u32 | 60 flags u32 | 64 valid u32
+ *  68 atime (i64 sec, u32 nsec) | 80 mtime | 92 p1_mtime | 104 p2_mtime
+ * 116 path1_len u16 | 118 path2_len u16 | 120 name_len u16 | 122 zero u16 | 124 data_len u32
+ * 128 path1 | path2 | name | data           (no terminators)
+ * Decoded pointers point into the frame; path1/path2/name are NOT NUL-terminated.
+ */
+struct sk_rmsg_op {
+	uint8_t type;
+	uint64_t fh, fh2, off, off2, len, rdev;
+	uint32_t mode, uid, gid, flags, valid;
+	struct sk_rmsg_ts atime, mtime, p1_mtime, p2_mtime;
+	const char *path1, *path2, *name;
+	uint16_t path1_len, path2_len, name_len;
+	const uint8_t *data;
+	uint32_t data_len;
+};
+
+/*
+ * Encode the fixed part and the strings of op into hdr (cap >= SK_RMSG_OP_HDR +
+ * path1_len + path2_len + name_len); op->data is NOT copied: the caller sends
+ * it as the next iovec. Returns the number of bytes written or -EINVAL /
+ * -ENOSPC / -EMSGSIZE. The result always passes sk_rmsg_op_decode.
+ */
+long sk_rmsg_op_encode(const struct sk_rmsg_op *op, uint8_t *hdr, size_t cap);
+/*
+ * Decode and validate the payload of a frame of `type` (20..63, START).
+ * Returns 0, or -EBADMSG with a static reason in *why_text.
+ */
+int sk_rmsg_op_decode(uint8_t type, const uint8_t *p, size_t n, struct sk_rmsg_op *op,
+		      const char **why_text);
+
+/* True if p[0..len) is an acceptable relative path ("" only if root_ok). */
+bool sk_rmsg_path_ok(const char *p, size_t len, bool root_ok);
+/* True if p[0..len) is one acceptable path component. */
+bool sk_rmsg_name_ok(const char *p, size_t len);
+
+/* ACK, layout v1: applied u64 | err_seq u64 | err i32 (positive errno, 0 if none). 20 bytes. */
+struct sk_rmsg_ack {
+	uint64_t applied;
+	uint64_t err_seq;
+	int32_t err;
+};
+#define SK_RMSG_ACK_LEN 20
+void sk_rmsg_ack_encode(const struct sk_rmsg_ack *a, uint8_t *out);
+int sk_rmsg_ack_decode(const uint8_t *p, size_t n, struct sk_rmsg_ack *a);
+
+/*
+ * SUMS, layout v1: req u64 | off u64 | file_size u64 | err i32 | count u32 | count*16 sums.
+ * off is a multiple of SK_RMSG_BLOCK; count <= SK_RMSG_SUMS_MAX. err != 0: no sums (count 0).
+ */
+struct sk_rmsg_sums {
+	uint64_t req;
+	uint64_t off;
+	uint64_t file_size;
+	int32_t err;
+	uint32_t count;
+	const uint8_t *sums;
+};
+#define SK_RMSG_SUMS_HDR 32
+/* Writes the header into out[SK_RMSG_SUMS_HDR]; the caller appends count*16 bytes. */
+void sk_rmsg_sums_encode_hdr(const struct sk_rmsg_sums *s, uint8_t *out);
+int sk_rmsg_sums_decode(const uint8_t *p, size_t n, struct sk_rmsg_sums *s);
+
+/*
+ * Directory entries of RS_DIR, each: name_len u16 | name | mode u32 | uid u32 | gid u32 |
+ * rdev u64 | ino u64 | nlink u32 | target_len u16 | target (symlinks only).
+ */
+struct sk_rmsg_dirent {
+	const char *name;
+	uint16_t name_len;
+	uint32_t mode, uid, gid, nlink;
+	uint64_t rdev, ino;
+	const char *target;
+	uint16_t target_len;
+};
+/* Appends one entry to out (cap bytes left); returns bytes written or -ENOSPC / -EINVAL. */
+long sk_rmsg_dirent_put(const struct sk_rmsg_dirent *e, uint8_t *out, size_t cap);
+/* Next entry from r: 1 with *e set, 0 at the clean end, -EBADMSG on a bad entry. */
+int sk_rmsg_dirent_next(struct sk_rd *r, struct sk_rmsg_dirent *e);
+
+/* xattr list of RS_META, each: name_len u8 | name | value_len u32 | value. */
+long sk_rmsg_xattr_put(const char *name, size_t name_len, const void *val, size_t val_len,
+		       uint8_t *out, size_t cap);
+int sk_rmsg_xattr_next(struct sk_rd *r, const char **name, uint8_t *name_len,
+		       const uint8_t **val, uint32_t *val_len);
+
+/* Control socket request (one JSON line, at most SK_RCTL_LINE_MAX bytes). */
+#define SK_RCTL_LINE_MAX 4096
+enum sk_rctl_cmd { SK_RCTL_STATUS = 1, SK_RCTL_ROLE = 2 };
+enum sk_rctl_role { SK_RCTL_PRIMARY = 1, SK_RCTL_SECONDARY = 2 };
+struct sk_rctl_req {
+	enum sk_rctl_cmd cmd;
+	enum sk_rctl_role role;
+};
+/* Parse one request line (without the newline). 0, or -EINVAL with err[] saying what is wrong. */
+int sk_rctl_parse(const char *line, size_t len, struct sk_rctl_req *req, char *err, size_t errlen);
+
+#endif
