@@ -46,6 +46,7 @@ struct fused_fh {
 	int fd;
 	uint64_t id;          /* replicated handle id, 0 if not replicated (read-only open) */
 	struct fused_fh *prev, *next; /* list of replicated handles, under stream_mu */
+	uint64_t reopen_gen;  /* connection on which the resync reopened it on the peer */
 };
 
 struct fused_inode;
@@ -125,6 +126,7 @@ struct fused {
 	/* secondary */
 	atomic_bool peer_up;
 	atomic_uint_fast64_t applied_seq;
+	uint64_t rs_errs;           /* operations that failed since the resync pass began */
 	bool ro_mounted;
 };
 
@@ -177,9 +179,12 @@ int fused_rbuf_fill(int fd, struct fused_rbuf *b);
 /* Write a whole iovec array (consumed). 0 or -errno. */
 int fused_writev_all(int fd, struct iovec *iov, int n);
 void fused_peer_lost(struct fused *f, uint64_t gen, const char *why);
-/* Request/answer for resync checksums (walker thread). */
-int fused_repl_sums(struct fused *f, uint64_t gen, const char *path, uint64_t off, uint64_t len,
-		    struct sk_rmsg_sums *out, uint8_t *sums_buf);
+/*
+ * Resync request answered by a SUMS frame (RS_SUMSREQ, RS_END): sets op->fh to a
+ * request id, op->path1 from path_fd (if >= 0) under the stream lock, waits.
+ */
+int fused_repl_ask(struct fused *f, uint64_t gen, struct sk_rmsg_op *op, int path_fd,
+		   struct sk_rmsg_sums *out, uint8_t *sums_buf);
 void fused_repl_on_sums(struct fused *f, const struct sk_rmsg_sums *s);
 
 /* recv.c (secondary) */

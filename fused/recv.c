@@ -420,6 +420,10 @@ static int apply_open(struct fused *f, struct rx *x, const struct sk_rmsg_op *op
 	if (!(op->flags & SK_RO_ORPHAN)) {
 		rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len,
 					   O_RDWR | ((op->flags & SK_RO_TRUNC) ? O_TRUNC : 0), &fd);
+		/* Not there yet while resyncing: the walker reopens it once the file exists,
+		 * and copies its content after that, so writes meanwhile may be dropped. */
+		if (rc < 0 && !f->consistent)
+			return hput(x, op->fh, -1);
 		if (rc < 0)
 			return rc;
 		if (op_ts(op, tv) && futimens(fd, tv) < 0) {
@@ -453,6 +457,19 @@ static int apply_fsync(struct fused *f, struct rx *x, const struct sk_rmsg_op *o
 	return rc;
 }
 
+static int send_ack(struct rx *x)
+{
+	struct sk_rmsg_ack a = { .applied = x->applied, .err_seq = x->err_seq, .err = x->err };
+	uint8_t buf[SK_RMSG_ACK_LEN];
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+
+	sk_rmsg_ack_encode(&a, buf);
+	x->acked = x->applied;
+	x->err = 0; /* each failure is reported once */
+	x->err_seq = 0;
+	return sk_chan_send_fd(&x->chan, x->sock, SK_RMSG_ACK, 0, x->f->module_id, &iov, 1);
+}
+
 static int apply(struct rx *x, const struct sk_rmsg_op *op)
 {
 	struct fused *f = x->f;
@@ -462,6 +479,7 @@ static int apply(struct rx *x, const struct sk_rmsg_op *op)
 	switch (op->type) {
 	case SK_RMSG_START:
 		hclear(x);
+		f->rs_errs = 0;
 		f->mode = (enum sk_rmode)op->flags;
 		f->consistent = false;
 		fused_state_save(f);
@@ -523,23 +541,18 @@ static int apply(struct rx *x, const struct sk_rmsg_op *op)
 		return apply_xattr(f, x, op);
 	case SK_RMSG_FSYNC:
 		return apply_fsync(f, x, op);
+	case SK_RMSG_RS_SUMSREQ:
+	case SK_RMSG_RS_END:
+		/* acks (and the errors they carry) go out before the answer they precede */
+		if ((x->applied > x->acked || x->err) && send_ack(x) < 0)
+			return -EPIPE;
+		return fused_rs_apply(f, op, x->sock, &x->chan);
 	default:
 		return fused_rs_apply(f, op, x->sock, &x->chan);
 	}
 }
 
 /* ---- connection ---- */
-
-static int send_ack(struct rx *x)
-{
-	struct sk_rmsg_ack a = { .applied = x->applied, .err_seq = x->err_seq, .err = x->err };
-	uint8_t buf[SK_RMSG_ACK_LEN];
-	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
-
-	sk_rmsg_ack_encode(&a, buf);
-	x->acked = x->applied;
-	return sk_chan_send_fd(&x->chan, x->sock, SK_RMSG_ACK, 0, x->f->module_id, &iov, 1);
-}
 
 static int listen_on(struct fused *f)
 {
@@ -572,7 +585,7 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 
 		for (i = 0; i < n && fr[i].type != SK_RMSG_FSYNC; i++)
 			upto = fr[i].seq;
-		if (upto > x->acked && !x->err) {
+		if (upto > x->acked) {
 			uint64_t keep = x->applied;
 
 			x->applied = upto;
@@ -598,7 +611,14 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 			atomic_fetch_add(&f->rejected, 1);
 			return rc;
 		}
-		if (rc < 0 && !x->err) {
+		if (rc == -EPIPE)
+			return rc;
+		if (rc < 0 && !f->consistent) {
+			/* half-synced tree: the resync pass repairs it and is redone */
+			f->rs_errs++;
+			sk_debug("op #%llu (type %u) failed during resync: %s",
+				 (unsigned long long)fr[i].seq, op.type, strerror(-rc));
+		} else if (rc < 0 && !x->err) {
 			sk_warn("op #%llu (type %u) failed here: %s", (unsigned long long)fr[i].seq,
 				op.type, strerror(-rc));
 			x->err = -rc;

@@ -313,13 +313,13 @@ void fused_repl_wait(struct fused *f, struct fused_waiter *w)
 	pthread_mutex_unlock(&f->pend_mu);
 }
 
-/* ---- resync checksum requests ---- */
+/* ---- resync requests answered by a SUMS frame ---- */
 
-int fused_repl_sums(struct fused *f, uint64_t gen, const char *path, uint64_t off, uint64_t len,
-		    struct sk_rmsg_sums *out, uint8_t *sums_buf)
+int fused_repl_ask(struct fused *f, uint64_t gen, struct sk_rmsg_op *op, int path_fd,
+		   struct sk_rmsg_sums *out, uint8_t *sums_buf)
 {
 	static uint64_t req_id;
-	struct sk_rmsg_op op = { .type = SK_RMSG_RS_SUMSREQ, .off = off, .len = len };
+	char path[PATH_MAX];
 	int rc = 0;
 
 	pthread_mutex_lock(&f->stream_mu);
@@ -327,15 +327,23 @@ int fused_repl_sums(struct fused *f, uint64_t gen, const char *path, uint64_t of
 		pthread_mutex_unlock(&f->stream_mu);
 		return -ECONNRESET;
 	}
-	op.fh = ++req_id;
-	op.path1 = path;
-	op.path1_len = (uint16_t)strlen(path);
+	if (path_fd >= 0) {
+		int n = fused_fd_path(f, path_fd, path, sizeof(path));
+
+		if (n < 0) {
+			pthread_mutex_unlock(&f->stream_mu);
+			return n;
+		}
+		op->path1 = path;
+		op->path1_len = (uint16_t)n;
+	}
+	op->fh = ++req_id;
 	pthread_mutex_lock(&f->rs_mu);
-	f->rs_req_waiting = op.fh;
+	f->rs_req_waiting = op->fh;
 	f->rs_reply_ready = false;
 	f->rs_sums = sums_buf;
 	pthread_mutex_unlock(&f->rs_mu);
-	send_frame(f, &op, NULL, 0, NULL, NULL, NULL);
+	send_frame(f, op, NULL, 0, NULL, NULL, NULL);
 	pthread_mutex_unlock(&f->stream_mu);
 
 	pthread_mutex_lock(&f->rs_mu);
@@ -407,6 +415,8 @@ static void session_begin(struct fused *f)
 	char path[PATH_MAX];
 	struct fused_fh *h;
 
+	atomic_store(&f->resyncing, true);
+	f->rs_state = 1;
 	send_frame(f, &op, NULL, 0, NULL, NULL, NULL);
 	for (h = f->fh_list.next; h != &f->fh_list && atomic_load(&f->connected); h = h->next) {
 		struct sk_rmsg_op o = { .type = SK_RMSG_OPEN, .fh = h->id };
@@ -465,7 +475,11 @@ static void ack_loop(struct fused *f, int fd, uint64_t gen)
 				lost = "bad ack from peer";
 				break;
 			}
-			if (a.err) {
+			if (a.err && atomic_load(&f->resyncing)) {
+				/* expected while the tree is half synced; the pass is redone */
+				sk_debug("peer could not apply op #%llu during resync: %s",
+					 (unsigned long long)a.err_seq, strerror(a.err));
+			} else if (a.err) {
 				sk_warn("peer failed to apply op #%llu: %s",
 					(unsigned long long)a.err_seq, strerror(a.err));
 				lost = "peer could not apply an operation";
@@ -562,12 +576,13 @@ static void *conn_main(void *arg)
 static void *budget_main(void *arg)
 {
 	struct fused *f = arg;
-	uint64_t step_us = (uint64_t)f->budget_ms * 1000 / 8;
+	uint64_t step_us = (uint64_t)f->budget_ms * 1000 / 10;
+	uint64_t limit_us;
 
-	if (step_us < 1000)
-		step_us = 1000;
-	if (step_us > 20000)
-		step_us = 20000;
+	if (step_us > 10000)
+		step_us = 10000;
+	/* act early enough that detection, the state fsync and the replies fit in the budget */
+	limit_us = (uint64_t)f->budget_ms * 1000 - 2 * step_us;
 	while (!atomic_load(&f->stop)) {
 		uint64_t gen = 0, now = fused_now_us();
 		bool late = false;
@@ -578,7 +593,7 @@ static void *budget_main(void *arg)
 			struct fused_pending *p = &f->ring[(f->seq_acked + 1) % FUSED_RING];
 
 			late = p->seq == f->seq_acked + 1 &&
-			       now > p->t_us + (uint64_t)f->budget_ms * 1000;
+			       now > p->t_us + limit_us;
 			gen = f->conn_gen;
 		}
 		pthread_mutex_unlock(&f->pend_mu);

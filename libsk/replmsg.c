@@ -101,7 +101,7 @@ static const struct rule rules[SK_RMSG__MAX] = {
 	[SK_RMSG_RS_DATA] = { P_YES, P_NO, false, false, SK_RMSG_DATA_MAX, 0, 0 },
 	[SK_RMSG_RS_META] = { P_ROOT_OK, P_NO, false, false, SK_RMSG_DATA_MAX, SK_RO_XATTRS,
 			      T_OWN | SK_RV_SIZE | T_TIMES },
-	[SK_RMSG_RS_END] = { P_NO, P_NO, false, false, 0, 0, 0 },
+	[SK_RMSG_RS_END] = { P_NO, P_NO, false, true, 0, 0, 0 },
 };
 
 static bool type_known(uint8_t t)

@@ -44,7 +44,7 @@ enum sk_rmsg_type {
 	SK_RMSG_RS_SUMSREQ,    /* path1, fh = request id, off, len (<= SK_RMSG_SUMS_MAX blocks) */
 	SK_RMSG_RS_DATA,       /* path1, off, data                                           */
 	SK_RMSG_RS_META,       /* path1, valid, data = xattr list (exact set) if SK_RO_XATTRS */
-	SK_RMSG_RS_END,        /* fh = generation: the secondary is now in sync              */
+	SK_RMSG_RS_END,        /* fh = request id, len = generation: answered by SUMS (err EAGAIN: redo) */
 	SK_RMSG__MAX
 };
 
