@@ -1,6 +1,8 @@
 /* libsklb: load lb.bpf.c through its skeleton, pin its maps, attach with libxdp, and update the maps. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
 #include <net/if_arp.h>
 #include <net/if.h>
 #include <stdarg.h>
@@ -145,6 +147,24 @@ static int check_attach_opts(const struct lb_attach_opts *o, struct lb_err *err)
 	return check_pin_dir(o->pin_dir, err);
 }
 
+/* veth drops XDP_TX frames (our ARP/NA replies) in native mode unless its
+ * peer runs XDP or GRO, which we cannot see from here: prefer generic there. */
+static int is_veth(const char *ifname)
+{
+	struct ethtool_drvinfo di = {.cmd = ETHTOOL_GDRVINFO};
+	struct ifreq ifr = {0};
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), veth = 0;
+
+	if (s < 0)
+		return 0;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	ifr.ifr_data = (void *)&di;
+	if (!ioctl(s, SIOCETHTOOL, &ifr))
+		veth = !strcmp(di.driver, "veth");
+	close(s);
+	return veth;
+}
+
 static int attach_prog(int prog_fd, int ifindex, const struct lb_attach_opts *o,
 		       struct lb_attach_result *res, struct lb_err *err)
 {
@@ -154,9 +174,17 @@ static int attach_prog(int prog_fd, int ifindex, const struct lb_attach_opts *o,
 	if (libxdp_get_error(xp))
 		return fail(err, -EINVAL, "libxdp cannot use the program");
 	res->mode = o->mode == LB_XDP_GENERIC ? LB_XDP_GENERIC : LB_XDP_NATIVE;
-	rc = xdp_program__attach(xp, ifindex, res->mode == LB_XDP_NATIVE ? XDP_MODE_NATIVE : XDP_MODE_SKB, 0);
+	if (o->mode == LB_XDP_AUTO && is_veth(o->ifname)) {
+		rc = -EOPNOTSUPP;
+		snprintf(res->native_err, sizeof(res->native_err),
+			 "veth: XDP_TX needs XDP or GRO on the peer");
+	} else {
+		rc = xdp_program__attach(xp, ifindex,
+					 res->mode == LB_XDP_NATIVE ? XDP_MODE_NATIVE : XDP_MODE_SKB, 0);
+		if (rc)
+			libxdp_strerror(rc, res->native_err, sizeof(res->native_err));
+	}
 	if (rc && o->mode == LB_XDP_AUTO) {
-		libxdp_strerror(rc, res->native_err, sizeof(res->native_err));
 		res->fell_back = 1;
 		res->mode = LB_XDP_GENERIC;
 		rc = xdp_program__attach(xp, ifindex, XDP_MODE_SKB, 0);
@@ -525,7 +553,29 @@ int lb_set_view(struct lb *lb, const struct lb_view *v, struct lb_err *err)
 	struct lb_bucket *cur = lb->table + ((active & 1) ? LB_BUCKETS : 0);
 	struct lb_bucket *next = lb->table + ((active & 1) ? 0 : LB_BUCKETS);
 
+	struct lb_bucket *boot = NULL;
+	if (!(active >> 1)) {
+		/* First view on this node: it is joining a farm that, as far as anyone
+		 * knows, ran without it. Start from that table so the buckets it takes
+		 * move "in motion" and connections of the others are left alone. */
+		struct lb_view without = *v;
+		uint64_t rest = 0;
+
+		boot = malloc(sizeof(*boot) * LB_BUCKETS);
+		if (!boot)
+			return fail(err, -ENOMEM, "out of memory");
+		if (info.node_id < LB_MAX_NODES)
+			without.weight[info.node_id] = 0;
+		for (unsigned i = 0; i < LB_MAX_NODES; i++)
+			rest += without.weight[i];
+		for (uint32_t b = 0; b < LB_BUCKETS; b++)
+			boot[b] = (struct lb_bucket){
+				.owner = rest ? lb_rendezvous(without.weight, info.seed, b) : LB_NODE_NONE,
+				.prev = LB_NODE_NONE};
+		cur = boot;
+	}
 	lb_next_table(cur, v, info.seed, (active >> 1) + 1, now_ns(), cfg.window_ns, next);
+	free(boot);
 	/* Flip: one aligned 4-byte value (generation << 1 | half); the syscall orders
 	 * the table stores before it, so a packet sees the old or the new table whole. */
 	next_active = (((active >> 1) + 1) << 1) | ((active & 1) ^ 1);
