@@ -9,6 +9,7 @@ SKLB=$SK_BUILD/xdp/sklb
 SRV=$SK_BUILD/test/farmtools/farmsrv
 CLI=$SK_BUILD/test/farmtools/farmcli
 VIP=10.99.0.200
+VIP6=fd00:99::200
 VMAC=02:5b:00:00:00:01
 MODE=${SK_XDP_MODE:-auto}
 for b in "$SKLB" "$SRV" "$CLI"; do
@@ -23,6 +24,8 @@ mkdir -p "$BPFFS" && mount -t bpf bpf "$BPFFS" && sk_track_mount "$BPFFS" ||
 	{ echo "Bail out! cannot mount bpffs"; exit 1; }
 pin() { printf '%s/n%s/web\n' "$BPFFS" "$1"; }
 
+sk_client ip -6 addr add fd00:99::100/64 dev eth0 nodad
+for i in 1 2 3; do sk_in "$i" ip -6 addr add "fd00:99::$i/64" dev eth0 nodad; done
 SRCS=
 for i in $(seq 101 112); do
 	sk_client ip addr add "10.99.0.$i/24" dev eth0
@@ -31,14 +34,17 @@ done
 
 attach() {
 	sk_in "$1" "$SKLB" attach --dev eth0 --pin "$(pin "$1")" --node $(($1 - 1)) --vmac "$VMAC" \
-		--vip4 "$VIP" --seed 7 --install-vip --mode "$MODE"
+		--vip4 "$VIP" --vip6 "$VIP6" --seed 7 --install-vip --mode "$MODE"
 }
 # set_view "NODE=W,..." nodes...: the same membership view on each listed node, as agents would
+# ($LEAVING: node ids leaving gracefully)
+LEAVING=
 set_view() {
 	local v=$1 n rc=0
 	shift
 	for n in "$@"; do
-		sk_in "$n" "$SKLB" set --pin "$(pin "$n")" --view "$v" --announce-ms 500 || rc=1
+		sk_in "$n" "$SKLB" set --pin "$(pin "$n")" --view "$v" ${LEAVING:+--leaving "$LEAVING"} \
+			--announce-ms 500 || rc=1
 	done
 	return $rc
 }
@@ -92,6 +98,19 @@ else
 	sk_not_ok "client resolves the VIP to the virtual MAC"
 	sk_diag "$(sk_client ip neigh show; sk_in 1 "$SKLB" show --pin "$(pin 1)" | grep stat)"
 fi
+
+if sk_wait_for 5 sk_client ping -6 -c 1 -W 1 "$VIP6" &&
+	sk_client ip -6 neigh show "$VIP6" | grep -qi "$VMAC"; then
+	sk_ok "client resolves the IPv6 VIP to the virtual MAC (neighbour advertisement from XDP) and gets ping6 answers"
+else
+	sk_not_ok "client resolves the IPv6 VIP to the virtual MAC"
+	sk_diag "$(sk_client ip -6 neigh show; sk_in 1 "$SKLB" show --pin "$(pin 1)" | grep stat)"
+fi
+pings=$(sk_client ping -c 20 -i 0.05 -W 1 "$VIP" 2>&1)
+n=$(grep -c 'bytes from' <<<"$pings")
+dup=$(grep -c DUP <<<"$pings")
+[ "$n" -ge 19 ] && [ "$dup" = 0 ] && sk_ok "ICMP to the VIP answered by one node only ($n/20, no DUP)" ||
+	sk_not_ok "ICMP to the VIP answered by one node only ($n/20, $dup DUP)"
 
 # --- 3000 connections, weights 1,1,2 ----------------------------------------
 burst 3000 "$SK_TMP/burst1"
@@ -178,6 +197,33 @@ fi
 b1=$(hold_field "$SK_TMP/hold1" n1 broken) b2=$(hold_field "$SK_TMP/hold1" n2 broken)
 [ "${b1:-x}" = 0 ] && [ "${b2:-x}" = 0 ] && sk_ok "older n1/n2 connections still unbroken after the join" ||
 	sk_not_ok "older n1/n2 connections unbroken after the join ($b1/$b2)"
+# --- node 2 leaves gracefully: no new flows, but it keeps the ones it has ------
+H3=$(sk_spawn_client hold3 "$CLI" hold --vip "$VIP" --src "$SRCS" --n 90 --interval-ms 200 \
+	--timeout-ms 4000 --seconds 100 --status "$SK_TMP/hold3")
+sk_wait_for 10 hold_ready "$SK_TMP/hold3" 90 ||
+	sk_diag "hold3 not ready: $(head -4 "$SK_TMP/hold3")"
+sk_diag "before the leave: $(grep '^node' "$SK_TMP/hold3" | tr '\n' ' ')"
+LEAVING=1 set_view 0=1,2=2 1 2 3 && sk_ok "node 2 leaves gracefully: view 0=1,2=2 --leaving 1 everywhere" ||
+	sk_not_ok "node 2 leaves gracefully"
+sleep 2
+burst 1000 "$SK_TMP/burst4"
+sk_diag "$(cat "$SK_TMP/burst4")"
+c1=$(count_of "$SK_TMP/burst4" n1) c2=$(count_of "$SK_TMP/burst4" n2) c3=$(count_of "$SK_TMP/burst4" n3)
+if grep -q "total=1000 ok=1000 failed=0" "$SK_TMP/burst4" && [ "$c2" = 0 ] &&
+	near "$c1" 333 15 && near "$c3" 667 10; then
+	sk_ok "after the leave new connections go to n1/n3 only: $c1 $c3"
+else
+	sk_not_ok "after the leave new connections go to n1/n3 only ($c1 $c2 $c3)"
+fi
+sleep 2
+sk_diag "$(cat "$SK_TMP/hold3")"
+o2=$(hold_field "$SK_TMP/hold3" n2 ok)
+if grep -q "^conns=90 ok=90 broken=0" "$SK_TMP/hold3" && [ "${o2:-0}" -gt 0 ]; then
+	sk_ok "graceful leave: all 90 connections unbroken, the $o2 on the leaving node included"
+else
+	sk_not_ok "graceful leave: connections unbroken (n2 ok=$o2)"
+fi
+
 ms=$(for i in 1 2; do sk_in "$i" "$SKLB" show --pin "$(pin "$i")"; done | awk -F= '/^stat motion_sock=/ { s += $2 } END { print s + 0 }')
 moving=$(sk_in 1 "$SKLB" show --pin "$(pin 1)" | sed -n 's/.*moving=\([0-9]*\).*/\1/p')
 if [ "$ms" -gt 0 ] && [ "${moving:-0}" -gt 0 ]; then
@@ -189,10 +235,12 @@ sk_diag "$(sk_in 1 "$SKLB" show --pin "$(pin 1)")"
 
 sk_term "$H1"
 sk_term "$H2"
+sk_term "$H3"
 for i in 1 2 3; do
 	sk_in "$i" "$SKLB" detach --pin "$(pin "$i")" || ok=0
 done
-if ! sk_in 1 ip link show eth0 | grep -q xdp && ! sk_in 1 ip addr show lo | grep -q "$VIP"; then
+if ! sk_in 1 ip link show eth0 | grep -q xdp && ! sk_in 1 ip addr show lo | grep -q "$VIP" &&
+	! sk_in 1 ip addr show lo | grep -q "$VIP6"; then
 	sk_ok "sklb detach removes the program and the VIP"
 else
 	sk_not_ok "sklb detach removes the program and the VIP"
