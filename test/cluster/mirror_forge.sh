@@ -30,18 +30,35 @@ snap >"$SK_TMP/before.snap"
 rej0=$(mt_st 2 rejected_frames)
 sk_diag "secondary rejected_frames before: ${rej0:-?}"
 
-# Each must end with the secondary closing the connection. Counted: all but the EOF cases.
-counted=0
-for c in garbage wrongkey badversion badtype unknown-type oversized flip flipmac replay-seq replay-conn \
-	badpath abspath wrongmodule hs-truncated truncated; do
-	if out=$(sk_client "$FF" --to "$TO" --secret "$MT_SECRET" --case "$c" --path "$PROBE" 2>&1); then
-		sk_ok "forged frame '$c' refused"
+# forge CASE: one TAP line; the secondary must close the connection.
+forge() {
+	local out
+	if out=$(sk_client "$FF" --to "$TO" --secret "$MT_SECRET" --case "$1" --path "$PROBE" 2>&1); then
+		sk_ok "forged frame '$1' refused"
 	else
-		sk_not_ok "forged frame '$c' refused"
+		sk_not_ok "forged frame '$1' refused"
 	fi
 	sk_diag "$out"
-	case $c in hs-truncated | truncated) ;; *) counted=$((counted + 1)) ;; esac
+}
+# Phase 1, no secret: these must not even disturb the genuine primary's stream
+# (seq_sent counts frames of the current connection and resets on reconnect).
+seq_before=$(mt_st 1 seq_sent)
+for c in garbage wrongkey hs-truncated silent; do
+	forge "$c"
 done
+sleep 1.5 # the primary reconnects every second: give a dropped stream time to show
+seq_after=$(mt_st 1 seq_sent)
+if [ -n "$seq_before" ] && [ "$seq_before" = "$seq_after" ] && mt_peer_is connected; then
+	sk_ok "unauthenticated connections leave the genuine primary's stream alone (seq_sent $seq_before)"
+else
+	sk_not_ok "unauthenticated connections leave the genuine primary's stream alone (seq_sent $seq_before -> $seq_after, peer $(mt_st 1 peer))"
+fi
+# Phase 2, with the secret (framing robustness): each is refused and counted.
+for c in badversion badtype unknown-type oversized flip flipmac replay-seq replay-conn badpath abspath \
+	wrongmodule truncated; do
+	forge "$c"
+done
+counted=13 # all but hs-truncated, silent and truncated (EOF is not a refused frame)
 
 rej1=$(mt_st 2 rejected_frames)
 if [ -n "$rej0" ] && [ -n "$rej1" ] && [ $((rej1 - rej0)) -ge "$counted" ]; then

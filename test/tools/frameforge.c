@@ -16,6 +16,7 @@
  *   garbage       random bytes, no handshake
  *   wrongkey      handshake sealed with a different secret
  *   hs-truncated  half a HELLO, then EOF
+ *   silent        connect and send nothing (must be dropped by the handshake timeout)
  *   badversion    after the handshake, a header with version 2
  *   badtype       after the handshake, a sealed frame of type 200 (no such type)
  *   unknown-type  after the handshake, a sealed frame of type 62 (replication range, undefined)
@@ -231,7 +232,7 @@ static int run_case(void)
 
 	if (!strcmp(case_name, "control")) {
 		fd = session(&c, module_id);
-		n = op_encode(p, 0, 040755, 0, probe);
+		n = op_encode(p, 0, 0755, 0, probe);
 		fl = seal(&c, f, sizeof(f), M_MKDIR, module_id, p, n);
 		uint64_t s1 = c.tx_seq;
 		if (send_all(fd, f, fl) < 0 || wait_ack(fd, &c, s1) != 0) {
@@ -272,6 +273,10 @@ static int run_case(void)
 		printf("case wrongkey: handshake refused (%s)\n", strerror(-rc));
 		return expect_closed(fd, "HELLO under a wrong key");
 	}
+	if (!strcmp(case_name, "silent")) {
+		fd = tcp_connect();
+		return expect_closed(fd, "connected, sent nothing");
+	}
 	if (!strcmp(case_name, "hs-truncated")) {
 		struct sk_hs hs;
 		long hl = sk_hs_client_hello(&hs, &master, SK_CHAN_REPL, node_id, module_id, f);
@@ -287,7 +292,7 @@ static int run_case(void)
 		n = op_encode(p, gen, 0, 0, NULL);
 		fl = seal(&c, f, sizeof(f), M_START, module_id + 1, p, n);
 		send_all(fd, f, fl);
-		n = op_encode(p, 0, 040755, 0, probe);
+		n = op_encode(p, 0, 0755, 0, probe);
 		fl = seal(&c, f, sizeof(f), M_MKDIR, module_id + 1, p, n);
 		send_all(fd, f, fl);
 		return expect_closed(fd, "session for another module id");
@@ -295,7 +300,7 @@ static int run_case(void)
 	if (!strcmp(case_name, "replay-conn")) {
 		struct sk_chan c1;
 		int fd1 = session(&c1, module_id);
-		n = op_encode(p, 0, 040755, 0, probe);
+		n = op_encode(p, 0, 0755, 0, probe);
 		fl = seal(&c1, f, sizeof(f), M_MKDIR, module_id, p, n); /* sealed for connection 1 */
 		close(fd1);
 		fd = session(&c, module_id);
@@ -307,7 +312,7 @@ static int run_case(void)
 	/* The rest start with a genuine session. */
 	fd = session(&c, module_id);
 	if (!strcmp(case_name, "badversion") || !strcmp(case_name, "oversized")) {
-		n = op_encode(p, 0, 040755, 0, probe);
+		n = op_encode(p, 0, 0755, 0, probe);
 		fl = seal(&c, f, sizeof(f), M_MKDIR, module_id, p, n);
 		if (case_name[0] == 'b')
 			f[4] = 2;
@@ -317,13 +322,13 @@ static int run_case(void)
 		return expect_closed(fd, case_name[0] == 'b' ? "header version 2" : "length over the bound");
 	}
 	if (!strcmp(case_name, "badtype") || !strcmp(case_name, "unknown-type")) {
-		n = op_encode(p, 0, 040755, 0, probe);
+		n = op_encode(p, 0, 0755, 0, probe);
 		fl = seal(&c, f, sizeof(f), case_name[0] == 'b' ? 200 : 62, module_id, p, n);
 		send_all(fd, f, fl);
 		return expect_closed(fd, case_name[0] == 'b' ? "sealed frame of type 200" : "sealed frame of type 62");
 	}
 	if (!strcmp(case_name, "flip") || !strcmp(case_name, "flipmac")) {
-		n = op_encode(p, 0, 040755, 0, probe);
+		n = op_encode(p, 0, 0755, 0, probe);
 		fl = seal(&c, f, sizeof(f), M_MKDIR, module_id, p, n);
 		if (case_name[4] == 'm')
 			f[fl - 3] ^= 0x10;
@@ -334,7 +339,7 @@ static int run_case(void)
 							     : "MKDIR with a payload bit flipped");
 	}
 	if (!strcmp(case_name, "truncated")) {
-		n = op_encode(p, 0, 040755, 0, probe);
+		n = op_encode(p, 0, 0755, 0, probe);
 		fl = seal(&c, f, sizeof(f), M_MKDIR, module_id, p, n);
 		send_all(fd, f, fl / 2);
 		shutdown(fd, SHUT_WR);
@@ -350,7 +355,7 @@ static int run_case(void)
 	}
 	if (!strcmp(case_name, "badpath") || !strcmp(case_name, "abspath")) {
 		snprintf(path, sizeof(path), case_name[0] == 'b' ? "../%s" : "/tmp/%s", probe);
-		n = op_encode(p, 0, 040755, 0, path);
+		n = op_encode(p, 0, 0755, 0, path);
 		fl = seal(&c, f, sizeof(f), M_MKDIR, module_id, p, n);
 		send_all(fd, f, fl);
 		return expect_closed(fd, case_name[0] == 'b' ? "MKDIR ../ (escapes the root)" : "MKDIR absolute path");
