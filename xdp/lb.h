@@ -79,6 +79,9 @@ int lb_get_status(struct lb *lb, struct lb_status *st, struct lb_err *err);
 /* Buckets of the live table, LB_BUCKETS entries (for tests and show). */
 int lb_get_table(struct lb *lb, struct lb_bucket *out, struct lb_err *err);
 
+/* Packets this node passed per bucket, summed over CPUs, LB_BUCKETS entries. */
+int lb_get_bucket_pkts(struct lb *lb, uint64_t *out, struct lb_err *err);
+
 /* Pure functions shared by the loader, tests and the benchmark (table.c). */
 int lb_view_check(const struct lb_view *v, struct lb_err *err);
 uint8_t lb_rendezvous(const uint32_t *weight, uint32_t seed, uint32_t bucket);

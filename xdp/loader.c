@@ -644,3 +644,15 @@ int lb_get_status(struct lb *lb, struct lb_status *st, struct lb_err *err)
 	st->own_bucket_pkts = st->stats[LB_ST_PASS];
 	return 0;
 }
+
+int lb_get_bucket_pkts(struct lb *lb, uint64_t *out, struct lb_err *err)
+{
+	int ncpu = libbpf_num_possible_cpus(), rc;
+
+	if (ncpu <= 0 || ncpu > 4096)
+		return fail(err, -EINVAL, "cannot count CPUs");
+	for (uint32_t b = 0; b < LB_BUCKETS; b++)
+		if ((rc = sum_percpu(lb->fd[M_BSTATS], b, ncpu, &out[b])))
+			return fail(err, rc, "read lb_bucket_stats: %s", strerror(-rc));
+	return 0;
+}

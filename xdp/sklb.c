@@ -22,7 +22,7 @@ static void usage(FILE *f)
 		"       sklb set --pin DIR [--rule client|session] [--ports all | --ports P,P... --others pass|drop]\n"
 		"                [--view N=W,N=W... [--leaving N,N...] [--announce-ms MS]]\n"
 		"                [--window-ms MS --udp-timeout-ms MS]\n"
-		"       sklb show --pin DIR\n"
+		"       sklb show --pin DIR [--buckets N]\n"
 		"       sklb detach --pin DIR\n");
 }
 
@@ -63,7 +63,7 @@ static int parse_mac(const char *s, uint8_t mac[6])
 }
 
 enum { O_DEV = 1, O_PIN, O_NODE, O_VMAC, O_VIP4, O_VIP6, O_SEED, O_MODE, O_INSTALL, O_RULE, O_PORTS,
-       O_OTHERS, O_VIEW, O_LEAVING, O_ANNOUNCE, O_WINDOW, O_UDPTO };
+       O_OTHERS, O_VIEW, O_LEAVING, O_ANNOUNCE, O_WINDOW, O_UDPTO, O_BUCKETS };
 
 static const struct option opts[] = {
 	{"dev", 1, 0, O_DEV},         {"pin", 1, 0, O_PIN},
@@ -74,7 +74,8 @@ static const struct option opts[] = {
 	{"ports", 1, 0, O_PORTS},     {"others", 1, 0, O_OTHERS},
 	{"view", 1, 0, O_VIEW},       {"leaving", 1, 0, O_LEAVING},
 	{"announce-ms", 1, 0, O_ANNOUNCE}, {"window-ms", 1, 0, O_WINDOW},
-	{"udp-timeout-ms", 1, 0, O_UDPTO}, {0, 0, 0, 0},
+	{"udp-timeout-ms", 1, 0, O_UDPTO}, {"buckets", 1, 0, O_BUCKETS},
+	{0, 0, 0, 0},
 };
 
 /* Everything a command line can ask for, parsed and validated before anything changes. */
@@ -88,6 +89,7 @@ struct args {
 	int others; /* -1 unset */
 	struct lb_view view;
 	uint32_t window_ms, udpto_ms;
+	uint32_t top_buckets; /* show: busiest buckets to list */
 };
 
 static int parse_ports(struct args *a, const char *s)
@@ -236,6 +238,10 @@ static int parse(int argc, char **argv, struct args *a)
 			a->udpto_ms = u;
 			a->have_udpto = 1;
 			break;
+		case O_BUCKETS:
+			if (parse_u32(optarg, 1000, &a->top_buckets))
+				return bad("--buckets must be 0..1000", optarg);
+			break;
 		default:
 			usage(stderr);
 			return 2;
@@ -308,6 +314,42 @@ static int cmd_set(struct args *a)
 	return 0;
 }
 
+/* The busiest buckets this node passed, with their place in the table. */
+static int show_buckets(struct args *a)
+{
+	static uint64_t pkts[LB_BUCKETS];
+	static struct lb_bucket tbl[LB_BUCKETS];
+	struct lb_err err = {{0}};
+	struct lb *lb;
+	int rc;
+
+	if (lb_open(a->pin, &lb, &err)) {
+		fprintf(stderr, "sklb: show: %s\n", err.msg);
+		return 1;
+	}
+	rc = lb_get_bucket_pkts(lb, pkts, &err);
+	if (!rc)
+		rc = lb_get_table(lb, tbl, &err);
+	lb_close(lb);
+	if (rc) {
+		fprintf(stderr, "sklb: show: %s\n", err.msg);
+		return 1;
+	}
+	for (uint32_t n = 0; n < a->top_buckets; n++) {
+		uint32_t best = 0;
+
+		for (uint32_t b = 1; b < LB_BUCKETS; b++)
+			if (pkts[b] > pkts[best])
+				best = b;
+		if (!pkts[best])
+			break;
+		printf("bucket %u owner=%u prev=%d epoch=%u pkts=%" PRIu64 "\n", best, tbl[best].owner,
+		       tbl[best].prev == LB_NODE_NONE ? -1 : tbl[best].prev, tbl[best].epoch, pkts[best]);
+		pkts[best] = 0;
+	}
+	return 0;
+}
+
 static int cmd_show(struct args *a)
 {
 	struct lb_err err = {{0}};
@@ -348,7 +390,7 @@ static int cmd_show(struct args *a)
 			       100.0 * st.owned[i] / LB_BUCKETS);
 	for (unsigned i = 0; i < LB_ST__COUNT; i++)
 		printf("stat %s=%" PRIu64 "\n", stat_names[i], st.stats[i]);
-	return 0;
+	return a->top_buckets ? show_buckets(a) : 0;
 }
 
 static int cmd_detach(struct args *a)

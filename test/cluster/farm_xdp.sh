@@ -231,7 +231,10 @@ if [ "$ms" -gt 0 ] && [ "${moving:-0}" -gt 0 ]; then
 else
 	sk_not_ok "old owners kept moved flows by socket lookup ($ms packets, moving=$moving)"
 fi
-sk_diag "$(sk_in 1 "$SKLB" show --pin "$(pin 1)")"
+show=$(sk_in 1 "$SKLB" show --pin "$(pin 1)" --buckets 3)
+sk_diag "$show"
+[ "$(grep -c '^bucket .* pkts=[1-9]' <<<"$show")" = 3 ] && sk_ok "sklb show lists per-bucket counters" ||
+	sk_not_ok "sklb show lists per-bucket counters"
 
 sk_term "$H1"
 sk_term "$H2"
