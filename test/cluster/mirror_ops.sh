@@ -47,7 +47,7 @@ n=$("$MT_PY" "$SK_SRC/test/tools/treecmp.py" --times all "$MT_BACK1" "$MT_DIR2" 
 sk_diag "info: $n mtime/atime differences over all paths (only the utimens'd paths must match)"
 
 # The mount shows the backing tree as it is (st_* from the backing fs), with no view of its own.
-mt_treecmp_tap "mount vs primary backing" none "$MT_DIR1" "$MT_BACK1" entries type mode owner size content nlink hardlinks symlink xattr acl
+mt_treecmp_tap "mount vs primary backing" none "$MT_DIR1" "$MT_BACK1" entries type mode owner size content nlink hardlinks symlink xattr acl mtime
 ino_diff=$("$MT_PY" - "$MT_DIR1" "$MT_BACK1" <<'PY'
 import os, sys
 a, b = sys.argv[1:3]

@@ -308,6 +308,52 @@ def mixed(d, times_out):
         expect(st.f_bsize > 0 and st.f_blocks > 0, "statfs")
     r.step("fsync_fsyncdir_statfs", syncs)
 
+    def concurrent():
+        # Racing writers on one file and racing renames onto one name: the secondary must end
+        # in the primary's final state, which holds only if ops are sequenced in apply order.
+        import random
+        import threading
+        os.mkdir(J("race"))
+        wfile(J("race", "shared"), bytes(1 << 20))
+        errs = []
+
+        def writer(t):
+            try:
+                rnd = random.Random(t)
+                fd = os.open(J("race", "shared"), os.O_WRONLY)
+                for i in range(150):
+                    off = rnd.randrange(0, (1 << 20) - 65536, 512)
+                    os.pwrite(fd, pattern(1000 * t + i, rnd.choice((512, 4096, 65536))), off)
+                    if i % 50 == 49:
+                        os.ftruncate(fd, rnd.randrange(1 << 19, 1 << 20))
+                os.close(fd)
+            except Exception as e:
+                errs.append(e)
+
+        def renamer(t):
+            try:
+                for i in range(100):
+                    p = J("race", "r%d" % t)
+                    wfile(p, b"thread %d round %d\n" % (t, i))
+                    os.rename(p, J("race", "target"))
+                    if i % 10 == 0:
+                        try:
+                            os.link(J("race", "target"), J("race", "lnk%d_%d" % (t, i)))
+                        except FileNotFoundError:
+                            pass
+            except Exception as e:
+                errs.append(e)
+
+        th = [threading.Thread(target=writer, args=(t,)) for t in range(6)]
+        th += [threading.Thread(target=renamer, args=(t,)) for t in range(4)]
+        for x in th:
+            x.start()
+        for x in th:
+            x.join()
+        expect(not errs, "thread errors: %r" % errs[:3])
+        return "6 writers x 150 pwrite/ftruncate, 4 renamers x 100 rename+link"
+    r.step("concurrent_writes_renames", concurrent)
+
     def utimes():
         # last, so nothing touches these paths afterwards
         sets = [("f_rand", (1111111111, 123456789), (1222222222, 987654321)),

@@ -14,10 +14,13 @@ Properties compared, each reported separately so a test can print one TAP line p
   hardlinks hard-link groups: paths sharing one inode on one side share one on the other
   xattr     extended attributes other than ACLs (name and value)
   acl       system.posix_acl_access / system.posix_acl_default (raw bytes)
-  times     mtime and atime in ns, for the paths named by --times-for (or all with --times all);
+  mtime     mtime in ns of every path (a replica that applies ops later must still carry the
+            primary's mtimes; --no-mtime skips it)
+  times     mtime and atime in ns, for the paths named by --times FILE (or all with --times all);
+            atime changes on every read, so only paths set by utimensat are expected to match;
             ctime can never match and is not compared
 
-Usage: treecmp.py [--summary] [--times all|none|FILE] [--exclude NAME]... [--max N] A B
+Usage: treecmp.py [--summary] [--times all|none|FILE] [--no-mtime] [--exclude NAME]... [--max N] A B
   --summary  print "prop<TAB>ok|FAIL<TAB>count<TAB>first difference" for every property
   --exclude  skip entries with this name at any depth (e.g. the daemon's own state dir)
 Exit status: 0 identical, 1 different, 2 usage or I/O error.
@@ -32,7 +35,7 @@ import stat
 import sys
 
 PROPS = ["entries", "type", "mode", "owner", "size", "content", "rdev", "symlink", "nlink",
-         "hardlinks", "xattr", "acl", "times"]
+         "hardlinks", "xattr", "acl", "mtime", "times"]
 ACL_NAMES = ("system.posix_acl_access", "system.posix_acl_default")
 
 
@@ -109,7 +112,7 @@ def link_groups(tree):
     return {frozenset(v) for v in by_ino.values() if len(v) > 1}
 
 
-def compare(a, b, excludes, times_for):
+def compare(a, b, excludes, times_for, mtime_all=True):
     diffs = {p: [] for p in PROPS}
     ta, tb = scan(a, excludes), scan(b, excludes)
     for rel in sorted(set(ta) | set(tb)):
@@ -144,6 +147,8 @@ def compare(a, b, excludes, times_for):
             if ia["xattr"].get(n) != ib["xattr"].get(n):
                 diffs["acl"].append("%s: %s %s vs %s" % (rel, n, "set" if n in ia["xattr"] else "unset",
                                                          "set" if n in ib["xattr"] else "unset"))
+        if mtime_all and sa.st_mtime_ns != sb.st_mtime_ns:
+            diffs["mtime"].append("%s: %d vs %d" % (rel, sa.st_mtime_ns, sb.st_mtime_ns))
         if times_for is None or rel in times_for:
             if sa.st_mtime_ns != sb.st_mtime_ns:
                 diffs["times"].append("%s: mtime %d vs %d" % (rel, sa.st_mtime_ns, sb.st_mtime_ns))
@@ -168,6 +173,7 @@ def main():
     ap.add_argument("--summary", action="store_true")
     ap.add_argument("--times", default="none", help="all | none | FILE listing relative paths")
     ap.add_argument("--exclude", action="append", default=[])
+    ap.add_argument("--no-mtime", action="store_true", help="do not compare every path's mtime")
     ap.add_argument("--max", type=int, default=20, help="differences printed per property")
     args = ap.parse_args()
     if args.times == "all":
@@ -178,7 +184,8 @@ def main():
         with open(args.times) as f:
             times_for = {os.path.normpath(l.strip()) for l in f if l.strip()}
     try:
-        diffs, na, nb = compare(args.a, args.b, set(args.exclude), times_for)
+        diffs, na, nb = compare(args.a, args.b, set(args.exclude), times_for,
+                                    not args.no_mtime)
     except OSError as e:
         print("treecmp: %s" % e, file=sys.stderr)
         return 2
