@@ -1,5 +1,6 @@
 /* Farm filter benchmark: ns per packet via BPF_PROG_TEST_RUN repeat, and share spread over synthetic flows. */
 #include <stdlib.h>
+#include <time.h>
 
 #include "pkt.h"
 
@@ -66,6 +67,21 @@ int main(int argc, char **argv)
 	}
 	printf("vip_pass_ns=%ld vip_drop_ns=%ld non_vip_ns=%ld (median of 5 x %u)\n", t_pass, t_drop,
 	       t_other, repeat);
+
+	/* for the record, not in the headline: UDP (flow map) and a bucket in motion (socket lookup) */
+	inst_table(&node[1], NULL, 1);
+	fb_eth(&f, T_VMAC, 0, 0x0800);
+	fb_ip4(&f, "10.99.0.100", VIP4, 17, 0, 16);
+	fb_udp(&f, 40000, 53);
+	long t_udp = ns_per_pkt(&node[1], &f, XDP_PASS, repeat, 5);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	for (uint32_t b = 0; b < LB_BUCKETS; b++)
+		node[1].tbl[b] = (struct lb_bucket){.owner = 0, .prev = 1, .move_ns = now - 1000};
+	tcp4(&f, "10.99.0.100", VIP4, 40000, 80, 0x10);
+	long t_motion = ns_per_pkt(&node[1], &f, XDP_DROP, repeat / 4 + 1, 5);
+	printf("udp_pass_ns=%ld tcp_moving_bucket_ns=%ld (socket lookup, no socket found)\n", t_udp, t_motion);
 
 	/* spread: random client addresses and ports, every flow through all three nodes */
 	for (int i = 0; i < 3; i++)
