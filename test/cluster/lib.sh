@@ -15,6 +15,10 @@
 #
 # Spawned PIDs and tracked mounts are kept in files under $SK_TMP/.sk, because
 # `pid=$(sk_spawn ...)` runs in a subshell whose variables are lost.
+#
+# Every function starts with `local -; set +eu`: callers may use set -eu, but the harness
+# handles its own expected failures (deleting what is not there, probing) and reports
+# real ones by return status.
 
 SK_NET=10.99.0
 SK_N=0
@@ -34,6 +38,7 @@ SK__TAP_FAIL=0
 SK__NETEM=
 
 sk_diag() {
+	local -; set +eu
 	local line
 	while IFS= read -r line; do
 		printf '# %s\n' "$line"
@@ -41,29 +46,34 @@ sk_diag() {
 }
 
 sk__err() {
+	local -; set +eu
 	sk_diag "sk: $*" >&2
 }
 
 # --- TAP -------------------------------------------------------------------
 
 sk_ok() {
+	local -; set +eu
 	SK__TAP_N=$((SK__TAP_N + 1))
 	printf 'ok %d - %s\n' "$SK__TAP_N" "$1"
 }
 
 sk_not_ok() {
+	local -; set +eu
 	SK__TAP_N=$((SK__TAP_N + 1))
 	SK__TAP_FAIL=$((SK__TAP_FAIL + 1))
 	printf 'not ok %d - %s\n' "$SK__TAP_N" "$1"
 }
 
 sk_skip() {
+	local -; set +eu
 	SK__TAP_N=$((SK__TAP_N + 1))
 	printf 'ok %d - %s # SKIP %s\n' "$SK__TAP_N" "$1" "${2:-}"
 }
 
 # sk_check "desc" cmd...: a failing command's output (last 20 lines) becomes diagnostics.
 sk_check() {
+	local -; set +eu
 	local desc=$1 out rc=0
 	shift
 	out=$("$@" 2>&1) || rc=$?
@@ -78,6 +88,7 @@ sk_check() {
 }
 
 sk_done() {
+	local -; set +eu
 	printf '1..%d\n' "$SK__TAP_N"
 	[ "$SK__TAP_FAIL" -eq 0 ] || exit 1
 	exit 0
@@ -85,6 +96,7 @@ sk_done() {
 
 # sk_wait_for SECONDS cmd...: poll every 0.1 s; 0 once cmd succeeds, 1 on timeout.
 sk_wait_for() {
+	local -; set +eu
 	local secs=$1 i max
 	shift
 	max=$(awk -v s="$secs" 'BEGIN { n = int(s * 10); if (n < 1) n = 1; print n }')
@@ -99,6 +111,7 @@ sk_wait_for() {
 
 # sk__ns N|c -> namespace name of node N or the client
 sk__ns() {
+	local -; set +eu
 	if [ "$1" = c ]; then
 		[ -n "$SK_CLIENT_NS" ] || { sk__err "no client namespace (init with --client)"; return 1; }
 		printf '%s\n' "$SK_CLIENT_NS"
@@ -113,17 +126,20 @@ sk__ns() {
 
 # bridge port (in $SK_BR_NS) of node N or the client
 sk__port() {
+	local -; set +eu
 	sk__ns "$1" >/dev/null || return 1
 	printf 'v%s\n' "$1"
 }
 
 sk__nsexec() {
+	local -; set +eu
 	local ns=$1
 	shift
 	nsenter --net="/run/netns/$ns" -- "$@"
 }
 
 sk_in() {
+	local -; set +eu
 	local ns
 	ns=$(sk__ns "$1") || return 1
 	shift
@@ -131,17 +147,20 @@ sk_in() {
 }
 
 sk_client() {
+	local -; set +eu
 	sk_in c "$@"
 }
 
 # fields of /proc/PID/stat after the comm field; $1 = state, $20 = starttime
 sk__stat() {
+	local -; set +eu
 	local s
 	s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
 	printf '%s\n' "${s##*) }"
 }
 
 sk__starttime() {
+	local -; set +eu
 	local f
 	f=$(sk__stat "$1") || return 1
 	set -- $f
@@ -150,35 +169,44 @@ sk__starttime() {
 
 # sk_pid_state PID: prints the /proc state letter (R S D T t Z ...), fails if gone
 sk_pid_state() {
+	local -; set +eu
 	local f
 	f=$(sk__stat "$1") || return 1
 	printf '%s\n' "${f%% *}"
 }
 
 sk__spawn_ns() {
-	local ns=$1 name=$2 pid st
+	local -; set +eu
+	local ns=$1 name=$2 pid i cmd
 	shift 2
+	cmd=("$@")
 	if [ -z "$SK_TMP" ] || [ ! -d "$SK_TMP/.sk" ]; then
 		sk__err "sk_spawn before sk_cluster_init"
 		return 1
 	fi
 	[[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || { sk__err "bad spawn name '$name'"; return 1; }
-	# No job control here, so the child is not a group leader and setsid does not fork:
-	# the PID below stays the PID of the command after the exec chain setsid->nsenter->cmd.
-	set +m
-	setsid nsenter --net="/run/netns/$ns" -- "$@" </dev/null >>"$SK_TMP/$name.log" 2>&1 &
+	# The child records its own PID and starttime before exec, so even a command that
+	# exits at once is recorded; the PID stays the command's through subshell -> nsenter
+	# -> cmd. No setsid on purpose: staying in the test's process group lets a runner's
+	# killpg (meson timeout, Ctrl-C) reach daemons even if our cleanup is cut short.
+	(
+		read -r st </proc/$BASHPID/stat
+		st=${st##*) }
+		set -- $st
+		printf '%s %s %s\n' "$BASHPID" "${20}" "$name" >>"$SK_TMP/.sk/pids"
+		exec nsenter --net="/run/netns/$ns" -- "${cmd[@]}" </dev/null >>"$SK_TMP/$name.log" 2>&1
+	) &
 	pid=$!
-	st=$(sk__starttime "$pid") || st=
-	if [ -z "$st" ]; then
-		sk__err "spawned '$name' (pid $pid) exited at once; see $SK_TMP/$name.log"
-		return 1
-	fi
-	printf '%s %s %s\n' "$pid" "$st" "$name" >>"$SK_TMP/.sk/pids"
+	for ((i = 0; i < 50; i++)); do
+		grep -q "^$pid " "$SK_TMP/.sk/pids" && break
+		sleep 0.02
+	done
 	printf '%s\n' "$pid"
 }
 
 # pid=$(sk_spawn N name cmd...): background in node N, output to $SK_TMP/name.log
 sk_spawn() {
+	local -; set +eu
 	local ns
 	ns=$(sk__ns "$1") || return 1
 	shift
@@ -186,11 +214,13 @@ sk_spawn() {
 }
 
 sk_spawn_client() {
+	local -; set +eu
 	sk_spawn c "$@"
 }
 
 # 0 if PID was spawned by this run and is still the same process (PID reuse check)
 sk__verify() {
+	local -; set +eu
 	local pid=$1 rec st
 	[[ "$pid" =~ ^[0-9]+$ ]] || { sk__err "bad pid '$pid'"; return 1; }
 	[ -n "$SK_TMP" ] && [ -f "$SK_TMP/.sk/pids" ] || { sk__err "no spawned pids"; return 1; }
@@ -202,6 +232,7 @@ sk__verify() {
 }
 
 sk__signal() {
+	local -; set +eu
 	sk__verify "$2" || return 1
 	kill "-$1" "$2"
 }
@@ -213,6 +244,7 @@ sk_term() { sk__signal TERM "$1"; }
 
 # sk_alive PID: spawned by us, still there and not a zombie
 sk_alive() {
+	local -; set +eu
 	local s
 	sk__verify "$1" 2>/dev/null || return 1
 	s=$(sk_pid_state "$1") || return 1
@@ -224,6 +256,7 @@ sk_alive() {
 # sk_link_down N [--eth0]: default pulls the cable (bridge-side port down: eth0 keeps its
 # addresses and routes, sees NO-CARRIER); --eth0 sets the node's own eth0 down instead.
 sk_link_down() {
+	local -; set +eu
 	local port
 	port=$(sk__port "$1") || return 1
 	if [ "${2:-}" = --eth0 ]; then
@@ -234,6 +267,7 @@ sk_link_down() {
 }
 
 sk_link_up() {
+	local -; set +eu
 	local port
 	port=$(sk__port "$1") || return 1
 	sk_in "$1" ip link set eth0 up && ip -n "$SK_BR_NS" link set "$port" up
@@ -241,6 +275,7 @@ sk_link_up() {
 
 # 0 if the kernel has sch_netem (this is probed once, in the bridge namespace's lo)
 sk_have_netem() {
+	local -; set +eu
 	if [ -z "$SK__NETEM" ]; then
 		if tc -n "$SK_BR_NS" qdisc add dev lo root netem delay 1ms 2>/dev/null; then
 			tc -n "$SK_BR_NS" qdisc del dev lo root 2>/dev/null
@@ -256,6 +291,7 @@ sk_have_netem() {
 # Without sch_netem only "loss P%" works (nft random drop of frames from node N at the
 # bridge); anything else returns 2 so a test can skip.
 sk_netem() {
+	local -; set +eu
 	local n=$1 spec=$2 ns port pct
 	ns=$(sk__ns "$n") || return 1
 	port=$(sk__port "$n") || return 1
@@ -277,6 +313,7 @@ sk_netem() {
 }
 
 sk_netem_clear() {
+	local -; set +eu
 	local ns
 	ns=$(sk__ns "$1") || return 1
 	tc -n "$ns" qdisc del dev eth0 root 2>/dev/null
@@ -286,6 +323,7 @@ sk_netem_clear() {
 
 # (re)create base chain NAME on the bridge forward hook with the given rules
 sk__nft_chain() {
+	local -; set +eu
 	local name=$1 r script
 	shift
 	sk__nft_del_chain "$name"
@@ -297,6 +335,7 @@ sk__nft_chain() {
 }
 
 sk__nft_del_chain() {
+	local -; set +eu
 	sk__nsexec "$SK_BR_NS" nft delete chain bridge sk "$1" 2>/dev/null
 	return 0
 }
@@ -304,6 +343,7 @@ sk__nft_del_chain() {
 # sk_partition A B: the bridge drops every frame between A and B (both ways, broadcasts
 # too, whatever addresses they carry, VIPs included); other pairs keep talking.
 sk_partition() {
+	local -; set +eu
 	local pa pb a b
 	pa=$(sk__port "$1") || return 1
 	pb=$(sk__port "$2") || return 1
@@ -314,6 +354,7 @@ sk_partition() {
 }
 
 sk_heal() {
+	local -; set +eu
 	local a b
 	sk__port "$1" >/dev/null || return 1
 	sk__port "$2" >/dev/null || return 1
@@ -322,6 +363,7 @@ sk_heal() {
 }
 
 sk_track_mount() {
+	local -; set +eu
 	[ -n "$SK_TMP" ] && [ -d "$SK_TMP/.sk" ] || { sk__err "sk_track_mount before init"; return 1; }
 	printf '%s\n' "$(realpath -m -- "$1")" >>"$SK_TMP/.sk/mounts"
 }
@@ -329,18 +371,21 @@ sk_track_mount() {
 # --- setup ----------------------------------------------------------------
 
 sk__on_exit() {
-	local rc=$?
+	local rc=$? # first: anything before it would overwrite the exit status
+	local -; set +eu
 	[ "$BASHPID" = "$SK__OWNER" ] || return "$rc"
 	sk_cleanup
 	exit "$rc"
 }
 
 sk__on_signal() {
+	local -; set +eu
 	[ "$BASHPID" = "$SK__OWNER" ] || exit "$1"
 	exit "$1" # the EXIT trap cleans up
 }
 
 sk__addns() {
+	local -; set +eu
 	ip netns add "$1" || return 1
 	SK__NSLIST+=("$1")
 	ip -n "$1" link set lo up
@@ -348,6 +393,7 @@ sk__addns() {
 
 # add host end HOST_IDX (node number or c) with address ADDR and MAC MAC
 sk__addhost() {
+	local -; set +eu
 	local idx=$1 ns=$2 addr=$3 mac=$4
 	sk__addns "$ns" || return 1
 	ip -n "$SK_BR_NS" link add "v$idx" type veth peer name eth0 netns "$ns" address "$mac" || return 1
@@ -358,12 +404,13 @@ sk__addhost() {
 
 # sk_cluster_init N [--client]
 sk_cluster_init() {
+	local -; set +eu
 	local n=$1 client=0 i r suffix=
 	[ "${2:-}" = --client ] && client=1
 	[[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 99 ] ||
 		{ sk__err "sk_cluster_init: node count 1..99"; return 1; }
 	[ "$(id -u)" = 0 ] || { sk__err "needs root"; return 1; }
-	for c in ip tc nft nsenter setsid ping; do
+	for c in ip tc nft nsenter ping; do
 		command -v "$c" >/dev/null || { sk__err "missing command: $c"; return 1; }
 	done
 	[ -z "$SK__OWNER" ] || { sk__err "sk_cluster_init called twice"; return 1; }
@@ -411,6 +458,7 @@ sk_cluster_init() {
 # --- cleanup --------------------------------------------------------------
 
 sk__pids_alive() {
+	local -; set +eu
 	local pid st name cur
 	[ -n "$SK_TMP" ] && [ -f "$SK_TMP/.sk/pids" ] || return 0
 	while read -r pid st name; do
@@ -422,14 +470,22 @@ sk__pids_alive() {
 }
 
 sk__ns_pids() {
+	local -; set +eu
 	local ns
 	for ns in "${SK__NSLIST[@]}"; do
 		ip netns pids "$ns" 2>/dev/null
 	done
 }
 
+# 0 if DIR is a mount point (mountinfo escapes blanks as \040; test dirs have none)
+sk__mounted() {
+	local -; set +eu
+	awk -v d="$1" '$5 == d { f = 1 } END { exit !f }' /proc/self/mountinfo
+}
+
 # sk_cleanup: stop our processes, unmount, delete namespaces, remove SK_TMP. Idempotent.
 sk_cleanup() {
+	local -; set +eu
 	local pids pid i m ns
 	[ "$SK__CLEANED" = 1 ] && return 0
 	SK__CLEANED=1
@@ -453,16 +509,17 @@ sk_cleanup() {
 	done
 
 	if [ -n "$SK_TMP" ] && [ -f "$SK_TMP/.sk/mounts" ]; then
+		# mountinfo, not stat: a stat on a hung FUSE mount would block; -c for the same reason
 		tac "$SK_TMP/.sk/mounts" | while IFS= read -r m; do
-			mountpoint -q "$m" 2>/dev/null || continue
-			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null ||
+			sk__mounted "$m" || continue
+			umount -c "$m" 2>/dev/null || umount -c -l "$m" 2>/dev/null ||
 				sk__err "cannot unmount $m"
 		done
 	fi
 	# safety net: nothing may stay mounted under SK_TMP before it is removed
 	if [ -n "$SK_TMP" ]; then
 		awk -v t="$SK_TMP/" 'index($5 "/", t) == 1 { print $5 }' /proc/self/mountinfo |
-			sort -r | while IFS= read -r m; do umount -l "$m" 2>/dev/null; done
+			sort -r | while IFS= read -r m; do umount -c -l "$m" 2>/dev/null; done
 	fi
 
 	for ((i = ${#SK__NSLIST[@]} - 1; i >= 0; i--)); do

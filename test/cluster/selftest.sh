@@ -58,6 +58,39 @@ fi
 
 sk_check "failing child reported the PIDs it started" test "$(wc -w <<<"$child_pids")" = 2
 
+# --- sub-test: SIGTERM to a test cleans up too (stopped daemon included) -----------------
+term_out=$(bash -c '
+	source "$1"
+	sk_cluster_init 2 || exit 9
+	echo "PFX=$SK_PFX TMP=$SK_TMP"
+	p=$(sk_spawn 2 sleeper sleep 1000) && sk_sigstop "$p"
+	echo "PIDS $p"
+	kill -TERM $$
+	sleep 5
+	exit 0' child "$here/lib.sh" 2>&1)
+term_rc=$?
+term_pfx=$(sed -n 's/^PFX=\([^ ]*\) .*/\1/p' <<<"$term_out")
+term_tmp=$(sed -n 's/.* TMP=\(.*\)$/\1/p' <<<"$term_out")
+term_pids=$(sed -n 's/^PIDS //p' <<<"$term_out")
+sk_check "SIGTERM: exit status 143" test "$term_rc" = 143
+sk_check "SIGTERM: nothing left behind" nothing_left "${term_pfx:-unset}" "$term_tmp" $term_pids
+
+# --- sub-test: the API works for a caller running with set -euo pipefail --------------------
+strict_out=$(bash -c '
+	set -euo pipefail
+	source "$1"
+	sk_cluster_init 2 --client
+	p=$(sk_spawn 1 sleeper sleep 1000)
+	sk_partition 1 2; sk_heal 1 2; sk_heal 1 2
+	sk_netem_clear 1; sk_link_down 2; sk_link_up 2
+	sk_wait_for 5 sk_in 2 ping -c 1 -W 1 "${SK_IP[1]}"
+	sk_sigstop "$p"; sk_sigcont "$p"; sk_term "$p"
+	sk_cleanup; sk_cleanup
+	echo strict-done' child "$here/lib.sh" 2>&1)
+strict_rc=$?
+if [ "$strict_rc" = 0 ] && [[ "$strict_out" == *strict-done* ]]; then sk_ok "API works under set -euo pipefail"
+else sk_not_ok "API works under set -euo pipefail"; sk_diag "rc=$strict_rc: $strict_out"; fi
+
 # --- sub-test: SK_KEEP=1 keeps SK_TMP but still removes namespaces and processes --------
 keep_out=$(SK_KEEP=1 bash -c '
 	source "$1"
