@@ -128,6 +128,9 @@ static int run_burst(int n, int conc, int timeout_ms)
 {
 	struct conn *cs = calloc((size_t)n, sizeof(*cs));
 	int ep = epoll_create1(EPOLL_CLOEXEC), started = 0, active = 0, done = 0;
+
+	if (!cs || ep < 0)
+		return 1;
 	int counts[MAX_NODES] = {0}, failed = 0, slow = 0;
 	uint64_t deadline = now_ms() + 120000;
 
@@ -201,6 +204,11 @@ static int run_burst(int n, int conc, int timeout_ms)
 	for (int i = 0; i < nnodes; i++)
 		printf("node %s %d\n", node_names[i], counts[i]);
 	printf("total=%d ok=%d failed=%d slow=%d\n", n, n - failed, failed, slow);
+	for (int i = 0; i < n; i++)
+		if (cs[i].fd > 0)
+			close(cs[i].fd);
+	free(cs);
+	close(ep);
 	return failed ? 1 : 0;
 }
 
@@ -249,6 +257,9 @@ static int run_hold(int n, int interval_ms, int timeout_ms, int seconds, const c
 {
 	struct conn *cs = calloc((size_t)n, sizeof(*cs));
 	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	if (!cs || ep < 0)
+		return 1;
 	uint64_t end = now_ms() + (uint64_t)seconds * 1000, next_tick = 0, next_status = 0;
 
 	signal(SIGTERM, on_sig);
@@ -325,6 +336,11 @@ static int run_hold(int n, int interval_ms, int timeout_ms, int seconds, const c
 	for (int i = 0; i < n; i++)
 		broken += cs[i].state == 4;
 	printf("hold conns=%d broken=%d\n", n, broken);
+	for (int i = 0; i < n; i++)
+		if (cs[i].fd > 0)
+			close(cs[i].fd);
+	free(cs);
+	close(ep);
 	return 0;
 }
 
