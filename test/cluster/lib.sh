@@ -13,6 +13,12 @@
 # changes, so mounts made by a daemon (FUSE) are visible to the test and to cleanup.
 # Consequence: /sys/class/net shows the host's interfaces; use netlink (ip, tc) instead.
 #
+# Faults: sk_partition/sk_heal are nftables rules on the bridge (per port pair, so VIPs
+# and broadcasts are cut too); sk_link_down pulls the cable (bridge port down, eth0 keeps
+# its addresses; --eth0 downs eth0 itself); sk_netem uses tc netem on eth0 when the
+# kernel has sch_netem (sk_have_netem), otherwise only "loss P%" works (nft) and other
+# specs return 2 so a test can sk_skip. Extras: sk_skip, sk_pid_state, sk_alive.
+#
 # Spawned PIDs and tracked mounts are kept in files under $SK_TMP/.sk, because
 # `pid=$(sk_spawn ...)` runs in a subshell whose variables are lost.
 #
