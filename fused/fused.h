@@ -17,9 +17,10 @@
 enum fused_role { FUSED_PRIMARY = 1, FUSED_SECONDARY = 2 };
 
 /* What the ack thread sends to FUSE once an operation is replicated. */
-enum fused_reply_kind { R_NONE = 0, R_ERR0, R_WRITE, R_ENTRY, R_CREATE, R_ATTR, R_OPEN };
+enum fused_reply_kind { R_NONE = 0, R_ERR0, R_WRITE, R_ENTRY, R_CREATE, R_ATTR, R_OPEN, R_ERR };
 struct fused_reply {
 	uint8_t kind;
+	int err; /* R_ERR: positive errno */
 	size_t written;
 	struct fuse_entry_param e;
 	struct fuse_file_info fi;
@@ -38,6 +39,8 @@ struct fused_pending {
 	uint32_t bytes;
 	fuse_req_t req; /* NULL: nobody waits (already replied, or not a FUSE op) */
 	struct fused_waiter *w;
+	bool held;  /* the local apply still runs: its thread replies (fused_repl_local_done) */
+	bool acked; /* acknowledged while held */
 	struct fused_reply r;
 };
 
@@ -142,6 +145,7 @@ int fused_inode_lookup(struct fused *f, fuse_ino_t parent, const char *name,
 		       struct fuse_entry_param *e);
 void fused_inode_forget(struct fused *f, fuse_ino_t ino, uint64_t n);
 int fused_inode_init(struct fused *f);
+extern uint64_t fused_path_gen;
 /* Relative path of an inode (under stream_mu); "" for root. -ENOENT if unlinked. */
 int fused_inode_path(struct fused *f, fuse_ino_t ino, char *buf, size_t cap);
 int fused_fd_path(struct fused *f, int fd, char *buf, size_t cap);
@@ -159,6 +163,16 @@ void fused_repl_stop(struct fused *f);
  */
 int fused_repl_submit(struct fused *f, const struct sk_rmsg_op *op, const void *data,
 		      size_t data_len, fuse_req_t req, const struct fused_reply *r);
+/*
+ * Writes go out before the local pwrite so both copies are written at once:
+ * the slot is held until fused_repl_local_done (called after the stream lock is
+ * released) says how the local apply went; whichever of that and the ack comes
+ * last replies. *seq is 0 when nothing was sent.
+ */
+int fused_repl_submit_held(struct fused *f, const struct sk_rmsg_op *op, const void *data,
+			   size_t data_len, fuse_req_t req, const struct fused_reply *r,
+			   uint64_t *seq);
+void fused_repl_local_done(struct fused *f, uint64_t seq, const struct fused_reply *r);
 /* Same for a thread that waits itself (fsync): returns 1 if fused_repl_wait must be called. */
 int fused_repl_submit_wait(struct fused *f, const struct sk_rmsg_op *op, struct fused_waiter *w);
 void fused_repl_wait(struct fused *f, struct fused_waiter *w);
@@ -176,6 +190,10 @@ long fused_rbuf_next(struct sk_chan *c, struct fused_rbuf *b, struct sk_frame *f
 		     enum sk_reject *why);
 /* Read more bytes (blocking). 0, -ECONNRESET on EOF, -errno. */
 int fused_rbuf_fill(int fd, struct fused_rbuf *b);
+/* Non-blocking reads for up to spin_us: 1 got bytes, 0 nothing came, <0 error/EOF. */
+int fused_rbuf_spin(int fd, struct fused_rbuf *b, unsigned spin_us);
+extern unsigned fused_spin_us; /* FUSED_SPIN_US env, default below */
+#define FUSED_SPIN_US fused_spin_us
 /* Write a whole iovec array (consumed). 0 or -errno. */
 int fused_writev_all(int fd, struct iovec *iov, int n);
 void fused_peer_lost(struct fused *f, uint64_t gen, const char *why);

@@ -21,7 +21,12 @@ struct fused_inode {
 	ino_t ino;
 	uint64_t nlookup;
 	struct fused_inode *next;
+	char *path;        /* cached relative path, valid while path_gen == fused_path_gen */
+	uint64_t path_gen;
 };
+
+/* Bumped (under stream_mu) by every unlink, rmdir and rename: cached paths may be stale. */
+uint64_t fused_path_gen = 1;
 
 #define INO_BUCKETS (1u << 16)
 static struct fused_inode **ino_tab;
@@ -135,6 +140,7 @@ void fused_inode_forget(struct fused *f, fuse_ino_t ino, uint64_t n)
 			}
 		pthread_mutex_unlock(&f->ino_mu);
 		close(in->fd);
+		free(in->path);
 		free(in);
 		return;
 	}
@@ -182,10 +188,29 @@ int fused_fd_path(struct fused *f, int fd, char *buf, size_t cap)
 int fused_inode_path(struct fused *f, fuse_ino_t ino, char *buf, size_t cap)
 {
 	struct fused_inode *in = fused_inode_get(f, ino);
+	int n;
 
 	if (in == &ino_root) {
 		buf[0] = '\0';
 		return 0;
 	}
-	return fused_fd_path(f, in->fd, buf, cap);
+	/* creates come in bursts in one directory: keep its path until a rename/unlink */
+	if (in->path && in->path_gen == fused_path_gen) {
+		n = (int)strlen(in->path);
+		if ((size_t)n >= cap)
+			return -ENAMETOOLONG;
+		memcpy(buf, in->path, (size_t)n + 1);
+		return n;
+	}
+	n = fused_fd_path(f, in->fd, buf, cap);
+	if (n >= 0) {
+		char *c = strdup(buf);
+
+		if (c) {
+			free(in->path);
+			in->path = c;
+			in->path_gen = fused_path_gen;
+		}
+	}
+	return n;
 }

@@ -19,6 +19,7 @@
 #include "log.h"
 
 struct fused *fused_ctx;
+unsigned fused_spin_us = 0;
 
 uint64_t fused_now_us(void)
 {
@@ -249,6 +250,8 @@ int main(int argc, char **argv)
 	int rc;
 
 	parse(f, argc, argv);
+	if (getenv("SKFUSED_SPIN_US"))
+		fused_spin_us = (unsigned)strtoul(getenv("SKFUSED_SPIN_US"), NULL, 10);
 	sk_log_init("skfused", f->debug ? SK_LOG_DEBUG : SK_LOG_INFO);
 	fused_ctx = f;
 	pthread_mutex_init(&f->stream_mu, NULL);

@@ -25,6 +25,8 @@
 static __thread char tp1[PATH_MAX];
 static __thread char tp2[PATH_MAX];
 static __thread bool t_fs_unshared;
+static __thread mode_t t_umask;
+static __thread bool t_creds;
 
 static void procpath(char *buf, size_t cap, int fd)
 {
@@ -50,18 +52,24 @@ static void creds_set(fuse_req_t req)
 		if (unshare(CLONE_FS) == 0)
 			t_fs_unshared = true;
 	}
-	if (t_fs_unshared)
+	if (t_fs_unshared && t_umask != c->umask) {
 		umask(c->umask);
-	syscall(SYS_setfsgid, c->gid);
-	syscall(SYS_setfsuid, c->uid);
+		t_umask = c->umask;
+	}
+	t_creds = c->uid || c->gid; /* root's are the thread's own */
+	if (t_creds) {
+		syscall(SYS_setfsgid, c->gid);
+		syscall(SYS_setfsuid, c->uid);
+	}
 }
 
 static void creds_reset(void)
 {
-	syscall(SYS_setfsuid, 0);
-	syscall(SYS_setfsgid, 0);
-	if (t_fs_unshared)
-		umask(0);
+	if (t_creds) {
+		syscall(SYS_setfsuid, 0);
+		syscall(SYS_setfsgid, 0);
+	}
+	t_creds = false;
 }
 
 static void ts_from(struct sk_rmsg_ts *t, const struct timespec *ts)
@@ -393,6 +401,7 @@ static void rm_common(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 		return fail(req, rc);
 	if (unlinkat(pfd, name, dir ? AT_REMOVEDIR : 0) < 0)
 		return fail(req, -errno);
+	fused_path_gen++;
 	op.path1 = tp1;
 	op.path1_len = (uint16_t)rc;
 	op_p1(&op, pfd);
@@ -427,6 +436,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	}
 	if (renameat2(pfd, name, npfd, newname, flags) < 0)
 		return fail(req, -errno);
+	fused_path_gen++;
 	op.path1 = tp1;
 	op.path1_len = (uint16_t)n1;
 	op.path2 = tp2;
@@ -586,12 +596,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
+/*
+ * The frame goes out before the local pwrite, both under the stream lock, so
+ * the peer writes while we do; the reply waits for both. The file's times
+ * reach the peer with its close or fsync.
+ */
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
 	struct fused_fh *fh = (struct fused_fh *)(uintptr_t)fi->fh;
 	struct sk_rmsg_op op = { .type = SK_RMSG_WRITE };
-	struct fused_reply r = { .kind = R_WRITE };
+	struct fused_reply r = { .kind = R_WRITE, .written = size };
+	uint64_t seq = 0, gen = F()->conn_gen;
+	int deferred = 0;
 	ssize_t n;
 
 	pthread_mutex_lock(&F()->stream_mu);
@@ -600,20 +617,24 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 		if (off < 0)
 			return fail(req, -errno);
 	}
-	n = pwrite(fh->fd, data, size, off);
-	if (n < 0)
-		return fail(req, -errno);
-	r.written = (size_t)n;
-	if (active()) {
-		struct stat st;
-
+	if (active() && fh->id) {
 		op.fh = fh->id;
 		op.off = (uint64_t)off;
-		op.data_len = (uint32_t)n;
-		if (fstat(fh->fd, &st) == 0)
-			op_times(&op, &st);
+		op.data_len = (uint32_t)size;
+		deferred = fused_repl_submit_held(F(), &op, data, size, req, &r, &seq);
 	}
-	commit(&op, data, (size_t)n, req, &r);
+	n = pwrite(fh->fd, data, size, off);
+	if (n < 0)
+		r = (struct fused_reply){ .kind = R_ERR, .err = errno };
+	else
+		r.written = (size_t)n;
+	if (seq && (size_t)n != size) /* the peer applied what we could not */
+		fused_peer_lost(F(), gen, "local write failed after replication");
+	pthread_mutex_unlock(&F()->stream_mu);
+	if (seq)
+		fused_repl_local_done(F(), seq, &r);
+	else if (!deferred)
+		fused_reply_send(req, &r);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -623,10 +644,14 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fused_reply none = { .kind = R_NONE };
 
 	if (fh->id) {
+		struct stat st;
+
 		pthread_mutex_lock(&F()->stream_mu);
 		fh->prev->next = fh->next;
 		fh->next->prev = fh->prev;
 		op.fh = fh->id;
+		if (active() && fstat(fh->fd, &st) == 0)
+			op_times(&op, &st); /* writes left the peer's times behind */
 		if (active())
 			fused_repl_submit(F(), &op, NULL, 0, NULL, &none);
 		pthread_mutex_unlock(&F()->stream_mu);
@@ -647,7 +672,11 @@ static void sync_common(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 	pthread_mutex_lock(&F()->stream_mu);
 	if (active()) {
 		if (fh && fh->id) {
+			struct stat st;
+
 			op.fh = fh->id;
+			if (fstat(fh->fd, &st) == 0)
+				op_times(&op, &st);
 		} else {
 			rc = fused_inode_path(F(), ino, tp1, sizeof(tp1));
 			op.path1 = tp1;

@@ -122,18 +122,63 @@ int fused_apply_open_path(int root_fd, const char *path, size_t len, int flags, 
 	return 0;
 }
 
-/* Parent directory (O_PATH) of a non-root path and its last component, NUL-terminated. */
-static int open_parent(struct fused *f, const char *path, size_t len, int *pfd, char *name)
+/*
+ * Parent directory of a non-root path and its last component. The last
+ * parent stays open (creates come in bursts in one directory); anything that
+ * can change what a path names (rename, rmdir, resync, a new session) drops
+ * it. Release with parent_put.
+ */
+static struct {
+	int fd;
+	size_t len;
+	char path[SK_RMSG_PATH_MAX + 1];
+} pc = { .fd = -1 };
+
+static void parent_drop(void)
+{
+	if (pc.fd >= 0)
+		close(pc.fd);
+	pc.fd = -1;
+}
+
+static void parent_put(int fd)
+{
+	if (fd != pc.fd)
+		close(fd);
+}
+
+static int open_parent_how(struct fused *f, const char *path, size_t len, int *pfd, char *name,
+			   bool cache)
 {
 	const char *slash = memrchr(path, '/', len);
 	size_t dl = slash ? (size_t)(slash - path) : 0;
 	size_t nl = len - (slash ? dl + 1 : 0);
+	int fd, rc;
 
 	if (nl == 0 || nl > SK_RMSG_NAME_MAX)
 		return -EINVAL;
 	memcpy(name, path + len - nl, nl);
 	name[nl] = '\0';
-	return fused_apply_open_path(f->root_fd, path, dl, O_PATH | O_DIRECTORY, pfd);
+	if (cache && pc.fd >= 0 && pc.len == dl && !memcmp(pc.path, path, dl)) {
+		*pfd = pc.fd;
+		return 0;
+	}
+	rc = fused_apply_open_path(f->root_fd, path, dl, O_RDONLY | O_DIRECTORY, &fd);
+	if (rc < 0)
+		return rc;
+	if (cache) {
+		parent_drop();
+		pc.fd = fd;
+		pc.len = dl;
+		memcpy(pc.path, path, dl);
+	}
+	*pfd = fd;
+	return 0;
+}
+
+static int open_parent(struct fused *f, const char *path, size_t len, int *pfd, char *name)
+{
+	return open_parent_how(f, path, len, pfd, name, true);
 }
 
 static void ts_to(struct timespec *t, const struct sk_rmsg_ts *s)
@@ -153,21 +198,12 @@ static int op_ts(const struct sk_rmsg_op *op, struct timespec tv[2])
 	return (op->valid & (SK_RV_ATIME | SK_RV_MTIME)) != 0;
 }
 
-/* Times on an O_PATH fd: through our own /proc magic link (directories only, never symlinks). */
-static int futimens_opath(int fd, const struct timespec tv[2])
-{
-	char pp[64];
-
-	snprintf(pp, sizeof(pp), "/proc/self/fd/%d", fd);
-	return utimensat(AT_FDCWD, pp, tv, 0);
-}
-
 static int dir_mtime(int pfd, const struct sk_rmsg_ts *m)
 {
 	struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, { 0 } };
 
 	ts_to(&tv[1], m);
-	return futimens_opath(pfd, tv);
+	return futimens(pfd, tv);
 }
 
 /* ---- operations ---- */
@@ -197,11 +233,12 @@ static int finish_new(int pfd, const char *name, const struct sk_rmsg_op *op, bo
 {
 	struct timespec tv[2];
 
-	if ((op->valid & (SK_RV_UID | SK_RV_GID)) &&
+	/* we create as root with umask 0: owner 0:0 and the exact mode are already there */
+	if ((op->valid & (SK_RV_UID | SK_RV_GID)) && (op->uid || op->gid) &&
 	    fchownat(pfd, name, (op->valid & SK_RV_UID) ? op->uid : (uid_t)-1,
 		     (op->valid & SK_RV_GID) ? op->gid : (gid_t)-1, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
-	if (!is_link && (op->valid & SK_RV_MODE)) {
+	if (!is_link && (op->valid & SK_RV_MODE) && (op->mode & 07000)) {
 		int rc = chmod_nofollow(pfd, name, op->mode & 07777);
 
 		if (rc < 0)
@@ -282,7 +319,7 @@ static int apply_setattr_path(struct fused *f, const struct sk_rmsg_op *op)
 		rc = chmod_nofollow(pfd, name, op->mode & 07777);
 	if (rc == 0 && op_ts(op, tv) && utimensat(pfd, name, tv, AT_SYMLINK_NOFOLLOW) < 0)
 		rc = -errno;
-	close(pfd);
+	parent_put(pfd);
 	return rc;
 }
 
@@ -327,7 +364,7 @@ static int apply_two(struct fused *f, const struct sk_rmsg_op *op)
 	char n1[SK_RMSG_NAME_MAX + 1], n2[SK_RMSG_NAME_MAX + 1];
 	int p1, p2, rc;
 
-	rc = open_parent(f, op->path1, op->path1_len, &p1, n1);
+	rc = open_parent_how(f, op->path1, op->path1_len, &p1, n1, false);
 	if (rc < 0)
 		return rc;
 	rc = open_parent(f, op->path2, op->path2_len, &p2, n2);
@@ -345,7 +382,7 @@ static int apply_two(struct fused *f, const struct sk_rmsg_op *op)
 	if (rc == 0 && (op->valid & SK_RV_P2MTIME) && dir_mtime(p2, &op->p2_mtime) < 0)
 		rc = -errno;
 	close(p1);
-	close(p2);
+	parent_put(p2);
 	return rc;
 }
 
@@ -382,13 +419,14 @@ static int apply_ns(struct fused *f, const struct sk_rmsg_op *op)
 		rc = finish_new(pfd, name, op, op->type == SK_RMSG_SYMLINK);
 	else if (rc == 0 && (op->valid & SK_RV_P1MTIME) && dir_mtime(pfd, &op->p1_mtime) < 0)
 		rc = -errno;
-	close(pfd);
+	parent_put(pfd);
 	return rc;
 }
 
 static int apply_create(struct fused *f, struct rx *x, const struct sk_rmsg_op *op)
 {
 	char name[SK_RMSG_NAME_MAX + 1];
+	struct timespec tv[2];
 	int pfd, fd, rc;
 	int fl = O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
 
@@ -400,15 +438,25 @@ static int apply_create(struct fused *f, struct rx *x, const struct sk_rmsg_op *
 	fd = openat(pfd, name, fl, op->mode & 07777);
 	if (fd < 0) {
 		rc = -errno;
-		close(pfd);
+		parent_put(pfd);
 		return rc;
 	}
 	rc = hput(x, op->fh, fd);
-	if (rc < 0)
+	if (rc < 0) {
 		close(fd);
-	if (rc == 0)
-		rc = finish_new(pfd, name, op, false);
-	close(pfd);
+		parent_put(pfd);
+		return rc;
+	}
+	/* owner first (chown clears set-id bits), then mode, then times */
+	if ((op->uid || op->gid) && fchown(fd, op->uid, op->gid) < 0)
+		rc = -errno;
+	if (rc == 0 && (op->mode & 07000) && fchmod(fd, op->mode & 07777) < 0)
+		rc = -errno;
+	if (rc == 0 && op_ts(op, tv) && futimens(fd, tv) < 0)
+		rc = -errno;
+	if (rc == 0 && (op->valid & SK_RV_P1MTIME) && dir_mtime(pfd, &op->p1_mtime) < 0)
+		rc = -errno;
+	parent_put(pfd);
 	return rc;
 }
 
@@ -444,10 +492,17 @@ static int apply_fsync(struct fused *f, struct rx *x, const struct sk_rmsg_op *o
 	int fd, rc;
 
 	if (op->fh) {
+		struct timespec tv[2];
+
 		rc = hget(x, op->fh, &fd);
 		if (rc < 0 || fd < 0)
 			return rc;
-		return (ds ? fdatasync(fd) : fsync(fd)) < 0 ? -errno : 0;
+		if (op_ts(op, tv) && futimens(fd, tv) < 0)
+			return -errno;
+		/* data and size durable here; times alone are not worth a second inode write
+		 * on the disk the primary is flushing too (they are durable on the primary) */
+		(void)ds;
+		return fdatasync(fd) < 0 ? -errno : 0;
 	}
 	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_RDONLY | O_NONBLOCK, &fd);
 	if (rc < 0)
@@ -476,6 +531,10 @@ static int apply(struct rx *x, const struct sk_rmsg_op *op)
 	struct timespec tv[2];
 	int fd = -1, fd2 = -1, rc;
 
+	/* these change what paths name: the cached parent may be stale */
+	if (op->type == SK_RMSG_RENAME || op->type == SK_RMSG_RMDIR || op->type == SK_RMSG_START ||
+	    op->type == SK_RMSG_RS_DIR)
+		parent_drop();
 	switch (op->type) {
 	case SK_RMSG_START:
 		hclear(x);
@@ -494,10 +553,13 @@ static int apply(struct rx *x, const struct sk_rmsg_op *op)
 		if (!e)
 			return -EBADF;
 		*pp = e->next;
+		rc = 0;
+		if (e->fd >= 0 && op_ts(op, tv) && futimens(e->fd, tv) < 0)
+			rc = -errno;
 		if (e->fd >= 0)
 			close(e->fd);
 		free(e);
-		return 0;
+		return rc;
 	}
 	case SK_RMSG_WRITE:
 		if ((rc = hget(x, op->fh, &fd)) < 0 || fd < 0)
@@ -534,8 +596,11 @@ static int apply(struct rx *x, const struct sk_rmsg_op *op)
 	case SK_RMSG_RMDIR:
 		return apply_ns(f, op);
 	case SK_RMSG_LINK:
-	case SK_RMSG_RENAME:
 		return apply_two(f, op);
+	case SK_RMSG_RENAME:
+		rc = apply_two(f, op);
+		parent_drop();
+		return rc;
 	case SK_RMSG_SETXATTR:
 	case SK_RMSG_REMOVEXATTR:
 		return apply_xattr(f, x, op);
@@ -648,20 +713,27 @@ static void serve(struct rx *x, int lfd, int *pending_fd)
 		long got = 0;
 
 		if (rb.start == rb.end) {
-			rc = poll(p, 2, 200);
-			if (atomic_load(&f->stop))
+			rc = fused_rbuf_spin(x->sock, &rb, FUSED_SPIN_US);
+			if (rc < 0)
 				break;
-			if (rc > 0 && (p[1].revents & POLLIN)) {
-				/* a new primary connection replaces this one (e.g. it restarted) */
-				*pending_fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-				if (*pending_fd >= 0)
+			if (rc == 0) {
+				rc = poll(p, 2, 200);
+				if (atomic_load(&f->stop))
+					break;
+				if (rc > 0 && (p[1].revents & POLLIN)) {
+					/* a new primary connection replaces this one (it restarted) */
+					*pending_fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+					if (*pending_fd >= 0)
+						break;
+				}
+				if (rc <= 0 || !(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+					continue;
+				if (fused_rbuf_fill(x->sock, &rb) < 0)
 					break;
 			}
-			if (rc <= 0 || !(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
-				continue;
-		}
-		if ((rc = fused_rbuf_fill(x->sock, &rb)) < 0)
+		} else if (fused_rbuf_fill(x->sock, &rb) < 0) {
 			break;
+		}
 		while (n < BATCH_MAX && (got = fused_rbuf_next(&x->chan, &rb, &fr[n], &why)) > 0)
 			n++;
 		if (n && run_batch(x, fr, n) < 0)

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,7 @@ long fused_rbuf_next(struct sk_chan *c, struct fused_rbuf *b, struct sk_frame *f
 	return n;
 }
 
-int fused_rbuf_fill(int fd, struct fused_rbuf *b)
+static int rbuf_read(int fd, struct fused_rbuf *b, int flags)
 {
 	ssize_t n;
 
@@ -59,13 +60,38 @@ int fused_rbuf_fill(int fd, struct fused_rbuf *b)
 		b->start = 0;
 	}
 	do
-		n = read(fd, b->buf + b->end, b->cap - b->end);
+		n = recv(fd, b->buf + b->end, b->cap - b->end, flags);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
 	if (n == 0)
 		return -ECONNRESET;
 	b->end += (size_t)n;
+	return 0;
+}
+
+int fused_rbuf_fill(int fd, struct fused_rbuf *b)
+{
+	return rbuf_read(fd, b, 0);
+}
+
+/*
+ * A sleeping reader costs a cross-CPU wakeup (tens of us in a VM) per
+ * message; a reader that expects an answer soon polls briefly first.
+ */
+int fused_rbuf_spin(int fd, struct fused_rbuf *b, unsigned spin_us)
+{
+	uint64_t end = fused_now_us() + spin_us;
+
+	do {
+		int rc = rbuf_read(fd, b, MSG_DONTWAIT);
+
+		if (rc == 0)
+			return 1;
+		if (rc != -EAGAIN)
+			return rc;
+		sched_yield();
+	} while (fused_now_us() < end);
 	return 0;
 }
 
@@ -117,6 +143,9 @@ void fused_reply_send(fuse_req_t req, const struct fused_reply *r)
 	case R_OPEN:
 		fuse_reply_open(req, &r->fi);
 		break;
+	case R_ERR:
+		fuse_reply_err(req, r->err);
+		break;
 	default:
 		break;
 	}
@@ -167,12 +196,15 @@ static void retire(struct fused *f, uint64_t upto, bool count_latency)
 			f->inflight_bytes -= p->bytes;
 			if (p->w)
 				p->w->done = true;
-			if (p->req) {
+			if (p->held) {
+				p->acked = true; /* its local apply is still running: that thread replies */
+			} else if (p->req) {
 				b->req[b->n] = p->req;
 				b->r[b->n] = p->r;
 				b->n++;
 			}
-			p->req = NULL;
+			if (!p->held)
+				p->req = NULL;
 			p->w = NULL;
 		}
 		f->seq_acked = s;
@@ -219,7 +251,7 @@ void fused_peer_lost(struct fused *f, uint64_t gen, const char *why)
 
 static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *data,
 		      size_t dlen, fuse_req_t req, const struct fused_reply *r,
-		      struct fused_waiter *w)
+		      struct fused_waiter *w, uint64_t *seq_out)
 {
 	uint8_t hb[SK_RMSG_OP_HDR + 2 * (SK_RMSG_PATH_MAX + 1) + SK_RMSG_NAME_MAX + 1];
 	uint8_t fh[SK_PROTO_HDR_LEN], mac[SK_PROTO_MAC_LEN];
@@ -243,7 +275,8 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 
 	pthread_mutex_lock(&f->pend_mu);
 	deadline = fused_now_us() + (uint64_t)f->budget_ms * 1000;
-	while (atomic_load(&f->connected) && f->seq_sent + 1 - f->seq_acked > FUSED_RING) {
+	while (atomic_load(&f->connected) && (f->seq_sent + 1 - f->seq_acked > FUSED_RING ||
+					      f->ring[(f->seq_sent + 1) % FUSED_RING].held)) {
 		struct timespec ts;
 
 		if (fused_now_us() >= deadline)
@@ -260,7 +293,8 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 		pthread_mutex_unlock(&f->pend_mu);
 		return 0;
 	}
-	if (f->seq_sent + 1 - f->seq_acked > FUSED_RING) {
+	if (f->seq_sent + 1 - f->seq_acked > FUSED_RING ||
+	    f->ring[(f->seq_sent + 1) % FUSED_RING].held) {
 		pthread_mutex_unlock(&f->pend_mu);
 		fused_peer_lost(f, gen, "in-flight window full past the budget");
 		return 0;
@@ -274,6 +308,10 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 	p->bytes = (uint32_t)(dlen + (size_t)hl);
 	p->req = waits ? req : NULL;
 	p->w = w;
+	p->held = waits && seq_out;
+	p->acked = false;
+	if (seq_out)
+		*seq_out = waits ? seq : 0;
 	if (waits && r)
 		p->r = *r;
 	f->seq_sent = seq;
@@ -293,16 +331,46 @@ int fused_repl_submit(struct fused *f, const struct sk_rmsg_op *op, const void *
 {
 	if (!atomic_load(&f->connected))
 		return 0;
-	return send_frame(f, op, data, data_len, req, r, NULL);
+	return send_frame(f, op, data, data_len, req, r, NULL, NULL);
+}
+
+int fused_repl_submit_held(struct fused *f, const struct sk_rmsg_op *op, const void *data,
+			   size_t data_len, fuse_req_t req, const struct fused_reply *r,
+			   uint64_t *seq)
+{
+	*seq = 0;
+	if (!atomic_load(&f->connected))
+		return 0;
+	return send_frame(f, op, data, data_len, req, r, NULL, seq);
+}
+
+void fused_repl_local_done(struct fused *f, uint64_t seq, const struct fused_reply *r)
+{
+	struct fused_pending *p = &f->ring[seq % FUSED_RING];
+	fuse_req_t req = NULL;
+
+	pthread_mutex_lock(&f->pend_mu);
+	if (p->seq == seq && p->held) {
+		p->r = *r;
+		p->held = false;
+		if (p->acked) { /* the ack came first: reply now */
+			req = p->req;
+			p->req = NULL;
+		}
+		pthread_cond_broadcast(&f->pend_cv);
+	}
+	pthread_mutex_unlock(&f->pend_mu);
+	if (req)
+		fused_reply_send(req, r);
 }
 
 int fused_repl_submit_wait(struct fused *f, const struct sk_rmsg_op *op, struct fused_waiter *w)
 {
 	if (!atomic_load(&f->connected) || f->mode == SK_RMODE_ASYNC)
 		return f->mode == SK_RMODE_ASYNC && atomic_load(&f->connected) ?
-			       (send_frame(f, op, NULL, 0, NULL, NULL, NULL), 0) :
+			       (send_frame(f, op, NULL, 0, NULL, NULL, NULL, NULL), 0) :
 			       0;
-	return send_frame(f, op, NULL, 0, NULL, NULL, w);
+	return send_frame(f, op, NULL, 0, NULL, NULL, w, NULL);
 }
 
 void fused_repl_wait(struct fused *f, struct fused_waiter *w)
@@ -343,7 +411,7 @@ int fused_repl_ask(struct fused *f, uint64_t gen, struct sk_rmsg_op *op, int pat
 	f->rs_reply_ready = false;
 	f->rs_sums = sums_buf;
 	pthread_mutex_unlock(&f->rs_mu);
-	send_frame(f, op, NULL, 0, NULL, NULL, NULL);
+	send_frame(f, op, NULL, 0, NULL, NULL, NULL, NULL);
 	pthread_mutex_unlock(&f->stream_mu);
 
 	pthread_mutex_lock(&f->rs_mu);
@@ -417,7 +485,7 @@ static void session_begin(struct fused *f)
 
 	atomic_store(&f->resyncing, true);
 	f->rs_state = 1;
-	send_frame(f, &op, NULL, 0, NULL, NULL, NULL);
+	send_frame(f, &op, NULL, 0, NULL, NULL, NULL, NULL);
 	for (h = f->fh_list.next; h != &f->fh_list && atomic_load(&f->connected); h = h->next) {
 		struct sk_rmsg_op o = { .type = SK_RMSG_OPEN, .fh = h->id };
 		int n = fused_fd_path(f, h->fd, path, sizeof(path));
@@ -428,7 +496,7 @@ static void session_begin(struct fused *f)
 			o.path1 = path;
 			o.path1_len = (uint16_t)n;
 		}
-		send_frame(f, &o, NULL, 0, NULL, NULL, NULL);
+		send_frame(f, &o, NULL, 0, NULL, NULL, NULL, NULL);
 	}
 }
 
@@ -460,7 +528,14 @@ static void ack_loop(struct fused *f, int fd, uint64_t gen)
 			break;
 		}
 		if (n == 0) {
-			int rc = fused_rbuf_fill(fd, &rb);
+			int rc = 0;
+
+			if (f->seq_sent != f->seq_acked) /* an answer is due: poll for it briefly */
+				rc = fused_rbuf_spin(fd, &rb, FUSED_SPIN_US);
+			if (rc == 0)
+				rc = fused_rbuf_fill(fd, &rb);
+			else if (rc > 0)
+				rc = 0;
 
 			if (rc < 0)
 				break;
@@ -576,13 +651,13 @@ static void *conn_main(void *arg)
 static void *budget_main(void *arg)
 {
 	struct fused *f = arg;
-	uint64_t step_us = (uint64_t)f->budget_ms * 1000 / 10;
+	uint64_t step_us = (uint64_t)f->budget_ms * 1000 / 20;
 	uint64_t limit_us;
 
-	if (step_us > 10000)
-		step_us = 10000;
+	if (step_us > 5000)
+		step_us = 5000;
 	/* act early enough that detection, the state fsync and the replies fit in the budget */
-	limit_us = (uint64_t)f->budget_ms * 1000 - 2 * step_us;
+	limit_us = (uint64_t)f->budget_ms * 800;
 	while (!atomic_load(&f->stop)) {
 		uint64_t gen = 0, now = fused_now_us();
 		bool late = false;

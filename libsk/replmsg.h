@@ -24,8 +24,8 @@ enum sk_rmsg_type {
 
 	SK_RMSG_OPEN = 20,     /* fh, path1 (absent with SK_RO_ORPHAN), flags SK_RO_TRUNC    */
 	SK_RMSG_CREATE,        /* fh, path1, mode (S_IFREG), uid, gid, flags SK_RO_EXCL      */
-	SK_RMSG_RELEASE,       /* fh                                                         */
-	SK_RMSG_WRITE,         /* fh, off, data                                              */
+	SK_RMSG_RELEASE,       /* fh, times of the file (writes do not carry them)            */
+	SK_RMSG_WRITE,         /* fh, off, data (times only when sent after the local apply) */
 	SK_RMSG_SETATTR,       /* fh or path1, valid: MODE UID GID SIZE ATIME MTIME          */
 	SK_RMSG_FALLOCATE,     /* fh, flags = fallocate mode, off, len                       */
 	SK_RMSG_COPY,          /* fh (in), off, fh2 (out), off2, len                         */
@@ -38,7 +38,7 @@ enum sk_rmsg_type {
 	SK_RMSG_RENAME,        /* path1 -> path2, flags = RENAME_NOREPLACE | RENAME_EXCHANGE */
 	SK_RMSG_SETXATTR,      /* fh or path1, name, data = value, flags = XATTR_*           */
 	SK_RMSG_REMOVEXATTR,   /* fh or path1, name                                          */
-	SK_RMSG_FSYNC,         /* fh or path1 (a directory), flags SK_RO_DATASYNC            */
+	SK_RMSG_FSYNC,         /* fh (+ times) or path1, flags SK_RO_DATASYNC                 */
 
 	SK_RMSG_RS_DIR = 40,   /* path1 = directory, data = dirents, flags SK_RO_FIRST|LAST  */
 	SK_RMSG_RS_SUMSREQ,    /* path1, fh = request id, off, len (<= SK_RMSG_SUMS_MAX blocks) */
