@@ -66,6 +66,10 @@ for i in 1 2 3; do
 	out=$(attach "$i" 2>&1) || { ok=0; sk_diag "node $i: $out"; }
 	sk_diag "node $i: $out"
 done
+if [ "$MODE" != auto ] && [ "$(grep -c "mode=$MODE" <<<"$(for i in 1 2 3; do sk_in "$i" "$SKLB" show --pin "$(pin "$i")"; done)")" != 3 ]; then
+	ok=0
+	sk_diag "not every node runs in $MODE mode"
+fi
 [ $ok = 1 ] && sk_ok "sklb attach on 3 nodes (mode $MODE), VIP on lo" || sk_not_ok "sklb attach on 3 nodes"
 set_view 0=1,1=1,2=2 1 2 3 && sk_ok "view 0=1,1=1,2=2 set on every node" || sk_not_ok "set view"
 for i in 1 2 3; do
