@@ -153,6 +153,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	if (conn->capable & FUSE_CAP_POSIX_ACL)
 		conn->want |= FUSE_CAP_POSIX_ACL;
+	/* umask is applied by the backing fs with the caller's umask (creds_set), which is
+	 * what lets a default ACL override it, as on a local filesystem */
+	if (conn->capable & FUSE_CAP_DONT_MASK)
+		conn->want |= FUSE_CAP_DONT_MASK;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
@@ -548,40 +552,107 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	commit(&op, NULL, 0, req, &r);
 }
 
+/*
+ * A new name is created on both nodes at once: the peer is told the request
+ * (mode, umask, caller) before the local openat, both under the stream lock,
+ * and applies it as the same caller, so the same kernel rules (umask, default
+ * ACL, set-group-ID directory) give the same result. A name that exists takes
+ * the plain path: apply here, then send the result.
+ */
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct sk_rmsg_op op = { .type = SK_RMSG_CREATE };
 	struct fused_reply r = { .kind = R_CREATE };
-	struct fused_fh *fh;
-	int fd, rc;
+	uint64_t seq = 0, gen = F()->conn_gen;
+	int pfd = ino_fd(parent), fd, rc, n;
+	struct fused_fh *fh = fh_new(-1, true);
+	bool ahead = false;
+	struct stat st;
 
+	if (!fh)
+		return (void)fuse_reply_err(req, ENOMEM);
+	fi->fh = (uintptr_t)fh;
+	fi->keep_cache = 1;
 	creds_set(req);
 	pthread_mutex_lock(&F()->stream_mu);
-	fd = openat(ino_fd(parent), name, open_flags(fi->flags) | O_CREAT | (fi->flags & O_EXCL),
+	if (active() && fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT &&
+	    (n = child_path(parent, name, tp1)) >= 0) {
+		op.fh = fh->id;
+		op.path1 = tp1;
+		op.path1_len = (uint16_t)n;
+		op.mode = S_IFREG | (mode & 07777);
+		op.uid = ctx->uid;
+		op.gid = ctx->gid;
+		op.len = ctx->umask;
+		op.flags = SK_RO_ASCALLER | (fi->flags & O_EXCL ? SK_RO_EXCL : 0) |
+			   (fi->flags & O_TRUNC ? SK_RO_TRUNC : 0);
+		r.fi = *fi;
+		fused_repl_submit_held(F(), &op, NULL, 0, req, &r, &seq);
+		ahead = true;
+	}
+	fd = openat(pfd, name, open_flags(fi->flags) | O_CREAT | O_NOFOLLOW | (fi->flags & O_EXCL),
 		    mode & 07777);
 	rc = fd < 0 ? -errno : 0;
 	creds_reset();
-	if (rc < 0)
-		return fail(req, rc);
-	rc = created(parent, name, &op, &r);
+	if (rc == 0) {
+		fh->fd = fd;
+		fh_link(fh);
+		rc = fused_inode_lookup(F(), parent, name, &r.e);
+	}
 	if (rc < 0) {
-		close(fd);
-		return fail(req, rc);
+		if (seq) /* the peer created what we could not */
+			fused_peer_lost(F(), gen, "local create failed after replication");
+		pthread_mutex_unlock(&F()->stream_mu);
+		r = (struct fused_reply){ .kind = R_ERR, .err = -rc };
+		goto out_err;
 	}
-	fh = fh_new(fd, true);
-	if (!fh) {
-		close(fd);
-		return fail(req, -ENOMEM);
-	}
-	fh_link(fh);
-	fi->fh = (uintptr_t)fh;
-	fi->keep_cache = 1;
 	r.fi = *fi;
-	op.fh = fh->id;
-	op.mode = r.e.attr.st_mode;
-	op.flags = (fi->flags & O_EXCL ? SK_RO_EXCL : 0) | (fi->flags & O_TRUNC ? SK_RO_TRUNC : 0);
+	if (ahead) {
+		/* the directory's mtime as it is here now (the file's own comes with its close) */
+		struct sk_rmsg_op t = { .type = SK_RMSG_SETATTR, .valid = SK_RV_MTIME };
+		struct fused_reply none = { .kind = R_NONE };
+
+		if (fstat(pfd, &st) == 0 && (n = fused_inode_path(F(), parent, tp2, sizeof(tp2))) >= 0) {
+			t.path1 = tp2;
+			t.path1_len = (uint16_t)n;
+			t.mtime = (struct sk_rmsg_ts){ st.st_mtim.tv_sec, (uint32_t)st.st_mtim.tv_nsec };
+			fused_repl_submit(F(), &t, NULL, 0, NULL, &none);
+		}
+		pthread_mutex_unlock(&F()->stream_mu);
+		if (seq)
+			fused_repl_local_done(F(), seq, &r);
+		else
+			fused_reply_send(req, &r);
+		return;
+	}
+	if (active()) {
+		rc = created(parent, name, &op, &r);
+		if (rc < 0) {
+			pthread_mutex_unlock(&F()->stream_mu);
+			r = (struct fused_reply){ .kind = R_ERR, .err = -rc };
+			goto out_err;
+		}
+		op.fh = fh->id;
+		op.mode = r.e.attr.st_mode;
+		op.flags = (fi->flags & O_EXCL ? SK_RO_EXCL : 0) | (fi->flags & O_TRUNC ? SK_RO_TRUNC : 0);
+	}
 	commit(&op, NULL, 0, req, &r);
+	return;
+out_err:
+	if (fh->fd >= 0) {
+		pthread_mutex_lock(&F()->stream_mu);
+		fh->prev->next = fh->next;
+		fh->next->prev = fh->prev;
+		pthread_mutex_unlock(&F()->stream_mu);
+		close(fh->fd);
+	}
+	free(fh);
+	if (seq)
+		fused_repl_local_done(F(), seq, &r);
+	else
+		fused_reply_send(req, &r);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

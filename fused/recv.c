@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
@@ -435,6 +436,27 @@ static int apply_create(struct fused *f, struct rx *x, const struct sk_rmsg_op *
 		return rc;
 	fl |= (op->flags & SK_RO_EXCL) ? O_EXCL : 0;
 	fl |= (op->flags & SK_RO_TRUNC) ? O_TRUNC : 0;
+	if (op->flags & SK_RO_ASCALLER) {
+		/* the primary's request, done as its caller: same umask, ACL and sgid rules */
+		bool as = op->uid || op->gid;
+
+		umask((mode_t)op->len);
+		if (as) {
+			syscall(SYS_setfsgid, op->gid);
+			syscall(SYS_setfsuid, op->uid);
+		}
+		fd = openat(pfd, name, fl, op->mode & 07777);
+		rc = fd < 0 ? -errno : 0;
+		if (as) {
+			syscall(SYS_setfsuid, 0);
+			syscall(SYS_setfsgid, 0);
+		}
+		umask(0);
+		if (rc == 0 && (rc = hput(x, op->fh, fd)) < 0)
+			close(fd);
+		parent_put(pfd);
+		return rc;
+	}
 	fd = openat(pfd, name, fl, op->mode & 07777);
 	if (fd < 0) {
 		rc = -errno;
@@ -697,7 +719,152 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 	return 0;
 }
 
-static void serve(struct rx *x, int lfd, int *pending_fd)
+/*
+ * Newcomers authenticate on their own threads; only a connection that passed
+ * the handshake for our module reaches the receiver (through this mailbox),
+ * so a stranger's connect can neither drop nor delay the primary's stream.
+ */
+#define HS_MAX 8
+static struct {
+	pthread_mutex_t mu;
+	int efd;         /* eventfd: the receiver polls it */
+	int fd;          /* authenticated, not yet taken; -1 */
+	struct sk_chan chan;
+	uint32_t peer_node;
+	int handshakes;  /* running handshake threads */
+} mb = { .mu = PTHREAD_MUTEX_INITIALIZER, .efd = -1, .fd = -1 };
+
+struct hs_arg {
+	struct fused *f;
+	int fd;
+};
+
+static void *hs_main(void *arg)
+{
+	struct hs_arg *h = arg;
+	struct fused *f = h->f;
+	struct sk_chan ch;
+	uint32_t peer_node = 0, module = 0;
+	enum sk_reject why;
+	int one = 1, buf = 8 << 20, rc;
+	uint64_t v = 1;
+
+	setsockopt(h->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(h->fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+	setsockopt(h->fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+	memset(&ch, 0, sizeof(ch));
+	rc = sk_chan_accept_fd(h->fd, &f->master, SK_CHAN_REPL, f->node_id, &ch, &peer_node, &module,
+			       2000, &why);
+	if (rc == 0 && module != f->module_id) {
+		rc = -EBADMSG;
+		why = SK_REJ_HANDSHAKE;
+	}
+	if (rc < 0) {
+		if (rc == -EBADMSG)
+			atomic_fetch_add(&f->rejected, 1);
+		sk_warn("replication handshake refused: %s",
+			rc == -EBADMSG ? sk_reject_str(why) : strerror(-rc));
+		close(h->fd);
+	} else {
+		pthread_mutex_lock(&mb.mu);
+		if (mb.fd >= 0)
+			close(mb.fd); /* an older newcomer nobody took: the latest wins */
+		mb.fd = h->fd;
+		mb.chan = ch;
+		mb.peer_node = peer_node;
+		pthread_mutex_unlock(&mb.mu);
+		if (write(mb.efd, &v, sizeof(v)) < 0)
+			sk_warn("eventfd: %s", strerror(errno));
+	}
+	pthread_mutex_lock(&mb.mu);
+	mb.handshakes--;
+	pthread_mutex_unlock(&mb.mu);
+	free(h);
+	return NULL;
+}
+
+static int acc_lfd = -1;
+
+static void *accept_main(void *arg)
+{
+	struct fused *f = arg;
+	int lfd = acc_lfd;
+
+	while (!atomic_load(&f->stop)) {
+		struct pollfd p = { .fd = lfd, .events = POLLIN };
+		struct hs_arg *h;
+		pthread_attr_t at;
+		pthread_t t;
+		bool busy;
+		int c;
+
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0)
+			continue;
+		pthread_mutex_lock(&mb.mu);
+		busy = mb.handshakes >= HS_MAX;
+		if (!busy)
+			mb.handshakes++;
+		pthread_mutex_unlock(&mb.mu);
+		h = busy ? NULL : malloc(sizeof(*h));
+		if (!h) {
+			if (!busy) {
+				pthread_mutex_lock(&mb.mu);
+				mb.handshakes--;
+				pthread_mutex_unlock(&mb.mu);
+			}
+			close(c); /* too many half-open strangers: refuse, the primary retries */
+			continue;
+		}
+		h->f = f;
+		h->fd = c;
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&t, &at, hs_main, h) != 0) {
+			close(c);
+			free(h);
+			pthread_mutex_lock(&mb.mu);
+			mb.handshakes--;
+			pthread_mutex_unlock(&mb.mu);
+		}
+		pthread_attr_destroy(&at);
+	}
+	return NULL;
+}
+
+/* Take an authenticated newcomer, if any. */
+static int mb_take(struct rx *x, uint32_t *peer_node)
+{
+	uint64_t v;
+	int fd;
+
+	if (read(mb.efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return -1;
+	pthread_mutex_lock(&mb.mu);
+	fd = mb.fd;
+	if (fd >= 0) {
+		x->chan = mb.chan;
+		*peer_node = mb.peer_node;
+		mb.fd = -1;
+	}
+	pthread_mutex_unlock(&mb.mu);
+	return fd;
+}
+
+static bool mb_ready(void)
+{
+	bool r;
+
+	pthread_mutex_lock(&mb.mu);
+	r = mb.fd >= 0;
+	pthread_mutex_unlock(&mb.mu);
+	return r;
+}
+
+/* Serve one connection; returns when it ends or an authenticated newcomer replaces it. */
+static void serve(struct rx *x)
 {
 	struct fused *f = x->f;
 	struct sk_frame fr[BATCH_MAX];
@@ -708,7 +875,7 @@ static void serve(struct rx *x, int lfd, int *pending_fd)
 		return;
 	for (;;) {
 		struct pollfd p[2] = { { .fd = x->sock, .events = POLLIN },
-				       { .fd = lfd, .events = POLLIN } };
+				       { .fd = mb.efd, .events = POLLIN } };
 		int n = 0, rc;
 		long got = 0;
 
@@ -721,10 +888,12 @@ static void serve(struct rx *x, int lfd, int *pending_fd)
 				if (atomic_load(&f->stop))
 					break;
 				if (rc > 0 && (p[1].revents & POLLIN)) {
-					/* a new primary connection replaces this one (it restarted) */
-					*pending_fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-					if (*pending_fd >= 0)
-						break;
+					uint64_t v;
+
+					if (mb_ready())
+						break; /* the primary reconnected (it restarted) */
+					if (read(mb.efd, &v, sizeof(v)) < 0)
+						v = 0;
 				}
 				if (rc <= 0 || !(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
 					continue;
@@ -750,65 +919,52 @@ static void serve(struct rx *x, int lfd, int *pending_fd)
 int fused_recv_run(struct fused *f)
 {
 	struct rx *x = calloc(1, sizeof(*x));
-	int lfd, cfd = -1;
+	pthread_t acc;
+	int lfd;
 
 	if (!x)
 		return -ENOMEM;
 	x->f = f;
+	mb.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	lfd = listen_on(f);
-	if (lfd < 0) {
-		sk_err("cannot listen on %s:%u: %s", f->listen_host, f->listen_port, strerror(-lfd));
+	if (lfd < 0 || mb.efd < 0) {
+		sk_err("cannot listen on %s:%u: %s", f->listen_host, f->listen_port,
+		       strerror(lfd < 0 ? -lfd : errno));
 		free(x);
-		return lfd;
+		return lfd < 0 ? lfd : -EIO;
+	}
+	acc_lfd = lfd;
+	if (pthread_create(&acc, NULL, accept_main, f) != 0) {
+		close(lfd);
+		free(x);
+		return -EAGAIN;
 	}
 	sk_info("ready: secondary listening on %s:%u, %s read-only", f->listen_host, f->listen_port,
 		f->dir);
 	while (!atomic_load(&f->stop)) {
-		struct pollfd p = { .fd = lfd, .events = POLLIN };
-		uint32_t peer_node = 0, module = 0;
-		enum sk_reject why;
-		int one = 1, buf = 8 << 20, rc;
+		struct pollfd p = { .fd = mb.efd, .events = POLLIN };
+		uint32_t peer_node = 0;
+		int cfd;
 
-		if (cfd < 0) {
-			if (poll(&p, 1, 200) <= 0)
-				continue;
-			cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-			if (cfd < 0)
-				continue;
-		}
-		setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		setsockopt(cfd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
-		setsockopt(cfd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
-		memset(&x->chan, 0, sizeof(x->chan));
-		rc = sk_chan_accept_fd(cfd, &f->master, SK_CHAN_REPL, f->node_id, &x->chan,
-				       &peer_node, &module, 2000, &why);
-		if (rc == 0 && module != f->module_id)
-			rc = -EBADMSG, why = SK_REJ_HANDSHAKE;
-		if (rc < 0) {
-			if (rc == -EBADMSG)
-				atomic_fetch_add(&f->rejected, 1);
-			sk_warn("replication handshake refused: %s",
-				rc == -EBADMSG ? sk_reject_str(why) : strerror(-rc));
-			close(cfd);
-			cfd = -1;
+		if (!mb_ready() && poll(&p, 1, 200) <= 0)
 			continue;
-		}
+		cfd = mb_take(x, &peer_node);
+		if (cfd < 0)
+			continue;
 		sk_info("primary node %u connected", peer_node);
 		x->sock = cfd;
 		x->applied = x->acked = x->err_seq = 0;
 		x->err = 0;
 		atomic_store(&f->peer_up, true);
-		cfd = -1;
-		serve(x, lfd, &cfd);
+		serve(x);
 		atomic_store(&f->peer_up, false);
 		hclear(x);
 		close(x->sock);
 		sk_info("primary connection closed after op #%llu", (unsigned long long)x->applied);
 	}
-	if (cfd >= 0)
-		close(cfd);
-	hclear(x);
+	pthread_join(acc, NULL);
 	close(lfd);
+	hclear(x);
 	free(x);
 	return 0;
 }

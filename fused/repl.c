@@ -83,6 +83,8 @@ int fused_rbuf_spin(int fd, struct fused_rbuf *b, unsigned spin_us)
 {
 	uint64_t end = fused_now_us() + spin_us;
 
+	if (!spin_us)
+		return 0;
 	do {
 		int rc = rbuf_read(fd, b, MSG_DONTWAIT);
 

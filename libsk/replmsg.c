@@ -73,7 +73,7 @@ struct rule {
 static const struct rule rules[SK_RMSG__MAX] = {
 	[SK_RMSG_START] = { P_NO, P_NO, false, false, 0, 3, 0 },
 	[SK_RMSG_OPEN] = { P_YES, P_NO, false, true, 0, SK_RO_TRUNC | SK_RO_ORPHAN, T_TIMES },
-	[SK_RMSG_CREATE] = { P_YES, P_NO, false, true, 0, SK_RO_EXCL | SK_RO_TRUNC,
+	[SK_RMSG_CREATE] = { P_YES, P_NO, false, true, 0, SK_RO_EXCL | SK_RO_TRUNC | SK_RO_ASCALLER,
 			     T_OWN | T_TIMES | SK_RV_P1MTIME },
 	[SK_RMSG_RELEASE] = { P_NO, P_NO, false, true, 0, 0, T_TIMES },
 	[SK_RMSG_WRITE] = { P_NO, P_NO, false, true, SK_RMSG_DATA_MAX, 0, T_TIMES },
@@ -194,6 +194,8 @@ static const char *op_check(const struct sk_rmsg_op *op)
 	case SK_RMSG_CREATE:
 		if (ft != S_IFREG || (op->mode & ~(S_IFMT | 07777)))
 			return "create of a non-regular file";
+		if ((op->flags & SK_RO_ASCALLER) ? op->len > 0777 : op->len != 0)
+			return "bad umask";
 		break;
 	case SK_RMSG_MKDIR:
 		if ((op->mode & ~07777u) != 0)

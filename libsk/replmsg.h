@@ -23,7 +23,8 @@ enum sk_rmsg_type {
 	SK_RMSG_SUMS = 18,     /* S->P: struct sk_rmsg_sums                                  */
 
 	SK_RMSG_OPEN = 20,     /* fh, path1 (absent with SK_RO_ORPHAN), flags SK_RO_TRUNC    */
-	SK_RMSG_CREATE,        /* fh, path1, mode (S_IFREG), uid, gid, flags SK_RO_EXCL      */
+	SK_RMSG_CREATE,        /* fh, path1, mode (S_IFREG), uid, gid, flags SK_RO_EXCL|TRUNC;
+				* with SK_RO_ASCALLER: done as uid/gid under umask len       */
 	SK_RMSG_RELEASE,       /* fh, times of the file (writes do not carry them)            */
 	SK_RMSG_WRITE,         /* fh, off, data (times only when sent after the local apply) */
 	SK_RMSG_SETATTR,       /* fh or path1, valid: MODE UID GID SIZE ATIME MTIME          */
@@ -52,6 +53,7 @@ enum sk_rmsg_type {
 #define SK_RO_TRUNC 0x1u
 #define SK_RO_EXCL 0x2u
 #define SK_RO_ORPHAN 0x4u   /* OPEN of a file that is already unlinked on the primary */
+#define SK_RO_ASCALLER 0x8u /* CREATE: create as uid/gid with umask = len (request, not result) */
 #define SK_RO_DATASYNC 0x1u
 #define SK_RO_FIRST 0x1u
 #define SK_RO_LAST 0x2u
