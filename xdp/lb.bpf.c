@@ -112,6 +112,7 @@ struct pkt {
 	__u8 proto;
 	__u8 has_ports;/* TCP/UDP header present and not a fragment */
 	__u8 tcp_flags;/* byte 13 of the TCP header */
+	__u8 icmp_err; /* ICMP error about one of our flows, keyed by that flow */
 };
 
 #define TCPF_SYN 0x02
@@ -392,6 +393,7 @@ static __always_inline int balance(struct xdp_md *ctx, struct ethhdr *eth, struc
 		return XDP_DROP;
 
 	int is_udp = p->proto == IPPROTO_UDP && p->has_ports;
+	int note = is_udp && !p->icmp_err; /* errors never create or refresh a flow */
 
 	if (is_udp) {
 		flow_key(&fk, p);
@@ -409,7 +411,7 @@ static __always_inline int balance(struct xdp_md *ctx, struct ethhdr *eth, struc
 			/* Announced move: the previous owner still serves everything;
 			 * the next owner learns the UDP flows that are not its own. */
 			mine = b->prev == me;
-			if (is_udp && b->owner == me) {
+			if (note && b->owner == me) {
 				if (!f || !f->mine) {
 					flow_note(&fk, f, now, 0);
 					count(LB_ST_UDP_LEARN);
@@ -438,7 +440,7 @@ static __always_inline int balance(struct xdp_md *ctx, struct ethhdr *eth, struc
 		count(LB_ST_DROP);
 		return XDP_DROP;
 	}
-	if (is_udp)
+	if (note)
 		flow_note(&fk, f, now, 1);
 	copy_mac(eth->h_dest, lb_own_mac);
 	__u64 *bc = bpf_map_lookup_elem(&lb_bucket_stats, &bucket);
@@ -446,6 +448,54 @@ static __always_inline int balance(struct xdp_md *ctx, struct ethhdr *eth, struc
 		*bc += 1;
 	count(LB_ST_PASS);
 	return XDP_PASS;
+}
+
+static __always_inline int is_vip6(const struct in6_addr *a)
+{
+	return a->in6_u.u6_addr32[0] == lb_vip6[0] && a->in6_u.u6_addr32[1] == lb_vip6[1] &&
+	       a->in6_u.u6_addr32[2] == lb_vip6[2] && a->in6_u.u6_addr32[3] == lb_vip6[3];
+}
+
+/* An ICMP error (unreachable, fragmentation needed, time exceeded, parameter problem)
+ * quotes a packet we sent from the VIP: key it by that flow, seen from the client, so it
+ * reaches the node that has the connection (path MTU discovery keeps working). */
+static __always_inline void icmp4_error(struct pkt *p, void *l4, void *end)
+{
+	__u8 *ic = l4;
+	struct iphdr *in = (struct iphdr *)(ic + 8);
+	__u16 *ports = (__u16 *)(in + 1);
+
+	if ((void *)(ports + 2) > end || (ic[0] != 3 && ic[0] != 11 && ic[0] != 12))
+		return;
+	if (in->version != 4 || in->ihl != 5 || in->saddr != lb_vip4 ||
+	    (in->frag_off & bpf_htons(0x1fff)))
+		return;
+	p->src[0] = in->daddr;
+	p->icmp_err = 1;
+	if (in->protocol == IPPROTO_TCP || in->protocol == IPPROTO_UDP) {
+		p->proto = in->protocol;
+		p->sport = ports[1];
+		p->dport = ports[0];
+		p->has_ports = 1;
+	}
+}
+
+static __always_inline void icmp6_error(struct pkt *p, void *l4, void *end)
+{
+	__u8 *ic = l4;
+	struct ipv6hdr *in = (struct ipv6hdr *)(ic + 8);
+	__u16 *ports = (__u16 *)(in + 1);
+
+	if ((void *)(ports + 2) > end || ic[0] < 1 || ic[0] > 4 || !is_vip6(&in->saddr))
+		return;
+	__builtin_memcpy(p->src, &in->daddr, 16);
+	p->icmp_err = 1;
+	if (in->nexthdr == IPPROTO_TCP || in->nexthdr == IPPROTO_UDP) {
+		p->proto = in->nexthdr;
+		p->sport = ports[1];
+		p->dport = ports[0];
+		p->has_ports = 1;
+	}
 }
 
 static __always_inline int handle_ip4(struct xdp_md *ctx, struct ethhdr *eth, void *l3, void *end)
@@ -494,15 +544,12 @@ static __always_inline int handle_ip4(struct xdp_md *ctx, struct ethhdr *eth, vo
 				p.has_ports = 1;
 			}
 		}
+	} else if (!(iph->frag_off & bpf_htons(0x3fff)) && p.proto == IPPROTO_ICMP) {
+		icmp4_error(&p, l4, end);
 	}
 	return balance(ctx, eth, &p, l3, l4);
 }
 
-static __always_inline int is_vip6(const struct in6_addr *a)
-{
-	return a->in6_u.u6_addr32[0] == lb_vip6[0] && a->in6_u.u6_addr32[1] == lb_vip6[1] &&
-	       a->in6_u.u6_addr32[2] == lb_vip6[2] && a->in6_u.u6_addr32[3] == lb_vip6[3];
-}
 
 static __always_inline int handle_ip6(struct xdp_md *ctx, struct ethhdr *eth, __u32 l3off)
 {
@@ -578,6 +625,8 @@ static __always_inline int handle_ip6(struct xdp_md *ctx, struct ethhdr *eth, __
 	p.proto = nh;
 	off &= 0x3ff;
 	void *l4 = data + off;
+	if (!frag && nh == IPPROTO_ICMPV6_)
+		icmp6_error(&p, l4, end);
 	if (!frag && (nh == IPPROTO_TCP || nh == IPPROTO_UDP)) {
 		if (nh == IPPROTO_TCP) {
 			struct tcphdr *th = l4;

@@ -263,6 +263,40 @@ static void test_balance(void)
 	ok(!bad, "UDP, ICMP, IPv6 TCP/UDP, IPv6 hop-by-hop, VLAN and QinQ: exactly one node each, "
 		 "tags and extension headers do not change the node (%d bad)", bad);
 
+	/* ICMP errors quoting our packets reach the node of the quoted flow (PMTU discovery) */
+	bad = 0;
+	for (int i = 0; i < 50; i++) {
+		char cli[32], cli6[64];
+		uint16_t cport = (uint16_t)(20000 + i * 7);
+		uint8_t tcp8[8] = {0, 80, (uint8_t)(cport >> 8), (uint8_t)cport, 0, 0, 0, 1};
+
+		snprintf(cli, sizeof(cli), "10.96.%d.%d", i % 5, 1 + i);
+		tcp4(&f, cli, VIP4, cport, 80, 0x10);
+		int fwd = who_passes(&f);
+		fb_eth(&f, T_VMAC, 0, 0x0800);
+		fb_ip4(&f, "10.97.0.1", VIP4, 1, 0, 8 + 20 + 8);
+		fb_put(&f, "\x03\x04\x00\x00\x00\x00\x05\xdc", 8); /* fragmentation needed */
+		fb_ip4(&f, VIP4, cli, 6, 0, 20);
+		fb_put(&f, tcp8, 8);
+		int err4 = who_passes(&f);
+
+		snprintf(cli6, sizeof(cli6), "fd00::3:%x", i + 1);
+		tcp8[1] = 443 & 255;
+		tcp8[0] = 443 >> 8;
+		fb_eth(&f, T_VMAC, 0, 0x86dd);
+		fb_ip6(&f, cli6, VIP6, 6, 20, 64);
+		fb_tcp(&f, cport, 443, 0x10);
+		int fwd6 = who_passes(&f);
+		fb_eth(&f, T_VMAC, 0, 0x86dd);
+		fb_ip6(&f, "fd00::1", VIP6, 58, 8 + 40 + 8, 64);
+		fb_put(&f, "\x02\x00\x00\x00\x00\x00\x05\x00", 8); /* packet too big */
+		fb_ip6(&f, VIP6, cli6, 6, 20, 64);
+		fb_put(&f, tcp8, 8);
+		int err6 = who_passes(&f);
+		bad += fwd < 0 || err4 != fwd || fwd6 < 0 || err6 != fwd6;
+	}
+	ok(!bad, "ICMP/ICMPv6 errors quoting a VIP flow go to that flow's node (%d bad of 50)", bad);
+
 	/* fragments: first and later fragments of a datagram hash by source, like ICMP */
 	bad = 0;
 	for (int i = 0; i < 40; i++) {
