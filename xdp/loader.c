@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -38,6 +39,7 @@ static const char *const map_names[M__COUNT] = {
 
 struct lb {
 	int fd[M__COUNT];
+	int dir_fd;              /* pin dir, flock()ed by writers: one table writer at a time */
 	struct lb_bucket *table; /* mmap of lb_table, LB_TABLE_ENTRIES */
 	char pin_dir[200];
 };
@@ -341,6 +343,7 @@ int lb_open(const char *pin_dir, struct lb **out, struct lb_err *err)
 		return fail(err, -ENOMEM, "out of memory");
 	for (int i = 0; i < M__COUNT; i++)
 		lb->fd[i] = -1;
+	lb->dir_fd = open(pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	snprintf(lb->pin_dir, sizeof(lb->pin_dir), "%s", pin_dir);
 	for (int i = 0; i < M__COUNT; i++) {
 		snprintf(path, sizeof(path), "%s/%s", pin_dir, map_names[i]);
@@ -373,6 +376,8 @@ void lb_close(struct lb *lb)
 	for (int i = 0; i < M__COUNT; i++)
 		if (lb->fd[i] >= 0)
 			close(lb->fd[i]);
+	if (lb->dir_fd >= 0)
+		close(lb->dir_fd);
 	free(lb);
 }
 
@@ -440,18 +445,38 @@ int lb_detach(const char *pin_dir, struct lb_err *err)
 	return 0;
 }
 
+/* Writers of one instance (agent, sklb) serialise on the pin dir: two table
+ * writers filling the same idle half would publish a mix. */
+static void wr_lock(struct lb *lb)
+{
+	if (lb->dir_fd >= 0)
+		flock(lb->dir_fd, LOCK_EX);
+}
+
+static void wr_unlock(struct lb *lb)
+{
+	if (lb->dir_fd >= 0)
+		flock(lb->dir_fd, LOCK_UN);
+}
+
 static int cfg_update(struct lb *lb, void (*edit)(struct lb_cfg *, const void *), const void *arg,
 		      struct lb_err *err)
 {
 	struct lb_cfg cfg;
 	uint32_t zero = 0;
 
-	if (bpf_map_lookup_elem(lb->fd[M_CFG], &zero, &cfg))
-		return fail(err, -errno, "read lb_cfg: %s", strerror(errno));
-	edit(&cfg, arg);
-	if (bpf_map_update_elem(lb->fd[M_CFG], &zero, &cfg, BPF_ANY))
-		return fail(err, -errno, "write lb_cfg: %s", strerror(errno));
-	return 0;
+	int rc = 0;
+
+	wr_lock(lb);
+	if (bpf_map_lookup_elem(lb->fd[M_CFG], &zero, &cfg)) {
+		rc = fail(err, -errno, "read lb_cfg: %s", strerror(errno));
+	} else {
+		edit(&cfg, arg);
+		if (bpf_map_update_elem(lb->fd[M_CFG], &zero, &cfg, BPF_ANY))
+			rc = fail(err, -errno, "write lb_cfg: %s", strerror(errno));
+	}
+	wr_unlock(lb);
+	return rc;
 }
 
 static void edit_rule(struct lb_cfg *c, const void *arg)
@@ -534,7 +559,21 @@ static int read_active(struct lb *lb, uint32_t *active, struct lb_err *err)
 	return 0;
 }
 
+static int set_view_locked(struct lb *lb, const struct lb_view *v, struct lb_err *err);
+
 int lb_set_view(struct lb *lb, const struct lb_view *v, struct lb_err *err)
+{
+	int rc = lb_view_check(v, err);
+
+	if (rc)
+		return rc;
+	wr_lock(lb);
+	rc = set_view_locked(lb, v, err);
+	wr_unlock(lb);
+	return rc;
+}
+
+static int set_view_locked(struct lb *lb, const struct lb_view *v, struct lb_err *err)
 {
 	struct lb_info info;
 	struct lb_cfg cfg;
