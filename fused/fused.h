@@ -192,6 +192,7 @@ long fused_rbuf_next(struct sk_chan *c, struct fused_rbuf *b, struct sk_frame *f
 int fused_rbuf_fill(int fd, struct fused_rbuf *b);
 /* Non-blocking reads for up to spin_us: 1 got bytes, 0 nothing came, <0 error/EOF. */
 int fused_rbuf_spin(int fd, struct fused_rbuf *b, unsigned spin_us);
+extern size_t fused_write_chunk; /* bytes per WRITE frame (SKFUSED_WRITE_CHUNK) */
 extern unsigned fused_spin_us; /* FUSED_SPIN_US env, default below */
 #define FUSED_SPIN_US fused_spin_us
 /* Write a whole iovec array (consumed). 0 or -errno. */

@@ -20,6 +20,7 @@
 
 struct fused *fused_ctx;
 unsigned fused_spin_us = 0;
+size_t fused_write_chunk = 256 * 1024;
 
 uint64_t fused_now_us(void)
 {
@@ -252,6 +253,10 @@ int main(int argc, char **argv)
 	parse(f, argc, argv);
 	if (getenv("SKFUSED_SPIN_US"))
 		fused_spin_us = (unsigned)strtoul(getenv("SKFUSED_SPIN_US"), NULL, 10);
+	if (getenv("SKFUSED_WRITE_CHUNK"))
+		fused_write_chunk = strtoul(getenv("SKFUSED_WRITE_CHUNK"), NULL, 10);
+	if (fused_write_chunk < 4096 || fused_write_chunk > SK_RMSG_DATA_MAX)
+		fused_write_chunk = 256 * 1024;
 	sk_log_init("skfused", f->debug ? SK_LOG_DEBUG : SK_LOG_INFO);
 	fused_ctx = f;
 	pthread_mutex_init(&f->stream_mu, NULL);

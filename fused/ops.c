@@ -689,10 +689,24 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 			return fail(req, -errno);
 	}
 	if (active() && fh->id) {
+		struct fused_reply none = { .kind = R_NONE };
+		size_t done = 0;
+
+		/*
+		 * Pieces of fused_write_chunk bytes: the MAC of one piece, its transfer and
+		 * the peer's verify + pwrite of the previous one overlap; the reply waits
+		 * for the last piece's ack (acks are cumulative and in order).
+		 */
 		op.fh = fh->id;
-		op.off = (uint64_t)off;
-		op.data_len = (uint32_t)size;
-		deferred = fused_repl_submit_held(F(), &op, data, size, req, &r, &seq);
+		while (size - done > fused_write_chunk) {
+			op.off = (uint64_t)off + done;
+			op.data_len = (uint32_t)fused_write_chunk;
+			fused_repl_submit(F(), &op, data + done, fused_write_chunk, NULL, &none);
+			done += fused_write_chunk;
+		}
+		op.off = (uint64_t)off + done;
+		op.data_len = (uint32_t)(size - done);
+		deferred = fused_repl_submit_held(F(), &op, data + done, size - done, req, &r, &seq);
 	}
 	n = pwrite(fh->fd, data, size, off);
 	if (n < 0)
