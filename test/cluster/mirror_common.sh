@@ -50,7 +50,7 @@ mt_start_secondary() {
 	MT_PID2=$(sk_spawn 2 "$name" "$MT_FUSED" --role secondary --dir "$MT_DIR2" \
 		--listen "${SK_IP[2]}:$MT_PORT" --secret "$MT_SECRET" --module-id 1 \
 		--state "${SK_ROOT[2]}/var/lib/steadykit/state" --ctl "$MT_CTL2" "$@") || return 1
-	if ! sk_wait_for 10 mt_log_has_ready "$name"; then
+	if ! mt_wait_until 10 mt_log_has_ready "$name"; then
 		sk_diag "secondary not ready; log:" "$(tail -n 20 "$SK_TMP/$name.log")"
 		return 1
 	fi
@@ -67,7 +67,7 @@ mt_start_primary() {
 	MT_PID1=$(sk_spawn 1 "$name" "$MT_FUSED" --role primary --dir "$MT_DIR1" \
 		--peer "${SK_IP[2]}:$MT_PORT" --secret "$MT_SECRET" --module-id 1 \
 		--state "${SK_ROOT[1]}/var/lib/steadykit/state" --ctl "$MT_CTL1" "$@") || return 1
-	if ! sk_wait_for 10 mt_log_has_ready "$name" || ! mountpoint -q "$MT_DIR1"; then
+	if ! mt_wait_until 10 mt_log_has_ready "$name" || ! mountpoint -q "$MT_DIR1"; then
 		sk_diag "primary not ready/mounted; log:" "$(tail -n 20 "$SK_TMP/$name.log")"
 		return 1
 	fi
@@ -108,9 +108,21 @@ ok = s.get("peer") == "connected" and s.get("peer_in_sync") is True and s.get("i
 sys.exit(0 if ok else 1)' "$s" 2>/dev/null
 }
 
+# mt_wait_until SECONDS cmd...: like sk_wait_for, but bounded by the wall clock too (each try
+# of cmd may itself take a while, e.g. a control socket that answers slowly)
+mt_wait_until() {
+	local end=$((SECONDS + $1))
+	shift
+	while [ "$SECONDS" -lt "$end" ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
 # mt_wait_synced SECONDS
 mt_wait_synced() {
-	sk_wait_for "$1" mt_synced && return 0
+	mt_wait_until "$1" mt_synced && return 0
 	sk_diag "not in sync after $1 s; primary status: $(mt_status 1)"
 	return 1
 }
@@ -141,5 +153,5 @@ mt_treecmp_tap() {
 # mt_stop_primary: SIGTERM and wait for the unmount
 mt_stop_primary() {
 	[ -n "$MT_PID1" ] && sk_alive "$MT_PID1" && sk_term "$MT_PID1"
-	sk_wait_for 10 bash -c "! mountpoint -q '$MT_DIR1'"
+	mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR1'"
 }

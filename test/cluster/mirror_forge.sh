@@ -21,7 +21,7 @@ sk_diag "$out"
 if [ ! -e "$MT_DIR2/$PROBE" ]; then sk_ok "control: probe dir created and removed again"; else sk_not_ok "control: probe dir created and removed again"; fi
 
 mt_start_primary || mt_bail "primary did not start"
-if sk_wait_for 10 mt_peer_is connected; then sk_ok "genuine primary connected"; else sk_not_ok "genuine primary connected"; fi
+if mt_wait_until 10 mt_peer_is connected; then sk_ok "genuine primary connected"; else sk_not_ok "genuine primary connected"; fi
 mkdir -p "$MT_DIR1/app" && for i in $(seq 20); do echo "before $i" >"$MT_DIR1/app/f$i"; done
 mt_wait_synced 20 || sk_diag "not in sync before the attack"
 

@@ -2,6 +2,7 @@
 # mirror_freeze: a frozen secondary (SIGSTOP) never stalls the application past the latency budget;
 # the primary marks the peer outdated, goes on alone, and after SIGCONT resyncs online while the
 # application keeps writing; no write is lost and the trees end identical (issue 4 items 4, 7).
+# Phase 2 does the same with a kill -9 of the secondary and a restart with the same command line.
 set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init
@@ -10,7 +11,7 @@ LIMIT_US=1500000   # budget + margin, as measured by the writer itself
 
 mt_start_secondary || mt_bail "secondary did not start"
 mt_start_primary --budget-ms "$BUDGET_MS" || mt_bail "primary did not start"
-if sk_wait_for 10 mt_peer_is connected; then sk_ok "peer connected"; else sk_not_ok "peer connected"; fi
+if mt_wait_until 10 mt_peer_is connected; then sk_ok "peer connected"; else sk_not_ok "peer connected"; fi
 
 # Some data first, so that the resync has real work while the writer goes on.
 for i in $(seq 0 7); do
@@ -26,7 +27,7 @@ sleep 3
 sk_sigstop "$MT_PID2" || mt_bail "SIGSTOP failed"
 t_stop=$(date +%s.%N)
 # The primary must give up on the peer within the budget (plus the writer's view of it).
-if sk_wait_for 5 bash -c "s=\$(echo '{\"cmd\":\"status\"}' | timeout 2 nc -U -q1 '$MT_CTL1'); [[ \$s == *'\"peer\":\"outdated\"'* || \$s == *'\"peer\":\"absent\"'* ]]"; then
+if mt_wait_until 5 bash -c "s=\$(echo '{\"cmd\":\"status\"}' | timeout 2 nc -U -q1 '$MT_CTL1'); [[ \$s == *'\"peer\":\"outdated\"'* || \$s == *'\"peer\":\"absent\"'* ]]"; then
 	sk_ok "primary marks the frozen peer outdated ($(mt_st 1 peer))"
 else
 	sk_not_ok "primary marks the frozen peer outdated"
@@ -82,6 +83,47 @@ if [[ "$out" == *"verify: ok"* ]]; then
 	sk_ok "every acknowledged record is on the secondary"
 else
 	sk_not_ok "every acknowledged record is on the secondary"
+	sk_diag "$out"
+fi
+
+# Phase 2: the secondary crashes (kill -9) mid-workload and is started again with the same
+# command line, as its supervisor would: no stall, then an online resync to identical trees.
+AWO2=(--log "$SK_TMP/ack2.log" --threads 2 --files 16 --size 4096 --journal)
+mkdir -p "$MT_DIR1/phase2"
+"$MT_TOOLS/ackwriter" write --dir "$MT_DIR1/phase2" "${AWO2[@]}" --fsync --duration 20 --pause-us 2000 \
+	--slow-ms $((LIMIT_US / 1000)) >"$SK_TMP/aw2.out" 2>"$SK_TMP/aw2.err" &
+aw=$!
+sleep 3
+sk_kill9 "$MT_PID2" || mt_bail "kill -9 of the secondary failed"
+sleep 3
+mt_start_secondary || sk_diag "secondary restart: not ready"
+synced=0
+mt_wait_until 25 mt_synced && synced=1
+if [ "$synced" = 1 ] && kill -0 "$aw" 2>/dev/null; then
+	sk_ok "restarted secondary resynced while the application kept writing"
+else
+	sk_not_ok "restarted secondary resynced while the application kept writing (in sync: $synced)"
+	sk_diag "primary: $(mt_status 1)"
+	sk_diag "primary log: $(tail -n 4 "$SK_TMP/fused1.1.log")"
+	sk_diag "mounts on the secondary's dir: $(grep -c " $MT_DIR2 " /proc/self/mountinfo)"
+fi
+wait "$aw"
+awrc=$?
+res=$(cat "$SK_TMP/aw2.out")
+max=$(sed -n 's/.*max_op_us=\([0-9]*\).*/\1/p' <<<"$res")
+if [ "$awrc" = 0 ] && [ -n "$max" ] && [ "$max" -lt "$LIMIT_US" ]; then
+	sk_ok "secondary crash: no failed call, slowest write+fsync ${max} us < ${LIMIT_US} us"
+else
+	sk_not_ok "secondary crash: no failed call (rc=$awrc), slowest write+fsync ${max:-?} us < ${LIMIT_US} us"
+	sk_diag "writer: $res $(head -n 5 "$SK_TMP/aw2.err")"
+fi
+if mt_wait_synced 20; then sk_ok "after the crash: peer in sync"; else sk_not_ok "after the crash: peer in sync"; fi
+mt_treecmp_tap "after the secondary crash: primary backing vs secondary" none "$MT_BACK1" "$MT_DIR2" entries size content mtime
+out=$("$MT_TOOLS/ackwriter" verify --dir "$MT_DIR2/phase2" "${AWO2[@]}" 2>&1)
+if [[ "$out" == *"verify: ok"* ]]; then
+	sk_ok "after the crash: every acknowledged record is on the secondary"
+else
+	sk_not_ok "after the crash: every acknowledged record is on the secondary"
 	sk_diag "$out"
 fi
 mt_stop_primary

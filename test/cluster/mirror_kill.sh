@@ -10,7 +10,7 @@ mt_init
 
 mt_start_secondary || mt_bail "secondary did not start"
 mt_start_primary || mt_bail "primary did not start"
-if sk_wait_for 10 mt_peer_is connected; then sk_ok "peer connected"; else sk_not_ok "peer connected"; fi
+if mt_wait_until 10 mt_peer_is connected; then sk_ok "peer connected"; else sk_not_ok "peer connected"; fi
 
 AWO=(--log "$SK_TMP/ack.log" --threads 4 --files 32 --size 4096 --journal)
 AW=(--dir "$MT_DIR1" "${AWO[@]}")
@@ -19,7 +19,7 @@ aw=$!
 
 acked() { wc -l <"$SK_TMP/ack.log" 2>/dev/null || echo 0; }
 # Let it write for a while, and make sure writes are flowing when the kill lands.
-sk_wait_for 20 bash -c "[ \$(wc -l <'$SK_TMP/ack.log') -ge 3000 ]"
+mt_wait_until 20 bash -c "[ \$(wc -l <'$SK_TMP/ack.log') -ge 3000 ]"
 before=$(acked)
 sleep 0.5
 if [ "$(acked)" -gt "$before" ] && [ "$before" -gt 0 ]; then

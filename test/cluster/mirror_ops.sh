@@ -10,7 +10,7 @@ mt_init
 
 mt_start_secondary || mt_bail "secondary did not start"
 mt_start_primary || mt_bail "primary did not start"
-if sk_wait_for 10 mt_peer_is connected; then
+if mt_wait_until 10 mt_peer_is connected; then
 	sk_ok "primary connected to the secondary"
 else
 	sk_not_ok "primary connected to the secondary"

@@ -10,7 +10,7 @@ mt_init
 
 mt_start_secondary || mt_bail "secondary did not start"
 mt_start_primary || mt_bail "primary did not start"
-sk_wait_for 10 mt_peer_is connected || sk_diag "peer not connected: $(mt_status 1)"
+mt_wait_until 10 mt_peer_is connected || sk_diag "peer not connected: $(mt_status 1)"
 
 plain=$SK_TMP/plain
 mkdir -p "$plain"
