@@ -27,18 +27,12 @@ struct fused_reply {
 	struct stat attr;
 };
 
-/* A thread blocked until its frame is acknowledged (or the peer is dropped). */
-struct fused_waiter {
-	bool done;
-};
-
 /* One frame sent and not yet acknowledged; slot seq % ring_size. */
 struct fused_pending {
 	uint64_t seq;
 	uint64_t t_us;
 	uint32_t bytes;
 	fuse_req_t req; /* NULL: nobody waits (already replied, or not a FUSE op) */
-	struct fused_waiter *w;
 	bool held;  /* the local apply still runs: its thread replies (fused_repl_local_done) */
 	bool acked; /* acknowledged while held */
 	struct fused_reply r;
@@ -173,9 +167,6 @@ int fused_repl_submit_held(struct fused *f, const struct sk_rmsg_op *op, const v
 			   size_t data_len, fuse_req_t req, const struct fused_reply *r,
 			   uint64_t *seq);
 void fused_repl_local_done(struct fused *f, uint64_t seq, const struct fused_reply *r);
-/* Same for a thread that waits itself (fsync): returns 1 if fused_repl_wait must be called. */
-int fused_repl_submit_wait(struct fused *f, const struct sk_rmsg_op *op, struct fused_waiter *w);
-void fused_repl_wait(struct fused *f, struct fused_waiter *w);
 void fused_reply_send(fuse_req_t req, const struct fused_reply *r);
 
 /* Buffered frame reader over a stream socket (both roles). */

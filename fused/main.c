@@ -12,6 +12,8 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,7 +21,7 @@
 #include "log.h"
 
 struct fused *fused_ctx;
-unsigned fused_spin_us = 0;
+unsigned fused_spin_us = 40;
 size_t fused_write_chunk = 256 * 1024;
 
 uint64_t fused_now_us(void)
@@ -159,6 +161,49 @@ static void on_signal(int sig)
 		atomic_store(&fused_ctx->stop, true);
 }
 
+static bool is_mountpoint(const char *dir)
+{
+	char up[PATH_MAX + 4];
+	struct statx a, b;
+
+	snprintf(up, sizeof(up), "%s/..", dir);
+	if (statx(AT_FDCWD, dir, 0, STATX_MNT_ID, &a) < 0 ||
+	    statx(AT_FDCWD, up, 0, STATX_MNT_ID, &b) < 0)
+		return false;
+	return a.stx_mnt_id != b.stx_mnt_id;
+}
+
+/*
+ * What a killed skfused leaves on DIR: a dead FUSE mount (primary) or our
+ * read-only bind (secondary, recorded in the state file). Both would hide the
+ * real directory from the fd we are about to open, so they go first.
+ */
+static int stale_mounts(struct fused *f)
+{
+	struct statfs sf;
+	struct statvfs sv;
+
+	if (statfs(f->dir, &sf) < 0 && errno == ENOTCONN) {
+		sk_warn("%s: removing the dead FUSE mount of a previous instance", f->dir);
+		if (umount2(f->dir, MNT_DETACH) < 0) {
+			sk_err("umount %s: %s", f->dir, strerror(errno));
+			return -errno;
+		}
+	} else if (statfs(f->dir, &sf) == 0 && sf.f_type == 0x65735546 /* FUSE_SUPER_MAGIC */) {
+		sk_err("%s is already a live FUSE mount: another skfused?", f->dir);
+		return -EBUSY;
+	}
+	for (int i = 0; i < 4 && f->ro_mounted; i++) {
+		if (!is_mountpoint(f->dir) || statvfs(f->dir, &sv) < 0 || !(sv.f_flag & ST_RDONLY))
+			break;
+		sk_warn("%s: removing the read-only mount a previous instance left", f->dir);
+		if (umount2(f->dir, MNT_DETACH) < 0)
+			return -errno;
+	}
+	f->ro_mounted = false;
+	return 0;
+}
+
 static int run_primary(struct fused *f)
 {
 	char *argv[] = { "skfused", "-o",
@@ -230,6 +275,7 @@ static int run_secondary(struct fused *f)
 		return rc;
 	}
 	f->ro_mounted = true;
+	fused_state_save(f); /* a restart after a crash knows the ro mount on DIR is ours */
 	rc = fused_ctl_start(f);
 	if (rc == 0)
 		rc = fused_recv_run(f);
@@ -237,6 +283,8 @@ static int run_secondary(struct fused *f)
 	sk_info("stopping: removing the read-only mount on %s", f->dir);
 	if (umount2(f->dir, 0) < 0 && umount2(f->dir, MNT_DETACH) < 0)
 		sk_warn("umount %s: %s", f->dir, strerror(errno));
+	else
+		f->ro_mounted = false;
 	fused_state_save(f);
 	return rc;
 }
@@ -286,6 +334,9 @@ int main(int argc, char **argv)
 		sk_err("state %s: %s", f->state_dir, strerror(-rc));
 		return 1;
 	}
+	rc = stale_mounts(f);
+	if (rc < 0)
+		return 1;
 	f->root_fd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (f->root_fd < 0) {
 		sk_err("cannot open %s: %s", f->dir, strerror(errno));

@@ -746,13 +746,17 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_err(req, 0);
 }
 
-/* fsync: local and remote flush in parallel; the request waits for both. */
+/*
+ * fsync: the peer is asked first, then the local flush runs; whichever of the
+ * local result and the peer's ack comes last replies (no extra thread hop).
+ */
 static void sync_common(fuse_req_t req, fuse_ino_t ino, int datasync, struct fused_fh *fh,
 			int dirfd)
 {
 	struct sk_rmsg_op op = { .type = SK_RMSG_FSYNC, .flags = datasync ? SK_RO_DATASYNC : 0 };
-	struct fused_waiter w = { .done = false };
-	int rc = 0, fd = fh ? fh->fd : dirfd, waiting = 0;
+	struct fused_reply r = { .kind = R_ERR0 };
+	int rc = 0, fd = fh ? fh->fd : dirfd;
+	uint64_t seq = 0;
 
 	pthread_mutex_lock(&F()->stream_mu);
 	if (active()) {
@@ -768,14 +772,16 @@ static void sync_common(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 			op.path1_len = rc > 0 ? (uint16_t)rc : 0;
 		}
 		if (rc >= 0)
-			waiting = fused_repl_submit_wait(F(), &op, &w);
+			fused_repl_submit_held(F(), &op, NULL, 0, req, &r, &seq);
 	}
 	pthread_mutex_unlock(&F()->stream_mu);
 	rc = datasync ? fdatasync(fd) : fsync(fd);
-	rc = rc < 0 ? errno : 0;
-	if (waiting)
-		fused_repl_wait(F(), &w);
-	fuse_reply_err(req, rc);
+	if (rc < 0)
+		r = (struct fused_reply){ .kind = R_ERR, .err = errno };
+	if (seq)
+		fused_repl_local_done(F(), seq, &r);
+	else
+		fused_reply_send(req, &r);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)

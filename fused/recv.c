@@ -291,6 +291,11 @@ static int apply_setattr_path(struct fused *f, const struct sk_rmsg_op *op)
 	struct timespec tv[2];
 	int pfd, rc = 0;
 
+	/* a directory's times after a create in it: it is the parent we keep open */
+	if (!(op->valid & ~(SK_RV_ATIME | SK_RV_MTIME)) && pc.fd >= 0 && op->path1_len &&
+	    pc.len == op->path1_len && !memcmp(pc.path, op->path1, pc.len))
+		return op_ts(op, tv) && futimens(pc.fd, tv) < 0 ? -errno : 0;
+
 	if (op->path1_len == 0) { /* the root itself */
 		int fd;
 

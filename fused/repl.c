@@ -196,8 +196,6 @@ static void retire(struct fused *f, uint64_t upto, bool count_latency)
 			if (count_latency)
 				hist_add(f, now - p->t_us);
 			f->inflight_bytes -= p->bytes;
-			if (p->w)
-				p->w->done = true;
 			if (p->held) {
 				p->acked = true; /* its local apply is still running: that thread replies */
 			} else if (p->req) {
@@ -207,7 +205,6 @@ static void retire(struct fused *f, uint64_t upto, bool count_latency)
 			}
 			if (!p->held)
 				p->req = NULL;
-			p->w = NULL;
 		}
 		f->seq_acked = s;
 		if (b->n == REPLY_BATCH) {
@@ -253,7 +250,7 @@ void fused_peer_lost(struct fused *f, uint64_t gen, const char *why)
 
 static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *data,
 		      size_t dlen, fuse_req_t req, const struct fused_reply *r,
-		      struct fused_waiter *w, uint64_t *seq_out)
+		      uint64_t *seq_out)
 {
 	uint8_t hb[SK_RMSG_OP_HDR + 2 * (SK_RMSG_PATH_MAX + 1) + SK_RMSG_NAME_MAX + 1];
 	uint8_t fh[SK_PROTO_HDR_LEN], mac[SK_PROTO_MAC_LEN];
@@ -303,13 +300,12 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 	}
 	sk_chan_seal(&f->chan, fh, mac, op->type, 0, f->module_id, iov + 1, 2);
 	seq = f->chan.tx_seq;
-	waits = (req || w) && (f->mode != SK_RMODE_ASYNC || w);
+	waits = req && f->mode != SK_RMODE_ASYNC;
 	p = &f->ring[seq % FUSED_RING];
 	p->seq = seq;
 	p->t_us = fused_now_us();
 	p->bytes = (uint32_t)(dlen + (size_t)hl);
 	p->req = waits ? req : NULL;
-	p->w = w;
 	p->held = waits && seq_out;
 	p->acked = false;
 	if (seq_out)
@@ -333,7 +329,7 @@ int fused_repl_submit(struct fused *f, const struct sk_rmsg_op *op, const void *
 {
 	if (!atomic_load(&f->connected))
 		return 0;
-	return send_frame(f, op, data, data_len, req, r, NULL, NULL);
+	return send_frame(f, op, data, data_len, req, r, NULL);
 }
 
 int fused_repl_submit_held(struct fused *f, const struct sk_rmsg_op *op, const void *data,
@@ -343,7 +339,7 @@ int fused_repl_submit_held(struct fused *f, const struct sk_rmsg_op *op, const v
 	*seq = 0;
 	if (!atomic_load(&f->connected))
 		return 0;
-	return send_frame(f, op, data, data_len, req, r, NULL, seq);
+	return send_frame(f, op, data, data_len, req, r, seq);
 }
 
 void fused_repl_local_done(struct fused *f, uint64_t seq, const struct fused_reply *r)
@@ -364,23 +360,6 @@ void fused_repl_local_done(struct fused *f, uint64_t seq, const struct fused_rep
 	pthread_mutex_unlock(&f->pend_mu);
 	if (req)
 		fused_reply_send(req, r);
-}
-
-int fused_repl_submit_wait(struct fused *f, const struct sk_rmsg_op *op, struct fused_waiter *w)
-{
-	if (!atomic_load(&f->connected) || f->mode == SK_RMODE_ASYNC)
-		return f->mode == SK_RMODE_ASYNC && atomic_load(&f->connected) ?
-			       (send_frame(f, op, NULL, 0, NULL, NULL, NULL, NULL), 0) :
-			       0;
-	return send_frame(f, op, NULL, 0, NULL, NULL, w, NULL);
-}
-
-void fused_repl_wait(struct fused *f, struct fused_waiter *w)
-{
-	pthread_mutex_lock(&f->pend_mu);
-	while (!w->done)
-		pthread_cond_wait(&f->pend_cv, &f->pend_mu);
-	pthread_mutex_unlock(&f->pend_mu);
 }
 
 /* ---- resync requests answered by a SUMS frame ---- */
@@ -413,7 +392,7 @@ int fused_repl_ask(struct fused *f, uint64_t gen, struct sk_rmsg_op *op, int pat
 	f->rs_reply_ready = false;
 	f->rs_sums = sums_buf;
 	pthread_mutex_unlock(&f->rs_mu);
-	send_frame(f, op, NULL, 0, NULL, NULL, NULL, NULL);
+	send_frame(f, op, NULL, 0, NULL, NULL, NULL);
 	pthread_mutex_unlock(&f->stream_mu);
 
 	pthread_mutex_lock(&f->rs_mu);
@@ -487,7 +466,7 @@ static void session_begin(struct fused *f)
 
 	atomic_store(&f->resyncing, true);
 	f->rs_state = 1;
-	send_frame(f, &op, NULL, 0, NULL, NULL, NULL, NULL);
+	send_frame(f, &op, NULL, 0, NULL, NULL, NULL);
 	for (h = f->fh_list.next; h != &f->fh_list && atomic_load(&f->connected); h = h->next) {
 		struct sk_rmsg_op o = { .type = SK_RMSG_OPEN, .fh = h->id };
 		int n = fused_fd_path(f, h->fd, path, sizeof(path));
@@ -498,7 +477,7 @@ static void session_begin(struct fused *f)
 			o.path1 = path;
 			o.path1_len = (uint16_t)n;
 		}
-		send_frame(f, &o, NULL, 0, NULL, NULL, NULL, NULL);
+		send_frame(f, &o, NULL, 0, NULL, NULL, NULL);
 	}
 }
 

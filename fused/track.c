@@ -57,6 +57,8 @@ int fused_state_load(struct fused *f)
 			f->consistent = v != 0;
 		else if (sscanf(line, "generation=%llu", &v) == 1)
 			f->generation = v;
+		else if (sscanf(line, "ro_mounted=%llu", &v) == 1)
+			f->ro_mounted = v != 0;
 	}
 	fclose(fp);
 	return 0;
@@ -70,9 +72,10 @@ static int save_locked(struct fused *f)
 
 	snprintf(path, sizeof(path), "%s/state", f->state_dir);
 	snprintf(tmp, sizeof(tmp), "%s/state.tmp", f->state_dir);
-	n = snprintf(buf, sizeof(buf), "role=%s\npeer_in_sync=%d\nconsistent=%d\ngeneration=%llu\n",
+	n = snprintf(buf, sizeof(buf),
+		     "role=%s\npeer_in_sync=%d\nconsistent=%d\ngeneration=%llu\nro_mounted=%d\n",
 		     f->role == FUSED_PRIMARY ? "primary" : "secondary", f->peer_in_sync,
-		     f->consistent, (unsigned long long)f->generation);
+		     f->consistent, (unsigned long long)f->generation, f->ro_mounted);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
