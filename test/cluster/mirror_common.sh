@@ -3,8 +3,8 @@
 #
 # Two nodes from lib.sh: node 1 runs the primary skfused (FUSE mount on $MT_DIR1, in the host
 # mount namespace because lib.sh uses nsenter --net), node 2 the secondary ($MT_DIR2, which
-# skfused bind-mounts read-only on itself). The test keeps fd 7 open on $MT_DIR1 from before
-# the mount, so $MT_BACK1 reaches the primary's backing tree under the overlay.
+# skfused bind-mounts read-only on itself). The test keeps an fd open on $MT_DIR1 from before
+# the mount, so $MT_BACK1 (/proc/<test pid>/fd/N/.) reaches the primary's backing tree under the overlay.
 # Contract followed: .dev/FUSED-CLI.md.
 
 : "${SK_SRC:?SK_SRC must point at the source tree}"
@@ -34,11 +34,22 @@ mt_init() {
 	(umask 077 && head -c 32 /dev/urandom | base64 >"$MT_SECRET") || mt_bail "secret"
 	mkdir -p "$SK_TMP/tools" && cp "$SK_SRC"/test/tools/*.py "$MT_TOOLS/ackwriter" "$SK_TMP/tools/" &&
 		chmod 0755 "$SK_TMP/tools" "$SK_TMP"/tools/* || mt_bail "copying tools"
-	MT_DIR1=${SK_ROOT[1]}/data
-	MT_DIR2=${SK_ROOT[2]}/data
+	mt_instance data "$MT_PORT"
+}
+
+# mt_instance TAG PORT: use a fresh pair of directories, control sockets, state dirs and port,
+# so one test can run several primary/secondary pairs one after the other
+mt_instance() {
+	MT_TAG=$1
+	MT_PORT=$2
+	MT_DIR1=${SK_ROOT[1]}/$1
+	MT_DIR2=${SK_ROOT[2]}/$1
 	mkdir -p "$MT_DIR1" "$MT_DIR2" || mt_bail "mkdir data dirs"
-	MT_CTL1=${SK_ROOT[1]}/run/steadykit/fused.sock
-	MT_CTL2=${SK_ROOT[2]}/run/steadykit/fused.sock
+	MT_CTL1=${SK_ROOT[1]}/run/steadykit/fused-$1.sock
+	MT_CTL2=${SK_ROOT[2]}/run/steadykit/fused-$1.sock
+	MT_BACK1=
+	MT_PID1=
+	MT_PID2=
 }
 
 mt_log_has_ready() { grep -q ready "$SK_TMP/$1.log" 2>/dev/null; }
@@ -49,7 +60,7 @@ mt_start_secondary() {
 	sk_track_mount "$MT_DIR2"
 	MT_PID2=$(sk_spawn 2 "$name" "$MT_FUSED" --role secondary --dir "$MT_DIR2" \
 		--listen "${SK_IP[2]}:$MT_PORT" --secret "$MT_SECRET" --module-id 1 \
-		--state "${SK_ROOT[2]}/var/lib/steadykit/state" --ctl "$MT_CTL2" "$@") || return 1
+		--state "${SK_ROOT[2]}/var/lib/steadykit/state-$MT_TAG" --ctl "$MT_CTL2" "$@") || return 1
 	if ! mt_wait_until 10 mt_log_has_ready "$name"; then
 		sk_diag "secondary not ready; log:" "$(tail -n 20 "$SK_TMP/$name.log")"
 		return 1
@@ -60,13 +71,14 @@ mt_start_secondary() {
 mt_start_primary() {
 	local name=fused1.$((++MT_N1))
 	if [ -z "${MT_BACK1:-}" ]; then
-		exec 7<"$MT_DIR1" || return 1
-		MT_BACK1=/proc/$BASHPID/fd/7/.
+		local fd
+		exec {fd}<"$MT_DIR1" || return 1
+		MT_BACK1=/proc/$BASHPID/fd/$fd/.
 	fi
 	sk_track_mount "$MT_DIR1"
 	MT_PID1=$(sk_spawn 1 "$name" "$MT_FUSED" --role primary --dir "$MT_DIR1" \
 		--peer "${SK_IP[2]}:$MT_PORT" --secret "$MT_SECRET" --module-id 1 \
-		--state "${SK_ROOT[1]}/var/lib/steadykit/state" --ctl "$MT_CTL1" "$@") || return 1
+		--state "${SK_ROOT[1]}/var/lib/steadykit/state-$MT_TAG" --ctl "$MT_CTL1" "$@") || return 1
 	if ! mt_wait_until 10 mt_log_has_ready "$name" || ! mountpoint -q "$MT_DIR1"; then
 		sk_diag "primary not ready/mounted; log:" "$(tail -n 20 "$SK_TMP/$name.log")"
 		return 1

@@ -33,7 +33,7 @@ else
 	sk_not_ok "primary marks the frozen peer outdated"
 	sk_diag "status: $(mt_status 1)"
 fi
-st_file=${SK_ROOT[1]}/var/lib/steadykit/state/state
+st_file=${SK_ROOT[1]}/var/lib/steadykit/state-$MT_TAG/state
 if [ -f "$st_file" ]; then
 	sk_diag "state file: $(tr '\n' ' ' <"$st_file")"
 fi

@@ -4,75 +4,86 @@
 # ackwriter (4 threads, 32 files each, 4 KiB records, a journal per thread) logs a record only after
 # its write() returned; after the kill, on the secondary: each thread's files equal the state right
 # after some record K (byte for byte, no torn or missing record) and K >= the last acked record.
+# Run in sync mode and in semi-sync mode (the peer acks on receipt: a killed primary does not stop
+# the secondary from applying what it received, so the same must hold).
 set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init
 
-mt_start_secondary || mt_bail "secondary did not start"
-mt_start_primary || mt_bail "primary did not start"
-if mt_wait_until 10 mt_peer_is connected; then sk_ok "peer connected"; else sk_not_ok "peer connected"; fi
+# one_mode MODE PORT
+one_mode() {
+	local m=$1 aw before killed_at final out line
+	mt_instance "data-$m" "$2"
+	mt_start_secondary || { sk_not_ok "$m: secondary started"; return; }
+	mt_start_primary --mode "$m" || { sk_not_ok "$m: primary started"; return; }
+	if mt_wait_until 10 mt_peer_is connected; then sk_ok "$m: peer connected"; else sk_not_ok "$m: peer connected"; fi
 
-AWO=(--log "$SK_TMP/ack.log" --threads 4 --files 32 --size 4096 --journal)
-AW=(--dir "$MT_DIR1" "${AWO[@]}")
-"$MT_TOOLS/ackwriter" write "${AW[@]}" --duration 40 >"$SK_TMP/aw.out" 2>"$SK_TMP/aw.err" &
-aw=$!
-
-acked() { wc -l <"$SK_TMP/ack.log" 2>/dev/null || echo 0; }
-# Let it write for a while, and make sure writes are flowing when the kill lands.
-mt_wait_until 20 bash -c "[ \$(wc -l <'$SK_TMP/ack.log') -ge 3000 ]"
-before=$(acked)
-sleep 0.5
-if [ "$(acked)" -gt "$before" ] && [ "$before" -gt 0 ]; then
-	sk_ok "workload running when the primary is killed ($before records acked)"
-else
-	sk_not_ok "workload running when the primary is killed ($before acked, then $(acked))"
-fi
-sk_diag "primary status before the kill: $(mt_status 1)"
-
-sk_kill9 "$MT_PID1" || mt_bail "kill -9 failed"
-killed_at=$(acked)
-# The writer sees the mount die (ENOTCONN); give it a bounded time, then stop it.
-for _ in $(seq 100); do kill -0 "$aw" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$aw" 2>/dev/null; then
-	kill "$aw"
-	sk_not_ok "writer got an error once the primary daemon died"
-else
-	sk_ok "writer got an error once the primary daemon died"
-fi
-wait "$aw" 2>/dev/null
-sk_diag "writer: $(cat "$SK_TMP/aw.out") $(tail -n 2 "$SK_TMP/aw.err")"
-final=$(acked)
-sk_diag "acked records: $killed_at at the kill, $final in total"
-umount -l "$MT_DIR1" 2>/dev/null
-if ! mountpoint -q "$MT_DIR1"; then sk_ok "dead FUSE mount lazily unmounted"; else sk_not_ok "dead FUSE mount lazily unmounted"; fi
-
-# The secondary may still be applying what it received; it does not need the primary for that.
-sleep 1
-out=$("$MT_TOOLS/ackwriter" verify --dir "$MT_DIR2" "${AWO[@]}" 2>&1)
-while read -r line; do
-	if [[ "$line" =~ ^t=([0-9]+)\ K= ]]; then
-		if [[ "$line" == *" ok" ]]; then
-			sk_ok "secondary, writer thread ${BASH_REMATCH[1]}: a prefix state holding every acked record ($line)"
-		else
-			sk_not_ok "secondary, writer thread ${BASH_REMATCH[1]}: a prefix state holding every acked record ($line)"
-		fi
-	elif [[ "$line" != verify:* ]]; then
-		sk_diag "$line"
+	local log=$SK_TMP/ack-$m.log
+	local AWO=(--log "$log" --threads 4 --files 32 --size 4096 --journal)
+	"$MT_TOOLS/ackwriter" write --dir "$MT_DIR1" "${AWO[@]}" --duration 40 >"$SK_TMP/aw-$m.out" 2>"$SK_TMP/aw-$m.err" &
+	aw=$!
+	acked() { wc -l <"$log" 2>/dev/null || echo 0; }
+	# Let it write for a while, and make sure writes are flowing when the kill lands.
+	mt_wait_until 20 bash -c "[ \$(wc -l <'$log') -ge 3000 ]"
+	before=$(acked)
+	sleep 0.5
+	if [ "$(acked)" -gt "$before" ] && [ "$before" -gt 0 ]; then
+		sk_ok "$m: workload running when the primary is killed ($before records acked)"
+	else
+		sk_not_ok "$m: workload running when the primary is killed ($before acked, then $(acked))"
 	fi
-done <<<"$out"
+	sk_diag "$m: primary status before the kill: $(mt_status 1)"
 
-# The primary's own backing tree is also a prefix state (the daemon applied before sending).
-out=$("$MT_TOOLS/ackwriter" verify "${AW[@]}" 2>&1)
-if [[ "$out" == *"verify: ok"* ]]; then
-	sk_ok "primary backing: prefix state with every acked record"
-else
-	sk_not_ok "primary backing: prefix state with every acked record"
-	sk_diag "$out"
-fi
+	sk_kill9 "$MT_PID1" || mt_bail "kill -9 failed"
+	killed_at=$(acked)
+	# The writer sees the mount die (ENOTCONN); give it a bounded time, then stop it.
+	for _ in $(seq 100); do kill -0 "$aw" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$aw" 2>/dev/null; then
+		kill "$aw"
+		sk_not_ok "$m: writer got an error once the primary daemon died"
+	else
+		sk_ok "$m: writer got an error once the primary daemon died"
+	fi
+	wait "$aw" 2>/dev/null
+	sk_diag "$m: writer: $(cat "$SK_TMP/aw-$m.out") $(tail -n 2 "$SK_TMP/aw-$m.err")"
+	final=$(acked)
+	sk_diag "$m: acked records: $killed_at at the kill, $final in total"
+	umount -l "$MT_DIR1" 2>/dev/null
+	if ! mountpoint -q "$MT_DIR1"; then sk_ok "$m: dead FUSE mount lazily unmounted"; else sk_not_ok "$m: dead FUSE mount lazily unmounted"; fi
 
-# A restarted primary reconnects and the two trees converge (resync of what was in flight).
-mt_start_primary || sk_diag "primary restart failed"
-if mt_wait_synced 30; then sk_ok "restarted primary back in sync"; else sk_not_ok "restarted primary back in sync"; fi
-mt_treecmp_tap "after restart: primary backing vs secondary" none "$MT_BACK1" "$MT_DIR2" entries size content
-mt_stop_primary
+	# The secondary may still be applying what it received; it does not need the primary for that.
+	sleep 1
+	out=$("$MT_TOOLS/ackwriter" verify --dir "$MT_DIR2" "${AWO[@]}" 2>&1)
+	while read -r line; do
+		if [[ "$line" =~ ^t=([0-9]+)\ K= ]]; then
+			if [[ "$line" == *" ok" ]]; then
+				sk_ok "$m: secondary, writer thread ${BASH_REMATCH[1]}: a prefix state holding every acked record ($line)"
+			else
+				sk_not_ok "$m: secondary, writer thread ${BASH_REMATCH[1]}: a prefix state holding every acked record ($line)"
+			fi
+		elif [[ "$line" != verify:* ]]; then
+			sk_diag "$line"
+		fi
+	done <<<"$out"
+
+	# The primary's own backing tree is also a prefix state.
+	out=$("$MT_TOOLS/ackwriter" verify --dir "$MT_DIR1" "${AWO[@]}" 2>&1)
+	if [[ "$out" == *"verify: ok"* ]]; then
+		sk_ok "$m: primary backing: prefix state with every acked record"
+	else
+		sk_not_ok "$m: primary backing: prefix state with every acked record"
+		sk_diag "$out"
+	fi
+
+	# A restarted primary reconnects and the two trees converge (resync of what was in flight).
+	mt_start_primary --mode "$m" || sk_diag "$m: primary restart failed"
+	if mt_wait_synced 30; then sk_ok "$m: restarted primary back in sync"; else sk_not_ok "$m: restarted primary back in sync"; fi
+	mt_treecmp_tap "$m: after restart: primary backing vs secondary" none "$MT_BACK1" "$MT_DIR2" entries size content mtime
+	mt_stop_primary
+	[ -n "$MT_PID2" ] && sk_alive "$MT_PID2" && sk_term "$MT_PID2"
+	mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'"
+}
+
+one_mode sync 7421
+one_mode semi-sync 7422
 sk_done

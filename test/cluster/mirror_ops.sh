@@ -66,6 +66,18 @@ else
 	sk_not_ok "inode numbers on the mount are the backing filesystem's ($ino_diff differ)"
 fi
 
+# Reads and lookups are served locally: a read-only pass sends nothing to the peer.
+seq0=$(mt_st 1 seq_sent)
+(cd "$MT_DIR1" && find . -ls >/dev/null && find . -type f -exec cat {} + >/dev/null &&
+	getfattr -R -d . >/dev/null 2>&1 && getfacl -R . >/dev/null 2>&1 && stat -f . >/dev/null &&
+	ls -lR >/dev/null && readlink sl_file >/dev/null)
+seq1=$(mt_st 1 seq_sent)
+if [ -n "$seq0" ] && [ "$seq0" = "$seq1" ]; then
+	sk_ok "reads, lookups, getxattr, statfs send nothing to the peer (seq_sent $seq0)"
+else
+	sk_not_ok "reads, lookups, getxattr, statfs send nothing to the peer (seq_sent $seq0 -> $seq1)"
+fi
+
 # The secondary's tree is not writable by applications.
 if touch "$MT_DIR2/should-fail" 2>/dev/null; then
 	sk_not_ok "secondary directory refuses writes"
