@@ -237,8 +237,10 @@ static int run_primary(struct fused *f)
 			f->mode == SK_RMODE_SYNC ? "sync" : f->mode == SK_RMODE_SEMI ? "semi-sync" : "async",
 			f->budget_ms, f->peer_host, f->peer_port);
 		lc = fuse_loop_cfg_create();
-		fuse_loop_cfg_set_max_threads(lc, 64);
-		fuse_loop_cfg_set_idle_threads(lc, 16);
+		/* no thread waits for an ack (the ack reader replies), so few are needed;
+		 * each holds a 1 MiB request buffer, which bounds our RSS */
+		fuse_loop_cfg_set_max_threads(lc, 16);
+		fuse_loop_cfg_set_idle_threads(lc, 8);
 		fuse_loop_cfg_set_clone_fd(lc, 0);
 		rc = fuse_session_loop_mt(f->se, lc);
 		fuse_loop_cfg_destroy(lc);

@@ -567,6 +567,7 @@ static void ack_loop(struct fused *f, int fd, uint64_t gen)
 static void *conn_main(void *arg)
 {
 	struct fused *f = arg;
+	unsigned backoff_s = 1;
 	bool said = false;
 
 	while (!atomic_load(&f->stop)) {
@@ -622,7 +623,11 @@ static void *conn_main(void *arg)
 		f->sock = -1;
 		pthread_mutex_unlock(&f->stream_mu);
 		close(fd);
-		for (int i = 0; i < 10 && !atomic_load(&f->stop); i++)
+		/* a peer that cannot finish a resync (disk full, ...) is retried less and less often */
+		backoff_s = f->rs_state == 2 ? 1 : (backoff_s * 2 > 30 ? 30 : backoff_s * 2);
+		if (backoff_s > 1)
+			sk_info("resync not completed; next attempt in %u s", backoff_s);
+		for (unsigned i = 0; i < backoff_s * 10 && !atomic_load(&f->stop); i++)
 			usleep(100000);
 	}
 	return NULL;

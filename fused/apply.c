@@ -1,0 +1,606 @@
+/* fused/apply.c: the secondary applies each operation beneath the root: confined paths, handles, as-the-primary results. */
+#include "recv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static struct hent **hfind(struct rx *x, uint64_t id)
+{
+	struct hent **pp = &x->h[(id * 0x9e3779b97f4a7c15ull) >> 52];
+
+	while (*pp && (*pp)->id != id)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+void fused_rx_hclear(struct rx *x)
+{
+	for (unsigned i = 0; i < HBUCKETS; i++)
+		while (x->h[i]) {
+			struct hent *e = x->h[i];
+
+			x->h[i] = e->next;
+			if (e->fd >= 0)
+				close(e->fd);
+			free(e);
+		}
+}
+
+static int hput(struct rx *x, uint64_t id, int fd)
+{
+	struct hent **pp = hfind(x, id), *e;
+
+	if (*pp) { /* the primary reuses nothing; a duplicate means a reopen after reconnect */
+		if ((*pp)->fd >= 0)
+			close((*pp)->fd);
+		(*pp)->fd = fd;
+		return 0;
+	}
+	e = malloc(sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->id = id;
+	e->fd = fd;
+	e->next = NULL;
+	*pp = e;
+	return 0;
+}
+
+/* fd of a handle; -EBADF if unknown; 0 with *fd = -1 for an orphan. */
+static int hget(struct rx *x, uint64_t id, int *fd)
+{
+	struct hent *e = *hfind(x, id);
+
+	if (!e)
+		return -EBADF;
+	*fd = e->fd;
+	return 0;
+}
+
+/* ---- confined path resolution ---- */
+
+/*
+ * Every path from the peer resolves beneath the root with no symlink followed
+ * at all (the primary names real directories, never symlinks) and no magic
+ * link, so no frame can reach outside the tree.
+ */
+int fused_apply_open_path(int root_fd, const char *path, size_t len, int flags, int *out)
+{
+	struct open_how how = { .flags = (uint64_t)flags | O_CLOEXEC,
+				.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+					   RESOLVE_NO_MAGICLINKS };
+	char buf[SK_RMSG_PATH_MAX + 1];
+	long fd;
+
+	if (len > SK_RMSG_PATH_MAX)
+		return -ENAMETOOLONG;
+	if (len == 0) {
+		buf[0] = '.';
+		len = 1;
+	} else {
+		memcpy(buf, path, len);
+	}
+	buf[len] = '\0';
+	fd = syscall(SYS_openat2, root_fd, buf, &how, sizeof(how));
+	if (fd < 0)
+		return -errno;
+	*out = (int)fd;
+	return 0;
+}
+
+/*
+ * Parent directory of a non-root path and its last component. The last
+ * parent stays open (creates come in bursts in one directory); anything that
+ * can change what a path names (rename, rmdir, resync, a new session) drops
+ * it. Release with parent_put.
+ */
+static struct {
+	int fd;
+	size_t len;
+	char path[SK_RMSG_PATH_MAX + 1];
+} pc = { .fd = -1 };
+
+static void parent_drop(void)
+{
+	if (pc.fd >= 0)
+		close(pc.fd);
+	pc.fd = -1;
+}
+
+static void parent_put(int fd)
+{
+	if (fd != pc.fd)
+		close(fd);
+}
+
+static int open_parent_how(struct fused *f, const char *path, size_t len, int *pfd, char *name,
+			   bool cache)
+{
+	const char *slash = memrchr(path, '/', len);
+	size_t dl = slash ? (size_t)(slash - path) : 0;
+	size_t nl = len - (slash ? dl + 1 : 0);
+	int fd, rc;
+
+	if (nl == 0 || nl > SK_RMSG_NAME_MAX)
+		return -EINVAL;
+	memcpy(name, path + len - nl, nl);
+	name[nl] = '\0';
+	if (cache && pc.fd >= 0 && pc.len == dl && !memcmp(pc.path, path, dl)) {
+		*pfd = pc.fd;
+		return 0;
+	}
+	rc = fused_apply_open_path(f->root_fd, path, dl, O_RDONLY | O_DIRECTORY, &fd);
+	if (rc < 0)
+		return rc;
+	if (cache) {
+		parent_drop();
+		pc.fd = fd;
+		pc.len = dl;
+		memcpy(pc.path, path, dl);
+	}
+	*pfd = fd;
+	return 0;
+}
+
+static int open_parent(struct fused *f, const char *path, size_t len, int *pfd, char *name)
+{
+	return open_parent_how(f, path, len, pfd, name, true);
+}
+
+static void ts_to(struct timespec *t, const struct sk_rmsg_ts *s)
+{
+	t->tv_sec = s->sec;
+	t->tv_nsec = s->nsec;
+}
+
+static int op_ts(const struct sk_rmsg_op *op, struct timespec tv[2])
+{
+	tv[0].tv_nsec = tv[1].tv_nsec = UTIME_OMIT;
+	tv[0].tv_sec = tv[1].tv_sec = 0;
+	if (op->valid & SK_RV_ATIME)
+		ts_to(&tv[0], &op->atime);
+	if (op->valid & SK_RV_MTIME)
+		ts_to(&tv[1], &op->mtime);
+	return (op->valid & (SK_RV_ATIME | SK_RV_MTIME)) != 0;
+}
+
+static int dir_mtime(int pfd, const struct sk_rmsg_ts *m)
+{
+	struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, { 0 } };
+
+	ts_to(&tv[1], m);
+	return futimens(pfd, tv);
+}
+
+/* ---- operations ---- */
+
+/* chmod that never follows a symlink: go through an O_PATH fd of the entry itself. */
+static int chmod_nofollow(int pfd, const char *name, mode_t mode)
+{
+	char pp[64];
+	struct stat st;
+	int fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		rc = -errno;
+	else if (!S_ISLNK(st.st_mode)) {
+		snprintf(pp, sizeof(pp), "/proc/self/fd/%d", fd);
+		if (chmod(pp, mode) < 0)
+			rc = -errno;
+	}
+	close(fd);
+	return rc;
+}
+
+/* Owner, then mode (chown clears set-id bits), then times: the order the primary ended with. */
+static int finish_new(int pfd, const char *name, const struct sk_rmsg_op *op, bool is_link)
+{
+	struct timespec tv[2];
+
+	/* we create as root with umask 0: owner 0:0 and the exact mode are already there */
+	if ((op->valid & (SK_RV_UID | SK_RV_GID)) && (op->uid || op->gid) &&
+	    fchownat(pfd, name, (op->valid & SK_RV_UID) ? op->uid : (uid_t)-1,
+		     (op->valid & SK_RV_GID) ? op->gid : (gid_t)-1, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (!is_link && (op->valid & SK_RV_MODE) && (op->mode & 07000)) {
+		int rc = chmod_nofollow(pfd, name, op->mode & 07777);
+
+		if (rc < 0)
+			return rc;
+	}
+	if (op_ts(op, tv) && utimensat(pfd, name, tv, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if ((op->valid & SK_RV_P1MTIME) && dir_mtime(pfd, &op->p1_mtime) < 0)
+		return -errno;
+	return 0;
+}
+
+static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
+{
+	while (n) {
+		ssize_t w = pwrite(fd, p, n, (off_t)off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		n -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return 0;
+}
+
+static int apply_fd_attrs(int fd, const struct sk_rmsg_op *op)
+{
+	struct timespec tv[2];
+
+	if ((op->valid & SK_RV_SIZE) && ftruncate(fd, (off_t)op->len) < 0)
+		return -errno;
+	if ((op->valid & (SK_RV_UID | SK_RV_GID)) &&
+	    fchown(fd, (op->valid & SK_RV_UID) ? op->uid : (uid_t)-1,
+		   (op->valid & SK_RV_GID) ? op->gid : (gid_t)-1) < 0)
+		return -errno;
+	if ((op->valid & SK_RV_MODE) && fchmod(fd, op->mode & 07777) < 0)
+		return -errno;
+	if (op_ts(op, tv) && futimens(fd, tv) < 0)
+		return -errno;
+	return 0;
+}
+
+static int apply_setattr_path(struct fused *f, const struct sk_rmsg_op *op)
+{
+	char name[SK_RMSG_NAME_MAX + 1];
+	struct timespec tv[2];
+	int pfd, rc = 0;
+
+	/* a directory's times after a create in it: it is the parent we keep open */
+	if (!(op->valid & ~(SK_RV_ATIME | SK_RV_MTIME)) && pc.fd >= 0 && op->path1_len &&
+	    pc.len == op->path1_len && !memcmp(pc.path, op->path1, pc.len))
+		return op_ts(op, tv) && futimens(pc.fd, tv) < 0 ? -errno : 0;
+
+	if (op->path1_len == 0) { /* the root itself */
+		int fd;
+
+		rc = fused_apply_open_path(f->root_fd, "", 0, O_RDONLY | O_DIRECTORY, &fd);
+		if (rc < 0)
+			return rc;
+		rc = apply_fd_attrs(fd, op);
+		close(fd);
+		return rc;
+	}
+	rc = open_parent(f, op->path1, op->path1_len, &pfd, name);
+	if (rc < 0)
+		return rc;
+	if (op->valid & SK_RV_SIZE) {
+		int fd = openat(pfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+
+		if (fd < 0 || ftruncate(fd, (off_t)op->len) < 0)
+			rc = -errno;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (rc == 0 && (op->valid & (SK_RV_UID | SK_RV_GID)) &&
+	    fchownat(pfd, name, (op->valid & SK_RV_UID) ? op->uid : (uid_t)-1,
+		     (op->valid & SK_RV_GID) ? op->gid : (gid_t)-1, AT_SYMLINK_NOFOLLOW) < 0)
+		rc = -errno;
+	if (rc == 0 && (op->valid & SK_RV_MODE))
+		rc = chmod_nofollow(pfd, name, op->mode & 07777);
+	if (rc == 0 && op_ts(op, tv) && utimensat(pfd, name, tv, AT_SYMLINK_NOFOLLOW) < 0)
+		rc = -errno;
+	parent_put(pfd);
+	return rc;
+}
+
+static int xattr_target(struct fused *f, struct rx *x, const struct sk_rmsg_op *op, int *fd,
+			bool *own)
+{
+	*own = false;
+	if (op->fh) {
+		int rc = hget(x, op->fh, fd);
+
+		return rc < 0 ? rc : (*fd < 0 ? -ENOENT : 0);
+	}
+	*own = true;
+	return fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_PATH | O_NOFOLLOW, fd);
+}
+
+static int apply_xattr(struct fused *f, struct rx *x, const struct sk_rmsg_op *op)
+{
+	char name[SK_RMSG_NAME_MAX + 1], pp[64];
+	bool own;
+	int fd, rc = xattr_target(f, x, op, &fd, &own);
+
+	if (rc == -ENOENT && op->fh)
+		return 0; /* orphan: nobody can see it any more */
+	if (rc < 0)
+		return rc;
+	memcpy(name, op->name, op->name_len);
+	name[op->name_len] = '\0';
+	snprintf(pp, sizeof(pp), "/proc/self/fd/%d", fd);
+	if (op->type == SK_RMSG_SETXATTR)
+		rc = setxattr(pp, name, op->data, op->data_len, (int)op->flags);
+	else
+		rc = removexattr(pp, name);
+	rc = rc < 0 ? -errno : 0;
+	if (own)
+		close(fd);
+	return rc;
+}
+
+static int apply_two(struct fused *f, const struct sk_rmsg_op *op)
+{
+	char n1[SK_RMSG_NAME_MAX + 1], n2[SK_RMSG_NAME_MAX + 1];
+	int p1, p2, rc;
+
+	rc = open_parent_how(f, op->path1, op->path1_len, &p1, n1, false);
+	if (rc < 0)
+		return rc;
+	rc = open_parent(f, op->path2, op->path2_len, &p2, n2);
+	if (rc < 0) {
+		close(p1);
+		return rc;
+	}
+	if (op->type == SK_RMSG_LINK)
+		rc = linkat(p1, n1, p2, n2, 0);
+	else
+		rc = renameat2(p1, n1, p2, n2, op->flags);
+	rc = rc < 0 ? -errno : 0;
+	if (rc == 0 && (op->valid & SK_RV_P1MTIME) && dir_mtime(p1, &op->p1_mtime) < 0)
+		rc = -errno;
+	if (rc == 0 && (op->valid & SK_RV_P2MTIME) && dir_mtime(p2, &op->p2_mtime) < 0)
+		rc = -errno;
+	close(p1);
+	parent_put(p2);
+	return rc;
+}
+
+static int apply_ns(struct fused *f, const struct sk_rmsg_op *op)
+{
+	char name[SK_RMSG_NAME_MAX + 1], target[SK_RMSG_PATH_MAX + 1];
+	int pfd, rc;
+
+	rc = open_parent(f, op->path1, op->path1_len, &pfd, name);
+	if (rc < 0)
+		return rc;
+	switch (op->type) {
+	case SK_RMSG_MKDIR:
+		rc = mkdirat(pfd, name, op->mode & 07777);
+		break;
+	case SK_RMSG_MKNOD:
+		rc = mknodat(pfd, name, op->mode, (dev_t)op->rdev);
+		break;
+	case SK_RMSG_SYMLINK:
+		memcpy(target, op->data, op->data_len);
+		target[op->data_len] = '\0';
+		rc = symlinkat(target, pfd, name);
+		break;
+	case SK_RMSG_UNLINK:
+		rc = unlinkat(pfd, name, 0);
+		break;
+	case SK_RMSG_RMDIR:
+		rc = unlinkat(pfd, name, AT_REMOVEDIR);
+		break;
+	}
+	rc = rc < 0 ? -errno : 0;
+	if (rc == 0 && (op->type == SK_RMSG_MKDIR || op->type == SK_RMSG_MKNOD ||
+			op->type == SK_RMSG_SYMLINK))
+		rc = finish_new(pfd, name, op, op->type == SK_RMSG_SYMLINK);
+	else if (rc == 0 && (op->valid & SK_RV_P1MTIME) && dir_mtime(pfd, &op->p1_mtime) < 0)
+		rc = -errno;
+	parent_put(pfd);
+	return rc;
+}
+
+static int apply_create(struct fused *f, struct rx *x, const struct sk_rmsg_op *op)
+{
+	char name[SK_RMSG_NAME_MAX + 1];
+	struct timespec tv[2];
+	int pfd, fd, rc;
+	int fl = O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
+
+	rc = open_parent(f, op->path1, op->path1_len, &pfd, name);
+	if (rc < 0)
+		return rc;
+	fl |= (op->flags & SK_RO_EXCL) ? O_EXCL : 0;
+	fl |= (op->flags & SK_RO_TRUNC) ? O_TRUNC : 0;
+	if (op->flags & SK_RO_ASCALLER) {
+		/* the primary's request, done as its caller: same umask, ACL and sgid rules */
+		bool as = op->uid || op->gid;
+
+		umask((mode_t)op->len);
+		if (as) {
+			syscall(SYS_setfsgid, op->gid);
+			syscall(SYS_setfsuid, op->uid);
+		}
+		fd = openat(pfd, name, fl, op->mode & 07777);
+		rc = fd < 0 ? -errno : 0;
+		if (as) {
+			syscall(SYS_setfsuid, 0);
+			syscall(SYS_setfsgid, 0);
+		}
+		umask(0);
+		if (rc == 0 && (rc = hput(x, op->fh, fd)) < 0)
+			close(fd);
+		parent_put(pfd);
+		return rc;
+	}
+	fd = openat(pfd, name, fl, op->mode & 07777);
+	if (fd < 0) {
+		rc = -errno;
+		parent_put(pfd);
+		return rc;
+	}
+	rc = hput(x, op->fh, fd);
+	if (rc < 0) {
+		close(fd);
+		parent_put(pfd);
+		return rc;
+	}
+	/* owner first (chown clears set-id bits), then mode, then times */
+	if ((op->uid || op->gid) && fchown(fd, op->uid, op->gid) < 0)
+		rc = -errno;
+	if (rc == 0 && (op->mode & 07000) && fchmod(fd, op->mode & 07777) < 0)
+		rc = -errno;
+	if (rc == 0 && op_ts(op, tv) && futimens(fd, tv) < 0)
+		rc = -errno;
+	if (rc == 0 && (op->valid & SK_RV_P1MTIME) && dir_mtime(pfd, &op->p1_mtime) < 0)
+		rc = -errno;
+	parent_put(pfd);
+	return rc;
+}
+
+static int apply_open(struct fused *f, struct rx *x, const struct sk_rmsg_op *op)
+{
+	struct timespec tv[2];
+	int fd = -1, rc;
+
+	if (!(op->flags & SK_RO_ORPHAN)) {
+		rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len,
+					   O_RDWR | ((op->flags & SK_RO_TRUNC) ? O_TRUNC : 0), &fd);
+		/* Not there yet while resyncing: the walker reopens it once the file exists,
+		 * and copies its content after that, so writes meanwhile may be dropped. */
+		if (rc < 0 && !f->consistent)
+			return hput(x, op->fh, -1);
+		if (rc < 0)
+			return rc;
+		if (op_ts(op, tv) && futimens(fd, tv) < 0) {
+			rc = -errno;
+			close(fd);
+			return rc;
+		}
+	}
+	rc = hput(x, op->fh, fd);
+	if (rc < 0 && fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static int apply_fsync(struct fused *f, struct rx *x, const struct sk_rmsg_op *op)
+{
+	bool ds = op->flags & SK_RO_DATASYNC;
+	int fd, rc;
+
+	if (op->fh) {
+		struct timespec tv[2];
+
+		rc = hget(x, op->fh, &fd);
+		if (rc < 0 || fd < 0)
+			return rc;
+		if (op_ts(op, tv) && futimens(fd, tv) < 0)
+			return -errno;
+		/* data and size durable here; times alone are not worth a second inode write
+		 * on the disk the primary is flushing too (they are durable on the primary) */
+		(void)ds;
+		return fdatasync(fd) < 0 ? -errno : 0;
+	}
+	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_RDONLY | O_NONBLOCK, &fd);
+	if (rc < 0)
+		return rc;
+	rc = (ds ? fdatasync(fd) : fsync(fd)) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+int fused_apply(struct rx *x, const struct sk_rmsg_op *op)
+{
+	struct fused *f = x->f;
+	struct timespec tv[2];
+	int fd = -1, fd2 = -1, rc;
+
+	/* these change what paths name: the cached parent may be stale */
+	if (op->type == SK_RMSG_RENAME || op->type == SK_RMSG_RMDIR || op->type == SK_RMSG_START ||
+	    op->type == SK_RMSG_RS_DIR)
+		parent_drop();
+	switch (op->type) {
+	case SK_RMSG_START:
+		fused_rx_hclear(x);
+		f->rs_errs = 0;
+		f->mode = (enum sk_rmode)op->flags;
+		f->consistent = false;
+		fused_state_save(f);
+		return 0;
+	case SK_RMSG_OPEN:
+		return apply_open(f, x, op);
+	case SK_RMSG_CREATE:
+		return apply_create(f, x, op);
+	case SK_RMSG_RELEASE: {
+		struct hent **pp = hfind(x, op->fh), *e = *pp;
+
+		if (!e)
+			return -EBADF;
+		*pp = e->next;
+		rc = 0;
+		if (e->fd >= 0 && op_ts(op, tv) && futimens(e->fd, tv) < 0)
+			rc = -errno;
+		if (e->fd >= 0)
+			close(e->fd);
+		free(e);
+		return rc;
+	}
+	case SK_RMSG_WRITE:
+		if ((rc = hget(x, op->fh, &fd)) < 0 || fd < 0)
+			return rc;
+		rc = pwrite_all(fd, op->data, op->data_len, op->off);
+		if (rc == 0 && op_ts(op, tv) && futimens(fd, tv) < 0)
+			rc = -errno;
+		return rc;
+	case SK_RMSG_SETATTR:
+		if (!op->fh)
+			return apply_setattr_path(f, op);
+		if ((rc = hget(x, op->fh, &fd)) < 0 || fd < 0)
+			return rc;
+		return apply_fd_attrs(fd, op);
+	case SK_RMSG_FALLOCATE:
+		if ((rc = hget(x, op->fh, &fd)) < 0 || fd < 0)
+			return rc;
+		if (fallocate(fd, (int)op->flags, (off_t)op->off, (off_t)op->len) < 0)
+			return -errno;
+		return op_ts(op, tv) && futimens(fd, tv) < 0 ? -errno : 0;
+	case SK_RMSG_COPY: {
+		loff_t oi = (loff_t)op->off, oo = (loff_t)op->off2;
+
+		if ((rc = hget(x, op->fh, &fd)) < 0 || (rc = hget(x, op->fh2, &fd2)) < 0)
+			return rc;
+		if (fd < 0 || fd2 < 0)
+			return 0;
+		return copy_file_range(fd, &oi, fd2, &oo, op->len, 0) < 0 ? -errno : 0;
+	}
+	case SK_RMSG_MKDIR:
+	case SK_RMSG_MKNOD:
+	case SK_RMSG_SYMLINK:
+	case SK_RMSG_UNLINK:
+	case SK_RMSG_RMDIR:
+		return apply_ns(f, op);
+	case SK_RMSG_LINK:
+		return apply_two(f, op);
+	case SK_RMSG_RENAME:
+		rc = apply_two(f, op);
+		parent_drop();
+		return rc;
+	case SK_RMSG_SETXATTR:
+	case SK_RMSG_REMOVEXATTR:
+		return apply_xattr(f, x, op);
+	case SK_RMSG_FSYNC:
+		return apply_fsync(f, x, op);
+	case SK_RMSG_RS_SUMSREQ:
+	case SK_RMSG_RS_END:
+		/* acks (and the errors they carry) go out before the answer they precede */
+		if ((x->applied > x->acked || x->err) && fused_rx_send_ack(x) < 0)
+			return -EPIPE;
+		return fused_rs_apply(f, op, x->sock, &x->chan);
+	default:
+		return fused_rs_apply(f, op, x->sock, &x->chan);
+	}
+}

@@ -1,0 +1,623 @@
+/* fused/file.c: FUSE operations on open files, directories and xattrs (primary): apply under the stream lock, replicate. */
+#include "ops.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define F() (fused_ctx)
+#define COPY_MAX (1u << 20)
+
+/* ---- files ---- */
+
+static struct fused_fh *fh_new(int fd, bool repl)
+{
+	struct fused_fh *fh = calloc(1, sizeof(*fh));
+
+	if (!fh)
+		return NULL;
+	fh->fd = fd;
+	if (repl)
+		fh->id = atomic_fetch_add(&F()->fh_next, 1);
+	return fh;
+}
+
+/* Under stream_mu: keep replicated handles listed so a reconnect can reopen them on the peer. */
+static void fh_link(struct fused_fh *fh)
+{
+	struct fused_fh *head = &F()->fh_list;
+
+	fh->next = head->next;
+	fh->prev = head;
+	head->next->prev = fh;
+	head->next = fh;
+}
+
+static int open_flags(int flags)
+{
+	/* The backing fd can always read (copy_file_range reads back what it copied); appends
+	 * and syncs are done by us, O_DIRECT would need aligned buffers we do not have. */
+	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW | O_APPEND | O_DIRECT | O_SYNC |
+		   O_DSYNC);
+	if ((flags & O_ACCMODE) != O_RDONLY)
+		flags = (flags & ~O_ACCMODE) | O_RDWR;
+	return flags | O_CLOEXEC;
+}
+
+static bool wants_write(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct sk_rmsg_op op = { .type = SK_RMSG_OPEN };
+	struct fused_reply r = { .kind = R_OPEN };
+	bool repl = wants_write(fi->flags);
+	struct fused_fh *fh;
+	char pp[64];
+	int fd, rc = 0;
+
+	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
+	if (!repl) { /* reads never touch the network */
+		fd = open(pp, open_flags(fi->flags));
+		if (fd < 0)
+			return (void)fuse_reply_err(req, errno);
+		fh = fh_new(fd, false);
+		if (!fh) {
+			close(fd);
+			return (void)fuse_reply_err(req, ENOMEM);
+		}
+		fi->fh = (uintptr_t)fh;
+		fi->keep_cache = 1;
+		fi->noflush = 1;
+		return (void)fuse_reply_open(req, fi);
+	}
+	pthread_mutex_lock(&F()->stream_mu);
+	fd = open(pp, open_flags(fi->flags));
+	if (fd < 0)
+		return fused_fail(req, -errno);
+	fh = fh_new(fd, true);
+	if (!fh) {
+		close(fd);
+		return fused_fail(req, -ENOMEM);
+	}
+	fh->prev = fh->next = NULL;
+	fh_link(fh);
+	fi->fh = (uintptr_t)fh;
+	fi->keep_cache = 1;
+	r.fi = *fi;
+	if (fused_active()) {
+		struct stat st;
+
+		op.fh = fh->id;
+		rc = fused_fd_path(F(), fd, fused_tp1, sizeof(fused_tp1));
+		if (rc == -ENOENT) {
+			op.flags |= SK_RO_ORPHAN;
+			rc = 0;
+		} else if (rc < 0) {
+			rc = 0; /* unnameable: the peer drops writes to it; resync repairs */
+			op.flags |= SK_RO_ORPHAN;
+		}
+		op.path1 = fused_tp1;
+		op.path1_len = (op.flags & SK_RO_ORPHAN) ? 0 : (uint16_t)rc;
+		if ((fi->flags & O_TRUNC) && !(op.flags & SK_RO_ORPHAN)) {
+			op.flags |= SK_RO_TRUNC;
+			if (fstat(fd, &st) == 0)
+				fused_op_times(&op, &st);
+		}
+	}
+	fused_commit(&op, NULL, 0, req, &r);
+}
+
+/*
+ * A new name is created on both nodes at once: the peer is told the request
+ * (mode, umask, caller) before the local openat, both under the stream lock,
+ * and applies it as the same caller, so the same kernel rules (umask, default
+ * ACL, set-group-ID directory) give the same result. A name that exists takes
+ * the plain path: apply here, then send the result.
+ */
+void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct sk_rmsg_op op = { .type = SK_RMSG_CREATE };
+	struct fused_reply r = { .kind = R_CREATE };
+	uint64_t seq = 0, gen = F()->conn_gen;
+	int pfd = fused_ino_fd(parent), fd, rc, n;
+	struct fused_fh *fh = fh_new(-1, true);
+	bool ahead = false;
+	struct stat st;
+
+	if (!fh)
+		return (void)fuse_reply_err(req, ENOMEM);
+	fi->fh = (uintptr_t)fh;
+	fi->keep_cache = 1;
+	fused_creds_set(req);
+	pthread_mutex_lock(&F()->stream_mu);
+	if (fused_active() && fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT &&
+	    (n = fused_child_path(parent, name, fused_tp1)) >= 0) {
+		op.fh = fh->id;
+		op.path1 = fused_tp1;
+		op.path1_len = (uint16_t)n;
+		op.mode = S_IFREG | (mode & 07777);
+		op.uid = ctx->uid;
+		op.gid = ctx->gid;
+		op.len = ctx->umask;
+		op.flags = SK_RO_ASCALLER | (fi->flags & O_EXCL ? SK_RO_EXCL : 0) |
+			   (fi->flags & O_TRUNC ? SK_RO_TRUNC : 0);
+		r.fi = *fi;
+		fused_repl_submit_held(F(), &op, NULL, 0, req, &r, &seq);
+		ahead = true;
+	}
+	fd = openat(pfd, name, open_flags(fi->flags) | O_CREAT | O_NOFOLLOW | (fi->flags & O_EXCL),
+		    mode & 07777);
+	rc = fd < 0 ? -errno : 0;
+	fused_creds_reset();
+	if (rc == 0) {
+		fh->fd = fd;
+		fh_link(fh);
+		rc = fused_inode_lookup(F(), parent, name, &r.e);
+	}
+	if (rc < 0) {
+		if (seq) /* the peer created what we could not */
+			fused_peer_lost(F(), gen, "local create failed after replication");
+		pthread_mutex_unlock(&F()->stream_mu);
+		r = (struct fused_reply){ .kind = R_ERR, .err = -rc };
+		goto out_err;
+	}
+	r.fi = *fi;
+	if (ahead) {
+		/* the directory's mtime as it is here now (the file's own comes with its close) */
+		struct sk_rmsg_op t = { .type = SK_RMSG_SETATTR, .valid = SK_RV_MTIME };
+		struct fused_reply none = { .kind = R_NONE };
+
+		if (fstat(pfd, &st) == 0 && (n = fused_inode_path(F(), parent, fused_tp2, sizeof(fused_tp2))) >= 0) {
+			t.path1 = fused_tp2;
+			t.path1_len = (uint16_t)n;
+			t.mtime = (struct sk_rmsg_ts){ st.st_mtim.tv_sec, (uint32_t)st.st_mtim.tv_nsec };
+			fused_repl_submit(F(), &t, NULL, 0, NULL, &none);
+		}
+		pthread_mutex_unlock(&F()->stream_mu);
+		if (seq)
+			fused_repl_local_done(F(), seq, &r);
+		else
+			fused_reply_send(req, &r);
+		return;
+	}
+	if (fused_active()) {
+		rc = fused_created(parent, name, &op, &r);
+		if (rc < 0) {
+			pthread_mutex_unlock(&F()->stream_mu);
+			r = (struct fused_reply){ .kind = R_ERR, .err = -rc };
+			goto out_err;
+		}
+		op.fh = fh->id;
+		op.mode = r.e.attr.st_mode;
+		op.flags = (fi->flags & O_EXCL ? SK_RO_EXCL : 0) | (fi->flags & O_TRUNC ? SK_RO_TRUNC : 0);
+	}
+	fused_commit(&op, NULL, 0, req, &r);
+	return;
+out_err:
+	if (fh->fd >= 0) {
+		pthread_mutex_lock(&F()->stream_mu);
+		fh->prev->next = fh->next;
+		fh->next->prev = fh->prev;
+		pthread_mutex_unlock(&F()->stream_mu);
+		close(fh->fd);
+	}
+	free(fh);
+	if (seq)
+		fused_repl_local_done(F(), seq, &r);
+	else
+		fused_reply_send(req, &r);
+}
+
+void fused_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fused_fh *fh = (struct fused_fh *)(uintptr_t)fi->fh;
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+
+	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	buf.buf[0].fd = fh->fd;
+	buf.buf[0].pos = off;
+	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+/*
+ * The frame goes out before the local pwrite, both under the stream lock, so
+ * the peer writes while we do; the reply waits for both. The file's times
+ * reach the peer with its close or fsync.
+ */
+void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct fused_fh *fh = (struct fused_fh *)(uintptr_t)fi->fh;
+	struct sk_rmsg_op op = { .type = SK_RMSG_WRITE };
+	struct fused_reply r = { .kind = R_WRITE, .written = size };
+	uint64_t seq = 0, gen = F()->conn_gen;
+	int deferred = 0;
+	ssize_t n;
+
+	pthread_mutex_lock(&F()->stream_mu);
+	if (fi->flags & O_APPEND) {
+		off = lseek(fh->fd, 0, SEEK_END);
+		if (off < 0)
+			return fused_fail(req, -errno);
+	}
+	if (fused_active() && fh->id) {
+		struct fused_reply none = { .kind = R_NONE };
+		size_t done = 0;
+
+		/*
+		 * Pieces of fused_write_chunk bytes: the MAC of one piece, its transfer and
+		 * the peer's verify + pwrite of the previous one overlap; the reply waits
+		 * for the last piece's ack (acks are cumulative and in order).
+		 */
+		op.fh = fh->id;
+		while (size - done > fused_write_chunk) {
+			op.off = (uint64_t)off + done;
+			op.data_len = (uint32_t)fused_write_chunk;
+			fused_repl_submit(F(), &op, data + done, fused_write_chunk, NULL, &none);
+			done += fused_write_chunk;
+		}
+		op.off = (uint64_t)off + done;
+		op.data_len = (uint32_t)(size - done);
+		deferred = fused_repl_submit_held(F(), &op, data + done, size - done, req, &r, &seq);
+	}
+	n = pwrite(fh->fd, data, size, off);
+	if (n < 0)
+		r = (struct fused_reply){ .kind = R_ERR, .err = errno };
+	else
+		r.written = (size_t)n;
+	if (seq && (size_t)n != size) /* the peer applied what we could not */
+		fused_peer_lost(F(), gen, "local write failed after replication");
+	pthread_mutex_unlock(&F()->stream_mu);
+	if (seq)
+		fused_repl_local_done(F(), seq, &r);
+	else if (!deferred)
+		fused_reply_send(req, &r);
+}
+
+void fused_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fused_fh *fh = (struct fused_fh *)(uintptr_t)fi->fh;
+	struct sk_rmsg_op op = { .type = SK_RMSG_RELEASE };
+	struct fused_reply none = { .kind = R_NONE };
+
+	if (fh->id) {
+		struct stat st;
+
+		pthread_mutex_lock(&F()->stream_mu);
+		fh->prev->next = fh->next;
+		fh->next->prev = fh->prev;
+		op.fh = fh->id;
+		if (fused_active() && fstat(fh->fd, &st) == 0)
+			fused_op_times(&op, &st); /* writes left the peer's times behind */
+		if (fused_active())
+			fused_repl_submit(F(), &op, NULL, 0, NULL, &none);
+		pthread_mutex_unlock(&F()->stream_mu);
+	}
+	close(fh->fd);
+	free(fh);
+	fuse_reply_err(req, 0);
+}
+
+/*
+ * fsync: the peer is asked first, then the local flush runs; whichever of the
+ * local result and the peer's ack comes last replies (no extra thread hop).
+ */
+static void sync_common(fuse_req_t req, fuse_ino_t ino, int datasync, struct fused_fh *fh,
+			int dirfd)
+{
+	struct sk_rmsg_op op = { .type = SK_RMSG_FSYNC, .flags = datasync ? SK_RO_DATASYNC : 0 };
+	struct fused_reply r = { .kind = R_ERR0 };
+	int rc = 0, fd = fh ? fh->fd : dirfd;
+	uint64_t seq = 0;
+
+	pthread_mutex_lock(&F()->stream_mu);
+	if (fused_active()) {
+		if (fh && fh->id) {
+			struct stat st;
+
+			op.fh = fh->id;
+			if (fstat(fh->fd, &st) == 0)
+				fused_op_times(&op, &st);
+		} else {
+			rc = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1));
+			op.path1 = fused_tp1;
+			op.path1_len = rc > 0 ? (uint16_t)rc : 0;
+		}
+		if (rc >= 0)
+			fused_repl_submit_held(F(), &op, NULL, 0, req, &r, &seq);
+	}
+	pthread_mutex_unlock(&F()->stream_mu);
+	rc = datasync ? fdatasync(fd) : fsync(fd);
+	if (rc < 0)
+		r = (struct fused_reply){ .kind = R_ERR, .err = errno };
+	if (seq)
+		fused_repl_local_done(F(), seq, &r);
+	else
+		fused_reply_send(req, &r);
+}
+
+void fused_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	sync_common(req, ino, datasync, (struct fused_fh *)(uintptr_t)fi->fh, -1);
+}
+
+void fused_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
+{
+	struct fused_fh *fh = (struct fused_fh *)(uintptr_t)fi->fh;
+	struct sk_rmsg_op op = { .type = SK_RMSG_FALLOCATE };
+	struct fused_reply r = { .kind = R_ERR0 };
+	struct stat st;
+
+	pthread_mutex_lock(&F()->stream_mu);
+	if (fallocate(fh->fd, mode, off, len) < 0)
+		return fused_fail(req, -errno);
+	if (fused_active()) {
+		if (!fh->id)
+			return fused_fail(req, -EBADF);
+		op.fh = fh->id;
+		op.flags = (uint32_t)mode;
+		op.off = (uint64_t)off;
+		op.len = (uint64_t)len;
+		if (fstat(fh->fd, &st) == 0)
+			fused_op_times(&op, &st);
+	}
+	fused_commit(&op, NULL, 0, req, &r);
+}
+
+/*
+ * copy_file_range: at most COPY_MAX per call (callers loop on short counts);
+ * the peer gets the copied bytes as a write, since the source may be open
+ * read-only here and so unknown to the peer.
+ */
+static __thread char *t_copybuf;
+
+void fused_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			       struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+			       struct fuse_file_info *fi_out, size_t len, int flags)
+{
+	struct fused_fh *in = (struct fused_fh *)(uintptr_t)fi_in->fh;
+	struct fused_fh *out = (struct fused_fh *)(uintptr_t)fi_out->fh;
+	struct sk_rmsg_op op = { .type = SK_RMSG_WRITE };
+	struct fused_reply r = { .kind = R_WRITE };
+	loff_t oi = off_in, oo = off_out;
+	ssize_t n;
+
+	if (!t_copybuf && !(t_copybuf = malloc(COPY_MAX)))
+		return (void)fuse_reply_err(req, ENOMEM);
+	if (len > COPY_MAX)
+		len = COPY_MAX;
+	pthread_mutex_lock(&F()->stream_mu);
+	n = copy_file_range(in->fd, &oi, out->fd, &oo, len, (unsigned)flags);
+	if (n < 0)
+		return fused_fail(req, -errno);
+	r.written = (size_t)n;
+	if (fused_active() && n > 0) {
+		struct stat st;
+
+		if (!out->id || pread(out->fd, t_copybuf, (size_t)n, off_out) != n)
+			return fused_fail(req, -EIO);
+		op.fh = out->id;
+		op.off = (uint64_t)off_out;
+		op.data_len = (uint32_t)n;
+		if (fstat(out->fd, &st) == 0)
+			fused_op_times(&op, &st);
+	}
+	fused_commit(&op, t_copybuf, (size_t)n, req, &r);
+}
+
+void fused_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	struct fused_fh *fh = (struct fused_fh *)(uintptr_t)fi->fh;
+	off_t res = lseek(fh->fd, off, whence);
+
+	if (res < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_lseek(req, res);
+}
+
+/* ---- directories ---- */
+
+struct fused_dir {
+	DIR *dp;
+	off_t off;
+	struct dirent *ent;
+};
+
+void fused_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fused_dir *d = calloc(1, sizeof(*d));
+	int fd;
+
+	if (!d)
+		return (void)fuse_reply_err(req, ENOMEM);
+	fd = openat(fused_ino_fd(ino), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || !(d->dp = fdopendir(fd))) {
+		int e = errno;
+
+		if (fd >= 0)
+			close(fd);
+		free(d);
+		return (void)fuse_reply_err(req, e);
+	}
+	fi->fh = (uintptr_t)d;
+	fuse_reply_open(req, fi);
+}
+
+void fused_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct fused_dir *d = (struct fused_dir *)(uintptr_t)fi->fh;
+	char *buf = malloc(size), *p = buf;
+	size_t rem = size;
+
+	if (!buf)
+		return (void)fuse_reply_err(req, ENOMEM);
+	if (off != d->off) {
+		seekdir(d->dp, off);
+		d->ent = NULL;
+		d->off = off;
+	}
+	for (;;) {
+		struct stat st = { 0 };
+		size_t n;
+
+		if (!d->ent) {
+			errno = 0;
+			d->ent = readdir(d->dp);
+			if (!d->ent)
+				break;
+		}
+		st.st_ino = d->ent->d_ino;
+		st.st_mode = (mode_t)d->ent->d_type << 12;
+		n = fuse_add_direntry(req, p, rem, d->ent->d_name, &st, d->ent->d_off);
+		if (n > rem)
+			break;
+		p += n;
+		rem -= n;
+		d->off = d->ent->d_off;
+		d->ent = NULL;
+	}
+	fuse_reply_buf(req, buf, size - rem);
+	free(buf);
+}
+
+void fused_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fused_dir *d = (struct fused_dir *)(uintptr_t)fi->fh;
+
+	closedir(d->dp);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+void fused_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct fused_dir *d = (struct fused_dir *)(uintptr_t)fi->fh;
+
+	sync_common(req, ino, datasync, NULL, dirfd(d->dp));
+}
+
+void fused_op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+
+	if (fstatvfs(F()->root_fd, &sv) < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_statfs(req, &sv);
+}
+
+/* ---- extended attributes ---- */
+
+void fused_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	struct sk_rmsg_op op = { .type = SK_RMSG_SETXATTR, .flags = (uint32_t)flags };
+	struct fused_reply r = { .kind = R_ERR0 };
+	char pp[64];
+	int rc = 0;
+
+	if (strlen(name) > SK_RMSG_NAME_MAX || size > SK_RMSG_XATTR_VAL_MAX)
+		return (void)fuse_reply_err(req, E2BIG);
+	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
+	pthread_mutex_lock(&F()->stream_mu);
+	if (setxattr(pp, name, value, size, flags) < 0)
+		return fused_fail(req, -errno);
+	if (fused_active()) {
+		if ((rc = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1))) < 0)
+			return fused_fail(req, rc);
+		op.path1 = fused_tp1;
+		op.path1_len = (uint16_t)rc;
+		op.name = name;
+		op.name_len = (uint16_t)strlen(name);
+		op.data_len = (uint32_t)size;
+	}
+	fused_commit(&op, value, size, req, &r);
+}
+
+void fused_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	char pp[64], *buf = NULL;
+	ssize_t n;
+
+	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
+	if (size == 0) {
+		n = getxattr(pp, name, NULL, 0);
+		return (void)(n < 0 ? fuse_reply_err(req, errno) : fuse_reply_xattr(req, (size_t)n));
+	}
+	buf = malloc(size);
+	if (!buf)
+		return (void)fuse_reply_err(req, ENOMEM);
+	n = getxattr(pp, name, buf, size);
+	if (n < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+void fused_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char pp[64], *buf = NULL;
+	ssize_t n;
+
+	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
+	if (size == 0) {
+		n = listxattr(pp, NULL, 0);
+		return (void)(n < 0 ? fuse_reply_err(req, errno) : fuse_reply_xattr(req, (size_t)n));
+	}
+	buf = malloc(size);
+	if (!buf)
+		return (void)fuse_reply_err(req, ENOMEM);
+	n = listxattr(pp, buf, size);
+	if (n < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+void fused_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct sk_rmsg_op op = { .type = SK_RMSG_REMOVEXATTR };
+	struct fused_reply r = { .kind = R_ERR0 };
+	char pp[64];
+	int rc;
+
+	if (strlen(name) > SK_RMSG_NAME_MAX)
+		return (void)fuse_reply_err(req, ENODATA);
+	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
+	pthread_mutex_lock(&F()->stream_mu);
+	if (removexattr(pp, name) < 0)
+		return fused_fail(req, -errno);
+	if (fused_active()) {
+		if ((rc = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1))) < 0)
+			return fused_fail(req, rc);
+		op.path1 = fused_tp1;
+		op.path1_len = (uint16_t)rc;
+		op.name = name;
+		op.name_len = (uint16_t)strlen(name);
+	}
+	fused_commit(&op, NULL, 0, req, &r);
+}

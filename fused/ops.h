@@ -1,0 +1,61 @@
+/* fused/ops.h: what ops.c (attributes, namespace) and file.c (files, directories, xattrs) share. */
+#ifndef FUSED_OPS_H
+#define FUSED_OPS_H
+
+#include "fused.h"
+
+/* Per-thread scratch: paths of the operation being replicated. */
+extern __thread char fused_tp1[PATH_MAX];
+extern __thread char fused_tp2[PATH_MAX];
+
+void fused_procpath(char *buf, size_t cap, int fd);
+int fused_ino_fd(fuse_ino_t ino);
+/* New inodes belong to the caller (fsuid/fsgid/umask of this thread). */
+void fused_creds_set(fuse_req_t req);
+void fused_creds_reset(void);
+void fused_op_times(struct sk_rmsg_op *op, const struct stat *st);
+void fused_op_p1(struct sk_rmsg_op *op, int dirfd);
+void fused_op_p2(struct sk_rmsg_op *op, int dirfd);
+/* parent's path + "/" + name into buf; returns length or -errno. */
+int fused_child_path(fuse_ino_t parent, const char *name, char *buf);
+bool fused_active(void);
+/* Finish an operation applied under stream_mu: replicate, unlock, reply. */
+void fused_commit(struct sk_rmsg_op *op, const void *data, size_t dlen, fuse_req_t req,
+		  const struct fused_reply *r);
+/* Unlock stream_mu and reply an error (rc = -errno). */
+void fused_fail(fuse_req_t req, int rc);
+
+/* After a local create of parent/name: look it up and fill the replicated op's common fields. */
+int fused_created(fuse_ino_t parent, const char *name, struct sk_rmsg_op *op,
+		  struct fused_reply *r);
+
+/* file.c */
+void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi);
+void fused_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi);
+void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
+		     struct fuse_file_info *fi);
+void fused_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fused_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void fused_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi);
+void fused_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			       struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+			       struct fuse_file_info *fi_out, size_t len, int flags);
+void fused_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi);
+void fused_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fused_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi);
+void fused_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fused_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void fused_op_statfs(fuse_req_t req, fuse_ino_t ino);
+void fused_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags);
+void fused_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fused_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fused_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
+#endif
