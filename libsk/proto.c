@@ -1,4 +1,4 @@
-/* libsk/proto.c: frame encoding, authentication (keyed BLAKE2b), replay refusal and the handshake. */
+/* libsk/proto.c: frame encoding, authentication (Poly1305 / keyed BLAKE2b), replay refusal, the handshake. */
 #include "proto.h"
 
 #include <errno.h>
@@ -144,6 +144,7 @@ void sk_proto_derive(struct sk_key *out, const struct sk_key *master, const char
 	sodium_memzero(&st, sizeof(st));
 }
 
+/* Keyed BLAKE2b-128: handshake frames and datagrams (small, and keys shared by several senders). */
 static void mac_iov(uint8_t *mac, const struct sk_key *key, const uint8_t *hdr,
 		    const struct iovec *iov, int iovcnt)
 {
@@ -165,6 +166,44 @@ static int mac_ok(const struct sk_key *key, const uint8_t *hdr, const uint8_t *p
 	struct iovec iov = { .iov_base = (void *)payload, .iov_len = len };
 
 	mac_iov(want, key, hdr, &iov, 1);
+	return sodium_memcmp(want, mac, SK_PROTO_MAC_LEN) == 0;
+}
+
+/*
+ * Channel frames: Poly1305 under a one-time key taken from the ChaCha20
+ * keystream of the direction key with the frame's seq as nonce, the MAC half
+ * of ChaCha20-Poly1305 (RFC 8439). Each (direction key, seq) pair is used once
+ * because seq strictly increases and keys are per connection; it runs about
+ * four times faster than BLAKE2b here, which matters on 1 MiB writes.
+ */
+static void frame_mac(uint8_t *mac, const struct sk_key *key, const uint8_t *hdr, uint64_t seq,
+		      const struct iovec *iov, int iovcnt)
+{
+	uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = { 0 };
+	uint8_t otk[crypto_onetimeauth_KEYBYTES];
+	crypto_onetimeauth_state st;
+	int i;
+
+	sk_put_u64(nonce + sizeof(nonce) - 8, seq);
+	crypto_stream_chacha20_ietf(otk, sizeof(otk), nonce, key->b);
+	crypto_onetimeauth_init(&st, otk);
+	crypto_onetimeauth_update(&st, hdr, SK_PROTO_HDR_LEN);
+	for (i = 0; i < iovcnt; i++)
+		if (iov[i].iov_len)
+			crypto_onetimeauth_update(&st, iov[i].iov_base, iov[i].iov_len);
+	crypto_onetimeauth_final(&st, mac);
+	sodium_memzero(otk, sizeof(otk));
+}
+
+_Static_assert(crypto_onetimeauth_BYTES == SK_PROTO_MAC_LEN, "Poly1305 tag is the frame MAC");
+
+static int frame_mac_ok(const struct sk_key *key, const uint8_t *hdr, uint64_t seq,
+			const uint8_t *payload, size_t len, const uint8_t *mac)
+{
+	uint8_t want[SK_PROTO_MAC_LEN];
+	struct iovec iov = { .iov_base = (void *)payload, .iov_len = len };
+
+	frame_mac(want, key, hdr, seq, &iov, 1);
 	return sodium_memcmp(want, mac, SK_PROTO_MAC_LEN) == 0;
 }
 
@@ -231,7 +270,7 @@ int sk_chan_seal(struct sk_chan *c, uint8_t *hdr, uint8_t *mac, uint8_t type, ui
 		return -EMSGSIZE;
 	c->tx_seq++;
 	sk_proto_hdr_encode(hdr, type, flags, module, c->tx_seq, (uint32_t)len);
-	mac_iov(mac, &c->tx_key, hdr, iov, iovcnt);
+	frame_mac(mac, &c->tx_key, hdr, c->tx_seq, iov, iovcnt);
 	c->frames_out++;
 	c->bytes_out += SK_PROTO_HDR_LEN + len + SK_PROTO_MAC_LEN;
 	return 0;
@@ -268,7 +307,7 @@ static int reject(struct sk_chan *c, enum sk_reject r, enum sk_reject *why)
 int sk_chan_verify(struct sk_chan *c, const uint8_t *hdr, const uint8_t *payload,
 		   const uint8_t *mac, struct sk_frame *f, enum sk_reject *why)
 {
-	if (!mac_ok(&c->rx_key, hdr, payload, f->len, mac))
+	if (!frame_mac_ok(&c->rx_key, hdr, f->seq, payload, f->len, mac))
 		return reject(c, SK_REJ_MAC, why);
 	if (f->seq <= c->rx_seq)
 		return reject(c, SK_REJ_REPLAY, why);

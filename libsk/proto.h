@@ -18,7 +18,9 @@
  *    12     8  seq       per direction, strictly increasing from 1 (0 only in handshakes)
  *    20     4  len       payload length, <= SK_PROTO_MAX_PAYLOAD
  *    24   len  payload
- *  24+len  16  mac       keyed BLAKE2b-128 over bytes [0, 24+len) with the direction's key
+ *  24+len  16  mac       over bytes [0, 24+len): on a channel, Poly1305 with the one-time key
+ *                        ChaCha20(direction key, nonce = 0^4 | seq) (as in RFC 8439);
+ *                        handshake frames and datagrams: keyed BLAKE2b-128
  *
  * The header and MAC are separate buffers so a payload (e.g. a 1 MiB write in
  * the FUSE request buffer) goes out with writev(hdr, payload..., mac), never copied.
