@@ -51,17 +51,17 @@ app() {  # the "application": a web server publishing the mirrored directory on 
 }
 
 say "node2: skfused secondary (its copy is read-only to applications)"
-fused 2 secondary --listen "${SK_IP[2]}:$PORT" >/dev/null || exit 1
+_pid=$(fused 2 secondary --listen "${SK_IP[2]}:$PORT") || exit 1
 sk_wait_for 10 test -S "${SK_ROOT[2]}/run/steadykit/fused.sock" || { echo "secondary did not start"; exit 1; }
 say "node1: skfused primary, mounted over $D1"
-fused 1 primary --peer "${SK_IP[2]}:$PORT" >/dev/null || exit 1
+_pid=$(fused 1 primary --peer "${SK_IP[2]}:$PORT") || exit 1
 sk_track_mount "$D1"
 sk_wait_for 10 peer_is 1 connected || { echo "primary did not connect"; cat "$SK_TMP"/skfused-n1-primary.log; exit 1; }
 run status 1
 
 say "node1 takes the virtual IP $VIP and starts the application"
 sk_in 1 ip addr add "$VIP/24" dev eth0
-app 1 >/dev/null
+_pid=$(app 1) || exit 1
 sk_wait_for 10 sk_client curl -fsS -o /dev/null "http://$VIP/" || { echo "application did not come up"; exit 1; }
 
 say "The application writes into the mirrored directory on node1"
@@ -83,12 +83,12 @@ umount -l "$D1" 2>/dev/null
 say "node2 becomes primary: its skfused restarts as primary (alone), takes the VIP, starts the application"
 for p in $(awk '$3 ~ /-n2-secondary/ {print $1}' "$SK_TMP/.sk/pids"); do sk_term "$p"; done
 sk_wait_for 5 sh -c "! mountpoint -q '$D2'"
-fused 2 primary --peer "${SK_IP[1]}:$PORT" >/dev/null || exit 1
+_pid=$(fused 2 primary --peer "${SK_IP[1]}:$PORT") || exit 1
 sk_track_mount "$D2"
 sk_wait_for 10 mountpoint -q "$D2"
 sk_in 2 ip addr add "$VIP/24" dev eth0
 sk_in 2 arping -c 1 -U -I eth0 "$VIP" >/dev/null 2>&1 || true
-app 2 >/dev/null
+_pid=$(app 2) || exit 1
 sk_wait_for 10 sk_client curl -fsS -o /dev/null "http://$VIP/hello.txt"
 t1=$(date +%s%N)
 echo "   the client reaches the application again after $(( (t1 - t0) / 1000000 )) ms"
