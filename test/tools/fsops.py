@@ -396,6 +396,10 @@ def perms_setup(d):
         wfile(J(p), b"fixture %s\n" % p.encode())
         os.chown(J(p), uid, gid)
         os.chmod(J(p), mode)
+    # a directory with a default ACL: new entries take their mode from it, not from the umask
+    os.mkdir(J("dacl"))
+    os.chmod(J("dacl"), 0o777)
+    subprocess.run(["setfacl", "-d", "-m", "u::rwx,g::rwx,o::rwx,u:1234:r-x", J("dacl")], check=True)
 
 
 def perms(d):
@@ -478,6 +482,9 @@ def perms(d):
     run("rename pub/nd -> pub/nd2", os.rename, J("pub/nd"), J("pub/nd2"), show="pub/nd2")
     run("exchange pub/fifo <-> pub/sl", renameat2, J("pub/fifo"), J("pub/sl"), RENAME_EXCHANGE, show="pub/sl")
     run("rename rw over ro", os.rename, J("rw"), J("ro"), show="ro")
+    run("create dacl/f 0666 (default ACL, umask 022)", create, "dacl/f", 0o666, show="dacl/f")
+    run("mkdir dacl/d 0777 (default ACL, umask 022)", os.mkdir, J("dacl/d"), 0o777, show="dacl/d")
+    run("mkfifo dacl/p 0666 (default ACL, umask 022)", os.mkfifo, J("dacl/p"), 0o666, show="dacl/p")
     run("statfs", os.statvfs, d)
 
 
