@@ -46,6 +46,18 @@ mt_treecmp_tap "primary backing vs secondary" "$times" "$MT_BACK1" "$MT_DIR2"
 n=$("$MT_PY" "$SK_SRC/test/tools/treecmp.py" --times all "$MT_BACK1" "$MT_DIR2" 2>/dev/null | grep -c '^# times:')
 sk_diag "info: $n mtime/atime differences over all paths (only the utimens'd paths must match)"
 
+# The application's database opens on the secondary (read-only, as a failover would find it).
+rows=$("$MT_PY" -c '
+import sqlite3, sys
+db = sqlite3.connect("file:" + sys.argv[1] + "?immutable=1", uri=True)
+ok = db.execute("PRAGMA integrity_check").fetchone()[0]
+print(ok, db.execute("SELECT count(*) FROM t").fetchone()[0])' "$MT_DIR2/app.db" 2>&1)
+if [ "$rows" = "ok 858" ]; then
+	sk_ok "SQLite database on the secondary: integrity ok, all 858 rows"
+else
+	sk_not_ok "SQLite database on the secondary: integrity ok, all 858 rows (got: $rows)"
+fi
+
 # The mount shows the backing tree as it is (st_* from the backing fs), with no view of its own.
 mt_treecmp_tap "mount vs primary backing" none "$MT_DIR1" "$MT_BACK1" entries type mode owner size content nlink hardlinks symlink xattr acl mtime
 ino_diff=$("$MT_PY" - "$MT_DIR1" "$MT_BACK1" <<'PY'

@@ -308,6 +308,40 @@ def mixed(d, times_out):
         expect(st.f_bsize > 0 and st.f_blocks > 0, "statfs")
     r.step("fsync_fsyncdir_statfs", syncs)
 
+    def mmaps():
+        # Writes through a shared mapping reach the daemon only by writeback (msync, munmap, fsync).
+        import mmap
+        fd = os.open(J("f_mmap"), os.O_RDWR | os.O_CREAT, 0o644)
+        os.ftruncate(fd, 256 * 1024)
+        m = mmap.mmap(fd, 256 * 1024, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        m[0:65536] = pattern(8, 65536)
+        m[200000:200010] = b"0123456789"
+        m.flush()
+        m[100:110] = b"after sync"  # left to munmap/close writeback, then fsync
+        m.close()
+        os.fsync(fd)
+        os.close(fd)
+        data = rfile(J("f_mmap"))
+        expect(data[100:110] == b"after sync" and data[200000:200010] == b"0123456789", "mmap content")
+    r.step("mmap_shared_write", mmaps)
+
+    def sqlite():
+        # A real application: SQLite in WAL mode (its -shm file is used through mmap).
+        import sqlite3
+        db = sqlite3.connect(J("app.db"))
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        for i in range(20):
+            with db:
+                db.executemany("INSERT INTO t (v) VALUES (?)", [("row %d.%d" % (i, j),) for j in range(50)])
+        with db:
+            db.execute("DELETE FROM t WHERE id % 7 = 0")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        n = db.execute("SELECT count(*) FROM t").fetchone()[0]
+        db.close()
+        return "%d rows" % n
+    r.step("sqlite_wal", sqlite)
+
     def concurrent():
         # Racing writers on one file and racing renames onto one name: the secondary must end
         # in the primary's final state, which holds only if ops are sequenced in apply order.
