@@ -65,6 +65,12 @@ one_mode() {
 			sk_diag "$line"
 		fi
 	done <<<"$out"
+	if [[ "$out" == *"order across threads: ok"* ]]; then
+		sk_ok "$m: secondary holds no record without every record acked before it was written (one ordered stream)"
+	else
+		sk_not_ok "$m: secondary holds no record without every record acked before it was written (one ordered stream)"
+		sk_diag "$(grep '^order' <<<"$out" | head -n 5)"
+	fi
 
 	# The primary's own backing tree is also a prefix state.
 	out=$("$MT_TOOLS/ackwriter" verify --dir "$MT_DIR1" "${AWO[@]}" 2>&1)

@@ -11,7 +11,8 @@
  * Verify mode reads a tree (e.g. the secondary's directory after the primary
  * was killed) and checks, per thread, that the tree equals the state right
  * after some record K (every file holds exactly its records 1..K, byte for
- * byte, nothing else), and that K >= the last acknowledged record.
+ * byte, nothing else), and that K >= the last acknowledged record. Across threads it checks
+ * that no record is present while a record acked before it was written is missing.
  *
  *   ackwriter write  --dir D --log L [--threads T] [--files N] [--size B]
  *                    [--records R] [--duration S] [--fsync] [--journal]
@@ -307,7 +308,7 @@ static char *read_all(const char *path, size_t *n)
 }
 
 /* Check thread t's files against "state after record K"; print what is wrong. Returns number of problems. */
-static int verify_thread(int t)
+static int verify_thread(int t, long *K_out)
 {
 	char path[4096];
 	char *rec = malloc((size_t)o.size);
@@ -386,6 +387,7 @@ static int verify_thread(int t)
 		bad++;
 	}
 	printf("t=%d K=%ld acked=%ld %s\n", t, K, acked, bad ? "BAD" : "ok");
+	*K_out = K;
 	for (int f = 0; f < o.files; f++)
 		free(data[f]);
 	free(data);
@@ -394,11 +396,47 @@ static int verify_thread(int t)
 	return bad;
 }
 
+/*
+ * Across threads: thread t issued record K_t only after its record K_t - 1 was acked, so every
+ * record any thread had acked before that ack line is older in the primary's history and must
+ * be in the tree as well (the secondary applies a prefix of one ordered stream).
+ */
+static int verify_causality(const long *K)
+{
+	FILE *fp = fopen(o.log, "r");
+	long maxk[MAX_THREADS] = { 0 };
+	int bad = 0, t;
+	long k;
+	if (!fp)
+		return 1;
+	while (fscanf(fp, "%d %ld", &t, &k) == 2) {
+		if (t < 0 || t >= o.threads)
+			continue;
+		if (k == K[t] - 1) {
+			for (int u = 0; u < o.threads; u++) {
+				if (maxk[u] > K[u]) {
+					printf("order: t=%d record %ld is in the tree, but t=%d record %ld, acked before it "
+					       "was written, is not (K=%ld)\n", t, K[t], u, maxk[u], K[u]);
+					bad++;
+				}
+			}
+		}
+		if (k > maxk[t])
+			maxk[t] = k;
+	}
+	fclose(fp);
+	printf("order across threads: %s\n", bad ? "BAD" : "ok");
+	return bad;
+}
+
 static int do_verify(void)
 {
+	long K[MAX_THREADS];
 	int bad = 0;
 	for (int t = 0; t < o.threads; t++)
-		bad += verify_thread(t);
+		bad += verify_thread(t, &K[t]);
+	if (o.threads > 1)
+		bad += verify_causality(K);
 	printf("verify: %s\n", bad ? "FAILED" : "ok");
 	return bad ? 1 : 0;
 }
