@@ -276,12 +276,10 @@ int sk_chan_seal(struct sk_chan *c, uint8_t *hdr, uint8_t *mac, uint8_t type, ui
 	return 0;
 }
 
-long sk_chan_encode(struct sk_chan *c, uint8_t *buf, size_t cap, uint8_t type, uint16_t flags,
-		    uint32_t module, const void *payload, size_t len)
+/* Bound a payload and move it into place after the header of a one-buffer frame; returns the frame length. */
+static long place_payload(uint8_t *buf, size_t cap, const void *payload, size_t len)
 {
-	struct iovec iov = { .iov_base = (void *)payload, .iov_len = len };
 	size_t total = SK_PROTO_HDR_LEN + len + SK_PROTO_MAC_LEN;
-	int rc;
 
 	if (len > SK_PROTO_MAX_PAYLOAD)
 		return -EMSGSIZE;
@@ -289,9 +287,20 @@ long sk_chan_encode(struct sk_chan *c, uint8_t *buf, size_t cap, uint8_t type, u
 		return -ENOSPC;
 	if (len)
 		memmove(buf + SK_PROTO_HDR_LEN, payload, len);
-	iov.iov_base = buf + SK_PROTO_HDR_LEN;
+	return (long)total;
+}
+
+long sk_chan_encode(struct sk_chan *c, uint8_t *buf, size_t cap, uint8_t type, uint16_t flags,
+		    uint32_t module, const void *payload, size_t len)
+{
+	struct iovec iov = { .iov_base = buf + SK_PROTO_HDR_LEN, .iov_len = len };
+	long total = place_payload(buf, cap, payload, len);
+	int rc;
+
+	if (total < 0)
+		return total;
 	rc = sk_chan_seal(c, buf, buf + SK_PROTO_HDR_LEN + len, type, flags, module, &iov, 1);
-	return rc < 0 ? rc : (long)total;
+	return rc < 0 ? rc : total;
 }
 
 static int reject(struct sk_chan *c, enum sk_reject r, enum sk_reject *why)
@@ -662,19 +671,14 @@ int sk_chan_recv_fd(struct sk_chan *c, int fd, uint8_t *buf, size_t cap, struct 
 long sk_dgram_seal(const struct sk_key *dkey, uint8_t *buf, size_t cap, uint8_t type,
 		   uint32_t module, uint64_t seq, const void *payload, size_t len)
 {
-	size_t total = SK_PROTO_HDR_LEN + len + SK_PROTO_MAC_LEN;
-	struct iovec iov;
+	struct iovec iov = { .iov_base = buf + SK_PROTO_HDR_LEN, .iov_len = len };
+	long total = place_payload(buf, cap, payload, len);
 
-	if (len > SK_PROTO_MAX_PAYLOAD)
-		return -EMSGSIZE;
-	if (cap < total)
-		return -ENOSPC;
-	if (len)
-		memmove(buf + SK_PROTO_HDR_LEN, payload, len);
-	iov = (struct iovec){ .iov_base = buf + SK_PROTO_HDR_LEN, .iov_len = len };
+	if (total < 0)
+		return total;
 	sk_proto_hdr_encode(buf, type, 0, module, seq, (uint32_t)len);
 	mac_iov(buf + SK_PROTO_HDR_LEN + len, dkey, buf, &iov, 1);
-	return (long)total;
+	return total;
 }
 
 int sk_dgram_open(const struct sk_key *dkey, const uint8_t *buf, size_t n, uint64_t *last_seq,
