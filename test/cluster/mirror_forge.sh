@@ -85,5 +85,22 @@ for i in $(seq 20); do echo "after $i" >>"$MT_DIR1/app/f$i"; done
 mkdir "$MT_DIR1/app/after"
 if mt_wait_synced 30; then sk_ok "genuine primary in sync after the attack"; else sk_not_ok "genuine primary in sync after the attack"; fi
 mt_treecmp_tap "primary backing vs secondary" none "$MT_BACK1" "$MT_DIR2" entries type mode owner size content
+
+# Phase 3: while someone holds many silent connections to the port (no secret needed), a genuine
+# primary that restarts must still get in.
+fpid=$(sk_spawn_client forge-flood "$FF" --to "$TO" --secret "$MT_SECRET" --case flood --conns 64 --wait-ms 20000)
+sleep 1
+mt_stop_primary
+mt_start_primary || sk_diag "primary restart failed"
+if mt_wait_until 12 mt_peer_is connected; then
+	sk_ok "a restarted primary connects despite 64 silent connections held open"
+else
+	sk_not_ok "a restarted primary connects despite 64 silent connections held open (peer $(mt_st 1 peer))"
+	sk_diag "secondary log: $(tail -n 5 "$SK_TMP/fused2.1.log")"
+fi
+echo flood >"$MT_DIR1/app/during-flood"
+if mt_wait_synced 10; then sk_ok "replicating during the flood"; else sk_not_ok "replicating during the flood"; fi
+sk_alive "$fpid" && sk_term "$fpid"
+sk_diag "$(cat "$SK_TMP/forge-flood.log" 2>/dev/null)"
 mt_stop_primary
 sk_done

@@ -9,7 +9,7 @@
  * built this way are otherwise well formed (they are applied and acked).
  *
  *   frameforge --to IP:PORT --secret FILE --case NAME [--module N] [--node N]
- *              [--path P] [--wait-ms MS] [--gen N]
+ *              [--path P] [--wait-ms MS] [--gen N] [--conns N]
  *
  * Cases (all but control must end with the secondary closing the connection):
  *   control       valid handshake, START, MKDIR P, RMDIR P: both must be acked without error
@@ -17,6 +17,9 @@
  *   wrongkey      handshake sealed with a different secret
  *   hs-truncated  half a HELLO, then EOF
  *   silent        connect and send nothing (must be dropped by the handshake timeout)
+ *   flood         keep --conns N silent connections open for --wait-ms (reopening any the secondary
+ *                 closes): a load generator, always exits 0; the test checks that a genuine
+ *                 primary can still (re)connect meanwhile
  *   badversion    after the handshake, a header with version 2
  *   badtype       after the handshake, a sealed frame of type 200 (no such type)
  *   unknown-type  after the handshake, a sealed frame of type 62 (replication range, undefined)
@@ -57,6 +60,7 @@ enum { M_START = 16, M_ACK = 17, M_MKDIR = 27, M_RMDIR = 32 };
 static const char *to_addr, *secret_path, *case_name, *probe = "forge-probe";
 static uint32_t module_id = 1, node_id = 99;
 static int wait_ms = 3000;
+static int conns = 32;
 static uint64_t gen;
 static struct sockaddr_in peer;
 static struct sk_key master;
@@ -277,6 +281,30 @@ static int run_case(void)
 		fd = tcp_connect();
 		return expect_closed(fd, "connected, sent nothing");
 	}
+	if (!strcmp(case_name, "flood")) {
+		int fds[1024];
+		long end = now_ms() + wait_ms, reopened = 0;
+		for (int i = 0; i < conns; i++)
+			fds[i] = tcp_connect();
+		while (now_ms() < end) {
+			struct pollfd pf[1024];
+			for (int i = 0; i < conns; i++)
+				pf[i] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
+			if (poll(pf, (nfds_t)conns, 10) <= 0)
+				continue;
+			for (int i = 0; i < conns; i++) {
+				if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
+					continue;
+				close(fds[i]); /* closed by the secondary (or it sent something): take the slot again */
+				fds[i] = tcp_connect();
+				reopened++;
+			}
+		}
+		for (int i = 0; i < conns; i++)
+			close(fds[i]);
+		printf("case flood: held %d silent connections for %d ms, reopened %ld\n", conns, wait_ms, reopened);
+		return 0;
+	}
 	if (!strcmp(case_name, "hs-truncated")) {
 		struct sk_hs hs;
 		long hl = sk_hs_client_hello(&hs, &master, SK_CHAN_REPL, node_id, module_id, f);
@@ -370,7 +398,8 @@ int main(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "to", 1, 0, 't' },   { "secret", 1, 0, 's' },  { "case", 1, 0, 'c' },
 		{ "module", 1, 0, 'm' }, { "node", 1, 0, 'n' }, { "path", 1, 0, 'p' },
-		{ "wait-ms", 1, 0, 'w' }, { "gen", 1, 0, 'g' },  { 0, 0, 0, 0 },
+		{ "wait-ms", 1, 0, 'w' }, { "gen", 1, 0, 'g' },  { "conns", 1, 0, 'C' },
+		{ 0, 0, 0, 0 },
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -383,6 +412,11 @@ int main(int argc, char **argv)
 		case 'p': probe = optarg; break;
 		case 'w': wait_ms = atoi(optarg); break;
 		case 'g': gen = strtoull(optarg, NULL, 0); break;
+		case 'C':
+			conns = atoi(optarg);
+			if (conns < 1 || conns > 1024)
+				die("--conns 1..1024");
+			break;
 		default: die("usage: frameforge --to IP:PORT --secret FILE --case NAME [--module N] [--path P]");
 		}
 	}
