@@ -105,10 +105,11 @@ void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		op.fh = fh->id;
 		rc = fused_fd_path(F(), fd, fused_tp1, sizeof(fused_tp1));
 		if (rc == -ENOENT) {
-			op.flags |= SK_RO_ORPHAN;
+			op.flags |= SK_RO_ORPHAN; /* open-unlinked: the peer drops its writes */
 			rc = 0;
 		} else if (rc < 0) {
-			rc = 0; /* unnameable: the peer drops writes to it; resync repairs */
+			fused_unnameable(rc);
+			rc = 0;
 			op.flags |= SK_RO_ORPHAN;
 		}
 		op.path1 = fused_tp1;
@@ -340,6 +341,8 @@ static void sync_common(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 			rc = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1));
 			op.path1 = fused_tp1;
 			op.path1_len = rc > 0 ? (uint16_t)rc : 0;
+			if (rc < 0 && rc != -ENOENT)
+				fused_unnameable(rc);
 		}
 		if (rc >= 0)
 			fused_repl_submit_held(F(), &op, NULL, 0, req, &r, &seq);
@@ -545,8 +548,11 @@ void fused_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const c
 	if (setxattr(pp, name, value, size, flags) < 0)
 		return fused_fail(req, -errno);
 	if (fused_active()) {
-		if ((rc = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1))) < 0)
-			return fused_fail(req, rc);
+		if ((rc = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1))) < 0) {
+			if (rc != -ENOENT)
+				fused_unnameable(rc);
+			return fused_local_reply(req, &r);
+		}
 		op.path1 = fused_tp1;
 		op.path1_len = (uint16_t)rc;
 		op.name = name;
@@ -612,8 +618,11 @@ void fused_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	if (removexattr(pp, name) < 0)
 		return fused_fail(req, -errno);
 	if (fused_active()) {
-		if ((rc = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1))) < 0)
-			return fused_fail(req, rc);
+		if ((rc = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1))) < 0) {
+			if (rc != -ENOENT)
+				fused_unnameable(rc);
+			return fused_local_reply(req, &r);
+		}
 		op.path1 = fused_tp1;
 		op.path1_len = (uint16_t)rc;
 		op.name = name;

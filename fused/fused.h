@@ -48,6 +48,14 @@ struct fused_fh {
 
 struct fused_inode;
 
+/* A peer's report that an operation met an unreconciled part (resync). */
+struct fused_rs_fail {
+	struct fused_rs_fail *next;
+	uint64_t fh;
+	char p1[SK_RMSG_PATH_MAX + 1];
+	char p2[SK_RMSG_PATH_MAX + 1];
+};
+
 #define FUSED_HIST 32
 #define FUSED_RING 4096
 
@@ -115,6 +123,10 @@ struct fused {
 	int rs_state;               /* 0 idle, 1 running, 2 done */
 	pthread_mutex_t rs_mu;
 	pthread_cond_t rs_cv;
+	struct fused_rs_track *rs_track; /* reconciled dirs + dirs to redo (under stream_mu) */
+	struct fused_rs_fail *rs_fail;   /* peer's FAILED reports (under rs_mu) */
+	unsigned rs_fail_n;
+	bool rs_fail_full;
 	uint8_t *rs_sums;           /* reply mailbox */
 	struct sk_rmsg_sums rs_reply;
 	uint64_t rs_req_waiting;
@@ -123,7 +135,7 @@ struct fused {
 	/* secondary */
 	atomic_bool peer_up;
 	atomic_uint_fast64_t applied_seq;
-	uint64_t rs_errs;           /* operations that failed since the resync pass began */
+	uint64_t rs_errs;           /* ops that met unreconciled parts since the last RS_END */
 	bool ro_mounted;
 };
 
@@ -194,7 +206,7 @@ void fused_peer_lost(struct fused *f, uint64_t gen, const char *why);
  * request id, op->path1 from path_fd (if >= 0) under the stream lock, waits.
  */
 int fused_repl_ask(struct fused *f, uint64_t gen, struct sk_rmsg_op *op, int path_fd,
-		   struct sk_rmsg_sums *out, uint8_t *sums_buf);
+		   struct sk_rmsg_sums *out, uint8_t *sums_buf, bool (*ready)(struct fused *));
 void fused_repl_on_sums(struct fused *f, const struct sk_rmsg_sums *s);
 
 /* recv.c (secondary) */
@@ -206,6 +218,14 @@ int fused_state_load(struct fused *f);
 int fused_state_save(struct fused *f);
 void fused_state_set_in_sync(struct fused *f, bool v);
 int fused_resync_run(struct fused *f, uint64_t gen);
+/* Session start (stream_mu held): forget what the last resync reconciled. */
+void fused_rs_reset(struct fused *f);
+/*
+ * A live rename/link during a resync (stream_mu held): if the source's
+ * directory was not reconciled yet, what it moved may be stale on the peer, so
+ * the destination directory is walked again. src_dir_fd < 0: source unknown.
+ */
+void fused_rs_note_move(struct fused *f, int src_dir_fd, int dst_dir_fd);
 /* Secondary: apply an RS_* frame (SUMS answers go out on sock). -EBADMSG: refuse the stream. */
 int fused_rs_apply(struct fused *f, const struct sk_rmsg_op *op, int sock, struct sk_chan *chan);
 

@@ -1,6 +1,7 @@
 /* fused/inode.c: the primary's inode table (backing O_PATH fds, refcounted by FUSE lookup/forget). */
 #include "fused.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -97,6 +98,10 @@ int fused_inode_lookup(struct fused *f, fuse_ino_t parent, const char *name,
 			break;
 	if (in) {
 		in->nlookup++;
+		/* several names: hold the one just used, the old one may be gone (dup2 is
+		 * atomic for threads using in->fd; both name the same inode) */
+		if (e->attr.st_nlink > 1)
+			dup2(fd, in->fd);
 		pthread_mutex_unlock(&f->ino_mu);
 		close(fd);
 	} else {
@@ -148,6 +153,67 @@ void fused_inode_forget(struct fused *f, fuse_ino_t ino, uint64_t n)
 }
 
 /*
+ * Another name of a multiply linked inode whose name we held was removed:
+ * search the tree (bounded; rare: it takes a hard link, an unlink of the name
+ * we hold, then an operation through a name the kernel has cached).
+ */
+#define SCAN_MAX_ENTRIES 200000
+
+static int other_name(struct fused *f, const struct stat *want, char *buf, size_t cap)
+{
+	char **stack = calloc(64, sizeof(char *));
+	size_t sp = 0, seen = 0;
+	int rc = -ESTALE;
+
+	if (!stack)
+		return -ENOMEM;
+	stack[sp++] = strdup("");
+	while (sp && rc == -ESTALE && seen < SCAN_MAX_ENTRIES) {
+		char *dir = stack[--sp];
+		int dfd = dir ? openat(f->root_fd, *dir ? dir : ".", O_RDONLY | O_DIRECTORY |
+						  O_NOFOLLOW | O_CLOEXEC) : -1;
+		DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+		struct dirent *de;
+
+		if (!d && dfd >= 0)
+			close(dfd);
+		while (d && (de = readdir(d)) && rc == -ESTALE && seen++ < SCAN_MAX_ENTRIES) {
+			size_t dl = strlen(dir), nl = strlen(de->d_name);
+			struct stat st;
+
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			if (de->d_type == DT_DIR) {
+				char *c = malloc(dl + nl + 2);
+
+				if (c && sp < 64) {
+					sprintf(c, "%s%s%s", dir, dl ? "/" : "", de->d_name);
+					stack[sp++] = c;
+				} else {
+					free(c);
+				}
+			} else if (de->d_ino == want->st_ino &&
+				   fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+				   st.st_ino == want->st_ino && st.st_dev == want->st_dev) {
+				if (dl + 1 + nl >= cap || dl + 1 + nl > SK_RMSG_PATH_MAX) {
+					rc = -ENAMETOOLONG;
+				} else {
+					sprintf(buf, "%s%s%s", dir, dl ? "/" : "", de->d_name);
+					rc = (int)strlen(buf);
+				}
+			}
+		}
+		if (d)
+			closedir(d);
+		free(dir);
+	}
+	while (sp)
+		free(stack[--sp]);
+	free(stack);
+	return rc;
+}
+
+/*
  * The kernel knows where a backing inode is now (d_path through /proc), which
  * is right even after renames; called under stream_mu, so no rename can race.
  */
@@ -163,14 +229,20 @@ int fused_fd_path(struct fused *f, int fd, char *buf, size_t cap)
 	if (n < 0)
 		return -errno;
 	tmp[n] = '\0';
-	if ((size_t)n >= sizeof(del) - 1 && strcmp(tmp + n - (sizeof(del) - 1), del) == 0) {
-		struct stat st;
-
-		if (fstat(fd, &st) == 0 && st.st_nlink == 0)
-			return -ENOENT;
-	}
 	if (rl == 1) /* the root is "/" itself */
 		rl = 0;
+	if ((size_t)n >= sizeof(del) - 1 && strcmp(tmp + n - (sizeof(del) - 1), del) == 0) {
+		struct stat st, st2;
+
+		if (fstat(fd, &st) < 0 || st.st_nlink == 0)
+			return -ENOENT;
+		/* the name we hold was removed but another link lives (or the name really
+		 * ends so): only a path that still leads to this inode will do */
+		if ((size_t)n <= rl + 1 ||
+		    fstatat(f->root_fd, tmp + rl + 1, &st2, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    st2.st_ino != st.st_ino || st2.st_dev != st.st_dev)
+			return other_name(f, &st, buf, cap);
+	}
 	if (strncmp(tmp, f->root_path, rl) != 0)
 		return -EXDEV;
 	if (tmp[rl] == '\0') {
@@ -203,6 +275,20 @@ int fused_inode_path(struct fused *f, fuse_ino_t ino, char *buf, size_t cap)
 		return n;
 	}
 	n = fused_fd_path(f, in->fd, buf, cap);
+	if (n > 0) {
+		struct stat a, b;
+
+		/* several names: hold the one found (our fd's own name may be the removed one) */
+		if (fstat(in->fd, &b) == 0 && b.st_nlink > 1) {
+			int nfd = openat(f->root_fd, buf, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+
+			if (nfd >= 0 && fstat(nfd, &a) == 0 && a.st_ino == b.st_ino &&
+			    a.st_dev == b.st_dev)
+				dup2(nfd, in->fd);
+			if (nfd >= 0)
+				close(nfd);
+		}
+	}
 	if (n >= 0) {
 		char *c = strdup(buf);
 

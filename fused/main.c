@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
@@ -331,6 +332,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	umask(0);
+	{
+		/* an fd per inode the kernel knows, per open file, per hard-link group in a resync */
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	rc = fused_state_load(f);
 	if (rc < 0) {
 		sk_err("state %s: %s", f->state_dir, strerror(-rc));

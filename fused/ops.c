@@ -120,6 +120,16 @@ int fused_child_path(fuse_ino_t parent, const char *name, char *buf)
 	return n + (int)nl;
 }
 
+/*
+ * After a local apply, when the inode cannot be named for the peer (its name
+ * was removed while another link lives): the peer is outdated, a resync fixes it.
+ */
+void fused_unnameable(int rc)
+{
+	sk_warn("cannot name an inode for the peer (%s)", strerror(-rc));
+	fused_peer_lost(F(), F()->conn_gen, "an operation could not be named for the peer");
+}
+
 bool fused_active(void)
 {
 	return atomic_load(&F()->connected);
@@ -136,6 +146,12 @@ void fused_commit(struct sk_rmsg_op *op, const void *data, size_t dlen, fuse_req
 	pthread_mutex_unlock(&F()->stream_mu);
 	if (!deferred)
 		fused_reply_send(req, r);
+}
+
+void fused_local_reply(fuse_req_t req, const struct fused_reply *r)
+{
+	pthread_mutex_unlock(&F()->stream_mu);
+	fused_reply_send(req, r);
 }
 
 void fused_fail(fuse_req_t req, int rc)
@@ -264,8 +280,12 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 
 		if (fh && fh->id)
 			op.fh = fh->id;
-		else if ((n = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1))) < 0)
-			return fused_fail(req, n); /* unlinked and no handle: nothing to name it by */
+		else if ((n = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1))) < 0) {
+			/* -ENOENT: unlinked and no handle: nobody on the peer sees it any more */
+			if (n != -ENOENT)
+				fused_unnameable(n);
+			return fused_local_reply(req, &r);
+		}
 		op.path1 = fused_tp1;
 		op.path1_len = op.fh ? 0 : (uint16_t)n;
 		/* chown may clear set-id bits: send the resulting mode whenever owners or mode changed */
@@ -303,8 +323,10 @@ int fused_created(fuse_ino_t parent, const char *name, struct sk_rmsg_op *op,
 	if (!fused_active())
 		return 0;
 	rc = fused_child_path(parent, name, fused_tp1);
-	if (rc < 0)
-		return rc;
+	if (rc < 0) {
+		fused_unnameable(rc);
+		return 0;
+	}
 	op->path1 = fused_tp1;
 	op->path1_len = (uint16_t)rc;
 	op->uid = r->e.attr.st_uid;
@@ -369,23 +391,26 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 	struct sk_rmsg_op op = { .type = SK_RMSG_LINK };
 	struct fused_reply r = { .kind = R_ENTRY };
 	char pp[64];
-	int rc;
+	int rc, n1;
 
 	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
 	pthread_mutex_lock(&F()->stream_mu);
+	/* the existing name first: the lookup below makes the inode hold the new one */
+	n1 = fused_active() ? fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1)) : 0;
 	if (linkat(AT_FDCWD, pp, fused_ino_fd(parent), name, AT_SYMLINK_FOLLOW) < 0)
 		return fused_fail(req, -errno);
 	rc = fused_inode_lookup(F(), parent, name, &r.e);
 	if (rc < 0)
 		return fused_fail(req, rc);
+	if (atomic_load(&F()->resyncing))
+		fused_rs_note_move(F(), -1, fused_ino_fd(parent));
 	if (fused_active()) {
-		if ((rc = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1))) < 0)
-			return fused_fail(req, rc);
+		if (n1 < 0 || (rc = fused_child_path(parent, name, fused_tp2)) < 0) {
+			fused_unnameable(n1 < 0 ? n1 : rc);
+			return fused_commit(&op, NULL, 0, req, &r);
+		}
+		op.path1_len = (uint16_t)n1;
 		op.path1 = fused_tp1;
-		op.path1_len = (uint16_t)rc;
-		/* the old name may be the new one's sibling: ask the kernel after the link */
-		if ((rc = fused_child_path(parent, name, fused_tp2)) < 0)
-			return fused_fail(req, rc);
 		op.path2 = fused_tp2;
 		op.path2_len = (uint16_t)rc;
 		fused_op_p2(&op, fused_ino_fd(parent));
@@ -440,6 +465,11 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	if (renameat2(pfd, name, npfd, newname, flags) < 0)
 		return fused_fail(req, -errno);
 	fused_path_gen++;
+	if (atomic_load(&F()->resyncing)) {
+		fused_rs_note_move(F(), pfd, npfd);
+		if (flags & RENAME_EXCHANGE)
+			fused_rs_note_move(F(), npfd, pfd);
+	}
 	op.path1 = fused_tp1;
 	op.path1_len = (uint16_t)n1;
 	op.path2 = fused_tp2;

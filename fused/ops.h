@@ -19,9 +19,13 @@ void fused_op_p2(struct sk_rmsg_op *op, int dirfd);
 /* parent's path + "/" + name into buf; returns length or -errno. */
 int fused_child_path(fuse_ino_t parent, const char *name, char *buf);
 bool fused_active(void);
+/* A local apply that cannot be named for the peer: mark it outdated (stream_mu held). */
+void fused_unnameable(int rc);
 /* Finish an operation applied under stream_mu: replicate, unlock, reply. */
 void fused_commit(struct sk_rmsg_op *op, const void *data, size_t dlen, fuse_req_t req,
 		  const struct fused_reply *r);
+/* Unlock stream_mu and reply without replicating. */
+void fused_local_reply(fuse_req_t req, const struct fused_reply *r);
 /* Unlock stream_mu and reply an error (rc = -errno). */
 void fused_fail(fuse_req_t req, int rc);
 

@@ -53,6 +53,41 @@ static int listen_on(struct fused *f)
 	return fd;
 }
 
+/*
+ * While a resync runs, an operation can meet a name that is not there yet, is
+ * in the way, or is still of another type: walking its directory again
+ * repairs that. Running out of space, I/O errors, a read-only tree do not.
+ */
+static bool benign(int e)
+{
+	return e != ENOSPC && e != EDQUOT && e != EIO && e != EROFS && e != ENOMEM &&
+	       e != EMFILE && e != ENFILE && e != EFBIG && e != EPIPE;
+}
+
+static int report_failed(struct rx *x, const struct sk_rmsg_op *op)
+{
+	struct sk_rmsg_op r = { .type = SK_RMSG_FAILED };
+	uint8_t buf[SK_RMSG_OP_HDR + 2 * (SK_RMSG_PATH_MAX + 1)];
+	struct iovec iov;
+	long n;
+
+	if (op->path1_len || !op->fh) { /* a path (even the root's) says the most */
+		r.path1 = op->path1;
+		r.path1_len = op->path1_len;
+		if (op->type == SK_RMSG_LINK || op->type == SK_RMSG_RENAME) {
+			r.path2 = op->path2;
+			r.path2_len = op->path2_len;
+		}
+	} else {
+		r.fh = op->fh;
+	}
+	n = sk_rmsg_op_encode(&r, buf, sizeof(buf));
+	if (n < 0)
+		return 0;
+	iov = (struct iovec){ .iov_base = buf, .iov_len = (size_t)n };
+	return sk_chan_send_fd(&x->chan, x->sock, SK_RMSG_FAILED, 0, x->f->module_id, &iov, 1);
+}
+
 /* Apply one batch of verified frames; acks as the mode asks. <0: drop the connection. */
 static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 {
@@ -92,14 +127,20 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 		}
 		if (rc == -EPIPE)
 			return rc;
-		if (rc < 0 && !f->consistent) {
-			/* half-synced tree: the resync pass repairs it and is redone */
+		if (rc < 0 && !f->consistent && benign(-rc)) {
+			/* met a part the resync has not reconciled yet: the primary walks
+			 * its parents again, and this pass does not end before that */
 			f->rs_errs++;
-			sk_debug("op #%llu (type %u) failed during resync: %s",
+			sk_debug("op #%llu (type %u) met an unreconciled part: %s",
 				 (unsigned long long)fr[i].seq, op.type, strerror(-rc));
+			if (report_failed(x, &op) < 0)
+				return -EPIPE;
 		} else if (rc < 0 && !x->err) {
-			sk_warn("op #%llu (type %u) failed here: %s", (unsigned long long)fr[i].seq,
-				op.type, strerror(-rc));
+			/* anything else (no space, I/O error, read-only) is a real divergence */
+			sk_warn("op #%llu (type %u, \"%.*s\", fh %llu, valid 0x%x) failed here: %s",
+				(unsigned long long)fr[i].seq, op.type, (int)op.path1_len,
+				op.path1_len ? op.path1 : "", (unsigned long long)op.fh, op.valid,
+				strerror(-rc));
 			x->err = -rc;
 			x->err_seq = fr[i].seq;
 		}

@@ -365,7 +365,7 @@ void fused_repl_local_done(struct fused *f, uint64_t seq, const struct fused_rep
 /* ---- resync requests answered by a SUMS frame ---- */
 
 int fused_repl_ask(struct fused *f, uint64_t gen, struct sk_rmsg_op *op, int path_fd,
-		   struct sk_rmsg_sums *out, uint8_t *sums_buf)
+		   struct sk_rmsg_sums *out, uint8_t *sums_buf, bool (*ready)(struct fused *))
 {
 	static uint64_t req_id;
 	char path[PATH_MAX];
@@ -375,6 +375,10 @@ int fused_repl_ask(struct fused *f, uint64_t gen, struct sk_rmsg_op *op, int pat
 	if (!atomic_load(&f->connected) || f->conn_gen != gen) {
 		pthread_mutex_unlock(&f->stream_mu);
 		return -ECONNRESET;
+	}
+	if (ready && !ready(f)) {
+		pthread_mutex_unlock(&f->stream_mu);
+		return -EAGAIN;
 	}
 	if (path_fd >= 0) {
 		int n = fused_fd_path(f, path_fd, path, sizeof(path));
@@ -466,6 +470,7 @@ static void session_begin(struct fused *f)
 
 	atomic_store(&f->resyncing, true);
 	f->rs_state = 1;
+	fused_rs_reset(f);
 	send_frame(f, &op, NULL, 0, NULL, NULL, NULL);
 	for (h = f->fh_list.next; h != &f->fh_list && atomic_load(&f->connected); h = h->next) {
 		struct sk_rmsg_op o = { .type = SK_RMSG_OPEN, .fh = h->id };
@@ -531,11 +536,7 @@ static void ack_loop(struct fused *f, int fd, uint64_t gen)
 				lost = "bad ack from peer";
 				break;
 			}
-			if (a.err && atomic_load(&f->resyncing)) {
-				/* expected while the tree is half synced; the pass is redone */
-				sk_debug("peer could not apply op #%llu during resync: %s",
-					 (unsigned long long)a.err_seq, strerror(a.err));
-			} else if (a.err) {
+			if (a.err) { /* the peer reports only real divergence (see recv.c benign) */
 				sk_warn("peer failed to apply op #%llu: %s",
 					(unsigned long long)a.err_seq, strerror(a.err));
 				lost = "peer could not apply an operation";
@@ -545,6 +546,29 @@ static void ack_loop(struct fused *f, int fd, uint64_t gen)
 			if (a.applied > f->seq_acked)
 				retire(f, a.applied, true);
 			pthread_mutex_unlock(&f->pend_mu);
+		} else if (fr.type == SK_RMSG_FAILED) {
+			struct sk_rmsg_op op;
+			struct fused_rs_fail *e;
+			const char *why;
+
+			if (sk_rmsg_op_decode(fr.type, fr.payload, fr.len, &op, &why) < 0) {
+				atomic_fetch_add(&f->rejected, 1);
+				lost = "bad report from peer";
+				break;
+			}
+			/* queued for the resync walker: this thread never takes stream_mu */
+			pthread_mutex_lock(&f->rs_mu);
+			if (f->rs_fail_n >= 1024 || !(e = calloc(1, sizeof(*e)))) {
+				f->rs_fail_full = true;
+			} else {
+				e->fh = op.fh;
+				memcpy(e->p1, op.path1, op.path1_len);
+				memcpy(e->p2, op.path2, op.path2_len);
+				e->next = f->rs_fail;
+				f->rs_fail = e;
+				f->rs_fail_n++;
+			}
+			pthread_mutex_unlock(&f->rs_mu);
 		} else if (fr.type == SK_RMSG_SUMS) {
 			struct sk_rmsg_sums s;
 

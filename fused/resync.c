@@ -17,6 +17,7 @@
 #define CHUNK (1u << 20)                                  /* read + compare per lock hold */
 #define MAX_DEPTH 512
 #define MAX_PASSES 3
+#define MAX_ROUNDS 200
 
 /*
  * Why this is safe while applications write: every resync frame is built
@@ -25,9 +26,172 @@
  * among the live operations; a live write to a block is never overtaken by an
  * older copy of that block.
  */
+/*
+ * What this resync has reconciled, and what live operations moved into it
+ * from parts not reconciled yet (those directories are walked again before
+ * the peer may be called in sync). All under stream_mu.
+ */
+#define TRACK_SET (1u << 16)  /* reconciled directories remembered (open addressing) */
+#define TRACK_REDO 4096       /* directories to walk again; more means a whole new pass */
+
+struct devino {
+	dev_t dev;
+	ino_t ino;
+};
+
+struct fused_rs_track {
+	struct devino set[TRACK_SET];
+	size_t set_n;
+	bool set_full;
+	int redo[TRACK_REDO];     /* O_PATH fds */
+	struct devino redo_id[TRACK_REDO];
+	size_t redo_n;
+	bool redo_full;
+};
+
+static size_t di_slot(dev_t dev, ino_t ino)
+{
+	return (size_t)(((uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev) >> 48) &
+	       (TRACK_SET - 1);
+}
+
+static bool synced(struct fused_rs_track *t, dev_t dev, ino_t ino)
+{
+	for (size_t i = di_slot(dev, ino), k = 0; k < TRACK_SET; i = (i + 1) & (TRACK_SET - 1), k++) {
+		if (!t->set[i].ino && !t->set[i].dev)
+			return false;
+		if (t->set[i].ino == ino && t->set[i].dev == dev)
+			return true;
+	}
+	return false;
+}
+
+static void mark_synced(struct fused_rs_track *t, dev_t dev, ino_t ino)
+{
+	size_t i;
+
+	if (synced(t, dev, ino))
+		return;
+	if (t->set_n >= TRACK_SET / 2) { /* too many to remember: every move counts as stale */
+		t->set_full = true;
+		return;
+	}
+	for (i = di_slot(dev, ino); t->set[i].ino || t->set[i].dev; i = (i + 1) & (TRACK_SET - 1))
+		;
+	t->set[i] = (struct devino){ dev, ino };
+	t->set_n++;
+}
+
+static void redo_clear(struct fused_rs_track *t)
+{
+	for (size_t i = 0; i < t->redo_n; i++)
+		close(t->redo[i]);
+	t->redo_n = 0;
+	t->redo_full = false;
+}
+
+void fused_rs_reset(struct fused *f)
+{
+	if (!f->rs_track && !(f->rs_track = malloc(sizeof(*f->rs_track))))
+		return;
+	redo_clear(f->rs_track);
+	memset(f->rs_track, 0, sizeof(*f->rs_track));
+}
+
+void fused_rs_note_move(struct fused *f, int src_dir_fd, int dst_dir_fd)
+{
+	struct fused_rs_track *t = f->rs_track;
+	struct stat ss, ds;
+
+	if (!t || fstat(dst_dir_fd, &ds) < 0)
+		return;
+	if (src_dir_fd >= 0 && !t->set_full && fstat(src_dir_fd, &ss) == 0 &&
+	    synced(t, ss.st_dev, ss.st_ino))
+		return; /* moved within reconciled parts: the peer did the same */
+	for (size_t i = 0; i < t->redo_n; i++)
+		if (t->redo_id[i].ino == ds.st_ino && t->redo_id[i].dev == ds.st_dev)
+			return;
+	if (t->redo_n == TRACK_REDO) {
+		t->redo_full = true;
+		return;
+	}
+	t->redo[t->redo_n] = fcntl(dst_dir_fd, F_DUPFD_CLOEXEC, 0);
+	if (t->redo[t->redo_n] < 0) {
+		t->redo_full = true;
+		return;
+	}
+	t->redo_id[t->redo_n++] = (struct devino){ ds.st_dev, ds.st_ino };
+}
+
+/* Deepest existing directory on this side holding a path the peer could not use. */
+static void redo_path(struct fused *f, const char *path)
+{
+	char d[PATH_MAX];
+	int fd;
+
+	snprintf(d, sizeof(d), "%s", path);
+	for (;;) {
+		char *sl = strrchr(d, '/');
+
+		if (sl)
+			*sl = '\0';
+		else
+			d[0] = '\0';
+		fd = openat(f->root_fd, d[0] ? d : ".", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0 || !d[0])
+			break;
+	}
+	if (fd >= 0) {
+		fused_rs_note_move(f, -1, fd);
+		close(fd);
+	}
+}
+
+/*
+ * The peer's reports of operations that met unreconciled parts (FAILED frames,
+ * queued by the ack reader) become directories to walk again. stream_mu held.
+ */
+static void drain_failures(struct fused *f)
+{
+	struct fused_rs_fail *l;
+
+	pthread_mutex_lock(&f->rs_mu);
+	l = f->rs_fail;
+	f->rs_fail = NULL;
+	if (f->rs_fail_full && f->rs_track)
+		f->rs_track->redo_full = true;
+	f->rs_fail_full = false;
+	f->rs_fail_n = 0;
+	pthread_mutex_unlock(&f->rs_mu);
+	while (l) {
+		struct fused_rs_fail *n = l->next;
+
+		if (l->fh) {
+			char p[PATH_MAX];
+
+			for (struct fused_fh *h = f->fh_list.next; h != &f->fh_list; h = h->next)
+				if (h->id == l->fh && fused_fd_path(f, h->fd, p, sizeof(p)) >= 0)
+					redo_path(f, p);
+		} else {
+			redo_path(f, l->p1);
+			if (l->p2[0])
+				redo_path(f, l->p2);
+		}
+		free(l);
+		l = n;
+	}
+}
+
+/* RS_END may go only when nothing waits to be walked again (checked under stream_mu). */
+static bool nothing_to_redo(struct fused *f)
+{
+	return !f->rs_track || (!f->rs_track->redo_n && !f->rs_track->redo_full);
+}
+
 struct walker {
 	struct fused *f;
 	uint64_t gen;
+	bool redo;         /* walking again what raced with live operations */
 	uint8_t *buf;      /* CHUNK */
 	uint8_t *blob;     /* frame payload scratch (dirents, xattrs) */
 	uint8_t sums[SK_RMSG_SUMS_MAX * SK_RMSG_SUM_LEN];
@@ -130,7 +294,7 @@ static void sync_file(struct walker *w, int fd)
 
 		if (fstat(fd, &st) < 0 || (uint64_t)st.st_size <= off)
 			break;
-		rc = fused_repl_ask(f, w->gen, &q, fd, &s, w->sums);
+		rc = fused_repl_ask(f, w->gen, &q, fd, &s, w->sums, NULL);
 		if (rc < 0)
 			return;
 		for (uint64_t c = off; c < off + WINDOW && live(w); c += CHUNK) {
@@ -273,8 +437,8 @@ static int send_dir(struct walker *w, int dfd, const char *dpath, size_t dl, str
 		int n;
 		char *slash;
 
-		if (h->reopen_gen == w->gen)
-			continue;
+		if (h->reopen_gen == w->gen && !w->redo)
+			continue; /* a redo reopens all: the peer may have dropped one meanwhile */
 		n = fused_fd_path(f, h->fd, cp, sizeof(cp));
 		if (n < 0)
 			continue;
@@ -339,407 +503,15 @@ static void sync_dir(struct walker *w, int dfd, int depth)
 	}
 	/* the directory's own metadata last: its entries are in place, so its mtime stays */
 	pthread_mutex_lock(&f->stream_mu);
-	if (atomic_load(&f->connected) && (dl = fused_fd_path(f, dfd, dpath, sizeof(dpath))) >= 0)
+	if (atomic_load(&f->connected) && (dl = fused_fd_path(f, dfd, dpath, sizeof(dpath))) >= 0) {
+		struct stat st;
+
 		send_meta(w, dfd, NULL, dpath, (size_t)dl);
+		if (f->rs_track && fstat(dfd, &st) == 0)
+			mark_synced(f->rs_track, st.st_dev, st.st_ino); /* with its whole subtree */
+	}
 	pthread_mutex_unlock(&f->stream_mu);
 	names_free(&names);
-}
-
-/* ==== secondary side ==== */
-
-static struct name_list rs_seen;     /* names announced for the directory being reconciled */
-static struct name_list rs_links;    /* "ino\0path" for multiply linked files this pass */
-
-static int open_parent(struct fused *f, const char *path, size_t len, int *pfd, char *name)
-{
-	const char *slash = memrchr(path, '/', len);
-	size_t dl = slash ? (size_t)(slash - path) : 0;
-	size_t nl = len - (slash ? dl + 1 : 0);
-
-	if (nl == 0 || nl > SK_RMSG_NAME_MAX)
-		return -EINVAL;
-	memcpy(name, path + len - nl, nl);
-	name[nl] = '\0';
-	return fused_apply_open_path(f->root_fd, path, dl, O_PATH | O_DIRECTORY, pfd);
-}
-
-static int rm_rf(int dfd, const char *name, int depth)
-{
-	struct stat st;
-	int cfd;
-	DIR *d;
-	struct dirent *de;
-
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
-	if (!S_ISDIR(st.st_mode))
-		return unlinkat(dfd, name, 0) < 0 ? -errno : 0;
-	if (depth > MAX_DEPTH)
-		return -ELOOP;
-	cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (cfd < 0 || !(d = fdopendir(cfd))) {
-		if (cfd >= 0)
-			close(cfd);
-		return -errno;
-	}
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			rm_rf(dirfd(d), de->d_name, depth + 1);
-	closedir(d);
-	return unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
-}
-
-static int names_add(struct name_list *l, const char *s, size_t len)
-{
-	char *c;
-
-	if (l->n == l->cap) {
-		size_t nc = l->cap ? l->cap * 2 : 256;
-		char **nv = realloc(l->v, nc * sizeof(*nv));
-
-		if (!nv)
-			return -ENOMEM;
-		l->v = nv;
-		l->cap = nc;
-	}
-	if (!(c = malloc(len + 1)))
-		return -ENOMEM;
-	memcpy(c, s, len);
-	c[len] = '\0';
-	l->v[l->n++] = c;
-	return 0;
-}
-
-static void names_clear(struct name_list *l)
-{
-	names_free(l);
-	memset(l, 0, sizeof(*l));
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Path (relative) of the first name seen this pass for a primary inode, or NULL. */
-static const char *link_find(uint64_t ino)
-{
-	char key[24];
-	size_t kl = (size_t)snprintf(key, sizeof(key), "%llu", (unsigned long long)ino) + 1;
-
-	for (size_t i = 0; i < rs_links.n; i++)
-		if (!memcmp(rs_links.v[i], key, kl))
-			return rs_links.v[i] + kl;
-	return NULL;
-}
-
-static void link_add(uint64_t ino, const char *path)
-{
-	char buf[PATH_MAX + 32];
-	int n = snprintf(buf, sizeof(buf), "%llu%c%s", (unsigned long long)ino, 0, path);
-
-	if (n > 0 && (size_t)n < sizeof(buf))
-		names_add(&rs_links, buf, (size_t)n);
-}
-
-/* Make dir/name what the primary announced (type, target, device, hard link). */
-static int reconcile(struct fused *f, int dfd, const char *dpath, size_t dl,
-		     const struct sk_rmsg_dirent *e, const char *name)
-{
-	char target[SK_RMSG_PATH_MAX + 1], full[PATH_MAX], lname[SK_RMSG_NAME_MAX + 1];
-	const char *first = NULL;
-	struct stat st, fst;
-	bool ex = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
-	bool ok = ex && (st.st_mode & S_IFMT) == (e->mode & S_IFMT);
-	int rc = 0, fl;
-
-	if (join(full, dpath, dl, name) < 0)
-		return -ENAMETOOLONG;
-	if (ok && S_ISLNK(st.st_mode)) {
-		ssize_t tl = readlinkat(dfd, name, target, sizeof(target));
-
-		ok = tl == e->target_len && !memcmp(target, e->target, (size_t)tl);
-	}
-	if (ok && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)))
-		ok = st.st_rdev == e->rdev;
-	if (S_ISREG(e->mode) && e->nlink > 1) {
-		first = link_find(e->ino);
-		if (!first) {
-			link_add(e->ino, full);
-		} else if (ok) {
-			ok = fstatat(f->root_fd, first, &fst, AT_SYMLINK_NOFOLLOW) == 0 &&
-			     fst.st_ino == st.st_ino && fst.st_dev == st.st_dev;
-		}
-	}
-	if (ok)
-		return 0;
-	if (ex && (rc = rm_rf(dfd, name, 0)) < 0)
-		return rc;
-	switch (e->mode & S_IFMT) {
-	case S_IFREG:
-		if (first) {
-			int pfd;
-
-			rc = open_parent(f, first, strlen(first), &pfd, lname);
-			if (rc == 0) {
-				rc = linkat(pfd, lname, dfd, name, 0) < 0 ? -errno : 0;
-				close(pfd);
-			}
-			if (rc == 0)
-				return 0;
-		}
-		fl = openat(dfd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fl < 0)
-			return -errno;
-		close(fl);
-		break;
-	case S_IFDIR:
-		rc = mkdirat(dfd, name, 0700);
-		break;
-	case S_IFLNK:
-		memcpy(target, e->target, e->target_len);
-		target[e->target_len] = '\0';
-		rc = symlinkat(target, dfd, name);
-		break;
-	default:
-		rc = mknodat(dfd, name, e->mode, (dev_t)e->rdev);
-		break;
-	}
-	return rc < 0 ? -errno : 0;
-}
-
-static int rs_dir(struct fused *f, const struct sk_rmsg_op *op)
-{
-	char name[SK_RMSG_NAME_MAX + 1], dpath[SK_RMSG_PATH_MAX + 1];
-	struct sk_rmsg_dirent e;
-	struct sk_rd r;
-	int dfd, rc, n, err = 0;
-
-	if (op->flags & SK_RO_FIRST)
-		names_clear(&rs_seen);
-	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_RDONLY | O_DIRECTORY, &dfd);
-	if (rc < 0)
-		return rc;
-	memcpy(dpath, op->path1, op->path1_len);
-	dpath[op->path1_len] = '\0';
-	sk_rd_init(&r, op->data, op->data_len);
-	while ((n = sk_rmsg_dirent_next(&r, &e)) == 1) {
-		memcpy(name, e.name, e.name_len);
-		name[e.name_len] = '\0';
-		names_add(&rs_seen, name, e.name_len);
-		rc = reconcile(f, dfd, dpath, op->path1_len, &e, name);
-		if (rc < 0 && !err)
-			err = rc;
-	}
-	if (n < 0) {
-		close(dfd);
-		return -EBADMSG;
-	}
-	if (op->flags & SK_RO_LAST) {
-		DIR *d = fdopendir(dup(dfd));
-		struct dirent *de;
-
-		qsort(rs_seen.v, rs_seen.n, sizeof(char *), cmp_str);
-		while (d && (de = readdir(d))) {
-			const char *key = de->d_name;
-
-			if (!strcmp(key, ".") || !strcmp(key, ".."))
-				continue;
-			if (!bsearch(&key, rs_seen.v, rs_seen.n, sizeof(char *), cmp_str) &&
-			    (rc = rm_rf(dfd, de->d_name, 0)) < 0 && !err)
-				err = rc;
-		}
-		if (d)
-			closedir(d);
-		names_clear(&rs_seen);
-	}
-	close(dfd);
-	return err;
-}
-
-static int rs_sums(struct fused *f, const struct sk_rmsg_op *op, int sock, struct sk_chan *chan)
-{
-	static uint8_t blk[SK_RMSG_BLOCK];
-	uint8_t hdr[SK_RMSG_SUMS_HDR], sums[SK_RMSG_SUMS_MAX * SK_RMSG_SUM_LEN];
-	struct sk_rmsg_sums s = { .req = op->fh, .off = op->off };
-	struct iovec iov[2];
-	struct stat st;
-	int fd, rc;
-
-	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_RDONLY | O_NONBLOCK, &fd);
-	if (rc < 0) {
-		s.err = -rc;
-	} else {
-		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-			s.err = EINVAL;
-		} else {
-			s.file_size = (uint64_t)st.st_size;
-			while (s.count < SK_RMSG_SUMS_MAX &&
-			       (uint64_t)s.count * SK_RMSG_BLOCK < op->len) {
-				ssize_t n = pread(fd, blk, SK_RMSG_BLOCK,
-						  (off_t)(op->off + (uint64_t)s.count * SK_RMSG_BLOCK));
-
-				if (n <= 0)
-					break;
-				crypto_generichash(sums + s.count * SK_RMSG_SUM_LEN, SK_RMSG_SUM_LEN,
-						   blk, (size_t)n, NULL, 0);
-				s.count++;
-			}
-		}
-		close(fd);
-	}
-	sk_rmsg_sums_encode_hdr(&s, hdr);
-	iov[0] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
-	iov[1] = (struct iovec){ .iov_base = sums, .iov_len = (size_t)s.count * SK_RMSG_SUM_LEN };
-	return sk_chan_send_fd(chan, sock, SK_RMSG_SUMS, 0, f->module_id, iov, 2) < 0 ? -EPIPE : 0;
-}
-
-static int rs_data(struct fused *f, const struct sk_rmsg_op *op)
-{
-	const uint8_t *p = op->data;
-	size_t left = op->data_len;
-	uint64_t off = op->off;
-	int fd, rc;
-
-	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_WRONLY, &fd);
-	if (rc < 0)
-		return rc;
-	while (left && rc == 0) {
-		ssize_t w = pwrite(fd, p, left, (off_t)off);
-
-		if (w < 0 && errno != EINTR)
-			rc = -errno;
-		if (w > 0) {
-			p += w;
-			left -= (size_t)w;
-			off += (uint64_t)w;
-		}
-	}
-	close(fd);
-	return rc;
-}
-
-/* xattrs to exactly the announced set, through a path that follows only our own magic link. */
-static int rs_xattrs(const char *pp, const struct sk_rmsg_op *op)
-{
-	char names[65536], nm[SK_RMSG_NAME_MAX + 1];
-	const uint8_t *val;
-	const char *name;
-	uint32_t vl;
-	uint8_t nl;
-	struct sk_rd r;
-	ssize_t have = listxattr(pp, names, sizeof(names));
-	int n, rc = 0;
-
-	for (ssize_t i = 0; have > 0 && i < have; i += (ssize_t)strlen(names + i) + 1) {
-		bool keep = false;
-
-		sk_rd_init(&r, op->data, op->data_len);
-		while (!keep && sk_rmsg_xattr_next(&r, &name, &nl, &val, &vl) == 1)
-			keep = strlen(names + i) == nl && !memcmp(names + i, name, nl);
-		if (!keep && removexattr(pp, names + i) < 0 && !rc)
-			rc = -errno;
-	}
-	sk_rd_init(&r, op->data, op->data_len);
-	while ((n = sk_rmsg_xattr_next(&r, &name, &nl, &val, &vl)) == 1) {
-		memcpy(nm, name, nl);
-		nm[nl] = '\0';
-		if (setxattr(pp, nm, val, vl, 0) < 0 && !rc)
-			rc = -errno;
-	}
-	return n < 0 ? -EBADMSG : rc;
-}
-
-static int rs_meta(struct fused *f, const struct sk_rmsg_op *op)
-{
-	char name[SK_RMSG_NAME_MAX + 1], pp[64];
-	struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
-	struct stat st;
-	int pfd = -1, fd, rc;
-
-	if (op->path1_len == 0) {
-		rc = fused_apply_open_path(f->root_fd, "", 0, O_PATH | O_DIRECTORY, &fd);
-		name[0] = '\0';
-	} else {
-		rc = open_parent(f, op->path1, op->path1_len, &pfd, name);
-		if (rc < 0)
-			return rc;
-		fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-		rc = fd < 0 ? -errno : 0;
-	}
-	if (rc < 0)
-		goto out;
-	snprintf(pp, sizeof(pp), "/proc/self/fd/%d", fd);
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		goto out_fd;
-	}
-	if ((op->valid & SK_RV_SIZE) && S_ISREG(st.st_mode) && (uint64_t)st.st_size != op->len &&
-	    truncate(pp, (off_t)op->len) < 0)
-		rc = -errno;
-	if (op->flags & SK_RO_XATTRS) {
-		int x = rs_xattrs(pp, op);
-
-		if (x == -EBADMSG) {
-			rc = x;
-			goto out_fd;
-		}
-		if (x < 0 && !rc && !S_ISLNK(st.st_mode))
-			rc = x;
-	}
-	if (fchownat(fd, "", (op->valid & SK_RV_UID) ? op->uid : (uid_t)-1,
-		     (op->valid & SK_RV_GID) ? op->gid : (gid_t)-1,
-		     AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 && !rc)
-		rc = -errno;
-	if ((op->valid & SK_RV_MODE) && !S_ISLNK(st.st_mode) && chmod(pp, op->mode) < 0 && !rc)
-		rc = -errno;
-	if (op->valid & SK_RV_ATIME)
-		tv[0] = (struct timespec){ .tv_sec = op->atime.sec, .tv_nsec = op->atime.nsec };
-	if (op->valid & SK_RV_MTIME)
-		tv[1] = (struct timespec){ .tv_sec = op->mtime.sec, .tv_nsec = op->mtime.nsec };
-	if (pfd >= 0 ? utimensat(pfd, name, tv, AT_SYMLINK_NOFOLLOW) < 0 :
-		       utimensat(AT_FDCWD, pp, tv, 0) < 0)
-		rc = rc ? rc : -errno;
-out_fd:
-	close(fd);
-out:
-	if (pfd >= 0)
-		close(pfd);
-	return rc;
-}
-
-int fused_rs_apply(struct fused *f, const struct sk_rmsg_op *op, int sock, struct sk_chan *chan)
-{
-	switch (op->type) {
-	case SK_RMSG_RS_DIR:
-		return rs_dir(f, op);
-	case SK_RMSG_RS_SUMSREQ:
-		return rs_sums(f, op, sock, chan);
-	case SK_RMSG_RS_DATA:
-		return rs_data(f, op);
-	case SK_RMSG_RS_META:
-		return rs_meta(f, op);
-	case SK_RMSG_RS_END: {
-		uint8_t hdr[SK_RMSG_SUMS_HDR];
-		struct sk_rmsg_sums s = { .req = op->fh, .err = f->rs_errs ? EAGAIN : 0 };
-		struct iovec iov = { .iov_base = hdr, .iov_len = sizeof(hdr) };
-
-		if (!s.err) {
-			f->consistent = true;
-			f->generation = op->len;
-			fused_state_save(f);
-			sk_info("resync complete: this copy is consistent (generation %llu)",
-				(unsigned long long)op->len);
-		}
-		f->rs_errs = 0;
-		names_clear(&rs_links);
-		sk_rmsg_sums_encode_hdr(&s, hdr);
-		return sk_chan_send_fd(chan, sock, SK_RMSG_SUMS, 0, f->module_id, &iov, 1) < 0 ?
-			       -EPIPE : 0;
-	}
-	default:
-		return -EBADMSG;
-	}
 }
 
 int fused_resync_run(struct fused *f, uint64_t gen)
@@ -759,25 +531,68 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 	for (pass = 1; pass <= MAX_PASSES && live(w); pass++) {
 		struct sk_rmsg_op end = { .type = SK_RMSG_RS_END, .len = f->generation };
 		struct sk_rmsg_sums s;
-		int rfd = openat(f->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		int rfd = openat(f->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), round;
 
 		if (rfd < 0)
 			break;
 		sync_dir(w, rfd, 0);
 		close(rfd);
-		rc = fused_repl_ask(f, gen, &end, -1, &s, w->sums);
+		/* walk again what live renames/links brought in from unreconciled parts,
+		 * and wherever the peer reported an operation that met such a part */
+		w->redo = true;
+		for (round = 0; round < MAX_ROUNDS && live(w); round++) {
+			int fds[64];
+			size_t n = 0;
+			bool full;
+
+			pthread_mutex_lock(&f->stream_mu);
+			drain_failures(f);
+			pthread_mutex_unlock(&f->stream_mu);
+			rc = fused_repl_ask(f, gen, &end, -1, &s, w->sums, nothing_to_redo);
+			if (rc == 0 && s.err == EAGAIN) {
+				rc = -EAGAIN; /* its FAILED reports came first: drained next round */
+				continue;
+			}
+			if (rc != -EAGAIN)
+				break;
+			pthread_mutex_lock(&f->stream_mu);
+			full = f->rs_track->redo_full;
+			while (!full && n < 64 && f->rs_track->redo_n)
+				fds[n++] = f->rs_track->redo[--f->rs_track->redo_n];
+			pthread_mutex_unlock(&f->stream_mu);
+			if (full)
+				break; /* too much moved: a whole new pass */
+			for (size_t i = 0; i < n; i++) {
+				int dfd = openat(fds[i], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+				if (dfd >= 0) {
+					sync_dir(w, dfd, 0);
+					close(dfd);
+				}
+				close(fds[i]);
+			}
+		}
+		w->redo = false;
+		if (rc == -EAGAIN) {
+			pthread_mutex_lock(&f->stream_mu);
+			fused_rs_reset(f);
+			pthread_mutex_unlock(&f->stream_mu);
+			sk_info("resync pass %d: too much moved meanwhile; another pass", pass);
+			continue;
+		}
 		if (rc < 0)
 			break;
 		if (s.err == 0) {
 			fused_state_set_in_sync(f, true);
 			f->rs_state = 2;
-			sk_info("resync done in %.1f s (pass %d, %llu bytes compared)",
-				(double)(fused_now_us() - t0) / 1e6, pass,
+			sk_info("resync done in %.1f s (pass %d, %d catch-up rounds, %llu bytes compared)",
+				(double)(fused_now_us() - t0) / 1e6, pass, round,
 				(unsigned long long)atomic_load(&f->rs_done_bytes));
 			rc = 0;
 			break;
 		}
-		sk_info("resync pass %d raced with live operations; another pass", pass);
+		sk_info("resync pass %d: the peer refused the end (%s); another pass", pass,
+			strerror(s.err));
 		rc = -EAGAIN;
 	}
 	if (rc == -EAGAIN)

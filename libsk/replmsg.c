@@ -72,6 +72,7 @@ struct rule {
 
 static const struct rule rules[SK_RMSG__MAX] = {
 	[SK_RMSG_START] = { P_NO, P_NO, false, false, 0, 3, 0 },
+	[SK_RMSG_FAILED] = { P_OR_FH, P_ROOT_OK, false, false, 0, 0, 0 },
 	[SK_RMSG_OPEN] = { P_YES, P_NO, false, true, 0, SK_RO_TRUNC | SK_RO_ORPHAN, T_TIMES },
 	[SK_RMSG_CREATE] = { P_YES, P_NO, false, true, 0, SK_RO_EXCL | SK_RO_TRUNC | SK_RO_ASCALLER,
 			     T_OWN | T_TIMES | SK_RV_P1MTIME },
@@ -106,7 +107,8 @@ static const struct rule rules[SK_RMSG__MAX] = {
 
 static bool type_known(uint8_t t)
 {
-	return t == SK_RMSG_START || (t >= SK_RMSG_OPEN && t <= SK_RMSG_FSYNC) ||
+	return t == SK_RMSG_START || t == SK_RMSG_FAILED ||
+	       (t >= SK_RMSG_OPEN && t <= SK_RMSG_FSYNC) ||
 	       (t >= SK_RMSG_RS_DIR && t <= SK_RMSG_RS_END);
 }
 
@@ -172,8 +174,8 @@ static const char *op_check(const struct sk_rmsg_op *op)
 			return "bad path";
 		break;
 	}
-	if (r->p2 == P_YES) {
-		if (!sk_rmsg_path_ok(op->path2, op->path2_len, false))
+	if (r->p2 == P_YES || r->p2 == P_ROOT_OK) {
+		if (!sk_rmsg_path_ok(op->path2, op->path2_len, r->p2 == P_ROOT_OK))
 			return "bad second path";
 	} else if (op->path2_len) {
 		return "unexpected second path";

@@ -21,6 +21,8 @@ enum sk_rmsg_type {
 	SK_RMSG_START = 16,    /* P->S: session start (flags = mode, fh = generation)        */
 	SK_RMSG_ACK = 17,      /* S->P: struct sk_rmsg_ack                                   */
 	SK_RMSG_SUMS = 18,     /* S->P: struct sk_rmsg_sums                                  */
+	SK_RMSG_FAILED = 19,   /* S->P: during a resync, an op met an unreconciled part:
+				* fh (its handle) or path1 [+ path2]: walk their parents again */
 
 	SK_RMSG_OPEN = 20,     /* fh, path1 (absent with SK_RO_ORPHAN), flags SK_RO_TRUNC    */
 	SK_RMSG_CREATE,        /* fh, path1, mode (S_IFREG), uid, gid, flags SK_RO_EXCL|TRUNC;

@@ -1,0 +1,479 @@
+/* fused/rs_apply.c: the secondary's side of the resync: reconcile directories, checksum blocks, write blocks, set metadata. */
+#include "fused.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define MAX_DEPTH 512
+
+struct name_list {
+	char **v;
+	size_t n, cap;
+};
+
+static void names_free(struct name_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
+static struct name_list rs_seen;     /* names announced for the directory being reconciled */
+
+static int open_parent(struct fused *f, const char *path, size_t len, int *pfd, char *name)
+{
+	const char *slash = memrchr(path, '/', len);
+	size_t dl = slash ? (size_t)(slash - path) : 0;
+	size_t nl = len - (slash ? dl + 1 : 0);
+
+	if (nl == 0 || nl > SK_RMSG_NAME_MAX)
+		return -EINVAL;
+	memcpy(name, path + len - nl, nl);
+	name[nl] = '\0';
+	return fused_apply_open_path(f->root_fd, path, dl, O_PATH | O_DIRECTORY, pfd);
+}
+
+static int rm_rf(int dfd, const char *name, int depth)
+{
+	struct stat st;
+	int cfd;
+	DIR *d;
+	struct dirent *de;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return unlinkat(dfd, name, 0) < 0 ? -errno : 0;
+	if (depth > MAX_DEPTH)
+		return -ELOOP;
+	cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (cfd < 0 || !(d = fdopendir(cfd))) {
+		if (cfd >= 0)
+			close(cfd);
+		return -errno;
+	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			rm_rf(dirfd(d), de->d_name, depth + 1);
+	closedir(d);
+	return unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
+}
+
+static int names_add(struct name_list *l, const char *s, size_t len)
+{
+	char *c;
+
+	if (l->n == l->cap) {
+		size_t nc = l->cap ? l->cap * 2 : 256;
+		char **nv = realloc(l->v, nc * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		l->v = nv;
+		l->cap = nc;
+	}
+	if (!(c = malloc(len + 1)))
+		return -ENOMEM;
+	memcpy(c, s, len);
+	c[len] = '\0';
+	l->v[l->n++] = c;
+	return 0;
+}
+
+static void names_clear(struct name_list *l)
+{
+	names_free(l);
+	memset(l, 0, sizeof(*l));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * Hard links while reconciling: for each multiply linked primary inode, an
+ * O_PATH fd of the inode that stands for it here (renames cannot stale it),
+ * and for each of our inodes with several names, the primary inode it stands
+ * for, so that a name sharing our inode with the wrong group gets its own.
+ */
+#define LINKS_MAX 8192
+#define CLAIMS (1u << 16)
+
+static struct {
+	uint64_t pino;
+	int fd;
+} links[LINKS_MAX];
+static size_t links_n;
+
+static struct claim {
+	dev_t dev;
+	ino_t ino;
+	uint64_t pino;
+	bool used;
+} claims[CLAIMS];
+static size_t claims_n;
+
+static int link_fd(uint64_t pino)
+{
+	for (size_t i = 0; i < links_n; i++)
+		if (links[i].pino == pino)
+			return links[i].fd;
+	return -1;
+}
+
+static int link_drop(uint64_t pino)
+{
+	for (size_t i = 0; i < links_n; i++)
+		if (links[i].pino == pino) {
+			close(links[i].fd);
+			links[i] = links[--links_n];
+			break;
+		}
+	return -1;
+}
+
+static void link_set(uint64_t pino, int dfd, const char *name)
+{
+	int fd;
+
+	if (links_n == LINKS_MAX)
+		return;
+	fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0)
+		links[links_n++] = (typeof(links[0])){ pino, fd };
+}
+
+/* false if our inode already stands for another primary inode */
+static bool claim(dev_t dev, ino_t ino, uint64_t pino)
+{
+	size_t i = (size_t)(((uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev) >> 48) &
+		   (CLAIMS - 1);
+
+	for (; claims[i].used; i = (i + 1) & (CLAIMS - 1))
+		if (claims[i].ino == ino && claims[i].dev == dev)
+			return claims[i].pino == pino;
+	if (claims_n >= CLAIMS / 2)
+		return true; /* too many to remember */
+	claims[i] = (struct claim){ dev, ino, pino, true };
+	claims_n++;
+	return true;
+}
+
+static void links_clear(void)
+{
+	for (size_t i = 0; i < links_n; i++)
+		close(links[i].fd);
+	links_n = 0;
+	if (claims_n)
+		memset(claims, 0, sizeof(claims));
+	claims_n = 0;
+}
+
+/* Make dir/name what the primary announced (type, target, device, hard link). */
+static int reconcile(struct fused *f, int dfd, const char *dpath, size_t dl,
+		     const struct sk_rmsg_dirent *e, const char *name)
+{
+	char target[SK_RMSG_PATH_MAX + 1];
+	struct stat st, fst;
+	int lfd = -1;
+	bool ex = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	bool ok = ex && (st.st_mode & S_IFMT) == (e->mode & S_IFMT);
+	int rc = 0, fl;
+
+	if (ok && S_ISLNK(st.st_mode)) {
+		ssize_t tl = readlinkat(dfd, name, target, sizeof(target));
+
+		ok = tl == e->target_len && !memcmp(target, e->target, (size_t)tl);
+	}
+	if (ok && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)))
+		ok = st.st_rdev == e->rdev;
+	if (ok && !S_ISDIR(st.st_mode) && st.st_nlink > 1 && !claim(st.st_dev, st.st_ino, e->ino))
+		ok = false; /* our inode also has names of another primary inode */
+	if (!S_ISDIR(e->mode) && e->nlink > 1) { /* any non-directory can be hard-linked */
+		lfd = link_fd(e->ino);
+		/* inode numbers are reused: a group recorded under another type is gone */
+		if (lfd >= 0 && (fstat(lfd, &fst) < 0 || (fst.st_mode & S_IFMT) != (e->mode & S_IFMT)))
+			lfd = link_drop(e->ino);
+		if (lfd >= 0 && ok)
+			ok = fstat(lfd, &fst) == 0 && fst.st_ino == st.st_ino &&
+			     fst.st_dev == st.st_dev;
+		else if (lfd < 0 && ok)
+			link_set(e->ino, dfd, name);
+	}
+	if (ok)
+		return 0;
+	if (ex && (rc = rm_rf(dfd, name, 0)) < 0)
+		return rc;
+	if (lfd >= 0 && linkat(lfd, "", dfd, name, AT_EMPTY_PATH) == 0)
+		return 0;
+	switch (e->mode & S_IFMT) {
+	case S_IFREG:
+		fl = openat(dfd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fl < 0)
+			return -errno;
+		close(fl);
+		break;
+	case S_IFDIR:
+		rc = mkdirat(dfd, name, 0700);
+		break;
+	case S_IFLNK:
+		memcpy(target, e->target, e->target_len);
+		target[e->target_len] = '\0';
+		rc = symlinkat(target, dfd, name);
+		break;
+	default:
+		rc = mknodat(dfd, name, e->mode, (dev_t)e->rdev);
+		break;
+	}
+	if (rc < 0)
+		return -errno;
+	if (!S_ISDIR(e->mode) && e->nlink > 1 && lfd < 0)
+		link_set(e->ino, dfd, name); /* the first name of its group here */
+	return 0;
+}
+
+static int rs_dir(struct fused *f, const struct sk_rmsg_op *op)
+{
+	char name[SK_RMSG_NAME_MAX + 1], dpath[SK_RMSG_PATH_MAX + 1];
+	struct sk_rmsg_dirent e;
+	struct sk_rd r;
+	int dfd, rc, n, err = 0;
+
+	if (op->flags & SK_RO_FIRST)
+		names_clear(&rs_seen);
+	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_RDONLY | O_DIRECTORY, &dfd);
+	if (rc < 0)
+		return rc;
+	memcpy(dpath, op->path1, op->path1_len);
+	dpath[op->path1_len] = '\0';
+	sk_rd_init(&r, op->data, op->data_len);
+	while ((n = sk_rmsg_dirent_next(&r, &e)) == 1) {
+		memcpy(name, e.name, e.name_len);
+		name[e.name_len] = '\0';
+		names_add(&rs_seen, name, e.name_len);
+		rc = reconcile(f, dfd, dpath, op->path1_len, &e, name);
+		if (rc < 0 && !err)
+			err = rc;
+	}
+	if (n < 0) {
+		close(dfd);
+		return -EBADMSG;
+	}
+	if (op->flags & SK_RO_LAST) {
+		DIR *d = fdopendir(dup(dfd));
+		struct dirent *de;
+
+		qsort(rs_seen.v, rs_seen.n, sizeof(char *), cmp_str);
+		while (d && (de = readdir(d))) {
+			const char *key = de->d_name;
+
+			if (!strcmp(key, ".") || !strcmp(key, ".."))
+				continue;
+			if (!bsearch(&key, rs_seen.v, rs_seen.n, sizeof(char *), cmp_str) &&
+			    (rc = rm_rf(dfd, de->d_name, 0)) < 0 && !err)
+				err = rc;
+		}
+		if (d)
+			closedir(d);
+		names_clear(&rs_seen);
+	}
+	close(dfd);
+	return err;
+}
+
+static int rs_sums(struct fused *f, const struct sk_rmsg_op *op, int sock, struct sk_chan *chan)
+{
+	static uint8_t blk[SK_RMSG_BLOCK];
+	uint8_t hdr[SK_RMSG_SUMS_HDR], sums[SK_RMSG_SUMS_MAX * SK_RMSG_SUM_LEN];
+	struct sk_rmsg_sums s = { .req = op->fh, .off = op->off };
+	struct iovec iov[2];
+	struct stat st;
+	int fd, rc;
+
+	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_RDONLY | O_NONBLOCK, &fd);
+	if (rc < 0) {
+		s.err = -rc;
+	} else {
+		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+			s.err = EINVAL;
+		} else {
+			s.file_size = (uint64_t)st.st_size;
+			while (s.count < SK_RMSG_SUMS_MAX &&
+			       (uint64_t)s.count * SK_RMSG_BLOCK < op->len) {
+				ssize_t n = pread(fd, blk, SK_RMSG_BLOCK,
+						  (off_t)(op->off + (uint64_t)s.count * SK_RMSG_BLOCK));
+
+				if (n <= 0)
+					break;
+				crypto_generichash(sums + s.count * SK_RMSG_SUM_LEN, SK_RMSG_SUM_LEN,
+						   blk, (size_t)n, NULL, 0);
+				s.count++;
+			}
+		}
+		close(fd);
+	}
+	sk_rmsg_sums_encode_hdr(&s, hdr);
+	iov[0] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
+	iov[1] = (struct iovec){ .iov_base = sums, .iov_len = (size_t)s.count * SK_RMSG_SUM_LEN };
+	return sk_chan_send_fd(chan, sock, SK_RMSG_SUMS, 0, f->module_id, iov, 2) < 0 ? -EPIPE : 0;
+}
+
+static int rs_data(struct fused *f, const struct sk_rmsg_op *op)
+{
+	const uint8_t *p = op->data;
+	size_t left = op->data_len;
+	uint64_t off = op->off;
+	int fd, rc;
+
+	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_WRONLY, &fd);
+	if (rc < 0)
+		return rc;
+	while (left && rc == 0) {
+		ssize_t w = pwrite(fd, p, left, (off_t)off);
+
+		if (w < 0 && errno != EINTR)
+			rc = -errno;
+		if (w > 0) {
+			p += w;
+			left -= (size_t)w;
+			off += (uint64_t)w;
+		}
+	}
+	close(fd);
+	return rc;
+}
+
+/* xattrs to exactly the announced set, through a path that follows only our own magic link. */
+static int rs_xattrs(const char *pp, const struct sk_rmsg_op *op)
+{
+	char names[65536], nm[SK_RMSG_NAME_MAX + 1];
+	const uint8_t *val;
+	const char *name;
+	uint32_t vl;
+	uint8_t nl;
+	struct sk_rd r;
+	ssize_t have = listxattr(pp, names, sizeof(names));
+	int n, rc = 0;
+
+	for (ssize_t i = 0; have > 0 && i < have; i += (ssize_t)strlen(names + i) + 1) {
+		bool keep = false;
+
+		sk_rd_init(&r, op->data, op->data_len);
+		while (!keep && sk_rmsg_xattr_next(&r, &name, &nl, &val, &vl) == 1)
+			keep = strlen(names + i) == nl && !memcmp(names + i, name, nl);
+		if (!keep && removexattr(pp, names + i) < 0 && !rc)
+			rc = -errno;
+	}
+	sk_rd_init(&r, op->data, op->data_len);
+	while ((n = sk_rmsg_xattr_next(&r, &name, &nl, &val, &vl)) == 1) {
+		memcpy(nm, name, nl);
+		nm[nl] = '\0';
+		if (setxattr(pp, nm, val, vl, 0) < 0 && !rc)
+			rc = -errno;
+	}
+	return n < 0 ? -EBADMSG : rc;
+}
+
+static int rs_meta(struct fused *f, const struct sk_rmsg_op *op)
+{
+	char name[SK_RMSG_NAME_MAX + 1], pp[64];
+	struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
+	struct stat st;
+	int pfd = -1, fd, rc;
+
+	if (op->path1_len == 0) {
+		rc = fused_apply_open_path(f->root_fd, "", 0, O_PATH | O_DIRECTORY, &fd);
+		name[0] = '\0';
+	} else {
+		rc = open_parent(f, op->path1, op->path1_len, &pfd, name);
+		if (rc < 0)
+			return rc;
+		fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		rc = fd < 0 ? -errno : 0;
+	}
+	if (rc < 0)
+		goto out;
+	snprintf(pp, sizeof(pp), "/proc/self/fd/%d", fd);
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		goto out_fd;
+	}
+	if ((op->valid & SK_RV_SIZE) && S_ISREG(st.st_mode) && (uint64_t)st.st_size != op->len &&
+	    truncate(pp, (off_t)op->len) < 0)
+		rc = -errno;
+	if (op->flags & SK_RO_XATTRS) {
+		int x = rs_xattrs(pp, op);
+
+		if (x == -EBADMSG) {
+			rc = x;
+			goto out_fd;
+		}
+		if (x < 0 && !rc && !S_ISLNK(st.st_mode))
+			rc = x;
+	}
+	if (fchownat(fd, "", (op->valid & SK_RV_UID) ? op->uid : (uid_t)-1,
+		     (op->valid & SK_RV_GID) ? op->gid : (gid_t)-1,
+		     AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 && !rc)
+		rc = -errno;
+	if ((op->valid & SK_RV_MODE) && !S_ISLNK(st.st_mode) && chmod(pp, op->mode) < 0 && !rc)
+		rc = -errno;
+	if (op->valid & SK_RV_ATIME)
+		tv[0] = (struct timespec){ .tv_sec = op->atime.sec, .tv_nsec = op->atime.nsec };
+	if (op->valid & SK_RV_MTIME)
+		tv[1] = (struct timespec){ .tv_sec = op->mtime.sec, .tv_nsec = op->mtime.nsec };
+	if (pfd >= 0 ? utimensat(pfd, name, tv, AT_SYMLINK_NOFOLLOW) < 0 :
+		       utimensat(AT_FDCWD, pp, tv, 0) < 0)
+		rc = rc ? rc : -errno;
+out_fd:
+	close(fd);
+out:
+	if (pfd >= 0)
+		close(pfd);
+	return rc;
+}
+
+int fused_rs_apply(struct fused *f, const struct sk_rmsg_op *op, int sock, struct sk_chan *chan)
+{
+	switch (op->type) {
+	case SK_RMSG_RS_DIR:
+		return rs_dir(f, op);
+	case SK_RMSG_RS_SUMSREQ:
+		return rs_sums(f, op, sock, chan);
+	case SK_RMSG_RS_DATA:
+		return rs_data(f, op);
+	case SK_RMSG_RS_META:
+		return rs_meta(f, op);
+	case SK_RMSG_RS_END: {
+		uint8_t hdr[SK_RMSG_SUMS_HDR];
+		/* operations that met unreconciled parts since the last RS_END were reported
+		 * (FAILED) and are walked again first: only an RS_END after none is the end */
+		struct sk_rmsg_sums s = { .req = op->fh, .err = f->rs_errs ? EAGAIN : 0 };
+		struct iovec iov = { .iov_base = hdr, .iov_len = sizeof(hdr) };
+
+		if (!s.err) {
+			f->consistent = true;
+			f->generation = op->len;
+			fused_state_save(f);
+			sk_info("resync complete: this copy is consistent (generation %llu)",
+				(unsigned long long)op->len);
+		}
+		f->rs_errs = 0;
+		links_clear();
+		sk_rmsg_sums_encode_hdr(&s, hdr);
+		return sk_chan_send_fd(chan, sock, SK_RMSG_SUMS, 0, f->module_id, &iov, 1) < 0 ?
+			       -EPIPE : 0;
+	}
+	default:
+		return -EBADMSG;
+	}
+}
