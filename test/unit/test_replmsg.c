@@ -103,6 +103,12 @@ Test(replmsg, namespace_round_trips)
 		{ .type = SK_RMSG_RS_META, .path1 = "d/f", .path1_len = 3, .flags = SK_RO_XATTRS,
 		  .valid = SK_RV_SIZE | SK_RV_MODE, .mode = 0644, .len = 9 },
 		{ .type = SK_RMSG_RS_END, .fh = 2, .len = 3 },
+		{ .type = SK_RMSG_CREATE, .fh = 7, .path1 = "g", .path1_len = 1,
+		  .mode = S_IFREG | 0666, .uid = 1000, .gid = 1000, .len = 022,
+		  .flags = SK_RO_ASCALLER | SK_RO_EXCL },
+		{ .type = SK_RMSG_FAILED, .path1 = "a/b", .path1_len = 3, .path2 = "c", .path2_len = 1 },
+		{ .type = SK_RMSG_FAILED, .fh = 9 },
+		{ .type = SK_RMSG_FAILED, .path1 = "", .path1_len = 0 },
 	};
 
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
@@ -257,6 +263,17 @@ Test(replmsg, rejects_type_rules)
 	cr_assert_eq(enc(&op), -EINVAL, "checksum window too large");
 	op = (struct sk_rmsg_op){ .type = SK_RMSG_START, .flags = 9 };
 	cr_assert_eq(enc(&op), -EINVAL, "unknown mode");
+	op = (struct sk_rmsg_op){ .type = SK_RMSG_CREATE, .fh = 1, .path1 = "f", .path1_len = 1,
+				  .mode = S_IFREG | 0644, .flags = SK_RO_ASCALLER, .len = 01000 };
+	cr_assert_eq(enc(&op), -EINVAL, "umask out of range");
+	op.flags = 0;
+	op.len = 022;
+	cr_assert_eq(enc(&op), -EINVAL, "umask on a result create");
+	op = (struct sk_rmsg_op){ .type = SK_RMSG_FAILED, .fh = 1, .path1 = "f", .path1_len = 1 };
+	cr_assert_eq(enc(&op), -EINVAL, "report with both handle and path");
+	op = (struct sk_rmsg_op){ .type = SK_RMSG_FAILED, .path1 = "f", .path1_len = 1,
+				  .path2 = "../x", .path2_len = 4 };
+	cr_assert_eq(enc(&op), -EINVAL, "report with a bad second path");
 	op = (struct sk_rmsg_op){ .type = SK_RMSG_WRITE, .fh = 1, .data = wire,
 				  .data_len = SK_RMSG_DATA_MAX + 1 };
 	cr_assert_eq(enc(&op), -EINVAL, "write over 1 MiB");
