@@ -342,6 +342,52 @@ def mixed(d, times_out):
         return "%d rows" % n
     r.step("sqlite_wal", sqlite)
 
+    def edges():
+        import socket
+        os.mkdir(J("edge"))
+        # odd but legal names: control characters, backslash, non-UTF-8 byte, 255 bytes
+        for raw in (b"new\nline", b"tab\tand\\back", b"latin1-\xff\xfe", b"x" * 255, b" lead-space", b"-dash"):
+            p = os.path.join(os.fsencode(J("edge")), raw)
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o644)
+            os.write(fd, raw + b"\n")
+            os.close(fd)
+        # a unix socket node, and trusted xattrs on a symlink (root only; user.* is not allowed there)
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(J("edge", "sock"))
+        s.close()
+        os.symlink("sock", J("edge", "sl"))
+        os.setxattr(J("edge", "sl"), "trusted.on_link", b"v", follow_symlinks=False)
+        # rename over a file that is still open for writing: later writes go to the old inode only
+        wfile(J("edge", "victim"), b"victim v1\n")
+        fd = os.open(J("edge", "victim"), os.O_WRONLY | os.O_APPEND)
+        wfile(J("edge", "winner"), b"winner\n")
+        os.rename(J("edge", "winner"), J("edge", "victim"))
+        os.write(fd, b"written after being replaced\n")
+        os.close(fd)
+        expect(rfile(J("edge", "victim")) == b"winner\n", "rename over an open file")
+        # a directory renamed while a file inside is open and written
+        os.mkdir(J("edge", "movingdir"))
+        fd = os.open(J("edge", "movingdir", "f"), os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, b"before move\n")
+        os.rename(J("edge", "movingdir"), J("edge", "moveddir"))
+        os.write(fd, b"after move\n")
+        os.close(fd)
+        expect(rfile(J("edge", "moveddir", "f")) == b"before move\nafter move\n", "write after dir rename")
+        # chmod 000 while open for writing: the open descriptor keeps working
+        fd = os.open(J("edge", "locked"), os.O_WRONLY | os.O_CREAT, 0o644)
+        os.chmod(J("edge", "locked"), 0)
+        os.write(fd, b"still writable through the open fd\n")
+        os.close(fd)
+        expect_errno(errno.EINVAL, os.rename, J("edge", "moveddir"), J("edge", "moveddir", "inside"))
+        # UTIME_OMIT: touch -a changes only atime, touch -m only mtime
+        wfile(J("edge", "omit"), b"omit\n")
+        os.utime(J("edge", "omit"), ns=(1500000000000000001, 1600000000000000002))
+        subprocess.run(["touch", "-a", "-d", "2010-01-01 00:00:00.5", J("edge", "omit")], check=True)
+        st = os.stat(J("edge", "omit"))
+        expect(st.st_mtime_ns == 1600000000000000002, "UTIME_OMIT kept mtime")
+        times.append("edge/omit")
+    r.step("edge_names_types_renames", edges)
+
     def concurrent():
         # Racing writers on one file and racing renames onto one name: the secondary must end
         # in the primary's final state, which holds only if ops are sequenced in apply order.
@@ -378,14 +424,25 @@ def mixed(d, times_out):
             except Exception as e:
                 errs.append(e)
 
+        def appender(t):
+            try:
+                fd = os.open(J("race", "appended"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                for i in range(200):
+                    os.write(fd, b"appender %d line %03d\n" % (t, i))
+                os.close(fd)
+            except Exception as e:
+                errs.append(e)
+
         th = [threading.Thread(target=writer, args=(t,)) for t in range(6)]
         th += [threading.Thread(target=renamer, args=(t,)) for t in range(4)]
+        th += [threading.Thread(target=appender, args=(t,)) for t in range(4)]
         for x in th:
             x.start()
         for x in th:
             x.join()
         expect(not errs, "thread errors: %r" % errs[:3])
-        return "6 writers x 150 pwrite/ftruncate, 4 renamers x 100 rename+link"
+        expect(os.stat(J("race", "appended")).st_size == 4 * 200 * 20, "O_APPEND lines lost")
+        return "6 writers x 150 pwrite/ftruncate, 4 renamers x 100 rename+link, 4 x 200 O_APPEND"
     r.step("concurrent_writes_renames", concurrent)
 
     def utimes():
