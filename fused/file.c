@@ -374,8 +374,10 @@ void fused_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off
 	if (fallocate(fh->fd, mode, off, len) < 0)
 		return fused_fail(req, -errno);
 	if (fused_active()) {
-		if (!fh->id)
-			return fused_fail(req, -EBADF);
+		if (!fh->id) { /* applied here on a handle the peer does not know */
+			fused_unnameable(-EBADF);
+			return fused_local_reply(req, &r);
+		}
 		op.fh = fh->id;
 		op.flags = (uint32_t)mode;
 		op.off = (uint64_t)off;
@@ -416,8 +418,10 @@ void fused_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	if (fused_active() && n > 0) {
 		struct stat st;
 
-		if (!out->id || pread(out->fd, t_copybuf, (size_t)n, off_out) != n)
-			return fused_fail(req, -EIO);
+		if (!out->id || pread(out->fd, t_copybuf, (size_t)n, off_out) != n) {
+			fused_unnameable(-EIO); /* copied here, cannot tell the peer what */
+			return fused_local_reply(req, &r);
+		}
 		op.fh = out->id;
 		op.off = (uint64_t)off_out;
 		op.data_len = (uint32_t)n;
