@@ -93,7 +93,41 @@ one_mode() {
 	mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'"
 }
 
+# ns_mode MODE PORT: the same kill during a seeded single-threaded history of namespace and
+# metadata operations (create, rename incl. replace, unlink, mkdir, rmdir, dir rename, symlink,
+# setxattr, chmod, truncate, writes); the secondary must equal the state after some op k >= acked.
+ns_mode() {
+	local m=$1 nr pid out
+	mt_instance "ns-$m" "$2"
+	mt_start_secondary || { sk_not_ok "$m ns: secondary started"; return; }
+	mt_start_primary --mode "$m" || { sk_not_ok "$m ns: primary started"; return; }
+	mt_wait_until 10 mt_peer_is connected || sk_diag "$m ns: peer not connected"
+	local log=$SK_TMP/ns-$m.log seed=$RANDOM
+	"$MT_PY" "$SK_SRC/test/tools/nsreplay.py" run "$MT_DIR1" "$log" --seed "$seed" --ops 200000 \
+		2>"$SK_TMP/ns-$m.err" &
+	nr=$!
+	mt_wait_until 20 bash -c "[ \$(wc -l <'$log') -ge 1500 ]"
+	sk_kill9 "$MT_PID1" || mt_bail "kill -9 failed"
+	for _ in $(seq 100); do kill -0 "$nr" 2>/dev/null || break; sleep 0.1; done
+	kill "$nr" 2>/dev/null
+	wait "$nr" 2>/dev/null
+	umount -l "$MT_DIR1" 2>/dev/null
+	sleep 1
+	out=$("$MT_PY" "$SK_SRC/test/tools/nsreplay.py" check "$MT_DIR2" "$log" --seed "$seed" 2>&1)
+	if [[ "$out" == *"-> ok"* ]]; then
+		sk_ok "$m: namespace history (seed $seed): secondary is the state after an op >= the last acked"
+	else
+		sk_not_ok "$m: namespace history (seed $seed): secondary is the state after an op >= the last acked"
+	fi
+	sk_diag "$out"
+	sk_diag "$(tail -n 1 "$SK_TMP/ns-$m.err")"
+	[ -n "$MT_PID2" ] && sk_alive "$MT_PID2" && sk_term "$MT_PID2"
+	mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'"
+}
+
 one_mode sync 7421
 one_mode semi-sync 7422
 one_mode async 7423
+ns_mode sync 7424
+ns_mode semi-sync 7425
 sk_done
