@@ -5,6 +5,7 @@
 # ackwriter writes with fsync; heal; resync; every acked record on the secondary, trees identical.
 # Phase 2: one-way loss (the secondary's acks are dropped, the primary's frames get through).
 # Phase 3: the link slows down past the budget (netem delay 400 ms, budget 300 ms), if sch_netem exists.
+# Phase 4: a partition during a seeded namespace history: the resync races live renames/unlinks/rmdirs.
 set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init
@@ -22,7 +23,7 @@ phase() {
 	local name=$1 fault=$2 heal=$3 aw awrc res max out
 	local AWO=(--log "$SK_TMP/ack-$name.log" --threads 2 --files 8 --size 4096 --journal)
 	mkdir -p "$MT_DIR1/$name"
-	"$MT_TOOLS/ackwriter" write --dir "$MT_DIR1/$name" "${AWO[@]}" --fsync --duration 18 --pause-us 2000 \
+	"$MT_TOOLS/ackwriter" write --dir "$MT_DIR1/$name" "${AWO[@]}" --fsync --duration 25 --pause-us 2000 \
 		--slow-ms $((LIMIT_US / 1000)) >"$SK_TMP/aw-$name.out" 2>"$SK_TMP/aw-$name.err" &
 	aw=$!
 	sleep 2
@@ -34,8 +35,9 @@ phase() {
 	fi
 	sleep 4
 	eval "$heal" || sk_diag "$name: heal command failed: $heal"
-	local synced=0
+	local synced=0 t_heal=$SECONDS
 	mt_wait_until 20 mt_synced && synced=1
+	sk_diag "$name: in sync $((SECONDS - t_heal)) s after healing (the reconnect waits out TCP/ARP retries)"
 	if [ "$synced" = 1 ] && kill -0 "$aw" 2>/dev/null; then
 		sk_ok "$name: back in sync after healing, while the application kept writing"
 	else
@@ -79,6 +81,32 @@ if sk_have_netem; then
 else
 	sk_skip "slowlink" "kernel has no sch_netem"
 fi
+# Phase 4: the resync after a partition runs while the namespace churns (renames of directories,
+# creates, unlinks, rmdirs, xattrs): at the end the secondary is exactly the final state.
+nslog=$SK_TMP/ns.log
+seed=$RANDOM
+mkdir -p "$MT_DIR1/ns"
+"$MT_PY" "$SK_SRC/test/tools/nsreplay.py" run "$MT_DIR1/ns" "$nslog" --seed "$seed" --ops 8000 2>"$SK_TMP/ns.err" &
+nr=$!
+mt_wait_until 10 bash -c "[ \$(wc -l <'$nslog') -ge 500 ]"
+sk_partition 1 2
+sleep 3
+sk_heal 1 2
+t0=$SECONDS
+while kill -0 "$nr" 2>/dev/null && [ $((SECONDS - t0)) -lt 60 ]; do sleep 0.2; done
+kill "$nr" 2>/dev/null
+wait "$nr"
+nrc=$?
+if [ "$nrc" = 0 ]; then sk_ok "namespace churn: all 8000 ops succeeded"; else sk_not_ok "namespace churn: all 8000 ops succeeded (rc=$nrc)"; sk_diag "$(tail -n 2 "$SK_TMP/ns.err")"; fi
+if mt_wait_synced 30; then sk_ok "namespace churn: in sync after the resync"; else sk_not_ok "namespace churn: in sync after the resync"; fi
+out=$("$MT_PY" "$SK_SRC/test/tools/nsreplay.py" check "$MT_DIR2/ns" "$nslog" --seed "$seed" 2>&1)
+if [[ "$out" == *"-> ok"* ]]; then
+	sk_ok "namespace churn (seed $seed): secondary is exactly the final state"
+else
+	sk_not_ok "namespace churn (seed $seed): secondary is exactly the final state"
+fi
+sk_diag "$out"
+
 mt_treecmp_tap "primary backing vs secondary" none "$MT_BACK1" "$MT_DIR2" entries type mode owner size content mtime
 mt_stop_primary
 sk_done
