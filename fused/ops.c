@@ -1,4 +1,4 @@
-/* fused/ops.c: FUSE low-level operations of the primary: apply locally under the stream lock, then replicate. */
+/* fused/ops.c: FUSE operations of the primary on attributes and names (lookup, setattr, mkdir, link, rename...) and the helpers file.c shares. */
 #include "ops.h"
 
 #include <dirent.h>

@@ -1,4 +1,4 @@
-/* fused/recv.c: the secondary: accept the primary's stream, apply each operation in order beneath the root, ack. */
+/* fused/recv.c: the secondary's connection: authenticate newcomers, read frames in batches, apply them in order, ack. */
 #include "recv.h"
 
 #include <arpa/inet.h>

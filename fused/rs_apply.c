@@ -273,13 +273,14 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op)
 		DIR *d = fdopendir(dup(dfd));
 		struct dirent *de;
 
-		qsort(rs_seen.v, rs_seen.n, sizeof(char *), cmp_str);
+		if (rs_seen.n)
+			qsort(rs_seen.v, rs_seen.n, sizeof(char *), cmp_str);
 		while (d && (de = readdir(d))) {
 			const char *key = de->d_name;
 
 			if (!strcmp(key, ".") || !strcmp(key, ".."))
 				continue;
-			if (!bsearch(&key, rs_seen.v, rs_seen.n, sizeof(char *), cmp_str) &&
+			if (!(rs_seen.n && bsearch(&key, rs_seen.v, rs_seen.n, sizeof(char *), cmp_str)) &&
 			    (rc = rm_rf(dfd, de->d_name, 0)) < 0 && !err)
 				err = rc;
 		}
