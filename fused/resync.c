@@ -92,7 +92,7 @@ static void redo_clear(struct fused_rs_track *t)
 
 void fused_rs_reset(struct fused *f)
 {
-	if (!f->rs_track && !(f->rs_track = malloc(sizeof(*f->rs_track))))
+	if (!f->rs_track && !(f->rs_track = calloc(1, sizeof(*f->rs_track))))
 		return;
 	redo_clear(f->rs_track);
 	memset(f->rs_track, 0, sizeof(*f->rs_track));
