@@ -616,7 +616,8 @@ static void *conn_main(void *arg)
 				sk_info("peer %s:%u not reachable (%s); serving ALONE, retrying",
 					f->peer_host, f->peer_port, strerror(-fd));
 			said = true;
-			for (int i = 0; i < 10 && !atomic_load(&f->stop); i++)
+			/* the connect itself waits up to 1 s: retry soon, a healed link is used at once */
+			for (int i = 0; i < 3 && !atomic_load(&f->stop); i++)
 				usleep(100000);
 			continue;
 		}
