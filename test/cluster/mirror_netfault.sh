@@ -35,9 +35,10 @@ phase() {
 	fi
 	sleep 4
 	eval "$heal" || sk_diag "$name: heal command failed: $heal"
-	local synced=0 t_heal=$SECONDS
+	local synced=0 t_heal=$SECONDS heal_at
+	heal_at=$(date +%T.%3N)
 	mt_wait_until 20 mt_synced && synced=1
-	sk_diag "$name: in sync $((SECONDS - t_heal)) s after healing (the reconnect waits out TCP/ARP retries)"
+	sk_diag "$name: healed at $heal_at, in sync $((SECONDS - t_heal)) s later"
 	if [ "$synced" = 1 ] && kill -0 "$aw" 2>/dev/null; then
 		sk_ok "$name: back in sync after healing, while the application kept writing"
 	else
