@@ -239,6 +239,86 @@ void fused_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 /*
+ * The local writer: a large write's pwrite (a 1 MiB page-cache copy) runs on
+ * this thread while the FUSE thread MACs and sends the same buffer. One job at
+ * a time: both run under the stream lock, which the FUSE thread holds until the
+ * job is done, so the apply order is unchanged.
+ */
+#define LOCAL_BG_MIN (256u * 1024)
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_once_t once;
+	bool ok;
+	int state; /* 0 idle, 1 posted, 2 done */
+	int fd;
+	const char *buf;
+	size_t len;
+	off_t off;
+	ssize_t res;
+	int err;
+} lw = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .once = PTHREAD_ONCE_INIT };
+
+static void *local_main(void *arg)
+{
+	pthread_mutex_lock(&lw.mu);
+	for (;;) {
+		while (lw.state != 1)
+			pthread_cond_wait(&lw.cv, &lw.mu);
+		pthread_mutex_unlock(&lw.mu);
+		lw.res = pwrite(lw.fd, lw.buf, lw.len, lw.off);
+		lw.err = errno;
+		pthread_mutex_lock(&lw.mu);
+		lw.state = 2;
+		pthread_cond_broadcast(&lw.cv);
+	}
+	return NULL;
+}
+
+static void local_start(void)
+{
+	pthread_attr_t at;
+	pthread_t t;
+
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	lw.ok = pthread_create(&t, &at, local_main, NULL) == 0;
+	pthread_attr_destroy(&at);
+}
+
+/* stream_mu held. false: no writer thread, do it inline. */
+static bool local_post(int fd, const char *buf, size_t len, off_t off)
+{
+	pthread_once(&lw.once, local_start);
+	if (!lw.ok)
+		return false;
+	pthread_mutex_lock(&lw.mu);
+	lw.fd = fd;
+	lw.buf = buf;
+	lw.len = len;
+	lw.off = off;
+	lw.state = 1;
+	pthread_cond_broadcast(&lw.cv);
+	pthread_mutex_unlock(&lw.mu);
+	return true;
+}
+
+static ssize_t local_wait(void)
+{
+	ssize_t n;
+
+	pthread_mutex_lock(&lw.mu);
+	while (lw.state != 2)
+		pthread_cond_wait(&lw.cv, &lw.mu);
+	lw.state = 0;
+	n = lw.res;
+	errno = lw.err;
+	pthread_mutex_unlock(&lw.mu);
+	return n;
+}
+
+/*
  * The frame goes out before the local pwrite, both under the stream lock, so
  * the peer writes while we do; the reply waits for both. The file's times
  * reach the peer with its close or fsync.
@@ -262,11 +342,13 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 	if (fused_active() && fh->id) {
 		struct fused_reply none = { .kind = R_NONE };
 		size_t done = 0;
+		bool bg = size >= LOCAL_BG_MIN && local_post(fh->fd, data, size, off);
 
 		/*
 		 * Pieces of fused_write_chunk bytes: the MAC of one piece, its transfer and
 		 * the peer's verify + pwrite of the previous one overlap; the reply waits
-		 * for the last piece's ack (acks are cumulative and in order).
+		 * for the last piece's ack (acks are cumulative and in order). A large
+		 * write's local pwrite runs meanwhile on the local writer thread.
 		 */
 		op.fh = fh->id;
 		while (size - done > fused_write_chunk) {
@@ -278,8 +360,10 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 		op.off = (uint64_t)off + done;
 		op.data_len = (uint32_t)(size - done);
 		deferred = fused_repl_submit_held(F(), &op, data + done, size - done, req, &r, &seq);
+		n = bg ? local_wait() : pwrite(fh->fd, data, size, off);
+	} else {
+		n = pwrite(fh->fd, data, size, off);
 	}
-	n = pwrite(fh->fd, data, size, off);
 	if (n < 0)
 		r = (struct fused_reply){ .kind = R_ERR, .err = errno };
 	else
