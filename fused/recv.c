@@ -157,7 +157,12 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
  * the handshake for our module reaches the receiver (through this mailbox),
  * so a stranger's connect can neither drop nor delay the primary's stream.
  */
-#define HS_MAX 8
+/*
+ * Handshakes run at once, each bounded by HS_TIMEOUT_MS: a stranger holding connections open
+ * delays a genuine primary by at most about one timeout per HS_MAX of them.
+ */
+#define HS_MAX 32
+#define HS_TIMEOUT_MS 1000
 static struct {
 	pthread_mutex_t mu;
 	int efd;         /* eventfd: the receiver polls it */
@@ -187,7 +192,7 @@ static void *hs_main(void *arg)
 	setsockopt(h->fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
 	memset(&ch, 0, sizeof(ch));
 	rc = sk_chan_accept_fd(h->fd, &f->master, SK_CHAN_REPL, f->node_id, &ch, &peer_node, &module,
-			       2000, &why);
+			       HS_TIMEOUT_MS, &why);
 	if (rc == 0 && module != f->module_id) {
 		rc = -EBADMSG;
 		why = SK_REJ_HANDSHAKE;
