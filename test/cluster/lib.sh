@@ -103,11 +103,14 @@ sk_done() {
 # sk_wait_for SECONDS cmd...: poll every 0.1 s; 0 once cmd succeeds, 1 on timeout.
 sk_wait_for() {
 	local -; set +eu
-	local secs=$1 i max
+	local secs=$1 i max deadline
 	shift
+	# Bounded twice: by the clock (a slow command must not stretch the wait) and by count.
 	max=$(awk -v s="$secs" 'BEGIN { n = int(s * 10); if (n < 1) n = 1; print n }')
+	deadline=$(( $(date +%s%N) + max * 100000000 ))
 	for ((i = 0; i <= max; i++)); do
 		"$@" >/dev/null 2>&1 && return 0
+		[ "$(date +%s%N)" -ge "$deadline" ] && return 1
 		sleep 0.1
 	done
 	return 1
