@@ -33,15 +33,18 @@ uint64_t fused_now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
 }
 
-static void usage(void)
+/* Say what was wrong (why), then how to call us; nothing has been touched yet. */
+static void usage(const char *why)
 {
+	if (why)
+		fprintf(stderr, "skfused: %s\n", why);
 	fprintf(stderr,
 		"usage: skfused --role primary --dir DIR --peer IP:PORT --secret FILE\n"
 		"               [--mode sync|semi-sync|async] [--budget-ms 300]\n"
 		"       skfused --role secondary --dir DIR --listen IP:PORT --secret FILE\n"
 		"  common: [--state DIR] [--ctl SOCKPATH] [--module-id N] [--node-id N]\n"
 		"          [--foreground] [--log-level info|debug]\n");
-	exit(2);
+	exit(why ? 2 : 0);
 }
 
 static int parse_hostport(const char *s, char *host, size_t cap, uint16_t *port)
@@ -101,7 +104,7 @@ static void parse(struct fused *f, int argc, char **argv)
 			else if (!strcmp(optarg, "secondary"))
 				f->role = FUSED_SECONDARY;
 			else
-				usage();
+				usage("--role must be primary or secondary");
 			break;
 		case 'd': f->dir = optarg; break;
 		case 'p': peer = optarg; break;
@@ -115,7 +118,7 @@ static void parse(struct fused *f, int argc, char **argv)
 			else if (!strcmp(optarg, "async"))
 				f->mode = SK_RMODE_ASYNC;
 			else
-				usage();
+				usage("--mode must be sync, semi-sync or async");
 			break;
 		case 'b': f->budget_ms = (uint32_t)num(optarg, 10, 60000, "--budget-ms"); break;
 		case 'S': state = optarg; break;
@@ -127,21 +130,26 @@ static void parse(struct fused *f, int argc, char **argv)
 			if (!strcmp(optarg, "debug"))
 				f->debug = true;
 			else if (strcmp(optarg, "info"))
-				usage();
+				usage("--log-level must be info or debug");
 			break;
-		default: usage();
+		case 'h': usage(NULL); break;
+		default: usage("unknown option");
 		}
 	}
-	if (optind != argc || !f->role || !f->dir || !f->secret_path)
-		usage();
+	if (optind != argc)
+		usage("unexpected argument");
+	if (!f->role || !f->dir || !f->secret_path)
+		usage("--role, --dir and --secret are required");
+	if (f->role == FUSED_PRIMARY && (!peer || listen))
+		usage("a primary takes --peer IP:PORT and no --listen");
 	if (f->role == FUSED_PRIMARY &&
-	    (!peer || listen || parse_hostport(peer, f->peer_host, sizeof(f->peer_host),
-					       &f->peer_port) < 0))
-		usage();
+	    parse_hostport(peer, f->peer_host, sizeof(f->peer_host), &f->peer_port) < 0)
+		usage("--peer must be IP:PORT with a port 1..65535");
+	if (f->role == FUSED_SECONDARY && (!listen || peer))
+		usage("a secondary takes --listen IP:PORT and no --peer");
 	if (f->role == FUSED_SECONDARY &&
-	    (!listen || peer || parse_hostport(listen, f->listen_host, sizeof(f->listen_host),
-					       &f->listen_port) < 0))
-		usage();
+	    parse_hostport(listen, f->listen_host, sizeof(f->listen_host), &f->listen_port) < 0)
+		usage("--listen must be IP:PORT with a port 1..65535");
 	if (!f->node_id)
 		f->node_id = f->role == FUSED_PRIMARY ? 1 : 2;
 	if (state)
