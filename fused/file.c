@@ -633,11 +633,8 @@ void fused_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const c
 		return (void)fuse_reply_err(req, E2BIG);
 	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
 	pthread_mutex_lock(&F()->stream_mu);
-	atomic_fetch_add(&fused_xattr_gen, 1);
-	rc = setxattr(pp, name, value, size, flags) < 0 ? -errno : 0;
-	atomic_fetch_add(&fused_xattr_gen, 1);
-	if (rc < 0)
-		return fused_fail(req, rc);
+	if (setxattr(pp, name, value, size, flags) < 0)
+		return fused_fail(req, -errno);
 	if (fused_active()) {
 		if ((rc = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1))) < 0) {
 			if (rc != -ENOENT)
@@ -656,25 +653,17 @@ void fused_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const c
 void fused_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	char pp[64], *buf = NULL;
-	bool cap = strcmp(name, "security.capability") == 0;
-	uint64_t gen = atomic_load(&fused_xattr_gen);
 	ssize_t n;
 
-	if (cap && fused_inode_nocap(F(), ino, gen))
-		return (void)fuse_reply_err(req, ENODATA); /* no backing syscall on the write path */
 	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
 	if (size == 0) {
 		n = getxattr(pp, name, NULL, 0);
-		if (n < 0 && errno == ENODATA && cap)
-			fused_inode_set_nocap(F(), ino, gen);
 		return (void)(n < 0 ? fuse_reply_err(req, errno) : fuse_reply_xattr(req, (size_t)n));
 	}
 	buf = malloc(size);
 	if (!buf)
 		return (void)fuse_reply_err(req, ENOMEM);
 	n = getxattr(pp, name, buf, size);
-	if (n < 0 && errno == ENODATA && cap)
-		fused_inode_set_nocap(F(), ino, gen);
 	if (n < 0)
 		fuse_reply_err(req, errno);
 	else
@@ -714,11 +703,8 @@ void fused_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		return (void)fuse_reply_err(req, ENODATA);
 	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
 	pthread_mutex_lock(&F()->stream_mu);
-	atomic_fetch_add(&fused_xattr_gen, 1);
-	rc = removexattr(pp, name) < 0 ? -errno : 0;
-	atomic_fetch_add(&fused_xattr_gen, 1);
-	if (rc < 0)
-		return fused_fail(req, rc);
+	if (removexattr(pp, name) < 0)
+		return fused_fail(req, -errno);
 	if (fused_active()) {
 		if ((rc = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1))) < 0) {
 			if (rc != -ENOENT)

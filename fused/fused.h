@@ -147,13 +147,6 @@ uint64_t fused_now_us(void);
 /* inode.c (primary) */
 struct fused_inode *fused_inode_get(struct fused *f, fuse_ino_t ino);
 int fused_inode_fd(struct fused_inode *in);
-/*
- * getxattr("security.capability") comes before every write (the kernel's kill-priv
- * check); its ENODATA is remembered per inode until any xattr of any inode changes.
- */
-extern _Atomic uint64_t fused_xattr_gen; /* odd while a setxattr/removexattr runs */
-bool fused_inode_nocap(struct fused *f, fuse_ino_t ino, uint64_t gen);
-void fused_inode_set_nocap(struct fused *f, fuse_ino_t ino, uint64_t gen);
 int fused_inode_lookup(struct fused *f, fuse_ino_t parent, const char *name,
 		       struct fuse_entry_param *e);
 void fused_inode_forget(struct fused *f, fuse_ino_t ino, uint64_t n);

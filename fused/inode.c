@@ -24,7 +24,6 @@ struct fused_inode {
 	struct fused_inode *next;
 	char *path;        /* cached relative path, valid while path_gen == fused_path_gen */
 	uint64_t path_gen;
-	_Atomic uint64_t nocap_gen; /* == fused_xattr_gen: known to have no security.capability */
 };
 
 /* Bumped (under stream_mu) by every unlink, rmdir and rename: cached paths may be stale. */
@@ -68,20 +67,6 @@ struct fused_inode *fused_inode_get(struct fused *f, fuse_ino_t ino)
 int fused_inode_fd(struct fused_inode *in)
 {
 	return in->fd;
-}
-
-/* Even while no setxattr/removexattr runs; every change anywhere forgets all answers. */
-_Atomic uint64_t fused_xattr_gen = 2;
-
-bool fused_inode_nocap(struct fused *f, fuse_ino_t ino, uint64_t gen)
-{
-	return !(gen & 1) && atomic_load(&fused_inode_get(f, ino)->nocap_gen) == gen;
-}
-
-void fused_inode_set_nocap(struct fused *f, fuse_ino_t ino, uint64_t gen)
-{
-	if (!(gen & 1) && atomic_load(&fused_xattr_gen) == gen)
-		atomic_store(&fused_inode_get(f, ino)->nocap_gen, gen);
 }
 
 int fused_inode_lookup(struct fused *f, fuse_ino_t parent, const char *name,
