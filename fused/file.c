@@ -650,46 +650,33 @@ void fused_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const c
 	fused_commit(&op, value, size, req, &r);
 }
 
-void fused_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+/* getxattr and listxattr share FUSE's size protocol: size 0 asks only for the length. */
+static void reply_xattr_query(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	char pp[64], *buf = NULL;
 	ssize_t n;
 
-	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
-	if (size == 0) {
-		n = getxattr(pp, name, NULL, 0);
-		return (void)(n < 0 ? fuse_reply_err(req, errno) : fuse_reply_xattr(req, (size_t)n));
-	}
-	buf = malloc(size);
-	if (!buf)
+	if (size && !(buf = malloc(size)))
 		return (void)fuse_reply_err(req, ENOMEM);
-	n = getxattr(pp, name, buf, size);
+	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
+	n = name ? getxattr(pp, name, buf, size) : listxattr(pp, buf, size);
 	if (n < 0)
 		fuse_reply_err(req, errno);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
 	else
 		fuse_reply_buf(req, buf, (size_t)n);
 	free(buf);
 }
 
+void fused_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	reply_xattr_query(req, ino, name, size);
+}
+
 void fused_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	char pp[64], *buf = NULL;
-	ssize_t n;
-
-	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
-	if (size == 0) {
-		n = listxattr(pp, NULL, 0);
-		return (void)(n < 0 ? fuse_reply_err(req, errno) : fuse_reply_xattr(req, (size_t)n));
-	}
-	buf = malloc(size);
-	if (!buf)
-		return (void)fuse_reply_err(req, ENOMEM);
-	n = listxattr(pp, buf, size);
-	if (n < 0)
-		fuse_reply_err(req, errno);
-	else
-		fuse_reply_buf(req, buf, (size_t)n);
-	free(buf);
+	reply_xattr_query(req, ino, NULL, size);
 }
 
 void fused_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)

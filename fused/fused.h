@@ -48,6 +48,14 @@ struct fused_fh {
 
 struct fused_inode;
 
+/* A growable list of names: one directory's entries during a resync (both sides). */
+struct fused_names {
+	char **v;
+	size_t n, cap;
+};
+int fused_names_add(struct fused_names *l, const char *s, size_t len);
+void fused_names_clear(struct fused_names *l); /* frees every name and empties the list */
+
 /* A peer's report that an operation met an unreconciled part (resync). */
 struct fused_rs_fail {
 	struct fused_rs_fail *next;

@@ -346,20 +346,8 @@ static void sync_file(struct walker *w, int fd)
 	}
 }
 
-struct name_list {
-	char **v;
-	size_t n, cap;
-};
-
-static void names_free(struct name_list *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-}
-
 /* Under the stream lock: announce the entries of a directory, reopen handles that live in it. */
-static int send_dir(struct walker *w, int dfd, const char *dpath, size_t dl, struct name_list *out)
+static int send_dir(struct walker *w, int dfd, const char *dpath, size_t dl, struct fused_names *out)
 {
 	struct fused *f = w->f;
 	struct sk_rmsg_op op = { .type = SK_RMSG_RS_DIR, .flags = SK_RO_FIRST };
@@ -414,18 +402,8 @@ static int send_dir(struct walker *w, int dfd, const char *dpath, size_t dl, str
 		if (put < 0)
 			continue;
 		used += (size_t)put;
-		if (out->n == out->cap) {
-			size_t nc = out->cap ? out->cap * 2 : 64;
-			char **nv = realloc(out->v, nc * sizeof(*nv));
-
-			if (!nv)
-				break;
-			out->v = nv;
-			out->cap = nc;
-		}
-		if (!(out->v[out->n] = strdup(de->d_name)))
+		if (fused_names_add(out, de->d_name, strlen(de->d_name)) < 0)
 			break;
-		out->n++;
 	}
 	closedir(d);
 	op.flags |= SK_RO_LAST;
@@ -456,7 +434,7 @@ static int send_dir(struct walker *w, int dfd, const char *dpath, size_t dl, str
 static void sync_dir(struct walker *w, int dfd, int depth)
 {
 	struct fused *f = w->f;
-	struct name_list names = { 0 };
+	struct fused_names names = { 0 };
 	char dpath[PATH_MAX], cpath[PATH_MAX];
 	int dl, rc;
 
@@ -480,7 +458,7 @@ static void sync_dir(struct walker *w, int dfd, int depth)
 	}
 	pthread_mutex_unlock(&f->stream_mu);
 	if (rc < 0) {
-		names_free(&names);
+		fused_names_clear(&names);
 		return;
 	}
 	for (size_t i = 0; i < names.n && live(w); i++) {
@@ -511,7 +489,7 @@ static void sync_dir(struct walker *w, int dfd, int depth)
 			mark_synced(f->rs_track, st.st_dev, st.st_ino); /* with its whole subtree */
 	}
 	pthread_mutex_unlock(&f->stream_mu);
-	names_free(&names);
+	fused_names_clear(&names);
 }
 
 int fused_resync_run(struct fused *f, uint64_t gen)

@@ -15,19 +15,7 @@
 
 #define MAX_DEPTH 512
 
-struct name_list {
-	char **v;
-	size_t n, cap;
-};
-
-static void names_free(struct name_list *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-}
-
-static struct name_list rs_seen;     /* names announced for the directory being reconciled */
+static struct fused_names rs_seen;     /* names announced for the directory being reconciled */
 
 static int open_parent(struct fused *f, const char *path, size_t len, int *pfd, char *name)
 {
@@ -68,7 +56,7 @@ static int rm_rf(int dfd, const char *name, int depth)
 	return unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
 }
 
-static int names_add(struct name_list *l, const char *s, size_t len)
+int fused_names_add(struct fused_names *l, const char *s, size_t len)
 {
 	char *c;
 
@@ -89,9 +77,11 @@ static int names_add(struct name_list *l, const char *s, size_t len)
 	return 0;
 }
 
-static void names_clear(struct name_list *l)
+void fused_names_clear(struct fused_names *l)
 {
-	names_free(l);
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -250,7 +240,7 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op)
 	int dfd, rc, n, err = 0;
 
 	if (op->flags & SK_RO_FIRST)
-		names_clear(&rs_seen);
+		fused_names_clear(&rs_seen);
 	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_RDONLY | O_DIRECTORY, &dfd);
 	if (rc < 0)
 		return rc;
@@ -260,7 +250,7 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op)
 	while ((n = sk_rmsg_dirent_next(&r, &e)) == 1) {
 		memcpy(name, e.name, e.name_len);
 		name[e.name_len] = '\0';
-		names_add(&rs_seen, name, e.name_len);
+		fused_names_add(&rs_seen, name, e.name_len);
 		rc = reconcile(f, dfd, dpath, op->path1_len, &e, name);
 		if (rc < 0 && !err)
 			err = rc;
@@ -286,7 +276,7 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op)
 		}
 		if (d)
 			closedir(d);
-		names_clear(&rs_seen);
+		fused_names_clear(&rs_seen);
 	}
 	close(dfd);
 	return err;
