@@ -621,19 +621,23 @@ void fused_op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* ---- extended attributes ---- */
 
-void fused_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
-			size_t size, int flags)
+/*
+ * setxattr and removexattr: apply locally under the stream lock, then replicate by path.
+ * value is NULL for a removal.
+ */
+static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			 size_t size, int flags)
 {
-	struct sk_rmsg_op op = { .type = SK_RMSG_SETXATTR, .flags = (uint32_t)flags };
+	struct sk_rmsg_op op = { .type = value ? SK_RMSG_SETXATTR : SK_RMSG_REMOVEXATTR,
+				 .flags = (uint32_t)flags };
 	struct fused_reply r = { .kind = R_ERR0 };
 	char pp[64];
-	int rc = 0;
+	int rc;
 
-	if (strlen(name) > SK_RMSG_NAME_MAX || size > SK_RMSG_XATTR_VAL_MAX)
-		return (void)fuse_reply_err(req, E2BIG);
 	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
 	pthread_mutex_lock(&F()->stream_mu);
-	if (setxattr(pp, name, value, size, flags) < 0)
+	rc = value ? setxattr(pp, name, value, size, flags) : removexattr(pp, name);
+	if (rc < 0)
 		return fused_fail(req, -errno);
 	if (fused_active()) {
 		if ((rc = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1))) < 0) {
@@ -648,6 +652,14 @@ void fused_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const c
 		op.data_len = (uint32_t)size;
 	}
 	fused_commit(&op, value, size, req, &r);
+}
+
+void fused_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	if (strlen(name) > SK_RMSG_NAME_MAX || size > SK_RMSG_XATTR_VAL_MAX)
+		return (void)fuse_reply_err(req, E2BIG);
+	xattr_change(req, ino, name, value ? value : "", size, flags);
 }
 
 /* getxattr and listxattr share FUSE's size protocol: size 0 asks only for the length. */
@@ -681,27 +693,7 @@ void fused_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 void fused_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	struct sk_rmsg_op op = { .type = SK_RMSG_REMOVEXATTR };
-	struct fused_reply r = { .kind = R_ERR0 };
-	char pp[64];
-	int rc;
-
 	if (strlen(name) > SK_RMSG_NAME_MAX)
 		return (void)fuse_reply_err(req, ENODATA);
-	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
-	pthread_mutex_lock(&F()->stream_mu);
-	if (removexattr(pp, name) < 0)
-		return fused_fail(req, -errno);
-	if (fused_active()) {
-		if ((rc = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1))) < 0) {
-			if (rc != -ENOENT)
-				fused_unnameable(rc);
-			return fused_local_reply(req, &r);
-		}
-		op.path1 = fused_tp1;
-		op.path1_len = (uint16_t)rc;
-		op.name = name;
-		op.name_len = (uint16_t)strlen(name);
-	}
-	fused_commit(&op, NULL, 0, req, &r);
+	xattr_change(req, ino, name, NULL, 0, 0);
 }
