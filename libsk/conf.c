@@ -81,8 +81,9 @@ static int parse_node(struct sk_cj *p, json_object *v, struct sk_cluster *c, siz
 	return 0;
 }
 
-static int parse_cluster(struct sk_cj *p, json_object *root, struct sk_cluster *c)
+static int parse_cluster(struct sk_cj *p, json_object *root, void *out)
 {
+	struct sk_cluster *c = out;
 	json_object *arr, *o_ports, *o_hb, *o_w, *x;
 	size_t n;
 	int r;
@@ -167,27 +168,36 @@ static int parse_cluster(struct sk_cj *p, json_object *root, struct sk_cluster *
 	return 0;
 }
 
-int sk_conf_cluster_parse(const char *buf, size_t len, const char *name, struct sk_cluster *out,
-			  struct sk_conf_err *err)
+/*
+ * Parse one document with fn into a zeroed scratch copy of `size` bytes, and
+ * copy it to *out only if it is valid: a refused document leaves *out as it was.
+ */
+static int parse_doc(const char *buf, size_t len, const char *name, void *out, size_t size,
+		     int (*fn)(struct sk_cj *, json_object *, void *), struct sk_conf_err *err)
 {
 	struct sk_cj p = {.err = err};
 	json_object *root = NULL;
+	void *scratch;
 	int r;
 	sk_cj_set_file(err, name);
 	if ((r = sk_cj_parse_json(buf, len, err, &root)))
 		return r;
-	/* Parse into a scratch copy so a refused document leaves *out as it was. */
-	struct sk_cluster *c = calloc(1, sizeof(*c));
-	if (!c) {
+	if (!(scratch = calloc(1, size))) {
 		json_object_put(root);
 		return -ENOMEM;
 	}
-	r = parse_cluster(&p, root, c);
+	r = fn(&p, root, scratch);
 	if (!r)
-		memcpy(out, c, sizeof(*c));
-	free(c);
+		memcpy(out, scratch, size);
+	free(scratch);
 	json_object_put(root);
 	return r;
+}
+
+int sk_conf_cluster_parse(const char *buf, size_t len, const char *name, struct sk_cluster *out,
+			  struct sk_conf_err *err)
+{
+	return parse_doc(buf, len, name, out, sizeof(*out), parse_cluster, err);
 }
 
 void sk_conf_cluster_free(struct sk_cluster *c)
@@ -427,8 +437,9 @@ static int parse_checker(struct sk_cj *p, json_object *v, struct sk_module *m, s
 	return 0;
 }
 
-static int parse_module(struct sk_cj *p, json_object *root, struct sk_module *m)
+static int parse_module(struct sk_cj *p, json_object *root, void *out)
 {
+	struct sk_module *m = out;
 	json_object *arr, *x;
 	size_t n;
 	int r, e;
@@ -523,23 +534,7 @@ static int parse_module(struct sk_cj *p, json_object *root, struct sk_module *m)
 int sk_conf_module_parse(const char *buf, size_t len, const char *name, struct sk_module *out,
 			 struct sk_conf_err *err)
 {
-	struct sk_cj p = {.err = err};
-	json_object *root = NULL;
-	int r;
-	sk_cj_set_file(err, name);
-	if ((r = sk_cj_parse_json(buf, len, err, &root)))
-		return r;
-	struct sk_module *m = calloc(1, sizeof(*m));
-	if (!m) {
-		json_object_put(root);
-		return -ENOMEM;
-	}
-	r = parse_module(&p, root, m);
-	if (!r)
-		memcpy(out, m, sizeof(*m));
-	free(m);
-	json_object_put(root);
-	return r;
+	return parse_doc(buf, len, name, out, sizeof(*out), parse_module, err);
 }
 
 void sk_conf_module_free(struct sk_module *m)
