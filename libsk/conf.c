@@ -660,23 +660,9 @@ int sk_conf_load_secret(const char *path, struct sk_key *master, struct sk_conf_
 	int r;
 	sk_cj_set_file(err, path);
 	/* O_NOFOLLOW: the mode and owner checked must be the secret's own, not a link's target's. */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
-	if (fd < 0) {
-		r = -errno;
-		if (r == -ELOOP)
-			return sk_cj_fail(&p, "is a symbolic link; point secret_file at the file itself"), -ELOOP;
-		sk_cj_fail(&p, "cannot open: %s", strerror(-r));
-		return r;
-	}
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		sk_cj_fail(&p, "cannot stat: %s", strerror(-r));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		r = sk_cj_fail(&p, "not a regular file");
-		goto out;
-	}
+	int fd = sk_cj_open_regular(&p, path, O_NOFOLLOW, &st);
+	if (fd < 0)
+		return fd;
 	if ((st.st_mode & 07777) != 0600) {
 		r = sk_cj_fail(&p, "mode is %04o, must be 0600 (chmod 600 %s)", st.st_mode & 07777, path);
 		r = -EPERM;
@@ -687,26 +673,17 @@ int sk_conf_load_secret(const char *path, struct sk_key *master, struct sk_conf_
 		r = -EPERM;
 		goto out;
 	}
-	size_t n = 0;
-	while (n < sizeof(buf)) {
-		ssize_t k = read(fd, buf + n, sizeof(buf) - n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0) {
-			r = -errno;
-			sk_cj_fail(&p, "cannot read: %s", strerror(-r));
-			goto out;
-		}
-		if (k == 0)
-			break;
-		n += (size_t)k;
+	long n = sk_cj_read_bounded(&p, fd, buf, sizeof(buf));
+	if (n < 0) {
+		r = (int)n;
+		goto out;
 	}
 	if (n < SK_PROTO_SECRET_MIN || n > SK_CONF_SECRET_MAX) {
-		r = sk_cj_fail(&p, "secret is %zu bytes, must be %u..%u", n, SK_PROTO_SECRET_MIN,
+		r = sk_cj_fail(&p, "secret is %ld bytes, must be %u..%u", n, SK_PROTO_SECRET_MIN,
 			 SK_CONF_SECRET_MAX);
 		goto out;
 	}
-	r = sk_proto_master_key(master, buf, n);
+	r = sk_proto_master_key(master, buf, (size_t)n);
 	if (r)
 		sk_cj_fail(&p, "cannot derive the master key: %s", strerror(-r));
 out:

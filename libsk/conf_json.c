@@ -544,27 +544,59 @@ int sk_cj_parse_json(const char *buf, size_t len, struct sk_conf_err *err, json_
 
 /* ---- files ---- */
 
+int sk_cj_open_regular(struct sk_cj *p, const char *path, int flags, struct stat *st)
+{
+	/* O_NONBLOCK: a FIFO put in place of the file must not hang the agent. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | flags), r;
+	if (fd < 0) {
+		r = -errno;
+		if (r == -ELOOP && (flags & O_NOFOLLOW))
+			sk_cj_fail(p, "is a symbolic link; point it at the file itself");
+		else
+			sk_cj_fail(p, "cannot open: %s", strerror(-r));
+		return r;
+	}
+	if (fstat(fd, st) < 0) {
+		r = -errno;
+		sk_cj_fail(p, "cannot stat: %s", strerror(-r));
+		close(fd);
+		return r;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		r = sk_cj_fail(p, "not a regular file");
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+long sk_cj_read_bounded(struct sk_cj *p, int fd, void *buf, size_t cap)
+{
+	size_t n = 0;
+	while (n < cap) {
+		ssize_t k = read(fd, (char *)buf + n, cap - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			int r = -errno;
+			sk_cj_fail(p, "cannot read: %s", strerror(-r));
+			return r;
+		}
+		if (k == 0)
+			break;
+		n += (size_t)k;
+	}
+	return (long)n;
+}
+
 int sk_cj_read_file(const char *path, char **buf, size_t *len, struct sk_conf_err *err)
 {
 	struct sk_cj p = {.err = err};
 	struct stat st;
 	int r = 0;
-	/* O_NONBLOCK: a FIFO put in place of the config must not hang the agent. */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		r = -errno;
-		sk_cj_fail(&p, "cannot open: %s", strerror(-r));
-		return r;
-	}
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		sk_cj_fail(&p, "cannot stat: %s", strerror(-r));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		r = sk_cj_fail(&p, "not a regular file");
-		goto out;
-	}
+	int fd = sk_cj_open_regular(&p, path, 0, &st);
+	if (fd < 0)
+		return fd;
 	if (st.st_size > (off_t)SK_CONF_MAX_FILE) {
 		sk_cj_fail(&p, "file too large (%lld bytes, at most %u)", (long long)st.st_size, SK_CONF_MAX_FILE);
 		r = -EFBIG;
@@ -576,29 +608,20 @@ int sk_cj_read_file(const char *path, char **buf, size_t *len, struct sk_conf_er
 		r = -ENOMEM;
 		goto out;
 	}
-	size_t n = 0;
-	while (n < SK_CONF_MAX_FILE + 1) {
-		ssize_t k = read(fd, b + n, SK_CONF_MAX_FILE + 1 - n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0) {
-			r = -errno;
-			sk_cj_fail(&p, "cannot read: %s", strerror(-r));
-			free(b);
-			goto out;
-		}
-		if (k == 0)
-			break;
-		n += (size_t)k;
+	long n = sk_cj_read_bounded(&p, fd, b, SK_CONF_MAX_FILE + 1);
+	if (n < 0) {
+		free(b);
+		r = (int)n;
+		goto out;
 	}
-	if (n > SK_CONF_MAX_FILE) {
+	if (n > (long)SK_CONF_MAX_FILE) {
 		sk_cj_fail(&p, "file too large (more than %u bytes)", SK_CONF_MAX_FILE);
 		free(b);
 		r = -EFBIG;
 		goto out;
 	}
 	*buf = b;
-	*len = n;
+	*len = (size_t)n;
 out:
 	close(fd);
 	return r;

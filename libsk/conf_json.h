@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "conf.h"
 
@@ -63,6 +64,10 @@ int sk_cj_to_abs_path(struct sk_cj *p, json_object *v, bool allow_root, char *ou
 /* Strict JSON text (<= SK_CONF_MAX_FILE) whose top level is an object with no duplicate keys. */
 int sk_cj_parse_json(const char *buf, size_t len, struct sk_conf_err *err, json_object **out);
 /* Whole regular file of at most SK_CONF_MAX_FILE bytes, malloc()ed. */
+/* Open for reading (O_NONBLOCK, plus flags) and insist on a regular file: fd, or -errno with p's error set. */
+int sk_cj_open_regular(struct sk_cj *p, const char *path, int flags, struct stat *st);
+/* Read up to cap bytes: the count, or -errno with p's error set. */
+long sk_cj_read_bounded(struct sk_cj *p, int fd, void *buf, size_t cap);
 int sk_cj_read_file(const char *path, char **buf, size_t *len, struct sk_conf_err *err);
 
 #endif
