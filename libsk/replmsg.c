@@ -217,6 +217,9 @@ static const char *op_check(const struct sk_rmsg_op *op)
 	case SK_RMSG_RS_META:
 		if ((op->valid & SK_RV_MODE) && (op->mode & ~07777u))
 			return "mode has type bits";
+		/* the size becomes an off_t: beyond 2^62 it would turn negative or overflow */
+		if ((op->valid & SK_RV_SIZE) && op->len > (1ull << 62))
+			return "bad size";
 		break;
 	case SK_RMSG_RENAME:
 		if ((op->flags & RENAME_NOREPLACE) && (op->flags & RENAME_EXCHANGE))
@@ -439,6 +442,9 @@ int sk_rmsg_dirent_next(struct sk_rd *r, struct sk_rmsg_dirent *e)
 	e->ino = sk_rd_u64(r);
 	e->nlink = sk_rd_u32(r);
 	e->target_len = sk_rd_u16(r);
+	/* bounded before the bytes are taken: a target lands in a PATH_MAX buffer */
+	if (e->target_len > SK_RMSG_PATH_MAX)
+		return -EBADMSG;
 	e->target = (const char *)sk_rd_bytes(r, e->target_len);
 	if (r->err || !e->name)
 		return -EBADMSG;
@@ -490,6 +496,7 @@ int sk_rmsg_xattr_next(struct sk_rd *r, const char **name, uint8_t *name_len,
 	if (r->err || *val_len > SK_RMSG_XATTR_VAL_MAX)
 		return -EBADMSG;
 	*val = sk_rd_bytes(r, *val_len);
+	/* name_len is a u8: at most SK_RMSG_NAME_MAX, it fits a NAME_MAX + 1 buffer */
 	if (r->err || !*name || *name_len == 0 || memchr(*name, '\0', *name_len))
 		return -EBADMSG;
 	return 1;

@@ -430,3 +430,90 @@ Test(replmsg, control_requests)
 	cr_assert_eq(sk_rctl_parse(big, sizeof(big), &q, err, sizeof(err)), -EINVAL, "too long");
 	cr_assert_neq(strlen(err), 0);
 }
+
+/*
+ * Issue 9 A1: every length the decoders accept fits the buffer it lands in on the
+ * secondary (target[SK_RMSG_PATH_MAX + 1] in rs_apply.c). The entries are built by
+ * hand, since the encoder refuses to produce them.
+ */
+static size_t raw_dirent(uint8_t *b, const char *name, uint32_t mode, uint16_t tlen, char fill)
+{
+	size_t nl = strlen(name), n = 0;
+
+	sk_put_u16(b, (uint16_t)nl);
+	memcpy(b + 2, name, nl);
+	n = 2 + nl;
+	sk_put_u32(b + n, mode);
+	memset(b + n + 4, 0, 4 + 4 + 8 + 8);
+	sk_put_u32(b + n + 28, 1);
+	sk_put_u16(b + n + 32, tlen);
+	n += 34;
+	memset(b + n, fill, tlen);
+	return n + tlen;
+}
+
+Test(replmsg, dirent_symlink_target_bounded)
+{
+	static uint8_t b[70000];
+	struct sk_rmsg_dirent e;
+	struct sk_rd r;
+	size_t n;
+
+	n = raw_dirent(b, "l", S_IFLNK | 0777, 65535, 'a');
+	sk_rd_init(&r, b, n);
+	cr_assert_eq(sk_rmsg_dirent_next(&r, &e), -EBADMSG, "65535-byte symlink target");
+	n = raw_dirent(b, "l", S_IFLNK | 0777, SK_RMSG_PATH_MAX + 1, 'a');
+	sk_rd_init(&r, b, n);
+	cr_assert_eq(sk_rmsg_dirent_next(&r, &e), -EBADMSG, "target of PATH_MAX + 1 bytes");
+	n = raw_dirent(b, "l", S_IFLNK | 0777, SK_RMSG_PATH_MAX, 'a');
+	sk_rd_init(&r, b, n);
+	cr_assert_eq(sk_rmsg_dirent_next(&r, &e), 1, "target of exactly PATH_MAX bytes");
+	cr_assert_eq(e.target_len, SK_RMSG_PATH_MAX);
+	e.target_len = SK_RMSG_PATH_MAX + 1;
+	cr_assert_eq(sk_rmsg_dirent_put(&e, b, sizeof(b)), -EINVAL, "encoder refuses it too");
+}
+
+Test(replmsg, sizes_bounded)
+{
+	struct sk_rmsg_op op = { .type = SK_RMSG_SETATTR, .path1 = "f", .path1_len = 1,
+				 .valid = SK_RV_SIZE, .len = 1ull << 62 };
+	struct sk_rmsg_op out;
+	size_t n = payload(&op, wire);
+
+	cr_assert_eq(dec(SK_RMSG_SETATTR, wire, n, &out), 0, "2^62 is a size");
+	sk_put_u64(wire + 32, (1ull << 63) + 1);
+	cr_assert_eq(dec(SK_RMSG_SETATTR, wire, n, &out), -EBADMSG, "a size that is a negative off_t");
+	op.type = SK_RMSG_RS_META;
+	n = payload(&op, wire);
+	sk_put_u64(wire + 32, ~0ull);
+	cr_assert_eq(dec(SK_RMSG_RS_META, wire, n, &out), -EBADMSG, "resync size too");
+}
+
+Test(replmsg, decoded_strings_fit_their_buffers)
+{
+	/* a symlink target of PATH_MAX + 1 bytes in a SYMLINK op is refused (apply.c copies it) */
+	static char tgt[SK_RMSG_PATH_MAX + 2];
+	struct sk_rmsg_op op = { .type = SK_RMSG_SYMLINK, .path1 = "s", .path1_len = 1,
+				 .data = (const uint8_t *)tgt, .data_len = SK_RMSG_PATH_MAX };
+	struct sk_rmsg_op out;
+	size_t n;
+
+	memset(tgt, 'b', sizeof(tgt));
+	n = payload(&op, wire);
+	cr_assert_eq(dec(SK_RMSG_SYMLINK, wire, n, &out), 0);
+	cr_assert_leq(out.data_len, SK_RMSG_PATH_MAX);
+	/* one byte more on the wire, length fields patched to match: refused */
+	wire[n] = 'b';
+	sk_put_u32(wire + 124, SK_RMSG_PATH_MAX + 1);
+	cr_assert_eq(dec(SK_RMSG_SYMLINK, wire, n + 1, &out), -EBADMSG);
+	/* an xattr name of 256 bytes cannot be expressed in a resync list (u8), and the op's
+	 * name is bounded to 255 */
+	op = (struct sk_rmsg_op){ .type = SK_RMSG_REMOVEXATTR, .path1 = "s", .path1_len = 1,
+				  .name = tgt, .name_len = SK_RMSG_NAME_MAX };
+	n = payload(&op, wire);
+	cr_assert_eq(dec(SK_RMSG_REMOVEXATTR, wire, n, &out), 0);
+	memmove(wire + n + 1, wire + n, 0);
+	wire[n] = 'b';
+	sk_put_u16(wire + 120, SK_RMSG_NAME_MAX + 1);
+	cr_assert_eq(dec(SK_RMSG_REMOVEXATTR, wire, n + 1, &out), -EBADMSG, "name of 256 bytes");
+}
