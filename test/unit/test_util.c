@@ -1,0 +1,176 @@
+/* test/unit/test_util.c: libsk/util: the clock moves with real time; the write-all loops deliver every byte through partial writes, signals and closed peers. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define BIG (4u << 20)
+
+Test(util, clock)
+{
+	uint64_t a = sk_now_us(), an = sk_now_ns(), b, bn;
+
+	cr_assert_gt(a, 0);
+	usleep(20000);
+	b = sk_now_us();
+	bn = sk_now_ns();
+	cr_assert_geq(b - a, 20000, "slept 20 ms, clock moved %llu us", (unsigned long long)(b - a));
+	cr_assert_lt(b - a, 5000000);
+	/* Same clock, two units. */
+	cr_assert_geq(bn / 1000 + 1, b);
+	cr_assert_lt(bn / 1000 - b, 1000000);
+	cr_assert_geq(bn - an, 20000000ull);
+}
+
+static uint8_t *pattern(size_t n)
+{
+	uint8_t *p = malloc(n);
+
+	cr_assert(p);
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(i * 131 + (i >> 12));
+	return p;
+}
+
+struct reader {
+	int fd;
+	size_t want, got;
+	uint8_t *buf;
+	int slow;
+};
+
+static void *read_all(void *arg)
+{
+	struct reader *r = arg;
+	sigset_t s;
+
+	/* The writer takes the signals, so its EINTR handling is what is exercised. */
+	sigemptyset(&s);
+	sigaddset(&s, SIGALRM);
+	pthread_sigmask(SIG_BLOCK, &s, NULL);
+	while (r->got < r->want) {
+		ssize_t n = read(r->fd, r->buf + r->got, r->slow ? 4096 : r->want - r->got);
+
+		if (n <= 0)
+			break;
+		r->got += (size_t)n;
+		if (r->slow)
+			usleep(50);
+	}
+	return NULL;
+}
+
+static volatile sig_atomic_t alarms;
+static void on_alarm(int sig) { alarms++; }
+
+Test(util, write_all_pipe_with_signals, .timeout = 30)
+{
+	struct sigaction sa = {.sa_handler = on_alarm}; /* no SA_RESTART: writes see EINTR */
+	struct itimerval it = {.it_interval = {0, 500}, .it_value = {0, 500}};
+	uint8_t *src = pattern(BIG);
+	struct reader r = {.want = BIG, .buf = calloc(1, BIG), .slow = 1};
+	pthread_t th;
+	int p[2];
+
+	cr_assert_eq(pipe(p), 0);
+	r.fd = p[0];
+	cr_assert_eq(sigaction(SIGALRM, &sa, NULL), 0);
+	cr_assert_eq(pthread_create(&th, NULL, read_all, &r), 0);
+	cr_assert_eq(setitimer(ITIMER_REAL, &it, NULL), 0);
+	cr_assert_eq(sk_write_all(p[1], src, BIG), 0);
+	memset(&it, 0, sizeof(it));
+	setitimer(ITIMER_REAL, &it, NULL);
+	pthread_join(th, NULL);
+	cr_assert_eq(r.got, BIG);
+	cr_assert_arr_eq(r.buf, src, BIG);
+	cr_assert_gt(alarms, 0, "no signal arrived during the write");
+	close(p[0]);
+	close(p[1]);
+	free(src);
+	free(r.buf);
+}
+
+Test(util, writev_all_socket_partial, .timeout = 30)
+{
+	uint8_t *src = pattern(BIG);
+	struct reader r = {.want = BIG, .buf = calloc(1, BIG)};
+	struct iovec iov[64];
+	size_t off = 0;
+	int sv[2], small = 4096, n = 0;
+	pthread_t th;
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	/* A small buffer forces many partial sendmsg calls across iovec boundaries. */
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	/* Uneven pieces, with empty entries first, in the middle and last. */
+	iov[n++] = (struct iovec){src, 0};
+	for (size_t len = 1; off < BIG && n < 62; len = len * 3 + 7) {
+		if (len > BIG - off || n == 61)
+			len = BIG - off;
+		iov[n++] = (struct iovec){src + off, len};
+		off += len;
+		if (n == 10)
+			iov[n++] = (struct iovec){src, 0};
+	}
+	iov[n++] = (struct iovec){src, 0};
+	cr_assert_eq(off, BIG);
+	r.fd = sv[1];
+	cr_assert_eq(pthread_create(&th, NULL, read_all, &r), 0);
+	cr_assert_eq(sk_writev_all(sv[0], iov, n), 0);
+	pthread_join(th, NULL);
+	cr_assert_eq(r.got, BIG);
+	cr_assert_arr_eq(r.buf, src, BIG);
+	close(sv[0]);
+	close(sv[1]);
+	free(src);
+	free(r.buf);
+}
+
+Test(util, writev_all_closed_peer_is_epipe)
+{
+	uint8_t b[100] = {0};
+	struct iovec iov = {b, sizeof(b)};
+	int sv[2];
+
+	/* Default SIGPIPE disposition: a plain writev here would kill the test. */
+	signal(SIGPIPE, SIG_DFL);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	close(sv[1]);
+	cr_assert_eq(sk_writev_all(sv[0], &iov, 1), -EPIPE);
+	close(sv[0]);
+}
+
+Test(util, writev_all_file_and_pwrite)
+{
+	char path[] = "/tmp/sk_util_XXXXXX";
+	uint8_t a[3000], b[5000], back[8000];
+	struct iovec iov[2] = {{a, sizeof(a)}, {b, sizeof(b)}};
+	int fd = mkstemp(path);
+
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	memset(a, 'a', sizeof(a));
+	memset(b, 'b', sizeof(b));
+	cr_assert_eq(sk_writev_all(fd, iov, 2), 0, "a regular file is not a socket: writev path");
+	cr_assert_eq(pread(fd, back, sizeof(back), 0), (ssize_t)sizeof(back));
+	cr_assert_arr_eq(back, a, sizeof(a));
+	cr_assert_arr_eq(back + sizeof(a), b, sizeof(b));
+	cr_assert_eq(sk_pwrite_all(fd, a, 10, 5000), 0);
+	cr_assert_eq(pread(fd, back, 12, 4999), 12);
+	cr_assert_eq(back[0], 'b');
+	cr_assert_eq(back[1], 'a');
+	cr_assert_eq(back[10], 'a');
+	cr_assert_eq(back[11], 'b');
+	cr_assert_eq(sk_write_all(-1, a, 1), -EBADF);
+	cr_assert_eq(sk_writev_all(fd, NULL, 1), -EINVAL);
+	cr_assert_eq(sk_writev_all(fd, iov, 0), 0);
+	close(fd);
+}
