@@ -2,20 +2,33 @@
 # test/run.sh: install what is missing, build, run every test, print 'N passed, N failed'.
 #   bash test/run.sh              gcc build in build/, warnings are errors, all suites
 #   bash test/run.sh --sanitize   clang + ASan/UBSan build in build-asan/, libFuzzer targets included
+#   bash test/run.sh --tsan       clang + ThreadSanitizer build in build-tsan/, the cluster scenarios
+#                                 (skfused's threads under TSan; the first race stops it and fails the test)
 # Environment: SK_SUITES="unit fuzz ..." limits the suites; SK_BUILD_DIR overrides the build folder.
 set -uo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$src"
 
 sanitize=0
-[ "${1:-}" = "--sanitize" ] && sanitize=1
+case "${1:-}" in
+    --sanitize) sanitize=1 ;;
+    --tsan) sanitize=2 ;;
+    "") ;;
+    *) echo "test/run.sh: unknown option '$1' (use --sanitize, --tsan or nothing)" >&2; exit 2 ;;
+esac
 if [ "$(id -u)" != 0 ]; then
     echo "test/run.sh: the tests mount FUSE, load XDP and create network namespaces: run as root" >&2
     exit 2
 fi
 bash test/deps.sh || exit 1
 
-if [ $sanitize = 1 ]; then
+if [ $sanitize = 2 ]; then
+    bdir=${SK_BUILD_DIR:-$src/build-tsan}
+    [ -d "$bdir" ] || CC=clang meson setup "$bdir" --werror -Db_sanitize=thread \
+        -Db_lundef=false || exit 1
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+    SK_SUITES=${SK_SUITES:-cluster}
+elif [ $sanitize = 1 ]; then
     bdir=${SK_BUILD_DIR:-$src/build-asan}
     [ -d "$bdir" ] || CC=clang meson setup "$bdir" --werror -Db_sanitize=address,undefined \
         -Db_lundef=false -Dfuzz=true || exit 1
