@@ -226,22 +226,6 @@ static int finish_new(int pfd, const char *name, const struct sk_rmsg_op *op, bo
 	return 0;
 }
 
-static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
-{
-	while (n) {
-		ssize_t w = pwrite(fd, p, n, (off_t)off);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-		off += (uint64_t)w;
-	}
-	return 0;
-}
-
 static int apply_fd_attrs(int fd, const struct sk_rmsg_op *op)
 {
 	struct timespec tv[2];
@@ -552,7 +536,7 @@ int fused_apply(struct rx *x, const struct sk_rmsg_op *op)
 	case SK_RMSG_WRITE:
 		if ((rc = hget(x, op->fh, &fd)) < 0 || fd < 0)
 			return rc;
-		rc = pwrite_all(fd, op->data, op->data_len, op->off);
+		rc = sk_pwrite_all(fd, op->data, op->data_len, op->off);
 		if (rc == 0 && op_ts(op, tv) && futimens(fd, tv) < 0)
 			rc = -errno;
 		return rc;

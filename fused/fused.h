@@ -13,6 +13,7 @@
 
 #include "proto.h"
 #include "replmsg.h"
+#include "util.h"
 
 enum fused_role { FUSED_PRIMARY = 1, FUSED_SECONDARY = 2 };
 
@@ -149,9 +150,6 @@ struct fused {
 
 extern struct fused *fused_ctx;
 
-/* main.c */
-uint64_t fused_now_us(void);
-
 /* inode.c (primary) */
 struct fused_inode *fused_inode_get(struct fused *f, fuse_ino_t ino);
 int fused_inode_fd(struct fused_inode *in);
@@ -206,8 +204,6 @@ int fused_rbuf_spin(int fd, struct fused_rbuf *b, unsigned spin_us);
 extern size_t fused_write_chunk; /* bytes per WRITE frame (SKFUSED_WRITE_CHUNK) */
 extern unsigned fused_spin_us; /* FUSED_SPIN_US env, default below */
 #define FUSED_SPIN_US fused_spin_us
-/* Write a whole iovec array (consumed). 0 or -errno. */
-int fused_writev_all(int fd, struct iovec *iov, int n);
 void fused_peer_lost(struct fused *f, uint64_t gen, const char *why);
 /*
  * Resync request answered by a SUMS frame (RS_SUMSREQ, RS_END): sets op->fh to a

@@ -25,14 +25,6 @@ struct fused *fused_ctx;
 unsigned fused_spin_us = 40;
 size_t fused_write_chunk = 256 * 1024;
 
-uint64_t fused_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* Say what was wrong (why), then how to call us; nothing has been touched yet. */
 static void usage(const char *why)
 {

@@ -81,7 +81,7 @@ int fused_rbuf_fill(int fd, struct fused_rbuf *b)
  */
 int fused_rbuf_spin(int fd, struct fused_rbuf *b, unsigned spin_us)
 {
-	uint64_t end = fused_now_us() + spin_us;
+	uint64_t end = sk_now_us() + spin_us;
 
 	if (!spin_us)
 		return 0;
@@ -93,30 +93,7 @@ int fused_rbuf_spin(int fd, struct fused_rbuf *b, unsigned spin_us)
 		if (rc != -EAGAIN)
 			return rc;
 		sched_yield();
-	} while (fused_now_us() < end);
-	return 0;
-}
-
-int fused_writev_all(int fd, struct iovec *iov, int n)
-{
-	while (n > 0) {
-		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
-		ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		while (n > 0 && (size_t)w >= iov->iov_len) {
-			w -= (ssize_t)iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + w;
-			iov->iov_len -= (size_t)w;
-		}
-	}
+	} while (sk_now_us() < end);
 	return 0;
 }
 
@@ -186,7 +163,7 @@ static __thread struct batch t_batch;
 static void retire(struct fused *f, uint64_t upto, bool count_latency)
 {
 	struct batch *b = &t_batch;
-	uint64_t now = fused_now_us();
+	uint64_t now = sk_now_us();
 
 	while (f->seq_acked < upto) {
 		uint64_t s = f->seq_acked + 1;
@@ -273,12 +250,12 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 	iov[2] = (struct iovec){ .iov_base = (void *)data, .iov_len = dlen };
 
 	pthread_mutex_lock(&f->pend_mu);
-	deadline = fused_now_us() + (uint64_t)f->budget_ms * 1000;
+	deadline = sk_now_us() + (uint64_t)f->budget_ms * 1000;
 	while (atomic_load(&f->connected) && (f->seq_sent + 1 - f->seq_acked > FUSED_RING ||
 					      f->ring[(f->seq_sent + 1) % FUSED_RING].held)) {
 		struct timespec ts;
 
-		if (fused_now_us() >= deadline)
+		if (sk_now_us() >= deadline)
 			break;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 10 * 1000000;
@@ -303,7 +280,7 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 	waits = req && f->mode != SK_RMODE_ASYNC;
 	p = &f->ring[seq % FUSED_RING];
 	p->seq = seq;
-	p->t_us = fused_now_us();
+	p->t_us = sk_now_us();
 	p->bytes = (uint32_t)(dlen + (size_t)hl);
 	p->req = waits ? req : NULL;
 	p->held = waits && seq_out;
@@ -318,7 +295,7 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 
 	iov[0] = (struct iovec){ .iov_base = fh, .iov_len = sizeof(fh) };
 	iov[3] = (struct iovec){ .iov_base = mac, .iov_len = sizeof(mac) };
-	rc = fused_writev_all(f->sock, iov, 4);
+	rc = sk_writev_all(f->sock, iov, 4);
 	if (rc < 0)
 		fused_peer_lost(f, gen, "send failed"); /* retires our slot too */
 	return waits;
@@ -670,7 +647,7 @@ static void *budget_main(void *arg)
 	/* act early enough that detection, the state fsync and the replies fit in the budget */
 	limit_us = (uint64_t)f->budget_ms * 800;
 	while (!atomic_load(&f->stop)) {
-		uint64_t gen = 0, now = fused_now_us();
+		uint64_t gen = 0, now = sk_now_us();
 		bool late = false;
 
 		usleep((useconds_t)step_us);

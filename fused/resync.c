@@ -495,7 +495,7 @@ static void sync_dir(struct walker *w, int dfd, int depth)
 int fused_resync_run(struct fused *f, uint64_t gen)
 {
 	struct walker *w = calloc(1, sizeof(*w));
-	uint64_t t0 = fused_now_us();
+	uint64_t t0 = sk_now_us();
 	int pass, rc = -ECONNRESET;
 
 	if (!w || !(w->buf = malloc(CHUNK)) || !(w->blob = malloc(SK_RMSG_DATA_MAX))) {
@@ -564,7 +564,7 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 			fused_state_set_in_sync(f, true);
 			f->rs_state = 2;
 			sk_info("resync done in %.1f s (pass %d, %d catch-up rounds, %llu bytes compared)",
-				(double)(fused_now_us() - t0) / 1e6, pass, round,
+				(double)(sk_now_us() - t0) / 1e6, pass, round,
 				(unsigned long long)atomic_load(&f->rs_done_bytes));
 			rc = 0;
 			break;

@@ -321,25 +321,13 @@ static int rs_sums(struct fused *f, const struct sk_rmsg_op *op, int sock, struc
 
 static int rs_data(struct fused *f, const struct sk_rmsg_op *op)
 {
-	const uint8_t *p = op->data;
-	size_t left = op->data_len;
-	uint64_t off = op->off;
 	int fd, rc;
 
 	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_WRONLY, &fd);
 	if (rc < 0)
 		return rc;
-	while (left && rc == 0) {
-		ssize_t w = pwrite(fd, p, left, (off_t)off);
-
-		if (w < 0 && errno != EINTR)
-			rc = -errno;
-		if (w > 0) {
-			p += w;
-			left -= (size_t)w;
-			off += (uint64_t)w;
-		}
-	}
+	/* sk_pwrite_all: a pwrite that writes nothing is an error, not another turn of the loop. */
+	rc = sk_pwrite_all(fd, op->data, op->data_len, op->off);
 	close(fd);
 	return rc;
 }

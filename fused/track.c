@@ -79,7 +79,9 @@ static int save_locked(struct fused *f)
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	if (write(fd, buf, (size_t)n) != n || fsync(fd) < 0)
+	/* A short write would have left errno stale: sk_write_all says what happened. */
+	rc = sk_write_all(fd, buf, (size_t)n);
+	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	close(fd);
 	if (rc == 0 && rename(tmp, path) < 0)
