@@ -16,7 +16,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -25,6 +24,7 @@
 
 #include "lb.h"
 #include "lb.skel.h"
+#include "util.h"
 
 #ifndef BPF_FS_MAGIC
 #define BPF_FS_MAGIC 0xcafe4a11
@@ -52,14 +52,6 @@ static int fail(struct lb_err *err, int rc, const char *fmt, ...)
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
 	return rc;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts); /* the clock bpf_ktime_get_ns reads */
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static int check_pin_dir(const char *dir, struct lb_err *err)
@@ -613,7 +605,8 @@ static int set_view_locked(struct lb *lb, const struct lb_view *v, struct lb_err
 				.prev = LB_NODE_NONE};
 		cur = boot;
 	}
-	lb_next_table(cur, v, info.seed, (active >> 1) + 1, now_ns(), cfg.window_ns, next);
+	/* sk_now_ns is CLOCK_MONOTONIC, the clock bpf_ktime_get_ns reads. */
+	lb_next_table(cur, v, info.seed, (active >> 1) + 1, sk_now_ns(), cfg.window_ns, next);
 	free(boot);
 	/* Flip: one aligned 4-byte value (generation << 1 | half); the syscall orders
 	 * the table stores before it, so a packet sees the old or the new table whole. */
@@ -651,7 +644,7 @@ int lb_get_status(struct lb *lb, struct lb_status *st, struct lb_err *err)
 {
 	uint32_t zero = 0, active;
 	int ncpu = libbpf_num_possible_cpus(), rc;
-	uint64_t now = now_ns();
+	uint64_t now = sk_now_ns();
 
 	memset(st, 0, sizeof(*st));
 	if (ncpu <= 0 || ncpu > 4096)
