@@ -215,7 +215,7 @@ static const char *const k_mnode[] = {"name", "weight", NULL};
 static const char *const k_vip_mirror[] = {"addr", "prefix", "interface", NULL};
 static const char *const k_vip_farm[] = {"addr", "prefix", "interface", "mac", "rule",
 					 "ports", "other_ports", NULL};
-static const char *const k_repl[] = {"dirs", "mode", "latency_budget_ms", "async_queue_mb", NULL};
+static const char *const k_repl[] = {"dirs", "mode", "latency_budget_ms", "async_queue_mb", "encrypt", NULL};
 static const char *const k_failover[] = {"restart_max", "window_s", NULL};
 static const char *const k_script[] = {"timeout_s", NULL};
 static const char *const w_kind[] = {"", "mirror", "farm", NULL};
@@ -380,6 +380,14 @@ static int parse_repl(struct sk_cj *p, json_object *ro, struct sk_module *m)
 	if ((r = sk_cj_opt_u32(p, ro, "latency_budget_ms", 10, 60000, 300, &m->latency_budget_ms)) ||
 	    (r = sk_cj_opt_u32(p, ro, "async_queue_mb", 1, 65536, 64, &m->async_queue_mb)))
 		return r;
+	json_object *v;
+	if ((r = sk_cj_get(p, ro, "encrypt", false, &v)) || !v)
+		return r;
+	size_t o = sk_cj_push_key(p, "encrypt");
+	if ((r = sk_cj_want(p, v, json_type_boolean, "true or false")))
+		return r;
+	m->encrypt = json_object_get_boolean(v);
+	sk_cj_pop(p, o);
 	return 0;
 }
 
@@ -484,6 +492,7 @@ static int parse_module(struct sk_cj *p, json_object *root, void *out)
 	m->repl_mode = SK_REPL_SYNC;
 	m->latency_budget_ms = 300;
 	m->async_queue_mb = 64;
+	m->encrypt = true;
 	if ((r = sk_cj_member_obj(p, root, "replication", !farm, k_repl, &x)))
 		return r;
 	if (x) {
@@ -681,6 +690,11 @@ int sk_conf_load_secret(const char *path, struct sk_key *master, struct sk_conf_
 	if (n < SK_PROTO_SECRET_MIN || n > SK_CONF_SECRET_MAX) {
 		r = sk_cj_fail(&p, "secret is %ld bytes, must be %u..%u", n, SK_PROTO_SECRET_MIN,
 			 SK_CONF_SECRET_MAX);
+		goto out;
+	}
+	const char *weak = sk_proto_secret_weak(buf, (size_t)n);
+	if (weak) {
+		r = sk_cj_fail(&p, "weak secret (%s); %s", weak, SK_PROTO_SECRET_ADVICE);
 		goto out;
 	}
 	r = sk_proto_master_key(master, buf, (size_t)n);

@@ -54,6 +54,8 @@
  *       "mode"              "sync" (default) | "semi-sync" | "async"
  *       "latency_budget_ms" 10..60000 (300): longest a write waits for the peer
  *       "async_queue_mb"    1..65536 (64): only meaningful for "async"
+ *       "encrypt"           true (default) | false: false sends file data, names and
+ *                           owners in clear (authenticated only); must match on both nodes
  *   "checkers"     [object], optional, up to SK_CONF_MAX_CHECKERS; each has
  *       "type"        "process" | "tcp" | "ping" | "interface" | "script" | "module"
  *       "interval_ms" 100..3600000 (5000), "timeout_ms" 10..interval (2000),
@@ -193,6 +195,7 @@ struct sk_module {
 	enum sk_repl_mode repl_mode;
 	uint32_t latency_budget_ms;
 	uint32_t async_queue_mb;
+	bool encrypt;                /* replication stream encrypted (default); false: MAC only */
 	unsigned n_checkers;
 	struct sk_conf_checker checkers[SK_CONF_MAX_CHECKERS];
 	uint32_t restart_max;
@@ -225,7 +228,8 @@ int sk_conf_module_check(const struct sk_cluster *c, const struct sk_module *m,
 
 /*
  * Read the cluster secret and derive the master key. Refuses anything but a
- * regular file (no symlink) of mode exactly 0600 owned by the euid, 16..4096 bytes.
+ * regular file (no symlink) of mode exactly 0600 owned by the euid, 16..4096 bytes,
+ * and weak secrets (sk_proto_secret_weak), saying how to generate a good one.
  */
 #define SK_CONF_SECRET_MAX 4096
 int sk_conf_load_secret(const char *path, struct sk_key *master, struct sk_conf_err *err);

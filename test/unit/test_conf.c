@@ -140,6 +140,7 @@ Test(conf_ok, example_mirror)
 	cr_assert_str_eq(m.dirs[0], "/srv/mirror/data");
 	cr_assert_eq(m.repl_mode, SK_REPL_SYNC);
 	cr_assert_eq(m.latency_budget_ms, 300);
+	cr_assert(m.encrypt);
 	cr_assert_eq(m.n_checkers, 5);
 	cr_assert_eq(m.checkers[1].type, SK_CHECK_TCP);
 	cr_assert_eq(m.checkers[1].port, 8080);
@@ -204,8 +205,19 @@ Test(conf_ok, dirs_normalised)
 	cr_assert_str_eq(m.dirs[0], "/srv/a");
 	cr_assert_str_eq(m.dirs[1], "/srv/ab");
 	cr_assert_eq(m.repl_mode, SK_REPL_SEMI_SYNC);
+	cr_assert(m.encrypt, "encryption is on unless turned off");
 	free(j);
 }
+
+Test(conf_ok, encrypt_false_only_explicitly)
+{
+	char *j = q(MIRROR_REPL("'dirs':['/srv/a'],'encrypt':false"));
+	struct sk_module m;
+	cr_assert_eq(sk_conf_module_parse(j, strlen(j), "t", &m, &err), 0, "%s", err.msg);
+	cr_assert(!m.encrypt);
+	free(j);
+}
+Test(conf_module, encrypt_not_bool) { module_err(MIRROR_REPL("'dirs':['/srv/a'],'encrypt':'no'"), "replication.encrypt", "expected true or false, got string"); }
 
 /* ---- JSON and file level ---- */
 
@@ -467,6 +479,9 @@ static void rm_tmp(void)
 	cr_assert_eq(system(cmd), 0);
 }
 
+/* Not weak (sk_proto_secret_weak): what `head -c 48 /dev/urandom | base64` could print. */
+static const char secret_bytes[] = "q8Vd3LrT0mXk+ZbN7yHc2WfJ5sGa9PeUo4Ri1Ql6Ct/EwKxYnBvMjIhgFzA0DuSO";
+
 static const char *secret(const char *name, mode_t mode, size_t len)
 {
 	static char path[128];
@@ -474,7 +489,7 @@ static const char *secret(const char *name, mode_t mode, size_t len)
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	cr_assert_geq(fd, 0);
 	for (size_t i = 0; i < len; i++)
-		cr_assert_eq(write(fd, "k", 1), 1);
+		cr_assert_eq(write(fd, &secret_bytes[i % 64], 1), 1);
 	close(fd);
 	cr_assert_eq(chmod(path, mode), 0);
 	return path;
@@ -487,9 +502,7 @@ Test(conf_secret, mode_0600_accepted)
 	struct sk_key k, want;
 	memset(&k, 0, sizeof(k));
 	cr_assert_eq(sk_conf_load_secret(secret("s", 0600, 32), &k, &err), 0, "%s", err.msg);
-	char raw[32];
-	memset(raw, 'k', sizeof(raw));
-	cr_assert_eq(sk_proto_master_key(&want, raw, sizeof(raw)), 0);
+	cr_assert_eq(sk_proto_master_key(&want, secret_bytes, 32), 0);
 	cr_assert_arr_eq(k.b, want.b, sizeof(k.b));
 }
 
@@ -510,6 +523,15 @@ Test(conf_secret, too_short) { secret_refused(secret("s", 0600, 15), "secret is 
 Test(conf_secret, too_long) { secret_refused(secret("s", 0600, 4097), "must be 16..4096"); }
 Test(conf_secret, missing) { secret_refused("/nonexistent/secret", "cannot open"); }
 Test(conf_secret, directory) { secret_refused(tmpdir, "not a regular file"); }
+
+Test(conf_secret, weak_refused_with_advice)
+{
+	const char *path = secret("s", 0600, 0);
+	int fd = open(path, O_WRONLY | O_TRUNC);
+	cr_assert_eq(write(fd, "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk", 32), 32);
+	close(fd);
+	secret_refused(path, "weak secret (every byte is the same); generate one with `head -c 32 /dev/urandom | base64`");
+}
 
 Test(conf_secret, symlink_refused)
 {
