@@ -68,13 +68,17 @@ void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	bool repl = wants_write(fi->flags);
 	struct fused_fh *fh;
 	char pp[64];
-	int fd, rc = 0;
+	int fd, rc = 0, ifd = fused_ino_get(ino);
 
-	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
+	if (ifd < 0)
+		return (void)fuse_reply_err(req, -ifd);
+	fused_procpath(pp, sizeof(pp), ifd);
 	if (!repl) { /* reads never touch the network */
 		fd = open(pp, open_flags(fi->flags));
+		rc = fd < 0 ? errno : 0;
+		fused_ino_put(ino, ifd);
 		if (fd < 0)
-			return (void)fuse_reply_err(req, errno);
+			return (void)fuse_reply_err(req, rc);
 		fh = fh_new(fd, false);
 		if (!fh) {
 			close(fd);
@@ -87,8 +91,10 @@ void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	pthread_mutex_lock(&F()->stream_mu);
 	fd = open(pp, open_flags(fi->flags));
+	rc = fd < 0 ? -errno : 0;
+	fused_ino_put(ino, ifd);
 	if (fd < 0)
-		return fused_fail(req, -errno);
+		return fused_fail(req, rc);
 	fh = fh_new(fd, true);
 	if (!fh) {
 		close(fd);
@@ -137,13 +143,15 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct sk_rmsg_op op = { .type = SK_RMSG_CREATE };
 	struct fused_reply r = { .kind = R_CREATE };
 	uint64_t seq = 0, gen = F()->conn_gen;
-	int pfd = fused_ino_fd(parent), fd, rc, n;
-	struct fused_fh *fh = fh_new(-1, true);
+	int pfd = fused_ino_get(parent), fd, rc, n;
+	struct fused_fh *fh = pfd >= 0 ? fh_new(-1, true) : NULL;
 	bool ahead = false;
 	struct stat st;
 
-	if (!fh)
-		return (void)fuse_reply_err(req, ENOMEM);
+	if (!fh) {
+		fused_ino_put(parent, pfd);
+		return (void)fuse_reply_err(req, pfd < 0 ? -pfd : ENOMEM);
+	}
 	fi->fh = (uintptr_t)fh;
 	fi->keep_cache = 1;
 	fused_creds_set(req);
@@ -175,6 +183,7 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	if (rc < 0) {
 		if (seq) /* the peer created what we could not */
 			fused_peer_lost(F(), gen, "local create failed after replication");
+		fused_ino_put(parent, pfd);
 		pthread_mutex_unlock(&F()->stream_mu);
 		r = (struct fused_reply){ .kind = R_ERR, .err = -rc };
 		goto out_err;
@@ -191,6 +200,7 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 			t.mtime = (struct sk_rmsg_ts){ st.st_mtim.tv_sec, (uint32_t)st.st_mtim.tv_nsec };
 			fused_repl_submit(F(), &t, NULL, 0, NULL, &none);
 		}
+		fused_ino_put(parent, pfd);
 		pthread_mutex_unlock(&F()->stream_mu);
 		if (seq)
 			fused_repl_local_done(F(), seq, &r);
@@ -198,6 +208,7 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 			fused_reply_send(req, &r);
 		return;
 	}
+	fused_ino_put(parent, pfd);
 	if (fused_active()) {
 		rc = fused_created(parent, name, &op, &r);
 		if (rc < 0) {
@@ -538,11 +549,14 @@ struct fused_dir {
 void fused_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fused_dir *d = calloc(1, sizeof(*d));
-	int fd;
+	int fd, ifd = fused_ino_get(ino);
 
-	if (!d)
-		return (void)fuse_reply_err(req, ENOMEM);
-	fd = openat(fused_ino_fd(ino), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (!d || ifd < 0) {
+		free(d);
+		return (void)fuse_reply_err(req, ifd < 0 ? -ifd : ENOMEM);
+	}
+	fd = openat(ifd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fused_ino_put(ino, ifd);
 	if (fd < 0 || !(d->dp = fdopendir(fd))) {
 		int e = errno;
 
@@ -632,13 +646,17 @@ static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const
 				 .flags = (uint32_t)flags };
 	struct fused_reply r = { .kind = R_ERR0 };
 	char pp[64];
-	int rc;
+	int rc, fd = fused_ino_get(ino);
 
-	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
+	if (fd < 0)
+		return (void)fuse_reply_err(req, -fd);
+	fused_procpath(pp, sizeof(pp), fd);
 	pthread_mutex_lock(&F()->stream_mu);
 	rc = value ? setxattr(pp, name, value, size, flags) : removexattr(pp, name);
+	rc = rc < 0 ? -errno : 0;
+	fused_ino_put(ino, fd);
 	if (rc < 0)
-		return fused_fail(req, -errno);
+		return fused_fail(req, rc);
 	if (fused_active()) {
 		if ((rc = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1))) < 0) {
 			if (rc != -ENOENT)
@@ -666,14 +684,21 @@ void fused_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const c
 static void reply_xattr_query(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	char pp[64], *buf = NULL;
+	int fd, e;
 	ssize_t n;
 
 	if (size && !(buf = malloc(size)))
 		return (void)fuse_reply_err(req, ENOMEM);
-	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
+	if ((fd = fused_ino_get(ino)) < 0) {
+		free(buf);
+		return (void)fuse_reply_err(req, -fd);
+	}
+	fused_procpath(pp, sizeof(pp), fd);
 	n = name ? getxattr(pp, name, buf, size) : listxattr(pp, buf, size);
+	e = errno;
+	fused_ino_put(ino, fd);
 	if (n < 0)
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, e);
 	else if (size == 0)
 		fuse_reply_xattr(req, (size_t)n);
 	else

@@ -33,6 +33,7 @@ struct fused_pending {
 	uint64_t seq;
 	uint64_t t_us;
 	uint32_t bytes;
+	uint32_t cost;  /* rough work on the peer, in small-metadata-op units (resync pacing) */
 	fuse_req_t req; /* NULL: nobody waits (already replied, or not a FUSE op) */
 	bool held;  /* the local apply still runs: its thread replies (fused_repl_local_done) */
 	bool acked; /* acknowledged while held */
@@ -69,9 +70,16 @@ struct fused_rs_fail {
 #define FUSED_RING 4096
 
 /*
- * Lock order: stream_mu -> peer_mu -> pend_mu; inode table lock is a leaf.
+ * Lock order: stream_mu -> peer_mu -> pend_mu; ino_mu is a leaf.
  * stream_mu orders local applies with sequence numbers (and resync chunks);
  * pend_mu guards the pending ring and is all the ack thread takes.
+ * ino_mu guards the inode table, its fd cache and the nodes' parent links
+ * (inode.c); nothing that can wait on FUSE or on another lock runs under it.
+ * Inode fds are borrowed: fused_inode_acquire pins the fd cache entry (or opens
+ * one), fused_inode_release unpins it; a pinned entry is never evicted or
+ * closed, and one whose node is forgotten meanwhile is closed by the last
+ * release. An fd is used only between the two, never kept in a struct (dup it).
+ * Inode paths (fused_inode_path) are computed and used under stream_mu.
  */
 struct fused {
 	/* configuration */
@@ -85,6 +93,7 @@ struct fused {
 	struct sk_key master;
 	enum sk_rmode mode;
 	uint32_t budget_ms;
+	bool no_encrypt;            /* --no-encrypt: MAC-only stream; both nodes must say the same */
 	char state_dir[PATH_MAX];
 	char ctl_path[PATH_MAX];
 	uint32_t module_id;
@@ -151,10 +160,17 @@ struct fused {
 extern struct fused *fused_ctx;
 
 /* inode.c (primary) */
-struct fused_inode *fused_inode_get(struct fused *f, fuse_ino_t ino);
-int fused_inode_fd(struct fused_inode *in);
+/*
+ * An O_PATH fd of the inode (-errno: -ESTALE if it is gone from the disk), lent
+ * until fused_inode_release(f, ino, fd), which every acquire is paired with, in
+ * the same thread (see the lock-order comment for the rule).
+ */
+int fused_inode_acquire(struct fused *f, fuse_ino_t ino);
+void fused_inode_release(struct fused *f, fuse_ino_t ino, int fd); /* fd < 0: nothing */
 int fused_inode_lookup(struct fused *f, fuse_ino_t parent, const char *name,
 		       struct fuse_entry_param *e);
+/* After a rename (stream_mu held): the non-directory now at newparent/newname keeps that name. */
+void fused_inode_moved(struct fused *f, fuse_ino_t newparent, int npfd, const char *newname);
 void fused_inode_forget(struct fused *f, fuse_ino_t ino, uint64_t n);
 int fused_inode_init(struct fused *f);
 extern uint64_t fused_path_gen;

@@ -1,4 +1,4 @@
-/* fused/inode.c: the primary's inode table (backing O_PATH fds, refcounted by FUSE lookup/forget). */
+/* fused/inode.c: the primary's inode table: backing inodes by file handle, a bounded cache of their O_PATH fds, their paths for the peer. */
 #include "fused.h"
 
 #include <dirent.h>
@@ -7,119 +7,667 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "log.h"
 
 /*
- * The FUSE node id is the address of the struct (as libfuse's passthrough_ll
- * does); the backing (dev, ino) pair finds an existing entry so hard links
- * share one node and the kernel sees the backing inode numbers.
+ * One node per backing inode the kernel knows. The FUSE node id is the node's
+ * index in a slab (the root is 1); (dev, ino) finds an existing node, so hard
+ * links share one and the kernel sees the backing inode numbers.
+ *
+ * A node holds no fd: it keeps its inode's file handle (name_to_handle_at) and
+ * reopens it with open_by_handle_at when an fd is needed, through a bounded LRU
+ * cache of O_PATH fds (virtiofsd's file-handle mode). A tree of any size then
+ * costs 48 bytes per inode the kernel knows and a fixed number of fds. Where the
+ * backing filesystem gives no handles (or we may not open by handle), a node
+ * holds an O_PATH fd for its whole life (IN_FD), and the fd limit bounds the tree.
+ *
+ * Paths for the peer come from the kernel (d_path of the fd), checked against
+ * the tree. An fd reopened by handle for a non-directory whose dentry left the
+ * dcache is disconnected (d_path says "/"), so every non-directory also keeps
+ * the directory of the last name we used for it (lookup, create, link, rename),
+ * where its name is searched; a last resort searches the whole tree.
  */
 struct fused_inode {
-	int fd; /* O_PATH | O_NOFOLLOW on the backing tree */
-	dev_t dev;
-	ino_t ino;
-	uint64_t nlookup;
-	struct fused_inode *next;
-	char *path;        /* cached relative path, valid while path_gen == fused_path_gen */
-	uint64_t path_gen;
+	uint64_t ino;
+	uint32_t next;    /* hash chain, or free list (node index; 0 ends both) */
+	uint32_t parent;  /* non-directory: the directory of its last name (holds a ref) */
+	uint32_t nlookup; /* the kernel's count, unless IN_STICKY */
+	uint32_t nref;    /* children whose parent this is, and short-lived holds */
+	uint32_t cslot;   /* fd cache entry + 1, 0 if none */
+	int32_t htype;    /* file handle type; IN_FD: the fd held */
+	uint8_t hlen;     /* handle bytes: inline up to HINLINE, else h holds a pointer */
+	uint8_t devi;     /* index in devs[] */
+	uint8_t flags;
+	uint8_t pad_;
+	uint8_t h[12];
 };
+_Static_assert(sizeof(struct fused_inode) == 48, "a node is 48 bytes: a million of them fit in 64 MiB");
+
+#define HINLINE 12
+#define IN_USED 1
+#define IN_DIR 2
+#define IN_HASHED 4
+#define IN_STICKY 8 /* never forgotten: the root, or a count that would overflow */
+#define IN_FD 16
 
 /* Bumped (under stream_mu) by every unlink, rmdir and rename: cached paths may be stale. */
 uint64_t fused_path_gen = 1;
 
-#define INO_BUCKETS (1u << 16)
-static struct fused_inode **ino_tab;
-static struct fused_inode ino_root;
+/* The slab: chunks are never freed, so a node's address is stable and readable without a lock. */
+#define CHUNK_SHIFT 16
+#define CHUNK_N (1u << CHUNK_SHIFT)
+#define CHUNKS_MAX 4096
+static struct fused_inode *chunks[CHUNKS_MAX];
+static uint32_t n_alloc = 2; /* 0 is "none", 1 the root */
+static uint32_t free_head;
 
-static unsigned ino_hash(dev_t dev, ino_t ino)
+static inline struct fused_inode *node(uint32_t i)
 {
-	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev;
-
-	return (unsigned)(h >> 48) & (INO_BUCKETS - 1);
+	return &chunks[i >> CHUNK_SHIFT][i & (CHUNK_N - 1)];
 }
 
-int fused_inode_init(struct fused *f)
-{
-	struct stat st;
+/* (devi, ino) -> node, chained through next; load factor <= 1. Under ino_mu. */
+static uint32_t *hb;
+static uint32_t hmask, hcount;
 
-	ino_tab = calloc(INO_BUCKETS, sizeof(*ino_tab));
-	if (!ino_tab)
-		return -ENOMEM;
-	ino_root.fd = openat(f->root_fd, ".", O_PATH | O_DIRECTORY);
-	if (ino_root.fd < 0 || fstat(ino_root.fd, &st) < 0)
-		return -errno;
-	ino_root.dev = st.st_dev;
-	ino_root.ino = st.st_ino;
-	ino_root.nlookup = 2;
-	f->ino_root = &ino_root;
+/* One entry per backing filesystem met in the tree; its mount fd reopens its handles. */
+#define DEVS_MAX 255
+static struct {
+	dev_t dev;
+	int mount_id;
+	int mfd;
+	bool nofh; /* gives no handles: its nodes hold an fd each */
+} devs[DEVS_MAX];
+static unsigned ndev;
+static bool fh_off; /* open_by_handle_at does not work for us at all */
+
+/*
+ * The fd cache: entries 0..cap-1, an LRU list through prev/next with entry cap
+ * as its head, free entries on a list through next. pins > 0: borrowed by a
+ * thread (fused_inode_acquire), never closed or reused until released; node 0
+ * with pins: its node was freed while borrowed, the last release closes it.
+ */
+struct fdc_ent {
+	int fd;
+	uint32_t node;
+	uint32_t pins;
+	uint32_t prev, next;
+};
+static struct fdc_ent *fdc;
+static uint32_t fdc_cap, fdc_free, fdc_used;
+#define FDC_END UINT32_MAX
+#define FDC_MAX 4096
+
+/* Paths of recently named nodes (creates come in bursts in one directory); under stream_mu. */
+#define PCACHE 32
+static struct {
+	uint32_t i;
+	uint64_t ino, gen;
+	size_t cap;
+	char *p;
+} pcache[PCACHE];
+
+static int kernel_path(struct fused *f, int fd, const struct stat *st, char *buf, size_t cap);
+static int name_in_dir(int dfd, const struct stat *want, char *name);
+
+/* ---- fd cache (ino_mu held) ---- */
+
+static void lru_unlink(uint32_t e)
+{
+	fdc[fdc[e].prev].next = fdc[e].next;
+	fdc[fdc[e].next].prev = fdc[e].prev;
+}
+
+static void lru_front(uint32_t e)
+{
+	fdc[e].prev = fdc_cap;
+	fdc[e].next = fdc[fdc_cap].next;
+	fdc[fdc[fdc_cap].next].prev = e;
+	fdc[fdc_cap].next = e;
+}
+
+static void fdc_drop(uint32_t e)
+{
+	lru_unlink(e);
+	close(fdc[e].fd);
+	fdc[e].fd = -1;
+	fdc[e].node = 0;
+	fdc[e].next = fdc_free;
+	fdc_free = e;
+	fdc_used--;
+}
+
+/* A free entry, evicting the least recently used unborrowed one if needed; FDC_END if all are borrowed. */
+static uint32_t fdc_take(void)
+{
+	uint32_t e = fdc_free;
+
+	if (e != FDC_END) {
+		fdc_free = fdc[e].next;
+		fdc_used++;
+		return e;
+	}
+	for (e = fdc[fdc_cap].prev; e != fdc_cap; e = fdc[e].prev) {
+		if (fdc[e].pins)
+			continue;
+		if (fdc[e].node)
+			node(fdc[e].node)->cslot = 0;
+		lru_unlink(e);
+		close(fdc[e].fd);
+		return e;
+	}
+	return FDC_END;
+}
+
+/*
+ * Cache fd as node i's (pinned or not). Returns the fd the caller must close
+ * after all: the new one if a borrowed entry already serves i or nothing is free.
+ */
+static int fdc_put(uint32_t i, int fd, bool pin)
+{
+	struct fused_inode *in = node(i);
+	uint32_t e;
+
+	if (in->cslot) {
+		e = in->cslot - 1;
+		if (fdc[e].pins || pin)
+			return fd;
+		/* unborrowed: hold the name just used (of several, the old one may be gone) */
+		close(fdc[e].fd);
+		fdc[e].fd = fd;
+		lru_unlink(e);
+		lru_front(e);
+		return -1;
+	}
+	e = fdc_take();
+	if (e == FDC_END)
+		return pin ? -1 : fd; /* pinned: the caller's release closes it */
+	fdc[e].fd = fd;
+	fdc[e].node = i;
+	fdc[e].pins = pin;
+	lru_front(e);
+	in->cslot = e + 1;
+	return -1;
+}
+
+/* ---- nodes (ino_mu held) ---- */
+
+static uint32_t hslot(uint32_t devi, uint64_t ino)
+{
+	uint64_t h = (ino ^ ((uint64_t)devi << 56)) * 0x9e3779b97f4a7c15ull;
+
+	return (uint32_t)(h >> 32) & hmask;
+}
+
+static uint32_t hash_find(uint32_t devi, uint64_t ino)
+{
+	uint32_t i;
+
+	for (i = hb[hslot(devi, ino)]; i; i = node(i)->next)
+		if (node(i)->ino == ino && node(i)->devi == devi)
+			return i;
 	return 0;
 }
 
-struct fused_inode *fused_inode_get(struct fused *f, fuse_ino_t ino)
+static void hash_remove(uint32_t i)
 {
-	if (ino == FUSE_ROOT_ID)
-		return f->ino_root;
-	return (struct fused_inode *)(uintptr_t)ino;
+	struct fused_inode *in = node(i);
+	uint32_t *pp = &hb[hslot(in->devi, in->ino)];
+
+	while (*pp && *pp != i)
+		pp = &node(*pp)->next;
+	if (*pp)
+		*pp = in->next;
+	in->next = 0;
+	in->flags &= (uint8_t)~IN_HASHED;
+	hcount--;
 }
 
-int fused_inode_fd(struct fused_inode *in)
+static void hash_insert(uint32_t i)
 {
-	return in->fd;
+	struct fused_inode *in = node(i);
+	uint32_t *nb, nmask, j, k;
+
+	if (hcount >= hmask + 1 && hmask < (1u << 30) && (nb = calloc((size_t)hmask * 2 + 2, 4))) {
+		nmask = hmask * 2 + 1;
+		for (j = 0; j <= hmask; j++) {
+			while ((k = hb[j])) {
+				struct fused_inode *x = node(k);
+				uint64_t h = (x->ino ^ ((uint64_t)x->devi << 56)) * 0x9e3779b97f4a7c15ull;
+				uint32_t s = (uint32_t)(h >> 32) & nmask;
+
+				hb[j] = x->next;
+				x->next = nb[s];
+				nb[s] = k;
+			}
+		}
+		free(hb);
+		hb = nb;
+		hmask = nmask;
+	}
+	j = hslot(in->devi, in->ino);
+	in->next = hb[j];
+	hb[j] = i;
+	in->flags |= IN_HASHED;
+	hcount++;
+}
+
+static uint32_t node_alloc(void)
+{
+	uint32_t i = free_head;
+
+	if (i) {
+		free_head = node(i)->next;
+	} else {
+		if (n_alloc >> CHUNK_SHIFT >= CHUNKS_MAX)
+			return 0;
+		if (!chunks[n_alloc >> CHUNK_SHIFT] &&
+		    !(chunks[n_alloc >> CHUNK_SHIFT] = calloc(CHUNK_N, sizeof(struct fused_inode))))
+			return 0;
+		i = n_alloc++;
+	}
+	memset(node(i), 0, sizeof(struct fused_inode));
+	node(i)->flags = IN_USED;
+	return i;
+}
+
+static const uint8_t *hbytes(const struct fused_inode *in)
+{
+	const uint8_t *p;
+
+	if (in->hlen <= HINLINE)
+		return in->h;
+	memcpy(&p, in->h, sizeof(p));
+	return p;
+}
+
+static void node_unref(uint32_t i);
+
+static void node_free(uint32_t i)
+{
+	struct fused_inode *in = node(i);
+	uint32_t p = in->parent;
+
+	if (in->flags & IN_HASHED)
+		hash_remove(i);
+	if (in->cslot) {
+		uint32_t e = in->cslot - 1;
+
+		if (fdc[e].pins)
+			fdc[e].node = 0; /* borrowed: the last release closes it */
+		else
+			fdc_drop(e);
+	}
+	if (in->flags & IN_FD)
+		close(in->htype);
+	if (in->hlen > HINLINE)
+		free((void *)hbytes(in));
+	in->flags = 0;
+	in->parent = 0;
+	in->next = free_head;
+	free_head = i;
+	if (p)
+		node_unref(p);
+}
+
+static void node_maybe_free(uint32_t i)
+{
+	struct fused_inode *in = node(i);
+
+	if (i != FUSE_ROOT_ID && !(in->flags & IN_STICKY) && in->nlookup == 0 && in->nref == 0)
+		node_free(i);
+}
+
+static void node_unref(uint32_t i)
+{
+	node(i)->nref--;
+	node_maybe_free(i);
+}
+
+/* A non-directory's name was just used in directory p. */
+static void set_parent(uint32_t i, uint32_t p)
+{
+	struct fused_inode *in = node(i);
+	uint32_t old = in->parent;
+
+	if ((in->flags & IN_DIR) || old == p)
+		return;
+	node(p)->nref++;
+	in->parent = p;
+	if (old)
+		node_unref(old);
+}
+
+static void bump(struct fused_inode *in)
+{
+	if (in->flags & IN_STICKY)
+		return;
+	if (in->nlookup == UINT32_MAX)
+		in->flags |= IN_STICKY; /* never freed rather than freed while known */
+	else
+		in->nlookup++;
+}
+
+/* devs[] index of a filesystem (adding it: fd is on it), -1 if the table is full. */
+static int dev_index(dev_t dev, int fd, int mount_id, int herr)
+{
+	unsigned d;
+
+	for (d = 0; d < ndev; d++)
+		if (devs[d].dev == dev)
+			return (int)d;
+	if (ndev == DEVS_MAX)
+		return -1;
+	devs[d].dev = dev;
+	devs[d].mount_id = mount_id;
+	devs[d].nofh = fh_off || mount_id < 0;
+	devs[d].mfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (devs[d].mfd < 0)
+		return -1;
+	if (devs[d].nofh && !fh_off)
+		sk_warn("backing filesystem on device %u:%u gives no file handles (%s): one fd per "
+			"inode there, so its files in use are bounded by the fd limit",
+			major(dev), minor(dev), strerror(herr));
+	ndev++;
+	return (int)d;
+}
+
+union fused_fhbuf {
+	struct file_handle fh;
+	uint8_t b[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+};
+
+/*
+ * Enter the inode fd (just opened by name in directory parent) into the table;
+ * takes the fd. Returns the node index or -errno.
+ */
+static long node_enter(uint32_t parent, int fd, const struct stat *st, const struct file_handle *fh,
+		       int mount_id, int herr)
+{
+	int d = dev_index(st->st_dev, fd, fh ? mount_id : -1, herr), cfd = -1;
+	struct fused_inode *in;
+	uint32_t i;
+
+	if (d < 0) {
+		close(fd);
+		return -EMFILE;
+	}
+	if (fh && (devs[d].nofh || devs[d].mount_id != mount_id))
+		fh = NULL; /* another mount of that filesystem: its handles would reopen on the first */
+	i = hash_find((uint32_t)d, st->st_ino);
+	if (i) {
+		in = node(i);
+		if (in->flags & IN_FD) {
+			/* several names: hold the one just used, the old one may be gone (dup2 is
+			 * atomic for threads using the fd; both name the same inode) */
+			if (st->st_nlink > 1)
+				dup2(fd, in->htype);
+			close(fd);
+			goto found;
+		}
+		if (fh && in->hlen == fh->handle_bytes && in->htype == fh->handle_type &&
+		    memcmp(hbytes(in), fh->f_handle, in->hlen) == 0) {
+			cfd = fdc_put(i, fd, false);
+			goto found;
+		}
+		/* the number names another inode now (the node's was deleted while the
+		 * kernel still knows it): the kernel gets a new node for the new inode */
+		hash_remove(i);
+	}
+	i = node_alloc();
+	if (!i) {
+		close(fd);
+		return -ENOMEM;
+	}
+	in = node(i);
+	in->ino = st->st_ino;
+	in->devi = (uint8_t)d;
+	if (S_ISDIR(st->st_mode))
+		in->flags |= IN_DIR;
+	if (fh && fh->handle_bytes > HINLINE) {
+		uint8_t *p = malloc(fh->handle_bytes);
+
+		if (p) {
+			memcpy(p, fh->f_handle, fh->handle_bytes);
+			memcpy(in->h, &p, sizeof(p));
+		} else {
+			fh = NULL;
+		}
+	} else if (fh) {
+		memcpy(in->h, fh->f_handle, fh->handle_bytes);
+	}
+	if (fh) {
+		in->hlen = (uint8_t)fh->handle_bytes;
+		in->htype = fh->handle_type;
+		cfd = fdc_put(i, fd, false);
+	} else {
+		in->flags |= IN_FD;
+		in->htype = fd;
+	}
+	hash_insert(i);
+found:
+	if (cfd >= 0)
+		close(cfd);
+	bump(in);
+	set_parent(i, parent);
+	return i;
+}
+
+/* ---- public: table ---- */
+
+int fused_inode_init(struct fused *f)
+{
+	union fused_fhbuf hb0;
+	struct fused_inode *r;
+	struct rlimit rl;
+	struct stat st;
+	int fd, mid = -1;
+	uint32_t e;
+
+	chunks[0] = calloc(CHUNK_N, sizeof(struct fused_inode));
+	hmask = 4095;
+	hb = calloc(hmask + 1, sizeof(*hb));
+	/* a quarter of the fd limit (open files, sockets and the resync need the rest) */
+	fdc_cap = FDC_MAX;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 4 < fdc_cap)
+		fdc_cap = (uint32_t)(rl.rlim_cur / 4);
+	if (getenv("SKFUSED_FD_CACHE")) /* tests: make every other use reopen by handle */
+		fdc_cap = (uint32_t)strtoul(getenv("SKFUSED_FD_CACHE"), NULL, 10);
+	if (fdc_cap < 1 || fdc_cap > (1u << 20))
+		fdc_cap = 16;
+	fdc = calloc((size_t)fdc_cap + 1, sizeof(*fdc));
+	if (!chunks[0] || !hb || !fdc)
+		return -ENOMEM;
+	fdc[fdc_cap].prev = fdc[fdc_cap].next = fdc_cap;
+	fdc_free = FDC_END;
+	for (e = fdc_cap; e-- > 0;) {
+		fdc[e].fd = -1;
+		fdc[e].next = fdc_free;
+		fdc_free = e;
+	}
+
+	fd = openat(f->root_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	hb0.fh.handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(fd, "", &hb0.fh, &mid, AT_EMPTY_PATH) < 0) {
+		fh_off = true;
+		sk_warn("backing directory gives no file handles (%s): one fd per inode, so the files in "
+			"use are bounded by the fd limit (%lu)", strerror(errno), (unsigned long)rl.rlim_cur);
+	} else {
+		int t = open_by_handle_at(f->root_fd, &hb0.fh, O_PATH | O_CLOEXEC);
+
+		if (t < 0) {
+			fh_off = true;
+			sk_warn("cannot open by file handle (%s): one fd per inode, so the files in use are "
+				"bounded by the fd limit (%lu)", strerror(errno), (unsigned long)rl.rlim_cur);
+		} else {
+			close(t);
+			sk_info("inodes by file handle, up to %u cached fds", fdc_cap);
+		}
+	}
+	devs[0].dev = st.st_dev;
+	devs[0].mount_id = mid;
+	devs[0].mfd = f->root_fd;
+	devs[0].nofh = fh_off;
+	ndev = 1;
+	r = node(FUSE_ROOT_ID);
+	r->ino = st.st_ino;
+	r->flags = IN_USED | IN_DIR | IN_FD | IN_STICKY;
+	r->htype = fd;
+	r->nlookup = 2;
+	f->ino_root = r;
+	return 0;
+}
+
+/* Reopen a node's inode by handle; a non-directory is given a name if it came back without one. */
+static int reopen(struct fused *f, const union fused_fhbuf *h, int mfd, uint32_t parent)
+{
+	char name[NAME_MAX + 1], path[PATH_MAX];
+	struct stat st, st2;
+	int fd, pfd, nfd = -1;
+
+	fd = open_by_handle_at(mfd, (struct file_handle *)&h->fh, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ESTALE ? -ESTALE : -errno;
+	if (!parent || fstat(fd, &st) < 0 || st.st_nlink == 0 ||
+	    kernel_path(f, fd, &st, path, sizeof(path)) >= 0)
+		return fd; /* a directory, unlinked, or it already has its name */
+	pfd = fused_inode_acquire(f, parent);
+	if (pfd >= 0 && name_in_dir(pfd, &st, name) == 0)
+		nfd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	fused_inode_release(f, parent, pfd);
+	if (nfd >= 0 && fstat(nfd, &st2) == 0 && st2.st_ino == st.st_ino && st2.st_dev == st.st_dev) {
+		close(fd);
+		return nfd;
+	}
+	if (nfd >= 0)
+		close(nfd);
+	return fd; /* disconnected: fused_inode_path searches the tree */
+}
+
+int fused_inode_acquire(struct fused *f, fuse_ino_t ino)
+{
+	uint32_t i = (uint32_t)ino, parent = 0, e;
+	struct fused_inode *in = node(i);
+	union fused_fhbuf h;
+	int fd, mfd, cfd = -1;
+
+	pthread_mutex_lock(&f->ino_mu);
+	if (in->flags & IN_FD) {
+		fd = in->htype;
+		pthread_mutex_unlock(&f->ino_mu);
+		return fd;
+	}
+	if (in->cslot) {
+		e = in->cslot - 1;
+		fdc[e].pins++;
+		lru_unlink(e);
+		lru_front(e);
+		fd = fdc[e].fd;
+		pthread_mutex_unlock(&f->ino_mu);
+		return fd;
+	}
+	h.fh.handle_bytes = in->hlen;
+	h.fh.handle_type = in->htype;
+	memcpy(h.fh.f_handle, hbytes(in), in->hlen);
+	mfd = devs[in->devi].mfd;
+	if (!(in->flags & IN_DIR) && (parent = in->parent))
+		node(parent)->nref++; /* held while we search it */
+	pthread_mutex_unlock(&f->ino_mu);
+
+	fd = reopen(f, &h, mfd, parent);
+
+	pthread_mutex_lock(&f->ino_mu);
+	if (parent)
+		node_unref(parent);
+	if (fd >= 0) {
+		if (in->cslot) { /* another thread reopened it meanwhile */
+			e = in->cslot - 1;
+			fdc[e].pins++;
+			cfd = fd;
+			fd = fdc[e].fd;
+		} else {
+			cfd = fdc_put(i, fd, true);
+		}
+	}
+	pthread_mutex_unlock(&f->ino_mu);
+	if (cfd >= 0)
+		close(cfd);
+	return fd;
+}
+
+void fused_inode_release(struct fused *f, fuse_ino_t ino, int fd)
+{
+	struct fused_inode *in = node((uint32_t)ino);
+	uint32_t e;
+
+	if (fd < 0)
+		return;
+	pthread_mutex_lock(&f->ino_mu);
+	if ((in->flags & IN_FD) && in->htype == fd) {
+		pthread_mutex_unlock(&f->ino_mu);
+		return;
+	}
+	if (in->cslot && fdc[in->cslot - 1].fd == fd && fdc[in->cslot - 1].pins) {
+		fdc[in->cslot - 1].pins--;
+		pthread_mutex_unlock(&f->ino_mu);
+		return;
+	}
+	/* rare: the node was freed while we held its fd, or the fd was never cached */
+	for (e = 0; e < fdc_cap; e++) {
+		if (fdc[e].fd != fd || !fdc[e].pins)
+			continue;
+		if (--fdc[e].pins == 0 && !fdc[e].node)
+			fdc_drop(e);
+		pthread_mutex_unlock(&f->ino_mu);
+		return;
+	}
+	pthread_mutex_unlock(&f->ino_mu);
+	close(fd);
 }
 
 int fused_inode_lookup(struct fused *f, fuse_ino_t parent, const char *name,
 		       struct fuse_entry_param *e)
 {
-	struct fused_inode *p = fused_inode_get(f, parent), *in;
-	unsigned h;
-	int fd;
+	union fused_fhbuf h;
+	int pfd, fd, mid = -1, herr = 0;
+	bool hok;
+	long rc;
 
 	memset(e, 0, sizeof(*e));
-	fd = openat(p->fd, name, O_PATH | O_NOFOLLOW);
-	if (fd < 0)
-		return -errno;
+	pfd = fused_inode_acquire(f, parent);
+	if (pfd < 0)
+		return pfd;
+	fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	rc = fd < 0 ? -errno : 0;
+	fused_inode_release(f, parent, pfd);
+	if (rc < 0)
+		return (int)rc;
 	if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
-		int rc = -errno;
-
+		rc = -errno;
 		close(fd);
-		return rc;
+		return (int)rc;
 	}
-	if (e->attr.st_dev == ino_root.dev && e->attr.st_ino == ino_root.ino) {
+	if (e->attr.st_dev == devs[0].dev && e->attr.st_ino == f->ino_root->ino) {
 		close(fd);
 		e->ino = FUSE_ROOT_ID;
 		goto done;
 	}
-	h = ino_hash(e->attr.st_dev, e->attr.st_ino);
+	h.fh.handle_bytes = MAX_HANDLE_SZ;
+	hok = !fh_off && name_to_handle_at(fd, "", &h.fh, &mid, AT_EMPTY_PATH) == 0;
+	if (!hok)
+		herr = errno;
 	pthread_mutex_lock(&f->ino_mu);
-	for (in = ino_tab[h]; in; in = in->next)
-		if (in->ino == e->attr.st_ino && in->dev == e->attr.st_dev)
-			break;
-	if (in) {
-		in->nlookup++;
-		/* several names: hold the one just used, the old one may be gone (dup2 is
-		 * atomic for threads using in->fd; both name the same inode) */
-		if (e->attr.st_nlink > 1)
-			dup2(fd, in->fd);
-		pthread_mutex_unlock(&f->ino_mu);
-		close(fd);
-	} else {
-		in = calloc(1, sizeof(*in));
-		if (!in) {
-			pthread_mutex_unlock(&f->ino_mu);
-			close(fd);
-			return -ENOMEM;
-		}
-		in->fd = fd;
-		in->dev = e->attr.st_dev;
-		in->ino = e->attr.st_ino;
-		in->nlookup = 1;
-		in->next = ino_tab[h];
-		ino_tab[h] = in;
-		pthread_mutex_unlock(&f->ino_mu);
-	}
-	e->ino = (fuse_ino_t)(uintptr_t)in;
+	rc = node_enter((uint32_t)parent, fd, &e->attr, hok ? &h.fh : NULL, mid, herr);
+	pthread_mutex_unlock(&f->ino_mu);
+	if (rc < 0)
+		return (int)rc;
+	e->ino = (fuse_ino_t)rc;
 done:
 	/* Everything changes through this mount, so the kernel may cache; 1 s bounds any surprise. */
 	e->attr_timeout = 1.0;
@@ -129,29 +677,110 @@ done:
 
 void fused_inode_forget(struct fused *f, fuse_ino_t ino, uint64_t n)
 {
-	struct fused_inode *in = fused_inode_get(f, ino), **pp;
+	struct fused_inode *in = node((uint32_t)ino);
 
-	if (in == &ino_root)
+	if (ino == FUSE_ROOT_ID)
 		return;
 	pthread_mutex_lock(&f->ino_mu);
-	if (n > in->nlookup)
-		n = in->nlookup;
-	in->nlookup -= n;
-	if (in->nlookup == 0) {
-		for (pp = &ino_tab[ino_hash(in->dev, in->ino)]; *pp; pp = &(*pp)->next)
-			if (*pp == in) {
-				*pp = in->next;
-				break;
-			}
-		pthread_mutex_unlock(&f->ino_mu);
-		close(in->fd);
-		free(in->path);
-		free(in);
-		return;
+	if (!(in->flags & IN_STICKY)) {
+		in->nlookup -= n < in->nlookup ? (uint32_t)n : in->nlookup;
+		node_maybe_free((uint32_t)ino);
 	}
 	pthread_mutex_unlock(&f->ino_mu);
 }
 
+void fused_inode_moved(struct fused *f, fuse_ino_t newparent, int npfd, const char *newname)
+{
+	struct stat st;
+	unsigned d;
+	uint32_t i;
+
+	if (fstatat(npfd, newname, &st, AT_SYMLINK_NOFOLLOW) < 0 || S_ISDIR(st.st_mode))
+		return;
+	pthread_mutex_lock(&f->ino_mu);
+	for (d = 0; d < ndev; d++)
+		if (devs[d].dev == st.st_dev)
+			break;
+	if (d < ndev && (i = hash_find(d, st.st_ino)))
+		set_parent(i, (uint32_t)newparent);
+	pthread_mutex_unlock(&f->ino_mu);
+}
+
+/* ---- paths for the peer ---- */
+
+static bool names(struct fused *f, const char *rel, const struct stat *want)
+{
+	struct stat st;
+
+	return fstatat(f->root_fd, *rel ? rel : ".", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       st.st_ino == want->st_ino && st.st_dev == want->st_dev;
+}
+
+/*
+ * Where the kernel says fd is (d_path through /proc; right after renames),
+ * accepted only if that path leads to the inode from our root: a disconnected
+ * fd, or a name removed while another link lives, gives a path that does not.
+ * -ESTALE then. Under stream_mu no rename can race.
+ */
+static int kernel_path(struct fused *f, int fd, const struct stat *st, char *buf, size_t cap)
+{
+	static const char del[] = " (deleted)";
+	const size_t dl = sizeof(del) - 1, rl = f->root_len == 1 ? 0 : f->root_len;
+	char proc[32], tmp[PATH_MAX + 16];
+	ssize_t n;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	n = readlink(proc, tmp, sizeof(tmp) - 1);
+	if (n < 0)
+		return -errno;
+	tmp[n] = '\0';
+	for (int pass = 0; pass < 2; pass++) {
+		const char *rel;
+		size_t len;
+
+		if (pass == 1) { /* unlinked name, or a name that really ends so (tried first) */
+			if ((size_t)n < dl || strcmp(tmp + n - dl, del) != 0)
+				break;
+			tmp[n - (ssize_t)dl] = '\0';
+		}
+		if (strncmp(tmp, f->root_path, rl) != 0 || (tmp[rl] != '\0' && tmp[rl] != '/'))
+			continue;
+		rel = tmp[rl] ? tmp + rl + 1 : tmp + rl;
+		len = strlen(rel);
+		if (len >= cap || len > SK_RMSG_PATH_MAX)
+			return -ENAMETOOLONG;
+		if (names(f, rel, st)) {
+			memcpy(buf, rel, len + 1);
+			return (int)len;
+		}
+	}
+	return -ESTALE;
+}
+
+/* The name of want in the directory dfd (an O_PATH fd is fine): 0, or -ENOENT. */
+static int name_in_dir(int dfd, const struct stat *want, char *name)
+{
+	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = -ENOENT;
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	struct stat st;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return -ENOENT;
+	}
+	while ((de = readdir(d)))
+		if (de->d_ino == want->st_ino &&
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_ino == want->st_ino && st.st_dev == want->st_dev) {
+			snprintf(name, NAME_MAX + 1, "%s", de->d_name);
+			rc = 0;
+			break;
+		}
+	closedir(d);
+	return rc;
+}
 /*
  * Another name of a multiply linked inode whose name we held was removed:
  * search the tree (bounded; rare: it takes a hard link, an unlink of the name
@@ -213,90 +842,97 @@ static int other_name(struct fused *f, const struct stat *want, char *buf, size_
 	return rc;
 }
 
-/*
- * The kernel knows where a backing inode is now (d_path through /proc), which
- * is right even after renames; called under stream_mu, so no rename can race.
- */
+/* The path of any fd on the backing tree: -ENOENT if unlinked. */
 int fused_fd_path(struct fused *f, int fd, char *buf, size_t cap)
 {
-	char proc[64], tmp[PATH_MAX + 16];
-	ssize_t n;
-	size_t rl = f->root_len;
-	static const char del[] = " (deleted)";
+	struct stat st;
+	int n;
 
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	n = readlink(proc, tmp, sizeof(tmp) - 1);
-	if (n < 0)
+	if (fstat(fd, &st) < 0)
 		return -errno;
-	tmp[n] = '\0';
-	if (rl == 1) /* the root is "/" itself */
-		rl = 0;
-	if ((size_t)n >= sizeof(del) - 1 && strcmp(tmp + n - (sizeof(del) - 1), del) == 0) {
-		struct stat st, st2;
+	n = kernel_path(f, fd, &st, buf, cap);
+	if (n != -ESTALE)
+		return n;
+	if (st.st_nlink == 0)
+		return -ENOENT;
+	return other_name(f, &st, buf, cap);
+}
 
-		if (fstat(fd, &st) < 0 || st.st_nlink == 0)
-			return -ENOENT;
-		/* the name we hold was removed but another link lives (or the name really
-		 * ends so): only a path that still leads to this inode will do */
-		if ((size_t)n <= rl + 1 ||
-		    fstatat(f->root_fd, tmp + rl + 1, &st2, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    st2.st_ino != st.st_ino || st2.st_dev != st.st_dev)
-			return other_name(f, &st, buf, cap);
+/* Path of node i's non-directory want from the directory of its last known name. */
+static int parent_path(struct fused *f, uint32_t i, const struct stat *want, char *buf, size_t cap)
+{
+	char name[NAME_MAX + 1];
+	uint32_t p;
+	int n, pfd;
+
+	pthread_mutex_lock(&f->ino_mu);
+	if ((p = node(i)->parent))
+		node(p)->nref++;
+	pthread_mutex_unlock(&f->ino_mu);
+	if (!p)
+		return -ESTALE;
+	n = fused_inode_path(f, p, buf, cap);
+	if (n >= 0) {
+		pfd = fused_inode_acquire(f, p);
+		if (pfd < 0 || name_in_dir(pfd, want, name) < 0)
+			n = -ESTALE;
+		else if ((size_t)n + 1 + strlen(name) >= cap ||
+			 (size_t)n + 1 + strlen(name) > SK_RMSG_PATH_MAX)
+			n = -ENAMETOOLONG;
+		else
+			n += sprintf(buf + n, "%s%s", n ? "/" : "", name);
+		fused_inode_release(f, p, pfd);
 	}
-	if (strncmp(tmp, f->root_path, rl) != 0)
-		return -EXDEV;
-	if (tmp[rl] == '\0') {
-		buf[0] = '\0';
-		return 0;
-	}
-	if (tmp[rl] != '/')
-		return -EXDEV;
-	if ((size_t)n - rl - 1 >= cap || (size_t)n - rl - 1 > SK_RMSG_PATH_MAX)
-		return -ENAMETOOLONG;
-	memcpy(buf, tmp + rl + 1, (size_t)n - rl);
-	return (int)((size_t)n - rl - 1);
+	pthread_mutex_lock(&f->ino_mu);
+	node_unref(p);
+	pthread_mutex_unlock(&f->ino_mu);
+	return n;
 }
 
 int fused_inode_path(struct fused *f, fuse_ino_t ino, char *buf, size_t cap)
 {
-	struct fused_inode *in = fused_inode_get(f, ino);
-	int n;
+	uint32_t i = (uint32_t)ino;
+	struct fused_inode *in = node(i);
+	__typeof__(pcache[0]) *pc = &pcache[i % PCACHE];
+	struct stat st;
+	int n, fd;
 
-	if (in == &ino_root) {
+	if (i == FUSE_ROOT_ID) {
 		buf[0] = '\0';
 		return 0;
 	}
-	/* creates come in bursts in one directory: keep its path until a rename/unlink */
-	if (in->path && in->path_gen == fused_path_gen) {
-		n = (int)strlen(in->path);
+	if (pc->p && pc->i == i && pc->ino == in->ino && pc->gen == fused_path_gen) {
+		n = (int)strlen(pc->p);
 		if ((size_t)n >= cap)
 			return -ENAMETOOLONG;
-		memcpy(buf, in->path, (size_t)n + 1);
+		memcpy(buf, pc->p, (size_t)n + 1);
 		return n;
 	}
-	n = fused_fd_path(f, in->fd, buf, cap);
-	if (n > 0) {
-		struct stat a, b;
-
-		/* several names: hold the one found (our fd's own name may be the removed one) */
-		if (fstat(in->fd, &b) == 0 && b.st_nlink > 1) {
-			int nfd = openat(f->root_fd, buf, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-
-			if (nfd >= 0 && fstat(nfd, &a) == 0 && a.st_ino == b.st_ino &&
-			    a.st_dev == b.st_dev)
-				dup2(nfd, in->fd);
-			if (nfd >= 0)
-				close(nfd);
-		}
-	}
+	fd = fused_inode_acquire(f, ino);
+	if (fd < 0)
+		return fd == -ESTALE ? -ENOENT : fd; /* gone from the disk: nobody on the peer sees it */
+	if (fstat(fd, &st) < 0)
+		n = -errno;
+	else if ((n = kernel_path(f, fd, &st, buf, cap)) != -ESTALE)
+		;
+	else if (st.st_nlink == 0)
+		n = -ENOENT;
+	else if (S_ISDIR(st.st_mode) || (n = parent_path(f, i, &st, buf, cap)) == -ESTALE)
+		n = other_name(f, &st, buf, cap);
+	fused_inode_release(f, ino, fd);
 	if (n >= 0) {
-		char *c = strdup(buf);
+		if (pc->cap < (size_t)n + 1) {
+			char *p = realloc(pc->p, (size_t)n + 1);
 
-		if (c) {
-			free(in->path);
-			in->path = c;
-			in->path_gen = fused_path_gen;
+			if (!p)
+				return n;
+			pc->p = p;
+			pc->cap = (size_t)n + 1;
 		}
+		memcpy(pc->p, buf, (size_t)n + 1);
+		pc->i = i;
+		pc->ino = in->ino;
+		pc->gen = fused_path_gen;
 	}
 	return n;
 }

@@ -32,9 +32,14 @@ void fused_procpath(char *buf, size_t cap, int fd)
 	snprintf(buf, cap, "/proc/self/fd/%d", fd);
 }
 
-int fused_ino_fd(fuse_ino_t ino)
+int fused_ino_get(fuse_ino_t ino)
 {
-	return fused_inode_fd(fused_inode_get(F(), ino));
+	return fused_inode_acquire(F(), ino);
+}
+
+void fused_ino_put(fuse_ino_t ino, int fd)
+{
+	fused_inode_release(F(), ino, fd);
 }
 
 /*
@@ -212,10 +217,16 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	int fd = fused_ino_get(ino), rc = 0;
 	struct stat st;
 
-	if (fstatat(fused_ino_fd(ino), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
-		fuse_reply_err(req, errno);
+	if (fd < 0)
+		return (void)fuse_reply_err(req, -fd);
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		rc = -errno;
+	fused_ino_put(ino, fd);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_attr(req, &st, ATTR_TIMEOUT);
 }
@@ -227,24 +238,26 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct sk_rmsg_op op = { .type = SK_RMSG_SETATTR };
 	struct fused_reply r = { .kind = R_ATTR };
 	char pp[64];
-	int fd = fused_ino_fd(ino), rc = 0;
+	int fd = fused_ino_get(ino), rc = 0;
 	struct stat st;
 
+	if (fd < 0)
+		return (void)fuse_reply_err(req, -fd);
 	fused_procpath(pp, sizeof(pp), fd);
 	pthread_mutex_lock(&F()->stream_mu);
 	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
-		return fused_fail(req, -errno);
+		goto fail;
 	if (to_set & FUSE_SET_ATTR_MODE) {
 		rc = fh ? fchmod(fh->fd, attr->st_mode) : chmod(pp, attr->st_mode);
 		if (rc < 0)
-			return fused_fail(req, -errno);
+			goto fail;
 	}
 	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		uid_t u = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t g = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
 
 		if (fchownat(fd, "", u, g, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
-			return fused_fail(req, -errno);
+			goto fail;
 		if (to_set & FUSE_SET_ATTR_UID)
 			op.valid |= SK_RV_UID, op.uid = attr->st_uid;
 		if (to_set & FUSE_SET_ATTR_GID)
@@ -253,7 +266,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		rc = fh ? ftruncate(fh->fd, attr->st_size) : truncate(pp, attr->st_size);
 		if (rc < 0)
-			return fused_fail(req, -errno);
+			goto fail;
 		op.valid |= SK_RV_SIZE;
 		op.len = (uint64_t)attr->st_size;
 	}
@@ -271,10 +284,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		rc = fh ? futimens(fh->fd, tv) : S_ISLNK(st.st_mode) ?
 			  utimensat(fd, "", tv, AT_EMPTY_PATH) : utimensat(AT_FDCWD, pp, tv, 0);
 		if (rc < 0)
-			return fused_fail(req, -errno);
+			goto fail;
 	}
 	if (fstatat(fd, "", &r.attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
-		return fused_fail(req, -errno);
+		goto fail;
 	if (fused_active()) {
 		int n = 0;
 
@@ -284,6 +297,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			/* -ENOENT: unlinked and no handle: nobody on the peer sees it any more */
 			if (n != -ENOENT)
 				fused_unnameable(n);
+			fused_ino_put(ino, fd);
 			return fused_local_reply(req, &r);
 		}
 		op.path1 = fused_tp1;
@@ -296,16 +310,28 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		}
 		fused_op_times(&op, &r.attr);
 	}
+	fused_ino_put(ino, fd);
 	fused_commit(&op, NULL, 0, req, &r);
+	return;
+fail:
+	rc = -errno;
+	fused_ino_put(ino, fd);
+	fused_fail(req, rc);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	char buf[PATH_MAX + 1];
-	ssize_t n = readlinkat(fused_ino_fd(ino), "", buf, sizeof(buf) - 1);
+	int fd = fused_ino_get(ino), e;
+	ssize_t n;
 
+	if (fd < 0)
+		return (void)fuse_reply_err(req, -fd);
+	n = readlinkat(fd, "", buf, sizeof(buf) - 1);
+	e = errno;
+	fused_ino_put(ino, fd);
 	if (n < 0)
-		return (void)fuse_reply_err(req, errno);
+		return (void)fuse_reply_err(req, e);
 	buf[n] = '\0';
 	fuse_reply_readlink(req, buf);
 }
@@ -316,7 +342,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 int fused_created(fuse_ino_t parent, const char *name, struct sk_rmsg_op *op,
 		   struct fused_reply *r)
 {
-	int rc = fused_inode_lookup(F(), parent, name, &r->e);
+	int rc = fused_inode_lookup(F(), parent, name, &r->e), pfd;
 
 	if (rc < 0)
 		return rc;
@@ -335,7 +361,10 @@ int fused_created(fuse_ino_t parent, const char *name, struct sk_rmsg_op *op,
 	if (op->type != SK_RMSG_SYMLINK)
 		op->valid |= SK_RV_MODE;
 	fused_op_times(op, &r->e.attr);
-	fused_op_p1(op, fused_ino_fd(parent));
+	if ((pfd = fused_ino_get(parent)) >= 0) {
+		fused_op_p1(op, pfd);
+		fused_ino_put(parent, pfd);
+	}
 	return 0;
 }
 
@@ -344,8 +373,10 @@ static void mk_common(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 {
 	struct sk_rmsg_op op = { 0 };
 	struct fused_reply r = { .kind = R_ENTRY };
-	int pfd = fused_ino_fd(parent), rc;
+	int pfd = fused_ino_get(parent), rc;
 
+	if (pfd < 0)
+		return (void)fuse_reply_err(req, -pfd);
 	fused_creds_set(req);
 	pthread_mutex_lock(&F()->stream_mu);
 	if (link) {
@@ -360,6 +391,7 @@ static void mk_common(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 	rc = rc < 0 ? -errno : 0;
 	fused_creds_reset();
+	fused_ino_put(parent, pfd);
 	if (rc == 0)
 		rc = fused_created(parent, name, &op, &r);
 	if (rc < 0)
@@ -390,22 +422,31 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 {
 	struct sk_rmsg_op op = { .type = SK_RMSG_LINK };
 	struct fused_reply r = { .kind = R_ENTRY };
+	int fd = fused_ino_get(ino), pfd = fused_ino_get(parent), rc, n1;
 	char pp[64];
-	int rc, n1;
 
-	fused_procpath(pp, sizeof(pp), fused_ino_fd(ino));
+	if (fd < 0 || pfd < 0) {
+		fused_ino_put(ino, fd);
+		fused_ino_put(parent, pfd);
+		return (void)fuse_reply_err(req, fd < 0 ? -fd : -pfd);
+	}
+	fused_procpath(pp, sizeof(pp), fd);
 	pthread_mutex_lock(&F()->stream_mu);
 	/* the existing name first: the lookup below makes the inode hold the new one */
 	n1 = fused_active() ? fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1)) : 0;
-	if (linkat(AT_FDCWD, pp, fused_ino_fd(parent), name, AT_SYMLINK_FOLLOW) < 0)
-		return fused_fail(req, -errno);
-	rc = fused_inode_lookup(F(), parent, name, &r.e);
-	if (rc < 0)
+	rc = linkat(AT_FDCWD, pp, pfd, name, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+	fused_ino_put(ino, fd);
+	if (rc == 0)
+		rc = fused_inode_lookup(F(), parent, name, &r.e);
+	if (rc < 0) {
+		fused_ino_put(parent, pfd);
 		return fused_fail(req, rc);
+	}
 	if (atomic_load(&F()->resyncing))
-		fused_rs_note_move(F(), -1, fused_ino_fd(parent));
+		fused_rs_note_move(F(), -1, pfd);
 	if (fused_active()) {
 		if (n1 < 0 || (rc = fused_child_path(parent, name, fused_tp2)) < 0) {
+			fused_ino_put(parent, pfd);
 			fused_unnameable(n1 < 0 ? n1 : rc);
 			return fused_commit(&op, NULL, 0, req, &r);
 		}
@@ -413,8 +454,9 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 		op.path1 = fused_tp1;
 		op.path2 = fused_tp2;
 		op.path2_len = (uint16_t)rc;
-		fused_op_p2(&op, fused_ino_fd(parent));
+		fused_op_p2(&op, pfd);
 	}
+	fused_ino_put(parent, pfd);
 	fused_commit(&op, NULL, 0, req, &r);
 }
 
@@ -422,18 +464,27 @@ static void rm_common(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 {
 	struct sk_rmsg_op op = { .type = dir ? SK_RMSG_RMDIR : SK_RMSG_UNLINK };
 	struct fused_reply r = { .kind = R_ERR0 };
-	int pfd = fused_ino_fd(parent), rc = 0;
+	int pfd = fused_ino_get(parent), rc = 0;
 
+	if (pfd < 0)
+		return (void)fuse_reply_err(req, -pfd);
 	pthread_mutex_lock(&F()->stream_mu);
 	if (fused_active() && (rc = fused_child_path(parent, name, fused_tp1)) < 0)
-		return fused_fail(req, rc);
-	if (unlinkat(pfd, name, dir ? AT_REMOVEDIR : 0) < 0)
-		return fused_fail(req, -errno);
+		goto fail;
+	if (unlinkat(pfd, name, dir ? AT_REMOVEDIR : 0) < 0) {
+		rc = -errno;
+		goto fail;
+	}
 	fused_path_gen++;
 	op.path1 = fused_tp1;
 	op.path1_len = (uint16_t)rc;
 	fused_op_p1(&op, pfd);
+	fused_ino_put(parent, pfd);
 	fused_commit(&op, NULL, 0, req, &r);
+	return;
+fail:
+	fused_ino_put(parent, pfd);
+	fused_fail(req, rc);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -451,20 +502,33 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 {
 	struct sk_rmsg_op op = { .type = SK_RMSG_RENAME, .flags = flags };
 	struct fused_reply r = { .kind = R_ERR0 };
-	int pfd = fused_ino_fd(parent), npfd = fused_ino_fd(newparent), n1 = 0, n2 = 0;
+	int pfd, npfd, n1 = 0, n2 = 0, rc = 0;
 
 	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE))
 		return (void)fuse_reply_err(req, EINVAL);
+	pfd = fused_ino_get(parent);
+	npfd = fused_ino_get(newparent);
+	if (pfd < 0 || npfd < 0) {
+		rc = pfd < 0 ? pfd : npfd;
+		pthread_mutex_lock(&F()->stream_mu);
+		goto fail;
+	}
 	pthread_mutex_lock(&F()->stream_mu);
 	if (fused_active()) {
-		if ((n1 = fused_child_path(parent, name, fused_tp1)) < 0)
-			return fused_fail(req, n1);
-		if ((n2 = fused_child_path(newparent, newname, fused_tp2)) < 0)
-			return fused_fail(req, n2);
+		if ((rc = n1 = fused_child_path(parent, name, fused_tp1)) < 0)
+			goto fail;
+		if ((rc = n2 = fused_child_path(newparent, newname, fused_tp2)) < 0)
+			goto fail;
 	}
-	if (renameat2(pfd, name, npfd, newname, flags) < 0)
-		return fused_fail(req, -errno);
+	if (renameat2(pfd, name, npfd, newname, flags) < 0) {
+		rc = -errno;
+		goto fail;
+	}
 	fused_path_gen++;
+	/* a disconnected fd of the moved file finds its name where it went */
+	fused_inode_moved(F(), newparent, npfd, newname);
+	if (flags & RENAME_EXCHANGE)
+		fused_inode_moved(F(), parent, pfd, name);
 	if (atomic_load(&F()->resyncing)) {
 		fused_rs_note_move(F(), pfd, npfd);
 		if (flags & RENAME_EXCHANGE)
@@ -476,7 +540,14 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	op.path2_len = (uint16_t)n2;
 	fused_op_p1(&op, pfd);
 	fused_op_p2(&op, npfd);
+	fused_ino_put(parent, pfd);
+	fused_ino_put(newparent, npfd);
 	fused_commit(&op, NULL, 0, req, &r);
+	return;
+fail:
+	fused_ino_put(parent, pfd);
+	fused_ino_put(newparent, npfd);
+	fused_fail(req, rc);
 }
 
 const struct fuse_lowlevel_ops fused_ops = {

@@ -9,7 +9,9 @@ extern __thread char fused_tp1[PATH_MAX];
 extern __thread char fused_tp2[PATH_MAX];
 
 void fused_procpath(char *buf, size_t cap, int fd);
-int fused_ino_fd(fuse_ino_t ino);
+/* The inode's O_PATH fd (-errno), lent until fused_ino_put (fused.h, lock-order comment). */
+int fused_ino_get(fuse_ino_t ino);
+void fused_ino_put(fuse_ino_t ino, int fd);
 /* New inodes belong to the caller (fsuid/fsgid/umask of this thread). */
 void fused_creds_set(fuse_req_t req);
 void fused_creds_reset(void);

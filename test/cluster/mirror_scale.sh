@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# mirror_scale: the primary serves a tree of SK_SCALE_FILES (default 1 000 000) files with its soft
+# fd limit at 1024: every file stats through the mount, and skfused's RSS and open fds stay bounded.
+# Issue 9 item 14. Before the fix skfused held one O_PATH fd per inode the kernel had looked up and
+# the walk failed with EMFILE after about as many files as its fd limit.
+# The tree lives on a loop-mounted ext4 image under $SK_TMP (no journal, enough inodes): building it
+# is fast, and removing it at the end is one unlink of the image, not a million on the root fs.
+# The peer is absent on purpose: this is about the primary's inode table, not about the first sync.
+set -u
+source "$SK_SRC/test/cluster/mirror_common.sh"
+mt_init
+
+N=${SK_SCALE_FILES:-1000000}
+PER_DIR=1000
+RSS_MAX_KIB=$((64 * 1024))
+FDS_MAX=5000
+[[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -ge 1000 ] || mt_bail "SK_SCALE_FILES must be a number >= 1000"
+for c in mkfs.ext4 losetup find; do command -v "$c" >/dev/null || mt_bail "missing $c"; done
+t_start=$SECONDS
+
+# ---- the backing tree, on its own filesystem, built before the mount ----
+img=$SK_TMP/scale.img
+truncate -s $((N / 1000 * 2 + 256))M "$img" || mt_bail "image file"
+mkfs.ext4 -q -F -O ^has_journal -N $((N + N / 10 + 4096)) -E lazy_itable_init=1,nodiscard "$img" ||
+	mt_bail "mkfs.ext4"
+sk_track_mount "$MT_DIR1" # listed before the FUSE mount, so unmounted after it
+mount -o loop,noinit_itable "$img" "$MT_DIR1" || mt_bail "loop mount of the image"
+t0=$SECONDS
+"$MT_PY" - "$MT_DIR1" "$N" "$PER_DIR" <<'PY' || mt_bail "building the tree"
+import os, stat, sys
+root, n, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+made = 0
+d = 0
+while made < n:
+    dp = os.path.join(root, "d%04d" % d)
+    os.mkdir(dp)
+    for i in range(min(per, n - made)):
+        os.mknod(os.path.join(dp, "f%d" % i), stat.S_IFREG | 0o644)
+    made += min(per, n - made)
+    d += 1
+PY
+sk_diag "built $N files in $((N / PER_DIR)) directories in $((SECONDS - t0)) s"
+
+# ---- the primary, started with the soft limit systemd gives services (1024) ----
+hard=$(ulimit -Hn)
+ulimit -Sn 1024
+mt_start_primary || mt_bail "primary did not start"
+ulimit -Sn "$hard"
+soft=$(awk '/^Max open files/ { print $4 }' "/proc/$MT_PID1/limits")
+if [ "$soft" = "$hard" ]; then
+	sk_ok "skfused raised its soft fd limit to the hard one ($hard)"
+else
+	sk_not_ok "skfused raised its soft fd limit to the hard one ($hard; it has $soft)"
+fi
+
+# ---- every file stats through the mount (find's %s is an lstat per file) ----
+t0=$SECONDS
+seen=$(timeout 900 find "$MT_DIR1" -type f -printf '%s\n' 2>"$SK_TMP/find.err" | wc -l)
+t_walk=$((SECONDS - t0))
+nerr=$(wc -l <"$SK_TMP/find.err")
+if [ "$seen" = "$N" ] && [ "$nerr" = 0 ]; then
+	sk_ok "all $N files stat through the mount, no error (${t_walk} s)"
+else
+	sk_not_ok "all $N files stat through the mount, no error (saw $seen, $nerr errors, ${t_walk} s)"
+	sk_diag "$(sort "$SK_TMP/find.err" | uniq -c | sort -rn | head -n 5)"
+	sk_diag "$(grep -c 'Too many open files' "$SK_TMP/find.err") errors say 'Too many open files'"
+fi
+
+# ---- skfused still serves a create + write + read after that ----
+: >"$SK_TMP/new.err"
+if { echo "after the walk" >"$MT_DIR1/d0000/new"; } 2>"$SK_TMP/new.err" &&
+	[ "$(cat "$MT_DIR1/d0000/new" 2>>"$SK_TMP/new.err")" = "after the walk" ]; then
+	sk_ok "a create, write and read work on the mount after the walk"
+else
+	sk_not_ok "a create, write and read work on the mount after the walk"
+	sk_diag "$(head -n 5 "$SK_TMP/new.err")"
+fi
+
+# ---- what it costs the daemon ----
+rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$MT_PID1/status")
+hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$MT_PID1/status")
+fds=$(ls "/proc/$MT_PID1/fd" | wc -l)
+sk_diag "skfused after the walk: VmRSS $((rss / 1024)) MiB (peak $((hwm / 1024)) MiB), $fds open fds"
+if [ "${rss:-0}" -gt 0 ] && [ "$rss" -le "$RSS_MAX_KIB" ]; then
+	sk_ok "skfused RSS ${rss} KiB <= $RSS_MAX_KIB KiB"
+else
+	sk_not_ok "skfused RSS ${rss:-?} KiB <= $RSS_MAX_KIB KiB"
+fi
+if [ "${fds:-0}" -gt 0 ] && [ "$fds" -le "$FDS_MAX" ]; then
+	sk_ok "skfused holds $fds fds <= $FDS_MAX"
+else
+	sk_not_ok "skfused holds ${fds:-?} fds <= $FDS_MAX"
+fi
+sk_check "skfused is still running" sk_alive "$MT_PID1"
+
+mt_stop_primary
+sk_diag "scenario took $((SECONDS - t_start)) s for $N files"
+sk_done
