@@ -94,6 +94,7 @@ struct fused {
 	enum sk_rmode mode;
 	uint32_t budget_ms;
 	bool no_encrypt;            /* --no-encrypt: MAC-only stream; both nodes must say the same */
+	bool no_encrypt;            /* --no-encrypt: MAC-only stream; both nodes must say the same */
 	char state_dir[PATH_MAX];
 	char ctl_path[PATH_MAX];
 	uint32_t module_id;

@@ -35,6 +35,7 @@ static void usage(const char *why)
 		"               [--mode sync|semi-sync|async] [--budget-ms 300]\n"
 		"       skfused --role secondary --dir DIR --listen IP:PORT --secret FILE\n"
 		"  common: [--state DIR] [--ctl SOCKPATH] [--module-id N] [--node-id N]\n"
+		"          [--no-encrypt (MAC only; the peer must say the same)]\n"
 		"          [--foreground] [--log-level info|debug]\n");
 	exit(why ? 2 : 0);
 }
@@ -75,6 +76,7 @@ static void parse(struct fused *f, int argc, char **argv)
 		{ "peer", required_argument, NULL, 'p' },   { "listen", required_argument, NULL, 'l' },
 		{ "secret", required_argument, NULL, 's' }, { "mode", required_argument, NULL, 'm' },
 		{ "budget-ms", required_argument, NULL, 'b' },
+		{ "no-encrypt", no_argument, NULL, 'E' },
 		{ "state", required_argument, NULL, 'S' },  { "ctl", required_argument, NULL, 'c' },
 		{ "module-id", required_argument, NULL, 'M' },
 		{ "node-id", required_argument, NULL, 'N' },
@@ -113,6 +115,7 @@ static void parse(struct fused *f, int argc, char **argv)
 				usage("--mode must be sync, semi-sync or async");
 			break;
 		case 'b': f->budget_ms = (uint32_t)num(optarg, 10, 60000, "--budget-ms"); break;
+		case 'E': f->no_encrypt = true; break;
 		case 'S': state = optarg; break;
 		case 'c': ctl = optarg; break;
 		case 'M': f->module_id = (uint32_t)num(optarg, 1, 65535, "--module-id"); break;

@@ -191,7 +191,8 @@ static void *hs_main(void *arg)
 	setsockopt(h->fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
 	setsockopt(h->fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
 	memset(&ch, 0, sizeof(ch));
-	rc = sk_chan_accept_fd(h->fd, &f->master, SK_CHAN_REPL, f->node_id, &ch, &peer_node, &module,
+	rc = sk_chan_accept_fd(h->fd, &f->master, SK_CHAN_REPL | (f->no_encrypt ? SK_CHAN_F_PLAIN : 0),
+			       f->node_id, &ch, &peer_node, &module,
 			       HS_TIMEOUT_MS, &why);
 	if (rc == 0 && module != f->module_id) {
 		rc = -EBADMSG;

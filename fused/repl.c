@@ -579,11 +579,12 @@ static void *conn_main(void *arg)
 		int fd = dial(f), rc;
 
 		if (fd >= 0) {
-			rc = sk_chan_connect_fd(fd, &f->master, SK_CHAN_REPL, f->node_id,
-						f->module_id, &ch, &peer_node, 2000);
+			rc = sk_chan_connect_fd(fd, &f->master,
+						SK_CHAN_REPL | (f->no_encrypt ? SK_CHAN_F_PLAIN : 0),
+						f->node_id, f->module_id, &ch, &peer_node, 2000);
 			if (rc < 0) {
 				sk_warn("handshake with %s:%u failed: %s", f->peer_host, f->peer_port,
-					strerror(-rc));
+					sk_chan_strerror(rc));
 				close(fd);
 				fd = rc;
 			}
