@@ -5,6 +5,7 @@
 #include <linux/sockios.h>
 #include <net/if_arp.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 
 #include "lb.h"
 #include "lb.skel.h"
+#include "log.h"
 #include "util.h"
 
 #ifndef BPF_FS_MAGIC
@@ -43,6 +45,39 @@ struct lb {
 	struct lb_bucket *table; /* mmap of lb_table, LB_TABLE_ENTRIES */
 	char pin_dir[200];
 };
+
+/* libbpf and libxdp speak through libsk/log, tagged, so their lines reach journald with ours. */
+static enum sk_log_level lib_level(int warn, int info, int lvl)
+{
+	return lvl == warn ? SK_LOG_WARN : lvl == info ? SK_LOG_INFO : SK_LOG_DEBUG;
+}
+
+static int print_libbpf(enum libbpf_print_level lvl, const char *fmt, va_list ap)
+{
+	sk_vlogf(lib_level(LIBBPF_WARN, LIBBPF_INFO, lvl), &(struct sk_log_fields){.module = "libbpf"},
+		 fmt, ap);
+	return 0;
+}
+
+static int print_libxdp(enum libxdp_print_level lvl, const char *fmt, va_list ap)
+{
+	sk_vlogf(lib_level(LIBXDP_WARN, LIBXDP_INFO, lvl), &(struct sk_log_fields){.module = "libxdp"},
+		 fmt, ap);
+	return 0;
+}
+
+static void route_logs_once(void)
+{
+	libbpf_set_print(print_libbpf);
+	libxdp_set_print(print_libxdp);
+}
+
+static void route_logs(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, route_logs_once);
+}
 
 static int fail(struct lb_err *err, int rc, const char *fmt, ...)
 {
@@ -228,6 +263,7 @@ int lb_attach(const struct lb_attach_opts *o, struct lb_attach_result *res, stru
 	int ifindex, rc;
 
 	memset(res, 0, sizeof(*res));
+	route_logs();
 	rc = check_attach_opts(o, err);
 	if (rc)
 		return rc;
@@ -327,6 +363,7 @@ int lb_open(const char *pin_dir, struct lb **out, struct lb_err *err)
 	char path[256];
 	int rc;
 
+	route_logs();
 	rc = check_pin_dir(pin_dir, err);
 	if (rc)
 		return rc;
@@ -406,6 +443,7 @@ int lb_detach(const char *pin_dir, struct lb_err *err)
 	uint32_t zero = 0;
 	int rc, fd, found = 0;
 
+	route_logs();
 	rc = check_pin_dir(pin_dir, err);
 	if (rc)
 		return rc;
