@@ -158,6 +158,11 @@ cleanup() {
 		while read -r m; do losetup -d "$m" 2>/dev/null; done <"$STATE/scratch"
 		rm -f "$WORK/scratch.img"
 	fi
+	if [ -n "$RES" ] && [ -d "$WORK/gluster" ]; then  # glusterd's own logs die with its directory
+		for m in "$WORK"/gluster/[AB]; do
+			mkdir -p "$RES/logs/gluster-${m##*/}" && cp -r "$m/log/." "$m/glusterd.out" "$RES/logs/gluster-${m##*/}/" 2>/dev/null
+		done
+	fi
 	if [ "$KEEP_DATA" != 1 ]; then
 		mountpoint -q "$DATA" || rm -rf "${WORK:?}/data"
 		rm -rf "${WORK:?}/mnt" "${WORK:?}/gluster" "${WORK:?}/steadykit"
@@ -267,6 +272,9 @@ glusterd_start() {
 		    type mgmt/glusterd
 		    option working-directory /var/lib/glusterd
 		    option transport-type socket
+		    option transport.socket.keepalive-time 10
+		    option transport.socket.keepalive-interval 2
+		    option transport.socket.read-fail-log off
 		    option transport.socket.listen-port 24007
 		    option glusterd-sockfile /run/gluster/glusterd.socket
 		    option ping-timeout 0
