@@ -336,12 +336,15 @@ int main(int argc, char **argv)
 	}
 	umask(0);
 	{
-		/* an fd per inode the kernel knows, per open file, per hard-link group in a resync */
+		/* an fd per open file, per cached inode (a quarter of the limit, inode.c), per
+		 * hard-link group in a resync: a service's soft limit of 1024 is too few */
 		struct rlimit rl;
 
 		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 			rl.rlim_cur = rl.rlim_max;
-			setrlimit(RLIMIT_NOFILE, &rl);
+			if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+				sk_warn("cannot raise the fd limit to %lu: %s", (unsigned long)rl.rlim_max,
+					strerror(errno));
 		}
 	}
 	rc = fused_state_load(f);

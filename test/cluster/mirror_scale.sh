@@ -18,6 +18,69 @@ FDS_MAX=5000
 for c in mkfs.ext4 losetup find; do command -v "$c" >/dev/null || mt_bail "missing $c"; done
 t_start=$SECONDS
 
+# ---- first, with a peer and a 1-entry fd cache: inodes reopened by handle are named right ----
+# A file the kernel still knows (an O_PATH fd on the mount holds it: no FUSE open, so skfused
+# holds no fd of its own) whose backing dentry was dropped comes back from open_by_handle_at
+# disconnected, and d_path names it "/". Operations on it through /proc/self/fd must still reach
+# the same file on the peer, also after its directory was renamed, and for a hard link.
+# drop_caches is machine-wide (clean dentries and inodes only; every test on the host survives it).
+mt_instance conn $((MT_PORT + 1))
+mt_start_secondary || mt_bail "secondary did not start"
+SKFUSED_FD_CACHE=1 mt_start_primary || mt_bail "primary (1-entry fd cache) did not start"
+mt_wait_until 10 mt_peer_is connected || sk_diag "peer not connected: $(mt_status 1)"
+out=$(timeout 60 "$MT_PY" - "$MT_DIR1" <<'PY' 2>&1
+import os, sys
+m = sys.argv[1]
+def drop():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("2")
+os.makedirs(m + "/a/b")
+for n in ("a/b/f1", "a/f2", "a/other"):
+    with open(m + "/" + n, "w") as f:
+        f.write("before\n")
+os.link(m + "/a/f2", m + "/a/hl")
+held = {n: os.open(m + "/" + n, os.O_PATH) for n in ("a/b/f1", "a/hl")}
+def via(n):
+    return "/proc/self/fd/%d" % held[n]
+os.stat(m + "/a/other")  # the 1-entry cache now holds another inode
+drop()
+os.chmod(via("a/b/f1"), 0o600)
+os.setxattr(via("a/b/f1"), "user.k", b"disconnected")
+w = os.open(via("a/hl"), os.O_WRONLY | os.O_APPEND)
+os.write(w, b"written through a held hard link\n")
+os.close(w)
+os.rename(m + "/a/b", m + "/a/c")  # the directory moves while f1 is held
+os.unlink(m + "/a/f2")              # the hard link keeps the other name only
+os.stat(m + "/a/other")
+drop()
+os.chmod(via("a/b/f1"), 0o640)
+w = os.open(via("a/b/f1"), os.O_WRONLY | os.O_TRUNC)
+os.write(w, b"after the rename\n")
+os.close(w)
+os.chmod(via("a/hl"), 0o604)
+print("done")
+PY
+)
+if [ "$out" = done ]; then
+	sk_ok "operations on held inodes after their dentries were dropped"
+else
+	sk_not_ok "operations on held inodes after their dentries were dropped"
+	sk_diag "$out"
+fi
+if mt_wait_synced 30; then
+	sk_ok "the peer stayed in sync (every operation could be named)"
+else
+	sk_not_ok "the peer stayed in sync (every operation could be named)"
+	sk_diag "$(grep -i 'cannot name\|outdated' "$SK_TMP"/fused1.*.log | tail -n 5)"
+fi
+sk_check "primary backing and secondary are identical" "$MT_PY" "$SK_SRC/test/tools/treecmp.py" \
+	--props entries,type,mode,size,content,xattr,nlink,hardlinks "$MT_BACK1" "$MT_DIR2"
+mt_stop_primary
+sk_term "$MT_PID2"
+mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'"
+mt_instance data "$((MT_PORT - 1))"
+
 # ---- the backing tree, on its own filesystem, built before the mount ----
 img=$SK_TMP/scale.img
 truncate -s $((N / 1000 * 2 + 256))M "$img" || mt_bail "image file"
