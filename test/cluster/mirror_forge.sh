@@ -2,6 +2,9 @@
 # mirror_forge: forged, corrupted, truncated and replayed frames sent to the secondary are refused,
 # counted (status rejected_frames) and change nothing; a genuine primary keeps replicating
 # (issue 4 item 7, invariants 6 and 7). frameforge runs in the client namespace.
+# Issue 9: a recorded HELLO replayed (A3) never displaces the live primary, a frame with a
+# missing seq (A2) is refused, an encryption mismatch (A7) is refused with a clear error on both
+# sides, and a pair started with --no-encrypt on both sides replicates (MAC only).
 set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init --client
@@ -40,10 +43,15 @@ forge() {
 	fi
 	sk_diag "$out"
 }
+# connections the primary made so far (each one starts a resync)
+conns1() { grep -c "connected to peer node" "$SK_TMP/fused1.$MT_N1.log" 2>/dev/null; }
+
 # Phase 1, no secret: these must not even disturb the genuine primary's stream
-# (seq_sent counts frames of the current connection and resets on reconnect).
+# (seq_sent counts frames of the current connection and resets on reconnect). replay-hello
+# replays the HELLO, FIN and first frame of a recorded genuine session, which anyone on the path has.
 seq_before=$(mt_st 1 seq_sent)
-for c in garbage wrongkey hs-truncated silent; do
+conn_before=$(conns1)
+for c in garbage wrongkey hs-truncated silent replay-hello replay-hello-silent; do
 	forge "$c"
 done
 sleep 1.5 # the primary reconnects every second: give a dropped stream time to show
@@ -53,12 +61,23 @@ if [ -n "$seq_before" ] && [ "$seq_before" = "$seq_after" ] && mt_peer_is connec
 else
 	sk_not_ok "unauthenticated connections leave the genuine primary's stream alone (seq_sent $seq_before -> $seq_after, peer $(mt_st 1 peer))"
 fi
+conn_after=$(conns1)
+if [ -n "$conn_before" ] && [ "$conn_before" = "$conn_after" ] && [ "$(mt_st 2 peer)" = connected ]; then
+	sk_ok "a replayed HELLO did not displace the live primary (no reconnect, no resync; secondary connected)"
+else
+	sk_not_ok "a replayed HELLO did not displace the live primary (primary connections $conn_before -> $conn_after, secondary peer $(mt_st 2 peer))"
+fi
 # Phase 2, with the secret (framing robustness): each is refused and counted.
 for c in badversion badtype unknown-type oversized flip flipmac replay-seq replay-conn badpath abspath \
-	wrongmodule truncated; do
+	wrongmodule truncated seq-gap mismatch; do
 	forge "$c"
 done
-counted=13 # all but hs-truncated, silent and truncated (EOF is not a refused frame)
+counted=16 # all but hs-truncated, silent, replay-hello-silent and truncated (EOF or timeout is not a refused frame)
+if grep -q "encryption setting differs" "$SK_TMP/fused2.1.log"; then
+	sk_ok "the secondary says why a MAC-only peer was refused"
+else
+	sk_not_ok "the secondary says why a MAC-only peer was refused"
+fi
 
 rej1=$(mt_st 2 rejected_frames)
 if [ -n "$rej0" ] && [ -n "$rej1" ] && [ $((rej1 - rej0)) -ge "$counted" ]; then
@@ -102,5 +121,42 @@ echo flood >"$MT_DIR1/app/during-flood"
 if mt_wait_synced 10; then sk_ok "replicating during the flood"; else sk_not_ok "replicating during the flood"; fi
 sk_alive "$fpid" && sk_term "$fpid"
 sk_diag "$(cat "$SK_TMP/forge-flood.log" 2>/dev/null)"
+mt_stop_primary
+
+# Phase 4: "encrypt": false is a choice both nodes make. A MAC-only secondary refuses an encrypted
+# primary, both saying why; then MAC-only on both sides replicates.
+mt_instance plain 7412
+TO=${SK_IP[2]}:$MT_PORT
+mt_start_secondary --no-encrypt || mt_bail "MAC-only secondary did not start"
+mt_start_primary || mt_bail "primary (encrypted) did not start"
+if mt_wait_until 10 grep -q "encryption setting differs" "$SK_TMP/fused1.$MT_N1.log" &&
+	grep -q "encryption setting differs" "$SK_TMP/fused2.$MT_N2.log" && ! mt_peer_is connected; then
+	sk_ok "encrypted primary and MAC-only secondary refuse each other, both logs say why"
+else
+	sk_not_ok "encrypted primary and MAC-only secondary refuse each other, both logs say why (peer $(mt_st 1 peer))"
+	sk_diag "$(tail -n 3 "$SK_TMP/fused1.$MT_N1.log")"
+fi
+mt_stop_primary
+if out=$(sk_client "$FF" --to "$TO" --secret "$MT_SECRET" --case control --plain --path "$PROBE" 2>&1); then
+	sk_ok "MAC-only frames from frameforge --plain are applied and acked by a --no-encrypt secondary"
+else
+	sk_not_ok "MAC-only frames from frameforge --plain are applied and acked by a --no-encrypt secondary"
+fi
+sk_diag "$out"
+forge_plain() {
+	if out=$(sk_client "$FF" --to "$TO" --secret "$MT_SECRET" --case "$1" --plain --path "$PROBE" 2>&1); then
+		sk_ok "MAC-only: forged frame '$1' refused"
+	else
+		sk_not_ok "MAC-only: forged frame '$1' refused"
+	fi
+	sk_diag "$out"
+}
+for c in flip seq-gap replay-hello mismatch; do
+	forge_plain "$c"
+done
+mt_start_primary --no-encrypt || mt_bail "MAC-only primary did not start"
+mkdir -p "$MT_DIR1/app" && echo plain >"$MT_DIR1/app/plain"
+if mt_wait_synced 20; then sk_ok "MAC-only primary and secondary replicate"; else sk_not_ok "MAC-only primary and secondary replicate"; fi
+mt_treecmp_tap "MAC-only: primary backing vs secondary" none "$MT_BACK1" "$MT_DIR2" entries type mode size content
 mt_stop_primary
 sk_done

@@ -9,7 +9,9 @@
  * built this way are otherwise well formed (they are applied and acked).
  *
  *   frameforge --to IP:PORT --secret FILE --case NAME [--module N] [--node N]
- *              [--path P] [--wait-ms MS] [--gen N] [--conns N]
+ *              [--path P] [--wait-ms MS] [--gen N] [--conns N] [--plain]
+ *
+ * --plain: this side is MAC-only ("encrypt": false), as a secondary started with --no-encrypt wants.
  *
  * Cases (all but control must end with the secondary closing the connection):
  *   control       valid handshake, START, MKDIR P, RMDIR P: both must be acked without error
@@ -20,7 +22,7 @@
  *   flood         keep --conns N silent connections open for --wait-ms (reopening any the secondary
  *                 closes): a load generator, always exits 0; the test checks that a genuine
  *                 primary can still (re)connect meanwhile
- *   badversion    after the handshake, a header with version 2
+ *   badversion    after the handshake, a header with the next protocol version
  *   badtype       after the handshake, a sealed frame of type 200 (no such type)
  *   unknown-type  after the handshake, a sealed frame of type 62 (replication range, undefined)
  *   oversized     after the handshake, a header announcing SK_PROTO_MAX_PAYLOAD + 1 bytes
@@ -29,6 +31,13 @@
  *   truncated     START, then the first half of MKDIR P, then EOF
  *   replay-seq    START, then the same START bytes again (seq not newer)
  *   replay-conn   MKDIR P sealed on connection 1 (never sent there), sent on connection 2
+ *   seq-gap       START, then MKDIR P sealed with seq 3 (seq 2 "deleted on the path")
+ *   replay-hello  the HELLO, FIN and START of a recorded genuine session replayed on a new
+ *                 connection (what anyone on the path can do without the secret); the
+ *                 secondary answers the HELLO but must refuse the stale FIN and close
+ *   replay-hello-silent  the recorded HELLO, then nothing: closed within the handshake bound
+ *   mismatch      handshake with the opposite encryption setting of --plain: must fail with
+ *                 "encryption setting differs" (-EPROTO) on this side too
  *   badpath       START, then MKDIR "../<P>" properly sealed (path escapes the root)
  *   abspath       START, then MKDIR "/tmp/<P>" properly sealed
  *   wrongmodule   handshake and START for module id N+1
@@ -61,6 +70,7 @@ static const char *to_addr, *secret_path, *case_name, *probe = "forge-probe";
 static uint32_t module_id = 1, node_id = 99;
 static int wait_ms = 3000;
 static int conns = 32;
+static uint32_t plain; /* SK_CHAN_F_PLAIN with --plain */
 static uint64_t gen;
 static struct sockaddr_in peer;
 static struct sk_key master;
@@ -161,7 +171,7 @@ static int handshake(int fd, const struct sk_key *key, uint32_t module, struct s
 {
 	uint32_t peer_node = 0;
 	memset(c, 0, sizeof(*c));
-	return sk_chan_connect_fd(fd, key, SK_CHAN_REPL, node_id, module, c, &peer_node, wait_ms);
+	return sk_chan_connect_fd(fd, key, SK_CHAN_REPL | plain, node_id, module, c, &peer_node, wait_ms);
 }
 
 /* Connect, handshake and send START; dies if the secondary does not accept a genuine session. */
@@ -171,7 +181,7 @@ static int session(struct sk_chan *c, uint32_t module)
 	int fd = tcp_connect();
 	int rc = handshake(fd, &master, module, c);
 	if (rc < 0) {
-		printf("case %s: genuine handshake failed: %s\n", case_name, strerror(-rc));
+		printf("case %s: genuine handshake failed: %s\n", case_name, sk_chan_strerror(rc));
 		exit(1);
 	}
 	size_t n = op_encode(p, gen, 0, 0 /* sync */, NULL);
@@ -225,6 +235,44 @@ static int expect_closed(int fd, const char *what)
 	return 0;
 }
 
+/*
+ * What an on-path recorder holds after watching one genuine connection: its
+ * HELLO, FIN and first frame. Made here against an in-process server with the
+ * secret (the bytes are the same as a recording's); the attacker then replays
+ * them on a connection of its own, never using the key again.
+ */
+static int replay_hello(int with_fin)
+{
+	static uint8_t start[OP_HDR + 64 + SK_PROTO_HDR_LEN + SK_PROTO_MAC_LEN];
+	uint8_t hello[SK_HS_FRAME_LEN], ack[SK_HS_FRAME_LEN], fin[SK_HS_FRAME_LEN], p[OP_HDR];
+	struct sk_hs hc, hs;
+	struct sk_chan cc;
+	enum sk_reject why;
+	long hl, al, finl;
+	size_t sl;
+	int fd;
+
+	hl = sk_hs_client_hello(&hc, &master, SK_CHAN_REPL | plain, node_id, module_id, hello);
+	al = sk_hs_server_reply(&hs, &master, SK_CHAN_REPL | plain, 2, hello, (size_t)hl, ack, &why);
+	finl = al > 0 ? sk_hs_client_finish(&hc, ack, (size_t)al, fin, &cc, &why) : -1;
+	if (finl < 0)
+		die("cannot make the recorded session");
+	sl = seal(&cc, start, sizeof(start), M_START, module_id, p, op_encode(p, gen, 0, 0, NULL));
+
+	fd = tcp_connect();
+	if (send_all(fd, hello, (size_t)hl) < 0)
+		return expect_closed(fd, "recorded HELLO");
+	/* the secondary answers any HELLO with a valid MAC; that alone must give nothing */
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	ssize_t got = poll(&pfd, 1, wait_ms) == 1 ? recv(fd, ack, sizeof(ack), MSG_WAITALL) : -1;
+	printf("case %s: recorded HELLO answered with %zd bytes\n", case_name, got);
+	if (!with_fin)
+		return expect_closed(fd, "recorded HELLO, then silence (must end within the handshake bound)");
+	send_all(fd, fin, (size_t)finl);
+	send_all(fd, start, sl);
+	return expect_closed(fd, "recorded HELLO, FIN and START replayed");
+}
+
 static int run_case(void)
 {
 	static uint8_t f[SK_PROTO_MAX_FRAME];
@@ -274,7 +322,7 @@ static int run_case(void)
 			close(fd);
 			return 1;
 		}
-		printf("case wrongkey: handshake refused (%s)\n", strerror(-rc));
+		printf("case wrongkey: handshake refused (%s)\n", sk_chan_strerror(rc));
 		return expect_closed(fd, "HELLO under a wrong key");
 	}
 	if (!strcmp(case_name, "silent")) {
@@ -325,6 +373,22 @@ static int run_case(void)
 		send_all(fd, f, fl);
 		return expect_closed(fd, "session for another module id");
 	}
+	if (!strcmp(case_name, "replay-hello") || !strcmp(case_name, "replay-hello-silent"))
+		return replay_hello(!strcmp(case_name, "replay-hello"));
+	if (!strcmp(case_name, "mismatch")) {
+		fd = tcp_connect();
+		int rc = sk_chan_connect_fd(fd, &master, SK_CHAN_REPL | (plain ^ SK_CHAN_F_PLAIN), node_id,
+					    module_id, &c, NULL, wait_ms);
+		if (rc != -EPROTO) {
+			printf("case mismatch: handshake %s, want the encryption mismatch refused (-EPROTO)\n",
+			       rc == 0 ? "SUCCEEDED" : sk_chan_strerror(rc));
+			close(fd);
+			return 1;
+		}
+		printf("case mismatch: %s\n", sk_chan_strerror(rc));
+		return expect_closed(fd, plain ? "encrypted HELLO to a MAC-only secondary"
+					       : "MAC-only HELLO to an encrypted secondary");
+	}
 	if (!strcmp(case_name, "replay-conn")) {
 		struct sk_chan c1;
 		int fd1 = session(&c1, module_id);
@@ -343,11 +407,11 @@ static int run_case(void)
 		n = op_encode(p, 0, 0755, 0, probe);
 		fl = seal(&c, f, sizeof(f), M_MKDIR, module_id, p, n);
 		if (case_name[0] == 'b')
-			f[4] = 2;
+			f[4] = SK_PROTO_VERSION + 1;
 		else
 			sk_put_u32(f + 20, SK_PROTO_MAX_PAYLOAD + 1);
 		send_all(fd, f, fl);
-		return expect_closed(fd, case_name[0] == 'b' ? "header version 2" : "length over the bound");
+		return expect_closed(fd, case_name[0] == 'b' ? "header of the next version" : "length over the bound");
 	}
 	if (!strcmp(case_name, "badtype") || !strcmp(case_name, "unknown-type")) {
 		n = op_encode(p, 0, 0755, 0, probe);
@@ -372,6 +436,13 @@ static int run_case(void)
 		send_all(fd, f, fl / 2);
 		shutdown(fd, SHUT_WR);
 		return expect_closed(fd, "first half of a MKDIR frame then EOF");
+	}
+	if (!strcmp(case_name, "seq-gap")) {
+		n = op_encode(p, 0, 0755, 0, probe);
+		c.tx_seq++; /* seq 2 never sent */
+		fl = seal(&c, f, sizeof(f), M_MKDIR, module_id, p, n);
+		send_all(fd, f, fl);
+		return expect_closed(fd, "MKDIR with seq 3 after seq 1 (a frame missing)");
 	}
 	if (!strcmp(case_name, "replay-seq")) {
 		/* START again, byte for byte: valid MAC, stale seq. */
@@ -399,6 +470,7 @@ int main(int argc, char **argv)
 		{ "to", 1, 0, 't' },   { "secret", 1, 0, 's' },  { "case", 1, 0, 'c' },
 		{ "module", 1, 0, 'm' }, { "node", 1, 0, 'n' }, { "path", 1, 0, 'p' },
 		{ "wait-ms", 1, 0, 'w' }, { "gen", 1, 0, 'g' },  { "conns", 1, 0, 'C' },
+		{ "plain", 0, 0, 'P' },
 		{ 0, 0, 0, 0 },
 	};
 	int c;
@@ -412,6 +484,7 @@ int main(int argc, char **argv)
 		case 'p': probe = optarg; break;
 		case 'w': wait_ms = atoi(optarg); break;
 		case 'g': gen = strtoull(optarg, NULL, 0); break;
+		case 'P': plain = SK_CHAN_F_PLAIN; break;
 		case 'C':
 			conns = atoi(optarg);
 			if (conns < 1 || conns > 1024)
