@@ -91,7 +91,7 @@ struct fused {
 	uint16_t listen_port;
 	const char *secret_path;
 	struct sk_key master;
-	enum sk_rmode mode;
+	enum sk_repl_mode mode;
 	uint32_t budget_ms;
 	bool no_encrypt;            /* --no-encrypt: MAC-only stream; both nodes must say the same */
 	bool no_encrypt;            /* --no-encrypt: MAC-only stream; both nodes must say the same */

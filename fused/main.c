@@ -87,7 +87,7 @@ static void parse(struct fused *f, int argc, char **argv)
 	const char *peer = NULL, *listen = NULL, *state = NULL, *ctl = NULL;
 	int c;
 
-	f->mode = SK_RMODE_SYNC;
+	f->mode = SK_REPL_SYNC;
 	f->budget_ms = 300;
 	f->module_id = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -106,11 +106,11 @@ static void parse(struct fused *f, int argc, char **argv)
 		case 's': f->secret_path = optarg; break;
 		case 'm':
 			if (!strcmp(optarg, "sync"))
-				f->mode = SK_RMODE_SYNC;
+				f->mode = SK_REPL_SYNC;
 			else if (!strcmp(optarg, "semi-sync"))
-				f->mode = SK_RMODE_SEMI;
+				f->mode = SK_REPL_SEMI_SYNC;
 			else if (!strcmp(optarg, "async"))
-				f->mode = SK_RMODE_ASYNC;
+				f->mode = SK_REPL_ASYNC;
 			else
 				usage("--mode must be sync, semi-sync or async");
 			break;
@@ -238,7 +238,7 @@ static int run_primary(struct fused *f)
 		sk_err("cannot start: %s", strerror(-rc));
 	} else {
 		sk_info("ready: primary serving %s (mode %s, budget %u ms, peer %s:%u)", f->dir,
-			f->mode == SK_RMODE_SYNC ? "sync" : f->mode == SK_RMODE_SEMI ? "semi-sync" : "async",
+			f->mode == SK_REPL_SYNC ? "sync" : f->mode == SK_REPL_SEMI_SYNC ? "semi-sync" : "async",
 			f->budget_ms, f->peer_host, f->peer_port);
 		lc = fuse_loop_cfg_create();
 		/* no thread waits for an ack (the ack reader replies), so few are needed;

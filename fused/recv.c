@@ -94,7 +94,7 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 	struct fused *f = x->f;
 	int i;
 
-	if (f->mode != SK_RMODE_SYNC) { /* ack on receipt, except what an fsync must cover */
+	if (f->mode != SK_REPL_SYNC) { /* ack on receipt, except what an fsync must cover */
 		uint64_t upto = x->applied;
 
 		for (i = 0; i < n && fr[i].type != SK_RMSG_FSYNC; i++)

@@ -277,7 +277,7 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 	}
 	sk_chan_seal(&f->chan, fh, mac, op->type, 0, f->module_id, iov + 1, 2);
 	seq = f->chan.tx_seq;
-	waits = req && f->mode != SK_RMODE_ASYNC;
+	waits = req && f->mode != SK_REPL_ASYNC;
 	p = &f->ring[seq % FUSED_RING];
 	p->seq = seq;
 	p->t_us = sk_now_us();

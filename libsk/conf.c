@@ -40,7 +40,7 @@ static int parse_node(struct sk_cj *p, json_object *v, struct sk_cluster *c, siz
 	if ((r = sk_cj_get(p, v, "id", true, &x)))
 		return r;
 	size_t o = sk_cj_push_key(p, "id");
-	if ((r = sk_cj_to_int(p, x, 1, 255, &id)))
+	if ((r = sk_cj_to_int(p, x, SK_NODE_ID_MIN, SK_NODE_ID_MAX, &id)))
 		return r;
 	n->id = (uint8_t)id;
 	for (size_t j = 0; j < i; j++)
@@ -255,7 +255,7 @@ static int parse_mnode(struct sk_cj *p, json_object *v, struct sk_module *m, siz
 	if (json_object_is_type(v, json_type_string)) {
 		if ((r = sk_cj_to_str(p, v, SK_CJ_HOST, SK_CONF_NODE_NAME_LEN - 1, n->name)))
 			return r;
-		n->weight = m->kind == SK_MOD_FARM ? 100 : 0;
+		n->weight = m->kind == SK_MOD_FARM ? SK_WEIGHT_DEFAULT : 0;
 	} else {
 		if ((r = sk_cj_want(p, v, json_type_object, "a node name or an object")) ||
 		    (r = sk_cj_check_keys(p, v, k_mnode)) ||
@@ -266,7 +266,8 @@ static int parse_mnode(struct sk_cj *p, json_object *v, struct sk_module *m, siz
 			sk_cj_push_key(p, "weight");
 			return sk_cj_fail(p, "'weight' is only for farm modules");
 		}
-		if ((r = sk_cj_opt_u32(p, v, "weight", 1, 1000, m->kind == SK_MOD_FARM ? 100 : 0, &w)))
+		if ((r = sk_cj_opt_u32(p, v, "weight", SK_WEIGHT_MIN, SK_WEIGHT_MAX,
+					 m->kind == SK_MOD_FARM ? SK_WEIGHT_DEFAULT : 0, &w)))
 			return r;
 		n->weight = (uint16_t)w;
 	}

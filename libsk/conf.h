@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "proto.h"
+#include "sk_types.h"
 
 /*
  * Both documents are strict JSON objects (no comments, no trailing commas),
@@ -21,7 +22,7 @@
  *   "networks"     [string], required heartbeat networks, 1..4, names [a-z0-9_-] 1..15
  *   "nodes"        [object], required 1..SK_CONF_MAX_NODES
  *       "name"       string, required  [A-Za-z0-9._-] 1..63, unique
- *       "id"         int, required     1..255, unique
+ *       "id"         int, required     1..63 (sk_types.h), unique; also the node's farm slot
  *       "addresses"  object, required  one IPv4 or IPv6 literal per network, every network,
  *                                      unique per network: {"lan": "10.0.0.1", "backup": "fd00::1"}
  *   "ports"        object, optional   "agent" (7710), "heartbeat" (7711),
@@ -75,7 +76,7 @@
  */
 
 #define SK_CONF_MAX_FILE (1u << 20)
-#define SK_CONF_MAX_NODES 32
+#define SK_CONF_MAX_NODES SK_MAX_NODES
 #define SK_CONF_MAX_NETWORKS 4
 #define SK_CONF_MAX_DIRS 16
 #define SK_CONF_MAX_CHECKERS 32
@@ -125,8 +126,6 @@ struct sk_cluster {
 };
 
 enum sk_mod_kind { SK_MOD_MIRROR = 1, SK_MOD_FARM = 2 };
-enum sk_repl_mode { SK_REPL_SYNC = 0, SK_REPL_SEMI_SYNC = 1, SK_REPL_ASYNC = 2 };
-enum sk_lb_rule { SK_LB_CLIENT = 0, SK_LB_SESSION = 1 };
 enum sk_check_type {
 	SK_CHECK_PROCESS = 1,
 	SK_CHECK_TCP,
@@ -149,7 +148,7 @@ enum sk_script {
 
 struct sk_conf_mod_node {
 	char name[SK_CONF_NODE_NAME_LEN];
-	uint16_t weight; /* farm: 1..1000; mirror: 0 */
+	uint16_t weight; /* farm: SK_WEIGHT_MIN..SK_WEIGHT_MAX; mirror: 0 */
 };
 
 struct sk_conf_vip {

@@ -190,7 +190,7 @@ static const char *op_check(const struct sk_rmsg_op *op)
 	ft = op->mode & S_IFMT;
 	switch (op->type) {
 	case SK_RMSG_START:
-		if (op->flags > SK_RMODE_ASYNC)
+		if (op->flags > SK_REPL_ASYNC)
 			return "unknown mode";
 		break;
 	case SK_RMSG_CREATE:

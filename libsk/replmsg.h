@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "proto.h"
+#include "sk_types.h"
 
 /*
  * The primary sends one frame per operation, in the order it applied them
@@ -72,8 +73,7 @@ enum sk_rmsg_type {
 #define SK_RV_P2MTIME 0x80u /* p2_mtime: mtime of path2's parent after the op */
 #define SK_RV__ALL 0xffu
 
-/* Modes the stream runs in (START flags). */
-enum sk_rmode { SK_RMODE_SYNC = 0, SK_RMODE_SEMI = 1, SK_RMODE_ASYNC = 2 };
+/* START flags: the mode the stream runs in, enum sk_repl_mode (sk_types.h). */
 
 #define SK_RMSG_PATH_MAX 4095
 #define SK_RMSG_NAME_MAX 255

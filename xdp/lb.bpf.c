@@ -163,7 +163,7 @@ static __always_inline __u32 pkt_hash(const struct pkt *p, __u32 rule)
 		h = mix(h, p->src[2]);
 		h = mix(h, p->src[3]);
 	}
-	if (rule == LB_RULE_SESSION && p->has_ports)
+	if (rule == SK_LB_SESSION && p->has_ports)
 		h = mix(h, ((__u32)p->sport << 16) | p->dport);
 	return fmix(h);
 }
@@ -371,12 +371,12 @@ static __always_inline int balance(struct xdp_md *ctx, struct ethhdr *eth, struc
 	if (!cfg || !active)
 		return XDP_DROP;
 
-	if (cfg->port_policy != LB_PORTS_ALL && p->has_ports) {
+	if (cfg->port_policy != SK_LB_PORTS_ALL && p->has_ports) {
 		__u32 port = bpf_ntohs(p->dport), word = port >> 6;
 		__u64 *bits = bpf_map_lookup_elem(&lb_ports, &word);
 
 		if (!bits || !(*bits & (1ull << (port & 63)))) {
-			if (cfg->port_policy == LB_PORTS_OTHERS_DROP) {
+			if (cfg->port_policy == SK_LB_PORTS_OTHERS_DROP) {
 				count(LB_ST_PORT_DROP);
 				return XDP_DROP;
 			}

@@ -24,7 +24,7 @@ enum lb_xdp_mode {
 struct lb_attach_opts {
 	const char *ifname;
 	const char *pin_dir;      /* bpffs directory for this module, e.g. LB_PIN_ROOT "/web" */
-	uint32_t node_id;         /* this node's index in the farm, < LB_MAX_NODES */
+	uint32_t node_id;         /* this node's slot in the farm (its node id), < LB_MAX_NODES */
 	uint32_t seed;            /* hash seed, identical on every node of the farm */
 	int has_vip4;
 	struct in_addr vip4;
@@ -70,8 +70,8 @@ int lb_open(const char *pin_dir, struct lb **out, struct lb_err *err);
 void lb_close(struct lb *lb);
 int lb_detach(const char *pin_dir, struct lb_err *err);
 
-int lb_set_rule(struct lb *lb, enum lb_rule rule, struct lb_err *err);
-int lb_set_ports(struct lb *lb, const uint16_t *ports, size_t n, enum lb_port_policy policy,
+int lb_set_rule(struct lb *lb, enum sk_lb_rule rule, struct lb_err *err);
+int lb_set_ports(struct lb *lb, const uint16_t *ports, size_t n, enum sk_lb_ports policy,
 		 struct lb_err *err);
 int lb_set_timing(struct lb *lb, uint32_t window_ms, uint32_t udp_timeout_ms, struct lb_err *err);
 int lb_set_view(struct lb *lb, const struct lb_view *v, struct lb_err *err);

@@ -4,24 +4,16 @@
 
 #include <linux/types.h>
 
+#include "sk_types.h"
+
 /* 2^16 buckets as GitHub GLB: the table error stays well under 1 % of a share. */
 #define LB_BUCKETS_LOG2 16
 #define LB_BUCKETS (1u << LB_BUCKETS_LOG2)
-#define LB_MAX_NODES 64
-#define LB_NODE_NONE 0xffu
+/* Weight and owner tables are indexed by node id (sk_types.h). */
+#define LB_MAX_NODES SK_NODE_SLOTS
+#define LB_NODE_NONE SK_NODE_ID_NONE
 
-/* Hash rule of the farm module. */
-enum lb_rule {
-	LB_RULE_CLIENT = 0,  /* source address only: a client sticks to one node */
-	LB_RULE_SESSION = 1, /* 4-tuple for TCP/UDP, source address otherwise */
-};
-
-/* What happens to VIP packets on ports that are not listed (when a list is set). */
-enum lb_port_policy {
-	LB_PORTS_ALL = 0,          /* no list: every port is balanced */
-	LB_PORTS_OTHERS_PASS = 1,  /* unlisted ports go to every node */
-	LB_PORTS_OTHERS_DROP = 2,  /* unlisted ports are dropped everywhere */
-};
+/* Hash rule and unlisted-port policy: enum sk_lb_rule and enum sk_lb_ports (sk_types.h). */
 
 /* One bucket, 16 bytes. owner is who takes new flows; while a bucket is in
  * motion (prev != LB_NODE_NONE and now < move_ns + window), the previous owner
@@ -37,8 +29,8 @@ struct lb_bucket {
 
 /* Array "lb_cfg", one entry: the settings user space may change at any time. */
 struct lb_cfg {
-	__u32 rule;          /* enum lb_rule */
-	__u32 port_policy;   /* enum lb_port_policy */
+	__u32 rule;          /* enum sk_lb_rule */
+	__u32 port_policy;   /* enum sk_lb_ports */
 	__u64 window_ns;     /* how long a moved bucket keeps its previous owner's flows */
 	__u64 udp_timeout_ns;/* a UDP flow idle longer than this is forgotten */
 };

@@ -231,8 +231,8 @@ static int attach_prog(int prog_fd, int ifindex, const struct lb_attach_opts *o,
 static int fresh_state(struct lb_bpf *sk, struct lb_err *err)
 {
 	struct lb_cfg cfg = {
-		.rule = LB_RULE_CLIENT,
-		.port_policy = LB_PORTS_ALL,
+		.rule = SK_LB_CLIENT,
+		.port_policy = SK_LB_PORTS_ALL,
 		.window_ns = 300ull * 1000000000ull,
 		.udp_timeout_ns = 60ull * 1000000000ull,
 	};
@@ -514,11 +514,11 @@ static void edit_rule(struct lb_cfg *c, const void *arg)
 	c->rule = *(const uint32_t *)arg;
 }
 
-int lb_set_rule(struct lb *lb, enum lb_rule rule, struct lb_err *err)
+int lb_set_rule(struct lb *lb, enum sk_lb_rule rule, struct lb_err *err)
 {
 	uint32_t r = rule;
 
-	if (rule != LB_RULE_CLIENT && rule != LB_RULE_SESSION)
+	if (rule != SK_LB_CLIENT && rule != SK_LB_SESSION)
 		return fail(err, -EINVAL, "unknown rule %d", (int)rule);
 	return cfg_update(lb, edit_rule, &r, err);
 }
@@ -528,16 +528,16 @@ static void edit_policy(struct lb_cfg *c, const void *arg)
 	c->port_policy = *(const uint32_t *)arg;
 }
 
-int lb_set_ports(struct lb *lb, const uint16_t *ports, size_t n, enum lb_port_policy policy,
+int lb_set_ports(struct lb *lb, const uint16_t *ports, size_t n, enum sk_lb_ports policy,
 		 struct lb_err *err)
 {
 	static uint64_t bits[LB_PORT_WORDS];
-	uint32_t p = policy, all = LB_PORTS_ALL;
+	uint32_t p = policy, all = SK_LB_PORTS_ALL;
 	int rc;
 
-	if (policy > LB_PORTS_OTHERS_DROP)
+	if (policy > SK_LB_PORTS_OTHERS_DROP)
 		return fail(err, -EINVAL, "unknown port policy %d", (int)policy);
-	if (policy != LB_PORTS_ALL && !n)
+	if (policy != SK_LB_PORTS_ALL && !n)
 		return fail(err, -EINVAL, "a port policy needs at least one port");
 	if (n > 65536)
 		return fail(err, -E2BIG, "too many ports");

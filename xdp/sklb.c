@@ -83,7 +83,7 @@ struct args {
 	struct lb_attach_opts at;
 	const char *pin;
 	int have_node, have_rule, have_ports, have_view, have_window, have_udpto;
-	enum lb_rule rule;
+	enum sk_lb_rule rule;
 	uint16_t ports[1024];
 	size_t nports;
 	int others; /* -1 unset */
@@ -129,7 +129,7 @@ static int parse_view(struct args *a, const char *s)
 		if (!eq)
 			return -EINVAL;
 		*eq = 0;
-		if (parse_u32(t, LB_MAX_NODES - 1, &n) || parse_u32(eq + 1, 1000000, &w))
+		if (parse_u32(t, LB_MAX_NODES - 1, &n) || parse_u32(eq + 1, SK_WEIGHT_MAX, &w))
 			return -EINVAL;
 		if (a->view.alive & (1ull << n))
 			return -EINVAL; /* listed twice */
@@ -200,8 +200,8 @@ static int parse(int argc, char **argv, struct args *a)
 			break;
 		case O_INSTALL: a->at.install_vip = 1; break;
 		case O_RULE:
-			if (!strcmp(optarg, "client")) a->rule = LB_RULE_CLIENT;
-			else if (!strcmp(optarg, "session")) a->rule = LB_RULE_SESSION;
+			if (!strcmp(optarg, "client")) a->rule = SK_LB_CLIENT;
+			else if (!strcmp(optarg, "session")) a->rule = SK_LB_SESSION;
 			else return bad("--rule must be client or session", optarg);
 			a->have_rule = 1;
 			break;
@@ -210,13 +210,13 @@ static int parse(int argc, char **argv, struct args *a)
 				return bad("--ports must be 'all' or up to 1024 ports 1..65535 separated by commas", optarg);
 			break;
 		case O_OTHERS:
-			if (!strcmp(optarg, "pass")) a->others = LB_PORTS_OTHERS_PASS;
-			else if (!strcmp(optarg, "drop")) a->others = LB_PORTS_OTHERS_DROP;
+			if (!strcmp(optarg, "pass")) a->others = SK_LB_PORTS_OTHERS_PASS;
+			else if (!strcmp(optarg, "drop")) a->others = SK_LB_PORTS_OTHERS_DROP;
 			else return bad("--others must be pass or drop", optarg);
 			break;
 		case O_VIEW:
 			if (parse_view(a, optarg))
-				return bad("--view must be NODE=WEIGHT,... (node 0..63 once each, weight 0..1000000)", optarg);
+				return bad("--view must be NODE=WEIGHT,... (node 0..63 once each, weight 0..1000)", optarg);
 			break;
 		case O_LEAVING:
 			if (parse_leaving(a, optarg))
@@ -301,7 +301,7 @@ static int cmd_set(struct args *a)
 		rc = lb_set_rule(lb, a->rule, &err);
 	if (!rc && a->have_ports)
 		rc = lb_set_ports(lb, a->ports, a->nports,
-				  a->nports ? (enum lb_port_policy)a->others : LB_PORTS_ALL, &err);
+				  a->nports ? (enum sk_lb_ports)a->others : SK_LB_PORTS_ALL, &err);
 	if (!rc && a->have_window)
 		rc = lb_set_timing(lb, a->window_ms, a->udpto_ms, &err);
 	if (!rc && a->have_view)
@@ -376,11 +376,11 @@ static int cmd_show(struct args *a)
 	printf("ifindex=%u mode=%s node=%u vip4=%s vip6=%s vmac=%02x:%02x:%02x:%02x:%02x:%02x\n",
 	       st.info.ifindex, st.info.xdp_mode == LB_XDP_NATIVE ? "native" : "generic",
 	       st.info.node_id, v4, v6, m[0], m[1], m[2], m[3], m[4], m[5]);
-	printf("rule=%s ports=%s", st.cfg.rule == LB_RULE_SESSION ? "session" : "client",
-	       st.cfg.port_policy == LB_PORTS_ALL ? "all" : "list");
-	if (st.cfg.port_policy != LB_PORTS_ALL)
+	printf("rule=%s ports=%s", st.cfg.rule == SK_LB_SESSION ? "session" : "client",
+	       st.cfg.port_policy == SK_LB_PORTS_ALL ? "all" : "list");
+	if (st.cfg.port_policy != SK_LB_PORTS_ALL)
 		printf(" nports=%u others=%s", st.nports,
-		       st.cfg.port_policy == LB_PORTS_OTHERS_PASS ? "pass" : "drop");
+		       st.cfg.port_policy == SK_LB_PORTS_OTHERS_PASS ? "pass" : "drop");
 	printf(" window_ms=%" PRIu64 " udp_timeout_ms=%" PRIu64 "\n",
 	       (uint64_t)st.cfg.window_ns / 1000000, (uint64_t)st.cfg.udp_timeout_ns / 1000000);
 	printf("generation=%u moving=%u\n", st.generation, st.moving);

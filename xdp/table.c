@@ -10,9 +10,9 @@ int lb_view_check(const struct lb_view *v, struct lb_err *err)
 	uint64_t total = 0;
 
 	for (unsigned i = 0; i < LB_MAX_NODES; i++) {
-		if (v->weight[i] > 1000000) {
-			snprintf(err->msg, sizeof(err->msg), "node %u: weight %u is above 1000000", i,
-				 v->weight[i]);
+		if (v->weight[i] > SK_WEIGHT_MAX) {
+			snprintf(err->msg, sizeof(err->msg), "node %u: weight %u is above %u", i,
+				 v->weight[i], SK_WEIGHT_MAX);
 			return -EINVAL;
 		}
 		if (v->weight[i] && !(v->alive & (1ull << i))) {

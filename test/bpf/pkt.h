@@ -29,7 +29,7 @@ struct inst {
 
 static inline int inst_open(struct inst *in, uint8_t node, const char *vip4, const char *vip6)
 {
-	struct lb_cfg cfg = {.rule = LB_RULE_SESSION, .window_ns = 60ull * 1000000000ull,
+	struct lb_cfg cfg = {.rule = SK_LB_SESSION, .window_ns = 60ull * 1000000000ull,
 			     .udp_timeout_ns = 60ull * 1000000000ull};
 	uint32_t zero = 0;
 

@@ -192,7 +192,7 @@ static void test_balance(void)
 	int counts[3] = {0}, bad = 0, n = 0;
 
 	all_tables(W112);
-	all_cfg(LB_RULE_SESSION, LB_PORTS_ALL);
+	all_cfg(SK_LB_SESSION, SK_LB_PORTS_ALL);
 	for (int i = 0; i < 600; i++) {
 		char src[32];
 
@@ -395,18 +395,18 @@ static void test_ports(void)
 	all_tables(W112);
 	for (int i = 0; i < 3; i++)
 		bpf_map_update_elem(bpf_map__fd(node[i].sk->maps.lb_ports), &word, &bits, BPF_ANY);
-	all_cfg(LB_RULE_SESSION, LB_PORTS_OTHERS_DROP);
+	all_cfg(SK_LB_SESSION, SK_LB_PORTS_OTHERS_DROP);
 	tcp4(&f, CLI4, VIP4, 4321, 22, 0x02);
 	ok(who_passes(&f) == -1, "port filter, others=drop: VIP port 22 dropped on every node");
 	tcp4(&f, CLI4, VIP4, 4321, 80, 0x02);
 	ok(who_passes(&f) >= 0, "port filter: listed port 80 balanced to exactly one node");
-	all_cfg(LB_RULE_SESSION, LB_PORTS_OTHERS_PASS);
+	all_cfg(SK_LB_SESSION, SK_LB_PORTS_OTHERS_PASS);
 	tcp4(&f, CLI4, VIP4, 4321, 22, 0x02);
 	int all = 1;
 	for (int i = 0; i < 3; i++)
 		all &= run(&node[i], f.b, f.n, out, &outlen) == XDP_PASS && passed_rewritten(&f);
 	ok(all, "port filter, others=pass: VIP port 22 passed (rewritten) on every node");
-	all_cfg(LB_RULE_CLIENT, LB_PORTS_ALL);
+	all_cfg(SK_LB_CLIENT, SK_LB_PORTS_ALL);
 	int w = -5, same = 1;
 	for (int p = 0; p < 30; p++) {
 		tcp4(&f, CLI4, VIP4, (uint16_t)(10000 + p * 11), 80, 0x02);
@@ -416,7 +416,7 @@ static void test_ports(void)
 		same &= x == w && x >= 0;
 	}
 	ok(same, "client rule: 30 connections of one client all on node %d", w);
-	all_cfg(LB_RULE_SESSION, LB_PORTS_ALL);
+	all_cfg(SK_LB_SESSION, SK_LB_PORTS_ALL);
 }
 
 static uint64_t stat_sum(struct inst *in, uint32_t idx)

@@ -320,7 +320,7 @@ Test(conf_cluster, missing_nodes) { cluster_err("{'cluster':'c','secret_file':'/
 Test(conf_cluster, bad_name) { cluster_err("{'cluster':'Cx'}", "cluster", "character 1 is not allowed"); }
 Test(conf_cluster, wrong_type) { cluster_err("{" CL_HEAD "'nodes':[{'name':'a','id':'1'}]}", "nodes[0].id", "expected an integer, got string"); }
 Test(conf_cluster, float_refused) { cluster_err("{" CL_HEAD "'nodes':[{'name':'a','id':1.5}]}", "nodes[0].id", "expected an integer, got double"); }
-Test(conf_cluster, id_range) { cluster_err("{" CL_HEAD "'nodes':[{'name':'a','id':256}]}", "nodes[0].id", "256 is out of range 1..255"); }
+Test(conf_cluster, id_range) { cluster_err("{" CL_HEAD "'nodes':[{'name':'a','id':64}]}", "nodes[0].id", "64 is out of range 1..63"); }
 Test(conf_cluster, id_zero) { cluster_err("{" CL_HEAD "'nodes':[{'name':'a','id':0}]}", "nodes[0].id", "out of range"); }
 Test(conf_cluster, secret_relative) { cluster_err("{'cluster':'c','secret_file':'etc/s'}", "secret_file", "must be an absolute path"); }
 Test(conf_cluster, no_networks) { cluster_err("{'cluster':'c','secret_file':'/s','networks':[]}", "networks", "has 0 entries, must have 1..4"); }

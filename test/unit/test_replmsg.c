@@ -94,7 +94,7 @@ Test(replmsg, namespace_round_trips)
 		{ .type = SK_RMSG_FSYNC, .path1 = "", .path1_len = 0, .flags = SK_RO_DATASYNC },
 		{ .type = SK_RMSG_FALLOCATE, .fh = 3, .off = 4096, .len = 8192, .flags = 0x3 },
 		{ .type = SK_RMSG_COPY, .fh = 3, .fh2 = 4, .off = 0, .off2 = 10, .len = 100 },
-		{ .type = SK_RMSG_START, .flags = SK_RMODE_SEMI, .fh = 5 },
+		{ .type = SK_RMSG_START, .flags = SK_REPL_SEMI_SYNC, .fh = 5 },
 		{ .type = SK_RMSG_RS_DIR, .path1 = "", .path1_len = 0, .flags = SK_RO_FIRST },
 		{ .type = SK_RMSG_RS_SUMSREQ, .fh = 1, .path1 = "f", .path1_len = 1,
 		  .off = SK_RMSG_BLOCK, .len = SK_RMSG_BLOCK },
