@@ -33,6 +33,16 @@ void fused_rx_hclear(struct rx *x)
 				close(e->fd);
 			free(e);
 		}
+	x->nhandles = 0;
+	fused_rs_session_end(); /* a resync's lists end with the session, however it ends */
+}
+
+/* Refused as hostile or impossible from a genuine primary: counted with the refused frames. */
+static int refuse(struct fused *f, int err, const char *what, const char *p, size_t len)
+{
+	atomic_fetch_add(&f->rejected, 1);
+	sk_warn("refused: %s \"%.*s\"", what, (int)(len > 200 ? 200 : len), p ? p : "");
+	return err;
 }
 
 static int hput(struct rx *x, uint64_t id, int fd)
@@ -45,6 +55,8 @@ static int hput(struct rx *x, uint64_t id, int fd)
 		(*pp)->fd = fd;
 		return 0;
 	}
+	if (x->nhandles >= FUSED_RX_HANDLES_MAX) /* caller closes fd */
+		return refuse(x->f, -EMFILE, "too many open handles", NULL, 0);
 	e = malloc(sizeof(*e));
 	if (!e)
 		return -ENOMEM;
@@ -52,6 +64,7 @@ static int hput(struct rx *x, uint64_t id, int fd)
 	e->fd = fd;
 	e->next = NULL;
 	*pp = e;
+	x->nhandles++;
 	return 0;
 }
 
@@ -95,6 +108,71 @@ int fused_apply_open_path(int root_fd, const char *path, size_t len, int flags, 
 		return -errno;
 	*out = (int)fd;
 	return 0;
+}
+
+/*
+ * Files opened for data are regular files only (directories too where asked, for
+ * fsync): the name is resolved to an O_PATH fd and checked before anything is
+ * opened, so a FIFO, socket or device node at a path is never opened at all (a
+ * FIFO would block the receiver, a device would be read or written as root).
+ * The reopen through /proc/self/fd names the checked inode, not the path again.
+ */
+static int reopen_checked(int opath, int flags, bool dir_ok, int *out)
+{
+	char pp[64];
+	struct stat st;
+	int fd;
+
+	if (fstat(opath, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) && !(dir_ok && S_ISDIR(st.st_mode)))
+		return -EPERM;
+	snprintf(pp, sizeof(pp), "/proc/self/fd/%d", opath);
+	fd = open(pp, flags | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	*out = fd;
+	return 0;
+}
+
+int fused_apply_open_data(struct fused *f, const char *path, size_t len, int flags, bool dir_ok,
+			  int *out)
+{
+	int op, rc = fused_apply_open_path(f->root_fd, path, len, O_PATH | O_NOFOLLOW, &op);
+
+	if (rc < 0)
+		return rc;
+	rc = reopen_checked(op, flags, dir_ok, out);
+	close(op);
+	if (rc == -EPERM)
+		return refuse(f, rc, "data open of a non-regular file", path, len);
+	return rc;
+}
+
+/* Same beneath an open parent; flags may hold O_CREAT (a new file is regular by construction). */
+static int open_data_at(struct fused *f, int pfd, const char *name, int flags, mode_t mode,
+			int *out)
+{
+	int fd, op, rc;
+
+	if (flags & O_CREAT) {
+		fd = openat(pfd, name, flags | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode);
+		if (fd >= 0) {
+			*out = fd;
+			return 0;
+		}
+		if (errno != EEXIST || (flags & O_EXCL))
+			return -errno;
+		flags &= ~O_CREAT;
+	}
+	op = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (op < 0)
+		return -errno;
+	rc = reopen_checked(op, flags, false, out);
+	close(op);
+	if (rc == -EPERM)
+		return refuse(f, rc, "data open of a non-regular file", name, strlen(name));
+	return rc;
 }
 
 /*
@@ -268,12 +346,14 @@ static int apply_setattr_path(struct fused *f, const struct sk_rmsg_op *op)
 	if (rc < 0)
 		return rc;
 	if (op->valid & SK_RV_SIZE) {
-		int fd = openat(pfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+		int fd;
 
-		if (fd < 0 || ftruncate(fd, (off_t)op->len) < 0)
-			rc = -errno;
-		if (fd >= 0)
+		rc = open_data_at(f, pfd, name, O_WRONLY, 0, &fd);
+		if (rc == 0) {
+			if (ftruncate(fd, (off_t)op->len) < 0)
+				rc = -errno;
 			close(fd);
+		}
 	}
 	if (rc == 0 && (op->valid & (SK_RV_UID | SK_RV_GID)) &&
 	    fchownat(pfd, name, (op->valid & SK_RV_UID) ? op->uid : (uid_t)-1,
@@ -392,7 +472,7 @@ static int apply_create(struct fused *f, struct rx *x, const struct sk_rmsg_op *
 	char name[SK_RMSG_NAME_MAX + 1];
 	struct timespec tv[2];
 	int pfd, fd, rc;
-	int fl = O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
+	int fl = O_RDWR | O_CREAT;
 
 	rc = open_parent(f, op->path1, op->path1_len, &pfd, name);
 	if (rc < 0)
@@ -408,8 +488,7 @@ static int apply_create(struct fused *f, struct rx *x, const struct sk_rmsg_op *
 			syscall(SYS_setfsgid, op->gid);
 			syscall(SYS_setfsuid, op->uid);
 		}
-		fd = openat(pfd, name, fl, op->mode & 07777);
-		rc = fd < 0 ? -errno : 0;
+		rc = open_data_at(f, pfd, name, fl, op->mode & 07777, &fd);
 		if (as) {
 			syscall(SYS_setfsuid, 0);
 			syscall(SYS_setfsgid, 0);
@@ -420,9 +499,8 @@ static int apply_create(struct fused *f, struct rx *x, const struct sk_rmsg_op *
 		parent_put(pfd);
 		return rc;
 	}
-	fd = openat(pfd, name, fl, op->mode & 07777);
-	if (fd < 0) {
-		rc = -errno;
+	rc = open_data_at(f, pfd, name, fl, op->mode & 07777, &fd);
+	if (rc < 0) {
 		parent_put(pfd);
 		return rc;
 	}
@@ -451,11 +529,12 @@ static int apply_open(struct fused *f, struct rx *x, const struct sk_rmsg_op *op
 	int fd = -1, rc;
 
 	if (!(op->flags & SK_RO_ORPHAN)) {
-		rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len,
-					   O_RDWR | ((op->flags & SK_RO_TRUNC) ? O_TRUNC : 0), &fd);
+		rc = fused_apply_open_data(f, op->path1, op->path1_len,
+					   O_RDWR | ((op->flags & SK_RO_TRUNC) ? O_TRUNC : 0), false, &fd);
 		/* Not there yet while resyncing: the walker reopens it once the file exists,
-		 * and copies its content after that, so writes meanwhile may be dropped. */
-		if (rc < 0 && !f->consistent)
+		 * and copies its content after that, so writes meanwhile may be dropped.
+		 * A refused file type is an error in any case (the primary opens regular files). */
+		if (rc < 0 && rc != -EPERM && !f->consistent)
 			return hput(x, op->fh, -1);
 		if (rc < 0)
 			return rc;
@@ -489,7 +568,7 @@ static int apply_fsync(struct fused *f, struct rx *x, const struct sk_rmsg_op *o
 		(void)ds;
 		return fdatasync(fd) < 0 ? -errno : 0;
 	}
-	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_RDONLY | O_NONBLOCK, &fd);
+	rc = fused_apply_open_data(f, op->path1, op->path1_len, O_RDONLY, true, &fd);
 	if (rc < 0)
 		return rc;
 	rc = (ds ? fdatasync(fd) : fsync(fd)) < 0 ? -errno : 0;
@@ -525,6 +604,7 @@ int fused_apply(struct rx *x, const struct sk_rmsg_op *op)
 		if (!e)
 			return -EBADF;
 		*pp = e->next;
+		x->nhandles--;
 		rc = 0;
 		if (e->fd >= 0 && op_ts(op, tv) && futimens(e->fd, tv) < 0)
 			rc = -errno;

@@ -309,6 +309,7 @@ static void serve(struct rx *x)
 	struct sk_frame fr[BATCH_MAX];
 	struct fused_rbuf rb;
 	enum sk_reject why;
+	bool full = false;
 
 	if (fused_rbuf_init(&rb) < 0)
 		return;
@@ -318,7 +319,12 @@ static void serve(struct rx *x)
 		int n = 0, rc;
 		long got = 0;
 
-		if (rb.start == rb.end) {
+		if (full) {
+			/* the last batch stopped at BATCH_MAX: complete frames may still be
+			 * buffered, and a blocking read would hold them (and their acks) until
+			 * the primary sends more, which it may not before its budget expires */
+			full = false;
+		} else if (rb.start == rb.end) {
 			rc = fused_rbuf_spin(x->sock, &rb, FUSED_SPIN_US);
 			if (rc < 0)
 				break;
@@ -346,6 +352,7 @@ static void serve(struct rx *x)
 			n++;
 		if (n && run_batch(x, fr, n) < 0)
 			break;
+		full = n == BATCH_MAX;
 		if (got < 0) {
 			atomic_fetch_add(&f->rejected, 1);
 			sk_warn("frame refused: %s; closing the connection", sk_reject_str(why));

@@ -1,5 +1,5 @@
 /* fused/rs_apply.c: the secondary's side of the resync: reconcile directories, checksum blocks, write blocks, set metadata. */
-#include "fused.h"
+#include "recv.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -16,6 +16,22 @@
 #define MAX_DEPTH 512
 
 static struct fused_names rs_seen;     /* names announced for the directory being reconciled */
+/*
+ * A directory's listing is bounded (a peer could announce names forever): past these, the
+ * names not recorded could not be told from strays, so nothing is deleted and the directory
+ * is reported as an error. Memory per name is about its length + 1 + 24 bytes.
+ */
+#define RS_NAMES_MAX (1u << 21)
+#define RS_NAME_BYTES_MAX (64u << 20)
+static size_t rs_seen_bytes;
+static bool rs_seen_lost; /* a name of this listing could not be recorded */
+
+static void rs_seen_reset(void)
+{
+	fused_names_clear(&rs_seen);
+	rs_seen_bytes = 0;
+	rs_seen_lost = false;
+}
 
 static int open_parent(struct fused *f, const char *path, size_t len, int *pfd, char *name)
 {
@@ -240,7 +256,7 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op)
 	int dfd, rc, n, err = 0;
 
 	if (op->flags & SK_RO_FIRST)
-		fused_names_clear(&rs_seen);
+		rs_seen_reset();
 	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_RDONLY | O_DIRECTORY, &dfd);
 	if (rc < 0)
 		return rc;
@@ -250,7 +266,19 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op)
 	while ((n = sk_rmsg_dirent_next(&r, &e)) == 1) {
 		memcpy(name, e.name, e.name_len);
 		name[e.name_len] = '\0';
-		fused_names_add(&rs_seen, name, e.name_len);
+		if (rs_seen.n >= RS_NAMES_MAX || rs_seen_bytes >= RS_NAME_BYTES_MAX ||
+		    fused_names_add(&rs_seen, name, e.name_len) < 0) {
+			if (!rs_seen_lost) {
+				atomic_fetch_add(&f->rejected, 1);
+				sk_warn("resync of \"%s\": more names than can be recorded (%zu); "
+					"no stray is removed there", dpath, rs_seen.n);
+			}
+			rs_seen_lost = true;
+			if (!err)
+				err = -ENOMEM; /* a real divergence, not one a walk repairs */
+			continue; /* nor created: the listing is refused */
+		}
+		rs_seen_bytes += e.name_len + 1u + 24u;
 		rc = reconcile(f, dfd, dpath, op->path1_len, &e, name);
 		if (rc < 0 && !err)
 			err = rc;
@@ -259,7 +287,11 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op)
 		close(dfd);
 		return -EBADMSG;
 	}
-	if (op->flags & SK_RO_LAST) {
+	if ((op->flags & SK_RO_LAST) && rs_seen_lost) {
+		rs_seen_reset();
+		if (!err)
+			err = -ENOMEM;
+	} else if (op->flags & SK_RO_LAST) {
 		DIR *d = fdopendir(dup(dfd));
 		struct dirent *de;
 
@@ -276,7 +308,7 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op)
 		}
 		if (d)
 			closedir(d);
-		fused_names_clear(&rs_seen);
+		rs_seen_reset();
 	}
 	close(dfd);
 	return err;
@@ -291,9 +323,9 @@ static int rs_sums(struct fused *f, const struct sk_rmsg_op *op, int sock, struc
 	struct stat st;
 	int fd, rc;
 
-	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_RDONLY | O_NONBLOCK, &fd);
+	rc = fused_apply_open_data(f, op->path1, op->path1_len, O_RDONLY, false, &fd);
 	if (rc < 0) {
-		s.err = -rc;
+		s.err = rc == -EPERM ? EINVAL : -rc;
 	} else {
 		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 			s.err = EINVAL;
@@ -323,7 +355,7 @@ static int rs_data(struct fused *f, const struct sk_rmsg_op *op)
 {
 	int fd, rc;
 
-	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_WRONLY, &fd);
+	rc = fused_apply_open_data(f, op->path1, op->path1_len, O_WRONLY, false, &fd);
 	if (rc < 0)
 		return rc;
 	/* sk_pwrite_all: a pwrite that writes nothing is an error, not another turn of the loop. */
@@ -419,6 +451,12 @@ out:
 	if (pfd >= 0)
 		close(pfd);
 	return rc;
+}
+
+void fused_rs_session_end(void)
+{
+	rs_seen_reset();
+	links_clear();
 }
 
 int fused_rs_apply(struct fused *f, const struct sk_rmsg_op *op, int sock, struct sk_chan *chan)

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# mirror_hostile: an authenticated but malicious primary (an insider holding the secret) sends
+# well-sealed frames with hostile content: the secondary stays up, refuses and counts them,
+# applies nothing it should not, and still serves the genuine primary afterwards (issue 9 A1, A4, A6).
+set -u
+source "$SK_SRC/test/cluster/mirror_common.sh"
+mt_init --client
+EP=$MT_TOOLS/evilprimary
+[ -x "$EP" ] || mt_bail "evilprimary not built at $EP"
+TO=${SK_IP[2]}:$MT_PORT
+
+mt_start_secondary || mt_bail "secondary did not start"
+mt_start_primary || mt_bail "primary did not start"
+mkdir -p "$MT_DIR1/app" && for i in $(seq 20); do echo "before $i" >"$MT_DIR1/app/f$i"; done
+ln -s f1 "$MT_DIR1/app/link"
+mt_wait_synced 20 || mt_bail "not in sync before the attack"
+mt_stop_primary # the insider takes the primary's place
+
+snap() { (cd "$MT_DIR2/app" && find . -printf '%p %y %m %U:%G %s %n %l\n' | sort &&
+	find . -type f -exec sha256sum {} + | sort); }
+snap >"$SK_TMP/before.snap"
+rej0=$(mt_st 2 rejected_frames)
+sk_diag "secondary rejected_frames before: ${rej0:-?}"
+
+# evil CASE [args]: one TAP line for the case, one for the secondary still running after it
+evil() {
+	local c=$1 out rc=0
+	shift
+	out=$(sk_client timeout 120 "$EP" --to "$TO" --secret "$MT_SECRET" --case "$c" "$@" 2>&1) || rc=$?
+	if [ "$rc" = 0 ]; then sk_ok "hostile '$c' handled"; else sk_not_ok "hostile '$c' handled (exit $rc)"; fi
+	sk_diag "$out"
+	if sk_alive "$MT_PID2"; then
+		sk_ok "secondary still running after '$c'"
+	else
+		sk_not_ok "secondary still running after '$c'"
+		sk_diag "secondary log: $(tail -n 5 "$SK_TMP/fused2.$MT_N2.log")"
+		mt_start_secondary || mt_bail "secondary cannot be restarted"
+	fi
+}
+
+evil control
+evil longlink
+if [ ! -e "$MT_DIR2/evil-long" ] && [ ! -L "$MT_DIR2/evil-long" ]; then
+	sk_ok "no symlink made from the 65535-byte target"
+else
+	sk_not_ok "no symlink made from the 65535-byte target"
+fi
+evil fifo --wait-ms 5000
+if [ -p "$MT_DIR2/evil-fifo" ]; then sk_ok "MKNOD of a FIFO applied (allowed)"; else sk_not_ok "MKNOD of a FIFO applied (allowed)"; fi
+evil chardev --wait-ms 5000
+rss0=$(awk '/VmRSS/ {print $2}' "/proc/$MT_PID2/status" 2>/dev/null)
+evil handles --count 100000 --wait-ms 10000
+rss1=$(awk '/VmRSS/ {print $2}' "/proc/$MT_PID2/status" 2>/dev/null)
+sk_diag "secondary VmRSS around 100000 handles: ${rss0:-?} kB -> ${rss1:-?} kB"
+evil names --count 2500000 --wait-ms 60000
+rss2=$(awk '/VmRSS/ {print $2}' "/proc/$MT_PID2/status" 2>/dev/null)
+sk_diag "secondary VmRSS after 2.5 M names: ${rss2:-?} kB; files in evil-dir: $(ls "$MT_DIR2/evil-dir" 2>/dev/null | wc -l)"
+evil batch --count 600 --wait-ms 3000
+
+# longlink 1, fifo 4, chardev 3 (open, create, resync data), handles 100000 - 65536, names 1
+want=$((1 + 4 + 3 + 100000 - 65536 + 1))
+rej1=$(mt_st 2 rejected_frames)
+if [ -n "$rej0" ] && [ -n "$rej1" ] && [ $((rej1 - rej0)) -ge "$want" ]; then
+	sk_ok "secondary counted what it refused ($((rej1 - rej0)) >= $want)"
+else
+	sk_not_ok "secondary counted what it refused (before ${rej0:-?}, after ${rej1:-?}, want +$want)"
+fi
+snap >"$SK_TMP/after.snap"
+if cmp -s "$SK_TMP/before.snap" "$SK_TMP/after.snap"; then
+	sk_ok "replicated data untouched by the hostile frames"
+else
+	sk_not_ok "replicated data untouched by the hostile frames"
+	sk_diag "$(diff "$SK_TMP/before.snap" "$SK_TMP/after.snap" | head -n 10)"
+fi
+if [ -z "$(find "${SK_ROOT[2]}" -path "$MT_DIR2" -prune -o -name 'evil-*' -print 2>/dev/null)" ]; then
+	sk_ok "nothing created outside the replicated directory"
+else
+	sk_not_ok "nothing created outside the replicated directory"
+fi
+
+# The genuine primary comes back and replicates again.
+mt_start_primary || sk_diag "primary restart failed"
+for i in $(seq 20); do echo "after $i" >>"$MT_DIR1/app/f$i"; done
+mkdir "$MT_DIR1/app/after" && echo new >"$MT_DIR1/app/after/new"
+if mt_wait_synced 60; then sk_ok "genuine primary in sync after the attack"; else sk_not_ok "genuine primary in sync after the attack"; fi
+rc=0
+out=$("$MT_PY" "$SK_SRC/test/tools/treecmp.py" --exclude evil-fifo --exclude evil-null \
+	--exclude evil-dir --exclude evil-batch "$MT_BACK1/app" "$MT_DIR2/app" 2>&1) || rc=$?
+if [ "$rc" = 0 ]; then sk_ok "app tree identical on both sides"; else sk_not_ok "app tree identical on both sides (treecmp exit $rc)"; fi
+sk_diag "$(printf '%s\n' "$out" | tail -n 10)"
+if sk_alive "$MT_PID2"; then sk_ok "secondary still running at the end"; else sk_not_ok "secondary still running at the end"; fi
+mt_stop_primary
+sk_done
