@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# mirror_equal: after a concurrent namespace/metadata stress through the mount (4 processes with
+# umasks 0, 022, 077 and 002, 10000 ops each by default), every file has the mode its creator
+# asked for (mode & ~umask, as on a local filesystem) and both replicas are equal in every
+# property treecmp knows (issue 9 B9). MT_EQUAL_OPS / MT_EQUAL_PROCS / MT_EQUAL_SEED override.
+set -u
+source "$SK_SRC/test/cluster/mirror_common.sh"
+mt_init
+OPS=${MT_EQUAL_OPS:-10000}
+PROCS=${MT_EQUAL_PROCS:-4}
+SEED=${MT_EQUAL_SEED:-$$}
+
+mt_start_secondary || mt_bail "secondary did not start"
+mt_start_primary || mt_bail "primary did not start"
+mt_wait_until 10 mt_peer_is connected || mt_bail "primary not connected"
+
+mkdir -p "$MT_DIR1/stress" || mt_bail "mkdir in the mount"
+rc=0
+out=$(timeout 400 "$MT_PY" "$SK_SRC/test/tools/mdstress.py" "$MT_DIR1/stress" --procs "$PROCS" \
+	--ops "$OPS" --seed "$SEED" --umasks 0,022,077,002 2>&1) || rc=$?
+sk_diag "seed $SEED: $(printf '%s\n' "$out" | grep -v '^mode-mismatch' | grep -v '^unexpected' | tail -n 6)"
+if [ "$rc" = 0 ]; then
+	sk_ok "stress: every created file and directory has mode & ~umask of its creator"
+else
+	sk_not_ok "stress: every created file and directory has mode & ~umask of its creator (exit $rc)"
+	sk_diag "$(printf '%s\n' "$out" | grep '^mode-mismatch' | head -n 10)"
+fi
+n_unexp=$(printf '%s\n' "$out" | grep -c '^unexpected')
+if [ "$n_unexp" = 0 ]; then
+	sk_ok "stress: no operation failed with an unexpected error"
+else
+	sk_not_ok "stress: no operation failed with an unexpected error ($n_unexp)"
+	sk_diag "$(printf '%s\n' "$out" | grep '^unexpected' | head -n 10)"
+fi
+if mt_wait_synced 60; then sk_ok "secondary in sync after the stress"; else sk_not_ok "secondary in sync after the stress"; fi
+if sk_alive "$MT_PID2" && sk_alive "$MT_PID1"; then sk_ok "both skfused still running"; else sk_not_ok "both skfused still running"; fi
+mt_treecmp_tap "primary backing vs secondary" none "$MT_BACK1" "$MT_DIR2" \
+	entries type mode owner size content rdev symlink nlink hardlinks xattr acl mtime
+mt_treecmp_tap "mount vs primary backing" none "$MT_DIR1" "$MT_BACK1" \
+	entries type mode owner size content nlink hardlinks symlink xattr mtime
+mt_stop_primary
+sk_done
