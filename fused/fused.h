@@ -94,7 +94,6 @@ struct fused {
 	enum sk_repl_mode mode;
 	uint32_t budget_ms;
 	bool no_encrypt;            /* --no-encrypt: MAC-only stream; both nodes must say the same */
-	bool no_encrypt;            /* --no-encrypt: MAC-only stream; both nodes must say the same */
 	char state_dir[PATH_MAX];
 	char ctl_path[PATH_MAX];
 	uint32_t module_id;
