@@ -119,7 +119,7 @@ static void parse(struct fused *f, int argc, char **argv)
 		case 'S': state = optarg; break;
 		case 'c': ctl = optarg; break;
 		case 'M': f->module_id = (uint32_t)num(optarg, 1, 65535, "--module-id"); break;
-		case 'N': f->node_id = (uint32_t)num(optarg, 1, 255, "--node-id"); break;
+		case 'N': f->node_id = (uint32_t)num(optarg, SK_NODE_ID_MIN, SK_NODE_ID_MAX, "--node-id"); break;
 		case 'f': break; /* always in the foreground: the agent supervises us */
 		case 'L':
 			if (!strcmp(optarg, "debug"))
