@@ -54,6 +54,7 @@ KEEP_DATA=${KEEP_DATA:-0}
 PEER_IP=${PEER_IP:-}                # two hosts: side B's address (on host A)
 LOCAL_IP=${LOCAL_IP:-}              # two hosts: this host's address as the other host reaches it
 PEER_MAX_S=${PEER_MAX_S:-14400}     # `peer` serves at most this long
+PEER_WORK=${PEER_WORK:-$WORK}       # two hosts: WORK on host B (its gluster brick is under it)
 export SK_BUILD
 
 case $WORK in /tmp/?* | /var/tmp/?*) ;; *) echo "WORK must be a directory under /tmp or /var/tmp" >&2; exit 2 ;; esac
@@ -136,11 +137,13 @@ cleanup() {
 		while read -r m; do unmount "$m"; done < <(tac "$STATE/mounts")
 	fi
 	if [ -f "$STATE/gluster" ] && [ -S "$WORK/gluster/A/run/glusterd.socket" ]; then
+		say "stopping the gluster volume"
 		gl A volume stop "$GLUSTER_VOL" >/dev/null 2>&1
 		gl A volume delete "$GLUSTER_VOL" >/dev/null 2>&1
 		[ -n "$PEER_IP" ] && gl A peer detach "$IP_B" >/dev/null 2>&1
 	fi
 	if [ -f "$STATE/pids" ]; then
+		say "stopping the processes this run started"
 		while read -r pid st label; do stop "$pid" "$st" "$label"; done < <(tac "$STATE/pids")
 	fi
 	if [ -f "$STATE/mntns" ]; then
@@ -173,7 +176,9 @@ cleanup() {
 
 on_signals() {
 	trap cleanup EXIT
-	trap '[ "$CLEANING" = 1 ] || exit 130' INT TERM HUP
+	trap '[ "$CLEANING" = 1 ] || exit 130' INT
+	trap '[ "$CLEANING" = 1 ] || exit 143' TERM
+	trap '[ "$CLEANING" = 1 ] || exit 129' HUP
 	trap 'trap "" PIPE; [ "$CLEANING" = 1 ] || exit 141' PIPE
 }
 
@@ -313,6 +318,7 @@ gluster_cold() {  # a new client: nothing of the file stays cached in user space
 
 setup_gluster_r2() {
 	local bA=$IP_A:$DATA/brick-A/b bB=$IP_B:$DATA/brick-B/b kv probe=.skcmp-probe
+	[ -n "$PEER_IP" ] && bB=$IP_B:$PEER_WORK/data/brick-B/b
 	touch "$STATE/gluster"
 	glusterd_start A "${IN_A[@]}"
 	[ -z "$PEER_IP" ] && glusterd_start B "${IN_B[@]}"
