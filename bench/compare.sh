@@ -47,6 +47,7 @@ RTT_COUNT=${RTT_COUNT:-5000}
 RTT_PORT=${RTT_PORT:-7431}
 SCRATCH=${SCRATCH:-root}            # root: data under $WORK; loop: a fresh journaled ext4 image on a loop device
 SCRATCH_SIZE=${SCRATCH_SIZE:-8G}
+SETTLE_S=${SETTLE_S:-300}           # SCRATCH=root: start this long after the previous run deleted its files
 FUSE_LL_OPTS=${FUSE_LL_OPTS:-}
 GLUSTER_VOL=${GLUSTER_VOL:-skcmp}
 GLUSTER_VOL_OPTS=${GLUSTER_VOL_OPTS:-}   # "key value,key value"
@@ -131,7 +132,7 @@ cleanup() {
 	[ -f "$STATE/env" ] && source "$STATE/env"
 	if [ -f "$STATE/steadykit" ]; then
 		PB_NS_A=$NS_A PB_NS_B=$NS_B PB_IP_B=$IP_B SK_BENCH_LOG=$(cat "$STATE/steadykit") \
-			timeout 120 bash "$HOOK" teardown "$WORK/steadykit" >&2 || say "steadykit teardown failed"
+			timeout 120 bash "$HOOK" teardown "$DATA/steadykit" >&2 || say "steadykit teardown failed"
 	fi
 	if [ -f "$STATE/mounts" ]; then
 		while read -r m; do unmount "$m"; done < <(tac "$STATE/mounts")
@@ -156,7 +157,9 @@ cleanup() {
 			ip netns del "$ns" 2>/dev/null || say "could not delete netns $ns"
 		done < <(tac "$STATE/netns")
 	fi
+	local on_loop=0
 	if [ -f "$STATE/scratch" ]; then
+		on_loop=1
 		unmount "$DATA"
 		while read -r m; do losetup -d "$m" 2>/dev/null; done <"$STATE/scratch"
 		rm -f "$WORK/scratch.img"
@@ -167,8 +170,11 @@ cleanup() {
 		done
 	fi
 	if [ "$KEEP_DATA" != 1 ]; then
-		mountpoint -q "$DATA" || rm -rf "${WORK:?}/data"
-		rm -rf "${WORK:?}/mnt" "${WORK:?}/gluster" "${WORK:?}/steadykit"
+		if ! mountpoint -q "$DATA" && [ -d "$DATA" ]; then
+			rm -rf "${WORK:?}/data"
+			[ "$on_loop" = 1 ] || date +%s >"$WORK/last-delete"
+		fi
+		rm -rf "${WORK:?}/mnt" "${WORK:?}/gluster"
 	fi
 	rm -rf "$STATE"
 	say "cleanup done"
@@ -348,7 +354,7 @@ setup_gluster_r2() {
 }
 
 setup_steadykit() {
-	local out wd=$WORK/steadykit
+	local out wd=$DATA/steadykit
 	mkdir -p "$wd"
 	echo "$RES/logs/steadykit.log" >"$STATE/steadykit"
 	local remote=0
@@ -488,12 +494,12 @@ warm_up() {  # untimed: first allocations, first lookups, gluster's first connec
 
 steadykit_rss() {  # peak RSS of the hook's daemons, before teardown
 	local pid st name kb
-	[ -f "$WORK/steadykit/pids" ] || return 0
+	[ -f "$DATA/steadykit/pids" ] || return 0
 	while read -r pid st name; do
 		alive "$pid" "$st" || continue
 		kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
 		[ -n "$kb" ] && row 0 rss "${name}_hwm_mib" steadykit "$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')"
-	done <"$WORK/steadykit/pids"
+	done <"$DATA/steadykit/pids"
 }
 
 report() {
@@ -502,6 +508,17 @@ report() {
 }
 
 # ------------------------------------------------------------------ commands
+# ext4 without a journal skips inodes freed in the last minutes on every create, so a run right after
+# the previous one's mass delete measures that, not the targets (5-30x slower creates for 2-4 minutes).
+settle() {
+	local age
+	[ "$SCRATCH" = root ] && [ -f "$WORK/last-delete" ] || return 0
+	age=$(($(date +%s) - $(cat "$WORK/last-delete")))
+	[ "$age" -ge "$SETTLE_S" ] && return 0
+	say "the previous run deleted its files ${age} s ago: waiting $((SETTLE_S - age)) s (SETTLE_S=0 or SCRATCH=loop to skip)"
+	sleep $((SETTLE_S - age))
+}
+
 preflight() {
 	[ "$(id -u)" = 0 ] || die "run as root (mounts, network namespaces, drop_caches)"
 	[ -c /dev/fuse ] || die "/dev/fuse missing"
@@ -533,6 +550,7 @@ run() {
 	[ -z "$PEER_IP" ] || [ -n "${SK_SECRET:-}" ] || case " $TARGETS " in *" steadykit "*)
 		die "two hosts: SK_SECRET must name the secret file both hosts share" ;; esac
 	begin
+	settle
 	RES=$RESULTS_DIR/$(date -u +%Y%m%d-%H%M%S)
 	mkdir -p "$RES/raw" "$RES/logs" && : >"$RES/results.tsv" || die "cannot write $RES"
 	tools_setup
@@ -592,9 +610,9 @@ peer() {  # host B of a two-host run: secondary, glusterd and ping-pong server u
 		glusterd_start B ;;
 	esac
 	case " $TARGETS " in *" steadykit "*)
-		mkdir -p "$WORK/steadykit"
+		mkdir -p "$DATA/steadykit"
 		echo "$RES/logs/steadykit.log" >"$STATE/steadykit"
-		PB_NS_B='' PB_IP_B=$LOCAL_IP timeout 120 bash "$HOOK" secondary "$WORK/steadykit" >/dev/null \
+		PB_NS_B='' PB_IP_B=$LOCAL_IP timeout 120 bash "$HOOK" secondary "$DATA/steadykit" >/dev/null \
 			2>>"$RES/logs/steadykit.log" || die "skfused secondary did not start ($RES/logs/steadykit.log)" ;;
 	esac
 	say "host B ready at $LOCAL_IP (ping-pong port $RTT_PORT, glusterd 24007, skfused ${SK_PORT:-7420})."
