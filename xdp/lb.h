@@ -40,6 +40,9 @@ struct lb_attach_result {
 	int fell_back;            /* native was refused and generic was used */
 	int reused_maps;          /* pinned maps existed: table and flows kept */
 	char native_err[128];     /* why native was refused, if it was */
+	int dispatcher;           /* 1: in libxdp's multi-program dispatcher, other XDP programs
+				   * can share the interface; 0: attached alone (kernel or driver
+				   * refused the dispatcher: warn, see lb_attach) */
 };
 
 /* Membership view. weight[i] > 0: node i takes new flows in that proportion.
@@ -65,6 +68,13 @@ struct lb_status {
 
 struct lb;
 
+/*
+ * Load and attach through libxdp, which puts the program in its multi-program
+ * dispatcher where the kernel and driver allow it and attaches it alone
+ * otherwise (res->dispatcher says which; the caller warns). libxdp keeps its
+ * dispatcher state on /sys/fs/bpf, or, where that is not bpffs, beside pin_dir
+ * (LIBXDP_BPFFS is set to pin_dir's parent unless already set).
+ */
 int lb_attach(const struct lb_attach_opts *o, struct lb_attach_result *res, struct lb_err *err);
 int lb_open(const char *pin_dir, struct lb **out, struct lb_err *err);
 void lb_close(struct lb *lb);

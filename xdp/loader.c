@@ -194,10 +194,54 @@ static int is_veth(const char *ifname)
 	return veth;
 }
 
-static int attach_prog(int prog_fd, int ifindex, const struct lb_attach_opts *o,
+/*
+ * libxdp keeps its dispatcher pins on a bpffs: /sys/fs/bpf, or LIBXDP_BPFFS.
+ * Where /sys/fs/bpf is not one (test namespaces keep their pins elsewhere),
+ * point libxdp at pin_dir's parent, which is on bpffs; attach and detach must
+ * agree, so both call this. setenv only while nothing else runs: at attach.
+ */
+static void libxdp_bpffs(const char *pin_dir)
+{
+	struct statfs sfs;
+	char parent[200], *slash;
+
+	if (getenv(XDP_BPFFS_ENVVAR) || (!statfs("/sys/fs/bpf", &sfs) && sfs.f_type == BPF_FS_MAGIC))
+		return;
+	snprintf(parent, sizeof(parent), "%s", pin_dir);
+	slash = strrchr(parent, '/');
+	if (!slash || slash == parent)
+		return;
+	*slash = 0;
+	if (!statfs(parent, &sfs) && sfs.f_type == BPF_FS_MAGIC)
+		setenv(XDP_BPFFS_ENVVAR, parent, 0);
+}
+
+/* Is our program (prog_id) running inside a libxdp dispatcher on ifindex? */
+static int in_dispatcher(int ifindex, uint32_t prog_id)
+{
+	struct xdp_multiprog *mp = xdp_multiprog__get_from_ifindex(ifindex);
+	int found = 0;
+
+	if (libxdp_get_error(mp))
+		return 0;
+	if (!xdp_multiprog__is_legacy(mp))
+		for (struct xdp_program *p = xdp_multiprog__next_prog(NULL, mp); p;
+		     p = xdp_multiprog__next_prog(p, mp))
+			found |= xdp_program__id(p) == prog_id;
+	xdp_multiprog__close(mp);
+	return found;
+}
+
+/*
+ * libxdp loads the object itself: as an extension (freplace) of its
+ * dispatcher where the kernel and driver allow it, so other XDP programs can
+ * share the interface, else as a plain XDP program attached alone. A program
+ * we had loaded ourselves could only ever be attached alone.
+ */
+static int attach_prog(struct lb_bpf *sk, int ifindex, const struct lb_attach_opts *o,
 		       struct lb_attach_result *res, struct lb_err *err)
 {
-	struct xdp_program *xp = xdp_program__from_fd(prog_fd);
+	struct xdp_program *xp = xdp_program__from_bpf_obj(sk->obj, "xdp");
 	int rc;
 
 	if (libxdp_get_error(xp))
@@ -227,6 +271,8 @@ static int attach_prog(int prog_fd, int ifindex, const struct lb_attach_opts *o,
 	}
 	return 0;
 }
+
+static int detach_prog(uint32_t ifindex, uint32_t prog_id);
 
 static int fresh_state(struct lb_bpf *sk, struct lb_err *err)
 {
@@ -300,22 +346,24 @@ int lb_attach(const struct lb_attach_opts *o, struct lb_attach_result *res, stru
 		snprintf(path, sizeof(path), "%s/%s", o->pin_dir, bpf_map__name(m));
 		bpf_map__set_pin_path(m, path);
 	}
-	rc = lb_bpf__load(sk);
+	libxdp_bpffs(o->pin_dir);
+	rc = attach_prog(sk, ifindex, o, res, err);
 	if (rc) {
-		rc = fail(err, rc, "load BPF program: %s (pinned maps of another version in %s?)",
-			  strerror(-rc), o->pin_dir);
-		goto out;
+		if (rc == -EINVAL || rc == -EPERM || rc == -E2BIG)
+			snprintf(err->msg + strlen(err->msg), sizeof(err->msg) - strlen(err->msg),
+				 " (pinned maps of another version in %s?)", o->pin_dir);
+		goto unpin;
 	}
-	if (!res->reused_maps && (rc = fresh_state(sk, err)))
-		goto unpin;
-
-	rc = attach_prog(bpf_program__fd(sk->progs.lb_xdp), ifindex, o, res, err);
-	if (rc)
-		goto unpin;
 	struct bpf_prog_info pinfo = {0};
 	uint32_t plen = sizeof(pinfo);
 	if (!bpf_obj_get_info_by_fd(bpf_program__fd(sk->progs.lb_xdp), &pinfo, &plen))
 		info.prog_id = pinfo.id;
+	res->dispatcher = in_dispatcher(ifindex, info.prog_id);
+	/* Fresh maps are all zero until this: every bucket "owned" by slot 0, which is no
+	 * node id (sk_types.h), so for these microseconds every node drops VIP packets,
+	 * as it does until the first view anyway. */
+	if (!res->reused_maps && (rc = fresh_state(sk, err)))
+		goto detach;
 	info.xdp_mode = res->mode;
 	info.node_id = o->node_id;
 	info.seed = o->seed;
@@ -329,18 +377,20 @@ int lb_attach(const struct lb_attach_opts *o, struct lb_attach_result *res, stru
 	snprintf(path, sizeof(path), "%s/%s", o->pin_dir, PROG_PIN);
 	if (bpf_program__pin(sk->progs.lb_xdp, path)) {
 		rc = fail(err, -errno, "pin program at %s: %s", path, strerror(errno));
-		goto unpin;
+		goto detach;
 	}
 	if (o->install_vip) {
 		rc = lb_vip_install(o->ifname, o, err);
 		if (rc)
-			goto unpin;
+			goto detach;
 		info.vip_on_lo = 1;
 		bpf_map_update_elem(bpf_map__fd(sk->maps.lb_info), &zero, &info, BPF_ANY);
 	}
 	lb_bpf__destroy(sk); /* the attachment and the pins keep everything alive */
 	return 0;
 
+detach:
+	detach_prog((uint32_t)ifindex, info.prog_id);
 unpin:
 	{
 		struct lb_err e2;
@@ -352,7 +402,6 @@ unpin:
 			lb_detach(o->pin_dir, &e2);
 		}
 	}
-out:
 	lb_bpf__destroy(sk);
 	return rc;
 }
@@ -447,6 +496,7 @@ int lb_detach(const char *pin_dir, struct lb_err *err)
 	rc = check_pin_dir(pin_dir, err);
 	if (rc)
 		return rc;
+	libxdp_bpffs(pin_dir);
 	snprintf(path, sizeof(path), "%s/lb_info", pin_dir);
 	fd = bpf_obj_get(path);
 	if (fd >= 0) {

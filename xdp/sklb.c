@@ -276,6 +276,10 @@ static int cmd_attach(struct args *a)
 	if (res.fell_back)
 		fprintf(stderr, "sklb: warning: native XDP refused on %s (%s), using generic mode\n",
 			a->at.ifname, res.native_err);
+	if (!res.dispatcher)
+		fprintf(stderr, "sklb: warning: %s: the kernel or driver refused libxdp's dispatcher; "
+			"attached alone, so no other XDP program can share the interface\n",
+			a->at.ifname);
 	printf("attached %s mode=%s maps=%s\n", a->at.ifname,
 	       res.mode == LB_XDP_NATIVE ? "native" : "generic", res.reused_maps ? "reused" : "new");
 	return 0;
