@@ -263,6 +263,8 @@ static int run_primary(struct fused *f)
 static int run_secondary(struct fused *f)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
+	unsigned long keep = 0;
+	struct statvfs sv;
 	int rc;
 
 	sigaction(SIGTERM, &sa, NULL);
@@ -274,7 +276,15 @@ static int run_secondary(struct fused *f)
 		sk_err("bind mount of %s: %s", f->dir, strerror(errno));
 		return rc;
 	}
-	if (mount(NULL, f->dir, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0) {
+	/* a bind remount sets the per-mount flags to exactly what it is given: keep the ones the
+	 * administrator put on the directory's mount (nosuid, nodev, noexec, atime policy) */
+	if (statvfs(f->dir, &sv) == 0)
+		keep = ((sv.f_flag & ST_NOSUID) ? MS_NOSUID : 0) | ((sv.f_flag & ST_NODEV) ? MS_NODEV : 0) |
+		       ((sv.f_flag & ST_NOEXEC) ? MS_NOEXEC : 0) |
+		       ((sv.f_flag & ST_NOATIME) ? MS_NOATIME : 0) |
+		       ((sv.f_flag & ST_NODIRATIME) ? MS_NODIRATIME : 0) |
+		       ((sv.f_flag & ST_RELATIME) ? MS_RELATIME : 0);
+	if (mount(NULL, f->dir, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | keep, NULL) < 0) {
 		rc = -errno;
 		sk_err("read-only remount of %s: %s", f->dir, strerror(errno));
 		umount2(f->dir, MNT_DETACH);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # mirror_hostile: an authenticated but malicious primary (an insider holding the secret) sends
 # well-sealed frames with hostile content: the secondary stays up, refuses and counts them,
-# applies nothing it should not, and still serves the genuine primary afterwards (issue 9 A1, A4, A6).
+# applies nothing it should not, and still serves the genuine primary afterwards (issue 9 A1, A4, A6);
+# its read-only view keeps the administrator's mount flags (A5).
 set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init --client
@@ -9,7 +10,20 @@ EP=$MT_TOOLS/evilprimary
 [ -x "$EP" ] || mt_bail "evilprimary not built at $EP"
 TO=${SK_IP[2]}:$MT_PORT
 
+# The administrator mounted the secondary's directory nosuid,nodev,noexec: the read-only view
+# skfused puts on it keeps those flags (issue 9 A5).
+mount --bind "$MT_DIR2" "$MT_DIR2" && mount -o remount,bind,nosuid,nodev,noexec "$MT_DIR2" ||
+	mt_bail "administrator's mount on $MT_DIR2"
+sk_track_mount "$MT_DIR2"
 mt_start_secondary || mt_bail "secondary did not start"
+opts=$(findmnt -n -o OPTIONS -M "$MT_DIR2" | tail -n 1)
+for o in ro nosuid nodev noexec; do
+	if [[ ",$opts," == *",$o,"* ]]; then
+		sk_ok "secondary's read-only view is $o"
+	else
+		sk_not_ok "secondary's read-only view is $o (options $opts)"
+	fi
+done
 mt_start_primary || mt_bail "primary did not start"
 mkdir -p "$MT_DIR1/app" && for i in $(seq 20); do echo "before $i" >"$MT_DIR1/app/f$i"; done
 ln -s f1 "$MT_DIR1/app/link"
