@@ -1,0 +1,302 @@
+/* agent/agent.h: skagentd's one context struct, its pieces, and the membership interface for the farm code. */
+#ifndef AGENT_H
+#define AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "agentmsg.h"
+#include "conf.h"
+#include "ctl.h"
+#include "proto.h"
+
+#define AGENT_MAX_MODS SK_AMSG_MAX_MODS
+#define AGENT_MAX_SUBS 8
+#define AGENT_HIST 64          /* transitions kept per module (memory and file) */
+#define AGENT_PATH 1100
+
+struct agent;
+struct agent_mod;
+
+/* ---- membership (member.c) --------------------------------------------------------- */
+
+enum agent_rej {          /* heartbeats refused, by reason (counters) */
+	AGENT_REJ_SHORT = 0,  /* not even a header */
+	AGENT_REJ_MAC,        /* authentication failed */
+	AGENT_REJ_REPLAY,     /* seq not newer than the last one from that sender on that network */
+	AGENT_REJ_FORMAT,     /* header/payload does not parse */
+	AGENT_REJ_SENDER,     /* unknown node id, our own id, or not from that node's address */
+	AGENT_REJ__COUNT
+};
+
+struct agent_peer {
+	const struct sk_conf_node *node;
+	bool alive;
+	bool ever_seen;
+	uint64_t last_ms[SK_CONF_MAX_NETWORKS]; /* monotonic ms of the last valid heartbeat, 0 = never */
+	bool net_ok[SK_CONF_MAX_NETWORKS];
+	uint64_t last_seq[SK_CONF_MAX_NETWORKS];
+	uint64_t incarnation;
+	bool have_state;
+	struct sk_amsg_state st; /* last state announced by the peer */
+	uint64_t st_ms;          /* when it was received */
+	/* when it was declared dead: which networks and how long they had been silent */
+	uint64_t died_ms;
+	uint64_t died_last_seen_ms;
+	char died_words[160];
+	struct agent_chan *chan; /* the authenticated TCP channel, NULL if down */
+	uv_timer_t redial;
+	uint64_t hb_in;
+};
+
+/*
+ * Membership view for other pieces (the farm code in agent/farm.c): cb is called from the
+ * loop each time a node is declared alive or dead (never for this node, which is always
+ * alive). agent_member_alive answers at any time. Up to AGENT_MAX_SUBS subscribers.
+ */
+typedef void (*agent_member_cb)(void *arg, struct agent *a, uint8_t node_id, bool alive);
+int agent_member_subscribe(struct agent *a, agent_member_cb cb, void *arg);
+bool agent_member_alive(const struct agent *a, uint8_t node_id);
+
+int agent_member_start(struct agent *a);
+void agent_member_stop(struct agent *a);
+/* Send our state now on every network (after a change, so the peer learns at once). */
+void agent_member_announce(struct agent *a);
+struct agent_peer *agent_peer_by_name(struct agent *a, const char *name);
+struct agent_peer *agent_peer_by_id(struct agent *a, unsigned id);
+/* The peer's last announced state for module id, NULL if unknown or the peer is dead. */
+const struct sk_amsg_mod *agent_peer_mod(const struct agent_peer *p, uint32_t mod_id);
+/* Fill the state payload this node announces. */
+void agent_state_fill(struct agent *a, struct sk_amsg_state *s);
+/* Called by member.c and chan.c when a peer's state arrives. */
+void agent_peer_state_in(struct agent *a, struct agent_peer *p, const struct sk_amsg_state *s);
+
+/* ---- channel (chan.c) ---------------------------------------------------------------- */
+
+int agent_chan_start(struct agent *a);
+void agent_chan_stop(struct agent *a);
+void agent_chan_send_state(struct agent *a, struct agent_peer *p);
+int agent_chan_send_cmd(struct agent *a, struct agent_peer *p, enum sk_amsg_cmd cmd, uint32_t mod);
+void agent_chan_close(struct agent_peer *p);
+
+/* ---- children: skfused (fused.c) and scripts (script.c) ---------------------------- */
+
+enum agent_role { AGENT_ROLE_NONE = 0, AGENT_ROLE_PRIMARY = 1, AGENT_ROLE_SECONDARY = 2 };
+
+struct agent_fused {
+	struct fused_run *run; /* the live child's handles (fused.c), NULL if none */
+	int pid;
+	uv_timer_t timer; /* ready timeout, stop timeout, restart backoff */
+	bool running, ready, stopping;
+	enum agent_role role;
+	uint32_t restarts;
+	uint64_t started_ms;
+	/* status poll of the primary's control socket */
+	uv_pipe_t ctl;
+	bool ctl_busy;
+	size_t ctl_n;
+	char ctl_buf[2048];
+	bool peer_connected, peer_in_sync;
+};
+
+struct agent_script {
+	uv_timer_t timer;
+	bool running, timed_out;
+	int pid;
+	enum sk_script which;
+	uint64_t started_ms;
+};
+
+int agent_fused_start(struct agent_mod *m, enum agent_role role);
+void agent_fused_stop(struct agent_mod *m, bool kill9);
+void agent_fused_poll(struct agent_mod *m);
+int agent_script_run(struct agent_mod *m, enum sk_script which);
+void agent_script_kill(struct agent_mod *m);
+
+/* ---- VIP (vip.c) ----------------------------------------------------------------------- */
+
+int agent_vip_add(struct agent_mod *m);
+int agent_vip_del(struct agent_mod *m);
+bool agent_vip_held(struct agent_mod *m);
+
+/* ---- modules (module.c) ------------------------------------------------------------------ */
+
+/* Steps of a plan, run one after the other. */
+enum agent_step {
+	STEP_FENCE,        /* SIGKILL a primary skfused: no write acknowledged from here on */
+	STEP_PRESTART,
+	STEP_START_BOTH,
+	STEP_STOP_PRIM,
+	STEP_START_PRIM,
+	STEP_STOP_BOTH,
+	STEP_PRESTOP,
+	STEP_POSTSTOP,
+	STEP_VIP_ADD,
+	STEP_VIP_DEL,
+	STEP_FUSED_STOP,
+	STEP_FUSED_PRIMARY,
+	STEP_FUSED_SECONDARY,
+	STEP_MARK_PRIMARY, /* persist: role primary, new generation */
+	STEP_MARK_SECOND,  /* persist: role secondary, not in sync yet */
+};
+
+#define AGENT_MAX_STEPS 16
+
+struct agent_plan {
+	bool active;
+	enum sk_mod_state from, to;
+	char cause[SK_CTL_TEXT_LEN];
+	int steps[AGENT_MAX_STEPS];
+	int n, cur;
+	uint64_t event_ms;   /* the triggering event (peer's last sign of life for a death) */
+	uint64_t detect_ms;  /* when it was detected */
+	uint64_t step_ms;    /* start of the current step */
+	uint32_t phase_ms[SK_PH__COUNT];
+	bool failed;
+	bool waiting; /* the current step awaits agent_mod_step_done */
+	char fail[SK_CTL_TEXT_LEN];
+};
+
+struct agent_mod {
+	struct agent *a;
+	struct sk_module conf;
+	struct agent_peer *peer; /* the other node of the mirror */
+	char dir[AGENT_PATH];      /* --root + replication.dirs[0] */
+	char moddir[AGENT_PATH];   /* var/lib/steadykit/modules/NAME */
+	char statedir[AGENT_PATH]; /* var/lib/steadykit/state/NAME */
+	char fused_ctl[AGENT_PATH];
+	char logpath[AGENT_PATH];
+	uint16_t repl_port;
+
+	enum sk_mod_state state;
+	char reason[SK_CTL_TEXT_LEN];
+	uint64_t since_ms; /* wall */
+	uint64_t start_ms; /* monotonic: when the module left STOP (startup grace) */
+
+	/* persisted in statedir/agent.state */
+	bool want_started;
+	enum agent_role last_role;
+	uint64_t gen;
+	bool peer_out; /* (primary) the peer's copy is behind ours */
+	bool in_sync;  /* (secondary) our copy was in sync with the primary, gen copied */
+	bool fresh;    /* no state file: never held data */
+
+	bool noprim;     /* do not become primary by ourselves (start_prim failed, swap, second) */
+	bool carrier;    /* VIP interface has carrier */
+	bool vip_on;
+
+	struct agent_plan plan;
+	struct agent_fused fused;
+	struct agent_script script;
+	uv_timer_t announce;
+	int announce_i;
+	uv_timer_t tick;   /* status polls, startup grace */
+	uv_timer_t kick;   /* decide() from the loop, never from inside a callback chain */
+	uint64_t retry_ms; /* no new plan before this (monotonic) after a failed step */
+	char after_reason[SK_CTL_TEXT_LEN]; /* reason shown once the running plan ends */
+	bool warned_dual;
+
+	struct sk_ctl_trans hist[AGENT_HIST];
+	unsigned hist_n, hist_head;
+	int logfd;
+};
+
+int agent_mod_init(struct agent *a, struct agent_mod *m);
+void agent_mod_close(struct agent_mod *m);
+/* Something changed (peer, child, carrier, command): re-evaluate when idle. */
+void agent_mod_kick(struct agent_mod *m);
+/* A step finished (async steps call this). rc < 0 = failed. */
+void agent_mod_step_done(struct agent_mod *m, int rc, const char *why);
+void agent_mod_peer_dead(struct agent_mod *m);
+void agent_mod_carrier(struct agent_mod *m, bool up);
+void agent_mod_fill_ctl(struct agent_mod *m, struct sk_ctl_mod *out);
+uint8_t agent_mod_flags(struct agent_mod *m);
+bool agent_mod_uptodate(struct agent_mod *m);
+/* Operator verbs; 0 or -errno with err/hint (what to do next). */
+int agent_mod_cmd(struct agent_mod *m, enum sk_ctl_verb verb, bool force, char *err, size_t elen,
+		  char *hint, size_t hlen);
+void agent_mod_swap_from_peer(struct agent_mod *m);
+void agent_mod_stop_all(struct agent *a);
+
+/* Module log (statedir/module.log, rotated) and transitions (history.c). */
+void agent_mod_log(struct agent_mod *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void agent_mod_log_raw(struct agent_mod *m, const char *src, const char *line, size_t len);
+int agent_hist_load(struct agent_mod *m);
+void agent_hist_add(struct agent_mod *m, const struct sk_ctl_trans *t);
+int agent_state_load(struct agent_mod *m);
+int agent_state_save(struct agent_mod *m);
+/* Read skfused's state file: consistent=1? (-errno if unreadable). */
+int agent_fused_consistent(struct agent_mod *m);
+
+/* ---- control socket (ctl.c) -------------------------------------------------------------- */
+
+int agent_ctl_start(struct agent *a);
+void agent_ctl_stop(struct agent *a);
+
+/* ---- the daemon -------------------------------------------------------------------------- */
+
+struct agent_sub {
+	agent_member_cb cb;
+	void *arg;
+};
+
+struct agent {
+	uv_loop_t *loop;
+	char root[AGENT_PATH];     /* "" or the --root prefix */
+	char sock_path[AGENT_PATH];
+	char cluster_path[AGENT_PATH];
+	gid_t ctl_group;           /* (gid_t)-1: root only */
+	struct sk_cluster cluster;
+	const struct sk_conf_node *self;
+	struct sk_key master, dkey;
+	char secret_path[AGENT_PATH];
+	uint64_t incarnation;
+	uint32_t hb_interval_ms, hb_timeout_ms;
+	uint64_t startup_grace_ms;
+
+	unsigned n_peers;
+	struct agent_peer peers[SK_CONF_MAX_NODES];
+	unsigned n_mods;
+	struct agent_mod *mods[AGENT_MAX_MODS];
+
+	/* membership */
+	uv_udp_t hb_sock[SK_CONF_MAX_NETWORKS];
+	bool hb_open[SK_CONF_MAX_NETWORKS];
+	uint64_t hb_seq[SK_CONF_MAX_NETWORKS];
+	uv_timer_t hb_timer;
+	uv_timer_t check_timer;
+	uint64_t last_check_ms;
+	uint64_t hb_rejected[AGENT_REJ__COUNT];
+	uint64_t hb_ok;
+	uv_poll_t link_poll;
+	int link_fd;
+	unsigned n_subs;
+	struct agent_sub subs[AGENT_MAX_SUBS];
+
+	/* channel */
+	uv_tcp_t listener;
+	bool listening;
+	uint64_t chan_rejected;
+
+	/* control */
+	uv_pipe_t ctl;
+	bool ctl_open;
+	uint64_t ctl_rejected;
+	uint64_t ctl_requests;
+
+	uv_signal_t sigterm, sigint;
+	bool stopping;
+	unsigned stop_wait; /* modules still stopping at shutdown */
+};
+
+/* Monotonic and wall clocks in ms. */
+uint64_t agent_now_ms(void);
+uint64_t agent_wall_ms(void);
+/* root + path ("/etc/..." -> "ROOT/etc/..."). */
+void agent_path(const struct agent *a, char *out, size_t cap, const char *path);
+/* Close a handle if it was initialised (for handles living inside structs). */
+void agent_close(uv_handle_t *h);
+
+#endif

@@ -1,0 +1,483 @@
+/* agent/fused.c: supervise skfused for a module: spawn in a role, wait for "ready", stop, restart with backoff, poll status. */
+#include "agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define READY_TIMEOUT_MS 15000
+#define STOP_TIMEOUT_MS 5000
+#define BACKOFF_MIN_MS 200
+#define BACKOFF_MAX_MS 5000
+
+/* One child's handles, apart from the module so a new child can start while they close. */
+struct fused_run {
+	uv_process_t proc;
+	uv_pipe_t out;
+	struct agent_mod *m;
+	int open;
+	size_t n;
+	char line[1024];
+};
+
+static void on_closed(uv_handle_t *h)
+{
+	struct fused_run *r = h->data;
+
+	if (--r->open == 0)
+		free(r);
+}
+
+static void close_out(struct fused_run *r)
+{
+	if (!uv_is_closing((uv_handle_t *)&r->out))
+		uv_close((uv_handle_t *)&r->out, on_closed);
+}
+
+/* skfused next to skagentd (installed), in the build tree, or $SK_FUSED. */
+static void fused_path(char *out, size_t cap)
+{
+	char self[512];
+	ssize_t n;
+	const char *env = getenv("SK_FUSED");
+
+	if (env && env[0]) {
+		snprintf(out, cap, "%s", env);
+		return;
+	}
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		char *slash;
+
+		self[n] = '\0';
+		slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			snprintf(out, cap, "%.511s/skfused", self);
+			if (access(out, X_OK) == 0)
+				return;
+			snprintf(out, cap, "%.511s/../fused/skfused", self);
+			if (access(out, X_OK) == 0)
+				return;
+		}
+	}
+	snprintf(out, cap, "skfused");
+}
+
+static void on_line(struct agent_mod *m, const char *line, size_t n)
+{
+	struct agent_fused *fu = &m->fused;
+
+	agent_mod_log_raw(m, "skfused", line, n);
+	if (!fu->ready && memmem(line, n, "ready", 5)) {
+		fu->ready = true;
+		fu->restarts = 0;
+		uv_timer_stop(&fu->timer);
+		sk_info("module %s: skfused %s ready in %llu ms", m->conf.name,
+			fu->role == AGENT_ROLE_PRIMARY ? "primary" : "secondary",
+			(unsigned long long)(agent_now_ms() - fu->started_ms));
+		agent_mod_step_done(m, 0, NULL);
+	}
+}
+
+static void on_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
+{
+	struct fused_run *r = h->data;
+
+	(void)s;
+	b->base = r->line + r->n;
+	b->len = sizeof(r->line) - r->n;
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
+{
+	struct fused_run *r = st->data;
+	char *nl;
+
+	(void)b;
+	if (nread < 0) {
+		close_out(r);
+		return;
+	}
+	r->n += (size_t)nread;
+	/* a dead child's late lines are logged but no longer count as "ready" */
+	while ((nl = memchr(r->line, '\n', r->n))) {
+		size_t l = (size_t)(nl - r->line);
+
+		if (r->m->fused.run == r)
+			on_line(r->m, r->line, l);
+		else
+			agent_mod_log_raw(r->m, "skfused", r->line, l);
+		memmove(r->line, nl + 1, r->n - l - 1);
+		r->n -= l + 1;
+	}
+	if (r->n == sizeof(r->line)) { /* an overlong line is logged in pieces */
+		agent_mod_log_raw(r->m, "skfused", r->line, r->n);
+		r->n = 0;
+	}
+}
+
+static void on_backoff(uv_timer_t *t);
+
+static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
+{
+	struct fused_run *r = p->data;
+	struct agent_mod *m = r->m;
+	struct agent_fused *fu = &m->fused;
+	bool was_ready = fu->ready, stopping = fu->stopping;
+
+	fu->running = false;
+	fu->ready = false;
+	fu->run = NULL;
+	fu->pid = 0;
+	uv_timer_stop(&fu->timer);
+	uv_close((uv_handle_t *)p, on_closed);
+	/* skfused has no children: its end of the pipe is closed; read what is left, then EOF */
+	agent_mod_log(m, "skfused (%s) exited: status %lld signal %d", fu->role ==
+		      AGENT_ROLE_PRIMARY ? "primary" : "secondary", (long long)status, sig);
+	if (stopping) {
+		fu->stopping = false;
+		fu->role = AGENT_ROLE_NONE;
+		agent_mod_step_done(m, 0, NULL);
+		return;
+	}
+	if (!was_ready) {
+		/* a start step is waiting for it */
+		char why[96];
+
+		snprintf(why, sizeof(why), "skfused exited before ready (status %lld, signal %d)",
+			 (long long)status, sig);
+		fu->role = AGENT_ROLE_NONE;
+		agent_mod_step_done(m, -EIO, why);
+		return;
+	}
+	/* a crash while serving: restart in the same role, with backoff */
+	{
+		uint64_t ms = (uint64_t)BACKOFF_MIN_MS << (fu->restarts < 5 ? fu->restarts : 5);
+
+		if (ms > BACKOFF_MAX_MS)
+			ms = BACKOFF_MAX_MS;
+		fu->restarts++;
+		sk_warn("module %s: skfused %s crashed (status %lld, signal %d): restart %u in %llu ms",
+			m->conf.name, fu->role == AGENT_ROLE_PRIMARY ? "primary" : "secondary",
+			(long long)status, sig, fu->restarts, (unsigned long long)ms);
+		uv_timer_start(&fu->timer, on_backoff, ms, 0);
+	}
+}
+
+static void on_ready_timeout(uv_timer_t *t)
+{
+	struct agent_mod *m = t->data;
+
+	sk_err("module %s: skfused not ready after %d ms: killing it", m->conf.name,
+	       READY_TIMEOUT_MS);
+	if (m->fused.running)
+		kill(m->fused.pid, SIGKILL);
+}
+
+static void on_stop_timeout(uv_timer_t *t)
+{
+	struct agent_mod *m = t->data;
+
+	sk_warn("module %s: skfused did not exit %d ms after SIGTERM: SIGKILL", m->conf.name,
+		STOP_TIMEOUT_MS);
+	if (m->fused.running)
+		kill(m->fused.pid, SIGKILL);
+}
+
+/* A FUSE mount whose daemon died answers ENOTCONN: detach it so a new skfused can open DIR. */
+static void clear_dead_mount(struct agent_mod *m)
+{
+	struct stat st;
+
+	if (stat(m->dir, &st) < 0 && errno == ENOTCONN) {
+		if (umount2(m->dir, MNT_DETACH) == 0)
+			agent_mod_log(m, "detached the dead FUSE mount on %s", m->dir);
+		else
+			agent_mod_log(m, "cannot detach the dead mount on %s: %s", m->dir,
+				      strerror(errno));
+	}
+}
+
+static int spawn(struct agent_mod *m)
+{
+	struct agent *a = m->a;
+	struct agent_fused *fu = &m->fused;
+	static const char *const modes[] = { "sync", "semi-sync", "async" };
+	char bin[PATH_MAX], state[AGENT_PATH + 8], addr[80], modid[16], nodeid[8], budget[16];
+	const char *args[24];
+	struct fused_run *r;
+	int n = 0, rc, pfd[2];
+	uv_process_options_t o = { 0 };
+	uv_stdio_container_t io[3];
+	const struct sk_conf_addr *self = &a->self->addr[0], *peer = &m->peer->node->addr[0];
+
+	fused_path(bin, sizeof(bin));
+	snprintf(state, sizeof(state), "%s/fused", m->statedir);
+	snprintf(modid, sizeof(modid), "%u", m->conf.id);
+	snprintf(nodeid, sizeof(nodeid), "%u", a->self->id);
+	snprintf(budget, sizeof(budget), "%u", m->conf.latency_budget_ms);
+	if (fu->role == AGENT_ROLE_PRIMARY)
+		snprintf(addr, sizeof(addr), peer->family == AF_INET6 ? "[%s]:%u" : "%s:%u",
+			 peer->text, m->repl_port);
+	else
+		snprintf(addr, sizeof(addr), self->family == AF_INET6 ? "[%s]:%u" : "%s:%u",
+			 self->text, m->repl_port);
+	args[n++] = bin;
+	args[n++] = "--role";
+	args[n++] = fu->role == AGENT_ROLE_PRIMARY ? "primary" : "secondary";
+	args[n++] = "--dir";
+	args[n++] = m->dir;
+	args[n++] = fu->role == AGENT_ROLE_PRIMARY ? "--peer" : "--listen";
+	args[n++] = addr;
+	args[n++] = "--secret";
+	args[n++] = a->secret_path;
+	if (fu->role == AGENT_ROLE_PRIMARY) {
+		args[n++] = "--mode";
+		args[n++] = modes[m->conf.repl_mode];
+		args[n++] = "--budget-ms";
+		args[n++] = budget;
+	}
+	args[n++] = "--state";
+	args[n++] = state;
+	args[n++] = "--ctl";
+	args[n++] = m->fused_ctl;
+	args[n++] = "--module-id";
+	args[n++] = modid;
+	args[n++] = "--node-id";
+	args[n++] = nodeid;
+	args[n] = NULL;
+
+	clear_dead_mount(m);
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->m = m;
+	r->open = 2;
+	r->proc.data = r;
+	/* one pipe for stdout and stderr: lines stay in order in the module log */
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		rc = -errno;
+		free(r);
+		return rc;
+	}
+	uv_pipe_init(a->loop, &r->out, 0);
+	uv_pipe_open(&r->out, pfd[0]);
+	r->out.data = r;
+	io[0].flags = UV_IGNORE;
+	io[1].flags = UV_INHERIT_FD;
+	io[1].data.fd = pfd[1];
+	io[2].flags = UV_INHERIT_FD;
+	io[2].data.fd = pfd[1];
+	o.file = bin;
+	o.args = (char **)args;
+	o.stdio = io;
+	o.stdio_count = 3;
+	o.exit_cb = on_exit_cb;
+	rc = uv_spawn(a->loop, &r->proc, &o);
+	close(pfd[1]);
+	if (rc < 0) {
+		agent_mod_log(m, "cannot start %s: %s", bin, uv_strerror(rc));
+		uv_close((uv_handle_t *)&r->proc, on_closed);
+		close_out(r);
+		return rc;
+	}
+	fu->run = r;
+	fu->pid = r->proc.pid;
+	fu->running = true;
+	fu->ready = false;
+	fu->started_ms = agent_now_ms();
+	agent_mod_log(m, "skfused %s started (pid %d): %s %s", args[2], fu->pid, args[5], addr);
+	uv_read_start((uv_stream_t *)&r->out, on_alloc, on_read);
+	uv_timer_start(&fu->timer, on_ready_timeout, READY_TIMEOUT_MS, 0);
+	return 0;
+}
+
+static void on_backoff(uv_timer_t *t)
+{
+	struct agent_mod *m = t->data;
+	struct agent_fused *fu = &m->fused;
+
+	if (fu->running || fu->role == AGENT_ROLE_NONE || m->plan.active)
+		return;
+	if (spawn(m) < 0)
+		uv_timer_start(&fu->timer, on_backoff, BACKOFF_MAX_MS, 0);
+}
+
+/* 1: already running in that role and ready; 0: started, agent_mod_step_done follows; -errno. */
+int agent_fused_start(struct agent_mod *m, enum agent_role role)
+{
+	struct agent_fused *fu = &m->fused;
+
+	if (!fu->timer.loop) {
+		uv_timer_init(m->a->loop, &fu->timer);
+		fu->timer.data = m;
+	}
+	if (fu->running && fu->role == role && fu->ready)
+		return 1;
+	if (fu->running)
+		return -EBUSY;
+	uv_timer_stop(&fu->timer);
+	fu->role = role;
+	return spawn(m);
+}
+
+/* 1: nothing to stop; 0: stopping, agent_mod_step_done follows. */
+void agent_fused_stop(struct agent_mod *m, bool kill9)
+{
+	struct agent_fused *fu = &m->fused;
+
+	if (fu->timer.loop)
+		uv_timer_stop(&fu->timer);
+	if (!fu->running) {
+		fu->role = AGENT_ROLE_NONE;
+		agent_mod_step_done(m, 1, NULL);
+		return;
+	}
+	fu->stopping = true;
+	kill(fu->pid, kill9 ? SIGKILL : SIGTERM);
+	if (!kill9)
+		uv_timer_start(&fu->timer, on_stop_timeout, STOP_TIMEOUT_MS, 0);
+}
+
+/* ---- status poll of a primary (peer connected? in sync?) ---- */
+
+struct poll_req {
+	uv_connect_t conn;
+	uv_write_t wr;
+	struct agent_mod *m;
+};
+
+static void on_ctl_closed(uv_handle_t *h)
+{
+	struct agent_mod *m = h->data;
+
+	m->fused.ctl_busy = false;
+}
+
+static void ctl_done(struct agent_mod *m)
+{
+	if (!uv_is_closing((uv_handle_t *)&m->fused.ctl))
+		uv_close((uv_handle_t *)&m->fused.ctl, on_ctl_closed);
+}
+
+static void ctl_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
+{
+	struct agent_mod *m = h->data;
+
+	(void)s;
+	b->base = m->fused.ctl_buf + m->fused.ctl_n;
+	b->len = sizeof(m->fused.ctl_buf) - 1 - m->fused.ctl_n;
+}
+
+static void ctl_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+	struct agent_mod *m = st->data;
+	struct agent_fused *fu = &m->fused;
+	json_object *o, *v;
+	char *nl;
+
+	(void)b;
+	if (n < 0) {
+		ctl_done(m);
+		return;
+	}
+	fu->ctl_n += (size_t)n;
+	fu->ctl_buf[fu->ctl_n] = '\0';
+	nl = memchr(fu->ctl_buf, '\n', fu->ctl_n);
+	if (!nl) {
+		if (fu->ctl_n >= sizeof(fu->ctl_buf) - 1)
+			ctl_done(m);
+		return;
+	}
+	*nl = '\0';
+	o = json_tokener_parse(fu->ctl_buf);
+	if (o) {
+		bool conn = json_object_object_get_ex(o, "peer", &v) &&
+			    !strcmp(json_object_get_string(v), "connected");
+		bool sync = json_object_object_get_ex(o, "peer_in_sync", &v) &&
+			    json_object_get_boolean(v);
+
+		if (conn != fu->peer_connected || (conn && sync) != fu->peer_in_sync) {
+			fu->peer_connected = conn;
+			fu->peer_in_sync = conn && sync;
+			agent_mod_kick(m);
+		}
+		json_object_put(o);
+	}
+	ctl_done(m);
+}
+
+static void on_ctl_written(uv_write_t *w, int status)
+{
+	struct poll_req *r = w->data;
+
+	if (status < 0)
+		ctl_done(r->m);
+	else
+		uv_read_start((uv_stream_t *)&r->m->fused.ctl, ctl_alloc, ctl_read);
+	free(r);
+}
+
+static void on_ctl_connect(uv_connect_t *c, int status)
+{
+	static char req[] = "{\"cmd\":\"status\"}\n";
+	struct poll_req *r = c->data;
+	uv_buf_t b = uv_buf_init(req, sizeof(req) - 1);
+
+	if (status < 0 || uv_write(&r->wr, (uv_stream_t *)&r->m->fused.ctl, &b, 1,
+				   on_ctl_written) < 0) {
+		ctl_done(r->m);
+		free(r);
+	}
+}
+
+void agent_fused_poll(struct agent_mod *m)
+{
+	struct agent_fused *fu = &m->fused;
+	struct poll_req *r;
+
+	if (fu->ctl_busy || !fu->running || !fu->ready || fu->role != AGENT_ROLE_PRIMARY)
+		return;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return;
+	r->m = m;
+	r->conn.data = r;
+	r->wr.data = r;
+	fu->ctl_busy = true;
+	fu->ctl_n = 0;
+	uv_pipe_init(m->a->loop, &fu->ctl, 0);
+	fu->ctl.data = m;
+	uv_pipe_connect(&r->conn, &fu->ctl, m->fused_ctl, on_ctl_connect);
+}
+
+int agent_fused_consistent(struct agent_mod *m)
+{
+	char path[AGENT_PATH + 16], line[128];
+	int consistent = 0;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/fused/state", m->statedir);
+	fp = fopen(path, "re");
+	if (!fp)
+		return -errno;
+	for (int i = 0; i < 64 && fgets(line, sizeof(line), fp); i++) {
+		unsigned v;
+
+		if (sscanf(line, "consistent=%u", &v) == 1)
+			consistent = v != 0;
+	}
+	fclose(fp);
+	return consistent;
+}

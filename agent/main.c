@@ -1,0 +1,321 @@
+/* agent/main.c: skagentd entry point: options, configuration (refused with file, path and rule), the loop. */
+#include "agent.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+uint64_t agent_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t agent_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void agent_path(const struct agent *a, char *out, size_t cap, const char *path)
+{
+	snprintf(out, cap, "%s%s", a->root, path);
+}
+
+void agent_close(uv_handle_t *h)
+{
+	if (h->loop && !uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void usage(const char *why)
+{
+	if (why)
+		fprintf(stderr, "skagentd: %s\n", why);
+	fprintf(stderr,
+		"usage: skagentd [--root DIR] [--node NAME] [--sock PATH] [--group NAME]\n"
+		"                [--log-level error|warn|info|debug] [--check]\n"
+		"  --root DIR   prefix of every path (etc/steadykit/cluster.json,\n"
+		"               var/lib/steadykit/modules/NAME/, var/lib/steadykit/state/NAME/,\n"
+		"               run/steadykit/agent.sock); several nodes on one machine in tests\n"
+		"  --node NAME  this node's name in cluster.json (default: the node owning a local address)\n"
+		"  --group NAME members of this group may use the control socket too (default root only)\n"
+		"  --check      validate the configuration and exit (0 valid, 1 invalid)\n");
+	exit(why ? 2 : 0);
+}
+
+/* The cluster node one of whose addresses is configured on a local interface. */
+static const struct sk_conf_node *find_self(const struct sk_cluster *c)
+{
+	struct ifaddrs *ifa, *i;
+	const struct sk_conf_node *found = NULL;
+
+	if (getifaddrs(&ifa) < 0)
+		return NULL;
+	for (i = ifa; i && !found; i = i->ifa_next) {
+		if (!i->ifa_addr)
+			continue;
+		for (unsigned n = 0; n < c->n_nodes && !found; n++)
+			for (unsigned k = 0; k < c->n_networks && !found; k++) {
+				const struct sk_conf_addr *ad = &c->nodes[n].addr[k];
+
+				if (ad->family != i->ifa_addr->sa_family)
+					continue;
+				if (ad->family == AF_INET &&
+				    !memcmp(&((struct sockaddr_in *)i->ifa_addr)->sin_addr, ad->ip, 4))
+					found = &c->nodes[n];
+				if (ad->family == AF_INET6 &&
+				    !memcmp(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, ad->ip, 16))
+					found = &c->nodes[n];
+			}
+	}
+	freeifaddrs(ifa);
+	return found;
+}
+
+static int cmp_str(const void *x, const void *y)
+{
+	return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* Every installed module that names this node; any invalid one refuses the start. */
+static int load_modules(struct agent *a)
+{
+	char dirpath[AGENT_PATH], path[AGENT_PATH + 300], ebuf[800];
+	char *names[256];
+	unsigned nn = 0;
+	struct dirent *de;
+	DIR *d;
+	int rc = 0;
+
+	agent_path(a, dirpath, sizeof(dirpath), "/var/lib/steadykit/modules");
+	d = opendir(dirpath);
+	if (!d) {
+		if (errno == ENOENT)
+			return 0;
+		sk_err("cannot read %s: %s", dirpath, strerror(errno));
+		return -errno;
+	}
+	while ((de = readdir(d)) && nn < 256) {
+		if (de->d_name[0] == '.')
+			continue;
+		names[nn++] = strdup(de->d_name);
+	}
+	closedir(d);
+	qsort(names, nn, sizeof(names[0]), cmp_str);
+	for (unsigned i = 0; i < nn; i++) {
+		struct sk_conf_err err = { 0 };
+		struct sk_module *mc = calloc(1, sizeof(*mc));
+		bool mine = false;
+
+		snprintf(path, sizeof(path), "%s/%s/userconfig.json", dirpath, names[i]);
+		if (!mc)
+			rc = -ENOMEM;
+		else if ((rc = sk_conf_module_load(path, mc, &err)) < 0 ||
+			 (rc = sk_conf_module_check(&a->cluster, mc, &err)) < 0) {
+			if (!err.file[0])
+				snprintf(err.file, sizeof(err.file), "%.255s", path);
+			sk_err("invalid module: %s", sk_conf_err_str(&err, ebuf, sizeof(ebuf)));
+		} else if (strcmp(mc->name, names[i])) {
+			sk_err("invalid module: %s: name: \"%s\" is installed in folder \"%s\"; the "
+			       "folder must be named after the module", path, mc->name, names[i]);
+			rc = -EINVAL;
+		} else if (mc->kind != SK_MOD_MIRROR) {
+			sk_warn("%s: module %s is a farm module: this agent drives mirror modules only "
+				"(farm: agent/farm.c, not yet); ignored", path, mc->name);
+		} else if (mc->n_dirs != 1) {
+			sk_err("invalid module: %s: replication.dirs: this agent replicates exactly one "
+			       "directory per module (got %u); split it into several modules", path,
+			       mc->n_dirs);
+			rc = -EINVAL;
+		} else {
+			for (unsigned k = 0; k < mc->n_nodes; k++)
+				mine |= !strcmp(mc->nodes[k].name, a->self->name);
+		}
+		if (rc == 0 && mine) {
+			struct agent_mod *m = calloc(1, sizeof(*m));
+
+			if (!m || a->n_mods >= AGENT_MAX_MODS) {
+				sk_err("too many modules (max %d)", AGENT_MAX_MODS);
+				rc = -E2BIG;
+				free(m);
+			} else {
+				m->conf = *mc;
+				a->mods[a->n_mods++] = m;
+			}
+		}
+		if (mc)
+			sk_conf_module_free(mc);
+		free(mc);
+		free(names[i]);
+		names[i] = NULL;
+		if (rc < 0) {
+			for (unsigned k = i + 1; k < nn; k++)
+				free(names[k]);
+			return rc;
+		}
+	}
+	/* module ids travel in frames: two modules with one id would mix their states */
+	for (unsigned i = 0; i < a->n_mods; i++)
+		for (unsigned k = i + 1; k < a->n_mods; k++)
+			if (a->mods[i]->conf.id == a->mods[k]->conf.id) {
+				sk_err("invalid modules: %s and %s both have id %u; ids must be unique",
+				       a->mods[i]->conf.name, a->mods[k]->conf.name, a->mods[i]->conf.id);
+				return -EINVAL;
+			}
+	return 0;
+}
+
+static void on_signal(uv_signal_t *s, int sig)
+{
+	struct agent *a = s->data;
+
+	if (a->stopping) {
+		sk_warn("second signal %d: exiting now", sig);
+		exit(1);
+	}
+	sk_info("signal %d: stopping every module, then exiting", sig);
+	a->stopping = true;
+	agent_mod_stop_all(a);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "root", required_argument, NULL, 'r' },  { "node", required_argument, NULL, 'n' },
+		{ "sock", required_argument, NULL, 's' },  { "group", required_argument, NULL, 'g' },
+		{ "log-level", required_argument, NULL, 'l' }, { "check", no_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },        { 0 },
+	};
+	static struct agent ag;
+	struct agent *a = &ag;
+	const char *node = NULL, *sock = NULL;
+	enum sk_log_level lvl = SK_LOG_INFO;
+	struct sk_conf_err err = { 0 };
+	char ebuf[800];
+	bool check = false;
+	int c, rc;
+
+	a->ctl_group = (gid_t)-1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			if (optarg[0] != '/' || strlen(optarg) > 512)
+				usage("--root must be an absolute path (at most 512 bytes)");
+			snprintf(a->root, sizeof(a->root), "%s", optarg);
+			while (strlen(a->root) > 1 && a->root[strlen(a->root) - 1] == '/')
+				a->root[strlen(a->root) - 1] = '\0';
+			if (!strcmp(a->root, "/"))
+				a->root[0] = '\0';
+			break;
+		case 'n': node = optarg; break;
+		case 's': sock = optarg; break;
+		case 'g': {
+			struct group *g = getgrnam(optarg);
+
+			if (!g)
+				usage("--group: no such group");
+			a->ctl_group = g->gr_gid;
+			break;
+		}
+		case 'l':
+			if (!strcmp(optarg, "error")) lvl = SK_LOG_ERR;
+			else if (!strcmp(optarg, "warn")) lvl = SK_LOG_WARN;
+			else if (!strcmp(optarg, "info")) lvl = SK_LOG_INFO;
+			else if (!strcmp(optarg, "debug")) lvl = SK_LOG_DEBUG;
+			else usage("--log-level is error, warn, info or debug");
+			break;
+		case 'c': check = true; break;
+		case 'h': usage(NULL); break;
+		default: usage("unknown option");
+		}
+	}
+	if (optind != argc)
+		usage("unexpected argument");
+	sk_log_init("skagentd", lvl);
+	signal(SIGPIPE, SIG_IGN);
+
+	agent_path(a, a->cluster_path, sizeof(a->cluster_path), "/etc/steadykit/cluster.json");
+	rc = sk_conf_cluster_load(a->cluster_path, &a->cluster, &err);
+	if (rc < 0) {
+		if (!err.file[0])
+			snprintf(err.file, sizeof(err.file), "%.255s", a->cluster_path);
+		sk_err("invalid cluster configuration: %s", sk_conf_err_str(&err, ebuf, sizeof(ebuf)));
+		return 1;
+	}
+	a->self = node ? sk_conf_node_by_name(&a->cluster, node) : find_self(&a->cluster);
+	if (!a->self) {
+		if (node)
+			sk_err("%s: nodes: no node named \"%s\"", a->cluster_path, node);
+		else
+			sk_err("%s: nodes: none of the nodes' addresses is on this machine; "
+			       "give --node NAME", a->cluster_path);
+		return 1;
+	}
+	agent_path(a, a->secret_path, sizeof(a->secret_path), a->cluster.secret_file);
+	rc = sk_conf_load_secret(a->secret_path, &a->master, &err);
+	if (rc < 0) {
+		sk_err("invalid secret: %s", sk_conf_err_str(&err, ebuf, sizeof(ebuf)));
+		return 1;
+	}
+	sk_proto_derive(&a->dkey, &a->master, "dgram", NULL, 0);
+	if (load_modules(a) < 0)
+		return 1;
+	if (check) {
+		printf("configuration valid: cluster %s, node %s, %u module(s)\n", a->cluster.name,
+		       a->self->name, a->n_mods);
+		return 0;
+	}
+	if (sock)
+		snprintf(a->sock_path, sizeof(a->sock_path), "%s", sock);
+	else
+		agent_path(a, a->sock_path, sizeof(a->sock_path), "/run/steadykit/agent.sock");
+
+	a->hb_interval_ms = a->cluster.hb_interval_ms;
+	a->hb_timeout_ms = a->cluster.hb_timeout_ms;
+	/* long enough for a peer started a little later to be seen before deciding alone */
+	a->startup_grace_ms = a->hb_timeout_ms * 5 > 3000 ? a->hb_timeout_ms * 5 : 3000;
+	a->incarnation = agent_wall_ms() * 1000;
+	a->loop = uv_default_loop();
+	for (unsigned i = 0; i < a->cluster.n_nodes; i++)
+		if (&a->cluster.nodes[i] != a->self)
+			a->peers[a->n_peers++].node = &a->cluster.nodes[i];
+
+	sk_info("node %s (id %u) of cluster %s: %u module(s), heartbeat every %u ms, peer dead "
+		"after %u ms of silence", a->self->name, a->self->id, a->cluster.name, a->n_mods,
+		a->hb_interval_ms, a->hb_timeout_ms);
+	if (!a->cluster.has_witness)
+		sk_warn("no witness configured: a network partition between the nodes can make "
+			"two primaries (each side takes over); configure \"witness\" to prevent it");
+
+	if (agent_member_start(a) < 0 || agent_chan_start(a) < 0 || agent_ctl_start(a) < 0)
+		return 1;
+	for (unsigned i = 0; i < a->n_mods; i++)
+		if (agent_mod_init(a, a->mods[i]) < 0)
+			return 1;
+	uv_signal_init(a->loop, &a->sigterm);
+	uv_signal_init(a->loop, &a->sigint);
+	a->sigterm.data = a->sigint.data = a;
+	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
+	uv_signal_start(&a->sigint, on_signal, SIGINT);
+	sk_info("ready: control socket %s", a->sock_path);
+	uv_run(a->loop, UV_RUN_DEFAULT);
+	sk_info("exit");
+	return 0;
+}

@@ -1,0 +1,72 @@
+/* cli/cmd_role.c: skctl start, stop, swap, prim, second (prim --force says what it would lose and asks). */
+#include "skctl.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Tell what forcing this copy costs, from the agent's own view; false if the operator declines. */
+static bool confirm_force(struct skctl *o)
+{
+	struct sk_ctl_reply rep;
+	json_object *mods;
+	struct sk_ctl_mod m = { 0 };
+	char err[128], answer[16];
+	bool have = false;
+
+	if (skctl_call(o, SK_CTL_STATE, &rep))
+		return false;
+	if (json_object_object_get_ex(rep.data, "modules", &mods) &&
+	    json_object_array_length(mods) > 0)
+		have = sk_ctl_mod_from_json(json_object_array_get_idx(mods, 0), &m, err,
+					    sizeof(err)) == 0;
+	sk_ctl_reply_free(&rep);
+	if (!have) {
+		skctl_fail("the agent did not describe the module", "check skctl state");
+		return false;
+	}
+	printf("prim --force on %s: this node's copy becomes the reference (generation %llu).\n",
+	       m.name, (unsigned long long)m.gen);
+	if (m.uptodate)
+		printf("  This copy is up to date: nothing known is lost.\n");
+	else
+		printf("  This copy is NOT known to be up to date (%s).\n"
+		       "  Whatever only %s has (writes after this copy was last in sync) will be\n"
+		       "  overwritten when %s resyncs from this node.\n",
+		       m.reason[0] ? m.reason : "outdated", m.peer, m.peer);
+	if (m.peer_alive && sk_state_is_primary(m.peer_state))
+		printf("  %s is %s now: it will step down.\n", m.peer, sk_state_name(m.peer_state));
+	if (o->yes)
+		return true;
+	if (!isatty(STDIN_FILENO)) {
+		skctl_fail("not confirmed (stdin is not a terminal)", "add --yes to confirm");
+		return false;
+	}
+	printf("Type yes to go on: ");
+	fflush(stdout);
+	if (!fgets(answer, sizeof(answer), stdin) || strcmp(answer, "yes\n")) {
+		printf("nothing done\n");
+		return false;
+	}
+	return true;
+}
+
+int cmd_role(struct skctl *o, enum sk_ctl_verb verb)
+{
+	struct sk_ctl_reply rep;
+
+	if (verb == SK_CTL_PRIM && o->force && !confirm_force(o))
+		return 1;
+	if (skctl_call(o, verb, &rep))
+		return 1;
+	sk_ctl_reply_free(&rep);
+	switch (verb) {
+	case SK_CTL_START: printf("%s: starting (skctl state -m %s to follow)\n", o->module, o->module); break;
+	case SK_CTL_STOP: printf("%s: stopping on this node\n", o->module); break;
+	case SK_CTL_SWAP: printf("%s: swap started (skctl why -m %s when done)\n", o->module, o->module); break;
+	case SK_CTL_PRIM: printf("%s: becoming primary here\n", o->module); break;
+	case SK_CTL_SECOND: printf("%s: becoming secondary here\n", o->module); break;
+	default: break;
+	}
+	return 0;
+}

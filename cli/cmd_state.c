@@ -1,0 +1,138 @@
+/* cli/cmd_state.c: skctl state: the modules of this node in an aligned table, JSON, or an exit code (-lq). */
+#include "skctl.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* -lq when the agent cannot be asked: not a state, so not 0..4 */
+#define EXIT_UNKNOWN 10
+
+static void ago(uint64_t since_ms, char *out, size_t cap)
+{
+	struct timespec ts;
+	uint64_t now, d;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	d = now > since_ms ? (now - since_ms) / 1000 : 0;
+	if (!since_ms)
+		snprintf(out, cap, "-");
+	else if (d < 120)
+		snprintf(out, cap, "%llus", (unsigned long long)d);
+	else if (d < 7200)
+		snprintf(out, cap, "%llum", (unsigned long long)d / 60);
+	else
+		snprintf(out, cap, "%lluh", (unsigned long long)d / 3600);
+}
+
+int cmd_state(struct skctl *o, enum sk_ctl_verb verb)
+{
+	struct sk_ctl_reply rep;
+	json_object *mods, *nodes, *cnt;
+	struct sk_ctl_mod m[64];
+	size_t n = 0, w_name = 6, w_peer = 4, w_vip = 3;
+	char err[128];
+
+	if (skctl_call(o, verb, &rep))
+		return o->lq ? EXIT_UNKNOWN : 1;
+	if (o->json) {
+		printf("%s\n", json_object_to_json_string_ext(rep.data, JSON_C_TO_STRING_PRETTY));
+		sk_ctl_reply_free(&rep);
+		return 0;
+	}
+	if (json_object_object_get_ex(rep.data, "modules", &mods) &&
+	    json_object_is_type(mods, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(mods) && n < 64; i++) {
+			if (sk_ctl_mod_from_json(json_object_array_get_idx(mods, i), &m[n], err,
+						 sizeof(err)) < 0) {
+				fprintf(stderr, "skctl: unreadable module entry: %s\n", err);
+				continue;
+			}
+			if (strlen(m[n].name) > w_name) w_name = strlen(m[n].name);
+			if (strlen(m[n].peer) > w_peer) w_peer = strlen(m[n].peer);
+			if (strlen(m[n].vip) + 7 > w_vip) w_vip = strlen(m[n].vip) + 7;
+			n++;
+		}
+	}
+	if (o->lq) {
+		int code = n ? sk_state_exit_code(m[0].state) : EXIT_UNKNOWN;
+
+		sk_ctl_reply_free(&rep);
+		return code;
+	}
+	printf("node %s, cluster %s\n\n", sk_ctl_json_str(rep.data, "node", "?"),
+	       sk_ctl_json_str(rep.data, "cluster", "?"));
+	if (!n) {
+		printf("no module on this node%s\n", o->module ? " by that name" : "");
+	} else {
+		printf("%-*s  %-6s  %-6s  %-*s  %-10s  %-*s  %-18s  %s\n", (int)w_name, "MODULE",
+		       "STATE", "SINCE", (int)w_peer, "PEER", "PEER STATE", (int)w_vip, "VIP", "DATA",
+		       "STEP");
+		for (size_t i = 0; i < n; i++) {
+			char since[16], vip[128], data[48], pst[16];
+
+			ago(m[i].since_ms, since, sizeof(since));
+			snprintf(vip, sizeof(vip), "%s%s", m[i].vip[0] ? m[i].vip : "-",
+				 m[i].vip[0] ? (m[i].vip_held ? " (held)" : "") : "");
+			snprintf(data, sizeof(data), "gen %llu%s", (unsigned long long)m[i].gen,
+				 m[i].uptodate ? ", up to date" : ", outdated");
+			snprintf(pst, sizeof(pst), "%s", m[i].peer_alive ?
+				 sk_state_name(m[i].peer_state) : "unreachable");
+			printf("%-*s  %s%-6s%s  %-6s  %-*s  %-10s  %-*s  %-18s  %s%s\n", (int)w_name,
+			       m[i].name, skctl_state_color(o, m[i].state), sk_state_name(m[i].state),
+			       skctl_reset(o), since, (int)w_peer, m[i].peer, pst, (int)w_vip, vip, data,
+			       m[i].busy[0] ? "busy: " : "", m[i].busy[0] ? m[i].busy : "");
+		}
+	}
+	/* reasons on their own lines: they are sentences, not table cells */
+	for (size_t i = 0; i < n; i++)
+		if (m[i].reason[0])
+			printf("  %s: %s\n", m[i].name, m[i].reason);
+	if (json_object_object_get_ex(rep.data, "nodes", &nodes) &&
+	    json_object_is_type(nodes, json_type_array) && json_object_array_length(nodes)) {
+		printf("\n%-12s  %-5s  %-7s  %s\n", "NODE", "ALIVE", "CHANNEL", "LAST HEARD (ms ago, per network)");
+		for (size_t i = 0; i < json_object_array_length(nodes); i++) {
+			json_object *nd = json_object_array_get_idx(nodes, i), *nets, *v;
+			char heard[256] = "";
+			size_t k = 0;
+
+			if (json_object_object_get_ex(nd, "last_heard_ms", &nets) &&
+			    json_object_is_type(nets, json_type_object)) {
+				json_object_object_foreach(nets, net, val) {
+					int64_t ms = json_object_get_int64(val);
+
+					if (k < sizeof(heard))
+						k += (size_t)snprintf(heard + k, sizeof(heard) - k, "%s%s %s",
+								      k ? ", " : "", net, "");
+					if (k < sizeof(heard)) {
+						if (ms < 0)
+							k += (size_t)snprintf(heard + k, sizeof(heard) - k, "never");
+						else
+							k += (size_t)snprintf(heard + k, sizeof(heard) - k, "%lld",
+									      (long long)ms);
+					}
+				}
+			}
+			printf("%-12s  %-5s  %-7s  %s\n", sk_ctl_json_str(nd, "name", "?"),
+			       json_object_object_get_ex(nd, "alive", &v) && json_object_get_boolean(v) ?
+				       "yes" : "NO",
+			       json_object_object_get_ex(nd, "channel", &v) && json_object_get_boolean(v) ?
+				       "up" : "down",
+			       heard);
+		}
+	}
+	if (json_object_object_get_ex(rep.data, "counters", &cnt)) {
+		uint64_t refused = 0;
+
+		json_object_object_foreach(cnt, key, val) {
+			if (strstr(key, "refused"))
+				refused += (uint64_t)json_object_get_int64(val);
+		}
+		if (refused)
+			printf("\nrefused: %llu frames/requests (skctl state --json shows which)\n",
+			       (unsigned long long)refused);
+	}
+	sk_ctl_reply_free(&rep);
+	return 0;
+}

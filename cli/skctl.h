@@ -1,0 +1,38 @@
+/* cli/skctl.h: what skctl's command files share: options, the call to the agent, output helpers. */
+#ifndef SKCTL_H
+#define SKCTL_H
+
+#include <stdbool.h>
+
+#include "ctl.h"
+
+struct skctl {
+	const char *sock;       /* control socket of the agent */
+	const char *module;     /* -m */
+	bool json;              /* --json */
+	bool lq;                /* -lq: exit code only */
+	bool force, yes;        /* prim --force [--yes] */
+	unsigned lines;         /* -n */
+	bool color;             /* stdout is a terminal */
+};
+
+struct skctl_cmd {
+	const char *name;
+	int (*fn)(struct skctl *o, enum sk_ctl_verb verb);
+	enum sk_ctl_verb verb;
+	const char *usage;
+	const char *help;
+};
+
+/* Send a request; on failure print what went wrong and what to do next. 0 or 1 (exit code). */
+int skctl_call(struct skctl *o, enum sk_ctl_verb verb, struct sk_ctl_reply *rep);
+void skctl_fail(const char *what, const char *next);
+const char *skctl_state_color(const struct skctl *o, enum sk_mod_state s);
+const char *skctl_reset(const struct skctl *o);
+
+int cmd_state(struct skctl *o, enum sk_ctl_verb verb);
+int cmd_role(struct skctl *o, enum sk_ctl_verb verb);
+int cmd_why(struct skctl *o, enum sk_ctl_verb verb);
+int cmd_log(struct skctl *o, enum sk_ctl_verb verb);
+
+#endif

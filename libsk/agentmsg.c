@@ -1,0 +1,85 @@
+/* libsk/agentmsg.c: encode/decode of agent-to-agent payloads (bounded; every byte checked). */
+#include "agentmsg.h"
+
+#include <errno.h>
+
+#include "ctl.h"
+
+long sk_amsg_state_encode(const struct sk_amsg_state *s, uint8_t *buf, size_t cap)
+{
+	size_t len = SK_AMSG_STATE_HDR + SK_AMSG_STATE_MOD * (size_t)s->n_mods;
+
+	if (s->n_mods > SK_AMSG_MAX_MODS || !s->node_id)
+		return -EINVAL;
+	if (len > cap)
+		return -ENOSPC;
+	buf[0] = SK_AMSG_VERSION;
+	buf[1] = s->node_id;
+	buf[2] = s->net;
+	buf[3] = (uint8_t)s->n_mods;
+	sk_put_u64(buf + 4, s->incarnation);
+	for (unsigned i = 0; i < s->n_mods; i++) {
+		uint8_t *p = buf + SK_AMSG_STATE_HDR + SK_AMSG_STATE_MOD * i;
+
+		sk_put_u32(p, s->mods[i].id);
+		p[4] = s->mods[i].state;
+		p[5] = s->mods[i].flags;
+		sk_put_u16(p + 6, 0);
+		sk_put_u64(p + 8, s->mods[i].gen);
+	}
+	return (long)len;
+}
+
+int sk_amsg_state_decode(const uint8_t *p, size_t len, struct sk_amsg_state *s)
+{
+	struct sk_rd r;
+	unsigned n;
+
+	if (len < SK_AMSG_STATE_HDR || len > SK_AMSG_STATE_MAX)
+		return -EBADMSG;
+	n = p[3];
+	if (p[0] != SK_AMSG_VERSION || p[1] == 0 || n > SK_AMSG_MAX_MODS ||
+	    len != SK_AMSG_STATE_HDR + SK_AMSG_STATE_MOD * (size_t)n)
+		return -EBADMSG;
+	sk_rd_init(&r, p, len);
+	sk_rd_u8(&r);
+	s->node_id = sk_rd_u8(&r);
+	s->net = sk_rd_u8(&r);
+	s->n_mods = sk_rd_u8(&r);
+	s->incarnation = sk_rd_u64(&r);
+	for (unsigned i = 0; i < n; i++) {
+		struct sk_amsg_mod *m = &s->mods[i];
+
+		m->id = sk_rd_u32(&r);
+		m->state = sk_rd_u8(&r);
+		m->flags = sk_rd_u8(&r);
+		if (sk_rd_u16(&r) != 0 || m->state >= SK_ST__COUNT || (m->flags & ~SK_AMSG_F__ALL) ||
+		    m->id == 0)
+			return -EBADMSG;
+		m->gen = sk_rd_u64(&r);
+	}
+	return r.err ? -EBADMSG : 0;
+}
+
+long sk_amsg_cmd_encode(enum sk_amsg_cmd cmd, uint32_t module, uint8_t *buf, size_t cap)
+{
+	if (cap < SK_AMSG_CMD_LEN)
+		return -ENOSPC;
+	if (cmd < 1 || cmd > SK_AMSG_CMD__MAX || !module)
+		return -EINVAL;
+	buf[0] = SK_AMSG_VERSION;
+	buf[1] = (uint8_t)cmd;
+	sk_put_u16(buf + 2, 0);
+	sk_put_u32(buf + 4, module);
+	return SK_AMSG_CMD_LEN;
+}
+
+int sk_amsg_cmd_decode(const uint8_t *p, size_t len, enum sk_amsg_cmd *cmd, uint32_t *module)
+{
+	if (len != SK_AMSG_CMD_LEN || p[0] != SK_AMSG_VERSION || p[1] < 1 ||
+	    p[1] > SK_AMSG_CMD__MAX || sk_get_u16(p + 2) != 0 || sk_get_u32(p + 4) == 0)
+		return -EBADMSG;
+	*cmd = (enum sk_amsg_cmd)p[1];
+	*module = sk_get_u32(p + 4);
+	return 0;
+}

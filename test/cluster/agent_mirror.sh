@@ -1,0 +1,311 @@
+#!/usr/bin/env bash
+# test/cluster/agent_mirror.sh: two skagentd decide by themselves: one PRIM with the VIP and the app,
+# failover on kill -9 / link down / SIGSTOP of the primary, acknowledged writes kept, refusals counted.
+#
+# Faults are real: kill -9 of every process of the primary's namespace (agent, skfused, the web
+# server), the primary's cable pulled, SIGSTOP of the primary's agent and skfused. After each:
+# exactly one primary, holding the VIP; every write ackwriter saw acknowledged (through the
+# primary's mount) is on the new primary; the client is served through the VIP again, and the
+# time from the fault to that first answer is printed as a diagnostic (target < 1 s).
+set -u
+source "$SK_SRC/test/cluster/agent_common.sh"
+
+at_init
+AW=$AT_TOOLS/ackwriter
+[ -x "$AW" ] || at_bail "ackwriter not built"
+AWO=(--threads 2 --files 4 --size 4096)
+
+at_start 1 || at_bail "agent 1"
+at_start 2 || at_bail "agent 2"
+
+one_primary() { # exactly one primary, it holds the VIP, the other does not
+	local p=0 n=0 i
+	for i in 1 2; do at_is_primary "$i" && { p=$i; n=$((n + 1)); }; done
+	[ "$n" = 1 ] || return 1
+	at_holds_vip "$p" || return 1
+	for i in 1 2; do [ "$i" != "$p" ] && at_holds_vip "$i" && return 1; done
+	return 0
+}
+
+show_state() {
+	sk_diag "node1: $(at_ctl 1 state -m "$AT_MOD" 2>&1 | sed -n '4p;5,6p')"
+	sk_diag "node2: $(at_ctl 2 state -m "$AT_MOD" 2>&1 | sed -n '4p;5,6p')"
+}
+
+fresh_roles() { at_code_is 1 3 && at_code_is 2 4; }
+in_sync() { at_code_is "$1" 4 && [ "$(at_field "$1" uptodate)" = true ]; }
+not_primary() { ! at_is_primary "$1"; }
+if sk_wait_for 30 fresh_roles; then
+	sk_ok "fresh start: node1 (lowest id) PRIM, node2 SECOND, decided by the agents"
+else
+	sk_not_ok "fresh start: node1 (lowest id) PRIM, node2 SECOND, decided by the agents"
+	show_state
+	sk_diag "$(at_agent_log 1 | tail -20)"
+	at_bail "no primary"
+fi
+sk_check "exactly one primary, holding the VIP" one_primary
+echo "written on node1" >"$(at_data 1)/hello.txt"
+sk_check "the client reads the replicated directory through the VIP (app started by start_prim)" \
+	sk_wait_for 10 at_fetch hello.txt
+sk_check "skctl state -lq exit codes: PRIM 3, SECOND 4" fresh_roles
+sk_wait_for 15 in_sync 2 || sk_diag "node2 not in sync after 15 s"
+
+ROUND=0
+AW_PID=
+# start_writer P: ackwriter through the primary's mount, in a fresh directory per round
+start_writer() {
+	ROUND=$((ROUND + 1))
+	AW_DIR_REL=aw$ROUND
+	mkdir -p "$(at_data "$1")/$AW_DIR_REL" || return 1
+	"$AW" write --dir "$(at_data "$1")/$AW_DIR_REL" --log "$SK_TMP/aw$ROUND.log" "${AWO[@]}" \
+		--duration 60 >"$SK_TMP/aw$ROUND.out" 2>&1 &
+	AW_PID=$!
+	sk_wait_for 10 sh -c "[ \$(wc -l <'$SK_TMP/aw$ROUND.log' 2>/dev/null || echo 0) -gt 20 ]"
+}
+
+# stop_writer: SIGTERM, then SIGKILL; reaped only once it has really exited (a thread blocked
+# on a frozen FUSE daemon keeps the process until that daemon resumes or dies), bounded
+stop_writer() {
+	local i st
+	[ -n "$AW_PID" ] || return 0
+	kill -TERM "$AW_PID" 2>/dev/null
+	for ((i = 0; i < 200; i++)); do
+		st=$(sk_pid_state "$AW_PID" 2>/dev/null) || break
+		[ "$st" = Z ] && break
+		[ "$i" = 30 ] && kill -KILL "$AW_PID" 2>/dev/null
+		sleep 0.1
+	done
+	if st=$(sk_pid_state "$AW_PID" 2>/dev/null) && [ "$st" != Z ]; then
+		sk_diag "ackwriter $AW_PID still there (state $st)"
+		return 1
+	fi
+	wait "$AW_PID" 2>/dev/null
+	AW_PID=
+}
+
+# after_fault NAME T0 SURVIVOR: the checks every fault ends with
+after_fault() {
+	local name=$1 t0=$2 s=$3 ms out
+	if ms=$(at_wait_served "$t0" 20 hello.txt); then
+		sk_ok "$name: the client is served through the VIP again"
+		sk_diag "failover $name: fault -> first client response $ms ms (target < 1000)"
+		echo "$name $ms" >>"$SK_TMP/failover_ms"
+	else
+		sk_not_ok "$name: the client is served through the VIP again"
+		show_state
+	fi
+	if sk_wait_for 10 at_is_primary "$s"; then
+		sk_ok "$name: node$s is primary"
+	else
+		sk_not_ok "$name: node$s is primary"
+	fi
+}
+
+# verify_acked NAME SURVIVOR: the writer is stopped, then every acknowledged record must be there
+verify_acked() {
+	local name=$1 s=$2 out
+	stop_writer
+	out=$("$AW" verify --dir "$(at_data "$s")/$AW_DIR_REL" --log "$SK_TMP/aw$ROUND.log" "${AWO[@]}" 2>&1)
+	if [[ "$out" == *"verify: ok"* ]]; then
+		sk_ok "$name: every acknowledged write ($(wc -l <"$SK_TMP/aw$ROUND.log") records) is on node$s"
+	else
+		sk_not_ok "$name: every acknowledged write is on node$s"
+		sk_diag "$(printf '%s\n' "$out" | tail -n 10)"
+	fi
+	sk_diag "node$s why: $(at_ctl "$s" why -m "$AT_MOD" -n 1)"
+}
+
+# rejoin N: node N comes back as SECOND and in sync, ready for the next fault
+rejoin() {
+	if sk_wait_for 30 in_sync "$1"; then
+		sk_ok "$2: node$1 back as SECOND, in sync"
+	else
+		sk_not_ok "$2: node$1 back as SECOND, in sync"
+		show_state
+	fi
+	sk_check "$2: exactly one primary, holding the VIP" sk_wait_for 5 one_primary
+}
+
+# ---- fault 1: kill -9 of every process of the primary node ----
+p=$(at_primary) || at_bail "no primary"
+s=$((3 - p))
+start_writer "$p" || sk_diag "writer slow to start"
+pids=$(at_pids_of "$p")
+t0=$(date +%s%N)
+# shellcheck disable=SC2086
+kill -KILL $pids 2>/dev/null
+after_fault "kill -9 node$p" "$t0" "$s"
+verify_acked "kill -9 node$p" "$s"
+# node$p's interface keeps the VIP until its agent is back (nothing runs there to remove it);
+# the announcements moved the clients: the survivor must hold it and be the only primary
+survivor_ok() { at_is_primary "$s" && ! at_is_primary "$p" && at_holds_vip "$s"; }
+sk_check "kill -9: node$s is the only primary and holds the VIP" survivor_ok
+at_start "$p" || at_bail "restart agent $p"
+rejoin "$p" "kill -9"
+hello_ok() { at_fetch hello.txt | grep -q 'written on node1'; }
+sk_check "kill -9: data written before the failover is served by node$s" hello_ok
+
+# ---- fault 2: the primary's cable is pulled ----
+p=$(at_primary) || at_bail "no primary"
+s=$((3 - p))
+start_writer "$p" || sk_diag "writer slow to start"
+t0=$(date +%s%N)
+sk_link_down "$p"
+after_fault "link down node$p" "$t0" "$s"
+verify_acked "link down node$p" "$s"
+sk_check "link down: node$p stopped serving (not primary while cut off)" sk_wait_for 3 not_primary "$p"
+sk_link_up "$p"
+rejoin "$p" "link down"
+
+# ---- fault 3: SIGSTOP of the primary's agent and skfused ----
+p=$(at_primary) || at_bail "no primary"
+s=$((3 - p))
+start_writer "$p" || sk_diag "writer slow to start"
+fpid=$(at_fused_pid "$p")
+t0=$(date +%s%N)
+kill -STOP "${AT_AGENT_PID[$p]}" "$fpid"
+after_fault "SIGSTOP node$p" "$t0" "$s"
+# the frozen node's agent wakes first: it must see the other primary and step down (fencing
+# its skfused) before that skfused can acknowledge anything on its own
+kill -KILL "$AW_PID" 2>/dev/null # its threads blocked in the frozen mount go once it is fenced
+kill -CONT "${AT_AGENT_PID[$p]}"
+sk_wait_for 10 not_primary "$p" || sk_diag "node$p still primary 10 s after SIGCONT"
+kill -CONT "$fpid" 2>/dev/null
+verify_acked "SIGSTOP node$p" "$s"
+rejoin "$p" "SIGSTOP"
+
+# ---- refusals: forged and replayed heartbeats, malformed control requests ----
+before_mac=$(at_counter 2 heartbeats_refused_mac)
+sk_client python3 - "${SK_IP[2]}" <<'PY'
+import os, socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+hdr = struct.pack(">IBBHIQI", 0x534b4631, 2, 64, 0, 0, 1 << 60, 12)
+body = bytes([1, 1, 0, 0]) + b"\0" * 8
+for _ in range(5):
+    s.sendto(hdr + body + os.urandom(16), (sys.argv[1], 7711))
+PY
+sleep 0.5
+after_mac=$(at_counter 2 heartbeats_refused_mac)
+if [ -n "$after_mac" ] && [ "$after_mac" -ge $((before_mac + 5)) ]; then
+	sk_ok "forged heartbeats (bad MAC) refused and counted ($before_mac -> $after_mac)"
+else
+	sk_not_ok "forged heartbeats (bad MAC) refused and counted ($before_mac -> $after_mac)"
+fi
+# replay: capture a real heartbeat of node1 arriving at node2, send it again from node1's address
+before_rp=$(at_counter 2 heartbeats_refused_replay)
+cap=$SK_TMP/hb.bin
+sk_in 2 timeout 5 python3 - "$cap" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+s.bind(("eth0", 0x0800))
+s.settimeout(4)
+while True:
+    pkt = s.recv(4096)
+    ihl = (pkt[0] & 15) * 4
+    if pkt[9] == 17 and pkt[12:16] == bytes([10, 99, 0, 1]) and int.from_bytes(pkt[ihl + 2:ihl + 4], "big") == 7711:
+        open(sys.argv[1], "wb").write(pkt[ihl + 8:])
+        break
+PY
+if [ -s "$cap" ]; then
+	sk_in 1 python3 - "$cap" "${SK_IP[1]}" "${SK_IP[2]}" <<'PY'
+import socket, sys
+data = open(sys.argv[1], "rb").read()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[2], 0))
+for _ in range(3):
+    s.sendto(data, (sys.argv[3], 7711))
+PY
+	sleep 0.5
+	after_rp=$(at_counter 2 heartbeats_refused_replay)
+	if [ -n "$after_rp" ] && [ "$after_rp" -ge $((before_rp + 3)) ]; then
+		sk_ok "replayed heartbeats refused and counted ($before_rp -> $after_rp)"
+	else
+		sk_not_ok "replayed heartbeats refused and counted ($before_rp -> $after_rp)"
+	fi
+else
+	sk_not_ok "replayed heartbeats refused and counted (no heartbeat captured)"
+fi
+sk_check "after the forged and replayed heartbeats: still exactly one primary" one_primary
+
+ctl_probe() { # ctl_probe NODE BYTES...: one connection, print the replies
+	python3 - "${SK_ROOT[$1]}/run/steadykit/agent.sock" "$2" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(3)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode().decode("unicode_escape").encode("latin-1"))
+out = b""
+try:
+    while not out.endswith(b"\n") or out.count(b"\n") < sys.argv[2].count("\\n"):
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+except socket.timeout:
+    pass
+sys.stdout.write(out.decode())
+PY
+}
+before_ctl=$(at_counter 1 control_refused)
+out=$(ctl_probe 1 'not json\n{"v":1,"cmd":"reboot"}\n{"v":9,"cmd":"state"}\n{"v":1,"cmd":"stop"}\n{"v":1,"cmd":"state","module":"../x"}\n')
+n_err=$(grep -c '"ok":false' <<<"$out")
+if [ "$n_err" = 5 ] && grep -q 'not JSON' <<<"$out" && grep -q 'unknown command' <<<"$out" &&
+	grep -q 'version 9 not supported' <<<"$out" && grep -q 'needs \\"module\\"' <<<"$out"; then
+	sk_ok "malformed control requests refused with an error each (not JSON, unknown verb, version, missing module, bad name)"
+else
+	sk_not_ok "malformed control requests refused with an error each"
+	sk_diag "$out"
+fi
+big=$(head -c 6000 /dev/zero | tr '\0' 'a')
+out=$(ctl_probe 1 "$big\n")
+if grep -q 'longer than' <<<"$out"; then
+	sk_ok "an oversized control request is refused"
+else
+	sk_not_ok "an oversized control request is refused"
+	sk_diag "$(head -c 300 <<<"$out")"
+fi
+after_ctl=$(at_counter 1 control_refused)
+sk_check "control refusals counted ($before_ctl -> $after_ctl)" test "$after_ctl" -ge $((before_ctl + 6))
+sk_check "the agent still answers after the malformed requests" at_ctl 1 state -m "$AT_MOD"
+
+# ---- an outdated node waits ----
+# The secondary leaves cleanly (stop), the primary goes on alone and writes; then both agents go.
+# The old secondary, started alone, was not last primary: it must WAIT (not serve stale data).
+p=$(at_primary) || at_bail "no primary"
+s=$((3 - p))
+at_ctl "$s" stop -m "$AT_MOD" >/dev/null
+sk_wait_for 15 at_code_is "$s" 0 || sk_diag "node$s did not stop"
+echo "written while node$s was stopped" >"$(at_data "$p")/late.txt"
+sk_term "${AT_AGENT_PID[$s]}"
+sk_term "${AT_AGENT_PID[$p]}"
+sk_wait_for 15 sh -c "! kill -0 ${AT_AGENT_PID[$s]} 2>/dev/null && ! kill -0 ${AT_AGENT_PID[$p]} 2>/dev/null" ||
+	sk_diag "agents slow to exit"
+# start the stopped node alone; its module was stopped by the operator, so start it too
+at_start "$s" || at_bail "restart $s"
+sk_wait_for 10 test -S "${SK_ROOT[$s]}/run/steadykit/agent.sock"
+sleep 0.5
+at_ctl "$s" start -m "$AT_MOD" >/dev/null
+sleep 4 # past the start-up grace (3 s)
+if at_code_is "$s" 1; then
+	sk_ok "a node that was secondary last, started alone, WAITs"
+else
+	sk_not_ok "a node that was secondary last, started alone, WAITs (state code $(at_code "$s"))"
+fi
+reason=$(at_field "$s" reason)
+if [[ "$reason" == *"skctl prim"* ]]; then
+	sk_ok "skctl state says why it waits and what to do"
+else
+	sk_not_ok "skctl state says why it waits and what to do"
+fi
+sk_diag "node$s waits: $reason"
+at_start "$p" || at_bail "restart $p"
+if sk_wait_for 20 at_is_primary "$p" && sk_wait_for 20 at_is_second "$s"; then
+	sk_ok "with both back, the node with the newest data (node$p) is primary again"
+else
+	sk_not_ok "with both back, the node with the newest data (node$p) is primary again"
+	show_state
+fi
+sk_check "the data written while node$s was away is served" sk_wait_for 10 at_fetch late.txt
+
+while read -r name ms; do sk_diag "failover_ms $name: $ms"; done <"$SK_TMP/failover_ms"
+sk_done

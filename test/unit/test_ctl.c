@@ -1,0 +1,258 @@
+/* test/unit/test_ctl.c: the control protocol: requests and replies round-trip, malformed lines are refused with a reason. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ctl.h"
+
+static int dec(const char *line, struct sk_ctl_req *r, char *err)
+{
+	return sk_ctl_req_decode(line, strlen(line), r, err, 256);
+}
+
+Test(ctl_req, roundtrip_every_verb)
+{
+	for (int v = 1; v < SK_CTL__COUNT; v++) {
+		struct sk_ctl_req q = { .verb = (enum sk_ctl_verb)v, .lines = 7 }, r;
+		char buf[SK_CTL_MAX_REQ + 1], err[256];
+		long n;
+
+		strcpy(q.module, "web-1");
+		q.force = v == SK_CTL_PRIM;
+		n = sk_ctl_req_encode(&q, buf, sizeof(buf));
+		cr_assert_gt(n, 0);
+		cr_assert_eq(buf[n - 1], '\n', "one request per line");
+		cr_assert_eq(sk_ctl_req_decode(buf, (size_t)n, &r, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(r.verb, q.verb);
+		cr_assert_str_eq(r.module, "web-1");
+		cr_assert_eq(r.force, q.force);
+		cr_assert_eq(r.lines, 7);
+	}
+}
+
+Test(ctl_req, state_without_module)
+{
+	struct sk_ctl_req r;
+	char err[256];
+
+	cr_assert_eq(dec("{\"v\":1,\"cmd\":\"state\"}", &r, err), 0, "%s", err);
+	cr_assert_eq(r.verb, SK_CTL_STATE);
+	cr_assert_str_eq(r.module, "");
+}
+
+struct bad {
+	const char *line;
+	int rc;
+	const char *says;
+};
+
+Test(ctl_req, malformed_refused_with_reason)
+{
+	static const struct bad cases[] = {
+		{ "not json", -EINVAL, "not JSON" },
+		{ "", -EINVAL, "not JSON" },
+		{ "[1,2]", -EINVAL, "not a JSON object" },
+		{ "{\"v\":1,\"cmd\":\"state\"} trailing", -EINVAL, "trailing" },
+		{ "{\"cmd\":\"state\"}", -EINVAL, "\"v\"" },
+		{ "{\"v\":\"1\",\"cmd\":\"state\"}", -EINVAL, "\"v\"" },
+		{ "{\"v\":2,\"cmd\":\"state\"}", -EPROTO, "version 2 not supported" },
+		{ "{\"v\":1}", -EINVAL, "\"cmd\"" },
+		{ "{\"v\":1,\"cmd\":5}", -EINVAL, "\"cmd\"" },
+		{ "{\"v\":1,\"cmd\":\"reboot\"}", -EINVAL, "unknown command" },
+		{ "{\"v\":1,\"cmd\":\"state\",\"x\":1}", -EINVAL, "unknown key" },
+		{ "{\"v\":1,\"cmd\":\"stop\"}", -EINVAL, "needs \"module\"" },
+		{ "{\"v\":1,\"cmd\":\"stop\",\"module\":\"../etc\"}", -EINVAL, "module name" },
+		{ "{\"v\":1,\"cmd\":\"stop\",\"module\":\"UPPER\"}", -EINVAL, "module name" },
+		{ "{\"v\":1,\"cmd\":\"stop\",\"module\":\"\"}", -EINVAL, "module name" },
+		{ "{\"v\":1,\"cmd\":\"stop\",\"module\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}", -EINVAL,
+		  "module name" },
+		{ "{\"v\":1,\"cmd\":\"stop\",\"module\":7}", -EINVAL, "module name" },
+		{ "{\"v\":1,\"cmd\":\"stop\",\"module\":\"m\",\"force\":true}", -EINVAL, "only for \"prim\"" },
+		{ "{\"v\":1,\"cmd\":\"prim\",\"module\":\"m\",\"force\":1}", -EINVAL, "true or false" },
+		{ "{\"v\":1,\"cmd\":\"log\",\"module\":\"m\",\"lines\":0}", -EINVAL, "\"lines\"" },
+		{ "{\"v\":1,\"cmd\":\"log\",\"module\":\"m\",\"lines\":100000}", -EINVAL, "\"lines\"" },
+		{ "{\"v\":1,\"cmd\":\"log\",\"module\":\"m\",\"lines\":\"9\"}", -EINVAL, "\"lines\"" },
+		{ "{\"v\":1,\"cmd\":\"state\"", -EINVAL, "incomplete" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sk_ctl_req r;
+		char err[256] = "";
+		int rc = dec(cases[i].line, &r, err);
+
+		cr_assert_eq(rc, cases[i].rc, "%s: rc %d", cases[i].line, rc);
+		cr_assert(strstr(err, cases[i].says), "%s: error \"%s\" lacks \"%s\"", cases[i].line,
+			  err, cases[i].says);
+	}
+}
+
+Test(ctl_req, nul_and_oversize_refused)
+{
+	char line[SK_CTL_MAX_REQ + 10], err[256];
+	struct sk_ctl_req r;
+
+	memcpy(line, "{\"v\":1,\"cmd\":\"state\"}\0x", 24);
+	cr_assert_eq(sk_ctl_req_decode(line, 24, &r, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "NUL"));
+	memset(line, ' ', sizeof(line));
+	memcpy(line, "{\"v\":1,\"cmd\":\"state\"}", 21);
+	cr_assert_eq(sk_ctl_req_decode(line, sizeof(line), &r, err, sizeof(err)), -EMSGSIZE);
+	/* exactly at the bound (with its newline) still fits */
+	line[SK_CTL_MAX_REQ - 1] = '\n';
+	cr_assert_eq(sk_ctl_req_decode(line, SK_CTL_MAX_REQ, &r, err, sizeof(err)), 0, "%s", err);
+}
+
+Test(ctl_req, encode_refuses_bad_input)
+{
+	struct sk_ctl_req q = { .verb = SK_CTL_STATE };
+	char buf[16];
+
+	strcpy(q.module, "Bad Name");
+	cr_assert_eq(sk_ctl_req_encode(&q, buf, sizeof(buf)), -EINVAL);
+	q.module[0] = '\0';
+	cr_assert_eq(sk_ctl_req_encode(&q, buf, sizeof(buf)), -ENOSPC, "buffer too small");
+	q.verb = (enum sk_ctl_verb)99;
+	cr_assert_eq(sk_ctl_req_encode(&q, buf, sizeof(buf)), -EINVAL);
+}
+
+Test(ctl_reply, ok_and_error_roundtrip)
+{
+	struct sk_ctl_reply r = { .ok = true }, d;
+	char err[256];
+	size_t len;
+	char *s;
+
+	r.data = json_object_new_object();
+	json_object_object_add(r.data, "x", json_object_new_int(42));
+	s = sk_ctl_reply_encode(&r, &len);
+	cr_assert_not_null(s);
+	cr_assert_eq(s[len - 1], '\n');
+	cr_assert_eq(sk_ctl_reply_decode(s, len, &d, err, sizeof(err)), 0, "%s", err);
+	cr_assert(d.ok);
+	cr_assert_eq(sk_ctl_json_u64(d.data, "x", 0), 42);
+	sk_ctl_reply_free(&d);
+	sk_ctl_reply_free(&r);
+	free(s);
+
+	struct sk_ctl_reply e = { .ok = false };
+	strcpy(e.error, "module busy");
+	strcpy(e.hint, "wait, then retry");
+	s = sk_ctl_reply_encode(&e, &len);
+	cr_assert_eq(sk_ctl_reply_decode(s, len, &d, err, sizeof(err)), 0, "%s", err);
+	cr_assert(!d.ok);
+	cr_assert_str_eq(d.error, "module busy");
+	cr_assert_str_eq(d.hint, "wait, then retry");
+	free(s);
+}
+
+Test(ctl_reply, malformed_refused)
+{
+	struct sk_ctl_reply d;
+	char err[256];
+
+	cr_assert_eq(sk_ctl_reply_decode("{\"v\":1}", 7, &d, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(sk_ctl_reply_decode("{\"v\":1,\"ok\":true,\"data\":3}", 26, &d, err, sizeof(err)),
+		     -EINVAL);
+	cr_assert_eq(sk_ctl_reply_decode("{\"v\":3,\"ok\":true}", 17, &d, err, sizeof(err)), -EPROTO);
+	/* an error reply without text still says something */
+	cr_assert_eq(sk_ctl_reply_decode("{\"v\":1,\"ok\":false}", 18, &d, err, sizeof(err)), 0);
+	cr_assert_neq(d.error[0], '\0');
+}
+
+Test(ctl_types, module_and_transition_roundtrip)
+{
+	struct sk_ctl_mod m = { .state = SK_ST_SECOND, .peer_state = SK_ST_PRIM, .peer_alive = true,
+				.uptodate = true, .gen = 7, .since_ms = 123 }, m2;
+	struct sk_ctl_trans t = { .at_ms = 5, .from = SK_ST_SECOND, .to = SK_ST_ALONE,
+				  .total_ms = 655 }, t2;
+	json_object *o;
+	char err[128], words[400];
+
+	strcpy(m.name, "mirror");
+	strcpy(m.peer, "node1");
+	strcpy(m.reason, "because");
+	cr_assert_eq(sk_ctl_mod_to_json(&m, &o), 0);
+	cr_assert_eq(sk_ctl_mod_from_json(o, &m2, err, sizeof(err)), 0, "%s", err);
+	json_object_put(o);
+	cr_assert_eq(memcmp(&m, &m2, sizeof(m)), 0);
+
+	strcpy(t.module, "mirror");
+	strcpy(t.cause, "node1 silent on lan for 412 ms");
+	t.phase_ms[SK_PH_DETECT] = 412;
+	t.phase_ms[SK_PH_FUSED] = 48;
+	t.phase_ms[SK_PH_VIP] = 3;
+	t.phase_ms[SK_PH_START] = 190;
+	cr_assert_eq(sk_ctl_trans_to_json(&t, &o), 0);
+	cr_assert_eq(sk_ctl_trans_from_json(o, &t2, err, sizeof(err)), 0, "%s", err);
+	json_object_put(o);
+	cr_assert_eq(memcmp(&t, &t2, sizeof(t)), 0);
+	sk_ctl_trans_words(&t, "node2", words, sizeof(words));
+	cr_assert_str_eq(words, "node1 silent on lan for 412 ms → node2 ALONE in 655 ms "
+				"(detect 412, VIP 3, skfused 48, start scripts 190)");
+}
+
+Test(ctl_types, bad_state_refused)
+{
+	json_object *o = json_tokener_parse("{\"name\":\"m\",\"state\":\"BOSS\",\"peer_state\":\"STOP\"}");
+	struct sk_ctl_mod m;
+	char err[128];
+
+	cr_assert_eq(sk_ctl_mod_from_json(o, &m, err, sizeof(err)), -EINVAL);
+	json_object_put(o);
+}
+
+Test(ctl_state, names_and_exit_codes)
+{
+	cr_assert_eq(sk_state_exit_code(SK_ST_STOP), 0);
+	cr_assert_eq(sk_state_exit_code(SK_ST_WAIT), 1);
+	cr_assert_eq(sk_state_exit_code(SK_ST_ALONE), 2);
+	cr_assert_eq(sk_state_exit_code(SK_ST_UP), 2);
+	cr_assert_eq(sk_state_exit_code(SK_ST_PRIM), 3);
+	cr_assert_eq(sk_state_exit_code(SK_ST_SECOND), 4);
+	for (int s = 0; s < SK_ST__COUNT; s++)
+		cr_assert_eq(sk_state_parse(sk_state_name((enum sk_mod_state)s)), s);
+	cr_assert_eq(sk_state_parse("prim"), -EINVAL);
+}
+
+Test(ctl_lbuf, lines_and_bound)
+{
+	struct sk_ctl_lbuf b = { 0 };
+	char line[SK_CTL_MAX_REQ];
+	size_t len;
+
+	cr_assert_eq(sk_ctl_lbuf_push(&b, "ab\ncd", 5), 0);
+	cr_assert_eq(sk_ctl_lbuf_line(&b, line, &len), 1);
+	cr_assert_str_eq(line, "ab");
+	cr_assert_eq(sk_ctl_lbuf_line(&b, line, &len), 0, "cd is not complete");
+	cr_assert_eq(sk_ctl_lbuf_push(&b, "e\n", 2), 0);
+	cr_assert_eq(sk_ctl_lbuf_line(&b, line, &len), 1);
+	cr_assert_str_eq(line, "cde");
+
+	/* a line that cannot fit is refused, never truncated into a different request */
+	char big[SK_CTL_MAX_REQ];
+	memset(big, 'x', sizeof(big));
+	cr_assert_eq(sk_ctl_lbuf_push(&b, big, sizeof(big)), -EMSGSIZE);
+	struct sk_ctl_lbuf c = { 0 };
+	cr_assert_eq(sk_ctl_lbuf_push(&c, big, sizeof(big) - 1), 0);
+	cr_assert_eq(sk_ctl_lbuf_push(&c, "y", 1), -EMSGSIZE);
+}
+
+Test(ctl_peer, root_or_group)
+{
+	int sv[2];
+	uid_t uid = 99;
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	if (getuid() == 0) {
+		cr_assert_eq(sk_ctl_peer_allowed(sv[0], (gid_t)-1, &uid), 0);
+		cr_assert_eq(uid, 0);
+	} else {
+		cr_assert_eq(sk_ctl_peer_allowed(sv[0], (gid_t)-1, &uid), -EACCES);
+		cr_assert_eq(sk_ctl_peer_allowed(sv[0], getgid(), &uid), 0);
+	}
+	close(sv[0]);
+	close(sv[1]);
+}
