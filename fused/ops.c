@@ -53,8 +53,12 @@ void fused_creds_set(fuse_req_t req)
 	const struct fuse_ctx *c = fuse_req_ctx(req);
 
 	if (!t_fs_unshared) {
-		if (unshare(CLONE_FS) == 0)
+		if (unshare(CLONE_FS) == 0) {
 			t_fs_unshared = true;
+			/* the copy has the umask its creator last set (libfuse starts new
+			 * workers from busy workers), not necessarily t_umask's 0: set it */
+			t_umask = (mode_t)~0u;
+		}
 	}
 	if (t_fs_unshared && t_umask != c->umask) {
 		umask(c->umask);

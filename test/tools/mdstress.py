@@ -2,13 +2,16 @@
 """mdstress: a concurrent namespace/metadata stress (in the spirit of fsstress), several processes
 each with its own umask, on any directory.
 
-  mdstress.py DIR [--procs N] [--ops N] [--seed S] [--umasks 0,022,077,002]
+  mdstress.py DIR [--procs N] [--ops N] [--seed S] [--umasks 0,022,077,002] [--creates] [--burst N]
 
 Each process i runs with umask umasks[i % len] in DIR/p<i> and in the shared DIR/shared (so
 renames and links cross between processes) and does --ops random operations: create, mkdir,
 mknod (fifo), symlink, link, rename (also exchange), unlink, rmdir, chmod, chown, truncate,
 write, fallocate-free extension, setxattr, removexattr, utimes (ns). Operations that race with
 another process (ENOENT, EEXIST, ENOTEMPTY...) are expected and ignored.
+--creates: only creates, mkdirs and mkfifos (the operations a umask applies to).
+--burst N: pause 30 ms after every N operations, so a server's idle worker threads exit and new
+ones start on the next burst (a thread started by another thread inherits its state).
 
 What it checks itself, as an application would: every file and directory it creates has
 mode & ~umask (the caller's umask, as on a local filesystem; none of the directories carries
@@ -21,6 +24,7 @@ import os
 import random
 import stat
 import sys
+import time
 
 IGNORED = {errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR, errno.EINVAL,
            errno.EXDEV, errno.EBUSY, errno.ENODATA, errno.EMLINK, errno.ELOOP, errno.EPERM}
@@ -29,7 +33,7 @@ DIR_MODES = (0o777, 0o755, 0o700, 0o775, 0o750)
 OWNERS = ((0, 0), (1000, 1000), (65534, 65534), (1000, 0), (0, 1234))
 
 
-def worker(root, idx, umask, nops, seed, out):
+def worker(root, idx, umask, nops, seed, out, creates=False, burst=0):
     rnd = random.Random(seed * 1000 + idx)
     os.umask(umask)
     mine = os.path.join(root, "p%d" % idx)
@@ -57,8 +61,10 @@ def worker(root, idx, umask, nops, seed, out):
             out.write("mode-mismatch %s %04o %04o umask %03o (%s)\n" %
                       (os.path.relpath(path, root), stat.S_IMODE(got), want, umask, what))
 
-    for _ in range(nops):
-        op = rnd.randrange(100)
+    for i in range(nops):
+        op = rnd.randrange(100) if not creates else rnd.choice((0, 0, 0, 0, 20, 25))
+        if burst and i % burst == burst - 1:
+            time.sleep(0.03)
         try:
             if op < 18:                                     # create (+ some data)
                 p = newname("f")
@@ -154,6 +160,8 @@ def main():
     ap.add_argument("--ops", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--umasks", default="0,022,077,002")
+    ap.add_argument("--creates", action="store_true")
+    ap.add_argument("--burst", type=int, default=0)
     a = ap.parse_args()
     umasks = [int(u, 8) for u in a.umasks.split(",")]
     os.makedirs(os.path.join(a.dir, "shared"), exist_ok=True)
@@ -166,7 +174,7 @@ def main():
         if pid == 0:
             rc = 2
             try:
-                rc = worker(a.dir, i, umasks[i % len(umasks)], a.ops, a.seed, sys.stdout)
+                rc = worker(a.dir, i, umasks[i % len(umasks)], a.ops, a.seed, sys.stdout, a.creates, a.burst)
             finally:
                 sys.stdout.flush()
                 os._exit(rc)
