@@ -248,6 +248,8 @@ static int spawn(struct agent_mod *m)
 		args[n++] = "--budget-ms";
 		args[n++] = budget;
 	}
+	if (!m->conf.encrypt)
+		args[n++] = "--no-encrypt"; /* "encrypt": false in userconfig.json; both nodes say so */
 	args[n++] = "--state";
 	args[n++] = state;
 	args[n++] = "--ctl";

@@ -76,9 +76,14 @@ void agent_mod_log(struct agent_mod *m, const char *fmt, ...)
 	if (n >= (int)sizeof(line))
 		n = (int)sizeof(line) - 1;
 	agent_mod_log_raw(m, "agent", line, (size_t)n);
-	/* the daemon's own log carries the structured fields */
-	sk_info("module=%s node=%s state=%s: %s", m->conf.name, m->a->self->name,
-		sk_state_name(m->state), line);
+	/* the daemon's own log carries the structured fields (MODULE, NODE, STATE; CAUSE of a
+	 * running plan) for journald */
+	{
+		struct sk_log_fields f = { .module = m->conf.name, .state = sk_state_name(m->state),
+					   .cause = m->plan.active ? m->plan.cause : NULL };
+
+		sk_logf(SK_LOG_INFO, &f, "%s", line);
+	}
 }
 
 /* ---- persisted agent state ---- */

@@ -147,6 +147,9 @@ static int load_modules(struct agent *a)
 		} else {
 			for (unsigned k = 0; k < mc->n_nodes; k++)
 				mine |= !strcmp(mc->nodes[k].name, a->self->name);
+			if (mine && mc->n_checkers)
+				sk_warn("%s: checkers: %u configured; this agent does not run checkers "
+					"yet (they are ignored)", path, mc->n_checkers);
 		}
 		if (rc == 0 && mine) {
 			struct agent_mod *m = calloc(1, sizeof(*m));
@@ -297,6 +300,8 @@ int main(int argc, char **argv)
 		if (&a->cluster.nodes[i] != a->self)
 			a->peers[a->n_peers++].node = &a->cluster.nodes[i];
 
+	sk_log_set_node(a->self->name);
+	sk_log_set_sink(SK_LOG_AUTO); /* journald when started by systemd, else stderr */
 	sk_info("node %s (id %u) of cluster %s: %u module(s), heartbeat every %u ms, peer dead "
 		"after %u ms of silence", a->self->name, a->self->id, a->cluster.name, a->n_mods,
 		a->hb_interval_ms, a->hb_timeout_ms);

@@ -66,7 +66,7 @@ int cmd_state(struct skctl *o, enum sk_ctl_verb verb)
 	if (!n) {
 		printf("no module on this node%s\n", o->module ? " by that name" : "");
 	} else {
-		printf("%-*s  %-6s  %-6s  %-*s  %-10s  %-*s  %-18s  %s\n", (int)w_name, "MODULE",
+		printf("%-*s  %-6s  %-6s  %-*s  %-11s  %-*s  %-18s  %s\n", (int)w_name, "MODULE",
 		       "STATE", "SINCE", (int)w_peer, "PEER", "PEER STATE", (int)w_vip, "VIP", "DATA",
 		       "STEP");
 		for (size_t i = 0; i < n; i++) {
@@ -79,7 +79,7 @@ int cmd_state(struct skctl *o, enum sk_ctl_verb verb)
 				 m[i].uptodate ? ", up to date" : ", outdated");
 			snprintf(pst, sizeof(pst), "%s", m[i].peer_alive ?
 				 sk_state_name(m[i].peer_state) : "unreachable");
-			printf("%-*s  %s%-6s%s  %-6s  %-*s  %-10s  %-*s  %-18s  %s%s\n", (int)w_name,
+			printf("%-*s  %s%-6s%s  %-6s  %-*s  %-11s  %-*s  %-18s  %s%s\n", (int)w_name,
 			       m[i].name, skctl_state_color(o, m[i].state), sk_state_name(m[i].state),
 			       skctl_reset(o), since, (int)w_peer, m[i].peer, pst, (int)w_vip, vip, data,
 			       m[i].busy[0] ? "busy: " : "", m[i].busy[0] ? m[i].busy : "");

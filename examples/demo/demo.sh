@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# examples/demo/demo.sh: a live two-node mirror in network namespaces — replicated directory,
-# virtual IP, an application behind it, and a failover — built from this checkout.
+# examples/demo/demo.sh: a live two-node mirror in network namespaces, run by the agents themselves —
+# replicated directory, virtual IP, an application behind it, and a failover nobody scripted.
 #
 #   bash examples/demo/demo.sh            # installs packages, builds, runs, waits for Enter, cleans up
 #   SK_DEMO_WAIT=0 bash examples/demo/demo.sh   # do not wait at the end
 #
-# The agent (skagentd) that will take these decisions by itself is the next piece;
-# until it lands this script plays its part, step by step, with the real daemons.
+# This script only sets the stage (configuration, starting one skagentd per node) and then
+# breaks things. Every decision — which node is primary, taking the VIP, starting the web
+# server, the failover — is taken by skagentd; skctl shows what they decided and why.
 set -uo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$src"
@@ -19,7 +20,8 @@ say "Installing what is missing and building"
 bash test/deps.sh || exit 1
 [ -d build ] || meson setup build >/dev/null || exit 1
 ninja -C build >/dev/null || { ninja -C build; exit 1; }
-SKFUSED=$src/build/fused/skfused
+AGENTD=$src/build/agent/skagentd
+SKCTL=$src/build/cli/skctl
 
 export SK_SRC=$src SK_BUILD=$src/build
 # shellcheck source=../../test/cluster/lib.sh
@@ -29,76 +31,100 @@ sk_cluster_init 2 --client || exit 1
 echo "   node1 ${SK_NS[1]} ${SK_IP[1]}   node2 ${SK_NS[2]} ${SK_IP[2]}   client $SK_CLIENT_NS $SK_CLIENT_IP"
 
 VIP=10.99.0.50
-PORT=7400
-secret=$SK_TMP/secret
-head -c 32 /dev/urandom >"$secret"
-chmod 600 "$secret"
-for i in 1 2; do mkdir -p "${SK_ROOT[$i]}/data"; done
-D1=${SK_ROOT[1]}/data
-D2=${SK_ROOT[2]}/data
+DATA=/srv/mirror/data
+say "The same configuration on both nodes (each node's files live under its own --root)"
+(umask 077 && head -c 32 /dev/urandom | base64 >"$SK_TMP/secret")
+for i in 1 2; do
+	r=${SK_ROOT[$i]}
+	mkdir -p "$r/etc/steadykit" "$r/var/lib/steadykit/modules/mirror/bin" "$r$DATA"
+	install -m 0600 "$SK_TMP/secret" "$r/etc/steadykit/secret"
+	cat >"$r/etc/steadykit/cluster.json" <<-EOF
+	{
+	  "cluster": "demo",
+	  "secret_file": "/etc/steadykit/secret",
+	  "networks": ["lan"],
+	  "nodes": [
+	    { "name": "node1", "id": 1, "addresses": { "lan": "${SK_IP[1]}" } },
+	    { "name": "node2", "id": 2, "addresses": { "lan": "${SK_IP[2]}" } }
+	  ],
+	  "heartbeat": { "interval_ms": 100, "timeout_ms": 400 }
+	}
+	EOF
+	cat >"$r/var/lib/steadykit/modules/mirror/userconfig.json" <<-EOF
+	{
+	  "name": "mirror",
+	  "id": 1,
+	  "kind": "mirror",
+	  "nodes": ["node1", "node2"],
+	  "vip": { "addr": "$VIP", "prefix": 24, "interface": "eth0" },
+	  "replication": { "dirs": ["$DATA"], "mode": "sync" },
+	  "scripts": { "start_prim": { "timeout_s": 30 }, "stop_prim": { "timeout_s": 30 } }
+	}
+	EOF
+	cp examples/mirror/bin/start_prim examples/mirror/bin/stop_prim "$r/var/lib/steadykit/modules/mirror/bin/"
+	sk_track_mount "$r$DATA"
+done
+echo "   cluster.json: two nodes, heartbeats every 100 ms, a node is dead after 400 ms of silence"
+echo "   module 'mirror': replicate $DATA, VIP $VIP; bin/start_prim starts a web server on the VIP"
+D1=${SK_ROOT[1]}$DATA
+D2=${SK_ROOT[2]}$DATA
+ctl() { local n=$1; shift; "$SKCTL" --root "${SK_ROOT[$n]}" "$@"; }
+code() { local rc=0; ctl "$1" state -m mirror -lq 2>/dev/null || rc=$?; echo "$rc"; }
+primary_is() { [ "$(code "$1")" = 3 ] || [ "$(code "$1")" = 2 ]; }
+both_up() { { [ "$(code 1)" = 3 ] && [ "$(code 2)" = 4 ]; } || { [ "$(code 2)" = 3 ] && [ "$(code 1)" = 4 ]; }; }
 
-fused() {  # fused NODE ROLE ARGS...: start skfused on a node
-	local n=$1 role=$2
-	shift 2
-	sk_spawn "$n" "skfused-n$n-$role" "$SKFUSED" --role "$role" --dir "${SK_ROOT[$n]}/data" \
-		--secret "$secret" --state "${SK_ROOT[$n]}/var/lib/steadykit/state" \
-		--ctl "${SK_ROOT[$n]}/run/steadykit/fused.sock" --node-id "$n" "$@"
-}
-status() { echo '{"cmd":"status"}' | nc -U -q1 "${SK_ROOT[$1]}/run/steadykit/fused.sock" 2>/dev/null; }
-peer_is() { status "$1" | grep -q "\"peer\": *\"$2\""; }
-app() {  # the "application": a web server publishing the mirrored directory on the VIP
-	sk_spawn "$1" "app-n$1" python3 -m http.server 80 --bind "$VIP" --directory "${SK_ROOT[$1]}/data"
-}
+say "Starting one skagentd per node; they find each other and choose the primary"
+for i in 1 2; do
+	_pid=$(sk_spawn "$i" "skagentd-n$i" "$AGENTD" --root "${SK_ROOT[$i]}" --node "node$i") || exit 1
+done
+sk_wait_for 30 both_up || { echo "the agents did not settle"; tail -20 "$SK_TMP"/skagentd-n1.log; exit 1; }
+run ctl 1 state
+run ctl 2 state -m mirror
+P=1; primary_is 1 || P=2
+S=$((3 - P))
+DP=${SK_ROOT[$P]}$DATA
+DS=${SK_ROOT[$S]}$DATA
 
-say "node2: skfused secondary (its copy is read-only to applications)"
-_pid=$(fused 2 secondary --listen "${SK_IP[2]}:$PORT") || exit 1
-sk_wait_for 10 test -S "${SK_ROOT[2]}/run/steadykit/fused.sock" || { echo "secondary did not start"; exit 1; }
-say "node1: skfused primary, mounted over $D1"
-_pid=$(fused 1 primary --peer "${SK_IP[2]}:$PORT") || exit 1
-sk_track_mount "$D1"
-sk_wait_for 10 peer_is 1 connected || { echo "primary did not connect"; cat "$SK_TMP"/skfused-n1-primary.log; exit 1; }
-run status 1
+in_sync() { ctl "$S" state -m mirror --json | grep -q '"uptodate": true'; }
+sk_wait_for 20 in_sync || echo "   (node$S is not in sync yet: it would refuse to take over with an outdated copy)"
 
-say "node1 takes the virtual IP $VIP and starts the application"
-sk_in 1 ip addr add "$VIP/24" dev eth0
-_pid=$(app 1) || exit 1
-sk_wait_for 10 sk_client curl -fsS -o /dev/null "http://$VIP/" || { echo "application did not come up"; exit 1; }
-
-say "The application writes into the mirrored directory on node1"
-echo "written on node1 at $(date +%T)" >"$D1/hello.txt"
-mkdir -p "$D1/orders"
-for i in $(seq 1 20); do echo "order $i" >"$D1/orders/$i.txt"; done
-run sk_client curl -fsS "http://$VIP/hello.txt"
-say "node2 already has every byte (write() returned only after node2 wrote it)"
-run cat "$D2/hello.txt"
-run ls "$D2/orders"
-run sh -c "echo tamper > '$D2/hello.txt'"
-
-say "FAILURE: node1 dies (kill -9 of its daemons, its link goes down)"
-t0=$(date +%s%N)
-for p in $(awk '$3 ~ /-n1-|app-n1/ {print $1}' "$SK_TMP/.sk/pids"); do sk_kill9 "$p" 2>/dev/null; done
-sk_link_down 1
-umount -l "$D1" 2>/dev/null
-
-say "node2 becomes primary: its skfused restarts as primary (alone), takes the VIP, starts the application"
-for p in $(awk '$3 ~ /-n2-secondary/ {print $1}' "$SK_TMP/.sk/pids"); do sk_term "$p"; done
-sk_wait_for 5 sh -c "! mountpoint -q '$D2'"
-_pid=$(fused 2 primary --peer "${SK_IP[1]}:$PORT") || exit 1
-sk_track_mount "$D2"
-sk_wait_for 10 mountpoint -q "$D2"
-sk_in 2 ip addr add "$VIP/24" dev eth0
-sk_in 2 arping -c 1 -U -I eth0 "$VIP" >/dev/null 2>&1 || true
-_pid=$(app 2) || exit 1
+say "The application writes into the mirrored directory on node$P"
+echo "written on node$P at $(date +%T)" >"$DP/hello.txt"
+mkdir -p "$DP/orders"
+for i in $(seq 1 20); do echo "order $i" >"$DP/orders/$i.txt"; done
 sk_wait_for 10 sk_client curl -fsS -o /dev/null "http://$VIP/hello.txt"
+run sk_client curl -fsS "http://$VIP/hello.txt"
+say "node$S already has every byte (write() returned only after node$S wrote it)"
+run cat "$DS/hello.txt"
+run ls "$DS/orders"
+run sh -c "echo tamper > '$DS/hello.txt'"
+
+say "FAILURE: node$P dies (kill -9 of every process in its namespace: agent, skfused, web server)"
+t0=$(date +%s%N)
+# shellcheck disable=SC2046
+kill -KILL $(ip netns pids "${SK_NS[$P]}") 2>/dev/null
+echo "   nothing else is done by this script: node$S's agent notices the silence and takes over"
+sk_wait_for 20 sk_client curl -fsS --max-time 0.5 -o /dev/null "http://$VIP/hello.txt"
 t1=$(date +%s%N)
 echo "   the client reaches the application again after $(( (t1 - t0) / 1000000 )) ms"
 run sk_client curl -fsS "http://$VIP/hello.txt"
 run sk_client curl -fsS "http://$VIP/orders/20.txt"
-echo "written on node2 after the failover" >"$D2/after.txt"
-run status 2
+run ctl "$S" state -m mirror
+say "Why? The survivor's own account, phase by phase"
+run ctl "$S" why -m mirror
+echo "written on node$S after the failover" >"$DS/after.txt"
+run sk_client curl -fsS "http://$VIP/after.txt"
+
+say "node$P comes back: its agent sees node$S primary with newer data and rejoins as SECOND"
+_pid=$(sk_spawn "$P" "skagentd-n$P-again" "$AGENTD" --root "${SK_ROOT[$P]}" --node "node$P") || exit 1
+sk_wait_for 30 both_up || echo "   (node$P did not rejoin in 30 s; see $SK_TMP/skagentd-n$P-again.log)"
+sk_wait_for 15 test -f "$DP/after.txt"
+run ctl "$P" state -m mirror
+run cat "$DP/after.txt"
 
 if [ "${SK_DEMO_WAIT:-1}" = 1 ] && [ -t 0 ]; then
 	say "The cluster is live: node1 ${SK_NS[1]}, node2 ${SK_NS[2]}, client $SK_CLIENT_NS (nsenter --net=/run/netns/NAME)"
+	echo "   try: $SKCTL --root ${SK_ROOT[1]} state    |   $SKCTL --root ${SK_ROOT[$S]} swap -m mirror"
 	read -r -p "   press Enter to tear it down " _
 fi
 say "Cleaning up"
