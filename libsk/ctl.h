@@ -146,8 +146,8 @@ const char *sk_ctl_json_str(json_object *o, const char *key, const char *def);
 /* ---- transport ---- */
 
 /*
- * SO_PEERCRED: allow uid 0, or a peer whose gid or supplementary groups... (kernel gives
- * only the primary gid) equals `group` ((gid_t)-1 = none). 0 or -EACCES (*uid set if non-NULL).
+ * SO_PEERCRED: allow uid 0, or a peer whose (primary) gid is `group` ((gid_t)-1 = none; the
+ * kernel reports only the primary gid). 0 or -EACCES (*uid set if non-NULL).
  */
 int sk_ctl_peer_allowed(int fd, gid_t group, uid_t *uid);
 
