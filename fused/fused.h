@@ -34,6 +34,7 @@ struct fused_pending {
 	uint64_t t_us;
 	uint32_t bytes;
 	uint32_t cost;  /* rough work on the peer, in small-metadata-op units (resync pacing) */
+	uint8_t type;   /* message type, for the diagnostics of a late peer */
 	fuse_req_t req; /* NULL: nobody waits (already replied, or not a FUSE op) */
 	bool held;  /* the local apply still runs: its thread replies (fused_repl_local_done) */
 	bool acked; /* acknowledged while held */
@@ -132,7 +133,10 @@ struct fused {
 	uint64_t seq_sent;          /* last seq registered (this connection) */
 	uint64_t seq_acked;
 	uint64_t inflight_bytes;
-	uint64_t hist[FUSED_HIST];
+	uint64_t hist[FUSED_HIST];  /* latency of acks of operations an application waits for */
+	uint64_t last_ack_us;       /* when seq_acked last advanced (or the connection began) */
+	uint64_t inflight_cost;     /* sum of the pending frames' cost */
+	uint32_t rs_win;            /* resync pacing: cost the walker may keep in flight */
 	atomic_uint_fast64_t rejected;
 
 	/* resync (primary walker / secondary apply) */
@@ -228,6 +232,12 @@ void fused_peer_lost(struct fused *f, uint64_t gen, const char *why);
 int fused_repl_ask(struct fused *f, uint64_t gen, struct sk_rmsg_op *op, int path_fd,
 		   struct sk_rmsg_sums *out, uint8_t *sums_buf, bool (*ready)(struct fused *));
 void fused_repl_on_sums(struct fused *f, const struct sk_rmsg_sums *s);
+/*
+ * Resync pacing (call without stream_mu): waits until the frames in flight would drain
+ * within a small part of the budget, so live operations queued behind resync frames stay
+ * far below it. 0, or -ECONNRESET if the connection gen ended.
+ */
+int fused_repl_rs_pace(struct fused *f, uint64_t gen);
 
 /* recv.c (secondary) */
 int fused_recv_run(struct fused *f);

@@ -17,6 +17,13 @@
 #include "log.h"
 
 #define BATCH_MAX 256
+/*
+ * In sync mode a batch is acked when it is applied; one that takes longer
+ * (resync listings, fsyncs) is acked every ACK_EVERY_US as well, so the
+ * primary sees progress long before its latency budget runs out.
+ */
+#define ACK_EVERY_US 10000
+static uint64_t rx_ack_us; /* when the last ack went out (receiver thread only) */
 
 int fused_rx_send_ack(struct rx *x)
 {
@@ -24,6 +31,7 @@ int fused_rx_send_ack(struct rx *x)
 	uint8_t buf[SK_RMSG_ACK_LEN];
 	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
 
+	rx_ack_us = sk_now_us();
 	sk_rmsg_ack_encode(&a, buf);
 	x->acked = x->applied;
 	x->err = 0; /* each failure is reported once */
@@ -146,6 +154,9 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 		}
 		x->applied = fr[i].seq;
 		atomic_store(&f->applied_seq, x->applied);
+		if (f->mode == SK_REPL_SYNC && i + 1 < n && sk_now_us() - rx_ack_us >= ACK_EVERY_US &&
+		    fused_rx_send_ack(x) < 0)
+			return -EPIPE;
 	}
 	if (x->applied > x->acked && fused_rx_send_ack(x) < 0)
 		return -EPIPE;

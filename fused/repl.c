@@ -19,6 +19,37 @@
 #define REPLY_BATCH 64
 #define SOCK_BUF (8 << 20)
 
+/*
+ * Resync pacing. A live operation queued behind resync frames waits until the
+ * peer has applied them all, so the walker keeps in flight only what the peer
+ * drains in about budget/RS_TARGET_DIV: the window (cost) follows the delay
+ * of the frames the peer acknowledges, shrinking in proportion above the
+ * target (at most once per window's worth of frames) and growing below half
+ * of it. Bytes are bounded too, so the socket buffers never become the queue.
+ */
+#define RS_TARGET_DIV 8
+#define RS_WIN_INIT 256             /* cost units, see frame_cost */
+#define RS_WIN_MIN 32
+#define RS_WIN_MAX 16384
+#define RS_FRAMES_MAX (FUSED_RING / 2) /* the other half of the ring stays for live operations */
+#define RS_BYTES_MAX (4u << 20)
+
+/*
+ * What a frame costs the peer, in units of one small metadata operation: a
+ * listing creates up to one entry per ~64 bytes of it, data is written at
+ * tens of times the speed of a create. Rough on purpose: the delay feedback
+ * corrects the window; the units only keep a window of listings from meaning
+ * a thousand times the work of a window of single updates.
+ */
+static uint32_t frame_cost(uint8_t type, size_t dlen)
+{
+	if (type == SK_RMSG_RS_DIR)
+		return 1 + (uint32_t)(dlen / 64);
+	if (type == SK_RMSG_RS_DATA || type == SK_RMSG_WRITE)
+		return 1 + (uint32_t)(dlen / 32768);
+	return 1;
+}
+
 static pthread_t conn_thread, budget_thread;
 
 /* ---- buffered reader / full writer ---- */
@@ -159,20 +190,45 @@ static void hist_add(struct fused *f, uint64_t us)
  * outside the lock. Returns with pend_mu held.
  */
 static __thread struct batch t_batch;
+static uint64_t rs_dec_seq; /* the window shrinks again only for frames sent after this one */
+
+/* Under pend_mu: the newest acknowledged frame waited lat_us; adapt the resync window. */
+static void rs_adapt(struct fused *f, uint64_t seq, uint64_t lat_us)
+{
+	uint64_t target = (uint64_t)f->budget_ms * 1000 / RS_TARGET_DIV, w = f->rs_win;
+
+	if (lat_us > target) {
+		if (seq <= rs_dec_seq)
+			return; /* sent before the last decrease: its delay is already answered */
+		w = w * target / lat_us;
+		rs_dec_seq = f->seq_sent;
+	} else if (lat_us < target / 2) {
+		w += w / 8 + 1;
+	}
+	f->rs_win = (uint32_t)(w < RS_WIN_MIN ? RS_WIN_MIN : w > RS_WIN_MAX ? RS_WIN_MAX : w);
+}
 
 static void retire(struct fused *f, uint64_t upto, bool count_latency)
 {
 	struct batch *b = &t_batch;
 	uint64_t now = sk_now_us();
 
+	if (count_latency && upto > f->seq_acked) { /* an ack from the peer: it makes progress */
+		struct fused_pending *n = &f->ring[upto % FUSED_RING];
+
+		f->last_ack_us = now;
+		if (n->seq == upto)
+			rs_adapt(f, upto, now - n->t_us);
+	}
 	while (f->seq_acked < upto) {
 		uint64_t s = f->seq_acked + 1;
 		struct fused_pending *p = &f->ring[s % FUSED_RING];
 
 		if (p->seq == s) {
-			if (count_latency)
+			if (count_latency && p->req) /* what an application waited for */
 				hist_add(f, now - p->t_us);
 			f->inflight_bytes -= p->bytes;
+			f->inflight_cost -= p->cost;
 			if (p->held) {
 				p->acked = true; /* its local apply is still running: that thread replies */
 			} else if (p->req) {
@@ -282,6 +338,8 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 	p->seq = seq;
 	p->t_us = sk_now_us();
 	p->bytes = (uint32_t)(dlen + (size_t)hl);
+	p->cost = frame_cost(op->type, dlen);
+	p->type = op->type;
 	p->req = waits ? req : NULL;
 	p->held = waits && seq_out;
 	p->acked = false;
@@ -291,6 +349,7 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 		p->r = *r;
 	f->seq_sent = seq;
 	f->inflight_bytes += p->bytes;
+	f->inflight_cost += p->cost;
 	pthread_mutex_unlock(&f->pend_mu);
 
 	iov[0] = (struct iovec){ .iov_base = fh, .iov_len = sizeof(fh) };
@@ -387,6 +446,29 @@ int fused_repl_ask(struct fused *f, uint64_t gen, struct sk_rmsg_op *op, int pat
 	f->rs_req_waiting = 0;
 	pthread_mutex_unlock(&f->rs_mu);
 	return rc;
+}
+
+int fused_repl_rs_pace(struct fused *f, uint64_t gen)
+{
+	bool ok;
+
+	pthread_mutex_lock(&f->pend_mu);
+	while (atomic_load(&f->connected) && f->conn_gen == gen && !atomic_load(&f->stop) &&
+	       (f->inflight_cost >= f->rs_win || f->seq_sent - f->seq_acked >= RS_FRAMES_MAX ||
+		f->inflight_bytes >= RS_BYTES_MAX)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 10 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&f->pend_cv, &f->pend_mu, &ts);
+	}
+	ok = atomic_load(&f->connected) && f->conn_gen == gen && !atomic_load(&f->stop);
+	pthread_mutex_unlock(&f->pend_mu);
+	return ok ? 0 : -ECONNRESET;
 }
 
 void fused_repl_on_sums(struct fused *f, const struct sk_rmsg_sums *s)
@@ -608,6 +690,10 @@ static void *conn_main(void *arg)
 		gen = ++f->conn_gen;
 		f->seq_sent = f->seq_acked = 0;
 		f->inflight_bytes = 0;
+		f->inflight_cost = 0;
+		f->last_ack_us = sk_now_us();
+		f->rs_win = RS_WIN_INIT;
+		rs_dec_seq = 0;
 		for (unsigned i = 0; i < FUSED_RING; i++)
 			f->ring[i].seq = 0;
 		atomic_store(&f->connected, true);
@@ -636,7 +722,12 @@ static void *conn_main(void *arg)
 	return NULL;
 }
 
-/* Drops a peer whose oldest in-flight frame waits longer than the budget. */
+/*
+ * Drops a peer that keeps an application waiting longer than the budget, or
+ * that stopped acknowledging altogether. Frames nobody waits for (resync,
+ * already answered) may be older than the budget while acks keep coming: they
+ * queue behind each other, and the pacing above keeps that queue short.
+ */
 static void *budget_main(void *arg)
 {
 	struct fused *f = arg;
@@ -648,20 +739,47 @@ static void *budget_main(void *arg)
 	/* act early enough that detection, the state fsync and the replies fit in the budget */
 	limit_us = (uint64_t)f->budget_ms * 800;
 	while (!atomic_load(&f->stop)) {
-		uint64_t gen = 0, now = sk_now_us();
-		bool late = false;
+		uint64_t gen = 0, now, age = 0, quiet = 0, ops = 0, cost = 0;
+		unsigned t_old = 0, t_late = 0;
+		bool late = false, stalled = false;
 
 		usleep((useconds_t)step_us);
+		now = sk_now_us();
 		pthread_mutex_lock(&f->pend_mu);
 		if (atomic_load(&f->connected) && f->seq_acked < f->seq_sent) {
-			struct fused_pending *p = &f->ring[(f->seq_acked + 1) % FUSED_RING];
+			uint64_t s = f->seq_acked + 1;
+			struct fused_pending *p = &f->ring[s % FUSED_RING];
 
-			late = p->seq == f->seq_acked + 1 &&
-			       now > p->t_us + limit_us;
+			if (p->seq == s && now > p->t_us + limit_us) {
+				age = now - p->t_us;
+				t_old = p->type;
+				quiet = now - f->last_ack_us;
+				ops = f->seq_sent - f->seq_acked;
+				cost = f->inflight_cost;
+				/* no ack for a whole budget: stuck, whatever waits */
+				stalled = now > f->last_ack_us + limit_us;
+				/* frames go out in time order: only the prefix over the limit
+				 * can hold an application's request that is over it */
+				for (; !stalled && !late && s <= f->seq_sent; s++) {
+					p = &f->ring[s % FUSED_RING];
+					if (p->seq != s || now <= p->t_us + limit_us)
+						break;
+					late = p->req != NULL;
+					t_late = p->type;
+				}
+			}
 			gen = f->conn_gen;
 		}
 		pthread_mutex_unlock(&f->pend_mu);
-		if (late)
+		if (stalled || late)
+			sk_warn("oldest frame (type %u) %llu ms old, last ack %llu ms ago, %llu frames "
+				"(cost %llu) in flight; late: %s (type %u)", t_old,
+				(unsigned long long)age / 1000, (unsigned long long)quiet / 1000,
+				(unsigned long long)ops, (unsigned long long)cost,
+				late ? "an application's request" : "every frame", late ? t_late : t_old);
+		if (stalled)
+			fused_peer_lost(f, gen, "peer stopped acknowledging within the latency budget");
+		else if (late)
 			fused_peer_lost(f, gen, "peer exceeded the latency budget");
 	}
 	return NULL;

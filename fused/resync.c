@@ -18,6 +18,8 @@
 #define MAX_DEPTH 512
 #define MAX_PASSES 3
 #define MAX_ROUNDS 200
+/* entries per RS_DIR frame: the peer creates them all before it acks, so a frame stays short */
+#define DIR_FRAME_ENTRIES 64
 
 /*
  * Why this is safe while applications write: every resync frame is built
@@ -210,6 +212,26 @@ static bool live(struct walker *w)
 	       !atomic_load(&w->f->stop);
 }
 
+/* Before each stream-lock hold of the walker: no more in flight than the peer drains quickly. */
+static bool pace(struct walker *w)
+{
+	return fused_repl_rs_pace(w->f, w->gen) == 0;
+}
+
+/*
+ * Progress as the status shows it: done never passes total. A file that grew
+ * after its directory was listed adds its growth to the total first (the status
+ * reader loads done, then total; only this thread writes either).
+ */
+static void progress_add(struct fused *f, uint64_t n)
+{
+	uint64_t d = atomic_load(&f->rs_done_bytes) + n;
+
+	if (d > atomic_load(&f->rs_total_bytes))
+		atomic_store(&f->rs_total_bytes, d);
+	atomic_store(&f->rs_done_bytes, d);
+}
+
 /* Under the stream lock: the xattr list of an entry (via its parent fd and name). */
 static size_t xattr_blob(int dfd, const char *name, uint8_t *out, size_t cap)
 {
@@ -297,7 +319,7 @@ static void sync_file(struct walker *w, int fd)
 		rc = fused_repl_ask(f, w->gen, &q, fd, &s, w->sums, NULL);
 		if (rc < 0)
 			return;
-		for (uint64_t c = off; c < off + WINDOW && live(w); c += CHUNK) {
+		for (uint64_t c = off; c < off + WINDOW && pace(w); c += CHUNK) {
 			ssize_t n;
 			int pl;
 
@@ -338,7 +360,7 @@ static void sync_file(struct walker *w, int fd)
 				}
 			}
 			pthread_mutex_unlock(&f->stream_mu);
-			atomic_fetch_add(&f->rs_done_bytes, (uint64_t)n);
+			progress_add(f, (uint64_t)n);
 			if ((size_t)n < CHUNK)
 				break;
 		}
@@ -346,15 +368,32 @@ static void sync_file(struct walker *w, int fd)
 	}
 }
 
-/* Under the stream lock: announce the entries of a directory, reopen handles that live in it. */
+/* An entry with no xattrs at all (a file system without xattrs has none). */
+static bool no_xattrs(int dfd, const char *name)
+{
+	char pp[PATH_MAX + 64];
+	ssize_t n;
+
+	snprintf(pp, sizeof(pp), "/proc/self/fd/%d/%s", dfd, name);
+	n = llistxattr(pp, NULL, 0);
+	return n == 0 || (n < 0 && errno == ENOTSUP);
+}
+
+/*
+ * Under the stream lock: announce the entries of a directory, with their
+ * metadata, and reopen handles that live in it. An empty file with one link
+ * and no xattrs is whole with its entry (SK_RD_COMPLETE): it is not visited
+ * again, so a tree of small empty files costs a few frames per directory, not
+ * a frame per file. Everything else is returned in out to be visited.
+ */
 static int send_dir(struct walker *w, int dfd, const char *dpath, size_t dl, struct fused_names *out)
 {
 	struct fused *f = w->f;
-	struct sk_rmsg_op op = { .type = SK_RMSG_RS_DIR, .flags = SK_RO_FIRST };
+	struct sk_rmsg_op op = { .type = SK_RMSG_RS_DIR, .flags = SK_RO_FIRST | SK_RO_DMETA };
 	char target[SK_RMSG_PATH_MAX + 1], cp[PATH_MAX];
 	struct fused_fh *h;
 	struct dirent *de;
-	size_t used = 0;
+	size_t used = 0, ents = 0;
 	int lfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
 
@@ -367,6 +406,7 @@ static int send_dir(struct walker *w, int dfd, const char *dpath, size_t dl, str
 	op.path1_len = (uint16_t)dl;
 	while ((de = readdir(d))) {
 		struct sk_rmsg_dirent e = { 0 };
+		struct sk_rmsg_dmeta m = { 0 };
 		struct stat st;
 		long put;
 
@@ -392,16 +432,26 @@ static int send_dir(struct walker *w, int dfd, const char *dpath, size_t dl, str
 		}
 		if (S_ISREG(st.st_mode))
 			atomic_fetch_add(&f->rs_total_bytes, (uint64_t)st.st_size);
-		put = sk_rmsg_dirent_put(&e, w->blob + used, SK_RMSG_DATA_MAX - used);
+		ts_from(&m.atime, &st.st_atim);
+		ts_from(&m.mtime, &st.st_mtim);
+		if (S_ISREG(st.st_mode) && st.st_size == 0 && st.st_nlink == 1 &&
+		    no_xattrs(dfd, de->d_name))
+			m.flags = SK_RD_COMPLETE;
+		put = ents == DIR_FRAME_ENTRIES ? -ENOSPC :
+			sk_rmsg_dirent_meta_put(&e, &m, w->blob + used, SK_RMSG_DATA_MAX - used);
 		if (put == -ENOSPC) {
 			fused_repl_submit(f, &op, w->blob, used, NULL, NULL);
-			op.flags = 0;
+			op.flags = SK_RO_DMETA;
 			used = 0;
-			put = sk_rmsg_dirent_put(&e, w->blob, SK_RMSG_DATA_MAX);
+			ents = 0;
+			put = sk_rmsg_dirent_meta_put(&e, &m, w->blob, SK_RMSG_DATA_MAX);
 		}
 		if (put < 0)
 			continue;
 		used += (size_t)put;
+		ents++;
+		if (m.flags & SK_RD_COMPLETE)
+			continue; /* whole on the peer with its entry */
 		if (fused_names_add(out, de->d_name, strlen(de->d_name)) < 0)
 			break;
 	}
@@ -438,7 +488,7 @@ static void sync_dir(struct walker *w, int dfd, int depth)
 	char dpath[PATH_MAX], cpath[PATH_MAX];
 	int dl, rc;
 
-	if (depth > MAX_DEPTH || !live(w))
+	if (depth > MAX_DEPTH || !pace(w))
 		return;
 	pthread_mutex_lock(&f->stream_mu);
 	dl = fused_fd_path(f, dfd, dpath, sizeof(dpath));
@@ -471,6 +521,7 @@ static void sync_dir(struct walker *w, int dfd, int depth)
 			sync_dir(w, cfd, depth + 1);
 		} else if (S_ISREG(st.st_mode)) {
 			sync_file(w, cfd);
+			pace(w);
 			pthread_mutex_lock(&f->stream_mu);
 			if (atomic_load(&f->connected) &&
 			    (rc = fused_fd_path(f, cfd, cpath, sizeof(cpath))) >= 0)
@@ -480,6 +531,7 @@ static void sync_dir(struct walker *w, int dfd, int depth)
 		close(cfd);
 	}
 	/* the directory's own metadata last: its entries are in place, so its mtime stays */
+	pace(w);
 	pthread_mutex_lock(&f->stream_mu);
 	if (atomic_load(&f->connected) && (dl = fused_fd_path(f, dfd, dpath, sizeof(dpath))) >= 0) {
 		struct stat st;
@@ -504,7 +556,7 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 	}
 	w->f = f;
 	w->gen = gen;
-	atomic_store(&f->rs_done_bytes, 0);
+	atomic_store(&f->rs_done_bytes, 0); /* done first: never above the total */
 	atomic_store(&f->rs_total_bytes, 0);
 	for (pass = 1; pass <= MAX_PASSES && live(w); pass++) {
 		struct sk_rmsg_op end = { .type = SK_RMSG_RS_END, .len = f->generation };
@@ -561,11 +613,14 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 		if (rc < 0)
 			break;
 		if (s.err == 0) {
+			uint64_t cmp = atomic_load(&f->rs_done_bytes);
+
 			fused_state_set_in_sync(f, true);
+			/* files that shrank or went away meanwhile were listed, not read: 100 % now */
+			atomic_store(&f->rs_done_bytes, atomic_load(&f->rs_total_bytes));
 			f->rs_state = 2;
 			sk_info("resync done in %.1f s (pass %d, %d catch-up rounds, %llu bytes compared)",
-				(double)(sk_now_us() - t0) / 1e6, pass, round,
-				(unsigned long long)atomic_load(&f->rs_done_bytes));
+				(double)(sk_now_us() - t0) / 1e6, pass, round, (unsigned long long)cmp);
 			rc = 0;
 			break;
 		}

@@ -248,10 +248,96 @@ static int reconcile(struct fused *f, int dfd, const char *dpath, size_t dl,
 	return 0;
 }
 
+/* ---- entries sent whole (RS_DIR with SK_RO_DMETA, SK_RD_COMPLETE) ---- */
+
+static int rs_meta(struct fused *f, const struct sk_rmsg_op *op);
+
+/* What a file created in the directory being reconciled gets by itself (probed once per frame). */
+struct rs_parent {
+	bool known;
+	bool plain; /* no default ACL: a new file gets exactly the mode asked for */
+	gid_t gid;  /* its group: the directory's if set-group-ID, else ours */
+};
+
+static int rs_entry_next(struct sk_rd *r, bool meta, struct sk_rmsg_dirent *e,
+			 struct sk_rmsg_dmeta *m)
+{
+	m->flags = 0;
+	return meta ? sk_rmsg_dirent_meta_next(r, e, m) : sk_rmsg_dirent_next(r, e);
+}
+
+/*
+ * An empty file with one link and no xattrs, announced whole. A new name is made in
+ * one go: create with the mode (umask is 0 here), owner if it is not what creation
+ * gave, times (3 calls instead of a dozen). A name already there goes through
+ * reconcile and then gets exactly what an RS_META would have set.
+ */
+static int rs_complete(struct fused *f, struct rs_parent *pp, int dfd, const char *dpath,
+		       size_t dl, const struct sk_rmsg_dirent *e, const struct sk_rmsg_dmeta *m,
+		       const char *name)
+{
+	struct timespec tv[2] = { { .tv_sec = m->atime.sec, .tv_nsec = m->atime.nsec },
+				  { .tv_sec = m->mtime.sec, .tv_nsec = m->mtime.nsec } };
+	struct sk_rmsg_op op = { .type = SK_RMSG_RS_META, .flags = SK_RO_XATTRS };
+	char path[SK_RMSG_PATH_MAX + 1];
+	mode_t mode = e->mode & 07777;
+	size_t nl = strlen(name);
+	int fd, rc = 0;
+
+	if (!pp->known) {
+		struct stat ds = { 0 };
+
+		pp->known = true;
+		pp->plain = fstat(dfd, &ds) == 0 &&
+			    fgetxattr(dfd, "system.posix_acl_default", NULL, 0) < 0 &&
+			    (errno == ENODATA || errno == ENOTSUP);
+		pp->gid = (ds.st_mode & S_ISGID) ? ds.st_gid : getegid();
+	}
+	if (pp->plain) {
+		fd = openat(dfd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, mode);
+		if (fd >= 0) {
+			bool own = e->uid != geteuid() || e->gid != pp->gid;
+
+			/* owner first: a chown clears set-id bits, the mode puts them back */
+			if (own && fchown(fd, e->uid, e->gid) < 0)
+				rc = -errno;
+			if (rc == 0 && own && (mode & 06000) && fchmod(fd, mode) < 0)
+				rc = -errno;
+			if (rc == 0 && futimens(fd, tv) < 0)
+				rc = -errno;
+			close(fd);
+			return rc;
+		}
+		if (errno != EEXIST)
+			return -errno;
+	}
+	rc = reconcile(f, dfd, dpath, dl, e, name);
+	if (rc < 0)
+		return rc;
+	if (dl + (dl ? 1 : 0) + nl > SK_RMSG_PATH_MAX)
+		return -ENAMETOOLONG;
+	memcpy(path, dpath, dl);
+	if (dl)
+		path[dl] = '/';
+	memcpy(path + dl + (dl ? 1 : 0), name, nl);
+	op.path1 = path;
+	op.path1_len = (uint16_t)(dl + (dl ? 1 : 0) + nl);
+	op.valid = SK_RV_UID | SK_RV_GID | SK_RV_MODE | SK_RV_SIZE | SK_RV_ATIME | SK_RV_MTIME;
+	op.uid = e->uid;
+	op.gid = e->gid;
+	op.mode = mode;
+	op.len = 0;
+	op.atime = m->atime;
+	op.mtime = m->mtime;
+	return rs_meta(f, &op); /* no data: the exact xattr set is the empty one */
+}
+
 static int rs_dir(struct fused *f, const struct sk_rmsg_op *op)
 {
 	char name[SK_RMSG_NAME_MAX + 1], dpath[SK_RMSG_PATH_MAX + 1];
 	struct sk_rmsg_dirent e;
+	struct sk_rmsg_dmeta m;
+	struct rs_parent pp = { 0 };
 	struct sk_rd r;
 	int dfd, rc, n, err = 0;
 
@@ -263,7 +349,7 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op)
 	memcpy(dpath, op->path1, op->path1_len);
 	dpath[op->path1_len] = '\0';
 	sk_rd_init(&r, op->data, op->data_len);
-	while ((n = sk_rmsg_dirent_next(&r, &e)) == 1) {
+	while ((n = rs_entry_next(&r, op->flags & SK_RO_DMETA, &e, &m)) == 1) {
 		memcpy(name, e.name, e.name_len);
 		name[e.name_len] = '\0';
 		if (rs_seen.n >= RS_NAMES_MAX || rs_seen_bytes >= RS_NAME_BYTES_MAX ||
@@ -279,7 +365,9 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op)
 			continue; /* nor created: the listing is refused */
 		}
 		rs_seen_bytes += e.name_len + 1u + 24u;
-		rc = reconcile(f, dfd, dpath, op->path1_len, &e, name);
+		rc = (m.flags & SK_RD_COMPLETE) ?
+			     rs_complete(f, &pp, dfd, dpath, op->path1_len, &e, &m, name) :
+			     reconcile(f, dfd, dpath, op->path1_len, &e, name);
 		if (rc < 0 && !err)
 			err = rc;
 	}

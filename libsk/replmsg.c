@@ -97,7 +97,7 @@ static const struct rule rules[SK_RMSG__MAX] = {
 	[SK_RMSG_REMOVEXATTR] = { P_OR_FH, P_NO, true, false, 0, 0, 0 },
 	[SK_RMSG_FSYNC] = { P_OR_FH, P_NO, false, false, 0, SK_RO_DATASYNC, T_TIMES },
 	[SK_RMSG_RS_DIR] = { P_ROOT_OK, P_NO, false, false, SK_RMSG_DATA_MAX,
-			     SK_RO_FIRST | SK_RO_LAST, 0 },
+			     SK_RO_FIRST | SK_RO_LAST | SK_RO_DMETA, 0 },
 	[SK_RMSG_RS_SUMSREQ] = { P_YES, P_NO, false, false, 0, 0, 0 },
 	[SK_RMSG_RS_DATA] = { P_YES, P_NO, false, false, SK_RMSG_DATA_MAX, 0, 0 },
 	[SK_RMSG_RS_META] = { P_ROOT_OK, P_NO, false, false, SK_RMSG_DATA_MAX, SK_RO_XATTRS,
@@ -462,6 +462,47 @@ int sk_rmsg_dirent_next(struct sk_rd *r, struct sk_rmsg_dirent *e)
 	} else if (e->target_len) {
 		return -EBADMSG;
 	}
+	return 1;
+}
+
+/* ---- RS_DIR entries with metadata (SK_RO_DMETA) ---- */
+
+long sk_rmsg_dirent_meta_put(const struct sk_rmsg_dirent *e, const struct sk_rmsg_dmeta *m,
+			     uint8_t *out, size_t cap)
+{
+	long n;
+
+	if ((m->flags & ~SK_RD_COMPLETE) || !ts_ok(&m->atime) || !ts_ok(&m->mtime) ||
+	    ((m->flags & SK_RD_COMPLETE) && ((e->mode & S_IFMT) != S_IFREG || e->nlink != 1)))
+		return -EINVAL;
+	n = sk_rmsg_dirent_put(e, out, cap);
+	if (n < 0)
+		return n;
+	if (cap - (size_t)n < SK_RMSG_DMETA_LEN)
+		return -ENOSPC;
+	sk_put_u32(out + n, m->flags);
+	put_ts(out + n + 4, &m->atime);
+	put_ts(out + n + 16, &m->mtime);
+	return n + SK_RMSG_DMETA_LEN;
+}
+
+int sk_rmsg_dirent_meta_next(struct sk_rd *r, struct sk_rmsg_dirent *e, struct sk_rmsg_dmeta *m)
+{
+	const uint8_t *p;
+	int rc = sk_rmsg_dirent_next(r, e);
+
+	if (rc <= 0)
+		return rc;
+	p = sk_rd_bytes(r, SK_RMSG_DMETA_LEN);
+	if (!p)
+		return -EBADMSG;
+	m->flags = sk_get_u32(p);
+	get_ts(p + 4, &m->atime);
+	get_ts(p + 16, &m->mtime);
+	if ((m->flags & ~SK_RD_COMPLETE) || !ts_ok(&m->atime) || !ts_ok(&m->mtime))
+		return -EBADMSG;
+	if ((m->flags & SK_RD_COMPLETE) && ((e->mode & S_IFMT) != S_IFREG || e->nlink != 1))
+		return -EBADMSG;
 	return 1;
 }
 

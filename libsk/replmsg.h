@@ -172,6 +172,27 @@ long sk_rmsg_dirent_put(const struct sk_rmsg_dirent *e, uint8_t *out, size_t cap
 /* Next entry from r: 1 with *e set, 0 at the clean end, -EBADMSG on a bad entry. */
 int sk_rmsg_dirent_next(struct sk_rd *r, struct sk_rmsg_dirent *e);
 
+/*
+ * ---- RS_DIR with SK_RO_DMETA (added for the first-sync scale fix) ----
+ * Each entry is a dirent as above followed by: flags u32 | atime (i64 sec, u32 nsec) |
+ * mtime (i64 sec, u32 nsec); 28 bytes. SK_RD_COMPLETE (regular files only): the file is
+ * empty, has one link and no xattrs, so this entry alone makes it whole on the peer (owner
+ * and mode from the dirent, times from here) and no RS_META follows for it. Without the
+ * flag the times are informative and the entry is handled as a plain dirent.
+ */
+#define SK_RO_DMETA 0x4u     /* RS_DIR flag: entries carry struct sk_rmsg_dmeta */
+#define SK_RD_COMPLETE 0x1u
+#define SK_RMSG_DMETA_LEN 28
+struct sk_rmsg_dmeta {
+	uint32_t flags;
+	struct sk_rmsg_ts atime, mtime;
+};
+/* Appends one entry with its metadata; bytes written or -ENOSPC / -EINVAL. */
+long sk_rmsg_dirent_meta_put(const struct sk_rmsg_dirent *e, const struct sk_rmsg_dmeta *m,
+			     uint8_t *out, size_t cap);
+/* Next entry with its metadata: 1, 0 at the clean end, -EBADMSG on a bad entry. */
+int sk_rmsg_dirent_meta_next(struct sk_rd *r, struct sk_rmsg_dirent *e, struct sk_rmsg_dmeta *m);
+
 /* xattr list of RS_META, each: name_len u8 | name | value_len u32 | value. */
 long sk_rmsg_xattr_put(const char *name, size_t name_len, const void *val, size_t val_len,
 		       uint8_t *out, size_t cap);
