@@ -93,11 +93,9 @@ stop() {  # stop PID STARTTIME LABEL
 }
 # Gluster's bricks and self-heal daemon are forked by our glusterd and re-parented to init; what marks
 # them as ours is the private mount namespace each glusterd starts in (state/mntns: "INODE LABEL").
-mntns_pids() {
-	local p
-	for p in /proc/[0-9]*; do
-		[ "$(stat -L -c %i "$p/ns/mnt" 2>/dev/null)" = "$1" ] && echo "${p#/proc/}"
-	done
+mntns_pids() {  # one find, not a stat per process: this runs in a loop on a busy machine
+	find /proc -mindepth 3 -maxdepth 3 -path '/proc/[0-9]*/ns/mnt' -lname "mnt:\[$1\]" 2>/dev/null |
+		awk -F/ '{ print $3 }'
 }
 stop_mntns() {  # stop_mntns INODE LABEL
 	local pids i p
@@ -177,6 +175,7 @@ cleanup() {
 		rm -rf "${WORK:?}/mnt" "${WORK:?}/gluster"
 	fi
 	rm -rf "$STATE"
+	[ "$(cat "$WORK/owner" 2>/dev/null)" = "$$ $(pstart $$)" ] && rm -f "$WORK/owner"
 	say "cleanup done"
 }
 
@@ -188,10 +187,22 @@ on_signals() {
 	trap 'trap "" PIPE; [ "$CLEANING" = 1 ] || exit 141' PIPE
 }
 
-begin() {  # lock, clean a killed run's leftovers, new state
-	mkdir -p "$WORK"
+# $WORK/owner names the run using $WORK (PID and start time). Not a lock held open: every daemon the
+# run starts would inherit it and keep it held after the run itself was killed.
+claim() {
+	local opid ost
 	exec 8>"$WORK/.lock"
-	flock -n 8 || die "another compare.sh holds $WORK/.lock"
+	flock -w 10 8 || die "cannot lock $WORK/.lock"
+	if [ -f "$WORK/owner" ] && read -r opid ost <"$WORK/owner" && alive "$opid" "$ost"; then
+		die "another compare.sh (pid $opid) is using $WORK"
+	fi
+	echo "$$ $(pstart $$)" >"$WORK/owner"
+	exec 8>&-
+}
+
+begin() {  # claim $WORK, clean a killed run's leftovers, new state
+	mkdir -p "$WORK"
+	claim
 	if [ -d "$STATE" ]; then
 		say "a previous run was killed: cleaning up after it first"
 		cleanup
@@ -634,8 +645,8 @@ peer) peer ;;
 deps) deps ;;
 teardown)
 	mkdir -p "$WORK"
-	exec 8>"$WORK/.lock"
-	flock -n 8 || die "a run is still going on (it holds $WORK/.lock)"
-	cleanup ;;
+	claim
+	cleanup
+	rm -f "$WORK/owner" ;;
 *) echo "usage: bash bench/compare.sh [run|deps|teardown|peer]" >&2; exit 2 ;;
 esac
