@@ -407,8 +407,10 @@ static __always_inline int balance(struct xdp_md *ctx, struct ethhdr *eth, struc
 	if (b->prev != LB_NODE_NONE && b->prev != b->owner) {
 		if (!now)
 			now = bpf_ktime_get_ns();
-		if (now < b->move_ns) {
-			/* Announced move: the previous owner still serves everything;
+		int announced = now < b->move_ns;
+
+		if (announced) {
+			/* Announced move: the previous owner still takes new flows;
 			 * the next owner learns the UDP flows that are not its own. */
 			mine = b->prev == me;
 			if (note && b->owner == me) {
@@ -417,22 +419,26 @@ static __always_inline int balance(struct xdp_md *ctx, struct ethhdr *eth, struc
 					count(LB_ST_UDP_LEARN);
 				}
 			}
-		} else if (now - b->move_ns < cfg->window_ns) {
-			if (p->proto == IPPROTO_TCP && p->has_ports) {
-				__u8 fl = p->tcp_flags;
+		}
+		if ((announced || now - b->move_ns < cfg->window_ns) &&
+		    p->proto == IPPROTO_TCP && p->has_ports) {
+			/* Established TCP flows stay where their socket is, in both phases: the
+			 * next owner may still hold flows of its own in this bucket (it is
+			 * taking back buckets it was draining when it left). */
+			__u8 fl = p->tcp_flags;
+			__u8 takes_new = announced ? b->prev : b->owner;
 
-				if ((fl & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN)
-					mine = b->owner == me; /* new flows go to the new owner */
-				else if (b->owner == me || b->prev == me)
-					mine = tcp_is_local(ctx, p, l3, l4,
-							    b->owner == me && (fl & TCPF_ACK) &&
-								    !(fl & (TCPF_SYN | TCPF_RST)));
-				else
-					mine = 0;
-				count(mine ? LB_ST_MOTION_SOCK : LB_ST_MOTION_DROP);
-			} else if (is_udp && f) {
-				mine = f->mine;
-			}
+			if ((fl & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN)
+				mine = takes_new == me;
+			else if (b->owner == me || b->prev == me)
+				mine = tcp_is_local(ctx, p, l3, l4,
+						    takes_new == me && (fl & TCPF_ACK) &&
+							    !(fl & (TCPF_SYN | TCPF_RST)));
+			else
+				mine = 0;
+			count(mine ? LB_ST_MOTION_SOCK : LB_ST_MOTION_DROP);
+		} else if (!announced && now - b->move_ns < cfg->window_ns && is_udp && f) {
+			mine = f->mine;
 		}
 	}
 
