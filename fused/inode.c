@@ -98,7 +98,7 @@ struct fdc_ent {
 	uint32_t prev, next;
 };
 static struct fdc_ent *fdc;
-static uint32_t fdc_cap, fdc_free, fdc_used;
+static uint32_t fdc_cap, fdc_free;
 #define FDC_END UINT32_MAX
 #define FDC_MAX 4096
 
@@ -138,7 +138,6 @@ static void fdc_drop(uint32_t e)
 	fdc[e].node = 0;
 	fdc[e].next = fdc_free;
 	fdc_free = e;
-	fdc_used--;
 }
 
 /* A free entry, evicting the least recently used unborrowed one if needed; FDC_END if all are borrowed. */
@@ -148,7 +147,6 @@ static uint32_t fdc_take(void)
 
 	if (e != FDC_END) {
 		fdc_free = fdc[e].next;
-		fdc_used++;
 		return e;
 	}
 	for (e = fdc[fdc_cap].prev; e != fdc_cap; e = fdc[e].prev) {
@@ -301,6 +299,7 @@ static void node_free(uint32_t i)
 			fdc[e].node = 0; /* borrowed: the last release closes it */
 		else
 			fdc_drop(e);
+		in->cslot = 0;
 	}
 	if (in->flags & IN_FD)
 		close(in->htype);
@@ -463,7 +462,7 @@ int fused_inode_init(struct fused *f)
 {
 	union fused_fhbuf hb0;
 	struct fused_inode *r;
-	struct rlimit rl;
+	struct rlimit rl = { 0, 0 };
 	struct stat st;
 	int fd, mid = -1;
 	uint32_t e;
@@ -475,8 +474,11 @@ int fused_inode_init(struct fused *f)
 	fdc_cap = FDC_MAX;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 4 < fdc_cap)
 		fdc_cap = (uint32_t)(rl.rlim_cur / 4);
-	if (getenv("SKFUSED_FD_CACHE")) /* tests: make every other use reopen by handle */
+	/* tests: 1 makes nearly every use reopen by handle, 0 forces one fd per inode */
+	if (getenv("SKFUSED_FD_CACHE")) {
 		fdc_cap = (uint32_t)strtoul(getenv("SKFUSED_FD_CACHE"), NULL, 10);
+		fh_off = fdc_cap == 0;
+	}
 	if (fdc_cap < 1 || fdc_cap > (1u << 20))
 		fdc_cap = 16;
 	fdc = calloc((size_t)fdc_cap + 1, sizeof(*fdc));
@@ -494,7 +496,10 @@ int fused_inode_init(struct fused *f)
 	if (fd < 0 || fstat(fd, &st) < 0)
 		return -errno;
 	hb0.fh.handle_bytes = MAX_HANDLE_SZ;
-	if (name_to_handle_at(fd, "", &hb0.fh, &mid, AT_EMPTY_PATH) < 0) {
+	if (fh_off) {
+		sk_warn("SKFUSED_FD_CACHE=0: one fd per inode, so the files in use are bounded by the "
+			"fd limit (%lu)", (unsigned long)rl.rlim_cur);
+	} else if (name_to_handle_at(fd, "", &hb0.fh, &mid, AT_EMPTY_PATH) < 0) {
 		fh_off = true;
 		sk_warn("backing directory gives no file handles (%s): one fd per inode, so the files in "
 			"use are bounded by the fd limit (%lu)", strerror(errno), (unsigned long)rl.rlim_cur);

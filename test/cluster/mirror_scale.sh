@@ -118,7 +118,7 @@ fi
 
 # ---- every file stats through the mount (find's %s is an lstat per file) ----
 t0=$SECONDS
-seen=$(timeout 900 find "$MT_DIR1" -type f -printf '%s\n' 2>"$SK_TMP/find.err" | wc -l)
+seen=$(timeout 480 find "$MT_DIR1" -type f -printf '%s\n' 2>"$SK_TMP/find.err" | wc -l)
 t_walk=$((SECONDS - t0))
 nerr=$(wc -l <"$SK_TMP/find.err")
 if [ "$seen" = "$N" ] && [ "$nerr" = 0 ]; then
