@@ -139,26 +139,39 @@ mt_wait_synced() {
 	return 1
 }
 
-# mt_treecmp_tap LABEL TIMESFILE|none|all A B [props...]: one TAP line per property
+# mt_treecmp_tap LABEL TIMESFILE|none|all A B [props...]: one TAP line per property (all of
+# treecmp's when none are named). Every named property gets its line: a name treecmp does not
+# know, a property it did not report, a crash, or differences with no property failing are
+# "not ok" too, never silently skipped. Returns treecmp's status (0 identical).
 mt_treecmp_tap() {
-	local label=$1 times=$2 a=$3 b=$4 out rc=0 prop st n first
+	local label=$1 times=$2 a=$3 b=$4 out rc=0 prop st n first seen=" " fails=0 props
 	shift 4
-	out=$("$MT_PY" "$SK_SRC/test/tools/treecmp.py" --summary --times "$times" "$a" "$b" 2>&1) || rc=$?
+	props=$(IFS=,; echo "$*")
+	out=$("$MT_PY" "$SK_SRC/test/tools/treecmp.py" --summary --times "$times" ${props:+--props "$props"} \
+		"$a" "$b" 2>&1) || rc=$?
 	if [ "$rc" -ge 2 ]; then
 		sk_not_ok "$label: treecmp ran"
 		sk_diag "$out"
-		return 1
+		return "$rc"
 	fi
 	while IFS=$'\t' read -r prop st n first; do
 		case "$prop" in '#'*|'') continue ;; esac
-		if [ $# -gt 0 ] && [[ " $* " != *" $prop "* ]]; then continue; fi
+		seen="$seen$prop "
 		if [ "$st" = ok ]; then
 			sk_ok "$label: $prop identical"
 		else
+			fails=$((fails + 1))
 			sk_not_ok "$label: $prop identical ($n differences)"
 			sk_diag "$(printf '%s\n' "$out" | grep "^# $prop:" | head -n 10)"
 		fi
 	done <<<"$out"
+	for prop in "$@"; do
+		[[ "$seen" == *" $prop "* ]] || sk_not_ok "$label: $prop identical (not reported by treecmp)"
+	done
+	if [ "$seen" = " " ] || { [ "$rc" != 0 ] && [ "$fails" = 0 ]; }; then
+		sk_not_ok "$label: treecmp result (exit $rc) matches its report"
+		sk_diag "$out"
+	fi
 	return "$rc"
 }
 

@@ -20,10 +20,18 @@ Properties compared, each reported separately so a test can print one TAP line p
             atime changes on every read, so only paths set by utimensat are expected to match;
             ctime can never match and is not compared
 
-Usage: treecmp.py [--summary] [--times all|none|FILE] [--no-mtime] [--exclude NAME]... [--max N] A B
-  --summary  print "prop<TAB>ok|FAIL<TAB>count<TAB>first difference" for every property
+Usage: treecmp.py [--summary] [--props P,P...] [--times all|none|FILE] [--no-mtime] [--exclude NAME]...
+                  [--max N] A B
+  --summary  print "prop<TAB>ok|FAIL<TAB>count<TAB>first difference" for every property compared
+  --props    compare only these properties (an unknown name is a usage error, never skipped);
+             the exit status then covers only them
   --exclude  skip entries with this name at any depth (e.g. the daemon's own state dir)
-Exit status: 0 identical, 1 different, 2 usage or I/O error.
+  --times FILE: every path listed must exist on both sides (a listed path that is missing is a
+             difference, not a path silently left out)
+Exit status: 0 identical, 1 different, 2 usage or I/O error or any failure of the tool itself
+(a crash never looks like "different" or "identical").
+Extended attributes that cannot be listed on one side (ENOTSUP, EPERM) count as a difference
+when the other side has some.
 All stats are taken before any file is read, and files are opened with O_NOATIME,
 so comparing does not change the atimes it compares.
 """
@@ -54,7 +62,8 @@ def xattrs(path):
         names = os.listxattr(path, follow_symlinks=False)
     except OSError as e:
         if e.errno in (errno.ENOTSUP, errno.EPERM):
-            return out
+            # not an empty set: compared as unreadable, so a side that has some differs
+            return {"<listxattr>": "<error %s>" % errno.errorcode.get(e.errno, e.errno)}
         raise
     for n in names:
         try:
@@ -115,6 +124,11 @@ def link_groups(tree):
 def compare(a, b, excludes, times_for, mtime_all=True):
     diffs = {p: [] for p in PROPS}
     ta, tb = scan(a, excludes), scan(b, excludes)
+    if times_for:
+        for rel in sorted(times_for):
+            if rel not in ta or rel not in tb:
+                diffs["times"].append("%s: listed in --times but missing from %s" %
+                                      (rel, a if rel not in ta else b))
     for rel in sorted(set(ta) | set(tb)):
         if rel not in ta or rel not in tb:
             diffs["entries"].append("%s: only in %s" % (rel, a if rel in ta else b))
@@ -175,7 +189,14 @@ def main():
     ap.add_argument("--exclude", action="append", default=[])
     ap.add_argument("--no-mtime", action="store_true", help="do not compare every path's mtime")
     ap.add_argument("--max", type=int, default=20, help="differences printed per property")
+    ap.add_argument("--props", default=",".join(PROPS), help="comma-separated properties to compare")
     args = ap.parse_args()
+    props = [p for p in args.props.split(",") if p]
+    bad = [p for p in props if p not in PROPS]
+    if bad or not props:
+        print("treecmp: unknown property %s (known: %s)" % (",".join(bad) or "(none given)", " ".join(PROPS)),
+              file=sys.stderr)
+        return 2
     if args.times == "all":
         times_for = None
     elif args.times == "none":
@@ -183,18 +204,22 @@ def main():
     else:
         with open(args.times) as f:
             times_for = {os.path.normpath(l.strip()) for l in f if l.strip()}
+    for side in (args.a, args.b):
+        if not os.path.isdir(side):
+            print("treecmp: %s: not a directory" % side, file=sys.stderr)
+            return 2
     try:
         diffs, na, nb = compare(args.a, args.b, set(args.exclude), times_for,
                                     not args.no_mtime)
     except OSError as e:
         print("treecmp: %s" % e, file=sys.stderr)
         return 2
-    total = sum(len(v) for v in diffs.values())
+    total = sum(len(diffs[p]) for p in props)
     if args.summary:
-        for p in PROPS:
+        for p in props:
             d = diffs[p]
             print("%s\t%s\t%d\t%s" % (p, "FAIL" if d else "ok", len(d), d[0] if d else ""))
-    for p in PROPS:
+    for p in props:
         for d in diffs[p][:args.max]:
             print("# %s: %s" % (p, d))
         if len(diffs[p]) > args.max:
@@ -204,4 +229,11 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        rc = main()
+    except SystemExit:
+        raise
+    except BaseException as e:  # a crash must not read as "1 = different" with nothing printed
+        print("treecmp: internal error: %r" % e, file=sys.stderr)
+        rc = 2
+    sys.exit(rc)
