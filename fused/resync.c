@@ -20,6 +20,13 @@
 #define MAX_ROUNDS 200
 /* entries per RS_DIR frame: the peer creates them all before it acks, so a frame stays short */
 #define DIR_FRAME_ENTRIES 64
+/*
+ * Entries listed per stream-lock hold on the first walk of a directory: a live
+ * operation waits behind at most this many creates on the peer, however large
+ * the directory. Between holds the directory may change; if it did (its ctime
+ * moved), it is walked again in one hold in a catch-up round.
+ */
+#define DIR_PART_ENTRIES 256
 
 /*
  * Why this is safe while applications write: every resync frame is built
@@ -385,26 +392,22 @@ static bool no_xattrs(int dfd, const char *name)
  * and no xattrs is whole with its entry (SK_RD_COMPLETE): it is not visited
  * again, so a tree of small empty files costs a few frames per directory, not
  * a frame per file. Everything else is returned in out to be visited.
+ * One part: up to max entries from d; *flags carries SK_RO_FIRST to the first
+ * frame. Returns 1 if entries remain, 0 once the listing ended (SK_RO_LAST sent).
  */
-static int send_dir(struct walker *w, int dfd, const char *dpath, size_t dl, struct fused_names *out)
+static int send_dir(struct walker *w, DIR *d, int dfd, const char *dpath, size_t dl,
+		    struct fused_names *out, uint32_t *flags, size_t max)
 {
 	struct fused *f = w->f;
-	struct sk_rmsg_op op = { .type = SK_RMSG_RS_DIR, .flags = SK_RO_FIRST | SK_RO_DMETA };
+	struct sk_rmsg_op op = { .type = SK_RMSG_RS_DIR, .flags = *flags };
 	char target[SK_RMSG_PATH_MAX + 1], cp[PATH_MAX];
 	struct fused_fh *h;
-	struct dirent *de;
-	size_t used = 0, ents = 0;
-	int lfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
+	struct dirent *de = NULL;
+	size_t used = 0, ents = 0, part = 0;
 
-	if (!d) {
-		if (lfd >= 0)
-			close(lfd);
-		return -errno;
-	}
 	op.path1 = dpath;
 	op.path1_len = (uint16_t)dl;
-	while ((de = readdir(d))) {
+	while (part < max && (de = readdir(d))) {
 		struct sk_rmsg_dirent e = { 0 };
 		struct sk_rmsg_dmeta m = { 0 };
 		struct stat st;
@@ -450,12 +453,18 @@ static int send_dir(struct walker *w, int dfd, const char *dpath, size_t dl, str
 			continue;
 		used += (size_t)put;
 		ents++;
+		part++;
 		if (m.flags & SK_RD_COMPLETE)
 			continue; /* whole on the peer with its entry */
 		if (fused_names_add(out, de->d_name, strlen(de->d_name)) < 0)
 			break;
 	}
-	closedir(d);
+	if (part == max) { /* more to come in the next hold (or an empty last frame then) */
+		if (used)
+			fused_repl_submit(f, &op, w->blob, used, NULL, NULL);
+		*flags = used ? SK_RO_DMETA : op.flags;
+		return 1;
+	}
 	op.flags |= SK_RO_LAST;
 	fused_repl_submit(f, &op, w->blob, used, NULL, NULL);
 
@@ -481,21 +490,51 @@ static int send_dir(struct walker *w, int dfd, const char *dpath, size_t dl, str
 	return 0;
 }
 
+static bool ts_same(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
 static void sync_dir(struct walker *w, int dfd, int depth)
 {
 	struct fused *f = w->f;
 	struct fused_names names = { 0 };
 	char dpath[PATH_MAX], cpath[PATH_MAX];
-	int dl, rc;
+	uint32_t flags = SK_RO_FIRST | SK_RO_DMETA;
+	struct stat s0 = { 0 }, s1;
+	size_t from = 0;
+	bool parted = false;
+	int dl, rc = 1, lfd;
+	DIR *d;
 
-	if (depth > MAX_DEPTH || !pace(w))
+	if (depth > MAX_DEPTH)
 		return;
-	pthread_mutex_lock(&f->stream_mu);
-	dl = fused_fd_path(f, dfd, dpath, sizeof(dpath));
-	rc = dl < 0 || !atomic_load(&f->connected) ? -1 : send_dir(w, dfd, dpath, (size_t)dl, &names);
-	if (rc == 0) {
+	lfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	d = lfd >= 0 ? fdopendir(lfd) : NULL;
+	if (!d) {
+		if (lfd >= 0)
+			close(lfd);
+		return;
+	}
+	while (rc == 1) {
+		if (!pace(w)) {
+			rc = -1;
+			break;
+		}
+		pthread_mutex_lock(&f->stream_mu);
+		dl = fused_fd_path(f, dfd, dpath, sizeof(dpath));
+		if (dl < 0 || !atomic_load(&f->connected)) {
+			pthread_mutex_unlock(&f->stream_mu);
+			rc = -1;
+			break;
+		}
+		if (flags & SK_RO_FIRST)
+			fstat(dfd, &s0);
+		/* a catch-up walk lists in one hold, so a busy directory still converges */
+		rc = send_dir(w, d, dfd, dpath, (size_t)dl, &names, &flags,
+			      w->redo ? SIZE_MAX : DIR_PART_ENTRIES);
 		/* non-directories other than files get their metadata with the namespace */
-		for (size_t i = 0; i < names.n; i++) {
+		for (size_t i = from; i < names.n; i++) {
 			struct stat st;
 			int cl;
 
@@ -505,8 +544,15 @@ static void sync_dir(struct walker *w, int dfd, int depth)
 			if ((cl = join(cpath, dpath, (size_t)dl, names.v[i])) >= 0)
 				send_meta(w, dfd, names.v[i], cpath, (size_t)cl);
 		}
+		from = names.n;
+		if (rc == 1)
+			parted = true;
+		else if (parted && (fstat(dfd, &s1) < 0 || !ts_same(&s0.st_ctim, &s1.st_ctim) ||
+				    !ts_same(&s0.st_mtim, &s1.st_mtim)))
+			fused_rs_note_move(f, -1, dfd); /* changed between the parts: list it again */
+		pthread_mutex_unlock(&f->stream_mu);
 	}
-	pthread_mutex_unlock(&f->stream_mu);
+	closedir(d);
 	if (rc < 0) {
 		fused_names_clear(&names);
 		return;

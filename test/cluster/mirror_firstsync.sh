@@ -9,7 +9,7 @@ source "$SK_SRC/test/cluster/mirror_common.sh"
 NFILES=${SK_FIRSTSYNC_FILES:-30000}
 [[ "$NFILES" =~ ^[0-9]+$ ]] && [ "$NFILES" -ge 1000 ] || mt_bail "SK_FIRSTSYNC_FILES must be >= 1000"
 NDIRS=$((NFILES / 1000))
-BUDGET_MS=300
+BUDGET_MS=${SK_FIRSTSYNC_BUDGET_MS:-300}
 SYNC_LIMIT_S=$((60 + NFILES / 5000)) # one attempt at the required 20 000 files/s takes N/20000 s
 mt_init
 
@@ -110,6 +110,10 @@ sys.exit(1 if errors else 0)
 EOF
 wpid=$!
 
+# CPU seconds a process used so far (user + system), to tell the cost per file from the host's load
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cpu1=$(cpu_s "$MT_PID1") cpu2=$(cpu_s "$MT_PID2")
+
 # Watch the resync: progress never above its total, until done (or the limit).
 t_start=$(date +%s%N)
 over=0 worst=""
@@ -140,6 +144,8 @@ if [ "$done_at" -gt 0 ]; then
 	secs=$(awk -v a="$t_start" -v b="$done_at" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
 	rate=$(awk -v n="$NFILES" -v s="$secs" 'BEGIN { printf "%d", n / (s > 0 ? s : 0.01) }')
 	sk_ok "first sync of $NFILES files done within ${SYNC_LIMIT_S} s: ${secs} s, ${rate} files/s"
+	sk_diag "CPU used meanwhile: primary $(awk -v a="$cpu1" -v b="$(cpu_s "$MT_PID1")" 'BEGIN { print b - a }') s," \
+		"secondary $(awk -v a="$cpu2" -v b="$(cpu_s "$MT_PID2")" 'BEGIN { print b - a }') s; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 else
 	sk_not_ok "first sync of $NFILES files done within ${SYNC_LIMIT_S} s"
 	sk_diag "primary status: $(mt_status 1)"
@@ -160,7 +166,8 @@ else
 	sk_not_ok "one attempt: exactly one resync start, no peer loss ($starts starts, $lost losses)"
 	sk_diag "$(grep -E 'resynchronising|peer lost|resync|oldest frame' "$P1LOG" | head -n 16)"
 fi
-sk_diag "$(grep 'resync done' "$P1LOG" | head -n 2)"
+rs_s=$(sed -n 's/.*resync done in \([0-9.]*\) s.*/\1/p' "$P1LOG" | head -n 1)
+sk_diag "$(grep 'resync done' "$P1LOG" | head -n 1); $(awk -v n="$NFILES" -v s="${rs_s:-0}" 'BEGIN { if (s > 0) printf "%d files/s from the connection to the end", n / s }')"
 read -r peer state dbytes tbytes <<<"$(resync_json)"
 if [ "$peer" = connected ] && [ "$state" = done ]; then
 	sk_ok "status: peer connected, resync done"
