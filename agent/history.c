@@ -202,7 +202,7 @@ static void hist_compact(struct agent_mod *m)
 int agent_hist_load(struct agent_mod *m)
 {
 	char path[AGENT_PATH + 32], line[2048], err[128];
-	struct stat st;
+	struct stat st = { 0 };
 	FILE *fp;
 	int bad = 0;
 

@@ -321,6 +321,9 @@ static const int to_primary[] = { STEP_FUSED_STOP, STEP_MARK_PRIMARY, STEP_FUSED
 				  STEP_VIP_ADD, STEP_START_PRIM };
 static const int to_second_from_prim[] = { STEP_FENCE, STEP_STOP_PRIM, STEP_VIP_DEL,
 					   STEP_FUSED_STOP, STEP_MARK_SECOND, STEP_FUSED_SECONDARY };
+/* swap and second: the application stops first and skfused unmounts cleanly (no fence) */
+static const int hand_over[] = { STEP_STOP_PRIM, STEP_VIP_DEL, STEP_FUSED_STOP, STEP_MARK_SECOND,
+				 STEP_FUSED_SECONDARY };
 static const int to_second[] = { STEP_MARK_SECOND, STEP_FUSED_SECONDARY };
 static const int isolate[] = { STEP_FENCE, STEP_STOP_PRIM, STEP_VIP_DEL, STEP_FUSED_STOP };
 static const int boot[] = { STEP_VIP_DEL, STEP_PRESTART, STEP_START_BOTH };
@@ -529,6 +532,9 @@ static void decide(struct agent_mod *m)
 		if (mine && (!theirs || rank(m, pm) > 0)) {
 			if (pm->state == SK_ST_STOP || !(pm->flags & SK_AMSG_F_STARTED))
 				snprintf(cause, sizeof(cause), "%s stopped", p->node->name);
+			else if (pm->flags & SK_AMSG_F_NOPRIM)
+				snprintf(cause, sizeof(cause), "%s hands the role over (swap, second or "
+					 "a failed start)", p->node->name);
 			else if (both_fresh(m, pm))
 				snprintf(cause, sizeof(cause), "both copies fresh: the lowest node id "
 					 "(%s) is primary", a->self->name);
@@ -659,7 +665,7 @@ int agent_mod_cmd(struct agent_mod *m, enum sk_ctl_verb verb, bool force, char *
 			}
 			m->noprim = true;
 			plan(m, SK_ST_SECOND, "swap: handing the primary role to the peer", 0, 0,
-			     to_second_from_prim, N(to_second_from_prim));
+			     hand_over, N(hand_over));
 			return 0;
 		}
 		if (m->state == SK_ST_SECOND && pm && sk_state_is_primary(pm->state)) {
@@ -706,8 +712,7 @@ int agent_mod_cmd(struct agent_mod *m, enum sk_ctl_verb verb, bool force, char *
 			return 0;
 		m->noprim = true;
 		if (sk_state_is_primary(m->state))
-			plan(m, SK_ST_SECOND, "operator: second", 0, 0, to_second_from_prim,
-			     N(to_second_from_prim));
+			plan(m, SK_ST_SECOND, "operator: second", 0, 0, hand_over, N(hand_over));
 		else
 			plan(m, SK_ST_SECOND, "operator: second", 0, 0, to_second, N(to_second));
 		return 0;

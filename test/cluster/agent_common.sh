@@ -4,7 +4,8 @@
 # Two nodes from lib.sh, each with its own --root: etc/steadykit/{cluster.json,secret},
 # var/lib/steadykit/modules/mirror/{userconfig.json,bin/} (the example scripts: a web server on
 # the VIP publishing the replicated directory), and a skagentd started by at_start N.
-# Heartbeats every 100 ms, a peer is dead after 400 ms of silence.
+# Heartbeats every 100 ms on two networks, "lan" (IPv4, lib.sh's 10.99.0.N) and "backup" (IPv6
+# fd99::N on the same eth0), a peer is dead after 400 ms of silence on both.
 
 : "${SK_SRC:?SK_SRC must point at the source tree}"
 : "${SK_BUILD:?SK_BUILD must point at the build tree}"
@@ -38,14 +39,15 @@ at_init() {
 		mkdir -p "$root/etc/steadykit" "$root/var/lib/steadykit/modules/$AT_MOD/bin" \
 			"$root$AT_DATA_REL" || at_bail "mkdir"
 		install -m 0600 "$SK_TMP/secret" "$root/etc/steadykit/secret" || at_bail "secret copy"
+		sk_in "$i" ip -6 addr add "fd99::$i/64" dev eth0 nodad || at_bail "IPv6 address"
 		cat >"$root/etc/steadykit/cluster.json" <<-EOF
 		{
 		  "cluster": "test",
 		  "secret_file": "/etc/steadykit/secret",
-		  "networks": ["lan"],
+		  "networks": ["lan", "backup"],
 		  "nodes": [
-		    { "name": "node1", "id": 1, "addresses": { "lan": "${SK_IP[1]}" } },
-		    { "name": "node2", "id": 2, "addresses": { "lan": "${SK_IP[2]}" } }
+		    { "name": "node1", "id": 1, "addresses": { "lan": "${SK_IP[1]}", "backup": "fd99::1" } },
+		    { "name": "node2", "id": 2, "addresses": { "lan": "${SK_IP[2]}", "backup": "fd99::2" } }
 		  ],
 		  "heartbeat": { "interval_ms": 100, "timeout_ms": 400 }
 		}

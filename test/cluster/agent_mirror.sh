@@ -89,7 +89,7 @@ after_fault() {
 	if ms=$(at_wait_served "$t0" 20 hello.txt); then
 		sk_ok "$name: the client is served through the VIP again"
 		sk_diag "failover $name: fault -> first client response $ms ms (target < 1000)"
-		echo "$name $ms" >>"$SK_TMP/failover_ms"
+		echo "$ms $name" >>"$SK_TMP/failover_ms"
 	else
 		sk_not_ok "$name: the client is served through the VIP again"
 		show_state
@@ -268,6 +268,45 @@ after_ctl=$(at_counter 1 control_refused)
 sk_check "control refusals counted ($before_ctl -> $after_ctl)" test "$after_ctl" -ge $((before_ctl + 6))
 sk_check "the agent still answers after the malformed requests" at_ctl 1 state -m "$AT_MOD"
 
+# ---- one network silent, the other heard: reported, not failed ----
+p=$(at_primary) || at_bail "no primary"
+s=$((3 - p))
+printf '%s\n' "add table inet atest" \
+	"add chain inet atest in { type filter hook input priority 0; policy accept; }" \
+	"add rule inet atest in ip6 saddr fd99::$p udp dport 7711 drop" | sk_in "$s" nft -f - ||
+	sk_diag "nft failed"
+sleep 1.5
+backup_silent() {
+	at_ctl "$s" state --json | python3 -c 'import json,sys; n=json.load(sys.stdin)["nodes"][0]["last_heard_ms"]; sys.exit(0 if n["backup"] > 1000 and 0 <= n["lan"] < 400 else 1)'
+}
+roles_kept() { at_code_is "$p" 3 && at_code_is "$s" 4; }
+sk_check "backup network silent for 1.5 s, lan heard: skctl state shows it" backup_silent
+sk_check "one network silent: no failover (node$p primary, node$s secondary)" roles_kept
+if grep -q "silent on backup .*reported, not failed" "$SK_TMP/agent$s.${AT_N[$s]}.log"; then
+	sk_ok "one network silent: reported in the log"
+else
+	sk_not_ok "one network silent: reported in the log"
+fi
+sk_in "$s" nft delete table inet atest
+
+# ---- swap: the role moves to the secondary, no acknowledged write lost ----
+p=$(at_primary) || at_bail "no primary"
+s=$((3 - p))
+start_writer "$p" || sk_diag "writer slow to start"
+swapped() { at_is_primary "$s" && at_is_second "$p"; }
+t0=$(date +%s%N)
+if at_ctl "$p" swap -m "$AT_MOD" >/dev/null && sk_wait_for 30 swapped; then
+	sk_ok "swap on node$p: node$s primary, node$p secondary"
+	sk_diag "swap: $(( ($(date +%s%N) - t0) / 1000000 )) ms; node$s why: $(at_ctl "$s" why -m "$AT_MOD" -n 1)"
+else
+	sk_not_ok "swap on node$p: node$s primary, node$p secondary"
+	show_state
+fi
+verify_acked "swap" "$s"
+sk_check "swap: exactly one primary, holding the VIP" sk_wait_for 5 one_primary
+sk_check "swap: the client is served by node$s" sk_wait_for 10 at_fetch hello.txt
+sk_check "swap: node$p back in sync as SECOND" sk_wait_for 30 in_sync "$p"
+
 # ---- an outdated node waits ----
 # The secondary leaves cleanly (stop), the primary goes on alone and writes; then both agents go.
 # The old secondary, started alone, was not last primary: it must WAIT (not serve stale data).
@@ -307,5 +346,5 @@ else
 fi
 sk_check "the data written while node$s was away is served" sk_wait_for 10 at_fetch late.txt
 
-while read -r name ms; do sk_diag "failover_ms $name: $ms"; done <"$SK_TMP/failover_ms"
+while read -r ms name; do sk_diag "failover_ms $name: $ms"; done <"$SK_TMP/failover_ms"
 sk_done
