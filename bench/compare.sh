@@ -527,7 +527,9 @@ settle() {
 	age=$(($(date +%s) - $(cat "$WORK/last-delete")))
 	[ "$age" -ge "$SETTLE_S" ] && return 0
 	say "the previous run deleted its files ${age} s ago: waiting $((SETTLE_S - age)) s (SETTLE_S=0 or SCRATCH=loop to skip)"
-	sleep $((SETTLE_S - age))
+	sleep $((SETTLE_S - age)) &  # waited for, not run in the foreground, so that a signal ends it at once
+	track $! settle-timer
+	wait $!
 }
 
 preflight() {
@@ -635,7 +637,7 @@ peer() {  # host B of a two-host run: secondary, glusterd and ping-pong server u
 }
 
 deps() {
-	DEBIAN_FRONTEND=noninteractive apt-get install -y fio glusterfs-server glusterfs-client fuse3 libfuse3-dev \
+	DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y fio glusterfs-server glusterfs-client fuse3 libfuse3-dev \
 		gcc pkg-config iproute2 util-linux python3 e2fsprogs
 }
 
