@@ -506,6 +506,21 @@ static void test_motion(void)
 	tcp4(&f, "127.0.0.1", "127.0.0.1", cport, sport, 0x10);
 	ok(run(&m[1], f.b, f.n, out, &outlen) == XDP_DROP, "after the motion window the old owner lets go");
 
+	/* Announced move (before move_ns): the old owner still takes new flows, but an
+	 * established flow stays with its socket, also on the next owner (a node taking back
+	 * buckets it was still draining: its own connections must not go to the interim owner). */
+	set_motion(&m[0], 0, 1, now + 3600ull * 1000000000ull);
+	set_motion(&m[1], 0, 1, now + 3600ull * 1000000000ull);
+	tcp4(&f, "127.0.0.1", "127.0.0.1", cport, sport, 0x10);
+	ok(run(&m[0], f.b, f.n, out, &outlen) == XDP_PASS,
+	   "announced move: the next owner keeps an established flow it has a socket for");
+	tcp4(&f, "127.0.0.1", "127.0.0.1", (uint16_t)(cport ^ 0x5555), sport, 0x02);
+	ok(run(&m[0], f.b, f.n, out, &outlen) == XDP_DROP && run(&m[1], f.b, f.n, out, &outlen) == XDP_PASS,
+	   "announced move: a SYN still goes to the old owner");
+	tcp4(&f, "127.0.0.1", "127.0.0.1", (uint16_t)(cport ^ 0x5555), sport, 0x10);
+	ok(run(&m[0], f.b, f.n, out, &outlen) == XDP_DROP && run(&m[1], f.b, f.n, out, &outlen) == XDP_DROP,
+	   "announced move: an ACK no socket has is dropped by both (no RST to a stranger)");
+
 	/* UDP: announce phase teaches the new owner the old flows, then each keeps its own */
 	set_motion(&m[0], 0, 1, now + 3600ull * 1000000000ull);
 	set_motion(&m[1], 0, 1, now + 3600ull * 1000000000ull);
