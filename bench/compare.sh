@@ -169,8 +169,8 @@ cleanup() {
 	fi
 	if [ "$KEEP_DATA" != 1 ]; then
 		if ! mountpoint -q "$DATA" && [ -d "$DATA" ]; then
+			[ "$on_loop" = 0 ] && [ -n "$(ls -A "$DATA")" ] && date +%s >"$WORK/last-delete"
 			rm -rf "${WORK:?}/data"
-			[ "$on_loop" = 1 ] || date +%s >"$WORK/last-delete"
 		fi
 		rm -rf "${WORK:?}/mnt" "${WORK:?}/gluster"
 	fi
