@@ -63,8 +63,11 @@ static int stderr_is_journal(void)
 
 int sk_log_set_sink(enum sk_log_sink sink)
 {
+	/* AUTO: journald when stderr goes there anyway and its socket answers, else stderr. */
 	if (sink == SK_LOG_AUTO)
-		sink = stderr_is_journal() ? SK_LOG_JOURNAL : SK_LOG_STDERR;
+		return stderr_is_journal() && !sk_log_set_sink(SK_LOG_JOURNAL)
+			       ? 0
+			       : sk_log_set_sink(SK_LOG_STDERR);
 	if (sink == SK_LOG_STDERR) {
 		log_sink = sink;
 		return 0;

@@ -157,8 +157,38 @@ Test(log, journal_absent_stays_on_stderr)
 
 Test(log, auto_sink)
 {
+	struct stat st;
+	char js[64];
+
 	unsetenv("JOURNAL_STREAM");
 	cr_assert_eq(sk_log_set_sink(SK_LOG_AUTO), 0);
 	cr_assert_eq(sk_log_get_sink(), SK_LOG_STDERR);
 	cr_assert_eq(sk_log_set_sink((enum sk_log_sink)9), -EINVAL);
+	/* stderr "is" journald's stream, but journald's socket is absent: AUTO stays on stderr. */
+	cr_assert_eq(fstat(STDERR_FILENO, &st), 0);
+	snprintf(js, sizeof(js), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", js, 1);
+	close(fake_journald());
+	unlink("/run/systemd/journal/socket");
+	cr_assert_eq(sk_log_set_sink(SK_LOG_AUTO), 0, "AUTO never fails");
+	cr_assert_eq(sk_log_get_sink(), SK_LOG_STDERR);
+}
+
+Test(log, auto_sink_picks_journald)
+{
+	struct stat st;
+	char js[64];
+	int s = fake_journald();
+
+	if (sk_log_set_sink(SK_LOG_JOURNAL) == -ENOTSUP)
+		cr_skip_test("built without libsystemd");
+	cr_assert_eq(sk_log_set_sink(SK_LOG_STDERR), 0);
+	cr_assert_eq(fstat(STDERR_FILENO, &st), 0);
+	snprintf(js, sizeof(js), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", js, 1);
+	cr_assert_eq(sk_log_set_sink(SK_LOG_AUTO), 0);
+	cr_assert_eq(sk_log_get_sink(), SK_LOG_JOURNAL, "stderr is journald's stream: log natively");
+	close(s);
 }
