@@ -60,8 +60,10 @@ static int garp(unsigned ifindex, const char *ifname, const uint8_t ip[4])
 	memcpy(pkt + 8, mac, 6);
 	memcpy(pkt + 14, ip, 4);
 	memcpy(pkt + 24, ip, 4);
-	if (sendto(s, pkt, sizeof(pkt), 0, (struct sockaddr *)&to, sizeof(to)) != (ssize_t)sizeof(pkt))
-		rc = -errno ? -errno : -EIO;
+	ssize_t n = sendto(s, pkt, sizeof(pkt), 0, (struct sockaddr *)&to, sizeof(to));
+
+	if (n != (ssize_t)sizeof(pkt))
+		rc = n < 0 ? -errno : -EIO;
 out:
 	close(s);
 	return rc;
@@ -129,8 +131,10 @@ static int unsol_na(unsigned ifindex, const char *ifname, const uint8_t ip[16])
 	c->cmsg_len = CMSG_LEN(sizeof(pi));
 	memcpy(CMSG_DATA(c), &pi, sizeof(pi));
 	/* The kernel fills the ICMPv6 checksum on raw ICMPv6 sockets. */
-	if (sendmsg(s, &msg, 0) != (ssize_t)sizeof(pkt))
-		rc = -errno ? -errno : -EIO;
+	ssize_t n = sendmsg(s, &msg, 0);
+
+	if (n != (ssize_t)sizeof(pkt))
+		rc = n < 0 ? -errno : -EIO;
 out:
 	close(s);
 	return rc;
