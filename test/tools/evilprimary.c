@@ -84,7 +84,7 @@ struct op {
 	uint32_t data_len;
 };
 
-static void die(const char *msg)
+__attribute__((noreturn)) static void die(const char *msg)
 {
 	fprintf(stderr, "evilprimary: %s\n", msg);
 	exit(2);
@@ -450,7 +450,7 @@ int main(int argc, char **argv)
 	};
 	struct sk_conf_err cerr;
 	char host[64], ebuf[256];
-	const char *colon;
+	const char *colon = NULL;
 	int o;
 
 	while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
