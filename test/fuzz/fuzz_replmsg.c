@@ -1,7 +1,7 @@
 /* test/fuzz/fuzz_replmsg.c: libFuzzer target for every replication payload decoder and the control request parser. */
 /*
  * The first input byte picks the decoder (and for operations the frame type); the rest is
- * the payload, copied into a buffer of exactly its size so that any read past it is an ASan
+ * the payload (RS_DIR entries plain or with SK_RO_DMETA metadata), copied into a buffer of exactly its size so that any read past it is an ASan
  * error. Properties asserted (abort() on violation, which libFuzzer reports as a crash):
  *   - whatever a decoder accepts has lengths that fit the buffers the secondary copies them
  *     into (paths PATH_MAX, names NAME_MAX, symlink targets PATH_MAX, xattr values, data);
@@ -112,9 +112,11 @@ static void fuzz_sums(const uint8_t *in, size_t n)
 	CHECK(memcmp(out, in, SK_RMSG_SUMS_HDR) == 0);
 }
 
-static void fuzz_dirents(const uint8_t *in, size_t n)
+/* RS_DIR entries, plain or with SK_RO_DMETA's per-entry metadata */
+static void fuzz_dirents(const uint8_t *in, size_t n, bool meta)
 {
-	static uint8_t out[2 + SK_RMSG_NAME_MAX + 34 + SK_RMSG_PATH_MAX];
+	static uint8_t out[2 + SK_RMSG_NAME_MAX + 34 + SK_RMSG_PATH_MAX + SK_RMSG_DMETA_LEN];
+	struct sk_rmsg_dmeta m;
 	struct sk_rmsg_dirent e;
 	struct sk_rd r;
 	int rc, k = 0;
@@ -125,14 +127,18 @@ static void fuzz_dirents(const uint8_t *in, size_t n)
 		size_t left = r.left;
 		long w;
 
-		rc = sk_rmsg_dirent_next(&r, &e);
+		rc = meta ? sk_rmsg_dirent_meta_next(&r, &e, &m) : sk_rmsg_dirent_next(&r, &e);
 		if (rc <= 0)
 			break;
+		if (meta)
+			CHECK(m.atime.nsec < 1000000000u && m.mtime.nsec < 1000000000u &&
+			      (!(m.flags & SK_RD_COMPLETE) || (S_ISREG(e.mode) && e.nlink == 1)));
 		CHECK(e.name_len >= 1 && e.name_len <= SK_RMSG_NAME_MAX);
 		CHECK(e.target_len <= SK_RMSG_PATH_MAX);
 		CHECK(inside(e.name, e.name_len, in, n) && inside(e.target, e.target_len, in, n));
 		CHECK(S_ISLNK(e.mode) ? e.target_len > 0 : e.target_len == 0);
-		w = sk_rmsg_dirent_put(&e, out, sizeof(out));
+		w = meta ? sk_rmsg_dirent_meta_put(&e, &m, out, sizeof(out))
+			 : sk_rmsg_dirent_put(&e, out, sizeof(out));
 		CHECK(w > 0 && (size_t)w == left - r.left);
 		CHECK(memcmp(out, at, (size_t)w) == 0);
 		k++;
@@ -320,7 +326,7 @@ static void fuzz_dirent_built(const uint8_t *in, size_t n)
 	sk_put_u16(b + 2 + nl + 32, tl);
 	memset(b + 2 + nl + 34, 't', tl);
 	len = 2 + (size_t)nl + 34 + tl - (take(&s, 1) == 1 ? 1 : 0); /* sometimes one byte short */
-	fuzz_dirents(b, len);
+	fuzz_dirents(b, len, false);
 	sk_rd_init(&r, b, len);
 	if (sk_rmsg_dirent_next(&r, &e) == 1)
 		CHECK(e.target_len <= SK_RMSG_PATH_MAX && e.name_len <= SK_RMSG_NAME_MAX);
@@ -341,8 +347,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(in, data + 1, n);
 	if (sel < 64) /* frame types: known ones decode, the rest must be refused */
 		fuzz_op(sel, in, n);
+	else if (sel < 72)
+		fuzz_dirents(in, n, false);
 	else if (sel < 80)
-		fuzz_dirents(in, n);
+		fuzz_dirents(in, n, true);
 	else if (sel < 96)
 		fuzz_dirent_built(in, n);
 	else if (sel < 128)
