@@ -274,7 +274,7 @@ static int attach_prog(struct lb_bpf *sk, int ifindex, const struct lb_attach_op
 
 static int detach_prog(uint32_t ifindex, uint32_t prog_id);
 
-static int fresh_state(struct lb_bpf *sk, struct lb_err *err)
+static int fresh_state(int table_fd, int cfg_fd, struct lb_err *err)
 {
 	struct lb_cfg cfg = {
 		.rule = SK_LB_CLIENT,
@@ -284,9 +284,8 @@ static int fresh_state(struct lb_bpf *sk, struct lb_err *err)
 	};
 	uint32_t zero = 0;
 	struct lb_bucket none = {.owner = LB_NODE_NONE, .prev = LB_NODE_NONE};
-	int fd = bpf_map__fd(sk->maps.lb_table);
 	size_t len = sizeof(struct lb_bucket) * LB_TABLE_ENTRIES;
-	struct lb_bucket *t = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	struct lb_bucket *t = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, table_fd, 0);
 
 	if (t == MAP_FAILED)
 		return fail(err, -errno, "mmap lb_table: %s", strerror(errno));
@@ -294,9 +293,56 @@ static int fresh_state(struct lb_bpf *sk, struct lb_err *err)
 	for (uint32_t i = 0; i < LB_TABLE_ENTRIES; i++)
 		t[i] = none;
 	munmap(t, len);
-	if (bpf_map_update_elem(bpf_map__fd(sk->maps.lb_cfg), &zero, &cfg, BPF_ANY))
+	if (bpf_map_update_elem(cfg_fd, &zero, &cfg, BPF_ANY))
 		return fail(err, -errno, "init lb_cfg: %s", strerror(errno));
 	return 0;
+}
+
+/*
+ * New maps are created, initialised and pinned before libxdp loads the program,
+ * which then finds them by their pins like maps an earlier attach left: the
+ * program never meets a zero table (where every bucket would belong to slot 0).
+ */
+static int create_maps(struct lb_bpf *sk, const char *pin_dir, struct lb_err *err)
+{
+	int table_fd = -1, cfg_fd = -1, rc = 0;
+	struct bpf_map *m;
+	char path[256];
+
+	bpf_object__for_each_map(m, sk->obj) {
+		LIBBPF_OPTS(bpf_map_create_opts, mo, .map_flags = bpf_map__map_flags(m));
+		int fd;
+
+		if (bpf_map__is_internal(m))
+			continue;
+		fd = bpf_map_create(bpf_map__type(m), bpf_map__name(m), bpf_map__key_size(m),
+				    bpf_map__value_size(m), bpf_map__max_entries(m), &mo);
+		if (fd < 0) {
+			rc = fail(err, -errno, "create map %s: %s", bpf_map__name(m), strerror(errno));
+			break;
+		}
+		snprintf(path, sizeof(path), "%s/%s", pin_dir, bpf_map__name(m));
+		if (bpf_obj_pin(fd, path)) {
+			rc = fail(err, -errno, "pin map at %s: %s", path, strerror(errno));
+			close(fd);
+			break;
+		}
+		if (m == sk->maps.lb_table)
+			table_fd = fd;
+		else if (m == sk->maps.lb_cfg)
+			cfg_fd = fd;
+		else
+			close(fd);
+	}
+	if (!rc && (table_fd < 0 || cfg_fd < 0))
+		rc = fail(err, -ENOENT, "lb_table or lb_cfg missing from the BPF object");
+	if (!rc)
+		rc = fresh_state(table_fd, cfg_fd, err);
+	if (table_fd >= 0)
+		close(table_fd);
+	if (cfg_fd >= 0)
+		close(cfg_fd);
+	return rc;
 }
 
 int lb_attach(const struct lb_attach_opts *o, struct lb_attach_result *res, struct lb_err *err)
@@ -346,6 +392,8 @@ int lb_attach(const struct lb_attach_opts *o, struct lb_attach_result *res, stru
 		snprintf(path, sizeof(path), "%s/%s", o->pin_dir, bpf_map__name(m));
 		bpf_map__set_pin_path(m, path);
 	}
+	if (!res->reused_maps && (rc = create_maps(sk, o->pin_dir, err)))
+		goto unpin;
 	libxdp_bpffs(o->pin_dir);
 	rc = attach_prog(sk, ifindex, o, res, err);
 	if (rc) {
@@ -359,11 +407,6 @@ int lb_attach(const struct lb_attach_opts *o, struct lb_attach_result *res, stru
 	if (!bpf_obj_get_info_by_fd(bpf_program__fd(sk->progs.lb_xdp), &pinfo, &plen))
 		info.prog_id = pinfo.id;
 	res->dispatcher = in_dispatcher(ifindex, info.prog_id);
-	/* Fresh maps are all zero until this: every bucket "owned" by slot 0, which is no
-	 * node id (sk_types.h), so for these microseconds every node drops VIP packets,
-	 * as it does until the first view anyway. */
-	if (!res->reused_maps && (rc = fresh_state(sk, err)))
-		goto detach;
 	info.xdp_mode = res->mode;
 	info.node_id = o->node_id;
 	info.seed = o->seed;
