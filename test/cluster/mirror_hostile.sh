@@ -70,6 +70,18 @@ evil names --count 2500000 --wait-ms 60000
 rss2=$(awk '/VmRSS/ {print $2}' "/proc/$MT_PID2/status" 2>/dev/null)
 sk_diag "secondary VmRSS after 2.5 M names: ${rss2:-?} kB; files in evil-dir: $(ls "$MT_DIR2/evil-dir" 2>/dev/null | wc -l)"
 evil batch --count 600 --wait-ms 3000
+# A resync session that ends without RS_END leaves no hard-link table behind (each entry of it
+# holds an O_PATH fd): the secondary's open fds come back to where they were.
+nfd() { ls "/proc/$MT_PID2/fd" 2>/dev/null | wc -l; }
+fd0=$(nfd)
+evil links --count 1000
+sk_wait_for 5 bash -c "[ \$(ls /proc/$MT_PID2/fd | wc -l) -le $((fd0 + 8)) ]"
+fd1=$(nfd)
+if [ "$fd1" -le $((fd0 + 8)) ]; then
+	sk_ok "hard-link table released when the session ended ($fd0 -> $fd1 open fds)"
+else
+	sk_not_ok "hard-link table released when the session ended ($fd0 -> $fd1 open fds)"
+fi
 
 # longlink 1, fifo 4, chardev 3 (open, create, resync data), handles 100000 - 65536, names 1
 want=$((1 + 4 + 3 + 100000 - 65536 + 1))

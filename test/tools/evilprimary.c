@@ -21,6 +21,9 @@
  *               (the same name again and again) and the last part: refused with an error
  *   batch       MKDIR evil-batch, then --count (default 600) SETATTR frames written at once and
  *               nothing after: all must be acked within --wait-ms (no stall between batches)
+ *   links       MKDIR evil-links, RS_DIR of it announcing --count (default 1000) files, each the
+ *               first name of a hard-link group (nlink 2), then the connection ends without RS_END:
+ *               exits 0 once they are applied (the test then checks the secondary's open fds)
  * "Refused" means: an ACK whose error covers the op, a FAILED report for it (during a resync
  * the secondary reports instead), or the connection closed.
  */
@@ -245,7 +248,8 @@ static int case_control(void)
 }
 
 /* One RS_DIR entry (replmsg.h v1) with a target of tlen bytes. */
-static size_t dirent_raw(uint8_t *b, const char *name, uint32_t mode, uint16_t tlen)
+static size_t dirent_raw2(uint8_t *b, const char *name, uint32_t mode, uint16_t tlen,
+			  uint64_t ino, uint32_t nlink)
 {
 	size_t nl = strlen(name);
 
@@ -254,10 +258,16 @@ static size_t dirent_raw(uint8_t *b, const char *name, uint32_t mode, uint16_t t
 	b += 2 + nl;
 	memset(b, 0, 34);
 	sk_put_u32(b, mode);
-	sk_put_u32(b + 28, 1);
+	sk_put_u64(b + 20, ino);
+	sk_put_u32(b + 28, nlink);
 	sk_put_u16(b + 32, tlen);
 	memset(b + 34, 'A', tlen);
 	return 2 + nl + 34 + tlen;
+}
+
+static size_t dirent_raw(uint8_t *b, const char *name, uint32_t mode, uint16_t tlen)
+{
+	return dirent_raw2(b, name, mode, tlen, 0, 1);
 }
 
 static int case_longlink(void)
@@ -431,13 +441,38 @@ static int case_batch(void)
 	return 0;
 }
 
+static int case_links(void)
+{
+	static uint8_t d[DATA_MAX];
+	long n = count > 0 ? count : 1000, i;
+	struct conn k;
+	struct op o = { .mode = 0755, .path = "evil-links" };
+	size_t used = 0;
+	char name[32];
+	int r;
+
+	conn_open(&k);
+	if (fate(&k, M_MKDIR, &o, "MKDIR evil-links") != 0)
+		return 1;
+	for (i = 0; i < n && used + 64 < sizeof(d); i++) {
+		snprintf(name, sizeof(name), "l%ld", i);
+		used += dirent_raw2(d + used, name, S_IFREG | 0644, 0, 0x7000000 + (uint64_t)i, 2);
+	}
+	o = (struct op){ .path = "evil-links", .flags = RO_FIRST | RO_LAST, .data = d,
+			 .data_len = (uint32_t)used };
+	r = fate(&k, M_RS_DIR, &o, "RS_DIR evil-links: first names of hard-link groups");
+	close(k.fd); /* no RS_END: the session just ends */
+	printf("case links: %ld entries announced, connection closed without RS_END\n", i);
+	return r < 0;
+}
+
 static const struct {
 	const char *name;
 	int (*run)(void);
 } cases[] = {
 	{ "control", case_control }, { "longlink", case_longlink }, { "fifo", case_fifo },
 	{ "chardev", case_chardev }, { "handles", case_handles },   { "names", case_names },
-	{ "batch", case_batch },
+	{ "batch", case_batch },     { "links", case_links },
 };
 
 int main(int argc, char **argv)
