@@ -140,6 +140,7 @@ enum agent_step {
 	STEP_FUSED_SECONDARY,
 	STEP_MARK_PRIMARY, /* persist: role primary, new generation */
 	STEP_MARK_SECOND,  /* persist: role secondary, not in sync yet */
+	STEP_MARK_HANDED,  /* persist: role secondary, in sync (we were the primary, handing over) */
 };
 
 #define AGENT_MAX_STEPS 16
@@ -184,6 +185,7 @@ struct agent_mod {
 	bool fresh;    /* no state file: never held data */
 
 	bool noprim;     /* do not become primary by ourselves (start_prim failed, swap, second) */
+	bool noprim_failed; /* ... because our own start failed (else: we handed the role over) */
 	bool carrier;    /* VIP interface has carrier */
 	bool vip_on;
 

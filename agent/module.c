@@ -33,7 +33,7 @@ static const char *const step_names[] = {
 	[STEP_VIP_ADD] = "VIP add",         [STEP_VIP_DEL] = "VIP del",
 	[STEP_FUSED_STOP] = "skfused stop", [STEP_FUSED_PRIMARY] = "skfused primary",
 	[STEP_FUSED_SECONDARY] = "skfused secondary", [STEP_MARK_PRIMARY] = "mark primary",
-	[STEP_MARK_SECOND] = "mark secondary",
+	[STEP_MARK_SECOND] = "mark secondary", [STEP_MARK_HANDED] = "mark secondary (handed over)",
 };
 
 static enum sk_phase step_phase(int s)
@@ -306,8 +306,12 @@ static void run_step(struct agent_mod *m)
 		return;
 	}
 	case STEP_MARK_SECOND:
+	case STEP_MARK_HANDED:
 		m->last_role = AGENT_ROLE_SECONDARY;
-		m->in_sync = false;
+		/* a primary handing over cleanly holds the newest copy: it stays a candidate (if the
+		 * taker fails, this node takes the role back); the new primary's first "not in sync"
+		 * clears it while its resync runs */
+		m->in_sync = step == STEP_MARK_HANDED;
 		m->peer_out = false;
 		agent_mod_step_done(m, agent_state_save(m), "cannot persist the role");
 		return;
@@ -322,7 +326,7 @@ static const int to_primary[] = { STEP_FUSED_STOP, STEP_MARK_PRIMARY, STEP_FUSED
 static const int to_second_from_prim[] = { STEP_FENCE, STEP_STOP_PRIM, STEP_VIP_DEL,
 					   STEP_FUSED_STOP, STEP_MARK_SECOND, STEP_FUSED_SECONDARY };
 /* swap and second: the application stops first and skfused unmounts cleanly (no fence) */
-static const int hand_over[] = { STEP_STOP_PRIM, STEP_VIP_DEL, STEP_FUSED_STOP, STEP_MARK_SECOND,
+static const int hand_over[] = { STEP_STOP_PRIM, STEP_VIP_DEL, STEP_FUSED_STOP, STEP_MARK_HANDED,
 				 STEP_FUSED_SECONDARY };
 static const int to_second[] = { STEP_MARK_SECOND, STEP_FUSED_SECONDARY };
 static const int isolate[] = { STEP_FENCE, STEP_STOP_PRIM, STEP_VIP_DEL, STEP_FUSED_STOP };
@@ -354,6 +358,7 @@ static void fail_plan(struct agent_mod *m, int step, const char *why)
 	if (p->to == SK_ST_ALONE || p->to == SK_ST_PRIM) {
 		/* fail over once: this node will not take the role again by itself */
 		m->noprim = true;
+		m->noprim_failed = true;
 		snprintf(m->after_reason, sizeof(m->after_reason), "%.150s; the peer may take over; "
 			 "skctl prim -m %s once fixed", why, m->conf.name);
 		plan(m, SK_ST_WAIT, why, 0, 0, after_failed_prim, N(after_failed_prim));
@@ -470,7 +475,14 @@ static void decide(struct agent_mod *m)
 	}
 	/* the peer became primary by itself: a swap or a failed start is over */
 	if (m->noprim && pm && sk_state_is_primary(pm->state) && !(pm->flags & SK_AMSG_F_BUSY))
+		m->noprim = m->noprim_failed = false;
+	/* we handed the role over but the peer gave it up too (its start failed): take it back.
+	 * A node whose own start failed never does, so two failing nodes stop, never loop. */
+	if (m->noprim && !m->noprim_failed && pm && !sk_state_is_primary(pm->state) &&
+	    (pm->flags & SK_AMSG_F_NOPRIM) && !(pm->flags & SK_AMSG_F_BUSY)) {
+		agent_mod_log(m, "%s gave the role up too: taking it back", p->node->name);
 		m->noprim = false;
+	}
 
 	if (sk_state_is_primary(m->state)) {
 		if (!m->carrier) {
@@ -630,7 +642,7 @@ int agent_mod_cmd(struct agent_mod *m, enum sk_ctl_verb verb, bool force, char *
 	switch (verb) {
 	case SK_CTL_START:
 		m->want_started = true;
-		m->noprim = false;
+		m->noprim = m->noprim_failed = false;
 		m->retry_ms = 0;
 		agent_state_save(m);
 		agent_mod_kick(m);
@@ -664,6 +676,7 @@ int agent_mod_cmd(struct agent_mod *m, enum sk_ctl_verb verb, bool force, char *
 				return -EAGAIN;
 			}
 			m->noprim = true;
+			m->noprim_failed = false;
 			plan(m, SK_ST_SECOND, "swap: handing the primary role to the peer", 0, 0,
 			     hand_over, N(hand_over));
 			return 0;
@@ -703,7 +716,7 @@ int agent_mod_cmd(struct agent_mod *m, enum sk_ctl_verb verb, bool force, char *
 				 "changes only the other node has are lost", name);
 			return -ESTALE;
 		}
-		m->noprim = false;
+		m->noprim = m->noprim_failed = false;
 		m->retry_ms = 0;
 		go_primary(m, force ? "operator: prim --force" : "operator: prim", 0, 0);
 		return 0;
@@ -711,6 +724,7 @@ int agent_mod_cmd(struct agent_mod *m, enum sk_ctl_verb verb, bool force, char *
 		if (m->state == SK_ST_SECOND)
 			return 0;
 		m->noprim = true;
+		m->noprim_failed = false;
 		if (sk_state_is_primary(m->state))
 			plan(m, SK_ST_SECOND, "operator: second", 0, 0, hand_over, N(hand_over));
 		else

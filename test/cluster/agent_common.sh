@@ -63,14 +63,26 @@ at_init() {
 		  "scripts": { "start_prim": { "timeout_s": 20 }, "stop_prim": { "timeout_s": 20 } }
 		}
 		EOF
-		cp "$SK_SRC/examples/mirror/bin/start_prim" "$SK_SRC/examples/mirror/bin/stop_prim" \
-			"$root/var/lib/steadykit/modules/$AT_MOD/bin/" || at_bail "scripts"
+		cp "$SK_SRC/examples/mirror/bin/stop_prim" "$root/var/lib/steadykit/modules/$AT_MOD/bin/" &&
+			cp "$SK_SRC/examples/mirror/bin/start_prim" \
+				"$root/var/lib/steadykit/modules/$AT_MOD/bin/start_prim.example" || at_bail "scripts"
+		# the example's start_prim, failing on purpose while state/mirror/fail-start_prim exists
+		cat >"$root/var/lib/steadykit/modules/$AT_MOD/bin/start_prim" <<-'EOF'
+		#!/bin/sh
+		if [ -e "$SK_STATE_DIR/fail-start_prim" ]; then
+			echo "start_prim fails on purpose (test marker $SK_STATE_DIR/fail-start_prim)"
+			exit 1
+		fi
+		exec "$SK_MODULE_DIR/bin/start_prim.example"
+		EOF
+		chmod 0755 "$root/var/lib/steadykit/modules/$AT_MOD/bin/start_prim" || at_bail "scripts"
 		sk_track_mount "$root$AT_DATA_REL"
 		AT_N[$i]=0
 	done
 }
 
 at_data() { printf '%s%s\n' "${SK_ROOT[$1]}" "$AT_DATA_REL"; }
+at_state_dir() { printf '%s/var/lib/steadykit/state/%s\n' "${SK_ROOT[$1]}" "$AT_MOD"; }
 
 # at_start N: start node N's agent
 at_start() {

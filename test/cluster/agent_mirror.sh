@@ -194,11 +194,11 @@ fi
 # replay: capture a real heartbeat of node1 arriving at node2, send it again from node1's address
 before_rp=$(at_counter 2 heartbeats_refused_replay)
 cap=$SK_TMP/hb.bin
-sk_in 2 timeout 5 python3 - "$cap" <<'PY'
+sk_in 2 timeout 20 python3 - "$cap" <<'PY'
 import socket, sys
 s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
 s.bind(("eth0", 0x0800))
-s.settimeout(4)
+s.settimeout(15)
 while True:
     pkt = s.recv(4096)
     ihl = (pkt[0] & 15) * 4
@@ -306,6 +306,41 @@ verify_acked "swap" "$s"
 sk_check "swap: exactly one primary, holding the VIP" sk_wait_for 5 one_primary
 sk_check "swap: the client is served by node$s" sk_wait_for 10 at_fetch hello.txt
 sk_check "swap: node$p back in sync as SECOND" sk_wait_for 30 in_sync "$p"
+
+# ---- skfused crashes on the secondary: the agent restarts it, the copy resyncs ----
+p=$(at_primary) || at_bail "no primary"
+s=$((3 - p))
+old=$(at_fused_pid "$s")
+kill -KILL "$old"
+fused_back() { local n; n=$(at_fused_pid "$s") && [ "$n" != "$old" ] && in_sync "$s"; }
+sk_check "skfused killed on node$s: restarted by the agent, back in sync" sk_wait_for 30 fused_back
+sk_check "skfused crash: the roles did not change" roles_kept
+
+# ---- a failing start_prim gives the role up once, no loop ----
+# node$s fails its start_prim on purpose; a swap asks it to take over: it tries once, gives up,
+# and node$p, which had handed the role over, takes it back
+runs() { grep -c "running start_prim" "$(at_state_dir "$1")/module.log"; }
+touch "$(at_state_dir "$s")/fail-start_prim"
+before=$(runs "$s")
+at_ctl "$p" swap -m "$AT_MOD" >/dev/null
+back_to_p() { at_is_primary "$p" && ! at_is_primary "$s" && [ "$(runs "$s")" -gt "$before" ]; }
+if sk_wait_for 40 back_to_p; then
+	sk_ok "start_prim failing on node$s: it gave up, node$p took the role back"
+else
+	sk_not_ok "start_prim failing on node$s: it gave up, node$p took the role back"
+	show_state
+fi
+sleep 3
+n=$(( $(runs "$s") - before ))
+if [ "$n" = 1 ] && at_is_primary "$p"; then
+	sk_ok "the failing start_prim ran once (no loop), node$p still primary"
+else
+	sk_not_ok "the failing start_prim ran once (no loop), node$p still primary (ran $n times)"
+fi
+sk_diag "node$s why: $(at_ctl "$s" why -m "$AT_MOD" -n 2)"
+rm -f "$(at_state_dir "$s")/fail-start_prim"
+sk_check "after the failed start: node$s back in sync as SECOND" sk_wait_for 30 in_sync "$s"
+sk_check "after the failed start: exactly one primary, holding the VIP" sk_wait_for 5 one_primary
 
 # ---- an outdated node waits ----
 # The secondary leaves cleanly (stop), the primary goes on alone and writes; then both agents go.
