@@ -82,7 +82,13 @@ else
 	sk_not_ok "stress: no operation failed with an unexpected error ($n_unexp)"
 	sk_diag "$(printf '%s\n' "$out" | grep '^unexpected' | head -n 10)"
 fi
-if mt_wait_synced 60; then sk_ok "secondary in sync after the stress"; else sk_not_ok "secondary in sync after the stress"; fi
+if mt_wait_synced 60; then
+	sk_ok "secondary in sync after the stress"
+else
+	sk_not_ok "secondary in sync after the stress"
+	sk_diag "primary log:" "$(grep -v ' debug: ' "$SK_TMP/fused1.$MT_N1.log" | tail -n 15)"
+	sk_diag "secondary log:" "$(grep -v ' debug: ' "$SK_TMP/fused2.$MT_N2.log" | tail -n 15)"
+fi
 if sk_alive "$MT_PID2" && sk_alive "$MT_PID1"; then sk_ok "both skfused still running"; else sk_not_ok "both skfused still running"; fi
 mt_treecmp_tap "primary backing vs secondary" none "$MT_BACK1" "$MT_DIR2" \
 	entries type mode owner size content rdev symlink nlink hardlinks xattr acl mtime
