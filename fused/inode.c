@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -21,7 +22,7 @@
  * A node holds no fd: it keeps its inode's file handle (name_to_handle_at) and
  * reopens it with open_by_handle_at when an fd is needed, through a bounded LRU
  * cache of O_PATH fds (virtiofsd's file-handle mode). A tree of any size then
- * costs 48 bytes per inode the kernel knows and a fixed number of fds. Where the
+ * costs 42 bytes per inode the kernel knows and a fixed number of fds. Where the
  * backing filesystem gives no handles (or we may not open by handle), a node
  * holds an O_PATH fd for its whole life (IN_FD), and the fd limit bounds the tree.
  *
@@ -38,16 +39,15 @@ struct fused_inode {
 	uint32_t nlookup; /* the kernel's count, unless IN_STICKY */
 	uint32_t nref;    /* children whose parent this is, and short-lived holds */
 	uint32_t cslot;   /* fd cache entry + 1, 0 if none */
-	int32_t htype;    /* file handle type; IN_FD: the fd held */
+	uint8_t htype;    /* file handle type (types above 255 are not kept: IN_FD) */
 	uint8_t hlen;     /* handle bytes: inline up to HINLINE, else h holds a pointer */
 	uint8_t devi;     /* index in devs[] */
 	uint8_t flags;
-	uint8_t pad_;
-	uint8_t h[12];
+	uint8_t h[8];     /* the handle (ext4's is 8 bytes), a pointer to it, or IN_FD's fd */
 };
-_Static_assert(sizeof(struct fused_inode) == 48, "a node is 48 bytes: a million of them fit in 64 MiB");
+_Static_assert(sizeof(struct fused_inode) == 40, "a node is 40 bytes: a million of them take 38 MiB");
 
-#define HINLINE 12
+#define HINLINE 8
 #define IN_USED 1
 #define IN_DIR 2
 #define IN_HASHED 4
@@ -70,7 +70,16 @@ static inline struct fused_inode *node(uint32_t i)
 	return &chunks[i >> CHUNK_SHIFT][i & (CHUNK_N - 1)];
 }
 
-/* (devi, ino) -> node, chained through next; load factor <= 1. Under ino_mu. */
+/* The slab and the hash table come straight from mmap: zeroed, touched only as they fill, and
+ * a table outgrown goes back to the kernel (from malloc, RSS for 1M nodes varied by 12 MiB). */
+static void *pages(size_t n)
+{
+	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* (devi, ino) -> node, chained through next; at most 2 per bucket on average. Under ino_mu. */
 static uint32_t *hb;
 static uint32_t hmask, hcount;
 
@@ -104,7 +113,7 @@ static uint32_t fdc_cap, fdc_free;
 
 /* Paths of recently named nodes (creates come in bursts in one directory); under stream_mu. */
 #define PCACHE 32
-static struct {
+static struct pc_ent {
 	uint32_t i;
 	uint64_t ino, gen;
 	size_t cap;
@@ -230,7 +239,7 @@ static void hash_insert(uint32_t i)
 	struct fused_inode *in = node(i);
 	uint32_t *nb, nmask, j, k;
 
-	if (hcount >= hmask + 1 && hmask < (1u << 30) && (nb = calloc((size_t)hmask * 2 + 2, 4))) {
+	if (hcount >= 2 * (hmask + 1) && hmask < (1u << 29) && (nb = pages(((size_t)hmask + 1) * 8))) {
 		nmask = hmask * 2 + 1;
 		for (j = 0; j <= hmask; j++) {
 			while ((k = hb[j])) {
@@ -243,7 +252,7 @@ static void hash_insert(uint32_t i)
 				nb[s] = k;
 			}
 		}
-		free(hb);
+		munmap(hb, ((size_t)hmask + 1) * 4);
 		hb = nb;
 		hmask = nmask;
 	}
@@ -264,13 +273,21 @@ static uint32_t node_alloc(void)
 		if (n_alloc >> CHUNK_SHIFT >= CHUNKS_MAX)
 			return 0;
 		if (!chunks[n_alloc >> CHUNK_SHIFT] &&
-		    !(chunks[n_alloc >> CHUNK_SHIFT] = calloc(CHUNK_N, sizeof(struct fused_inode))))
+		    !(chunks[n_alloc >> CHUNK_SHIFT] = pages(CHUNK_N * sizeof(struct fused_inode))))
 			return 0;
 		i = n_alloc++;
 	}
 	memset(node(i), 0, sizeof(struct fused_inode));
 	node(i)->flags = IN_USED;
 	return i;
+}
+
+static int node_fd(const struct fused_inode *in)
+{
+	int fd;
+
+	memcpy(&fd, in->h, sizeof(fd));
+	return fd;
 }
 
 static const uint8_t *hbytes(const struct fused_inode *in)
@@ -302,7 +319,7 @@ static void node_free(uint32_t i)
 		in->cslot = 0;
 	}
 	if (in->flags & IN_FD)
-		close(in->htype);
+		close(node_fd(in));
 	if (in->hlen > HINLINE)
 		free((void *)hbytes(in));
 	in->flags = 0;
@@ -395,7 +412,7 @@ static long node_enter(uint32_t parent, int fd, const struct stat *st, const str
 		close(fd);
 		return -EMFILE;
 	}
-	if (fh && (devs[d].nofh || devs[d].mount_id != mount_id))
+	if (fh && (devs[d].nofh || devs[d].mount_id != mount_id || (unsigned)fh->handle_type > 255))
 		fh = NULL; /* another mount of that filesystem: its handles would reopen on the first */
 	i = hash_find((uint32_t)d, st->st_ino);
 	if (i) {
@@ -404,7 +421,7 @@ static long node_enter(uint32_t parent, int fd, const struct stat *st, const str
 			/* several names: hold the one just used, the old one may be gone (dup2 is
 			 * atomic for threads using the fd; both name the same inode) */
 			if (st->st_nlink > 1)
-				dup2(fd, in->htype);
+				dup2(fd, node_fd(in));
 			close(fd);
 			goto found;
 		}
@@ -441,11 +458,11 @@ static long node_enter(uint32_t parent, int fd, const struct stat *st, const str
 	}
 	if (fh) {
 		in->hlen = (uint8_t)fh->handle_bytes;
-		in->htype = fh->handle_type;
+		in->htype = (uint8_t)fh->handle_type;
 		cfd = fdc_put(i, fd, false);
 	} else {
 		in->flags |= IN_FD;
-		in->htype = fd;
+		memcpy(in->h, &fd, sizeof(fd));
 	}
 	hash_insert(i);
 found:
@@ -467,9 +484,9 @@ int fused_inode_init(struct fused *f)
 	int fd, mid = -1;
 	uint32_t e;
 
-	chunks[0] = calloc(CHUNK_N, sizeof(struct fused_inode));
+	chunks[0] = pages(CHUNK_N * sizeof(struct fused_inode));
 	hmask = 4095;
-	hb = calloc(hmask + 1, sizeof(*hb));
+	hb = pages((hmask + 1) * sizeof(*hb));
 	/* a quarter of the fd limit (open files, sockets and the resync need the rest) */
 	fdc_cap = FDC_MAX;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 4 < fdc_cap)
@@ -523,7 +540,7 @@ int fused_inode_init(struct fused *f)
 	r = node(FUSE_ROOT_ID);
 	r->ino = st.st_ino;
 	r->flags = IN_USED | IN_DIR | IN_FD | IN_STICKY;
-	r->htype = fd;
+	memcpy(r->h, &fd, sizeof(fd));
 	r->nlookup = 2;
 	f->ino_root = r;
 	return 0;
@@ -564,7 +581,7 @@ int fused_inode_acquire(struct fused *f, fuse_ino_t ino)
 
 	pthread_mutex_lock(&f->ino_mu);
 	if (in->flags & IN_FD) {
-		fd = in->htype;
+		fd = node_fd(in);
 		pthread_mutex_unlock(&f->ino_mu);
 		return fd;
 	}
@@ -614,7 +631,7 @@ void fused_inode_release(struct fused *f, fuse_ino_t ino, int fd)
 	if (fd < 0)
 		return;
 	pthread_mutex_lock(&f->ino_mu);
-	if ((in->flags & IN_FD) && in->htype == fd) {
+	if ((in->flags & IN_FD) && node_fd(in) == fd) {
 		pthread_mutex_unlock(&f->ino_mu);
 		return;
 	}
@@ -898,7 +915,7 @@ int fused_inode_path(struct fused *f, fuse_ino_t ino, char *buf, size_t cap)
 {
 	uint32_t i = (uint32_t)ino;
 	struct fused_inode *in = node(i);
-	__typeof__(pcache[0]) *pc = &pcache[i % PCACHE];
+	struct pc_ent *pc = &pcache[i % PCACHE];
 	struct stat st;
 	int n, fd;
 

@@ -144,6 +144,9 @@ rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$MT_PID1/status")
 hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$MT_PID1/status")
 fds=$(ls "/proc/$MT_PID1/fd" | wc -l)
 sk_diag "skfused after the walk: VmRSS $((rss / 1024)) MiB (peak $((hwm / 1024)) MiB), $fds open fds"
+sk_diag "its largest mappings (Rss KiB, mapping):"
+sk_diag "$(awk '/^[0-9a-f]+-[0-9a-f]+ / { m = $1 " " $6 } /^Rss:/ && $2 >= 1024 { print $2, m }' \
+	"/proc/$MT_PID1/smaps" | sort -rn | head -n 8)"
 if [ "${rss:-0}" -gt 0 ] && [ "$rss" -le "$RSS_MAX_KIB" ]; then
 	sk_ok "skfused RSS ${rss} KiB <= $RSS_MAX_KIB KiB"
 else
