@@ -39,6 +39,7 @@ import argparse
 import errno
 import hashlib
 import os
+import resource
 import stat
 import sys
 
@@ -74,32 +75,63 @@ def xattrs(path):
 
 
 def scan(root, excludes):
-    """Return {relpath: info}; stats and xattrs only (no file content yet)."""
+    """Return {relpath: info}; stats and xattrs only (no file content yet).
+
+    Every entry is reached through its parent directory's fd (/proc/self/fd/N/name), never
+    through root + relpath, so trees whose paths are longer than PATH_MAX compare too.
+    """
     res = {}
-    stack = ["."]
-    while stack:
-        rel = stack.pop()
-        p = os.path.join(root, rel) if rel != "." else root
-        st = os.lstat(p)
+    rootfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+
+    def visit(rel, pfd, name):
+        if pfd is None:
+            p, st = "/proc/self/fd/%d/." % rootfd, os.fstat(rootfd)
+        else:
+            p = "/proc/self/fd/%d/%s" % (pfd, name)
+            st = os.lstat(name, dir_fd=pfd)
         info = {"st": st, "type": ftype(st.st_mode), "xattr": xattrs(p)}
         if stat.S_ISLNK(st.st_mode):
-            info["target"] = os.readlink(p)
+            info["target"] = os.readlink(name, dir_fd=pfd)
         res[rel] = info
         if stat.S_ISDIR(st.st_mode):
-            for name in sorted(os.listdir(p)):
-                if name in excludes:
-                    continue
-                stack.append(name if rel == "." else os.path.join(rel, name))
+            fd = rootfd if pfd is None else os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                                                    dir_fd=pfd)
+            try:
+                for child in sorted(os.listdir(fd)):
+                    if child in excludes:
+                        continue
+                    visit(child if rel == "." else rel + "/" + child, fd, child)
+            finally:
+                if fd != rootfd:
+                    os.close(fd)
+
+    try:
+        visit(".", None, None)
+    finally:
+        os.close(rootfd)
     return res
 
 
-def digest(path):
-    h = hashlib.sha256()
-    flags = os.O_RDONLY | getattr(os, "O_NOATIME", 0) | os.O_NOFOLLOW
+def open_rel(root, rel, flags):
+    """Open root/rel one component at a time (paths may exceed PATH_MAX), never following a symlink."""
+    parts = rel.split("/")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fd = os.open(path, flags)
+        for comp in parts[:-1]:
+            nfd = os.open(comp, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        return os.open(parts[-1], flags | os.O_NOFOLLOW, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def digest(root, rel):
+    h = hashlib.sha256()
+    try:
+        fd = open_rel(root, rel, os.O_RDONLY | getattr(os, "O_NOATIME", 0))
     except PermissionError:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = open_rel(root, rel, os.O_RDONLY)
     try:
         while True:
             b = os.read(fd, 1 << 20)
@@ -171,7 +203,7 @@ def compare(a, b, excludes, times_for, mtime_all=True):
     # Content last: every stat above was taken before any read.
     for rel in sorted(set(ta) & set(tb)):
         if ta[rel]["type"] == "file" == tb[rel]["type"]:
-            da, db = digest(os.path.join(a, rel)), digest(os.path.join(b, rel))
+            da, db = digest(a, rel), digest(b, rel)
             if da != db:
                 diffs["content"].append("%s: sha256 %s.. vs %s.." % (rel, da[:12], db[:12]))
     ga, gb = link_groups(ta), link_groups(tb)
@@ -181,6 +213,11 @@ def compare(a, b, excludes, times_for, mtime_all=True):
 
 
 def main():
+    # one fd per directory level is open while a tree is walked, and paths may nest deeply
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     ap = argparse.ArgumentParser(description="compare two directory trees")
     ap.add_argument("a")
     ap.add_argument("b")
