@@ -154,8 +154,14 @@ sk_link_down "$p"
 after_fault "link down node$p" "$t0" "$s"
 verify_acked "link down node$p" "$s"
 sk_check "link down: node$p stopped serving (not primary while cut off)" sk_wait_for 3 not_primary "$p"
+alone_count() { grep -c "transition WAIT -> ALONE" "$(at_state_dir "$1")/module.log"; }
+before_up=$(alone_count "$p")
 sk_link_up "$p"
 rejoin "$p" "link down"
+# back on the wire, it must hear the peer before deciding anything alone (it once took the
+# role at carrier-up, before the first heartbeat arrived: two primaries for a moment)
+sk_check "link down: node$p, back on the wire, never took the role (peer primary)" \
+	test "$(alone_count "$p")" = "$before_up"
 
 # ---- fault 3: SIGSTOP of the primary's agent and skfused ----
 p=$(at_primary) || at_bail "no primary"

@@ -256,3 +256,85 @@ Test(ctl_peer, root_or_group)
 	close(sv[0]);
 	close(sv[1]);
 }
+
+/* ---- libsk/agentmsg: the agent-to-agent payloads (bytes from the network) ---- */
+#include "agentmsg.h"
+
+Test(agentmsg, state_roundtrip)
+{
+	struct sk_amsg_state s = { .node_id = 2, .net = 1, .incarnation = 123456789, .n_mods = 2 }, d;
+	uint8_t buf[SK_AMSG_STATE_MAX];
+	long n;
+
+	s.mods[0] = (struct sk_amsg_mod){ .id = 1, .state = SK_ST_PRIM, .flags = SK_AMSG_F_IN_SYNC, .gen = 9 };
+	s.mods[1] = (struct sk_amsg_mod){ .id = 70000, .state = SK_ST_WAIT, .flags = SK_AMSG_F__ALL, .gen = 1 };
+	n = sk_amsg_state_encode(&s, buf, sizeof(buf));
+	cr_assert_eq(n, SK_AMSG_STATE_HDR + 2 * SK_AMSG_STATE_MOD);
+	cr_assert_eq(sk_amsg_state_decode(buf, (size_t)n, &d), 0);
+	cr_assert_eq(d.node_id, 2);
+	cr_assert_eq(d.net, 1);
+	cr_assert_eq(d.incarnation, 123456789);
+	cr_assert_eq(d.n_mods, 2);
+	cr_assert_eq(memcmp(d.mods, s.mods, 2 * sizeof(s.mods[0])), 0);
+}
+
+Test(agentmsg, state_hostile_bytes_refused)
+{
+	struct sk_amsg_state s = { .node_id = 1, .n_mods = 1 }, d;
+	uint8_t buf[SK_AMSG_STATE_MAX + 16], bad[sizeof(buf)];
+	long n;
+
+	s.mods[0] = (struct sk_amsg_mod){ .id = 1, .state = SK_ST_SECOND, .gen = 3 };
+	n = sk_amsg_state_encode(&s, buf, sizeof(buf));
+	cr_assert_gt(n, 0);
+	/* every length but the right one */
+	for (long l = 0; l < (long)sizeof(buf); l++)
+		if (l != n)
+			cr_assert_eq(sk_amsg_state_decode(buf, (size_t)l, &d), -EBADMSG, "length %ld", l);
+	/* each field out of range */
+	struct { size_t off; uint8_t v; } cases[] = {
+		{ 0, 2 },                         /* version */
+		{ 1, 0 },                         /* node id 0 */
+		{ 3, 2 },                         /* n_mods says 2, one present */
+		{ 3, SK_AMSG_MAX_MODS + 1 },      /* n_mods over the bound */
+		{ 12 + 4, SK_ST__COUNT },         /* unknown state */
+		{ 12 + 5, 0x80 },                 /* unknown flag */
+		{ 12 + 6, 1 },                    /* reserved not 0 */
+		{ 12 + 3, 0 },                    /* module id 0 (with bytes 0..2 already 0) */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memcpy(bad, buf, (size_t)n);
+		bad[cases[i].off] = cases[i].v;
+		cr_assert_eq(sk_amsg_state_decode(bad, (size_t)n, &d), -EBADMSG, "case %zu", i);
+	}
+	/* encode refuses what decode would */
+	s.node_id = 0;
+	cr_assert_eq(sk_amsg_state_encode(&s, buf, sizeof(buf)), -EINVAL);
+	s.node_id = 1;
+	s.n_mods = SK_AMSG_MAX_MODS + 1;
+	cr_assert_eq(sk_amsg_state_encode(&s, buf, sizeof(buf)), -EINVAL);
+	s.n_mods = 1;
+	cr_assert_eq(sk_amsg_state_encode(&s, buf, 10), -ENOSPC);
+}
+
+Test(agentmsg, cmd_roundtrip_and_refusals)
+{
+	uint8_t buf[SK_AMSG_CMD_LEN], bad[SK_AMSG_CMD_LEN];
+	enum sk_amsg_cmd cmd;
+	uint32_t mod;
+
+	cr_assert_eq(sk_amsg_cmd_encode(SK_AMSG_CMD_SWAP, 5, buf, sizeof(buf)), SK_AMSG_CMD_LEN);
+	cr_assert_eq(sk_amsg_cmd_decode(buf, sizeof(buf), &cmd, &mod), 0);
+	cr_assert_eq(cmd, SK_AMSG_CMD_SWAP);
+	cr_assert_eq(mod, 5);
+	cr_assert_eq(sk_amsg_cmd_decode(buf, sizeof(buf) - 1, &cmd, &mod), -EBADMSG);
+	for (size_t off = 0; off < 4; off++) {
+		memcpy(bad, buf, sizeof(buf));
+		bad[off] ^= 0x40;
+		cr_assert_eq(sk_amsg_cmd_decode(bad, sizeof(bad), &cmd, &mod), -EBADMSG, "byte %zu", off);
+	}
+	memcpy(bad, buf, sizeof(buf));
+	memset(bad + 4, 0, 4);
+	cr_assert_eq(sk_amsg_cmd_decode(bad, sizeof(bad), &cmd, &mod), -EBADMSG, "module 0");
+	cr_assert_eq(sk_amsg_cmd_encode((enum sk_amsg_cmd)7, 5, buf, sizeof(buf)), -EINVAL);
+}
