@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# bench/failover.sh: time from a fault of the primary to the first client answer through the VIP.
+#
+#   RUNS=10 bash bench/failover.sh [BUILD]        # as root; BUILD defaults to $SK_BUILD or ./build
+#
+# One mirror module on two nodes (network namespaces from test/cluster/lib.sh), decided by the
+# agents alone: skagentd on each node, the example module (examples/mirror/bin/start_prim: a web
+# server on the VIP publishing the replicated directory). ONE cluster is reused for every run:
+# after each fault the cluster is restored (the faulted node's agent restarted, cable plugged
+# back or processes continued) and the benchmark waits, bounded, until that node is SECOND and in
+# sync again; the next fault hits the new primary, so the role alternates between the nodes.
+#
+# Faults, RUNS each (default 10):
+#   kill9    kill -9 of every process of the primary's namespace (agent, skfused, web server)
+#   linkdown the primary's cable pulled (its bridge port down)
+#   sigstop  SIGSTOP of every process of the primary's namespace (resumed after the measure:
+#            the agent first, which must step down, then the rest)
+# Figure per run: bench/failpoll.py in the client namespace takes a monotonic timestamp, injects
+# the fault, then polls http://VIP/hello.txt (connect+answer within POLL_TIMEOUT_MS, default
+# 200) until the first HTTP 200, which can only come from the survivor. A run not served within
+# MAX_S (default 30) counts as MAX_S in the percentiles and is reported as a timeout.
+# Farm: measured only when the agent runs farm modules (probed with skagentd --check).
+#
+# Heartbeat timing: the product's defaults (cluster.json without "heartbeat") unless
+# HB_INTERVAL_MS / HB_TIMEOUT_MS are set. Output: a header, one line per run, p50/p95 per fault,
+# last line `failover_ms p50=<n> p95=<n>` over every measured run. Raw values, each run's
+# `skctl why` and the agents' logs go to $RESULTS_DIR/<timestamp>/ (default /var/tmp/sk-failover-results).
+set -uo pipefail
+src=${SK_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+build=${SK_BUILD:-${1:-$src/build}}
+build=$(cd "$build" 2>/dev/null && pwd) || { echo "failover.sh: no build dir '$build'" >&2; exit 2; }
+export SK_SRC=$src SK_BUILD=$build
+RUNS=${RUNS:-10}
+MAX_S=${MAX_S:-30}
+POLL_TIMEOUT_MS=${POLL_TIMEOUT_MS:-200}
+RESTORE_S=${RESTORE_S:-90}
+FAULTS=${FAULTS:-kill9 linkdown sigstop}
+RESULTS_DIR=${RESULTS_DIR:-/var/tmp/sk-failover-results}
+[[ "$RUNS" =~ ^[0-9]+$ ]] && [ "$RUNS" -ge 1 ] && [ "$RUNS" -le 1000 ] ||
+	{ echo "failover.sh: RUNS must be 1..1000" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "failover.sh: run as root (namespaces, FUSE)" >&2; exit 2; }
+AGENTD=$build/agent/skagentd
+SKCTL=$build/cli/skctl
+POLL=$src/bench/failpoll.py
+for f in "$AGENTD" "$SKCTL" "$build/fused/skfused"; do
+	[ -x "$f" ] || { echo "failover.sh: not built: $f (ninja -C $build)" >&2; exit 2; }
+done
+for c in python3 curl; do command -v "$c" >/dev/null || { echo "failover.sh: needs $c" >&2; exit 2; }; done
+
+RES=$RESULTS_DIR/$(date -u +%Y%m%d-%H%M%S)
+mkdir -p "$RES/why" "$RES/logs" || exit 2
+RAW=$RES/runs.tsv
+printf 'fault\trun\tfaulted\tsurvivor\tms\tstatus\n' >"$RAW"
+
+# shellcheck source=../test/cluster/lib.sh
+source "$src/test/cluster/lib.sh"
+VIP=10.99.0.50
+MOD=mirror
+DATA_REL=/srv/mirror/data
+declare -a AGENT_PID NSTART
+
+fb_save_logs() {
+	[ -n "${SK_TMP:-}" ] && [ -d "$SK_TMP" ] || return 0
+	cp "$SK_TMP"/*.log "$RES/logs/" 2>/dev/null
+	local i
+	for i in 1 2; do
+		cp "${SK_ROOT[$i]}/var/lib/steadykit/state/$MOD/module.log" "$RES/logs/module-n$i.log" 2>/dev/null
+		cp "${SK_ROOT[$i]}/var/lib/steadykit/state/$MOD/transitions.jsonl" \
+			"$RES/logs/transitions-n$i.jsonl" 2>/dev/null
+	done
+	return 0
+}
+fb_exit() {
+	local rc=$?
+	fb_save_logs
+	(exit "$rc")
+	sk__on_exit
+}
+
+# farm: does this agent run farm modules? (--check on a node with a farm module installed)
+farm_supported() {
+	local d out
+	d=$(mktemp -d /tmp/fbfarm.XXXXXX) || return 1
+	mkdir -p "$d/etc/steadykit" "$d/var/lib/steadykit/modules/farm"
+	(umask 077 && head -c 32 /dev/urandom | base64 >"$d/etc/steadykit/secret")
+	cat >"$d/etc/steadykit/cluster.json" <<-EOF
+	{ "cluster": "probe", "secret_file": "/etc/steadykit/secret", "networks": ["lan"],
+	  "nodes": [ { "name": "node1", "id": 1, "addresses": { "lan": "10.99.0.1" } },
+	             { "name": "node2", "id": 2, "addresses": { "lan": "10.99.0.2" } } ] }
+	EOF
+	cat >"$d/var/lib/steadykit/modules/farm/userconfig.json" <<-EOF
+	{ "name": "farm", "id": 2, "kind": "farm",
+	  "nodes": [ { "name": "node1", "weight": 100 }, { "name": "node2", "weight": 100 } ],
+	  "vip": { "addr": "10.99.0.60", "prefix": 24, "interface": "eth0", "mac": "02:53:4b:00:00:02",
+	           "rule": "client", "ports": [80], "other_ports": "pass" } }
+	EOF
+	out=$(timeout 10 "$AGENTD" --root "$d" --node node1 --check 2>&1)
+	rm -rf --one-file-system -- "$d"
+	! grep -qiE 'farm module.*(ignored|not yet)|mirror modules only' <<<"$out"
+}
+
+ctl() { local n=$1; shift; timeout 10 "$SKCTL" --root "${SK_ROOT[$n]}" "$@"; }
+code() { local rc=0; ctl "$1" state -m "$MOD" -lq 2>/dev/null || rc=$?; echo "$rc"; }
+is_primary() { local c; c=$(code "$1"); [ "$c" = 2 ] || [ "$c" = 3 ]; }
+not_primary() { ! is_primary "$1"; }
+uptodate() {
+	ctl "$1" state -m "$MOD" --json 2>/dev/null |
+		python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["modules"][0]["uptodate"] else 1)' 2>/dev/null
+}
+holds_vip() { sk_in "$1" ip -o addr show dev eth0 2>/dev/null | grep -q " $VIP/"; }
+served() { sk_client curl -fsS --max-time 0.5 -o /dev/null "http://$VIP/hello.txt"; }
+# ready P: P PRIM holding the VIP, the other SECOND and up to date, the client served
+ready() {
+	local p=$1 s=$((3 - $1))
+	[ "$(code "$p")" = 3 ] && [ "$(code "$s")" = 4 ] && uptodate "$s" && holds_vip "$p" && served
+}
+primary() { local i; for i in 1 2; do is_primary "$i" && { echo "$i"; return 0; }; done; return 1; }
+
+start_agent() {
+	local n=$1
+	NSTART[$n]=$((${NSTART[$n]:-0} + 1))
+	AGENT_PID[$n]=$(sk_spawn "$n" "agent$n.${NSTART[$n]}" "$AGENTD" --root "${SK_ROOT[$n]}" \
+		--node "node$n") || return 1
+}
+
+pct() { # pct FILE: "n=.. p50=.. p95=.. min=.. max=.." of the integers in FILE (nearest rank)
+	python3 - "$1" <<-'PY'
+	import math, sys
+	v = sorted(int(x) for x in open(sys.argv[1]).read().split())
+	if not v:
+	    print("n=0"); sys.exit(0)
+	r = lambda q: v[max(0, math.ceil(q * len(v)) - 1)]
+	print("n=%d p50=%d p95=%d min=%d max=%d" % (len(v), r(0.5), r(0.95), v[0], v[-1]))
+	PY
+}
+
+# ---- the cluster ----
+sk_cluster_init 2 --client || { echo "failover.sh: sk_cluster_init failed" >&2; exit 1; }
+trap fb_exit EXIT
+(umask 077 && head -c 32 /dev/urandom | base64 >"$SK_TMP/secret")
+HB=
+if [ -n "${HB_INTERVAL_MS:-}" ] || [ -n "${HB_TIMEOUT_MS:-}" ]; then
+	HB=", \"heartbeat\": { \"interval_ms\": ${HB_INTERVAL_MS:-200}, \"timeout_ms\": ${HB_TIMEOUT_MS:-1000} }"
+fi
+for i in 1 2; do
+	r=${SK_ROOT[$i]}
+	mkdir -p "$r/etc/steadykit" "$r/var/lib/steadykit/modules/$MOD/bin" "$r$DATA_REL"
+	install -m 0600 "$SK_TMP/secret" "$r/etc/steadykit/secret"
+	cat >"$r/etc/steadykit/cluster.json" <<-EOF
+	{
+	  "cluster": "failbench",
+	  "secret_file": "/etc/steadykit/secret",
+	  "networks": ["lan"],
+	  "nodes": [
+	    { "name": "node1", "id": 1, "addresses": { "lan": "${SK_IP[1]}" } },
+	    { "name": "node2", "id": 2, "addresses": { "lan": "${SK_IP[2]}" } }
+	  ]$HB
+	}
+	EOF
+	cat >"$r/var/lib/steadykit/modules/$MOD/userconfig.json" <<-EOF
+	{
+	  "name": "$MOD", "id": 1, "kind": "mirror", "nodes": ["node1", "node2"],
+	  "vip": { "addr": "$VIP", "prefix": 24, "interface": "eth0" },
+	  "replication": { "dirs": ["$DATA_REL"], "mode": "sync" },
+	  "scripts": { "start_prim": { "timeout_s": 30 }, "stop_prim": { "timeout_s": 30 } }
+	}
+	EOF
+	cp "$src/examples/mirror/bin/start_prim" "$src/examples/mirror/bin/stop_prim" \
+		"$r/var/lib/steadykit/modules/$MOD/bin/"
+	sk_track_mount "$r$DATA_REL"
+done
+
+{
+	echo "# bench/failover.sh $(date -u +%FT%TZ), git $(git -C "$src" rev-parse --short HEAD 2>/dev/null)"
+	echo "# kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "# one mirror module, 2 nodes + client in netns, ONE cluster reused for every run (restored between runs)"
+	echo "# heartbeat: ${HB:+interval ${HB_INTERVAL_MS:-200} ms, timeout ${HB_TIMEOUT_MS:-1000} ms}${HB:-product defaults (no heartbeat section in cluster.json)}"
+	echo "# runs per fault: $RUNS; faults: $FAULTS; client: GET http://$VIP/hello.txt, ${POLL_TIMEOUT_MS} ms per attempt, give up after $MAX_S s"
+	echo "# raw values: $RES; namespaces ${SK_PFX}*, scratch $SK_TMP (removed at exit)"
+} | tee "$RES/header.txt"
+
+start_agent 1 && start_agent 2 || { echo "failover.sh: cannot start the agents" >&2; exit 1; }
+sk_wait_for 60 primary || { echo "failover.sh: no primary after 60 s" >&2; exit 1; }
+P=$(primary)
+echo "written before any fault" >"${SK_ROOT[$P]}$DATA_REL/hello.txt"
+if ! sk_wait_for "$RESTORE_S" ready "$P"; then
+	echo "failover.sh: cluster not ready (PRIM + SECOND in sync + VIP served) after $RESTORE_S s" >&2
+	exit 1
+fi
+
+FAILED=0
+: >"$RES/all.ms"
+for fault in $FAULTS; do
+	: >"$RES/$fault.ms"
+	timeouts=0
+	for ((run = 1; run <= RUNS; run++)); do
+		P=$(primary) || { echo "failover.sh: no primary before $fault run $run" >&2; FAILED=1; break 2; }
+		S=$((3 - P))
+		if ! sk_wait_for "$RESTORE_S" ready "$P"; then
+			echo "failover.sh: cluster not ready before $fault run $run (node$P PRIM, node$S SECOND in sync)" >&2
+			FAILED=1
+			break 2
+		fi
+		args=(--host "$VIP" --path /hello.txt --timeout-ms "$POLL_TIMEOUT_MS" --max-s "$MAX_S")
+		case $fault in
+		kill9) args+=(--signal-ns "${SK_NS[$P]}" --signal KILL) ;;
+		sigstop) args+=(--signal-ns "${SK_NS[$P]}" --signal STOP --pids-out "$SK_TMP/stopped") ;;
+		linkdown) args+=(--cmd "ip -n $SK_BR_NS link set v$P down") ;;
+		*) echo "failover.sh: unknown fault $fault" >&2; exit 2 ;;
+		esac
+		out=$(sk_client python3 "$POLL" "${args[@]}" 2>&1)
+		if [[ "$out" =~ ^ms=([0-9]+) ]]; then
+			ms=${BASH_REMATCH[1]} st=ok
+		else
+			ms=$((MAX_S * 1000)) st=timeout
+			timeouts=$((timeouts + 1))
+		fi
+		echo "$ms" >>"$RES/$fault.ms"
+		echo "$ms" >>"$RES/all.ms"
+		sk_wait_for 10 is_primary "$S" || st="$st,survivor-not-primary"
+		holds_vip "$S" || st="$st,survivor-no-vip"
+		printf '%s\t%d\tnode%d\tnode%d\t%d\t%s\n' "$fault" "$run" "$P" "$S" "$ms" "$st" >>"$RAW"
+		printf '%-8s run %2d: node%d -> node%d  %6d ms  %s\n' "$fault" "$run" "$P" "$S" "$ms" "$st"
+		ctl "$S" why -m "$MOD" -n 1 >"$RES/why/$fault-$run.txt" 2>&1
+
+		# restore: node P back as SECOND (waited for at the top of the next run)
+		case $fault in
+		kill9)
+			start_agent "$P" || { echo "failover.sh: cannot restart agent $P" >&2; FAILED=1; break 2; }
+			;;
+		linkdown)
+			sk_link_up "$P"
+			;;
+		sigstop)
+			# the agent first: it must see the other primary and step down (fencing its
+			# skfused) before anything else of the old primary runs again
+			kill -CONT "${AGENT_PID[$P]}" 2>/dev/null
+			sk_wait_for 15 not_primary "$P" || echo "# node$P still primary 15 s after SIGCONT"
+			while read -r pid; do
+				[ "$pid" = "${AGENT_PID[$P]}" ] || kill -CONT "$pid" 2>/dev/null
+			done <"$SK_TMP/stopped"
+			;;
+		esac
+	done
+	echo "$fault: $(pct "$RES/$fault.ms") timeouts=$timeouts" | tee -a "$RES/summary.txt"
+done
+
+if farm_supported; then
+	echo "farm: not measured (the agent runs farm modules, but bench/failover.sh has no farm part yet)" |
+		tee -a "$RES/summary.txt"
+else
+	echo "farm: not measured (agent does not run farm modules yet)" | tee -a "$RES/summary.txt"
+fi
+[ "$FAILED" = 0 ] || echo "# incomplete: the cluster could not be restored; figures cover the runs done" |
+	tee -a "$RES/summary.txt"
+all=$(pct "$RES/all.ms")
+p50=$(sed -n 's/.*p50=\([0-9]*\).*/\1/p' <<<"$all")
+p95=$(sed -n 's/.*p95=\([0-9]*\).*/\1/p' <<<"$all")
+echo "failover_ms p50=${p50:-none} p95=${p95:-none}" | tee -a "$RES/summary.txt"
+exit "$FAILED"
