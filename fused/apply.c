@@ -40,8 +40,19 @@ void fused_rx_hclear(struct rx *x)
 /* Refused as hostile or impossible from a genuine primary: counted with the refused frames. */
 static int refuse(struct fused *f, int err, const char *what, const char *p, size_t len)
 {
+	/* a hostile peer can ask for this 100 000 times: one line a second says it all */
+	static uint64_t last_us, quiet;
+	uint64_t now = sk_now_us();
+
 	atomic_fetch_add(&f->rejected, 1);
-	sk_warn("refused: %s \"%.*s\"", what, (int)(len > 200 ? 200 : len), p ? p : "");
+	if (now - last_us < 1000000) {
+		quiet++;
+		return err;
+	}
+	sk_warn("refused: %s \"%.*s\" (and %llu more in the last second)", what,
+		(int)(len > 200 ? 200 : len), p ? p : "", (unsigned long long)quiet);
+	last_us = now;
+	quiet = 0;
 	return err;
 }
 
