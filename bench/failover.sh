@@ -52,30 +52,8 @@ mkdir -p "$RES/why" "$RES/logs" || exit 2
 RAW=$RES/runs.tsv
 printf 'fault\trun\tfaulted\tsurvivor\tms\tstatus\n' >"$RAW"
 
-# shellcheck source=../test/cluster/lib.sh
-source "$src/test/cluster/lib.sh"
-VIP=10.99.0.50
-MOD=mirror
-DATA_REL=/srv/mirror/data
-declare -a AGENT_PID NSTART
-
-fb_save_logs() {
-	[ -n "${SK_TMP:-}" ] && [ -d "$SK_TMP" ] || return 0
-	cp "$SK_TMP"/*.log "$RES/logs/" 2>/dev/null
-	local i
-	for i in 1 2; do
-		cp "${SK_ROOT[$i]}/var/lib/steadykit/state/$MOD/module.log" "$RES/logs/module-n$i.log" 2>/dev/null
-		cp "${SK_ROOT[$i]}/var/lib/steadykit/state/$MOD/transitions.jsonl" \
-			"$RES/logs/transitions-n$i.jsonl" 2>/dev/null
-	done
-	return 0
-}
-fb_exit() {
-	local rc=$?
-	fb_save_logs
-	(exit "$rc")
-	sk__on_exit
-}
+# shellcheck source=failcommon.sh
+source "$src/bench/failcommon.sh"
 
 # farm: does this agent run farm modules? (--check on a node with a farm module installed)
 farm_supported() {
@@ -99,30 +77,6 @@ farm_supported() {
 	! grep -qiE 'farm module.*(ignored|not yet)|mirror modules only' <<<"$out"
 }
 
-ctl() { local n=$1; shift; timeout 10 "$SKCTL" --root "${SK_ROOT[$n]}" "$@"; }
-code() { local rc=0; ctl "$1" state -m "$MOD" -lq 2>/dev/null || rc=$?; echo "$rc"; }
-is_primary() { local c; c=$(code "$1"); [ "$c" = 2 ] || [ "$c" = 3 ]; }
-not_primary() { ! is_primary "$1"; }
-uptodate() {
-	ctl "$1" state -m "$MOD" --json 2>/dev/null |
-		python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["modules"][0]["uptodate"] else 1)' 2>/dev/null
-}
-holds_vip() { sk_in "$1" ip -o addr show dev eth0 2>/dev/null | grep -q " $VIP/"; }
-served() { sk_client curl -fsS --max-time 0.5 -o /dev/null "http://$VIP/hello.txt"; }
-# ready P: P PRIM holding the VIP, the other SECOND and up to date, the client served
-ready() {
-	local p=$1 s=$((3 - $1))
-	[ "$(code "$p")" = 3 ] && [ "$(code "$s")" = 4 ] && uptodate "$s" && holds_vip "$p" && served
-}
-primary() { local i; for i in 1 2; do is_primary "$i" && { echo "$i"; return 0; }; done; return 1; }
-
-start_agent() {
-	local n=$1
-	NSTART[$n]=$((${NSTART[$n]:-0} + 1))
-	AGENT_PID[$n]=$(sk_spawn "$n" "agent$n.${NSTART[$n]}" "$AGENTD" --root "${SK_ROOT[$n]}" \
-		--node "node$n") || return 1
-}
-
 pct() { # pct FILE: "n=.. p50=.. p95=.. min=.. max=.." of the integers in FILE (nearest rank)
 	python3 - "$1" <<-'PY'
 	import math, sys
@@ -135,46 +89,13 @@ pct() { # pct FILE: "n=.. p50=.. p95=.. min=.. max=.." of the integers in FILE (
 }
 
 # ---- the cluster ----
-sk_cluster_init 2 --client || { echo "failover.sh: sk_cluster_init failed" >&2; exit 1; }
-trap fb_exit EXIT
-(umask 077 && head -c 32 /dev/urandom | base64 >"$SK_TMP/secret")
-HB=
-if [ -n "${HB_INTERVAL_MS:-}" ] || [ -n "${HB_TIMEOUT_MS:-}" ]; then
-	HB=", \"heartbeat\": { \"interval_ms\": ${HB_INTERVAL_MS:-200}, \"timeout_ms\": ${HB_TIMEOUT_MS:-1000} }"
-fi
-for i in 1 2; do
-	r=${SK_ROOT[$i]}
-	mkdir -p "$r/etc/steadykit" "$r/var/lib/steadykit/modules/$MOD/bin" "$r$DATA_REL"
-	install -m 0600 "$SK_TMP/secret" "$r/etc/steadykit/secret"
-	cat >"$r/etc/steadykit/cluster.json" <<-EOF
-	{
-	  "cluster": "failbench",
-	  "secret_file": "/etc/steadykit/secret",
-	  "networks": ["lan"],
-	  "nodes": [
-	    { "name": "node1", "id": 1, "addresses": { "lan": "${SK_IP[1]}" } },
-	    { "name": "node2", "id": 2, "addresses": { "lan": "${SK_IP[2]}" } }
-	  ]$HB
-	}
-	EOF
-	cat >"$r/var/lib/steadykit/modules/$MOD/userconfig.json" <<-EOF
-	{
-	  "name": "$MOD", "id": 1, "kind": "mirror", "nodes": ["node1", "node2"],
-	  "vip": { "addr": "$VIP", "prefix": 24, "interface": "eth0" },
-	  "replication": { "dirs": ["$DATA_REL"], "mode": "sync" },
-	  "scripts": { "start_prim": { "timeout_s": 30 }, "stop_prim": { "timeout_s": 30 } }
-	}
-	EOF
-	cp "$src/examples/mirror/bin/start_prim" "$src/examples/mirror/bin/stop_prim" \
-		"$r/var/lib/steadykit/modules/$MOD/bin/"
-	sk_track_mount "$r$DATA_REL"
-done
+fb_cluster || exit 1
 
 {
 	echo "# bench/failover.sh $(date -u +%FT%TZ), git $(git -C "$src" rev-parse --short HEAD 2>/dev/null)"
 	echo "# kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "# one mirror module, 2 nodes + client in netns, ONE cluster reused for every run (restored between runs)"
-	echo "# heartbeat: ${HB:+interval ${HB_INTERVAL_MS:-200} ms, timeout ${HB_TIMEOUT_MS:-1000} ms}${HB:-product defaults (no heartbeat section in cluster.json)}"
+	echo "# heartbeat: $(fb_hb_desc)"
 	echo "# runs per fault: $RUNS; faults: $FAULTS; client: GET http://$VIP/hello.txt, ${POLL_TIMEOUT_MS} ms per attempt, give up after $MAX_S s"
 	echo "# raw values: $RES; namespaces ${SK_PFX}*, scratch $SK_TMP (removed at exit)"
 } | tee "$RES/header.txt"

@@ -1,0 +1,101 @@
+# bench/failcommon.sh: shared by failover.sh and soak.sh (sourced): a two-node mirror cluster
+# driven by skagentd in lib.sh namespaces, and the questions the benchmarks ask it.
+# shellcheck shell=bash
+# Needs: src, build, AGENTD, SKCTL and RES (results dir, with logs/) set by the caller.
+# shellcheck source=../test/cluster/lib.sh
+source "$src/test/cluster/lib.sh"
+VIP=10.99.0.50
+MOD=mirror
+DATA_REL=/srv/mirror/data
+declare -a AGENT_PID NSTART
+
+fb_save_logs() {
+	[ -n "${SK_TMP:-}" ] && [ -d "$SK_TMP" ] || return 0
+	cp "$SK_TMP"/*.log "$RES/logs/" 2>/dev/null
+	local i
+	for i in 1 2; do
+		cp "${SK_ROOT[$i]}/var/lib/steadykit/state/$MOD/module.log" "$RES/logs/module-n$i.log" 2>/dev/null
+		cp "${SK_ROOT[$i]}/var/lib/steadykit/state/$MOD/transitions.jsonl" \
+			"$RES/logs/transitions-n$i.jsonl" 2>/dev/null
+	done
+	return 0
+}
+fb_exit() {
+	local rc=$?
+	fb_save_logs
+	(exit "$rc")
+	sk__on_exit
+}
+
+ctl() { local n=$1; shift; timeout 10 "$SKCTL" --root "${SK_ROOT[$n]}" "$@"; }
+code() { local rc=0; ctl "$1" state -m "$MOD" -lq 2>/dev/null || rc=$?; echo "$rc"; }
+is_primary() { local c; c=$(code "$1"); [ "$c" = 2 ] || [ "$c" = 3 ]; }
+not_primary() { ! is_primary "$1"; }
+uptodate() {
+	ctl "$1" state -m "$MOD" --json 2>/dev/null |
+		python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["modules"][0]["uptodate"] else 1)' 2>/dev/null
+}
+holds_vip() { sk_in "$1" ip -o addr show dev eth0 2>/dev/null | grep -q " $VIP/"; }
+served() { sk_client curl -fsS --max-time 0.5 -o /dev/null "http://$VIP/hello.txt"; }
+# ready P: P PRIM holding the VIP, the other SECOND and up to date, the client served
+ready() {
+	local p=$1 s=$((3 - $1))
+	[ "$(code "$p")" = 3 ] && [ "$(code "$s")" = 4 ] && uptodate "$s" && holds_vip "$p" && served
+}
+primary() { local i; for i in 1 2; do is_primary "$i" && { echo "$i"; return 0; }; done; return 1; }
+
+start_agent() {
+	local n=$1
+	NSTART[$n]=$((${NSTART[$n]:-0} + 1))
+	AGENT_PID[$n]=$(sk_spawn "$n" "agent$n.${NSTART[$n]}" "$AGENTD" --root "${SK_ROOT[$n]}" \
+		--node "node$n") || return 1
+}
+
+# fb_cluster: two nodes + client, the example mirror module on both (its start_prim serves the
+# replicated directory over HTTP on the VIP); heartbeat timing from HB_INTERVAL_MS/HB_TIMEOUT_MS
+# or the product's defaults. Saves the logs to $RES/logs at exit, then lib.sh cleans up.
+fb_cluster() {
+	local i r
+	sk_cluster_init 2 --client || { echo "sk_cluster_init failed" >&2; return 1; }
+	trap fb_exit EXIT
+	(umask 077 && head -c 32 /dev/urandom | base64 >"$SK_TMP/secret") || return 1
+	HB=
+	if [ -n "${HB_INTERVAL_MS:-}" ] || [ -n "${HB_TIMEOUT_MS:-}" ]; then
+		HB=", \"heartbeat\": { \"interval_ms\": ${HB_INTERVAL_MS:-200}, \"timeout_ms\": ${HB_TIMEOUT_MS:-1000} }"
+	fi
+	for i in 1 2; do
+		r=${SK_ROOT[$i]}
+		mkdir -p "$r/etc/steadykit" "$r/var/lib/steadykit/modules/$MOD/bin" "$r$DATA_REL" || return 1
+		install -m 0600 "$SK_TMP/secret" "$r/etc/steadykit/secret" || return 1
+		cat >"$r/etc/steadykit/cluster.json" <<-EOF
+		{
+		  "cluster": "failbench",
+		  "secret_file": "/etc/steadykit/secret",
+		  "networks": ["lan"],
+		  "nodes": [
+		    { "name": "node1", "id": 1, "addresses": { "lan": "${SK_IP[1]}" } },
+		    { "name": "node2", "id": 2, "addresses": { "lan": "${SK_IP[2]}" } }
+		  ]$HB
+		}
+		EOF
+		cat >"$r/var/lib/steadykit/modules/$MOD/userconfig.json" <<-EOF
+		{
+		  "name": "$MOD", "id": 1, "kind": "mirror", "nodes": ["node1", "node2"],
+		  "vip": { "addr": "$VIP", "prefix": 24, "interface": "eth0" },
+		  "replication": { "dirs": ["$DATA_REL"], "mode": "sync" },
+		  "scripts": { "start_prim": { "timeout_s": 30 }, "stop_prim": { "timeout_s": 30 } }
+		}
+		EOF
+		cp "$src/examples/mirror/bin/start_prim" "$src/examples/mirror/bin/stop_prim" \
+			"$r/var/lib/steadykit/modules/$MOD/bin/" || return 1
+		sk_track_mount "$r$DATA_REL"
+	done
+}
+
+fb_hb_desc() {
+	if [ -n "$HB" ]; then
+		echo "interval ${HB_INTERVAL_MS:-200} ms, timeout ${HB_TIMEOUT_MS:-1000} ms"
+	else
+		echo "product defaults (no heartbeat section in cluster.json)"
+	fi
+}
