@@ -6,6 +6,8 @@
 # The tree lives on a loop-mounted ext4 image under $SK_TMP (no journal, enough inodes): building it
 # is fast, and removing it at the end is one unlink of the image, not a million on the root fs.
 # The peer is absent on purpose: this is about the primary's inode table, not about the first sync.
+# Before that, a small phase with a peer and a 1-entry fd cache checks what file handles make hard:
+# inodes reopened disconnected are still named right for the peer, and borrowed fds survive threads.
 set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init
@@ -66,6 +68,48 @@ if [ "$out" = done ]; then
 	sk_ok "operations on held inodes after their dentries were dropped"
 else
 	sk_not_ok "operations on held inodes after their dentries were dropped"
+	sk_diag "$out"
+fi
+# Six threads on 200 files through a 1-entry cache: borrowed fds are shared, never closed under a user.
+mkdir -p "$MT_DIR1/s" && for i in $(seq 0 199); do echo "x$i" >"$MT_DIR1/s/f$i"; done
+out=$(timeout 60 "$MT_PY" - "$MT_DIR1/s" <<'PY' 2>&1
+import os, random, sys, threading, time
+d, errs = sys.argv[1], []
+def work(seed):
+    r, end = random.Random(seed), time.time() + 10
+    while time.time() < end:
+        n, op = "%s/f%d" % (d, r.randrange(200)), r.randrange(6)
+        try:
+            if op == 0:
+                os.stat(n)
+            elif op == 1:
+                os.chmod(n, 0o600 | r.randrange(0o100))
+            elif op == 2:
+                os.setxattr(n, "user.t", str(r.random()).encode())
+            elif op == 3:
+                with open(n) as f:
+                    f.read()
+            elif op == 4:
+                fd = os.open(n, os.O_PATH)
+                os.stat("/proc/self/fd/%d" % fd)
+                os.close(fd)
+            else:
+                os.utime(n)
+        except OSError as e:
+            errs.append("%s: %s" % (n, e))
+ts = [threading.Thread(target=work, args=(s,)) for s in range(6)]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+print("errors %d" % len(errs))
+print("\n".join(errs[:5]))
+PY
+)
+if [[ "$out" == "errors 0"* ]]; then
+	sk_ok "six threads of stat/chmod/setxattr/read/utimens on 200 files, no error"
+else
+	sk_not_ok "six threads of stat/chmod/setxattr/read/utimens on 200 files, no error"
 	sk_diag "$out"
 fi
 if mt_wait_synced 30; then
