@@ -23,12 +23,57 @@ fi
 sk_diag "$out"
 if [ ! -e "$MT_DIR2/$PROBE" ]; then sk_ok "control: probe dir created and removed again"; else sk_not_ok "control: probe dir created and removed again"; fi
 
+# sniff SECONDS OUT: every frame node 2's eth0 sees for SECONDS (raw AF_PACKET), appended to OUT;
+# OUT.ready appears once it listens
+sniff() {
+	sk_in 2 timeout $(($1 + 5)) "$MT_PY" -c '
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind(("eth0", 0))
+s.settimeout(0.2)
+end = time.time() + float(sys.argv[1])
+open(sys.argv[2] + ".ready", "w").close()
+with open(sys.argv[2], "ab") as out:
+    while time.time() < end:
+        try:
+            out.write(s.recv(65536))
+        except socket.timeout:
+            pass
+' "$1" "$2"
+}
+# wire_test LABEL FILE MARKER yes|no: write 2000 lines of MARKER (~70 KB) into FILE on the primary
+# while sniffing node 2; the marker must (yes) or must not (no) be readable on the wire. "no" also
+# wants the file replicated and more bytes captured than the file holds, so it cannot pass because
+# the sniffer missed the stream.
+wire_test() {
+	local cap=$SK_TMP/wire.$RANDOM spid n size
+	sniff 6 "$cap" 2>"$cap.err" &
+	spid=$!
+	mt_wait_until 10 test -e "$cap.ready" || sk_diag "sniffer not ready: $(cat "$cap.err")"
+	yes "$3" | head -n 2000 >"$2"
+	mt_wait_synced 10 || sk_diag "not in sync after writing $2"
+	wait "$spid"
+	n=$(grep -c -a -F "$3" "$cap" 2>/dev/null)
+	size=$(stat -c %s "$cap" 2>/dev/null || echo 0)
+	if [ "$4" = no ] && [ "$size" -gt "$(stat -c %s "$2")" ] && [ "${n:-0}" = 0 ] &&
+		cmp -s "$2" "$MT_DIR2/${2#"$MT_DIR1"/}"; then
+		sk_ok "$1: file content replicated but not readable on the wire ($size bytes captured)"
+	elif [ "$4" = yes ] && [ "${n:-0}" -gt 0 ]; then
+		sk_ok "$1: the sniffer does see a MAC-only stream's content ($n hits)"
+	else
+		sk_not_ok "$1: content on the wire: ${n:-?} hits (want $( [ "$4" = yes ] && echo some || echo none)), capture $(stat -c %s "$cap" 2>/dev/null) bytes"
+		sk_diag "$(cat "$cap.err" 2>/dev/null)"
+	fi
+}
+
 mt_start_primary || mt_bail "primary did not start"
 if mt_wait_until 10 mt_peer_is connected; then sk_ok "genuine primary connected"; else sk_not_ok "genuine primary connected"; fi
 mkdir -p "$MT_DIR1/app" && for i in $(seq 20); do echo "before $i" >"$MT_DIR1/app/f$i"; done
 mt_wait_synced 20 || sk_diag "not in sync before the attack"
+wire_test "encrypted stream" "$MT_DIR1/app/secret-$$" "CONFIDENTIAL-PAYROLL-$$-$RANDOM" no
 
 snap() { (cd "$MT_DIR2" && find . -printf '%p %y %m %U:%G %s %n %l\n' | sort && find . -type f -exec sha256sum {} + | sort); }
+
 snap >"$SK_TMP/before.snap"
 rej0=$(mt_st 2 rejected_frames)
 sk_diag "secondary rejected_frames before: ${rej0:-?}"
@@ -157,6 +202,7 @@ done
 mt_start_primary --no-encrypt || mt_bail "MAC-only primary did not start"
 mkdir -p "$MT_DIR1/app" && echo plain >"$MT_DIR1/app/plain"
 if mt_wait_synced 20; then sk_ok "MAC-only primary and secondary replicate"; else sk_not_ok "MAC-only primary and secondary replicate"; fi
+wire_test "MAC-only stream" "$MT_DIR1/app/public-$$" "PUBLIC-ANNOUNCEMENT-$$-$RANDOM" yes
 mt_treecmp_tap "MAC-only: primary backing vs secondary" none "$MT_BACK1" "$MT_DIR2" entries type mode size content
 mt_stop_primary
 sk_done
