@@ -701,8 +701,8 @@ static void *conn_main(void *arg)
 		pthread_mutex_unlock(&f->peer_mu);
 		session_begin(f);
 		pthread_mutex_unlock(&f->stream_mu);
-		sk_info("connected to peer node %u at %s:%u; resynchronising", peer_node,
-			f->peer_host, f->peer_port);
+		sk_info("connected to peer node %u at %s:%u (stream %s); resynchronising", peer_node,
+			f->peer_host, f->peer_port, sk_chan_aead_str(&ch));
 
 		rc = pthread_create(&rs, NULL, resync_main, f);
 		ack_loop(f, fd, gen);
