@@ -70,6 +70,11 @@ mt_start_primary || mt_bail "primary did not start"
 if mt_wait_until 10 mt_peer_is connected; then sk_ok "genuine primary connected"; else sk_not_ok "genuine primary connected"; fi
 mkdir -p "$MT_DIR1/app" && for i in $(seq 20); do echo "before $i" >"$MT_DIR1/app/f$i"; done
 mt_wait_synced 20 || sk_diag "not in sync before the attack"
+if grep -qE "connected to peer node .*\(stream (aes-256-gcm|chacha20-poly1305)\)" "$SK_TMP/fused1.$MT_N1.log"; then
+	sk_ok "the primary logs an encrypted stream by default"
+else
+	sk_not_ok "the primary logs an encrypted stream by default"
+fi
 wire_test "encrypted stream" "$MT_DIR1/app/secret-$$" "CONFIDENTIAL-PAYROLL-$$-$RANDOM" no
 
 snap() { (cd "$MT_DIR2" && find . -printf '%p %y %m %U:%G %s %n %l\n' | sort && find . -type f -exec sha256sum {} + | sort); }
@@ -112,7 +117,10 @@ if [ -n "$conn_before" ] && [ "$conn_before" = "$conn_after" ] && [ "$(mt_st 2 p
 else
 	sk_not_ok "a replayed HELLO did not displace the live primary (primary connections $conn_before -> $conn_after, secondary peer $(mt_st 2 peer))"
 fi
-# Phase 2, with the secret (framing robustness): each is refused and counted.
+# Phase 2, with the secret (framing robustness): each is refused and counted. Each case's genuine
+# session displaces the primary's; the primary is stopped meanwhile so its reconnects cannot in
+# turn displace a case's session before its forged frame was read (and counted).
+sk_sigstop "$MT_PID1"
 for c in badversion badtype unknown-type oversized flip flipmac replay-seq replay-conn badpath abspath \
 	wrongmodule truncated seq-gap mismatch; do
 	forge "$c"
@@ -143,6 +151,7 @@ else
 	sk_not_ok "nothing created outside the replicated directory"
 fi
 if sk_alive "$MT_PID2"; then sk_ok "secondary still running"; else sk_not_ok "secondary still running"; fi
+sk_sigcont "$MT_PID1"
 
 # The genuine primary still replicates (it may have had to reconnect).
 for i in $(seq 20); do echo "after $i" >>"$MT_DIR1/app/f$i"; done
@@ -202,6 +211,11 @@ done
 mt_start_primary --no-encrypt || mt_bail "MAC-only primary did not start"
 mkdir -p "$MT_DIR1/app" && echo plain >"$MT_DIR1/app/plain"
 if mt_wait_synced 20; then sk_ok "MAC-only primary and secondary replicate"; else sk_not_ok "MAC-only primary and secondary replicate"; fi
+if grep -q "connected to peer node .*(stream mac-only)" "$SK_TMP/fused1.$MT_N1.log"; then
+	sk_ok "the primary logs a MAC-only stream"
+else
+	sk_not_ok "the primary logs a MAC-only stream"
+fi
 wire_test "MAC-only stream" "$MT_DIR1/app/public-$$" "PUBLIC-ANNOUNCEMENT-$$-$RANDOM" yes
 mt_treecmp_tap "MAC-only: primary backing vs secondary" none "$MT_BACK1" "$MT_DIR2" entries type mode size content
 mt_stop_primary
