@@ -20,6 +20,15 @@ fb_save_logs() {
 	done
 	return 0
 }
+# A signal can run the trap inside a $(...) subshell. lib.sh's handler then exits that subshell
+# normally, and bash, whose child did not die of the signal, drops the SIGINT it got too: a Ctrl-C
+# ended the soak loop and printed a summary. Dying of the signal makes the main shell act on it.
+fb_on_signal() {
+	[ "$BASHPID" = "$SK__OWNER" ] && exit "$2"
+	trap - "$1"
+	kill -s "$1" "$BASHPID"
+	exit "$2"
+}
 fb_exit() {
 	local rc=$?
 	fb_save_logs
@@ -27,7 +36,9 @@ fb_exit() {
 	sk__on_exit
 }
 
-ctl() { local n=$1; shift; timeout 10 "$SKCTL" --root "${SK_ROOT[$n]}" "$@"; }
+# --foreground: a plain timeout moves itself to its own process group, so a Ctrl-C would not reach
+# it, it would exit normally, and bash (waiting for it) would then ignore the SIGINT it got too.
+ctl() { local n=$1; shift; timeout --foreground 10 "$SKCTL" --root "${SK_ROOT[$n]}" "$@"; }
 code() { local rc=0; ctl "$1" state -m "$MOD" -lq 2>/dev/null || rc=$?; echo "$rc"; }
 is_primary() { local c; c=$(code "$1"); [ "$c" = 2 ] || [ "$c" = 3 ]; }
 not_primary() { ! is_primary "$1"; }
@@ -58,6 +69,8 @@ fb_cluster() {
 	local i r
 	sk_cluster_init 2 --client || { echo "sk_cluster_init failed" >&2; return 1; }
 	trap fb_exit EXIT
+	trap 'fb_on_signal INT 130' INT
+	trap 'fb_on_signal TERM 143' TERM
 	(umask 077 && head -c 32 /dev/urandom | base64 >"$SK_TMP/secret") || return 1
 	HB=
 	if [ -n "${HB_INTERVAL_MS:-}" ] || [ -n "${HB_TIMEOUT_MS:-}" ]; then

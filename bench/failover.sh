@@ -72,7 +72,7 @@ farm_supported() {
 	  "vip": { "addr": "10.99.0.60", "prefix": 24, "interface": "eth0", "mac": "02:53:4b:00:00:02",
 	           "rule": "client", "ports": [80], "other_ports": "pass" } }
 	EOF
-	out=$(timeout 10 "$AGENTD" --root "$d" --node node1 --check 2>&1)
+	out=$(timeout --foreground 10 "$AGENTD" --root "$d" --node node1 --check 2>&1)
 	rm -rf --one-file-system -- "$d"
 	! grep -qiE 'farm module.*(ignored|not yet)|mirror modules only' <<<"$out"
 }
