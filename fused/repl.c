@@ -26,11 +26,14 @@
  * of the frames the peer acknowledges, shrinking in proportion above the
  * target (at most once per window's worth of frames) and growing below half
  * of it. Bytes are bounded too, so the socket buffers never become the queue.
+ * The window never exceeds what the peer drained within the target at the rate
+ * measured while it had work: when the peer slows down (its journal, its disk),
+ * the window follows at once, not one delayed ack at a time.
  */
 #define RS_TARGET_DIV 8
 #define RS_WIN_INIT 256             /* cost units, see frame_cost */
 #define RS_WIN_MIN 32
-#define RS_WIN_MAX 16384
+#define RS_WIN_MAX 8192
 #define RS_FRAMES_MAX (FUSED_RING / 2) /* the other half of the ring stays for live operations */
 #define RS_BYTES_MAX (4u << 20)
 
@@ -191,6 +194,33 @@ static void hist_add(struct fused *f, uint64_t us)
  */
 static __thread struct batch t_batch;
 static uint64_t rs_dec_seq; /* the window shrinks again only for frames sent after this one */
+static uint64_t rs_busy_us, rs_busy_cost; /* drained while frames were in flight, this period */
+static uint64_t rs_rate;                  /* cost units per second the peer drains (EWMA) */
+static bool rs_busy;                      /* frames were in flight after the previous ack */
+
+/* Under pend_mu, on an ack that drained `cost` units: the peer's rate, and the window's cap. */
+static void rs_drain(struct fused *f, uint64_t now, uint64_t cost)
+{
+	uint64_t target = (uint64_t)f->budget_ms * 1000 / RS_TARGET_DIV, cap;
+
+	if (rs_busy) {
+		rs_busy_us += now - f->last_ack_us;
+		rs_busy_cost += cost;
+	}
+	rs_busy = f->inflight_cost > 0;
+	if (rs_busy_us >= 20000) {
+		uint64_t r = rs_busy_cost * 1000000 / rs_busy_us;
+
+		rs_rate = rs_rate ? (rs_rate * 3 + r) / 4 : r;
+		rs_busy_us = rs_busy_cost = 0;
+	}
+	if (!rs_rate)
+		return;
+	/* twice the target: the rate is measured over whole ack cycles, delays included */
+	cap = rs_rate * 2 * target / 1000000;
+	if (f->rs_win > cap)
+		f->rs_win = (uint32_t)(cap < RS_WIN_MIN ? RS_WIN_MIN : cap);
+}
 
 /* Under pend_mu: the newest acknowledged frame waited lat_us; adapt the resync window. */
 static void rs_adapt(struct fused *f, uint64_t seq, uint64_t lat_us)
@@ -211,15 +241,11 @@ static void rs_adapt(struct fused *f, uint64_t seq, uint64_t lat_us)
 static void retire(struct fused *f, uint64_t upto, bool count_latency)
 {
 	struct batch *b = &t_batch;
-	uint64_t now = sk_now_us();
+	uint64_t now = sk_now_us(), drained = 0, lat = 0;
+	bool ack = count_latency && upto > f->seq_acked; /* from the peer: it makes progress */
 
-	if (count_latency && upto > f->seq_acked) { /* an ack from the peer: it makes progress */
-		struct fused_pending *n = &f->ring[upto % FUSED_RING];
-
-		f->last_ack_us = now;
-		if (n->seq == upto)
-			rs_adapt(f, upto, now - n->t_us);
-	}
+	if (ack && f->ring[upto % FUSED_RING].seq == upto)
+		lat = now - f->ring[upto % FUSED_RING].t_us;
 	while (f->seq_acked < upto) {
 		uint64_t s = f->seq_acked + 1;
 		struct fused_pending *p = &f->ring[s % FUSED_RING];
@@ -229,6 +255,7 @@ static void retire(struct fused *f, uint64_t upto, bool count_latency)
 				hist_add(f, now - p->t_us);
 			f->inflight_bytes -= p->bytes;
 			f->inflight_cost -= p->cost;
+			drained += p->cost;
 			if (p->held) {
 				p->acked = true; /* its local apply is still running: that thread replies */
 			} else if (p->req) {
@@ -246,6 +273,12 @@ static void retire(struct fused *f, uint64_t upto, bool count_latency)
 			batch_flush(b);
 			pthread_mutex_lock(&f->pend_mu);
 		}
+	}
+	if (ack) {
+		if (lat)
+			rs_adapt(f, upto, lat);
+		rs_drain(f, now, drained); /* the lock may have been dropped: count, not difference */
+		f->last_ack_us = now;
 	}
 	pthread_cond_broadcast(&f->pend_cv);
 	if (b->n) {
@@ -694,6 +727,8 @@ static void *conn_main(void *arg)
 		f->last_ack_us = sk_now_us();
 		f->rs_win = RS_WIN_INIT;
 		rs_dec_seq = 0;
+		rs_busy_us = rs_busy_cost = rs_rate = 0;
+		rs_busy = false;
 		for (unsigned i = 0; i < FUSED_RING; i++)
 			f->ring[i].seq = 0;
 		atomic_store(&f->connected, true);

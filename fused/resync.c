@@ -18,7 +18,7 @@
  * after, so a window stays far below the latency budget (4 MiB: ~10 ms here).
  */
 #define WINDOW ((uint64_t)64 * SK_RMSG_BLOCK)
-#define CHUNK (1u << 20)                                  /* read + compare per lock hold */
+#define CHUNK (256u << 10) /* read + compare per lock hold; as live writes: one pwrite on the peer stays short */
 #define MAX_DEPTH 512
 #define MAX_PASSES 3
 #define MAX_ROUNDS 200
