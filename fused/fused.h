@@ -108,7 +108,7 @@ struct fused {
 
 	/* persistent state (track.c) */
 	pthread_mutex_t state_mu;
-	bool peer_in_sync;          /* primary: the secondary holds everything we applied */
+	atomic_bool peer_in_sync;   /* primary: the secondary holds everything we applied */
 	bool consistent;            /* secondary: no resync half done */
 	uint64_t generation;
 
@@ -121,7 +121,7 @@ struct fused {
 	pthread_mutex_t stream_mu;
 	struct sk_chan chan;
 	int sock;                   /* -1 when alone */
-	uint64_t conn_gen;
+	_Atomic uint64_t conn_gen;  /* written under stream_mu; read lock-free to tag requests */
 	atomic_bool connected;
 	struct fused_fh fh_list;    /* replicated open handles, circular */
 	atomic_uint_fast64_t fh_next;
@@ -130,11 +130,11 @@ struct fused {
 	pthread_mutex_t pend_mu;
 	pthread_cond_t pend_cv;
 	struct fused_pending *ring;
-	uint64_t seq_sent;          /* last seq registered (this connection) */
-	uint64_t seq_acked;
-	uint64_t inflight_bytes;
+	_Atomic uint64_t seq_sent;  /* last seq registered (this connection) */
+	_Atomic uint64_t seq_acked; /* the status and the budget thread read these two lock-free */
+	_Atomic uint64_t inflight_bytes;
 	uint64_t hist[FUSED_HIST];  /* latency of acks of operations an application waits for */
-	uint64_t last_ack_us;       /* when seq_acked last advanced (or the connection began) */
+	_Atomic uint64_t last_ack_us; /* when seq_acked last advanced (or the connection began) */
 	uint64_t inflight_cost;     /* sum of the pending frames' cost */
 	uint32_t rs_win;            /* resync pacing: cost the walker may keep in flight */
 	atomic_uint_fast64_t rejected;
@@ -142,7 +142,7 @@ struct fused {
 	/* resync (primary walker / secondary apply) */
 	atomic_bool resyncing;
 	atomic_uint_fast64_t rs_done_bytes, rs_total_bytes;
-	int rs_state;               /* 0 idle, 1 running, 2 done */
+	atomic_int rs_state;        /* 0 idle, 1 running, 2 done */
 	pthread_mutex_t rs_mu;
 	pthread_cond_t rs_cv;
 	struct fused_rs_track *rs_track; /* reconciled dirs + dirs to redo (under stream_mu) */

@@ -26,7 +26,7 @@ if [ $sanitize = 2 ]; then
     bdir=${SK_BUILD_DIR:-$src/build-tsan}
     [ -d "$bdir" ] || CC=clang meson setup "$bdir" --werror -Db_sanitize=thread \
         -Db_lundef=false || exit 1
-    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$src/test/tsan.supp}
     SK_SUITES=${SK_SUITES:-cluster}
 elif [ $sanitize = 1 ]; then
     bdir=${SK_BUILD_DIR:-$src/build-asan}
