@@ -222,6 +222,7 @@ static int run_primary(struct fused *f)
 	if (rc < 0)
 		return rc;
 	f->se = fuse_session_new(&args, &fused_ops, sizeof(fused_ops), f);
+	fuse_opt_free_args(&args); /* the session keeps nothing of them; parsing may have allocated */
 	if (!f->se)
 		return -EIO;
 	if (fuse_set_signal_handlers(f->se) != 0)
