@@ -11,6 +11,10 @@
 #define REDIAL_MS 500
 /* Agent frames are small: a frame that does not fit is refused and the channel closed. */
 #define CHAN_BUF 4096
+/* Connections still in their handshake: strangers cannot hold more than this many at once. */
+#define MAX_PENDING 16
+
+static unsigned n_pending;
 
 struct agent_chan {
 	struct agent *a;
@@ -21,6 +25,7 @@ struct agent_chan {
 	int open_handles;
 	bool client, established, closing;
 	bool got_hello; /* server: HELLO answered, waiting for the client's FIN */
+	bool pending;   /* counted in n_pending */
 	struct sk_hs hs;
 	struct sk_chan c;
 	size_t n;
@@ -45,6 +50,10 @@ static void chan_free(struct agent_chan *ch, const char *why)
 	if (ch->closing)
 		return;
 	ch->closing = true;
+	if (ch->pending) {
+		ch->pending = false;
+		n_pending--;
+	}
 	if (ch->p && ch->p->chan == ch) {
 		ch->p->chan = NULL;
 		if (ch->established)
@@ -126,6 +135,10 @@ static void established(struct agent_chan *ch)
 	struct agent *a = ch->a;
 
 	ch->established = true;
+	if (ch->pending) {
+		ch->pending = false;
+		n_pending--;
+	}
 	uv_timer_stop(&ch->timer);
 	if (ch->p->chan && ch->p->chan != ch)
 		chan_free(ch->p->chan, "replaced by a new channel");
@@ -293,6 +306,8 @@ static struct agent_chan *chan_new(struct agent *a)
 	uv_timer_init(a->loop, &ch->timer);
 	ch->tcp.data = ch->timer.data = ch;
 	ch->open_handles = 2;
+	ch->pending = true;
+	n_pending++;
 	uv_timer_start(&ch->timer, on_hs_timeout, HS_TIMEOUT_MS, 0);
 	return ch;
 }
@@ -347,8 +362,16 @@ static void on_accept(uv_stream_t *srv, int status)
 	ch = chan_new(a);
 	if (!ch)
 		return;
-	if (uv_accept(srv, (uv_stream_t *)&ch->tcp) < 0 ||
-	    uv_read_start((uv_stream_t *)&ch->tcp, on_alloc, on_read) < 0)
+	if (uv_accept(srv, (uv_stream_t *)&ch->tcp) < 0) {
+		chan_free(ch, "accept failed");
+		return;
+	}
+	if (n_pending > MAX_PENDING) {
+		a->chan_rejected++;
+		chan_free(ch, "too many handshakes in progress");
+		return;
+	}
+	if (uv_read_start((uv_stream_t *)&ch->tcp, on_alloc, on_read) < 0)
 		chan_free(ch, "accept failed");
 }
 

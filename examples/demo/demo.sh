@@ -85,7 +85,7 @@ S=$((3 - P))
 DP=${SK_ROOT[$P]}$DATA
 DS=${SK_ROOT[$S]}$DATA
 
-in_sync() { ctl "$S" state -m mirror --json | grep -q '"uptodate": true'; }
+in_sync() { ctl "$S" state -m mirror --json | grep -q '"uptodate":true'; }
 sk_wait_for 20 in_sync || echo "   (node$S is not in sync yet: it would refuse to take over with an outdated copy)"
 
 say "The application writes into the mirrored directory on node$P"

@@ -232,6 +232,27 @@ else
 	sk_not_ok "replayed heartbeats refused and counted (no heartbeat captured)"
 fi
 sk_check "after the forged and replayed heartbeats: still exactly one primary" one_primary
+# 40 silent TCP connections to node1's agent port: at most 16 handshakes wait at a time, the
+# rest are closed and counted; the real channel between the agents is not disturbed
+before_ch=$(at_counter 1 channel_refused)
+sk_client python3 - "${SK_IP[1]}" <<'PY'
+import socket, sys, time
+held = []
+for _ in range(40):
+    try:
+        held.append(socket.create_connection((sys.argv[1], 7710), timeout=2))
+    except OSError:
+        pass
+time.sleep(1)
+PY
+after_ch=$(at_counter 1 channel_refused)
+if [ -n "$after_ch" ] && [ "$after_ch" -ge $((before_ch + 24)) ]; then
+	sk_ok "silent connections to the agent port beyond 16 refused and counted ($before_ch -> $after_ch)"
+else
+	sk_not_ok "silent connections to the agent port beyond 16 refused and counted ($before_ch -> $after_ch)"
+fi
+chan_up() { at_ctl 1 state --json | grep -q '"channel":true'; }
+sk_check "the agents' own channel is still up" sk_wait_for 5 chan_up
 
 ctl_probe() { # ctl_probe NODE BYTES...: one connection, print the replies
 	python3 - "${SK_ROOT[$1]}/run/steadykit/agent.sock" "$2" <<'PY'
