@@ -46,7 +46,8 @@ uptodate() {
 	ctl "$1" state -m "$MOD" --json 2>/dev/null |
 		python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["modules"][0]["uptodate"] else 1)' 2>/dev/null
 }
-holds_vip() { sk_in "$1" ip -o addr show dev eth0 2>/dev/null | grep -q " $VIP/"; }
+# grep reads everything: with pipefail, grep -q could stop first and fail the pipe with ip's SIGPIPE
+holds_vip() { sk_in "$1" ip -o addr show dev eth0 2>/dev/null | grep " $VIP/" >/dev/null; }
 served() { sk_client curl -fsS --max-time 0.5 -o /dev/null "http://$VIP/hello.txt"; }
 # ready P: P PRIM holding the VIP, the other SECOND and up to date, the client served
 ready() {

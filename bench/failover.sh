@@ -139,7 +139,7 @@ for fault in $FAULTS; do
 		echo "$ms" >>"$RES/$fault.ms"
 		echo "$ms" >>"$RES/all.ms"
 		sk_wait_for 10 is_primary "$S" || st="$st,survivor-not-primary"
-		holds_vip "$S" || st="$st,survivor-no-vip"
+		sk_wait_for 3 holds_vip "$S" || st="$st,survivor-no-vip"
 		printf '%s\t%d\tnode%d\tnode%d\t%d\t%s\n' "$fault" "$run" "$P" "$S" "$ms" "$st" >>"$RAW"
 		printf '%-8s run %2d: node%d -> node%d  %6d ms  %s\n' "$fault" "$run" "$P" "$S" "$ms" "$st"
 		ctl "$S" why -m "$MOD" -n 1 >"$RES/why/$fault-$run.txt" 2>&1
