@@ -18,7 +18,9 @@
  *
  * cluster.json (/etc/steadykit/cluster.json)
  *   "cluster"      string, required   [a-z0-9_-], 1..31 chars
- *   "secret_file"  string, required   absolute path; mode 0600, owned by the agent's euid
+ *   "secret_file"  string, required   absolute path; mode 0600, owned by the agent's euid;
+ *                                      a random key, not a password: make one with
+ *                                      `head -c 32 /dev/urandom | base64` (weak ones are refused)
  *   "networks"     [string], required heartbeat networks, 1..4, names [a-z0-9_-] 1..15
  *   "nodes"        [object], required 1..SK_CONF_MAX_NODES
  *       "name"       string, required  [A-Za-z0-9._-] 1..63, unique
