@@ -149,7 +149,8 @@ struct sk_key {
  * One authenticated direction pair. The sending side (tx_*) and receiving side
  * (rx_*) may be driven by two different threads without a lock: each touches
  * only its own fields and its own counters. Plain data: copying it moves the
- * channel (nothing to free).
+ * channel (nothing to free); but never seal on two copies of one channel: the
+ * same (key, seq) would encrypt two frames, which gives both plaintexts away.
  */
 struct sk_chan {
 	struct sk_key tx_key;
