@@ -15,11 +15,65 @@
 /* ---- cluster.json ---- */
 
 static const char *const k_cluster[] = {"cluster", "secret_file", "networks", "nodes", "ports",
-					"heartbeat", "witness", NULL};
+					"heartbeat", "witness", "http", NULL};
 static const char *const k_node[] = {"name", "id", "addresses", NULL};
 static const char *const k_ports[] = {"agent", "heartbeat", "replication_base", NULL};
 static const char *const k_hb[] = {"interval_ms", "timeout_ms", NULL};
 static const char *const k_witness[] = {"address", "port", NULL};
+static const char *const k_http[] = {"listen", NULL};
+
+int sk_conf_parse_listen(const char *s, struct sk_conf_addr *a, uint16_t *port, char *why,
+			 size_t wlen)
+{
+	char host[SK_CONF_ADDR_TEXT + 2], *end;
+	const char *colon;
+	unsigned long pn;
+	size_t hl;
+
+	if (!why)
+		why = host, wlen = 0;
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+
+		if (!rb || rb[1] != ':')
+			return snprintf(why, wlen, "'[IPv6]:PORT' expected"), -EINVAL;
+		hl = (size_t)(rb - s - 1);
+		colon = rb + 1;
+		s++;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return snprintf(why, wlen, "'IP:PORT' expected (no port)"), -EINVAL;
+		hl = (size_t)(colon - s);
+	}
+	if (hl == 0 || hl >= sizeof(host))
+		return snprintf(why, wlen, "'IP:PORT' expected (bad address length)"), -EINVAL;
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	memset(a, 0, sizeof(*a));
+	if (inet_pton(AF_INET, host, a->ip) == 1)
+		a->family = AF_INET;
+	else if (inet_pton(AF_INET6, host, a->ip) == 1 && s[-1] == '[')
+		a->family = AF_INET6;
+	else
+		return snprintf(why, wlen, "not an IPv4 address or a bracketed IPv6 address"), -EINVAL;
+	{
+		static const uint8_t zero[16];
+
+		if (!memcmp(a->ip, zero, a->family == AF_INET ? 4 : 16))
+			return snprintf(why, wlen, "a wildcard address listens everywhere; give "
+					"the one address the listener is for"), -EINVAL;
+	}
+	if (colon[1] < '0' || colon[1] > '9')
+		return snprintf(why, wlen, "port must be a number 1..65535"), -EINVAL;
+	errno = 0;
+	pn = strtoul(colon + 1, &end, 10);
+	if (errno || *end || pn < 1 || pn > 65535)
+		return snprintf(why, wlen, "port must be a number 1..65535"), -EINVAL;
+	*port = (uint16_t)pn;
+	inet_ntop(a->family, a->ip, a->text, sizeof(a->text));
+	return 0;
+}
 
 static int parse_node(struct sk_cj *p, json_object *v, struct sk_cluster *c, size_t i)
 {
@@ -163,6 +217,22 @@ static int parse_cluster(struct sk_cj *p, json_object *root, void *out)
 			return r;
 		c->witness_port = (uint16_t)u;
 		c->has_witness = true;
+		sk_cj_pop(p, o);
+	}
+
+	if ((r = sk_cj_member_obj(p, root, "http", false, k_http, &o_w)))
+		return r;
+	if (o_w) {
+		char lis[SK_CONF_ADDR_TEXT + 10], why[120];
+
+		o = sk_cj_push_key(p, "http");
+		if ((r = sk_cj_member_str(p, o_w, "listen", true, SK_CJ_PRINT, sizeof(lis) - 1, lis)))
+			return r;
+		if (sk_conf_parse_listen(lis, &c->http_addr, &c->http_port, why, sizeof(why)) < 0) {
+			sk_cj_push_key(p, "listen");
+			return sk_cj_fail(p, "%s", why);
+		}
+		c->has_http = true;
 		sk_cj_pop(p, o);
 	}
 	return 0;

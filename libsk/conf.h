@@ -33,6 +33,9 @@
  *                                      "timeout_ms" 3*interval..120000 (1000)
  *   "witness"      object, optional   split-brain checker: "address" (IP literal, required),
  *                                      "port" (7712)
+ *   "http"         object, optional   the agent's HTTP listener (/ready /metrics /state):
+ *                                      "listen" "IPv4:PORT" or "[IPv6]:PORT" (required), a
+ *                                      literal address (never a wildcard), port 1..65535
  *
  * userconfig.json (inside a module archive)
  *   "name"         string, required   [a-z0-9_-], 1..31
@@ -125,6 +128,9 @@ struct sk_cluster {
 	bool has_witness;
 	struct sk_conf_addr witness;
 	uint16_t witness_port;
+	bool has_http;                /* "http": {"listen": "IP:PORT"}; absent = no listener */
+	struct sk_conf_addr http_addr;
+	uint16_t http_port;
 };
 
 enum sk_mod_kind { SK_MOD_MIRROR = 1, SK_MOD_FARM = 2 };
@@ -209,6 +215,12 @@ struct sk_module {
  * content, -EFBIG, -ENOENT, ... for the file). On error *out is not touched.
  * `name` is what errors call the document (usually its path).
  */
+/*
+ * "IPv4:PORT" or "[IPv6]:PORT" (a literal, not 0.0.0.0 or ::) -> *a, *port.
+ * 0 or -EINVAL with a message in why (may be NULL).
+ */
+int sk_conf_parse_listen(const char *s, struct sk_conf_addr *a, uint16_t *port, char *why,
+			 size_t wlen);
 int sk_conf_cluster_load(const char *path, struct sk_cluster *out, struct sk_conf_err *err);
 int sk_conf_cluster_parse(const char *buf, size_t len, const char *name, struct sk_cluster *out,
 			  struct sk_conf_err *err);

@@ -369,6 +369,37 @@ Test(conf_cluster, port_clash) { cluster_err("{" CL_HEAD CL_NODES ",'ports':{'ag
 Test(conf_cluster, ports_typo) { cluster_err("{" CL_HEAD CL_NODES ",'ports':{'agnet':9000}}", "ports.agnet", "did you mean 'agent'"); }
 Test(conf_cluster, witness_addr) { cluster_err("{" CL_HEAD CL_NODES ",'witness':{'address':'host.example'}}", "witness.address", "not an IPv4 or IPv6"); }
 Test(conf_cluster, witness_missing) { cluster_err("{" CL_HEAD CL_NODES ",'witness':{}}", "witness", "missing required key 'address'"); }
+Test(conf_cluster, http_missing) { cluster_err("{" CL_HEAD CL_NODES ",'http':{}}", "http", "missing required key 'listen'"); }
+Test(conf_cluster, http_no_port) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'listen':'192.0.2.1'}}", "http.listen", "no port"); }
+Test(conf_cluster, http_port_range) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'listen':'192.0.2.1:70000'}}", "http.listen", "1..65535"); }
+Test(conf_cluster, http_port_junk) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'listen':'192.0.2.1:80x'}}", "http.listen", "1..65535"); }
+Test(conf_cluster, http_wildcard) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'listen':'0.0.0.0:9100'}}", "http.listen", "wildcard"); }
+Test(conf_cluster, http_wildcard6) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'listen':'[::]:9100'}}", "http.listen", "wildcard"); }
+Test(conf_cluster, http_name) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'listen':'localhost:9100'}}", "http.listen", "not an IPv4"); }
+Test(conf_cluster, http_v6_unbracketed) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'listen':'::1:9100'}}", "http.listen", "bracketed"); }
+Test(conf_cluster, http_typo) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'listne':'192.0.2.1:1'}}", "http.listne", "did you mean 'listen'"); }
+
+Test(conf_ok, http_listen)
+{
+	struct sk_cluster c;
+	char *j = q("{" CL_HEAD CL_NODES ",'http':{'listen':'192.0.2.1:9100'}}");
+	cr_assert_eq(sk_conf_cluster_parse(j, strlen(j), "t", &c, &err), 0, "%s", err.msg);
+	cr_assert(c.has_http);
+	cr_assert_eq(c.http_addr.family, AF_INET);
+	cr_assert_str_eq(c.http_addr.text, "192.0.2.1");
+	cr_assert_eq(c.http_port, 9100);
+	free(j);
+	j = q("{" CL_HEAD CL_NODES ",'http':{'listen':'[2001:db8::1]:80'}}");
+	cr_assert_eq(sk_conf_cluster_parse(j, strlen(j), "t", &c, &err), 0, "%s", err.msg);
+	cr_assert_eq(c.http_addr.family, AF_INET6);
+	cr_assert_str_eq(c.http_addr.text, "2001:db8::1");
+	cr_assert_eq(c.http_port, 80);
+	free(j);
+	j = q("{" CL_HEAD CL_NODES "}");
+	cr_assert_eq(sk_conf_cluster_parse(j, strlen(j), "t", &c, &err), 0, "%s", err.msg);
+	cr_assert(!c.has_http);
+	free(j);
+}
 
 /* ---- userconfig.json content ---- */
 
