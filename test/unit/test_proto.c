@@ -2,6 +2,9 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -312,6 +315,60 @@ Test(proto, seal_large_payload_one_and_two_parts)
 			cr_assert(memcmp(f.payload + len - sizeof(data), data, sizeof(data)) == 0,
 				  "%s/%d: payload differs", mode_names[md], parts);
 		}
+}
+
+/* The ciphertext buffer is per thread: threads sealing at once on their own channels never mix. */
+static void *seal_worker(void *arg)
+{
+	struct sk_chan *pair = arg; /* [0] sender, [1] receiver */
+	static const size_t sizes[] = { 1, 100, 4096, 70000, 300000 };
+	uint8_t *data = malloc(300000), *buf = malloc(SK_PROTO_HDR_LEN + 300100 + SK_PROTO_MAC_LEN);
+	uint8_t op[100], hdr[SK_PROTO_HDR_LEN], mac[SK_PROTO_MAC_LEN];
+	long bad = 0;
+
+	for (int i = 0; i < 100 && data && buf; i++) {
+		size_t len = sizes[i % 5], off = SK_PROTO_HDR_LEN;
+		struct iovec iov[2] = { { op, sizeof(op) }, { data, len } };
+		struct sk_frame f;
+		enum sk_reject why;
+
+		memset(op, i, sizeof(op));
+		memset(data, i + 1, len);
+		if (sk_chan_seal(&pair[0], hdr, mac, SK_MSG_REPL_FIRST, 0, 1, iov, 2) < 0) {
+			bad++;
+			continue;
+		}
+		sched_yield(); /* let the other threads seal in between */
+		memcpy(buf, hdr, sizeof(hdr));
+		for (int k = 0; k < 2; k++) {
+			memcpy(buf + off, iov[k].iov_base, iov[k].iov_len);
+			off += iov[k].iov_len;
+		}
+		memcpy(buf + off, mac, sizeof(mac));
+		if (sk_chan_open(&pair[1], buf, off + sizeof(mac), &f, &why) <= 0 ||
+		    f.payload[0] != (uint8_t)i || f.payload[f.len - 1] != (uint8_t)(i + 1))
+			bad++;
+	}
+	free(data);
+	free(buf);
+	return (void *)bad;
+}
+
+Test(proto, seal_from_many_threads)
+{
+	struct sk_chan pairs[4][2];
+	pthread_t t[4];
+
+	for (int i = 0; i < 4; i++) {
+		pair_mode(&pairs[i][0], &pairs[i][1], i % 2 ? SK_CHAN_F_CHACHA : 0);
+		cr_assert_eq(pthread_create(&t[i], NULL, seal_worker, pairs[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		void *bad;
+
+		cr_assert_eq(pthread_join(t[i], &bad), 0);
+		cr_assert_eq((long)bad, 0, "thread %d: %ld frames corrupted", i, (long)bad);
+	}
 }
 
 Test(proto, seal_failure_sends_nothing)
