@@ -23,6 +23,7 @@
 #
 # Heartbeat timing: the product's defaults (cluster.json without "heartbeat") unless
 # HB_INTERVAL_MS / HB_TIMEOUT_MS are set. Output: a header, one line per run, p50/p95 per fault,
+# the survivor's median phases (skctl why: detect, decide, stop, vip, skfused, start scripts),
 # last line `failover_ms p50=<n> p95=<n>` over every measured run. Raw values, each run's
 # `skctl why` and the agents' logs go to $RESULTS_DIR/<timestamp>/ (default /var/tmp/sk-failover-results).
 set -uo pipefail
@@ -51,6 +52,7 @@ RES=$RESULTS_DIR/$(date -u +%Y%m%d-%H%M%S)
 mkdir -p "$RES/why" "$RES/logs" || exit 2
 RAW=$RES/runs.tsv
 printf 'fault\trun\tfaulted\tsurvivor\tms\tstatus\n' >"$RAW"
+printf 'fault\trun\tdetect\tdecide\tstop\tvip\tskfused\tstart\ttotal\n' >"$RES/phases.tsv"
 
 # shellcheck source=failcommon.sh
 source "$src/bench/failcommon.sh"
@@ -85,6 +87,35 @@ pct() { # pct FILE: "n=.. p50=.. p95=.. min=.. max=.." of the integers in FILE (
 	    print("n=0"); sys.exit(0)
 	r = lambda q: v[max(0, math.ceil(q * len(v)) - 1)]
 	print("n=%d p50=%d p95=%d min=%d max=%d" % (len(v), r(0.5), r(0.95), v[0], v[-1]))
+	PY
+}
+
+# phases N FAULT RUN: the phases (ms) of node N's last takeover (SECOND/WAIT -> ALONE/PRIM), from
+# its transition history (what skctl why prints), as one phases.tsv line
+phases() {
+	python3 - "${SK_ROOT[$1]}/var/lib/steadykit/state/$MOD/transitions.jsonl" "$2" "$3" <<-'PY'
+	import json, sys
+	last = None
+	try:
+	    for l in open(sys.argv[1]):
+	        t = json.loads(l)
+	        if t.get("to") in ("ALONE", "PRIM") and t.get("from") not in ("ALONE", "PRIM"):
+	            last = t
+	except (OSError, ValueError):
+	    pass
+	if last:
+	    p = last.get("phase_ms", {})
+	    print("\t".join([sys.argv[2], sys.argv[3]] + [str(p.get(k, 0)) for k in
+	          ("detect", "decide", "stop", "vip", "fused", "start")] + [str(last.get("total_ms", 0))]))
+	PY
+}
+phase_medians() { # phase_medians FAULT: "detect=.. decide=.. ..." over the runs of FAULT
+	python3 - "$RES/phases.tsv" "$1" <<-'PY'
+	import statistics, sys
+	names = ("detect", "decide", "stop", "vip", "skfused", "start", "total")
+	rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
+	rows = [[int(x) for x in r[2:]] for r in rows if r and r[0] == sys.argv[2]]
+	print(" ".join("%s=%d" % (n, statistics.median(c)) for n, c in zip(names, zip(*rows))) if rows else "none")
 	PY
 }
 
@@ -143,6 +174,7 @@ for fault in $FAULTS; do
 		printf '%s\t%d\tnode%d\tnode%d\t%d\t%s\n' "$fault" "$run" "$P" "$S" "$ms" "$st" >>"$RAW"
 		printf '%-8s run %2d: node%d -> node%d  %6d ms  %s\n' "$fault" "$run" "$P" "$S" "$ms" "$st"
 		ctl "$S" why -m "$MOD" -n 1 >"$RES/why/$fault-$run.txt" 2>&1
+		phases "$S" "$fault" "$run" >>"$RES/phases.tsv"
 
 		# restore: node P back as SECOND (waited for at the top of the next run)
 		case $fault in
@@ -164,6 +196,7 @@ for fault in $FAULTS; do
 		esac
 	done
 	echo "$fault: $(pct "$RES/$fault.ms") timeouts=$timeouts" | tee -a "$RES/summary.txt"
+	echo "$fault: survivor's phases, median ms: $(phase_medians "$fault")" | tee -a "$RES/summary.txt"
 done
 
 if farm_supported; then
