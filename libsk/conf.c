@@ -198,8 +198,8 @@ static int parse_cluster(struct sk_cj *p, json_object *root, void *out)
 	if ((r = sk_cj_member_obj(p, root, "heartbeat", false, k_hb, &o_hb)))
 		return r;
 	o = sk_cj_push_key(p, "heartbeat");
-	if ((r = sk_cj_opt_u32(p, o_hb, "interval_ms", 20, 10000, 200, &c->hb_interval_ms)) ||
-	    (r = sk_cj_opt_u32(p, o_hb, "timeout_ms", 60, 120000, 1000, &c->hb_timeout_ms)))
+	if ((r = sk_cj_opt_u32(p, o_hb, "interval_ms", 20, 10000, 100, &c->hb_interval_ms)) ||
+	    (r = sk_cj_opt_u32(p, o_hb, "timeout_ms", 60, 120000, 400, &c->hb_timeout_ms)))
 		return r;
 	if (c->hb_timeout_ms < 3 * c->hb_interval_ms) {
 		sk_cj_push_key(p, "timeout_ms");

@@ -118,8 +118,8 @@ Test(conf_ok, cluster_defaults)
 	cr_assert_eq(c.agent_port, 7710);
 	cr_assert_eq(c.hb_port, 7711);
 	cr_assert_eq(c.repl_port_base, 7800);
-	cr_assert_eq(c.hb_interval_ms, 200);
-	cr_assert_eq(c.hb_timeout_ms, 1000);
+	cr_assert_eq(c.hb_interval_ms, 100);
+	cr_assert_eq(c.hb_timeout_ms, 400);
 	cr_assert(!c.has_witness);
 	cr_assert_str_eq(c.nodes[1].addr[0].text, "2001:db8::2");
 }
