@@ -237,6 +237,15 @@ int agent_fused_consistent(struct agent_mod *m);
 int agent_ctl_start(struct agent *a);
 void agent_ctl_stop(struct agent *a);
 
+/* ---- HTTP listener (http.c): /ready /metrics /state from a snapshot the loop refreshes ---- */
+
+int agent_http_start(struct agent *a, const struct sk_conf_addr *addr, uint16_t port);
+void agent_http_stop(struct agent *a);
+/* Refresh the snapshot now (also done every 200 ms); no-op without a listener. */
+void agent_http_touch(struct agent *a);
+/* module.c's record(): count the transition and refresh the snapshot. */
+void agent_http_transition(struct agent_mod *m, const struct sk_ctl_trans *t);
+
 /* ---- the daemon -------------------------------------------------------------------------- */
 
 struct agent_sub {

@@ -50,13 +50,15 @@ static void usage(const char *why)
 		fprintf(stderr, "skagentd: %s\n", why);
 	fprintf(stderr,
 		"usage: skagentd [--root DIR] [--node NAME] [--sock PATH] [--group NAME]\n"
-		"                [--log-level error|warn|info|debug] [--check]\n"
+		"                [--log-level error|warn|info|debug] [--check] [--http IP:PORT]\n"
 		"  --root DIR   prefix of every path (etc/steadykit/cluster.json,\n"
 		"               var/lib/steadykit/modules/NAME/, var/lib/steadykit/state/NAME/,\n"
 		"               run/steadykit/agent.sock); several nodes on one machine in tests\n"
 		"  --node NAME  this node's name in cluster.json (default: the node owning a local address)\n"
 		"  --group NAME members of this group may use the control socket too (default root only)\n"
-		"  --check      validate the configuration and exit (0 valid, 1 invalid)\n");
+		"  --check      validate the configuration and exit (0 valid, 1 invalid)\n"
+		"  --http IP:PORT  serve /ready /metrics /state on that one address (\"[v6]:port\");\n"
+		"               overrides cluster.json \"http\".\"listen\"\n");
 	exit(why ? 2 : 0);
 }
 
@@ -204,7 +206,8 @@ int main(int argc, char **argv)
 		{ "root", required_argument, NULL, 'r' },  { "node", required_argument, NULL, 'n' },
 		{ "sock", required_argument, NULL, 's' },  { "group", required_argument, NULL, 'g' },
 		{ "log-level", required_argument, NULL, 'l' }, { "check", no_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },        { 0 },
+		{ "help", no_argument, NULL, 'h' },        { "http", required_argument, NULL, 'H' },
+		{ 0 },
 	};
 	static struct agent ag;
 	struct agent *a = &ag;
@@ -212,7 +215,9 @@ int main(int argc, char **argv)
 	enum sk_log_level lvl = SK_LOG_INFO;
 	struct sk_conf_err err = { 0 };
 	char ebuf[800];
-	bool check = false;
+	bool check = false, have_http = false;
+	struct sk_conf_addr http_addr = { 0 };
+	uint16_t http_port = 0;
 	int c, rc;
 
 	a->ctl_group = (gid_t)-1;
@@ -245,6 +250,16 @@ int main(int argc, char **argv)
 			else usage("--log-level is error, warn, info or debug");
 			break;
 		case 'c': check = true; break;
+		case 'H': {
+			char why[120], msg[160];
+
+			if (sk_conf_parse_listen(optarg, &http_addr, &http_port, why, sizeof(why)) < 0) {
+				snprintf(msg, sizeof(msg), "--http: %s", why);
+				usage(msg);
+			}
+			have_http = true;
+			break;
+		}
 		case 'h': usage(NULL); break;
 		default: usage("unknown option");
 		}
@@ -311,6 +326,11 @@ int main(int argc, char **argv)
 
 	if (agent_member_start(a) < 0 || agent_chan_start(a) < 0 || agent_ctl_start(a) < 0)
 		return 1;
+	if (!have_http && a->cluster.has_http) {
+		http_addr = a->cluster.http_addr;
+		http_port = a->cluster.http_port;
+		have_http = true;
+	}
 	for (unsigned i = 0; i < a->n_mods; i++)
 		if (agent_mod_init(a, a->mods[i]) < 0)
 			return 1;
@@ -320,7 +340,11 @@ int main(int argc, char **argv)
 	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&a->sigint, on_signal, SIGINT);
 	sk_info("ready: control socket %s", a->sock_path);
+	/* after the modules: the first snapshot already lists them */
+	if (have_http && agent_http_start(a, &http_addr, http_port) < 0)
+		return 1;
 	uv_run(a->loop, UV_RUN_DEFAULT);
+	agent_http_stop(a);
 	sk_info("exit");
 	return 0;
 }

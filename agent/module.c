@@ -115,6 +115,7 @@ static void record(struct agent_mod *m, enum sk_mod_state from, enum sk_mod_stat
 	agent_hist_add(m, &t);
 	sk_ctl_trans_words(&t, m->a->self->name, words, sizeof(words));
 	agent_mod_log(m, "transition %s -> %s: %s", sk_state_name(from), sk_state_name(to), words);
+	agent_http_transition(m, &t); /* /ready and /metrics see it at once (agent/http.c) */
 }
 
 static void set_state(struct agent_mod *m, enum sk_mod_state s, const char *reason)
@@ -127,6 +128,7 @@ static void set_state(struct agent_mod *m, enum sk_mod_state s, const char *reas
 	m->state = s;
 	m->since_ms = agent_wall_ms();
 	agent_member_announce(m->a);
+	agent_http_touch(m->a); /* /ready answers the new state at once (agent/http.c) */
 }
 
 /* A small change that needs no plan (ALONE <-> PRIM, SECOND -> WAIT): kept in the history too. */
