@@ -91,6 +91,7 @@ struct fused {
 	char listen_host[64];
 	uint16_t listen_port;
 	const char *secret_path;
+	int key_fd;                 /* --key-fd: derived master key from this fd, -1 if --secret */
 	struct sk_key master;
 	enum sk_repl_mode mode;
 	uint32_t budget_ms;

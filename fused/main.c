@@ -2,6 +2,7 @@
 #include "fused.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <linux/securebits.h>
@@ -34,6 +35,8 @@ static void usage(const char *why)
 		"usage: skfused --role primary --dir DIR --peer IP:PORT --secret FILE\n"
 		"               [--mode sync|semi-sync|async] [--budget-ms 300]\n"
 		"       skfused --role secondary --dir DIR --listen IP:PORT --secret FILE\n"
+		"  --key-fd N instead of --secret: read the derived master key (32 bytes) from fd N\n"
+		"             (the agent derives it once; a start then costs no key derivation)\n"
 		"  common: [--state DIR] [--ctl SOCKPATH] [--module-id N] [--node-id N]\n"
 		"          [--no-encrypt (MAC only; the peer must say the same)]\n"
 		"          [--foreground] [--log-level info|debug]\n");
@@ -69,12 +72,45 @@ static long num(const char *s, long lo, long hi, const char *what)
 	return v;
 }
 
+/*
+ * The master key from an inherited pipe or file (the agent's): exactly the key, then EOF.
+ * Closed after reading so no child of ours inherits it.
+ */
+static int read_key_fd(int fd, struct sk_key *out)
+{
+	uint8_t buf[sizeof(out->b) + 1];
+	size_t got = 0;
+	ssize_t n;
+	int rc = 0;
+
+	while (got < sizeof(buf)) {
+		n = read(fd, buf + got, sizeof(buf) - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	if (rc == 0 && got != sizeof(out->b))
+		rc = -EBADMSG;
+	if (rc == 0)
+		memcpy(out->b, buf, sizeof(out->b));
+	sodium_memzero(buf, sizeof(buf));
+	return rc;
+}
+
 static void parse(struct fused *f, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "role", required_argument, NULL, 'r' },   { "dir", required_argument, NULL, 'd' },
 		{ "peer", required_argument, NULL, 'p' },   { "listen", required_argument, NULL, 'l' },
 		{ "secret", required_argument, NULL, 's' }, { "mode", required_argument, NULL, 'm' },
+		{ "key-fd", required_argument, NULL, 'K' },
 		{ "budget-ms", required_argument, NULL, 'b' },
 		{ "no-encrypt", no_argument, NULL, 'E' },
 		{ "state", required_argument, NULL, 'S' },  { "ctl", required_argument, NULL, 'c' },
@@ -85,7 +121,7 @@ static void parse(struct fused *f, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 }
 	};
 	const char *peer = NULL, *listen = NULL, *state = NULL, *ctl = NULL;
-	int c;
+	int c, key_fd = -1;
 
 	f->mode = SK_REPL_SYNC;
 	f->budget_ms = 300;
@@ -104,6 +140,7 @@ static void parse(struct fused *f, int argc, char **argv)
 		case 'p': peer = optarg; break;
 		case 'l': listen = optarg; break;
 		case 's': f->secret_path = optarg; break;
+		case 'K': key_fd = (int)num(optarg, 3, 1023, "--key-fd"); break;
 		case 'm':
 			if (!strcmp(optarg, "sync"))
 				f->mode = SK_REPL_SYNC;
@@ -133,8 +170,9 @@ static void parse(struct fused *f, int argc, char **argv)
 	}
 	if (optind != argc)
 		usage("unexpected argument");
-	if (!f->role || !f->dir || !f->secret_path)
-		usage("--role, --dir and --secret are required");
+	if (!f->role || !f->dir || (!f->secret_path) == (key_fd < 0))
+		usage("--role, --dir and one of --secret or --key-fd are required");
+	f->key_fd = key_fd;
 	if (f->role == FUSED_PRIMARY && (!peer || listen))
 		usage("a primary takes --peer IP:PORT and no --listen");
 	if (f->role == FUSED_PRIMARY &&
@@ -335,10 +373,19 @@ int main(int argc, char **argv)
 	f->sock = -1;
 
 	memset(&cerr, 0, sizeof(cerr));
-	rc = sk_conf_load_secret(f->secret_path, &f->master, &cerr);
-	if (rc < 0) {
-		sk_err("secret: %s", sk_conf_err_str(&cerr, ebuf, sizeof(ebuf)));
-		return 1;
+	if (f->key_fd >= 0) {
+		rc = read_key_fd(f->key_fd, &f->master);
+		if (rc < 0) {
+			sk_err("--key-fd %d: %s", f->key_fd, rc == -EBADMSG ?
+			       "expected exactly 32 bytes of key, then end of file" : strerror(-rc));
+			return 1;
+		}
+	} else {
+		rc = sk_conf_load_secret(f->secret_path, &f->master, &cerr);
+		if (rc < 0) {
+			sk_err("secret: %s", sk_conf_err_str(&cerr, ebuf, sizeof(ebuf)));
+			return 1;
+		}
 	}
 	/* Creating as the caller must not cost our capabilities (see ops.c creds_set). */
 	if (prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP) < 0) {
