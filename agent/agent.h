@@ -112,6 +112,8 @@ struct agent_script {
 int agent_fused_start(struct agent_mod *m, enum agent_role role);
 void agent_fused_stop(struct agent_mod *m, bool kill9);
 void agent_fused_poll(struct agent_mod *m);
+/* Once at start: does skfused take --key-fd? (then starts skip the key derivation) */
+bool agent_fused_probe(void);
 int agent_script_run(struct agent_mod *m, enum sk_script which);
 void agent_script_kill(struct agent_mod *m);
 
@@ -220,6 +222,10 @@ bool agent_mod_uptodate(struct agent_mod *m);
 int agent_mod_cmd(struct agent_mod *m, enum sk_ctl_verb verb, bool force, char *err, size_t elen,
 		  char *hint, size_t hlen);
 void agent_mod_swap_from_peer(struct agent_mod *m);
+/* Checker policy (policy.c): restart the application here (stop_prim + start_prim), or hand the
+ * role to an in-sync secondary. -EBUSY (a plan runs), -EINVAL (not primary), -EAGAIN (no peer). */
+int agent_mod_app_restart(struct agent_mod *m, const char *cause);
+int agent_mod_app_failover(struct agent_mod *m, const char *cause);
 void agent_mod_stop_all(struct agent *a);
 
 /* Module log (statedir/module.log, rotated) and transitions (history.c). */
@@ -245,6 +251,13 @@ void agent_http_stop(struct agent *a);
 void agent_http_touch(struct agent *a);
 /* module.c's record(): count the transition and refresh the snapshot. */
 void agent_http_transition(struct agent_mod *m, const struct sk_ctl_trans *t);
+
+/* ---- checkers (check.c) and their policy (policy.c) ---- */
+
+int agent_check_start(struct agent *a);
+void agent_check_stop(struct agent *a);
+/* A checker of m reached its failure count: act per ck->action and the module's restart budget. */
+void agent_policy_fail(struct agent_mod *m, const struct sk_conf_checker *ck, const char *what);
 
 /* ---- the daemon -------------------------------------------------------------------------- */
 

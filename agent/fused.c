@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -72,6 +74,60 @@ static void fused_path(char *out, size_t cap)
 		}
 	}
 	snprintf(out, cap, "skfused");
+}
+
+/*
+ * Does this skfused take --key-fd (the master key over an inherited fd, so a start costs no
+ * key derivation)? Asked once, from its --help, bounded: 4 KiB of output, 2 s.
+ */
+static bool fused_has_key_fd(const char *bin)
+{
+	static int known = -1;
+	char out[4096];
+	size_t n = 0;
+	int pfd[2], status;
+	pid_t pid;
+
+	if (known >= 0)
+		return known;
+	known = 0;
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return false;
+	pid = fork();
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		execl(bin, bin, "--help", (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	if (pid > 0) {
+		uint64_t deadline = agent_now_ms() + 2000;
+		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+
+		while (n < sizeof(out) - 1 && agent_now_ms() < deadline &&
+		       poll(&p, 1, (int)(deadline - agent_now_ms())) > 0) {
+			ssize_t r = read(pfd[0], out + n, sizeof(out) - 1 - n);
+
+			if (r <= 0)
+				break;
+			n += (size_t)r;
+		}
+		kill(pid, SIGKILL); /* it has exited already; if not, it is ours to stop */
+		waitpid(pid, &status, 0);
+	}
+	close(pfd[0]);
+	out[n] = '\0';
+	known = strstr(out, "--key-fd") != NULL;
+	return known;
+}
+
+bool agent_fused_probe(void)
+{
+	char bin[PATH_MAX];
+
+	fused_path(bin, sizeof(bin));
+	return fused_has_key_fd(bin);
 }
 
 static void on_line(struct agent_mod *m, const char *line, size_t n)
@@ -219,7 +275,9 @@ static int spawn(struct agent_mod *m)
 	struct fused_run *r;
 	int n = 0, rc, pfd[2];
 	uv_process_options_t o = { 0 };
-	uv_stdio_container_t io[3];
+	uv_stdio_container_t io[4];
+	int kfd[2];
+	bool key_fd;
 	const struct sk_conf_addr *self = &a->self->addr[0], *peer = &m->peer->node->addr[0];
 
 	fused_path(bin, sizeof(bin));
@@ -240,8 +298,15 @@ static int spawn(struct agent_mod *m)
 	args[n++] = m->dir;
 	args[n++] = fu->role == AGENT_ROLE_PRIMARY ? "--peer" : "--listen";
 	args[n++] = addr;
-	args[n++] = "--secret";
-	args[n++] = a->secret_path;
+	key_fd = fused_has_key_fd(bin);
+	if (key_fd) {
+		/* the key we derived at start, over a pipe that becomes the child's fd 3 */
+		args[n++] = "--key-fd";
+		args[n++] = "3";
+	} else {
+		args[n++] = "--secret";
+		args[n++] = a->secret_path;
+	}
 	if (fu->role == AGENT_ROLE_PRIMARY) {
 		args[n++] = "--mode";
 		args[n++] = modes[m->conf.repl_mode];
@@ -281,13 +346,34 @@ static int spawn(struct agent_mod *m)
 	io[1].data.fd = pfd[1];
 	io[2].flags = UV_INHERIT_FD;
 	io[2].data.fd = pfd[1];
+	kfd[0] = kfd[1] = -1;
+	if (key_fd) {
+		/* 32 bytes fit in any pipe buffer: written and closed before the child reads */
+		if (pipe2(kfd, O_CLOEXEC) < 0 ||
+		    write(kfd[1], a->master.b, sizeof(a->master.b)) != (ssize_t)sizeof(a->master.b)) {
+			rc = errno ? -errno : -EIO;
+			if (kfd[0] >= 0) {
+				close(kfd[0]);
+				close(kfd[1]);
+			}
+			close(pfd[1]);
+			r->open = 1; /* only the pipe handle exists: on_closed frees r */
+			uv_close((uv_handle_t *)&r->out, on_closed);
+			return rc;
+		}
+		close(kfd[1]);
+		io[3].flags = UV_INHERIT_FD;
+		io[3].data.fd = kfd[0];
+	}
 	o.file = bin;
 	o.args = (char **)args;
 	o.stdio = io;
-	o.stdio_count = 3;
+	o.stdio_count = key_fd ? 4 : 3;
 	o.exit_cb = on_exit_cb;
 	rc = uv_spawn(a->loop, &r->proc, &o);
 	close(pfd[1]);
+	if (kfd[0] >= 0)
+		close(kfd[0]);
 	if (rc < 0) {
 		agent_mod_log(m, "cannot start %s: %s", bin, uv_strerror(rc));
 		uv_close((uv_handle_t *)&r->proc, on_closed);

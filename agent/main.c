@@ -149,9 +149,6 @@ static int load_modules(struct agent *a)
 		} else {
 			for (unsigned k = 0; k < mc->n_nodes; k++)
 				mine |= !strcmp(mc->nodes[k].name, a->self->name);
-			if (mine && mc->n_checkers)
-				sk_warn("%s: checkers: %u configured; this agent does not run checkers "
-					"yet (they are ignored)", path, mc->n_checkers);
 		}
 		if (rc == 0 && mine) {
 			struct agent_mod *m = calloc(1, sizeof(*m));
@@ -331,6 +328,9 @@ int main(int argc, char **argv)
 		http_port = a->cluster.http_port;
 		have_http = true;
 	}
+	if (a->n_mods)
+		sk_info("skfused %s", agent_fused_probe() ? "takes the key over a pipe (--key-fd): "
+			"no key derivation per start" : "derives the key at each start (no --key-fd)");
 	for (unsigned i = 0; i < a->n_mods; i++)
 		if (agent_mod_init(a, a->mods[i]) < 0)
 			return 1;
@@ -343,7 +343,10 @@ int main(int argc, char **argv)
 	/* after the modules: the first snapshot already lists them */
 	if (have_http && agent_http_start(a, &http_addr, http_port) < 0)
 		return 1;
+	if (agent_check_start(a) < 0)
+		return 1;
 	uv_run(a->loop, UV_RUN_DEFAULT);
+	agent_check_stop(a);
 	agent_http_stop(a);
 	sk_info("exit");
 	return 0;

@@ -775,3 +775,36 @@ void agent_mod_stop_all(struct agent *a)
 	for (unsigned i = 0; i < a->n_mods; i++)
 		agent_mod_kick(a->mods[i]);
 }
+
+/*
+ * Checker policy entry points (agent/policy.c). Restart: stop_prim then start_prim on this node,
+ * the role kept (a failing start_prim fails the module over once, as at any start). Failover:
+ * hand the role to an in-sync secondary as a swap does; this node stays a candidate.
+ */
+static const int app_restart[] = { STEP_STOP_PRIM, STEP_START_PRIM };
+
+int agent_mod_app_restart(struct agent_mod *m, const char *cause)
+{
+	if (m->plan.active)
+		return -EBUSY;
+	if (!sk_state_is_primary(m->state))
+		return -EINVAL;
+	plan(m, m->state, cause, 0, 0, app_restart, N(app_restart));
+	return 0;
+}
+
+int agent_mod_app_failover(struct agent_mod *m, const char *cause)
+{
+	const struct sk_amsg_mod *pm = agent_peer_mod(m->peer, m->conf.id);
+
+	if (m->plan.active)
+		return -EBUSY;
+	if (!sk_state_is_primary(m->state))
+		return -EINVAL;
+	if (!pm || pm->state != SK_ST_SECOND || !(pm->flags & SK_AMSG_F_UPTODATE))
+		return -EAGAIN;
+	m->noprim = true;
+	m->noprim_failed = false;
+	plan(m, SK_ST_SECOND, cause, 0, 0, hand_over, N(hand_over));
+	return 0;
+}
