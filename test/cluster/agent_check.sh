@@ -7,6 +7,9 @@
 #  A. kill -9 of node1's web server, three times: restart 1, restart 2, then failover to node2.
 #  B. kill -9 of node2's web server: the process checker (pidfd) restarts it in place.
 #  C. eth1 of node2 loses its carrier: failover back to node1.
+#  D. node1's ping checker (ICMP echo to 10.77.0.1 on node1's loopback) gets no answer once
+#     node1's namespace ignores echo requests (net.ipv4.icmp_echo_ignore_all): failover to node2.
+#  E. node2's script checker (bin/check_app) starts failing: failover to node1.
 set -u
 source "$SK_SRC/test/cluster/agent_common.sh"
 
@@ -23,11 +26,22 @@ set_checkers() { # N JSON-list
 	EOF
 }
 set_checkers 1 '[{"type": "tcp", "host": "'"$AT_VIP"'", "port": 80, "interval_ms": 300,
-  "timeout_ms": 250, "failures": 2, "action": "restart"}]' || at_bail "config 1"
+  "timeout_ms": 250, "failures": 2, "action": "restart"},
+ {"type": "ping", "host": "10.77.0.1", "interval_ms": 300, "timeout_ms": 250, "failures": 2,
+  "action": "failover"}]' || at_bail "config 1"
 set_checkers 2 '[{"type": "process", "process": "python3", "interval_ms": 300, "timeout_ms": 250,
   "failures": 1, "action": "restart"},
  {"type": "interface", "interface": "eth1", "interval_ms": 200, "timeout_ms": 100, "failures": 1,
+  "action": "failover"},
+ {"type": "script", "path": "check_app", "interval_ms": 500, "timeout_ms": 400, "failures": 2,
   "action": "failover"}]' || at_bail "config 2"
+# node2's script checker fails while the marker exists
+printf '#!/bin/sh\n[ ! -e "%s" ]\n' "$SK_TMP/fail-check2" \
+	>"${SK_ROOT[2]}/var/lib/steadykit/modules/$AT_MOD/bin/check_app" &&
+	chmod 0755 "${SK_ROOT[2]}/var/lib/steadykit/modules/$AT_MOD/bin/check_app" || at_bail "script"
+# node1's ping target: an address on its own loopback
+sk_in 1 ip link set lo up
+sk_in 1 ip addr add 10.77.0.1/32 dev lo || at_bail "ping target"
 # node2's second interface: a veth pair inside its namespace (eth1p down = eth1 without carrier)
 sk_in 2 ip link add eth1 type veth peer name eth1p || at_bail "veth"
 sk_in 2 ip link set eth1 up && sk_in 2 ip link set eth1p up || at_bail "veth up"
@@ -122,4 +136,33 @@ fi
 sk_check "C: node2's log names the interface checker" \
 	sh -c "grep -q 'checker interface eth1: eth1: no carrier' '$(at_state_dir 2)/module.log'"
 sk_check "C: the client is served by node1 through the VIP" sk_wait_for 15 at_fetch hello.txt
+sk_in 2 ip link set eth1p up
+
+# ---- D: ping checker on node1: its target disappears -> failover to node2 ----
+sk_wait_for 20 in_sync 2 || sk_diag "node2 not in sync after 20 s"
+sleep 1 # node2's interface checker sees the carrier back before node2 may become primary again
+sk_in 1 sysctl -qw net.ipv4.icmp_echo_ignore_all=1 || sk_diag "sysctl failed"
+if sk_wait_for 30 swapped; then
+	sk_ok "D: ping unanswered -> failover: node2 PRIM, node1 SECOND"
+else
+	sk_not_ok "D: ping unanswered -> failover: node2 PRIM, node1 SECOND"
+	sk_diag "$(modlog 1 | tail -15)"
+fi
+sk_check "D: node1's log names the ping checker" \
+	sh -c "grep -q 'checker ping 10.77.0.1: no answer within 250 ms' '$(at_state_dir 1)/module.log'"
+sk_check "D: the client is served by node2 through the VIP" sk_wait_for 15 at_fetch hello.txt
+sk_in 1 sysctl -qw net.ipv4.icmp_echo_ignore_all=0
+
+# ---- E: script checker on node2 starts failing -> failover to node1 ----
+sk_wait_for 20 in_sync 1 || sk_diag "node1 not in sync after 20 s"
+touch "$SK_TMP/fail-check2"
+if sk_wait_for 30 back; then
+	sk_ok "E: bin/check_app fails -> failover: node1 PRIM, node2 SECOND"
+else
+	sk_not_ok "E: bin/check_app fails -> failover: node1 PRIM, node2 SECOND"
+	sk_diag "$(modlog 2 | tail -15)"
+fi
+sk_check "E: node2's log names the script checker" \
+	sh -c "grep -q 'checker script check_app: script exited with status 1' '$(at_state_dir 2)/module.log'"
+sk_check "E: the client is served by node1 through the VIP" sk_wait_for 15 at_fetch hello.txt
 sk_done

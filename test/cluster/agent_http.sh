@@ -139,4 +139,6 @@ sk_term "${AT_AGENT_PID[2]}"
 gone() { ! sk_alive "${AT_AGENT_PID[2]}"; }
 sk_check "node2's agent exits on SIGTERM with its HTTP thread" sk_wait_for 30 gone
 sk_check "node2's listener is closed after exit" not_on "http://${SK_IP[2]}:$PORT/ready"
+sk_check "node2's agent log has no sanitizer report (ASan/UBSan/LSan builds)" \
+	sh -c "! grep -q 'Sanitizer\|runtime error' '$SK_TMP/agent2.1.log'"
 sk_done
