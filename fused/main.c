@@ -43,21 +43,15 @@ static void usage(const char *why)
 	exit(why ? 2 : 0);
 }
 
+/* IPV4:PORT or [IPV6]:PORT, numeric (no name lookups in a daemon that must start at once) */
 static int parse_hostport(const char *s, char *host, size_t cap, uint16_t *port)
 {
-	const char *c = strrchr(s, ':');
-	char *end;
-	long p;
+	struct sockaddr_storage ss;
+	unsigned len;
 
-	if (!c || (size_t)(c - s) >= cap || c == s)
+	if (sk_hostport_split(s, host, cap, port) < 0)
 		return -EINVAL;
-	memcpy(host, s, (size_t)(c - s));
-	host[c - s] = '\0';
-	p = strtol(c + 1, &end, 10);
-	if (*end || p < 1 || p > 65535)
-		return -EINVAL;
-	*port = (uint16_t)p;
-	return 0;
+	return sk_sockaddr_from(host, *port, &ss, &len);
 }
 
 static long num(const char *s, long lo, long hi, const char *what)
@@ -177,12 +171,12 @@ static void parse(struct fused *f, int argc, char **argv)
 		usage("a primary takes --peer IP:PORT and no --listen");
 	if (f->role == FUSED_PRIMARY &&
 	    parse_hostport(peer, f->peer_host, sizeof(f->peer_host), &f->peer_port) < 0)
-		usage("--peer must be IP:PORT with a port 1..65535");
+		usage("--peer must be IPV4:PORT or [IPV6]:PORT (numeric, port 1..65535)");
 	if (f->role == FUSED_SECONDARY && (!listen || peer))
 		usage("a secondary takes --listen IP:PORT and no --peer");
 	if (f->role == FUSED_SECONDARY &&
 	    parse_hostport(listen, f->listen_host, sizeof(f->listen_host), &f->listen_port) < 0)
-		usage("--listen must be IP:PORT with a port 1..65535");
+		usage("--listen must be IPV4:PORT or [IPV6]:PORT (numeric, port 1..65535)");
 	if (!f->node_id)
 		f->node_id = f->role == FUSED_PRIMARY ? 1 : 2;
 	if (state)

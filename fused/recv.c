@@ -43,16 +43,17 @@ int fused_rx_send_ack(struct rx *x)
 
 static int listen_on(struct fused *f)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(f->listen_port) };
+	struct sockaddr_storage sa;
+	unsigned salen;
 	int fd, one = 1;
 
-	if (inet_pton(AF_INET, f->listen_host, &sa.sin_addr) != 1)
+	if (sk_sockaddr_from(f->listen_host, f->listen_port, &sa, &salen) < 0)
 		return -EINVAL;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
+	if (bind(fd, (struct sockaddr *)&sa, salen) < 0 || listen(fd, 4) < 0) {
 		int rc = -errno;
 
 		close(fd);

@@ -521,20 +521,21 @@ void fused_repl_on_sums(struct fused *f, const struct sk_rmsg_sums *s)
 
 static int dial(struct fused *f)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(f->peer_port) };
+	struct sockaddr_storage sa;
+	unsigned salen;
 	struct pollfd pfd;
 	int fd, one = 1, buf = SOCK_BUF, err = 0;
 	socklen_t el = sizeof(err);
 
-	if (inet_pton(AF_INET, f->peer_host, &sa.sin_addr) != 1)
+	if (sk_sockaddr_from(f->peer_host, f->peer_port, &sa, &salen) < 0)
 		return -EINVAL;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
+	if (connect(fd, (struct sockaddr *)&sa, salen) < 0 && errno != EINPROGRESS) {
 		err = errno;
 		goto fail;
 	}

@@ -1,8 +1,12 @@
-/* libsk/util.c: the monotonic clock and the write-all loops. */
+/* libsk/util.c: the monotonic clock, the write-all loops, numeric socket addresses. */
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <net/if.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -97,5 +101,65 @@ int sk_pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
 		n -= (size_t)w;
 		off += (uint64_t)w;
 	}
+	return 0;
+}
+
+int sk_sockaddr_from(const char *host, uint16_t port, struct sockaddr_storage *ss, unsigned *len)
+{
+	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+	char h[INET6_ADDRSTRLEN + IF_NAMESIZE + 1];
+	char *pct;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		v4->sin_port = htons(port);
+		*len = sizeof(*v4);
+		return 0;
+	}
+	if (strlen(host) >= sizeof(h))
+		return -EINVAL;
+	strcpy(h, host);
+	pct = strchr(h, '%');
+	if (pct)
+		*pct++ = '\0';
+	if (inet_pton(AF_INET6, h, &v6->sin6_addr) != 1)
+		return -EINVAL;
+	if (pct && !(v6->sin6_scope_id = if_nametoindex(pct)))
+		return -EINVAL;
+	v6->sin6_family = AF_INET6;
+	v6->sin6_port = htons(port);
+	*len = sizeof(*v6);
+	return 0;
+}
+
+int sk_hostport_split(const char *s, char *host, size_t cap, uint16_t *port)
+{
+	const char *c, *h = s, *he;
+	char *end;
+	long p;
+
+	if (*s == '[') {
+		h = s + 1;
+		he = strchr(h, ']');
+		if (!he || he[1] != ':')
+			return -EINVAL;
+		c = he + 1;
+	} else {
+		c = strrchr(s, ':');
+		if (!c || memchr(s, ':', (size_t)(c - s))) /* a bare IPv6 address needs brackets */
+			return -EINVAL;
+		he = c;
+	}
+	if (he == h || (size_t)(he - h) >= cap)
+		return -EINVAL;
+	errno = 0;
+	p = strtol(c + 1, &end, 10);
+	if (c[1] == '\0' || *end || errno || p < 1 || p > 65535)
+		return -EINVAL;
+	memcpy(host, h, (size_t)(he - h));
+	host[he - h] = '\0';
+	*port = (uint16_t)p;
 	return 0;
 }

@@ -28,4 +28,18 @@ int sk_writev_all(int fd, struct iovec *iov, int n);
 /* pwrite all n bytes at off; EINTR retried; 0 or -errno (-EIO if a write makes no progress). */
 int sk_pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
 
+/*
+ * A numeric IPv4 or IPv6 address (no brackets; an IPv6 link-local may carry %IFNAME) and a
+ * port into a socket address. 0, or -EINVAL if host is not a numeric address.
+ */
+struct sockaddr_storage;
+int sk_sockaddr_from(const char *host, uint16_t port, struct sockaddr_storage *ss,
+		     unsigned *len);
+
+/*
+ * "IPV4:PORT" or "[IPV6]:PORT" (port 1..65535) into host (without brackets, < cap) and port.
+ * 0, or -EINVAL with nothing promised about host.
+ */
+int sk_hostport_split(const char *s, char *host, size_t cap, uint16_t *port);
+
 #endif

@@ -1,6 +1,8 @@
 /* test/unit/test_util.c: libsk/util: the clock moves with real time; the write-all loops deliver every byte through partial writes, signals and closed peers. */
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
 #include <errno.h>
+#include <net/if.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -173,4 +175,52 @@ Test(util, writev_all_file_and_pwrite)
 	cr_assert_eq(sk_writev_all(fd, NULL, 1), -EINVAL);
 	cr_assert_eq(sk_writev_all(fd, iov, 0), 0);
 	close(fd);
+}
+
+Test(util, hostport_split)
+{
+	char h[64];
+	uint16_t port = 0;
+
+	cr_assert_eq(sk_hostport_split("10.0.0.2:7801", h, sizeof(h), &port), 0);
+	cr_assert_str_eq(h, "10.0.0.2");
+	cr_assert_eq(port, 7801);
+	cr_assert_eq(sk_hostport_split("[fd99::2]:7801", h, sizeof(h), &port), 0);
+	cr_assert_str_eq(h, "fd99::2");
+	cr_assert_eq(port, 7801);
+	cr_assert_eq(sk_hostport_split("[fe80::1%lo]:1", h, sizeof(h), &port), 0);
+	cr_assert_str_eq(h, "fe80::1%lo");
+	/* refused: a bare IPv6 address (which colon is the port's?), no port, port out of range,
+	 * unclosed bracket, empty host, a host longer than the buffer */
+	cr_assert_eq(sk_hostport_split("fd99::2:7801", h, sizeof(h), &port), -EINVAL);
+	cr_assert_eq(sk_hostport_split("10.0.0.2", h, sizeof(h), &port), -EINVAL);
+	cr_assert_eq(sk_hostport_split("10.0.0.2:", h, sizeof(h), &port), -EINVAL);
+	cr_assert_eq(sk_hostport_split("10.0.0.2:0", h, sizeof(h), &port), -EINVAL);
+	cr_assert_eq(sk_hostport_split("10.0.0.2:65536", h, sizeof(h), &port), -EINVAL);
+	cr_assert_eq(sk_hostport_split("10.0.0.2:80x", h, sizeof(h), &port), -EINVAL);
+	cr_assert_eq(sk_hostport_split("[fd99::2:7801", h, sizeof(h), &port), -EINVAL);
+	cr_assert_eq(sk_hostport_split("[fd99::2]7801", h, sizeof(h), &port), -EINVAL);
+	cr_assert_eq(sk_hostport_split(":80", h, sizeof(h), &port), -EINVAL);
+	cr_assert_eq(sk_hostport_split("[]:80", h, sizeof(h), &port), -EINVAL);
+	cr_assert_eq(sk_hostport_split("1.2.3.4:80", h, 7, &port), -EINVAL);
+}
+
+Test(util, sockaddr_from)
+{
+	struct sockaddr_storage ss;
+	unsigned len = 0;
+
+	cr_assert_eq(sk_sockaddr_from("10.0.0.2", 7801, &ss, &len), 0);
+	cr_assert_eq(ss.ss_family, AF_INET);
+	cr_assert_eq(len, sizeof(struct sockaddr_in));
+	cr_assert_eq(ntohs(((struct sockaddr_in *)&ss)->sin_port), 7801);
+	cr_assert_eq(sk_sockaddr_from("fd99::2", 9, &ss, &len), 0);
+	cr_assert_eq(ss.ss_family, AF_INET6);
+	cr_assert_eq(len, sizeof(struct sockaddr_in6));
+	cr_assert_eq(ntohs(((struct sockaddr_in6 *)&ss)->sin6_port), 9);
+	cr_assert_eq(sk_sockaddr_from("fe80::1%lo", 9, &ss, &len), 0);
+	cr_assert_eq(((struct sockaddr_in6 *)&ss)->sin6_scope_id, if_nametoindex("lo"));
+	cr_assert_eq(sk_sockaddr_from("fe80::1%no-such-if", 9, &ss, &len), -EINVAL);
+	cr_assert_eq(sk_sockaddr_from("node2.example", 9, &ss, &len), -EINVAL, "numeric only");
+	cr_assert_eq(sk_sockaddr_from("10.0.0.256", 9, &ss, &len), -EINVAL);
 }
