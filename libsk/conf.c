@@ -29,10 +29,11 @@ int sk_conf_parse_listen(const char *s, struct sk_conf_addr *a, uint16_t *port, 
 	const char *colon;
 	unsigned long pn;
 	size_t hl;
+	bool bracketed = s[0] == '[';
 
 	if (!why)
 		why = host, wlen = 0;
-	if (s[0] == '[') {
+	if (bracketed) {
 		const char *rb = strchr(s, ']');
 
 		if (!rb || rb[1] != ':')
@@ -51,9 +52,9 @@ int sk_conf_parse_listen(const char *s, struct sk_conf_addr *a, uint16_t *port, 
 	memcpy(host, s, hl);
 	host[hl] = '\0';
 	memset(a, 0, sizeof(*a));
-	if (inet_pton(AF_INET, host, a->ip) == 1)
+	if (!bracketed && inet_pton(AF_INET, host, a->ip) == 1)
 		a->family = AF_INET;
-	else if (inet_pton(AF_INET6, host, a->ip) == 1 && s[-1] == '[')
+	else if (bracketed && inet_pton(AF_INET6, host, a->ip) == 1)
 		a->family = AF_INET6;
 	else
 		return snprintf(why, wlen, "not an IPv4 address or a bracketed IPv6 address"), -EINVAL;

@@ -377,6 +377,9 @@ Test(conf_cluster, http_wildcard) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'
 Test(conf_cluster, http_wildcard6) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'listen':'[::]:9100'}}", "http.listen", "wildcard"); }
 Test(conf_cluster, http_name) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'listen':'localhost:9100'}}", "http.listen", "not an IPv4"); }
 Test(conf_cluster, http_v6_unbracketed) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'listen':'::1:9100'}}", "http.listen", "bracketed"); }
+Test(conf_cluster, http_v6_no_port) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'listen':'[2001:db8::1]'}}", "http.listen", "[IPv6]:PORT"); }
+Test(conf_cluster, http_empty_host) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'listen':':9100'}}", "http.listen", "bad address length"); }
+Test(conf_cluster, http_v4_bracketed) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'listen':'[192.0.2.1]:80'}}", "http.listen", "not an IPv4"); }
 Test(conf_cluster, http_typo) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'listne':'192.0.2.1:1'}}", "http.listne", "did you mean 'listen'"); }
 
 Test(conf_ok, http_listen)
