@@ -534,7 +534,8 @@ int agent_check_start(struct agent *a)
 			sk_info("module %s: checker %s every %u ms, timeout %u ms, %u failure(s) -> %s",
 				m->conf.name, c->what, ck->interval_ms, ck->timeout_ms, ck->failures,
 				ck->action == SK_ACT_FAILOVER ? "failover" :
-				ck->action == SK_ACT_STOP ? "stop" : "restart (then failover)");
+				ck->action == SK_ACT_STOP ? "stop" :
+				ck->action == SK_ACT_IGNORE ? "ignore (log only)" : "restart (then failover)");
 		}
 	}
 	return 0;

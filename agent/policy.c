@@ -77,6 +77,9 @@ void agent_policy_fail(struct agent_mod *m, const struct sk_conf_checker *ck, co
 		agent_mod_cmd(m, SK_CTL_STOP, false, err, sizeof(err), hint, sizeof(hint));
 		return;
 	}
+	case SK_ACT_IGNORE:
+		agent_mod_log(m, "checker %s: failing; its action is \"ignore\": nothing done", what);
+		return;
 	case SK_ACT_FAILOVER:
 		snprintf(cause, sizeof(cause), "checker %.200s: failover", what);
 		failover(m, cause);

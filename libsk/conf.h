@@ -66,7 +66,7 @@
  *       "type"        "process" | "tcp" | "ping" | "interface" | "script" | "module"
  *       "interval_ms" 100..3600000 (5000), "timeout_ms" 10..interval (2000),
  *       "failures"    1..100 (3): consecutive failures before acting,
- *       "action"      "restart" (default) | "failover" | "stop"
+ *       "action"      "restart" (default) | "failover" | "stop" | "ignore" (log only)
  *     and per type: process: "process" (name to watch, required);
  *       tcp: "host" (IP literal, required), "port" (required);
  *       ping: "host" (IP literal, required); interface: "interface" (required);
@@ -142,7 +142,7 @@ enum sk_check_type {
 	SK_CHECK_SCRIPT,
 	SK_CHECK_MODULE,
 };
-enum sk_check_action { SK_ACT_RESTART = 0, SK_ACT_FAILOVER = 1, SK_ACT_STOP = 2 };
+enum sk_check_action { SK_ACT_RESTART = 0, SK_ACT_FAILOVER = 1, SK_ACT_STOP = 2, SK_ACT_IGNORE = 3 };
 enum sk_script {
 	SK_SCRIPT_PRESTART = 0,
 	SK_SCRIPT_START_PRIM,

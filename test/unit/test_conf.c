@@ -455,6 +455,16 @@ Test(conf_module, checker_field_of_other_type) { module_err(MIRROR_CHECK("{'type
 Test(conf_module, checker_tcp_port) { module_err(MIRROR_CHECK("{'type':'tcp','host':'192.0.2.1'}"), "checkers[1]", "missing required key 'port'"); }
 Test(conf_module, checker_timeout) { module_err(MIRROR_CHECK("{'type':'ping','host':'192.0.2.1','interval_ms':1000,'timeout_ms':2000}"), "checkers[1].timeout_ms", "2000 is out of range 10..1000"); }
 Test(conf_module, checker_action) { module_err(MIRROR_CHECK("{'type':'interface','interface':'eth0','action':'reboot'}"), "checkers[1].action", "not one of 'restart', 'failover', 'stop'"); }
+Test(conf_module, checker_action_ignore)
+{
+	struct sk_module m;
+	char *j = q(MIRROR_CHECK("{'type':'interface','interface':'eth1','action':'ignore'}"));
+	cr_assert_eq(sk_conf_module_parse(j, strlen(j), "t", &m, &err), 0, "%s", err.msg);
+	cr_assert_eq(m.checkers[1].action, SK_ACT_IGNORE);
+	cr_assert_eq(m.checkers[0].action, SK_ACT_RESTART);
+	sk_conf_module_free(&m);
+	free(j);
+}
 Test(conf_module, checker_self) { module_err(MIRROR_CHECK("{'type':'module','module':'m'}"), "checkers[1].module", "cannot depend on itself"); }
 Test(conf_module, checker_script_escape) { module_err(MIRROR_CHECK("{'type':'script','path':'../../bin/sh'}"), "checkers[1].path", "must not contain '..'"); }
 Test(conf_module, checker_not_object) { module_err(MIRROR_CHECK("'ping'"), "checkers[1]", "expected an object, got string"); }
