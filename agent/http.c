@@ -512,7 +512,8 @@ static enum MHD_Result answer_ready(struct MHD_Connection *c)
 		if (only && strcmp(only, m->name))
 			continue;
 		found++;
-		if (m->state == SK_ST_PRIM || m->state == SK_ST_UP)
+		/* ALONE serves too (a primary whose peer is gone): a load balancer must keep it */
+		if (sk_state_is_primary(m->state) || m->state == SK_ST_UP)
 			ready++;
 		o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s %s\n", m->name,
 				      sk_state_name(m->state));

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/cluster/agent_http.sh: skagentd's HTTP listener: /ready 200 on the PRIM and 503 on the SECOND
+# test/cluster/agent_http.sh: skagentd's HTTP listener: /ready 200 on the PRIM (and ALONE) and 503 on the SECOND
 # (and after a swap the other way round), /metrics is Prometheus text, /state is JSON, anything but
 # GET of those paths is refused, and the listener answers on its configured address only.
 #
@@ -139,6 +139,9 @@ sk_term "${AT_AGENT_PID[2]}"
 gone() { ! sk_alive "${AT_AGENT_PID[2]}"; }
 sk_check "node2's agent exits on SIGTERM with its HTTP thread" sk_wait_for 30 gone
 sk_check "node2's listener is closed after exit" not_on "http://${SK_IP[2]}:$PORT/ready"
+alone() { at_code_is 1 2; }
+sk_check "node2 gone: node1 takes the module over, ALONE" sk_wait_for 30 alone
+sk_check "node1 ALONE (serving without a peer) /ready answers 200" sk_wait_for 3 code_is 1 /ready 200
 sk_check "node2's agent log has no sanitizer report (ASan/UBSan/LSan builds)" \
 	sh -c "! grep -q 'Sanitizer\|runtime error' '$SK_TMP/agent2.1.log'"
 sk_done
