@@ -16,13 +16,11 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 uint64_t agent_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return sk_now_us() / 1000;
 }
 
 uint64_t agent_wall_ms(void)

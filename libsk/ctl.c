@@ -1,5 +1,6 @@
 /* libsk/ctl.c: control protocol encode/decode (json-c), line framing, peer check, blocking client. */
 #include "ctl.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -561,10 +562,7 @@ int sk_ctl_lbuf_line(struct sk_ctl_lbuf *b, char *out, size_t *len)
 
 static int64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)(sk_now_us() / 1000);
 }
 
 int sk_ctl_call(const char *sock, const struct sk_ctl_req *r, struct sk_ctl_reply *reply,

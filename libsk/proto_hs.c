@@ -1,6 +1,7 @@
 /* libsk/proto_hs.c: the three-message handshake and the blocking helpers that run it and move frames over a socket. */
 #include "proto.h"
 #include "proto_int.h"
+#include "util.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -270,10 +271,7 @@ int sk_hs_server_finish(struct sk_hs *hs, const uint8_t *in, size_t len, struct 
 
 static long now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
+	return (long)(sk_now_us() / 1000);
 }
 
 /* Read exactly n bytes; deadline_ms < 0 means no deadline. */
@@ -311,37 +309,12 @@ static int read_full(int fd, uint8_t *buf, size_t n, long deadline_ms)
 	return 0;
 }
 
-/* Write every byte of an iovec array; the array is consumed in place. */
-static int write_iov(int fd, struct iovec *iov, int iovcnt)
-{
-	while (iovcnt > 0) {
-		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
-		ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
-
-		if (w < 0 && errno == ENOTSOCK)
-			w = writev(fd, iov, iovcnt);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		while (iovcnt > 0 && (size_t)w >= iov->iov_len) {
-			w -= (ssize_t)iov->iov_len;
-			iov++;
-			iovcnt--;
-		}
-		if (iovcnt > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + w;
-			iov->iov_len -= (size_t)w;
-		}
-	}
-	return 0;
-}
-
+/* sendmsg(MSG_NOSIGNAL) on sockets: a peer that went away is -EPIPE, never SIGPIPE */
 static int write_full(int fd, const uint8_t *buf, size_t n)
 {
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = n };
 
-	return write_iov(fd, &iov, 1);
+	return sk_writev_all(fd, &iov, 1);
 }
 
 int sk_chan_connect_fd(int fd, const struct sk_key *master, uint32_t kind, uint32_t my_node,
@@ -446,7 +419,7 @@ int sk_chan_send_fd(struct sk_chan *c, int fd, uint8_t type, uint16_t flags, uin
 		return rc;
 	v[0] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
 	v[iovcnt + 1] = (struct iovec){ .iov_base = mac, .iov_len = sizeof(mac) };
-	return write_iov(fd, v, iovcnt + 2);
+	return sk_writev_all(fd, v, iovcnt + 2);
 }
 
 int sk_chan_recv_fd(struct sk_chan *c, int fd, uint8_t *buf, size_t cap, struct sk_frame *f,
