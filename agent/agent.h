@@ -242,6 +242,9 @@ int agent_fused_consistent(struct agent_mod *m);
 
 int agent_ctl_start(struct agent *a);
 void agent_ctl_stop(struct agent *a);
+/* The state document of `skctl state --json` and /state (only: one module's name, "" for all). */
+struct json_object;
+struct json_object *agent_state_json(struct agent *a, const char *only);
 
 /* ---- HTTP listener (http.c): /ready /metrics /state from a snapshot the loop refreshes ---- */
 

@@ -111,7 +111,7 @@ static struct agent_mod *find_mod(struct agent *a, const char *name)
 	return NULL;
 }
 
-static json_object *state_data(struct agent *a, const char *only)
+json_object *agent_state_json(struct agent *a, const char *only)
 {
 	json_object *d = json_object_new_object(), *mods = json_object_new_array();
 	json_object *nodes = json_object_new_array(), *cnt = json_object_new_object();
@@ -260,7 +260,7 @@ static void handle(struct client *c, const char *line, size_t len)
 	}
 	switch (q.verb) {
 	case SK_CTL_STATE:
-		r.data = state_data(a, q.module);
+		r.data = agent_state_json(a, q.module);
 		break;
 	case SK_CTL_WHY:
 		r.data = why_data(a, q.module, q.lines ? q.lines : 10);

@@ -365,41 +365,13 @@ static void render_metrics(struct agent *a, struct tb *b)
 			json_object_put(st[i]);
 }
 
+/* /state is what `skctl state --json` shows (agent/ctl.c builds it for both) */
 static char *render_state(struct agent *a, size_t *len)
 {
-	json_object *d = json_object_new_object(), *mods = json_object_new_array();
-	json_object *nodes = json_object_new_array();
-	uint64_t now = agent_now_ms();
+	json_object *d = agent_state_json(a, "");
 	const char *s;
 	char *out;
 
-	json_object_object_add(d, "cluster", json_object_new_string(a->cluster.name));
-	json_object_object_add(d, "node", json_object_new_string(a->self->name));
-	for (unsigned i = 0; i < a->n_mods; i++) {
-		struct sk_ctl_mod cm;
-		json_object *o;
-
-		agent_mod_fill_ctl(a->mods[i], &cm);
-		if (sk_ctl_mod_to_json(&cm, &o) == 0)
-			json_object_array_add(mods, o);
-	}
-	json_object_object_add(d, "modules", mods);
-	for (unsigned i = 0; i < a->n_peers; i++) {
-		struct agent_peer *p = &a->peers[i];
-		json_object *o = json_object_new_object(), *nets = json_object_new_object();
-
-		json_object_object_add(o, "name", json_object_new_string(p->node->name));
-		json_object_object_add(o, "id", json_object_new_int(p->node->id));
-		json_object_object_add(o, "alive", json_object_new_boolean(p->alive));
-		json_object_object_add(o, "channel", json_object_new_boolean(p->chan != NULL));
-		for (unsigned k = 0; k < a->cluster.n_networks; k++)
-			json_object_object_add(nets, a->cluster.networks[k],
-					       json_object_new_int64(p->last_ms[k] ?
-						       (int64_t)(now - p->last_ms[k]) : -1));
-		json_object_object_add(o, "last_heard_ms", nets);
-		json_object_array_add(nodes, o);
-	}
-	json_object_object_add(d, "nodes", nodes);
 	s = json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN);
 	*len = strlen(s) + 1;
 	out = malloc(*len);
