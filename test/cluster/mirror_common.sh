@@ -5,7 +5,7 @@
 # mount namespace because lib.sh uses nsenter --net), node 2 the secondary ($MT_DIR2, which
 # skfused bind-mounts read-only on itself). The test keeps an fd open on $MT_DIR1 from before
 # the mount, so $MT_BACK1 (/proc/<test pid>/fd/N/.) reaches the primary's backing tree under the overlay.
-# Contract followed: .dev/FUSED-CLI.md.
+# Contract followed: docs/skfused.md.
 
 : "${SK_SRC:?SK_SRC must point at the source tree}"
 : "${SK_BUILD:?SK_BUILD must point at the build tree}"
