@@ -314,6 +314,7 @@ struct agent {
 	uint64_t ctl_requests;
 
 	uv_signal_t sigterm, sigint;
+	uv_timer_t watchdog;       /* systemd WATCHDOG=1 pings, when the unit asks for them */
 	bool stopping;
 	unsigned stop_wait; /* modules still stopping at shutdown */
 };

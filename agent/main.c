@@ -18,6 +18,10 @@
 #include "log.h"
 #include "util.h"
 
+#ifdef SK_HAVE_JOURNAL
+#include <systemd/sd-daemon.h>
+#endif
+
 uint64_t agent_now_ms(void)
 {
 	return sk_now_us() / 1000;
@@ -182,6 +186,42 @@ static int load_modules(struct agent *a)
 	return 0;
 }
 
+/*
+ * systemd (Type=notify): READY=1 once the sockets are bound and the modules set up, WATCHDOG=1
+ * from the loop at half the unit's WatchdogSec (a stuck loop stops it and systemd restarts us),
+ * STOPPING=1 at the first signal. Without NOTIFY_SOCKET every call is a no-op.
+ */
+static void notify(const char *what)
+{
+#ifdef SK_HAVE_JOURNAL
+	sd_notify(0, what);
+#else
+	(void)what;
+#endif
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+	(void)t;
+	notify("WATCHDOG=1");
+}
+
+static void watchdog_start(struct agent *a)
+{
+#ifdef SK_HAVE_JOURNAL
+	uint64_t usec = 0;
+
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000) {
+		uv_timer_init(a->loop, &a->watchdog);
+		uv_timer_start(&a->watchdog, on_watchdog, 0, usec / 2000);
+		uv_unref((uv_handle_t *)&a->watchdog); /* never what keeps the loop alive */
+		sk_info("systemd watchdog: a ping every %llu ms", (unsigned long long)(usec / 2000));
+	}
+#else
+	(void)a;
+#endif
+}
+
 static void on_signal(uv_signal_t *s, int sig)
 {
 	struct agent *a = s->data;
@@ -191,6 +231,7 @@ static void on_signal(uv_signal_t *s, int sig)
 		exit(1);
 	}
 	sk_info("signal %d: stopping every module, then exiting", sig);
+	notify("STOPPING=1");
 	a->stopping = true;
 	agent_mod_stop_all(a);
 }
@@ -343,6 +384,8 @@ int main(int argc, char **argv)
 		return 1;
 	if (agent_check_start(a) < 0)
 		return 1;
+	watchdog_start(a);
+	notify("READY=1");
 	uv_run(a->loop, UV_RUN_DEFAULT);
 	agent_check_stop(a);
 	agent_http_stop(a);
