@@ -36,6 +36,8 @@ elif [ $sanitize = 1 ]; then
         -Db_lundef=false -Dfuzz=true || exit 1
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+    # pass 1 walks 1 000 000 files; under ASan a fifth of that covers the same code in a fifth of the time
+    export SK_SCALE_FILES=${SK_SCALE_FILES:-200000}
 else
     bdir=${SK_BUILD_DIR:-$src/build}
     [ -d "$bdir" ] || meson setup "$bdir" --werror || exit 1
