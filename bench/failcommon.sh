@@ -55,6 +55,9 @@ ready() {
 	[ "$(code "$p")" = 3 ] && [ "$(code "$s")" = 4 ] && uptodate "$s" && holds_vip "$p" && served
 }
 primary() { local i; for i in 1 2; do is_primary "$i" && { echo "$i"; return 0; }; done; return 1; }
+# settled: either node ready as the primary (after a fault the old primary may still say PRIM while
+# it steps down, so the primary is only known once the cluster has settled)
+settled() { ready 1 || ready 2; }
 
 start_agent() {
 	local n=$1
