@@ -23,7 +23,7 @@ phase() {
 	local name=$1 fault=$2 heal=$3 aw awrc res max out
 	local AWO=(--log "$SK_TMP/ack-$name.log" --threads 2 --files 8 --size 4096 --journal)
 	mkdir -p "$MT_DIR1/$name"
-	"$MT_TOOLS/ackwriter" write --dir "$MT_DIR1/$name" "${AWO[@]}" --fsync --duration 25 --pause-us 2000 \
+	"$MT_TOOLS/ackwriter" write --dir "$MT_DIR1/$name" "${AWO[@]}" --fsync --duration 90 --pause-us 2000 \
 		--slow-ms $((LIMIT_US / 1000)) >"$SK_TMP/aw-$name.out" 2>"$SK_TMP/aw-$name.err" &
 	aw=$!
 	sleep 2
@@ -46,6 +46,9 @@ phase() {
 		sk_diag "primary: $(mt_status 1)"
 		sk_diag "$(tail -n 5 "$SK_TMP/fused1.1.log")"
 	fi
+	# the writer runs until the check above is made (90 s is only its bound), so a slower resync
+	# cannot outlast it; SIGTERM stops it cleanly with its usual summary
+	kill -TERM "$aw" 2>/dev/null
 	wait "$aw"
 	awrc=$?
 	res=$(cat "$SK_TMP/aw-$name.out")
