@@ -90,7 +90,7 @@ fi
 # command line, as its supervisor would: no stall, then an online resync to identical trees.
 AWO2=(--log "$SK_TMP/ack2.log" --threads 2 --files 16 --size 4096 --journal)
 mkdir -p "$MT_DIR1/phase2"
-"$MT_TOOLS/ackwriter" write --dir "$MT_DIR1/phase2" "${AWO2[@]}" --fsync --duration 20 --pause-us 2000 \
+"$MT_TOOLS/ackwriter" write --dir "$MT_DIR1/phase2" "${AWO2[@]}" --fsync --duration 90 --pause-us 2000 \
 	--slow-ms $((LIMIT_US / 1000)) >"$SK_TMP/aw2.out" 2>"$SK_TMP/aw2.err" &
 aw=$!
 sleep 3
@@ -107,6 +107,9 @@ else
 	sk_diag "primary log: $(tail -n 4 "$SK_TMP/fused1.1.log")"
 	sk_diag "mounts on the secondary's dir: $(grep -c " $MT_DIR2 " /proc/self/mountinfo)"
 fi
+# the writer runs until the check above is made (90 s is only its bound): a slow resync cannot
+# outlast it; SIGTERM stops it cleanly with its usual summary
+kill -TERM "$aw" 2>/dev/null
 wait "$aw"
 awrc=$?
 res=$(cat "$SK_TMP/aw2.out")
