@@ -16,10 +16,11 @@
 
 static const char *const k_cluster[] = {"cluster", "secret_file", "networks", "nodes", "ports",
 					"heartbeat", "witness", "http", NULL};
-static const char *const k_node[] = {"name", "id", "addresses", NULL};
+static const char *const k_node[] = {"name", "id", "addresses", "role", NULL};
+static const char *const w_role[] = {"node", "witness", NULL};
 static const char *const k_ports[] = {"agent", "heartbeat", "replication_base", NULL};
 static const char *const k_hb[] = {"interval_ms", "timeout_ms", NULL};
-static const char *const k_witness[] = {"address", "port", NULL};
+static const char *const k_witness[] = {"ping", "lease_ms", "port", NULL};
 static const char *const k_http[] = {"listen", NULL};
 
 int sk_conf_parse_listen(const char *s, struct sk_conf_addr *a, uint16_t *port, char *why,
@@ -102,6 +103,13 @@ static int parse_node(struct sk_cj *p, json_object *v, struct sk_cluster *c, siz
 		if (c->nodes[j].id == n->id)
 			return sk_cj_fail(p, "duplicate node id %u (also nodes[%zu])", n->id, j);
 	sk_cj_pop(p, o);
+	{
+		int role = 0;
+
+		if ((r = sk_cj_member_enum(p, v, "role", false, w_role, 0, &role)))
+			return r;
+		n->witness = role == 1;
+	}
 	if ((r = sk_cj_member_obj(p, v, "addresses", true, NULL, &addrs)))
 		return r;
 	o = sk_cj_push_key(p, "addresses");
@@ -209,17 +217,56 @@ static int parse_cluster(struct sk_cj *p, json_object *root, void *out)
 	}
 	sk_cj_pop(p, o);
 
+	for (unsigned i = 0; i < c->n_nodes; i++)
+		if (c->nodes[i].witness) {
+			if (c->lease_witness) {
+				o = sk_cj_push_key(p, "nodes");
+				sk_cj_push_idx(p, i);
+				sk_cj_push_key(p, "role");
+				return sk_cj_fail(p, "a second lease witness (also node '%s'); one "
+						  "witness node per cluster", c->nodes[c->lease_witness - 1].name);
+			}
+			c->lease_witness = i + 1;
+		}
+	c->lease_ms = 2000;
+	c->witness_port = 7712;
 	if ((r = sk_cj_member_obj(p, root, "witness", false, k_witness, &o_w)))
 		return r;
 	if (o_w) {
 		o = sk_cj_push_key(p, "witness");
-		if ((r = sk_cj_member_addr(p, o_w, "address", true, &c->witness)) ||
+		if ((r = sk_cj_member_array(p, o_w, "ping", false, 1, SK_CONF_MAX_PING, &arr, &n)))
+			return r;
+		for (size_t i = 0; arr && i < n; i++) {
+			size_t o2 = sk_cj_push_key(p, "ping");
+
+			sk_cj_push_idx(p, i);
+			if ((r = sk_cj_to_addr(p, json_object_array_get_idx(arr, i), &c->ping[i])))
+				return r;
+			if (c->ping[i].family != AF_INET)
+				return sk_cj_fail(p, "the ping witness is reached by ICMP echo over IPv4: "
+						  "give an IPv4 address");
+			c->n_ping = (unsigned)i + 1;
+			sk_cj_pop(p, o2);
+		}
+		if ((r = sk_cj_opt_u32(p, o_w, "lease_ms", 500, 60000, 2000, &c->lease_ms)) ||
 		    (r = sk_cj_opt_u32(p, o_w, "port", 1, 65535, 7712, &u)))
 			return r;
 		c->witness_port = (uint16_t)u;
-		c->has_witness = true;
+		if (c->lease_ms < 2 * c->hb_interval_ms) {
+			sk_cj_push_key(p, "lease_ms");
+			return sk_cj_fail(p, "%u ms is shorter than 2 heartbeat intervals (%u ms)",
+					  c->lease_ms, 2 * c->hb_interval_ms);
+		}
+		if (!c->n_ping && !c->lease_witness)
+			return sk_cj_fail(p, "names no witness: give \"ping\": [addresses] or a node "
+					  "with \"role\": \"witness\"");
+		if (c->lease_witness && (c->witness_port == c->agent_port || c->witness_port == c->hb_port)) {
+			sk_cj_push_key(p, "port");
+			return sk_cj_fail(p, "port %u is also the agent or heartbeat port", c->witness_port);
+		}
 		sk_cj_pop(p, o);
 	}
+	c->has_witness = c->n_ping || c->lease_witness;
 
 	if ((r = sk_cj_member_obj(p, root, "http", false, k_http, &o_w)))
 		return r;
@@ -673,7 +720,15 @@ int sk_conf_module_check(const struct sk_cluster *c, const struct sk_module *m,
 	struct sk_cj p = {.err = err};
 	err->path[0] = err->msg[0] = 0;
 	for (unsigned i = 0; i < m->n_nodes; i++) {
-		if (sk_conf_node_by_name(c, m->nodes[i].name))
+		const struct sk_conf_node *cn = sk_conf_node_by_name(c, m->nodes[i].name);
+
+		if (cn && cn->witness) {
+			sk_cj_push_key(&p, "nodes");
+			sk_cj_push_idx(&p, i);
+			return sk_cj_fail(&p, "node '%s' is the cluster's lease witness: it runs no module",
+					  cn->name);
+		}
+		if (cn)
 			continue;
 		char list[128] = "";
 		for (unsigned j = 0; j < c->n_nodes && strlen(list) < sizeof(list) - 1; j++)

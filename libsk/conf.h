@@ -31,8 +31,14 @@
  *                                      "replication_base" (7800; module id N listens on base+N)
  *   "heartbeat"    object, optional   "interval_ms" 20..10000 (200),
  *                                      "timeout_ms" 3*interval..120000 (1000)
- *   "witness"      object, optional   split-brain checker: "address" (IP literal, required),
- *                                      "port" (7712)
+ *       "role"       string, optional  "node" (default) | "witness": the lease witness
+ *                                      (`skagentd --witness`), at most one; no module may name it
+ *   "witness"      object, optional   split-brain guards (docs/agent.md "Witnesses"):
+ *                                      "ping" [IPv4 literal] 1..SK_CONF_MAX_PING: ping witnesses;
+ *                                      "lease_ms" 500..60000 (2000), at least 2 heartbeat
+ *                                      intervals: lease of the witness node;
+ *                                      "port" (7712): UDP port the witness node listens on.
+ *                                      The object must name a witness ("ping" or a witness node).
  *   "http"         object, optional   the agent's HTTP listener (/ready /metrics /state):
  *                                      "listen" "IPv4:PORT" or "[IPv6]:PORT" (required), a
  *                                      literal address (never a wildcard), port 1..65535
@@ -86,6 +92,7 @@
 #define SK_CONF_MAX_DIRS 16
 #define SK_CONF_MAX_CHECKERS 32
 #define SK_CONF_MAX_VIP_PORTS 64
+#define SK_CONF_MAX_PING 4
 #define SK_CONF_NAME_LEN 32     /* module, cluster names: 31 chars + NUL */
 #define SK_CONF_NODE_NAME_LEN 64
 #define SK_CONF_NET_NAME_LEN 16
@@ -110,6 +117,7 @@ struct sk_conf_addr {
 struct sk_conf_node {
 	char name[SK_CONF_NODE_NAME_LEN];
 	uint8_t id;
+	bool witness;                                   /* "role": "witness" */
 	struct sk_conf_addr addr[SK_CONF_MAX_NETWORKS]; /* index = network index */
 };
 
@@ -125,9 +133,12 @@ struct sk_cluster {
 	uint16_t repl_port_base;
 	uint32_t hb_interval_ms;
 	uint32_t hb_timeout_ms;
-	bool has_witness;
-	struct sk_conf_addr witness;
-	uint16_t witness_port;
+	bool has_witness;             /* a ping witness or a lease witness node */
+	unsigned n_ping;              /* "witness": {"ping": [...]} */
+	struct sk_conf_addr ping[SK_CONF_MAX_PING];
+	unsigned lease_witness;       /* index + 1 in nodes[] of the "role": "witness" node, 0 = none */
+	uint32_t lease_ms;            /* lease length the witness grants (2000) */
+	uint16_t witness_port;        /* the witness node's UDP port (7712) */
 	bool has_http;                /* "http": {"listen": "IP:PORT"}; absent = no listener */
 	struct sk_conf_addr http_addr;
 	uint16_t http_port;

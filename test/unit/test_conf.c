@@ -100,6 +100,10 @@ Test(conf_ok, example_cluster)
 	cr_assert_str_eq(c.nodes[1].addr[1].text, "fd99::2");
 	cr_assert(c.has_witness);
 	cr_assert_eq(c.witness_port, 7712);
+	cr_assert_eq(c.n_ping, 1);
+	cr_assert_str_eq(c.ping[0].text, "10.99.0.254");
+	cr_assert_eq(c.lease_ms, 2000);
+	cr_assert_eq(c.lease_witness, 0);
 	cr_assert_eq(sk_conf_node_by_id(&c, 2), &c.nodes[1]);
 	cr_assert_eq(sk_conf_node_by_name(&c, "node3"), &c.nodes[2]);
 	cr_assert_null(sk_conf_node_by_name(&c, "node4"));
@@ -367,8 +371,59 @@ Test(conf_cluster, hb_interval_range) { cluster_err("{" CL_HEAD CL_NODES ",'hear
 Test(conf_cluster, port_range) { cluster_err("{" CL_HEAD CL_NODES ",'ports':{'agent':70000}}", "ports.agent", "out of range 1..65535"); }
 Test(conf_cluster, port_clash) { cluster_err("{" CL_HEAD CL_NODES ",'ports':{'agent':9000,'heartbeat':9000}}", "ports.heartbeat", "also the agent port"); }
 Test(conf_cluster, ports_typo) { cluster_err("{" CL_HEAD CL_NODES ",'ports':{'agnet':9000}}", "ports.agnet", "did you mean 'agent'"); }
-Test(conf_cluster, witness_addr) { cluster_err("{" CL_HEAD CL_NODES ",'witness':{'address':'host.example'}}", "witness.address", "not an IPv4 or IPv6"); }
-Test(conf_cluster, witness_missing) { cluster_err("{" CL_HEAD CL_NODES ",'witness':{}}", "witness", "missing required key 'address'"); }
+#define CL_WNODES "'nodes':[{'name':'a','id':1,'addresses':{'lan':'192.0.2.1'}},{'name':'b','id':2,'addresses':{'lan':'192.0.2.2'}}," \
+	"{'name':'w','id':3,'role':'witness','addresses':{'lan':'192.0.2.3'}}]"
+Test(conf_cluster, witness_ping_addr) { cluster_err("{" CL_HEAD CL_NODES ",'witness':{'ping':['host.example']}}", "witness.ping[0]", "not an IPv4 or IPv6"); }
+Test(conf_cluster, witness_ping_v6) { cluster_err("{" CL_HEAD CL_NODES ",'witness':{'ping':['2001:db8::1']}}", "witness.ping[0]", "give an IPv4 address"); }
+Test(conf_cluster, witness_ping_many) { cluster_err("{" CL_HEAD CL_NODES ",'witness':{'ping':['192.0.2.5','192.0.2.6','192.0.2.7','192.0.2.8','192.0.2.9']}}", "witness.ping", "must have 1..4"); }
+Test(conf_cluster, witness_none) { cluster_err("{" CL_HEAD CL_NODES ",'witness':{}}", "witness", "names no witness"); }
+Test(conf_cluster, witness_old_key) { cluster_err("{" CL_HEAD CL_NODES ",'witness':{'address':'192.0.2.5'}}", "witness.address", "unknown key"); }
+Test(conf_cluster, witness_lease_range) { cluster_err("{" CL_HEAD CL_WNODES ",'witness':{'lease_ms':100}}", "witness.lease_ms", "out of range 500..60000"); }
+Test(conf_cluster, witness_lease_vs_hb) { cluster_err("{" CL_HEAD CL_WNODES ",'heartbeat':{'interval_ms':1000,'timeout_ms':3000},'witness':{'lease_ms':1500}}", "witness.lease_ms", "shorter than 2 heartbeat intervals"); }
+Test(conf_cluster, witness_port_clash) { cluster_err("{" CL_HEAD CL_WNODES ",'witness':{'port':7711}}", "witness.port", "also the agent or heartbeat port"); }
+Test(conf_cluster, witness_role_bad) { cluster_err("{" CL_HEAD "'nodes':[{'name':'a','id':1,'role':'judge','addresses':{'lan':'192.0.2.1'}}]}", "nodes[0].role", "'judge' is not one of 'node', 'witness'"); }
+Test(conf_cluster, witness_two)
+{
+	cluster_err("{" CL_HEAD "'nodes':[{'name':'a','id':1,'role':'witness','addresses':{'lan':'192.0.2.1'}},"
+		    "{'name':'b','id':2,'role':'witness','addresses':{'lan':'192.0.2.2'}}]}",
+		    "nodes[1].role", "a second lease witness (also node 'a')");
+}
+Test(conf_ok, witness_node)
+{
+	struct sk_cluster c;
+	const char *j = "{'cluster':'c','secret_file':'/s','networks':['lan']," CL_WNODES ",'witness':{'ping':['192.0.2.254'],'lease_ms':3000}}";
+	char buf[1024];
+	size_t n = strlen(j);
+	for (size_t i = 0; i <= n; i++)
+		buf[i] = j[i] == '\'' ? '"' : j[i];
+	cr_assert_eq(sk_conf_cluster_parse(buf, n, "c.json", &c, &err), 0, "%s: %s", err.path, err.msg);
+	cr_assert(c.has_witness);
+	cr_assert_eq(c.lease_witness, 3);
+	cr_assert(c.nodes[2].witness);
+	cr_assert(!c.nodes[0].witness);
+	cr_assert_eq(c.lease_ms, 3000);
+	cr_assert_eq(c.witness_port, 7712);
+	cr_assert_eq(c.n_ping, 1);
+	/* a witness node without a "witness" object: defaults */
+	j = "{'cluster':'c','secret_file':'/s','networks':['lan']," CL_WNODES "}";
+	n = strlen(j);
+	for (size_t i = 0; i <= n; i++)
+		buf[i] = j[i] == '\'' ? '"' : j[i];
+	cr_assert_eq(sk_conf_cluster_parse(buf, n, "c.json", &c, &err), 0, "%s: %s", err.path, err.msg);
+	cr_assert(c.has_witness);
+	cr_assert_eq(c.lease_ms, 2000);
+	cr_assert_eq(c.n_ping, 0);
+	/* a module may not run on the witness */
+	struct sk_module m;
+	j = "{'name':'m','id':1,'kind':'mirror','nodes':['a','w'],'replication':{'dirs':['/srv/m']}}";
+	n = strlen(j);
+	for (size_t i = 0; i <= n; i++)
+		buf[i] = j[i] == '\'' ? '"' : j[i];
+	cr_assert_eq(sk_conf_module_parse(buf, n, "u.json", &m, &err), 0, "%s", err.msg);
+	cr_assert_eq(sk_conf_module_check(&c, &m, &err), -EINVAL);
+	cr_assert_str_eq(err.path, "nodes[1]");
+	cr_assert(strstr(err.msg, "lease witness"), "%s", err.msg);
+}
 Test(conf_cluster, http_missing) { cluster_err("{" CL_HEAD CL_NODES ",'http':{}}", "http", "missing required key 'listen'"); }
 Test(conf_cluster, http_no_port) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'listen':'192.0.2.1'}}", "http.listen", "no port"); }
 Test(conf_cluster, http_port_range) { cluster_err("{" CL_HEAD CL_NODES ",'http':{'listen':'192.0.2.1:70000'}}", "http.listen", "1..65535"); }
