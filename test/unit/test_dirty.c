@@ -1,0 +1,391 @@
+/* test/unit/test_dirty.c: fused/dirty.c — extent merging, bounds, persistence across a reopen (kill -9 and clean stop), acknowledgement rules, corrupt and hostile tracking files. */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../fused/dirty.h"
+
+static char dir[64];
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/sk-dirty-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+	char p[128];
+
+	snprintf(p, sizeof(p), "%s/dirty", dir);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/dirty.tmp", dir);
+	unlink(p);
+	rmdir(dir);
+}
+
+TestSuite(dirty, .init = setup, .fini = teardown);
+
+static struct fused_dirty_conf conf(size_t ents, unsigned exts)
+{
+	return (struct fused_dirty_conf){ .max_entries = ents, .max_extents = exts,
+					  .max_log_bytes = 64u << 20 };
+}
+
+static struct fused_dirty *open_d(struct fused_dirty_conf c, const char **why)
+{
+	struct fused_dirty *d = NULL;
+	const char *w = NULL;
+
+	cr_assert_eq(fused_dirty_open(dir, &c, &d, &w), 0);
+	if (why)
+		*why = w;
+	return d;
+}
+
+static struct fused_dh H(unsigned i)
+{
+	struct fused_dh h = { .type = 1, .len = 8 };
+
+	memcpy(h.b, &i, sizeof(i));
+	return h;
+}
+
+static void note(struct fused_dirty *d, unsigned file, uint32_t flags, uint64_t off, uint64_t len)
+{
+	struct fused_dnote n = { .h = H(file), .flags = flags, .off = off, .len = len };
+
+	fused_dirty_note(d, &n, 1, 0, 0);
+}
+
+struct found {
+	unsigned n;
+	struct fused_dentry e[64];
+	uint64_t ext[64][2][8];
+};
+
+static int collect(const struct fused_dentry *e, void *arg)
+{
+	struct found *f = arg;
+
+	if (f->n < 64) {
+		f->e[f->n] = *e;
+		for (uint32_t i = 0; i < e->n_ext && i < 8; i++) {
+			f->ext[f->n][0][i] = e->ext[i].off;
+			f->ext[f->n][1][i] = e->ext[i].end;
+		}
+		f->e[f->n].ext = NULL;
+		f->n++;
+	}
+	return 0;
+}
+
+static int find_file(struct found *f, unsigned file)
+{
+	struct fused_dh h = H(file);
+
+	for (unsigned i = 0; i < f->n; i++)
+		if (f->e[i].h.len == h.len && !memcmp(f->e[i].h.b, h.b, h.len))
+			return (int)i;
+	return -1;
+}
+
+/*
+ * What a restart after kill -9 sees: the file as the old process left it. The old
+ * handle is closed only after the new one has replayed (and replaced) the file, so
+ * whatever it appends at close goes to the replaced copy.
+ */
+static struct fused_dirty *reopen_killed(struct fused_dirty *old, const char **why)
+{
+	struct fused_dirty *d = open_d(conf(100, 16), why);
+
+	fused_dirty_close(old);
+	return d;
+}
+
+/* a fresh open: no file means lost (a full resync), a clear makes it usable */
+static struct fused_dirty *usable(struct fused_dirty_conf c)
+{
+	const char *why;
+	struct fused_dirty *d = open_d(c, &why);
+
+	cr_assert(fused_dirty_lost(d), "no tracking file must mean tracking lost");
+	cr_assert_not_null(why);
+	cr_assert_eq(fused_dirty_clear(d, 1, 77), 0);
+	cr_assert(!fused_dirty_lost(d));
+	fused_dirty_peer_lost(d, 1, 0); /* the peer leaves: tracking starts */
+	cr_assert(fused_dirty_tracking(d));
+	return d;
+}
+
+Test(dirty, extents_merge)
+{
+	struct fused_dirty *d = usable(conf(100, 16));
+	struct found f = { 0 };
+	int i;
+
+	note(d, 1, 0, 100, 50);  /* [100,150) */
+	note(d, 1, 0, 300, 10);  /* [300,310) */
+	note(d, 1, 0, 150, 10);  /* adjacent: [100,160) */
+	note(d, 1, 0, 0, 10);    /* [0,10) */
+	note(d, 1, 0, 305, 100); /* overlaps: [300,405) */
+	note(d, 1, 0, 5, 296);   /* bridges all: [0,405) */
+	note(d, 1, FUSED_DF_META, 0, 0);
+	fused_dirty_foreach(d, collect, &f);
+	cr_assert_eq(f.n, 1);
+	cr_assert_eq(f.e[0].n_ext, 1);
+	cr_assert_eq(f.ext[0][0][0], 0);
+	cr_assert_eq(f.ext[0][1][0], 405);
+	cr_assert_eq(f.e[0].flags, FUSED_DF_META);
+	note(d, 2, 0, 1000, 1);
+	note(d, 2, 0, 10, 1);
+	memset(&f, 0, sizeof(f));
+	fused_dirty_foreach(d, collect, &f);
+	i = find_file(&f, 2);
+	cr_assert_geq(i, 0);
+	cr_assert_eq(f.e[i].n_ext, 2);
+	cr_assert_eq(f.ext[i][0][0], 10, "extents are sorted");
+	cr_assert_eq(f.ext[i][0][1], 1000);
+	fused_dirty_close(d);
+}
+
+Test(dirty, per_file_bound_goes_whole)
+{
+	struct fused_dirty *d = usable(conf(100, 4));
+	struct fused_dirty_stats s;
+	struct found f = { 0 };
+
+	for (unsigned k = 0; k < 5; k++)
+		note(d, 1, 0, k * 100, 10);
+	fused_dirty_foreach(d, collect, &f);
+	cr_assert_eq(f.n, 1);
+	cr_assert(f.e[0].flags & FUSED_DF_WHOLE, "past 4 extents the file is sent whole");
+	cr_assert_eq(f.e[0].n_ext, 0);
+	fused_dirty_get_stats(d, &s);
+	cr_assert_eq(s.files, 1);
+	cr_assert_eq(s.whole, 1);
+	fused_dirty_close(d);
+}
+
+Test(dirty, total_bound_falls_back_to_directories_then_lost)
+{
+	struct fused_dirty *d = usable(conf(3, 8));
+	struct fused_dirty_stats s;
+	struct fused_dnote n = { .flags = 0, .off = 0, .len = 1 };
+
+	for (unsigned k = 1; k <= 3; k++)
+		note(d, k, 0, 0, 1);
+	/* a fourth file: its directory takes the change */
+	n.h = H(4);
+	n.parent = H(1000);
+	fused_dirty_note(d, &n, 1, 0, 0);
+	fused_dirty_get_stats(d, &s);
+	cr_assert_eq(s.files, 3);
+	cr_assert_eq(s.dirs, 1, "the directory stands for the file past the bound");
+	cr_assert(!s.lost);
+	/* directories up to the bound again, then tracking is lost */
+	for (unsigned k = 0; k < 3; k++) {
+		n.h = H(10 + k);
+		n.parent = H(2000 + k);
+		fused_dirty_note(d, &n, 1, 0, 0);
+	}
+	cr_assert(fused_dirty_lost(d));
+	fused_dirty_close(d);
+}
+
+Test(dirty, survives_kill_and_clean_stop)
+{
+	struct fused_dirty *d = usable(conf(100, 16));
+	struct found f = { 0 };
+	const char *why;
+	int i;
+
+	note(d, 1, 0, 4096, 4096);
+	note(d, 2, FUSED_DF_DIR | FUSED_DF_NS, 0, 0);
+	note(d, 3, FUSED_DF_META, 0, 0);
+	/* as after kill -9: the records are in the file already (the old handle is closed after) */
+	d = reopen_killed(d, &why);
+	cr_assert_null(why, "replay refused: %s", why);
+	cr_assert_eq(fused_dirty_base(d), 77);
+	fused_dirty_foreach(d, collect, &f);
+	cr_assert_eq(f.n, 3);
+	i = find_file(&f, 1);
+	cr_assert_geq(i, 0);
+	cr_assert_eq(f.e[i].n_ext, 1);
+	cr_assert_eq(f.ext[i][0][0], 4096);
+	cr_assert_eq(f.ext[i][1][0], 8192);
+	i = find_file(&f, 2);
+	cr_assert_eq(f.e[i].flags, FUSED_DF_DIR | FUSED_DF_NS);
+	fused_dirty_close(d);
+	d = open_d(conf(100, 16), &why);
+	cr_assert_null(why);
+	memset(&f, 0, sizeof(f));
+	fused_dirty_foreach(d, collect, &f);
+	cr_assert_eq(f.n, 3, "compaction kept every entry");
+	fused_dirty_close(d);
+}
+
+Test(dirty, in_sync_kill_is_lost_clean_stop_is_not)
+{
+	struct fused_dirty *d = usable(conf(100, 16));
+	const char *why;
+
+	cr_assert_eq(fused_dirty_clear(d, 2, 99), 0);
+	cr_assert(!fused_dirty_tracking(d));
+	/* killed while in sync: what was in flight is unknown */
+	d = reopen_killed(d, &why);
+	cr_assert(fused_dirty_lost(d));
+	cr_assert_not_null(why);
+	cr_assert_eq(fused_dirty_clear(d, 1, 5), 0);
+	fused_dirty_close(d); /* clean stop in sync */
+	d = open_d(conf(100, 16), &why);
+	cr_assert(!fused_dirty_lost(d), "a clean stop in sync keeps tracking: %s", why ? why : "");
+	cr_assert_eq(fused_dirty_base(d), 5);
+	fused_dirty_close(d);
+}
+
+Test(dirty, unacked_in_flight_operations_join_on_peer_loss)
+{
+	struct fused_dirty *d = usable(conf(100, 16));
+	struct fused_dnote n = { .h = H(7), .off = 0, .len = 10 };
+	struct fused_dirty_stats s;
+
+	cr_assert_eq(fused_dirty_clear(d, 2, 1), 0); /* in sync on connection 2 */
+	fused_dirty_note(d, &n, 1, 3, 5);           /* sent as seq 5 of connection 3 */
+	n.h = H(8);
+	fused_dirty_note(d, &n, 1, 3, 6);           /* seq 6 */
+	fused_dirty_get_stats(d, &s);
+	cr_assert_eq(s.files, 0, "sent operations are not dirty while the peer is there");
+	fused_dirty_peer_lost(d, 3, 5);             /* 5 acknowledged, 6 not */
+	fused_dirty_get_stats(d, &s);
+	cr_assert_eq(s.files, 1);
+	/* a frame of a lost connection noted late goes straight into the set */
+	n.h = H(9);
+	fused_dirty_note(d, &n, 1, 3, 7);
+	fused_dirty_get_stats(d, &s);
+	cr_assert_eq(s.files, 2);
+	fused_dirty_close(d);
+}
+
+Test(dirty, resync_take_resumes_after_kill)
+{
+	struct fused_dirty *d = usable(conf(100, 16));
+	struct fused_dentry e;
+	uint64_t t1, t2;
+	struct fused_dirty_stats s;
+	const char *why;
+
+	note(d, 1, 0, 0, 100);
+	note(d, 2, 0, 0, 100);
+	note(d, 3, FUSED_DF_DIR | FUSED_DF_NS, 0, 0);
+	cr_assert_eq(fused_dirty_take(d, true, 4, &e, &t1), 1);
+	cr_assert(e.flags & FUSED_DF_DIR);
+	fused_dentry_free(&e);
+	fused_dirty_sent(d, t1, 4, 10);
+	cr_assert_eq(fused_dirty_take(d, false, 4, &e, &t2), 1);
+	fused_dentry_free(&e);
+	fused_dirty_sent(d, t2, 4, 20);
+	fused_dirty_acked(d, 4, 15); /* the directory is on the peer, the file not yet */
+	/* a live write during the resync, sent as seq 25: counts only if not acknowledged */
+	{
+		struct fused_dnote n = { .h = H(5), .off = 0, .len = 1 };
+
+		fused_dirty_note(d, &n, 1, 4, 25);
+	}
+	/* kill -9 of the primary now */
+	d = reopen_killed(d, &why);
+	cr_assert_null(why, "%s", why);
+	fused_dirty_get_stats(d, &s);
+	cr_assert_eq(s.dirs, 0, "the acknowledged directory is done");
+	cr_assert_eq(s.files, 3, "two files still owed (one taken, unacknowledged) + the live write");
+	fused_dirty_close(d);
+}
+
+Test(dirty, resync_take_requeued_on_peer_loss)
+{
+	struct fused_dirty *d = usable(conf(100, 16));
+	struct fused_dentry e;
+	struct fused_dirty_stats s;
+	uint64_t t;
+
+	note(d, 1, 0, 0, 100);
+	cr_assert_eq(fused_dirty_take(d, false, 4, &e, &t), 1);
+	cr_assert_eq(e.n_ext, 1);
+	cr_assert_eq(e.ext[0].end, 100);
+	fused_dentry_free(&e);
+	fused_dirty_sent(d, t, 4, 3);
+	fused_dirty_get_stats(d, &s);
+	cr_assert_eq(s.files, 1, "owed until acknowledged");
+	fused_dirty_peer_lost(d, 4, 2);
+	cr_assert_eq(fused_dirty_take(d, false, 4, &e, &t), -ECONNRESET);
+	cr_assert_eq(fused_dirty_take(d, false, 5, &e, &t), 1, "back in the set for the next resync");
+	fused_dentry_free(&e);
+	fused_dirty_close(d);
+}
+
+static void write_file(const void *p, size_t n, off_t off, bool trunc)
+{
+	char path[128];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/dirty", dir);
+	fd = open(path, O_WRONLY | O_CREAT | (trunc ? O_TRUNC : 0), 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pwrite(fd, p, n, off), (ssize_t)n);
+	close(fd);
+}
+
+Test(dirty, corrupt_file_means_lost_never_a_crash)
+{
+	struct fused_dirty *d = usable(conf(100, 16));
+	const char *why;
+	uint8_t junk[4096];
+
+	note(d, 1, 0, 0, 100);
+	note(d, 2, 0, 0, 100);
+	/* flip one byte of the first record */
+	write_file("\xff", 1, 32 + 50, false);
+	d = reopen_killed(d, &why);
+	cr_assert(fused_dirty_lost(d));
+	cr_assert_not_null(why);
+	cr_assert(strstr(why, "corrupt"), "says why: %s", why);
+	fused_dirty_close(d);
+
+	/* garbage of every kind: refused, never trusted */
+	for (unsigned seed = 1; seed < 40; seed++) {
+		srand(seed);
+		for (size_t i = 0; i < sizeof(junk); i++)
+			junk[i] = (uint8_t)rand();
+		if (seed % 2)
+			memcpy(junk, "SKDIRTY1", 8);
+		write_file(junk, (size_t)(seed * 97) % sizeof(junk), 0, true);
+		d = open_d(conf(100, 16), &why);
+		cr_assert(fused_dirty_lost(d), "seed %u accepted", seed);
+		fused_dirty_close(d);
+	}
+}
+
+Test(dirty, torn_last_record_is_dropped)
+{
+	struct fused_dirty *d = usable(conf(100, 16));
+	struct fused_dirty_stats s;
+	const char *why;
+	struct stat st;
+	char path[128];
+
+	note(d, 1, 0, 0, 100);
+	snprintf(path, sizeof(path), "%s/dirty", dir);
+	cr_assert_eq(stat(path, &st), 0);
+	write_file("partial", 7, st.st_size, false); /* a machine crash mid-append */
+	d = reopen_killed(d, &why);
+	cr_assert_null(why, "%s", why);
+	fused_dirty_get_stats(d, &s);
+	cr_assert_eq(s.files, 1);
+	fused_dirty_close(d);
+}
