@@ -46,10 +46,26 @@ touch -d '2001-02-03 04:05:06.123456789' "$D/keep/f2"
 for i in $(seq 30); do echo "new $i" >"$D/dir/new$i"; done
 sk_diag "primary status while alone: $(mt_status 1)"
 
-# The primary itself restarts while the peer is away: it must still know the peer is outdated.
+# The primary itself restarts while the peer is away: it must still know the peer is outdated,
+# and its persisted facts (in sync or not, generations) must be the ones it had before, not a fresh start's.
+st_file=${SK_ROOT[1]}/var/lib/steadykit/state-$MT_TAG/state
+st_facts() { grep -v -e '^role=' -e '^ro_mounted=' "$st_file" 2>/dev/null | sort; }
+facts_before=$(st_facts)
 mt_stop_primary
 mt_start_primary || mt_bail "primary restart failed"
+if [ -n "$facts_before" ] && [ "$(st_facts)" = "$facts_before" ]; then
+	sk_ok "the primary's persisted state survives its restart unchanged"
+else
+	sk_not_ok "the primary's persisted state survives its restart unchanged"
+	sk_diag "before: $facts_before"
+	sk_diag "after:  $(st_facts)"
+fi
 sk_diag "primary state after its restart: $(tr '\n' ' ' <"${SK_ROOT[1]}/var/lib/steadykit/state-$MT_TAG/state" 2>/dev/null)"
+if [ "$(mt_st 1 peer)" = outdated ] && [ "$(mt_st 1 peer_in_sync)" = false ]; then
+	sk_ok "the restarted primary still marks the absent peer outdated"
+else
+	sk_not_ok "the restarted primary still marks the absent peer outdated (peer $(mt_st 1 peer), peer_in_sync $(mt_st 1 peer_in_sync))"
+fi
 
 rx() { sk_in 2 ip -s -j link show dev eth0 | "$MT_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["bytes"])'; }
 rx0=$(rx)
