@@ -1,5 +1,6 @@
 /* fused/inode.c: the primary's inode table: backing inodes by file handle, a bounded cache of their O_PATH fds, their paths for the peer. */
 #include "fused.h"
+#include "resync.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -864,6 +865,67 @@ static int other_name(struct fused *f, const struct stat *want, char *buf, size_
 	return rc;
 }
 
+/*
+ * The path of directory fd from the root by walking "..": the kernel's d_path
+ * of a directory whose absolute path passes PATH_MAX is ENAMETOOLONG although
+ * its path below our root may still fit. Each name is found by inode in its
+ * parent, so the result leads to the directory; names are written right to
+ * left at the end of buf, then moved to its start.
+ */
+static int dir_path_up(struct fused *f, int fd, const struct stat *st, char *buf, size_t cap)
+{
+	size_t lim = cap - 1 < SK_RMSG_PATH_MAX ? cap - 1 : SK_RMSG_PATH_MAX, at = lim;
+	struct stat cur = *st, par, root;
+	int cfd = fd, rc = 0;
+
+	if (cap == 0)
+		return -ENAMETOOLONG;
+	if (fstat(f->root_fd, &root) < 0)
+		return -errno;
+	buf[lim] = '\0';
+	for (int depth = 0; rc == 0; depth++) {
+		char name[NAME_MAX + 1];
+		size_t nl;
+		int pfd;
+
+		if (cur.st_ino == root.st_ino && cur.st_dev == root.st_dev)
+			break;
+		if (depth > (int)SK_RMSG_PATH_MAX / 2) {
+			rc = -ENAMETOOLONG;
+			break;
+		}
+		pfd = openat(cfd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (pfd < 0 || fstat(pfd, &par) < 0 ||
+		    (par.st_ino == cur.st_ino && par.st_dev == cur.st_dev)) {
+			rc = pfd < 0 ? -errno : -ESTALE; /* above the file system's root: not ours */
+		} else if (name_in_dir(pfd, &cur, name) < 0) {
+			rc = -ESTALE;
+		} else if ((nl = strlen(name)) + (at < lim) > at) {
+			rc = -ENAMETOOLONG;
+		} else {
+			if (at < lim)
+				buf[--at] = '/';
+			at -= nl;
+			memcpy(buf + at, name, nl);
+			cur = par;
+		}
+		if (cfd != fd)
+			close(cfd);
+		cfd = pfd;
+		if (rc < 0) {
+			if (pfd >= 0)
+				close(pfd);
+			cfd = fd;
+		}
+	}
+	if (cfd != fd)
+		close(cfd);
+	if (rc < 0)
+		return rc;
+	memmove(buf, buf + at, lim - at + 1);
+	return (int)(lim - at);
+}
+
 /* The path of any fd on the backing tree: -ENOENT if unlinked. */
 int fused_fd_path(struct fused *f, int fd, char *buf, size_t cap)
 {
@@ -873,11 +935,13 @@ int fused_fd_path(struct fused *f, int fd, char *buf, size_t cap)
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	n = kernel_path(f, fd, &st, buf, cap);
-	if (n != -ESTALE)
+	if (n == -ENAMETOOLONG && S_ISDIR(st.st_mode))
+		return dir_path_up(f, fd, &st, buf, cap);
+	if (n != -ESTALE && n != -ENAMETOOLONG)
 		return n;
 	if (st.st_nlink == 0)
 		return -ENOENT;
-	return other_name(f, &st, buf, cap);
+	return other_name(f, &st, buf, cap); /* a file deeper than PATH_MAX: found by a bounded scan */
 }
 
 /* Path of node i's non-directory want from the directory of its last known name. */
@@ -935,8 +999,10 @@ int fused_inode_path(struct fused *f, fuse_ino_t ino, char *buf, size_t cap)
 		return fd == -ESTALE ? -ENOENT : fd; /* gone from the disk: nobody on the peer sees it */
 	if (fstat(fd, &st) < 0)
 		n = -errno;
-	else if ((n = kernel_path(f, fd, &st, buf, cap)) != -ESTALE)
+	else if ((n = kernel_path(f, fd, &st, buf, cap)) != -ESTALE && n != -ENAMETOOLONG)
 		;
+	else if (n == -ENAMETOOLONG && S_ISDIR(st.st_mode))
+		n = dir_path_up(f, fd, &st, buf, cap); /* absolute path past PATH_MAX */
 	else if (st.st_nlink == 0)
 		n = -ENOENT;
 	else if (S_ISDIR(st.st_mode) || (n = parent_path(f, i, &st, buf, cap)) == -ESTALE)
@@ -957,4 +1023,83 @@ int fused_inode_path(struct fused *f, fuse_ino_t ino, char *buf, size_t cap)
 		pc->gen = fused_path_gen;
 	}
 	return n;
+}
+
+/* ---- file handles for the dirty tracker (dirty.h) ---- */
+
+static struct fused_dh root_dh;
+
+static int dh_from_fd(int fd, int want_mount, struct fused_dh *out)
+{
+	union fused_fhbuf h;
+	int mid = -1;
+
+	h.fh.handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(fd, "", &h.fh, &mid, AT_EMPTY_PATH) < 0)
+		return -errno;
+	/* only what opens again through the root's mount is of use to the resync */
+	if (mid != want_mount || h.fh.handle_bytes > FUSED_DH_MAX || h.fh.handle_bytes == 0)
+		return -EXDEV;
+	out->type = h.fh.handle_type;
+	out->len = (uint8_t)h.fh.handle_bytes;
+	memcpy(out->b, h.fh.f_handle, h.fh.handle_bytes);
+	return 0;
+}
+
+int fused_fd_dh(struct fused *f, int fd, struct fused_dh *out)
+{
+	(void)f;
+	memset(out, 0, sizeof(*out));
+	if (fh_off || devs[0].mount_id < 0)
+		return -ENOTSUP;
+	return dh_from_fd(fd, devs[0].mount_id, out);
+}
+
+/* The node's handle as kept (no system call); 0, -ENOTSUP (no handles), -EXDEV (other fs). */
+static int node_dh(uint32_t i, struct fused_dh *out)
+{
+	struct fused_inode *in = node(i);
+
+	memset(out, 0, sizeof(*out));
+	if (i == FUSE_ROOT_ID) {
+		*out = root_dh;
+		return root_dh.len ? 0 : -ENOTSUP;
+	}
+	if (!(in->flags & IN_USED) || (in->flags & IN_FD))
+		return -ENOTSUP;
+	if (in->devi != 0)
+		return -EXDEV;
+	if (in->hlen > FUSED_DH_MAX || !in->hlen)
+		return -EXDEV;
+	out->type = in->htype;
+	out->len = in->hlen;
+	memcpy(out->b, hbytes(in), in->hlen);
+	return 0;
+}
+
+int fused_inode_dh(struct fused *f, fuse_ino_t ino, struct fused_dh *out, struct fused_dh *parent,
+		   bool *is_dir)
+{
+	uint32_t i = (uint32_t)ino;
+	int rc;
+
+	if (!root_dh.len && !fh_off && devs[0].mount_id >= 0) {
+		struct fused_dh r;
+
+		if (dh_from_fd(f->root_fd, devs[0].mount_id, &r) == 0) {
+			pthread_mutex_lock(&f->ino_mu);
+			root_dh = r;
+			pthread_mutex_unlock(&f->ino_mu);
+		}
+	}
+	pthread_mutex_lock(&f->ino_mu);
+	rc = node_dh(i, out);
+	*is_dir = i == FUSE_ROOT_ID || (node(i)->flags & IN_DIR);
+	if (parent) {
+		memset(parent, 0, sizeof(*parent));
+		if (rc == 0 && !*is_dir && node(i)->parent)
+			node_dh(node(i)->parent, parent);
+	}
+	pthread_mutex_unlock(&f->ino_mu);
+	return rc;
 }

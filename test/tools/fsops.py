@@ -388,6 +388,36 @@ def mixed(d, times_out):
         times.append("edge/omit")
     r.step("edge_names_types_renames", edges)
 
+    def path_max():
+        # A relative path of 4095 bytes (PATH_MAX - 1) under the mount: 15 directories of 255-byte
+        # names, then a 255-byte file name. A file is renamed there, back, and there again; the
+        # secondary must resolve it component by component (its whole path exceeds PATH_MAX).
+        root = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            rel = "deep"
+            os.mkdir(rel, 0o755, dir_fd=root)
+            for i in range(14):
+                rel += "/" + ("%02d" % i) * 127 + "p"
+                os.mkdir(rel, 0o755, dir_fd=root)
+            rel = rel.replace("deep", "d" * 255, 1)
+            os.rename("deep", "d" * 255, src_dir_fd=root, dst_dir_fd=root)
+            longp = rel + "/" + "f" * 255
+            expect(len(longp) == 4095, "built a %d-byte path" % len(longp))
+            fd = os.open("short", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=root)
+            os.write(fd, b"at the end of a 4095-byte path\n")
+            os.close(fd)
+            os.rename("short", longp, src_dir_fd=root, dst_dir_fd=root)
+            expect(os.stat(longp, dir_fd=root).st_size == 31, "stat of the 4095-byte path")
+            os.rename(longp, "short", src_dir_fd=root, dst_dir_fd=root)
+            os.rename("short", longp, src_dir_fd=root, dst_dir_fd=root)
+            fd = os.open(longp, os.O_WRONLY | os.O_APPEND, dir_fd=root)
+            os.write(fd, b"appended there\n")
+            os.close(fd)
+        finally:
+            os.close(root)
+        return "rename to a 4095-byte relative path, back, and there again"
+    r.step("path_max_rename", path_max)
+
     def concurrent():
         # Racing writers on one file and racing renames onto one name: the secondary must end
         # in the primary's final state, which holds only if ops are sequenced in apply order.
