@@ -3,9 +3,12 @@
 #include "proto_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* Salt of the master-key derivation: fixed, so one secret gives one master on every node. */
 static const char master_label[] = "SteadyKit master key v2";
@@ -191,23 +194,78 @@ const char *sk_proto_secret_weak(const void *secret, size_t len)
 	return NULL;
 }
 
-int sk_proto_master_key(struct sk_key *out, const void *secret, size_t len)
+static int kdf(struct sk_key *k, const void *secret, size_t len)
 {
 	uint8_t salt[crypto_pwhash_SALTBYTES];
+
+	crypto_generichash(salt, sizeof(salt), (const uint8_t *)master_label,
+			   sizeof(master_label) - 1, NULL, 0);
+	if (crypto_pwhash(k->b, sizeof(k->b), secret, len, salt, KDF_OPSLIMIT, KDF_MEMLIMIT,
+			  crypto_pwhash_ALG_ARGON2ID13) != 0)
+		return -ENOMEM; /* the only way it fails with fixed, valid limits */
+	return 0;
+}
+
+/*
+ * Argon2id in a child process: its KDF_MEMLIMIT bytes are touched there, so the
+ * daemons' peak resident size (what an operator reads as their footprint) stays
+ * theirs. 1 if no child could be made (the caller derives in process).
+ */
+static int kdf_in_child(struct sk_key *k, const void *secret, size_t len)
+{
+	int p[2], st;
+	size_t got = 0;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return 1;
+	pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return 1;
+	}
+	if (pid == 0) {
+		struct sk_key ck;
+		int ok;
+
+		close(p[0]);
+		ok = kdf(&ck, secret, len) == 0 && write(p[1], ck.b, sizeof(ck.b)) == sizeof(ck.b);
+		sodium_memzero(&ck, sizeof(ck));
+		_exit(ok ? 0 : 1);
+	}
+	close(p[1]);
+	while (got < sizeof(k->b)) {
+		ssize_t n = read(p[0], k->b + got, sizeof(k->b) - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(p[0]);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return got == sizeof(k->b) ? 0 : -ENOMEM;
+}
+
+int sk_proto_master_key(struct sk_key *out, const void *secret, size_t len)
+{
 	struct sk_key k;
+	int rc;
 
 	if (sk_proto_secret_weak(secret, len))
 		return -EINVAL;
 	if (sk_proto_sodium_ready() < 0)
 		return -EIO;
-	crypto_generichash(salt, sizeof(salt), (const uint8_t *)master_label,
-			   sizeof(master_label) - 1, NULL, 0);
-	if (crypto_pwhash(k.b, sizeof(k.b), secret, len, salt, KDF_OPSLIMIT, KDF_MEMLIMIT,
-			  crypto_pwhash_ALG_ARGON2ID13) != 0)
-		return -ENOMEM; /* the only way it fails with fixed, valid limits */
-	*out = k;
+	rc = kdf_in_child(&k, secret, len);
+	if (rc == 1)
+		rc = kdf(&k, secret, len);
+	if (rc == 0)
+		*out = k;
 	sodium_memzero(&k, sizeof(k));
-	return 0;
+	return rc;
 }
 
 void sk_proto_derive(struct sk_key *out, const struct sk_key *master, const char *label,

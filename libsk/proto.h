@@ -180,8 +180,10 @@ struct sk_frame {
 /*
  * Master key from the cluster secret: Argon2id (crypto_pwhash) with a fixed
  * salt, costing about 50-100 ms, so a secret read from a stolen backup cannot
- * be tried by brute force quickly. -EINVAL if sk_proto_secret_weak() refuses
- * the secret, -ENOMEM / -EIO if the derivation cannot run.
+ * be tried by brute force quickly. The derivation runs in a short-lived child
+ * process (in process only if none can be made), so its 32 MiB never count in
+ * the caller's peak memory. -EINVAL if sk_proto_secret_weak() refuses the
+ * secret, -ENOMEM / -EIO if the derivation cannot run.
  */
 int sk_proto_master_key(struct sk_key *out, const void *secret, size_t len);
 /*

@@ -125,6 +125,35 @@ Test(proto, master_key_is_argon2id_with_fixed_salt)
 	cr_assert_gt(ms, 5, "the KDF is not slow at all (%ld ms)", ms);
 }
 
+/* Peak resident size of this process, in KiB (VmHWM). */
+static long vm_hwm_kib(void)
+{
+	char line[128];
+	long v = -1;
+	FILE *fp = fopen("/proc/self/status", "re");
+
+	while (fp && fgets(line, sizeof(line), fp))
+		if (sscanf(line, "VmHWM: %ld kB", &v) == 1)
+			break;
+	if (fp)
+		fclose(fp);
+	return v;
+}
+
+Test(proto, master_key_memory_is_not_the_callers)
+{
+	struct sk_key k;
+	long before, after;
+
+	before = vm_hwm_kib();
+	cr_assert_eq(sk_proto_master_key(&k, secret, sizeof(secret) - 1), 0);
+	after = vm_hwm_kib();
+	cr_assert(before > 0 && after > 0);
+	/* Argon2id touches 32 MiB: that must happen in the child, not here */
+	cr_assert_lt(after - before, 8 << 10, "peak RSS grew by %ld KiB during the derivation",
+		     after - before);
+}
+
 Test(proto, weak_secrets_refused_strong_accepted)
 {
 	static const char *const weak[] = {
