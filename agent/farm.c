@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "util.h"
 
 #define DEFAULT_WINDOW_MS 300000u
 #define DEFAULT_UDP_TIMEOUT_MS 60000u
@@ -161,6 +162,34 @@ int agent_farm_node(struct agent_farm *f, unsigned node_id, bool alive, bool up)
 	f->alive = alive ? f->alive | bit : f->alive & ~bit;
 	f->up = alive && up ? f->up | bit : f->up & ~bit;
 	return push(f);
+}
+
+int agent_farm_set(struct agent_farm *f, uint64_t alive, uint64_t up)
+{
+	uint64_t self = 1ull << f->self_id;
+
+	alive |= self; /* this node is always alive */
+	f->alive = alive;
+	f->up = up & alive;
+	return push(f);
+}
+
+void agent_farm_words(const struct agent_farm *f, char *out, size_t cap)
+{
+	struct lb_view v;
+
+	agent_farm_view(f, &v);
+	describe(f, &v, out, cap);
+}
+
+int agent_farm_lease(struct agent_farm *f, uint32_t ms)
+{
+	struct lb_err le;
+	int rc = lb_set_lease(f->lb, ms ? sk_now_ns() + (uint64_t)ms * 1000000ull : 0, &le);
+
+	if (rc)
+		ferr(f->err, sizeof(f->err), rc, "set the lease: %s", le.msg);
+	return rc;
 }
 
 int agent_farm_start(struct agent_farm *f)

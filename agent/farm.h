@@ -3,6 +3,7 @@
 #define AGENT_FARM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "conf.h"
@@ -43,6 +44,21 @@ int agent_farm_open(const struct agent_farm_opts *o, struct agent_farm **out, ch
  * table at once. Returns 1 if the table changed, 0 if not, -errno (err filled).
  */
 int agent_farm_node(struct agent_farm *f, unsigned node_id, bool alive, bool up);
+
+/*
+ * Set every node at once (bit masks by cluster node id, this node always alive): one push,
+ * never an intermediate table when several nodes changed together. Same returns.
+ */
+int agent_farm_set(struct agent_farm *f, uint64_t alive, uint64_t up);
+/* The view as the operator reads it: "n1=100 n2=leaving n3=dead". */
+void agent_farm_words(const struct agent_farm *f, char *out, size_t cap);
+
+/*
+ * The agent vouches for this node for ms more (renewed every heartbeat interval for the
+ * peers' dead timeout): past it the filter passes none of this node's buckets, so a node
+ * whose agent died stops answering about when the others take its buckets. 0 = no lease.
+ */
+int agent_farm_lease(struct agent_farm *f, uint32_t ms);
 
 /* Push the view from now on (after the startup grace, when peers are known). Same returns. */
 int agent_farm_start(struct agent_farm *f);

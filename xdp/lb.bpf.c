@@ -386,6 +386,12 @@ static __always_inline int balance(struct xdp_md *ctx, struct ethhdr *eth, struc
 		}
 	}
 
+	/* fail closed when the agent is gone: the others took this node's buckets */
+	if (cfg->lease_ns && bpf_ktime_get_ns() > cfg->lease_ns) {
+		count(LB_ST_LEASE_DROP);
+		return XDP_DROP;
+	}
+
 	bucket = pkt_hash(p, cfg->rule) & (LB_BUCKETS - 1);
 	idx = bucket + ((*active & 1) ? LB_BUCKETS : 0);
 	b = bpf_map_lookup_elem(&lb_table, &idx);

@@ -85,6 +85,13 @@ int lb_set_ports(struct lb *lb, const uint16_t *ports, size_t n, enum sk_lb_port
 		 struct lb_err *err);
 int lb_set_timing(struct lb *lb, uint32_t window_ms, uint32_t udp_timeout_ms, struct lb_err *err);
 int lb_set_view(struct lb *lb, const struct lb_view *v, struct lb_err *err);
+/*
+ * The agent's lease: until CLOCK_MONOTONIC until_ns this node passes its buckets; past it no
+ * balanced VIP packet passes here (counted as lease_drop). The agent renews it every heartbeat
+ * interval for its peers' dead timeout, so a node whose agent died stops answering for its
+ * buckets about when the others take them. 0 = no lease (the default; sklb).
+ */
+int lb_set_lease(struct lb *lb, uint64_t until_ns, struct lb_err *err);
 int lb_get_status(struct lb *lb, struct lb_status *st, struct lb_err *err);
 /* Buckets of the live table, LB_BUCKETS entries (for tests and show). */
 int lb_get_table(struct lb *lb, struct lb_bucket *out, struct lb_err *err);

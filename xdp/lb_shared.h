@@ -33,6 +33,10 @@ struct lb_cfg {
 	__u32 port_policy;   /* enum sk_lb_ports */
 	__u64 window_ns;     /* how long a moved bucket keeps its previous owner's flows */
 	__u64 udp_timeout_ns;/* a UDP flow idle longer than this is forgotten */
+	__u64 lease_ns;      /* CLOCK_MONOTONIC time until which the agent vouches for this node;
+			      * past it no balanced VIP packet passes here (the agent died: the
+			      * others take this node's buckets, its stack must not answer them
+			      * with resets). 0: no lease (sklb, tests) */
 };
 
 /* "lb_table" holds two tables of LB_BUCKETS entries; "lb_active" (one __u32)
@@ -73,6 +77,7 @@ enum lb_stat {
 	LB_ST_MOTION_SOCK,    /* moving bucket: passed because a local socket has the flow */
 	LB_ST_MOTION_DROP,    /* moving bucket: dropped, the flow is not ours */
 	LB_ST_UDP_LEARN,      /* moving bucket: UDP flow learned as another node's */
+	LB_ST_LEASE_DROP,     /* dropped: the agent's lease expired (agent dead or stalled) */
 	LB_ST__COUNT,
 };
 
@@ -95,6 +100,7 @@ struct lb_info {
 
 #define LB_STAT_NAMES                                                            \
 	"pass", "drop", "arp_reply", "ns_reply", "other", "malformed",          \
-	"port_pass", "port_drop", "motion_sock", "motion_drop", "udp_learn"
+	"port_pass", "port_drop", "motion_sock", "motion_drop", "udp_learn",     \
+	"lease_drop"
 
 #endif

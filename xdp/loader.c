@@ -673,6 +673,16 @@ int lb_set_timing(struct lb *lb, uint32_t window_ms, uint32_t udp_timeout_ms, st
 	return cfg_update(lb, edit_timing, &t, err);
 }
 
+static void edit_lease(struct lb_cfg *c, const void *arg)
+{
+	c->lease_ns = *(const uint64_t *)arg;
+}
+
+int lb_set_lease(struct lb *lb, uint64_t until_ns, struct lb_err *err)
+{
+	return cfg_update(lb, edit_lease, &until_ns, err);
+}
+
 static int read_active(struct lb *lb, uint32_t *active, struct lb_err *err)
 {
 	uint32_t zero = 0;

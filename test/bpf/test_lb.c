@@ -463,6 +463,48 @@ static void set_motion(struct inst *in, uint8_t owner, uint8_t prev, uint64_t mo
 		in->tbl[b] = (struct lb_bucket){.owner = owner, .prev = prev, .move_ns = move_ns};
 }
 
+static void set_lease(struct inst *in, uint64_t lease_ns)
+{
+	struct lb_cfg cfg;
+	uint32_t zero = 0;
+
+	bpf_map_lookup_elem(bpf_map__fd(in->sk->maps.lb_cfg), &zero, &cfg);
+	cfg.lease_ns = lease_ns;
+	bpf_map_update_elem(bpf_map__fd(in->sk->maps.lb_cfg), &zero, &cfg, BPF_ANY);
+}
+
+/* The agent's lease: an expired one passes nothing balanced (the agent died), ARP still answered. */
+static void test_lease(void)
+{
+	struct fb f, arp;
+	int a, b, c, d;
+
+	all_cfg(SK_LB_SESSION, SK_LB_PORTS_ALL);
+	for (uint32_t b2 = 0; b2 < LB_TABLE_ENTRIES; b2++)
+		node[1].tbl[b2] = (struct lb_bucket){.owner = 1, .prev = LB_NODE_NONE};
+	uint8_t bc[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+	uint8_t req[28] = {0, 1, 8, 0, 6, 4, 0, 1};
+
+	memcpy(req + 8, T_CLI, 6);
+	inet_pton(AF_INET, CLI4, req + 14);
+	inet_pton(AF_INET, VIP4, req + 24);
+	fb_eth(&arp, bc, 0, 0x0806);
+	fb_put(&arp, req, 28);
+	tcp4(&f, CLI4, VIP4, 4242, 80, 0x02);
+	set_lease(&node[1], mono_ns() + 60ull * 1000000000ull);
+	a = run(&node[1], f.b, f.n, out, &outlen);
+	uint64_t l0 = stat_sum(&node[1], LB_ST_LEASE_DROP);
+	set_lease(&node[1], mono_ns() - 1);
+	b = run(&node[1], f.b, f.n, out, &outlen);
+	c = run(&node[1], arp.b, arp.n, out, &outlen);
+	set_lease(&node[1], 0);
+	d = run(&node[1], f.b, f.n, out, &outlen);
+	ok(a == XDP_PASS && b == XDP_DROP && d == XDP_PASS,
+	   "lease: a live lease passes the node's buckets, an expired one drops them, 0 means no lease");
+	ok(stat_sum(&node[1], LB_ST_LEASE_DROP) == l0 + 1, "lease: the drop is counted as lease_drop");
+	ok(c == XDP_TX, "lease: ARP for the VIP is still answered with an expired lease");
+}
+
 /* Buckets in motion, with a real TCP connection on loopback for the socket lookup. */
 static void test_motion(void)
 {
@@ -620,6 +662,7 @@ int main(void)
 	test_ports();
 	test_swap_and_stats();
 	test_motion();
+	test_lease();
 	test_rendezvous();
 	for (int i = 0; i < 3; i++)
 		inst_close(&node[i]);

@@ -32,6 +32,7 @@ static struct sockaddr_in vip;
 static char node_names[MAX_NODES][65];
 static int nnodes;
 static volatile sig_atomic_t stop;
+static int print_map; /* burst --map 1: one "src ADDR NODE|none" line per connection */
 
 static uint64_t now_ms(void)
 {
@@ -178,6 +179,7 @@ static int run_burst(int n, int conc, int timeout_ms)
 			int pr = r == 0 ? parse_resp(c, &node) : -1;
 			if (pr == 1) {
 				counts[node]++;
+				c->node = node;
 				finish(c, ep, 3, NULL);
 			} else {
 				finish(c, ep, 4, r == 0 ? "bad or partial answer" : "reset");
@@ -203,6 +205,12 @@ static int run_burst(int n, int conc, int timeout_ms)
 		}
 	for (int i = 0; i < nnodes; i++)
 		printf("node %s %d\n", node_names[i], counts[i]);
+	for (int i = 0; print_map && i < n; i++) {
+		char a[INET_ADDRSTRLEN];
+
+		inet_ntop(AF_INET, &srcs[i % nsrc], a, sizeof(a));
+		printf("src %s %s\n", a, cs[i].state == 3 && cs[i].node >= 0 ? node_names[cs[i].node] : "none");
+	}
 	printf("total=%d ok=%d failed=%d slow=%d\n", n, n - failed, failed, slow);
 	for (int i = 0; i < n; i++)
 		if (cs[i].fd > 0)
@@ -373,6 +381,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(k, "--interval-ms")) interval_ms = atoi(v);
 		else if (!strcmp(k, "--seconds")) seconds = atoi(v);
 		else if (!strcmp(k, "--status")) status = v;
+		else if (!strcmp(k, "--map")) print_map = atoi(v);
 		else {
 			fprintf(stderr, "farmcli: unknown option %s\n", k);
 			return 2;
@@ -383,7 +392,7 @@ int main(int argc, char **argv)
 	if (!vip_s || inet_pton(AF_INET, vip_s, &vip.sin_addr) != 1 || parse_srcs(src_s) || n < 1 ||
 	    n > 100000 || conc < 1 || timeout_ms < 100 || interval_ms < 10 || seconds < 1) {
 		fprintf(stderr, "usage: farmcli burst|hold --vip A [--port P] [--src A,B..] [--n N] [--conc C]\n"
-				"       [--timeout-ms T] [--interval-ms I --seconds S --status FILE]\n");
+				"       [--timeout-ms T] [--interval-ms I --seconds S --status FILE] [--map 1]\n");
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

@@ -1,0 +1,247 @@
+#!/bin/bash
+# test/cluster/agent_farm.sh: skagentd runs a farm module on three nodes sharing a VIP, nothing else decides.
+#
+# Each node: skagentd with --root (its own bpffs at ROOT/sys/fs/bpf), module "web" (kind farm, rule
+# client, weights 100/100/100), start_both starting farmsrv (answers with the node's name) on the VIP,
+# a process checker on farmsrv with action "failover". The client has 64 source addresses.
+#  A. all three UP (skctl -lq exit 2), filter on eth0, VIP on lo; 64 sources served, split over 3.
+#  B. kill -9 of every process of node3: within a second the 64 sources are served by node1/node2,
+#     only node3's sources moved, the survivors' long connections unbroken.
+#  C. node3's agent again: it takes exactly its sources back, long connections unbroken.
+#  D. node2's farmsrv killed: its checker fails, node2 leaves (WAIT), its sources move, others' kept.
+#  E. farmsrv back on node2: the checker passes, node2 rejoins with its sources, connections unbroken.
+#  F. skctl stop on node1: filter and VIP gone from node1, the others serve everything.
+set -u
+: "${SK_SRC:?}" "${SK_BUILD:?}"
+source "$SK_SRC/test/cluster/lib.sh"
+
+AGENTD=$SK_BUILD/agent/skagentd
+SKCTL=$SK_BUILD/cli/skctl
+SRV=$SK_BUILD/test/farmtools/farmsrv
+CLI=$SK_BUILD/test/farmtools/farmcli
+VIP=10.99.0.201
+VMAC=02:5b:00:00:00:07
+MOD=web
+for b in "$AGENTD" "$SKCTL" "$SRV" "$CLI"; do
+	[ -x "$b" ] || { echo "Bail out! $b not built"; exit 1; }
+done
+bail() { echo "Bail out! $*"; exit 1; }
+
+sk_cluster_init 3 --client || bail "cluster init failed"
+(umask 077 && head -c 32 /dev/urandom | base64 >"$SK_TMP/secret") || bail "secret"
+declare -a AG NRUN
+for i in 1 2 3; do
+	root=${SK_ROOT[$i]}
+	mdir=$root/var/lib/steadykit/modules/$MOD
+	mkdir -p "$mdir/bin" "$root/sys/fs/bpf" || bail "mkdir"
+	mount -t bpf bpf "$root/sys/fs/bpf" && sk_track_mount "$root/sys/fs/bpf" || bail "bpffs"
+	install -m 0600 "$SK_TMP/secret" "$root/etc/steadykit/secret" || bail "secret copy"
+	cat >"$root/etc/steadykit/cluster.json" <<-EOF
+	{ "cluster": "farmtest", "secret_file": "/etc/steadykit/secret", "networks": ["lan"],
+	  "nodes": [ { "name": "node1", "id": 1, "addresses": { "lan": "${SK_IP[1]}" } },
+	             { "name": "node2", "id": 2, "addresses": { "lan": "${SK_IP[2]}" } },
+	             { "name": "node3", "id": 3, "addresses": { "lan": "${SK_IP[3]}" } } ],
+	  "heartbeat": { "interval_ms": 100, "timeout_ms": 400 } }
+	EOF
+	cat >"$mdir/userconfig.json" <<-EOF
+	{ "name": "$MOD", "id": 7, "kind": "farm",
+	  "nodes": [ "node1", "node2", "node3" ],
+	  "vip": { "addr": "$VIP", "prefix": 32, "interface": "eth0", "mac": "$VMAC",
+	           "rule": "client", "ports": [80] },
+	  "checkers": [ { "type": "process", "process": "farmsrv", "interval_ms": 200,
+	                  "timeout_ms": 100, "failures": 1, "action": "failover" } ],
+	  "scripts": { "start_both": { "timeout_s": 10 }, "stop_both": { "timeout_s": 10 } } }
+	EOF
+	cat >"$mdir/bin/start_both" <<-EOF
+	#!/bin/sh
+	# the application: a web server on the VIP answering with this node's name
+	: >"\$SK_STATE_DIR/farmsrv.log"
+	"$SRV" --name "\$SK_NODE" --bind "\$SK_VIP" --port 80 >>"\$SK_STATE_DIR/farmsrv.log" 2>&1 </dev/null &
+	echo \$! >"\$SK_STATE_DIR/farmsrv.pid"
+	for i in \$(seq 50); do grep -q listening "\$SK_STATE_DIR/farmsrv.log" && exit 0; sleep 0.1; done
+	echo "farmsrv did not start"; exit 1
+	EOF
+	cat >"$mdir/bin/stop_both" <<-'EOF'
+	#!/bin/sh
+	[ -f "$SK_STATE_DIR/farmsrv.pid" ] && kill "$(cat "$SK_STATE_DIR/farmsrv.pid")" 2>/dev/null
+	rm -f "$SK_STATE_DIR/farmsrv.pid"
+	exit 0
+	EOF
+	chmod 0755 "$mdir/bin/start_both" "$mdir/bin/stop_both" || bail "scripts"
+	NRUN[$i]=0
+done
+
+SRCS=
+for i in $(seq 101 164); do
+	sk_client ip addr add "10.99.0.$i/24" dev eth0 || bail "client address"
+	SRCS+="${SRCS:+,}10.99.0.$i"
+done
+
+start_agent() {
+	NRUN[$1]=$((NRUN[$1] + 1))
+	AG[$1]=$(sk_spawn "$1" "agent$1.${NRUN[$1]}" "$AGENTD" --root "${SK_ROOT[$1]}" --node "node$1")
+}
+alog() { cat "$SK_TMP/agent$1.${NRUN[$1]}.log" 2>/dev/null; }
+modlog() { cat "${SK_ROOT[$1]}/var/lib/steadykit/state/$MOD/module.log" 2>/dev/null; }
+code() { local rc=0; "$SKCTL" --root "${SK_ROOT[$1]}" state -m "$MOD" -lq >/dev/null 2>&1 || rc=$?; echo "$rc"; }
+code_is() { [ "$(code "$1")" = "$2" ]; }
+all_up() { code_is 1 2 && code_is 2 2 && code_is 3 2; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# burst FILE: one connection from each of the 64 sources; "node NAME COUNT" lines and a total
+burst() { sk_client "$CLI" burst --vip "$VIP" --src "$SRCS" --n 64 --conc 64 --timeout-ms "${2:-1000}" >"$1" 2>&1; }
+count_of() { awk -v n="$2" '$1 == "node" && $2 == n { print $3; f = 1 } END { if (!f) print 0 }' "$1"; }
+all_served() { burst "$1" 500 && grep -q "total=64 ok=64 failed=0" "$1"; }
+# srcmap FILE: "source node" for every source (one connection from each, node "none" if it failed)
+srcmap() {
+	sk_client "$CLI" burst --vip "$VIP" --src "$SRCS" --n 64 --conc 64 --timeout-ms 2000 --map 1 \
+		2>/dev/null | awk '$1 == "src" { print $2, $3 }' | sort >"$1"
+}
+# moved A B: sources whose node differs between two maps
+moved() { join "$1" "$2" | awk '$2 != $3' | wc -l; }
+# same_except A B NODE: every source not on NODE in A is on the same node in B
+same_except() { join "$1" "$2" | awk -v n="$3" '$2 != n && $2 != $3 { bad++ } END { exit bad > 0 }'; }
+hold() { sk_spawn_client "$1" "$CLI" hold --vip "$VIP" --src "$SRCS" --n 64 --interval-ms 200 \
+	--timeout-ms 4000 --seconds 90 --status "$SK_TMP/$1"; }
+hold_field() {
+	awk -v n="$2" -v f="$3" '$1 == "node" && $2 == n { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == f) print kv[2] } }' "$1"
+}
+hold_ready() { grep -q "ok=64 broken=0 unknown=0" "$1"; }
+xdp_on() { sk_in "$1" ip link show eth0 | grep -q xdp; }
+vip_on_lo() { sk_in "$1" ip addr show lo | grep -q "$VIP/"; }
+
+# --- A: three agents bring the farm up -----------------------------------------------------
+t0=$(now_ms)
+for i in 1 2 3; do start_agent "$i" || bail "agent $i"; done
+if sk_wait_for 20 all_up; then
+	sk_ok "three agents: module $MOD UP on every node (skctl state -lq exit 2) in $(($(now_ms) - t0)) ms"
+else
+	sk_not_ok "module UP on every node (codes $(code 1) $(code 2) $(code 3))"
+	for i in 1 2 3; do sk_diag "node$i: $(alog "$i" | tail -8)"; done
+	bail "no farm"
+fi
+ok=1
+for i in 1 2 3; do xdp_on "$i" && vip_on_lo "$i" || ok=0; done
+[ $ok = 1 ] && ! sk_in 1 ip addr show eth0 | grep -q "$VIP/" &&
+	sk_ok "filter attached on eth0 and VIP on lo on every node (not on eth0: the virtual MAC answers ARP)" ||
+	sk_not_ok "filter on eth0 and VIP on lo everywhere"
+alog 1 | grep -q "dispatcher" && sk_ok "the agent says how the filter is attached (libxdp dispatcher or alone)" ||
+	sk_not_ok "attachment mode logged"
+sk_wait_for 5 all_served "$SK_TMP/b0" || true
+srcmap "$SK_TMP/map0"
+c1=$(grep -c ' node1$' "$SK_TMP/map0") c2=$(grep -c ' node2$' "$SK_TMP/map0") c3=$(grep -c ' node3$' "$SK_TMP/map0")
+if [ $((c1 + c2 + c3)) = 64 ] && [ "$c1" -ge 5 ] && [ "$c2" -ge 5 ] && [ "$c3" -ge 5 ]; then
+	sk_ok "64 sources served through the VIP, split over the three nodes: $c1 $c2 $c3"
+else
+	sk_not_ok "64 sources served and split ($c1 $c2 $c3)"
+	sk_diag "$(grep -v ' node[123]$' "$SK_TMP/map0" | head -5)"
+fi
+
+# --- B: node3 dies ---------------------------------------------------------------------------
+H1=$(hold hold1)
+sk_wait_for 10 hold_ready "$SK_TMP/hold1" || sk_diag "hold1: $(head -4 "$SK_TMP/hold1")"
+pids=$(ip netns pids "${SK_NS[3]}")
+t0=$(now_ms)
+kill -KILL $pids
+dt=
+for ((k = 0; k < 100; k++)); do
+	if all_served "$SK_TMP/b1" && [ "$(count_of "$SK_TMP/b1" node3)" = 0 ]; then
+		dt=$(($(now_ms) - t0))
+		break
+	fi
+	sleep 0.05
+done
+if [ -n "$dt" ] && [ "$dt" -le 1500 ]; then
+	sk_ok "kill -9 of every process of node3: all 64 sources served by node1/node2 after $dt ms"
+else
+	sk_not_ok "after the kill of node3, 64 sources served by the survivors within 1.5 s (${dt:-never} ms)"
+	sk_diag "$(cat "$SK_TMP/b1")"
+fi
+srcmap "$SK_TMP/map1"
+if same_except "$SK_TMP/map0" "$SK_TMP/map1" node3 && ! grep -q 'node3\|none' "$SK_TMP/map1"; then
+	sk_ok "only node3's $c3 sources moved ($(moved "$SK_TMP/map0" "$SK_TMP/map1") changed)"
+else
+	sk_not_ok "only node3's sources moved ($(moved "$SK_TMP/map0" "$SK_TMP/map1") changed)"
+fi
+sleep 1
+b1=$(hold_field "$SK_TMP/hold1" node1 broken) b2=$(hold_field "$SK_TMP/hold1" node2 broken)
+[ "${b1:-x}" = 0 ] && [ "${b2:-x}" = 0 ] &&
+	sk_ok "the survivors' long connections unbroken by the death" ||
+	sk_not_ok "survivors' long connections unbroken ($b1/$b2): $(head -3 "$SK_TMP/hold1")"
+modlog 1 | grep -q "farm view (node3 .*silent" && sk_ok "node1's module log: the view changed when node3 fell silent" ||
+	sk_not_ok "node1 logged the view change at node3's death"
+
+# --- C: node3 returns ---------------------------------------------------------------------------
+H2=$(hold hold2)
+sk_wait_for 10 hold_ready "$SK_TMP/hold2" || sk_diag "hold2: $(head -4 "$SK_TMP/hold2")"
+start_agent 3 || bail "agent 3 again"
+if sk_wait_for 20 all_up; then
+	sk_ok "node3's agent again: UP everywhere"
+else
+	sk_not_ok "node3 back UP ($(code 3)): $(alog 3 | tail -5)"
+fi
+alog 3 | grep -q "took over the filter" && sk_ok "the new agent took over the filter its predecessor left" ||
+	sk_not_ok "filter taken over: $(alog 3 | grep farm | tail -3)"
+sleep 1.5 # the move is announced for 1 s before it happens
+srcmap "$SK_TMP/map2"
+[ "$(moved "$SK_TMP/map0" "$SK_TMP/map2")" = 0 ] &&
+	sk_ok "node3 took exactly its $c3 sources back" ||
+	sk_not_ok "node3 back with its sources ($(moved "$SK_TMP/map0" "$SK_TMP/map2") differ from the start)"
+sleep 1
+b1=$(hold_field "$SK_TMP/hold2" node1 broken) b2=$(hold_field "$SK_TMP/hold2" node2 broken)
+[ "${b1:-x}" = 0 ] && [ "${b2:-x}" = 0 ] && grep -q "^conns=64 ok=64 broken=0" "$SK_TMP/hold2" &&
+	sk_ok "its return broke none of the 64 long connections" ||
+	sk_not_ok "return broke connections: $(head -3 "$SK_TMP/hold2")"
+
+# --- D: node2's application dies: its checker makes it leave -------------------------------------
+H3=$(hold hold3)
+sk_wait_for 10 hold_ready "$SK_TMP/hold3" || sk_diag "hold3: $(head -4 "$SK_TMP/hold3")"
+kill -KILL "$(cat "${SK_ROOT[2]}/var/lib/steadykit/state/$MOD/farmsrv.pid")"
+if sk_wait_for 5 code_is 2 1; then
+	sk_ok "node2's process checker fails: node2 leaves the farm (WAIT, skctl -lq exit 1)"
+else
+	sk_not_ok "node2 leaves on its checker ($(code 2)): $(modlog 2 | tail -5)"
+fi
+sleep 1.5
+srcmap "$SK_TMP/map3"
+if same_except "$SK_TMP/map0" "$SK_TMP/map3" node2 && ! grep -q 'node2\|none' "$SK_TMP/map3"; then
+	sk_ok "its sources went to node1/node3, the others' stayed"
+else
+	sk_not_ok "node2's sources moved, only them ($(moved "$SK_TMP/map0" "$SK_TMP/map3") changed)"
+	sk_diag "$(grep 'node2\|none' "$SK_TMP/map3" | head -3)"
+fi
+b1=$(hold_field "$SK_TMP/hold3" node1 broken) b3=$(hold_field "$SK_TMP/hold3" node3 broken)
+[ "${b1:-x}" = 0 ] && [ "${b3:-x}" = 0 ] &&
+	sk_ok "node1/node3's long connections unbroken by node2 leaving" ||
+	sk_not_ok "node1/node3's connections unbroken ($b1/$b3)"
+
+# --- E: node2's application back: the checker passes, node2 rejoins ------------------------------
+S2=$(sk_spawn 2 srv2 "$SRV" --name node2 --bind "$VIP" --port 80)
+if sk_wait_for 10 code_is 2 2; then
+	sk_ok "farmsrv back on node2: its checker passes, node2 UP again"
+else
+	sk_not_ok "node2 rejoins ($(code 2)): $(modlog 2 | tail -5)"
+fi
+sleep 1.5
+srcmap "$SK_TMP/map4"
+[ "$(moved "$SK_TMP/map0" "$SK_TMP/map4")" = 0 ] && sk_ok "node2 has its sources back" ||
+	sk_not_ok "node2's sources back ($(moved "$SK_TMP/map0" "$SK_TMP/map4") differ)"
+sleep 1
+b1=$(hold_field "$SK_TMP/hold3" node1 broken) b3=$(hold_field "$SK_TMP/hold3" node3 broken)
+[ "${b1:-x}" = 0 ] && [ "${b3:-x}" = 0 ] &&
+	sk_ok "node2's return broke none of node1/node3's connections" ||
+	sk_not_ok "node2's return broke connections ($b1/$b3)"
+
+# --- F: operator stop on node1 ------------------------------------------------------------------
+"$SKCTL" --root "${SK_ROOT[1]}" stop -m "$MOD" >/dev/null 2>&1
+sk_wait_for 10 code_is 1 0
+if code_is 1 0 && ! xdp_on 1 && ! vip_on_lo 1; then
+	sk_ok "skctl stop on node1: STOP, filter detached and VIP removed"
+else
+	sk_not_ok "stop on node1 ($(code 1)): filter $(xdp_on 1 && echo on), VIP $(vip_on_lo 1 && echo on)"
+fi
+sleep 1.5
+burst "$SK_TMP/b5" 2000
+grep -q "total=64 ok=64 failed=0" "$SK_TMP/b5" && [ "$(count_of "$SK_TMP/b5" node1)" = 0 ] &&
+	sk_ok "node2/node3 serve all 64 sources" || sk_not_ok "the others serve all: $(tail -4 "$SK_TMP/b5")"
+sk_term "$H1"; sk_term "$H2"; sk_term "$H3"
+sk_done
