@@ -262,6 +262,17 @@ void agent_check_stop(struct agent *a);
 /* A checker of m reached its failure count: act per ck->action and the module's restart budget. */
 void agent_policy_fail(struct agent_mod *m, const struct sk_conf_checker *ck, const char *what);
 
+/* ---- witnesses (witness.c): ping witnesses, the lease client, skagentd --witness ---- */
+
+int agent_witness_start(struct agent *a); /* after the modules; no-op without a witness */
+void agent_witness_stop(struct agent *a);
+/* May m be (or become) primary with its peer dead? false: why says what is missing. */
+bool agent_witness_allow(struct agent_mod *m, char *why, size_t cap);
+/* The gate refused a takeover of m that still stands (peer dead): decide() retries it. */
+bool agent_witness_takeover(struct agent_mod *m);
+/* skagentd --witness: serve lease requests until SIGTERM. */
+int agent_witness_serve(struct agent *a);
+
 /* ---- the daemon -------------------------------------------------------------------------- */
 
 struct agent_sub {

@@ -60,7 +60,8 @@ static void usage(const char *why)
 		"  --group NAME members of this group may use the control socket too (default root only)\n"
 		"  --check      validate the configuration and exit (0 valid, 1 invalid)\n"
 		"  --http IP:PORT  serve /ready /metrics /state on that one address (\"[v6]:port\");\n"
-		"               overrides cluster.json \"http\".\"listen\"\n");
+		"               overrides cluster.json \"http\".\"listen\"\n"
+		"  --witness    run as the cluster's lease witness (the node with \"role\": \"witness\")\n");
 	exit(why ? 2 : 0);
 }
 
@@ -243,6 +244,7 @@ int main(int argc, char **argv)
 		{ "sock", required_argument, NULL, 's' },  { "group", required_argument, NULL, 'g' },
 		{ "log-level", required_argument, NULL, 'l' }, { "check", no_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },        { "http", required_argument, NULL, 'H' },
+		{ "witness", no_argument, NULL, 'W' },
 		{ 0 },
 	};
 	static struct agent ag;
@@ -251,6 +253,7 @@ int main(int argc, char **argv)
 	enum sk_log_level lvl = SK_LOG_INFO;
 	struct sk_conf_err err = { 0 };
 	char ebuf[800];
+	bool witness = false; /* --witness: this node is the lease witness (agent/witness.c) */
 	bool check = false, have_http = false;
 	struct sk_conf_addr http_addr = { 0 };
 	uint16_t http_port = 0;
@@ -286,6 +289,7 @@ int main(int argc, char **argv)
 			else usage("--log-level is error, warn, info or debug");
 			break;
 		case 'c': check = true; break;
+		case 'W': witness = true; break;
 		case 'H': {
 			char why[120], msg[160];
 
@@ -329,6 +333,24 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	sk_proto_derive(&a->dkey, &a->master, "dgram", NULL, 0);
+	if (witness != a->self->witness) {
+		sk_err(witness ? "%s: nodes: --witness: node %s is not the lease witness (give it "
+		       "\"role\": \"witness\")" : "%s: nodes: node %s is the lease witness: run "
+		       "skagentd --witness there", a->cluster_path, a->self->name);
+		return 1;
+	}
+	if (witness) {
+		sk_log_set_node(a->self->name);
+		sk_log_set_sink(SK_LOG_AUTO);
+		if (check) {
+			printf("configuration valid: cluster %s, lease witness %s\n", a->cluster.name,
+			       a->self->name);
+			return 0;
+		}
+		a->loop = uv_default_loop();
+		notify("READY=1");
+		return agent_witness_serve(a) < 0 ? 1 : 0;
+	}
 	if (load_modules(a) < 0)
 		return 1;
 	if (check) {
@@ -348,7 +370,7 @@ int main(int argc, char **argv)
 	a->incarnation = agent_wall_ms() * 1000;
 	a->loop = uv_default_loop();
 	for (unsigned i = 0; i < a->cluster.n_nodes; i++)
-		if (&a->cluster.nodes[i] != a->self)
+		if (&a->cluster.nodes[i] != a->self && !a->cluster.nodes[i].witness)
 			a->peers[a->n_peers++].node = &a->cluster.nodes[i];
 
 	sk_log_set_node(a->self->name);
@@ -382,12 +404,13 @@ int main(int argc, char **argv)
 	/* after the modules: the first snapshot already lists them */
 	if (have_http && agent_http_start(a, &http_addr, http_port) < 0)
 		return 1;
-	if (agent_check_start(a) < 0)
+	if (agent_check_start(a) < 0 || agent_witness_start(a) < 0)
 		return 1;
 	watchdog_start(a);
 	notify("READY=1");
 	uv_run(a->loop, UV_RUN_DEFAULT);
 	agent_check_stop(a);
+	agent_witness_stop(a);
 	agent_http_stop(a);
 	sk_info("exit");
 	return 0;

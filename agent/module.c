@@ -509,6 +509,12 @@ static void decide(struct agent_mod *m)
 			return;
 		}
 		m->warned_dual = false;
+		/* split brain guard (agent/witness.c): with the peer dead, serve only with a witness */
+		if (!p->alive && !agent_witness_allow(m, reason, sizeof(reason))) {
+			snprintf(m->after_reason, sizeof(m->after_reason), "%s", reason);
+			plan(m, SK_ST_WAIT, reason, 0, 0, isolate, N(isolate));
+			return;
+		}
 		if (pm && pm->state == SK_ST_SECOND) {
 			snprintf(cause, sizeof(cause), "%s secondary", p->node->name);
 			quick(m, SK_ST_PRIM, cause, "");
@@ -577,10 +583,15 @@ static void decide(struct agent_mod *m)
 	}
 
 	/* the peer is dead or has not been seen */
-	if (m->state == SK_ST_SECOND) {
+	if (m->state == SK_ST_SECOND || agent_witness_takeover(m)) {
 		if (me_candidate(m, NULL)) {
 			snprintf(cause, sizeof(cause), "%s", p->died_words[0] ? p->died_words :
 				 "peer lost");
+			/* split brain guard (agent/witness.c): a witness must say yes */
+			if (!agent_witness_allow(m, reason, sizeof(reason))) {
+				quick(m, SK_ST_WAIT, cause, reason);
+				return;
+			}
 			go_primary(m, cause, p->alive ? 0 : p->died_last_seen_ms,
 				   p->alive ? 0 : p->died_ms);
 			return;
@@ -599,6 +610,10 @@ static void decide(struct agent_mod *m)
 	if (me_candidate(m, NULL) && m->last_role == AGENT_ROLE_PRIMARY) {
 		snprintf(cause, sizeof(cause), "%s absent; this node was primary last (newest data)",
 			 p->node->name);
+		if (!agent_witness_allow(m, reason, sizeof(reason))) {
+			snprintf(m->reason, sizeof(m->reason), "%s", reason);
+			return; /* agent/witness.c kicks us when the witness answers */
+		}
 		go_primary(m, cause, 0, 0);
 		return;
 	}

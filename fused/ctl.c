@@ -12,6 +12,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fence.h"
+#include "lease.h"
 #include "log.h"
 
 static pthread_t ctl_thread;
@@ -85,6 +87,11 @@ static struct json_object *status(struct fused *f)
 	json_object_object_add(o, "rejected_frames",
 			       json_object_new_int64((int64_t)atomic_load(&f->rejected)));
 	json_object_object_add(o, "peer_in_sync", json_object_new_boolean(f->peer_in_sync));
+	if (fused_fence_armed()) { /* the lease fence (fence.c): ms left (< 0: writes refused) */
+		json_object_object_add(o, "lease_left_ms", json_object_new_int64(fused_fence_left_ms()));
+		json_object_object_add(o, "lease_refused",
+				       json_object_new_int64((int64_t)fused_fence_refused()));
+	}
 	if (f->role == FUSED_SECONDARY) {
 		json_object_object_add(o, "applied_seq",
 				       json_object_new_int64((int64_t)atomic_load(&f->applied_seq)));
@@ -109,7 +116,15 @@ static void answer(struct fused *f, int fd, const char *line, size_t len)
 	char err[160];
 	const char *s;
 
-	if (sk_rctl_parse(line, len, &req, err, sizeof(err)) < 0)
+	struct sk_lease_ctl lc;
+	int lr = sk_lease_ctl_parse(line, len, &lc, err, sizeof(err));
+
+	if (lr == 0) { /* the agent's lease: fence.c */
+		fused_fence_set(lc.valid_ms, lc.has_at, lc.at_ms);
+		o = status(f);
+	} else if (lr != -ENOENT)
+		o = error(err);
+	else if (sk_rctl_parse(line, len, &req, err, sizeof(err)) < 0)
 		o = error(err);
 	else if (req.cmd == SK_RCTL_STATUS)
 		o = status(f);

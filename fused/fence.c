@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lease.h"
 #include "log.h"
@@ -17,9 +18,9 @@
  * own monotonic clock, at the start of every operation that changes the tree, so a writable
  * primary cannot outlive its lease whatever happens to the agent.
  *
- * Not armed (deadline 0) until the first "lease" command or SKFUSED_LEASE_MS in the
- * environment at start (the first lease, so a primary started by an agent that then stops
- * is fenced too): without a lease witness skfused behaves as it always did. Once armed it
+ * Not armed (deadline 0) until the first "lease" command or SKFUSED_LEASE_UNTIL_MS_<module id>
+ * in the environment at start (the agent's deadline on the monotonic clock, so a primary
+ * started by an agent that then stops is fenced too): without a lease witness skfused behaves as it always did. Once armed it
  * stays armed; a later command moves the deadline (forward or back; 0 fences at once).
  *
  * The hook is a copy of fused_ops whose modifying entries check first, then call the real
@@ -55,6 +56,41 @@ int fused_fence_check(void)
 	return -EROFS;
 }
 
+/*
+ * Operations already waiting for the peer's ack when the lease ends would only be answered when
+ * the peer acks or the latency budget runs out; so at the deadline the watcher drops the peer
+ * (as a lost peer: pending operations are answered at once, and fused_reply_send turns them
+ * into EROFS). The peer's copy is marked outdated: it misses what was applied here and never
+ * acknowledged.
+ */
+static void *watcher(void *arg)
+{
+	struct fused *f = arg;
+
+	while (!atomic_load(&f->stop)) {
+		uint64_t until = atomic_load(&fence_until_us);
+
+		if (until && now_us() >= until && atomic_load(&f->connected))
+			fused_peer_lost(f, atomic_load(&f->conn_gen), "lease ended: fenced");
+		usleep(10000);
+	}
+	return NULL;
+}
+
+static void watcher_start(void)
+{
+	static atomic_bool started;
+	pthread_t t;
+
+	if (!fused_ctx || fused_ctx->role != FUSED_PRIMARY || atomic_exchange(&started, true))
+		return;
+	if (pthread_create(&t, NULL, watcher, fused_ctx) == 0)
+		pthread_detach(t);
+	else
+		sk_warn("lease fence: no watcher thread: operations waiting for the peer when the "
+			"lease ends are refused only at the latency budget");
+}
+
 void fused_fence_set(uint32_t valid_ms, bool has_at, uint64_t at_ms)
 {
 	uint64_t now = now_us(), from = now;
@@ -63,6 +99,7 @@ void fused_fence_set(uint32_t valid_ms, bool has_at, uint64_t at_ms)
 	if (has_at && at_ms * 1000 < now)
 		from = at_ms * 1000;
 	atomic_store(&fence_until_us, (from + (uint64_t)valid_ms * 1000) | 1); /* never 0 once armed */
+	watcher_start();
 }
 
 /* Milliseconds left (negative: expired), for the status; 0 if not armed. */
@@ -187,10 +224,16 @@ static void f_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	fused_ops.removexattr(req, ino, name);
 }
 
-const struct fuse_lowlevel_ops *fused_fence_ops(void)
+const struct fuse_lowlevel_ops *fused_fence_ops(uint32_t module_id)
 {
-	const char *env = getenv("SKFUSED_LEASE_MS");
+	char name[64];
+	const char *env;
 
+	/* the agent keeps SKFUSED_LEASE_UNTIL_MS_<module> (its monotonic deadline, absolute) in
+	 * its environment, so a primary it starts is fenced from the first request even if the
+	 * agent stops before its first lease command */
+	snprintf(name, sizeof(name), "SKFUSED_LEASE_UNTIL_MS_%u", module_id);
+	env = getenv(name);
 	wrapped = fused_ops;
 	/* only operations fused_ops implements are wrapped (a NULL entry stays ENOSYS) */
 	if (fused_ops.setattr) wrapped.setattr = f_setattr;
@@ -210,15 +253,18 @@ const struct fuse_lowlevel_ops *fused_fence_ops(void)
 	if (fused_ops.removexattr) wrapped.removexattr = f_removexattr;
 	if (env && env[0]) {
 		char *end;
-		unsigned long ms = strtoul(env, &end, 10);
+		unsigned long long until = strtoull(env, &end, 10);
+		uint64_t now_ms = now_us() / 1000;
 
-		if (*end || ms > SK_LEASE_VALID_MAX) {
-			sk_warn("SKFUSED_LEASE_MS=%.20s is not 0..%u: the fence is armed at 0 (writes "
-				"refused until the agent gives a lease)", env, SK_LEASE_VALID_MAX);
-			ms = 0;
+		if (*end || env[0] == '-') {
+			sk_warn("%s=%.24s is not a number: the fence is armed at 0 (writes refused "
+				"until the agent gives a lease)", name, env);
+			until = 0;
 		}
-		fused_fence_set((uint32_t)ms, false, 0);
-		sk_info("lease fence armed: writes allowed for %lu ms unless the agent renews", ms);
+		fused_fence_set(until > now_ms ? (uint32_t)(until - now_ms > SK_LEASE_VALID_MAX ?
+					SK_LEASE_VALID_MAX : until - now_ms) : 0, false, 0);
+		sk_info("lease fence armed: writes allowed for %lld ms unless the agent renews",
+			(long long)fused_fence_left_ms());
 	}
 	return &wrapped;
 }

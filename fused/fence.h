@@ -8,8 +8,8 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
-/* fused_ops with the modifying operations guarded; reads SKFUSED_LEASE_MS (the first lease). */
-const struct fuse_lowlevel_ops *fused_fence_ops(void);
+/* fused_ops with the modifying operations guarded; reads SKFUSED_LEASE_UNTIL_MS_<module_id>. */
+const struct fuse_lowlevel_ops *fused_fence_ops(uint32_t module_id);
 /* {"cmd":"lease"}: writes allowed until at_ms (or now, without it) + valid_ms, monotonic clock. */
 void fused_fence_set(uint32_t valid_ms, bool has_at, uint64_t at_ms);
 bool fused_fence_armed(void);

@@ -1,4 +1,5 @@
 /* fused/main.c: skfused entry point: options, secret, state, the primary's FUSE mount or the secondary's read-only bind. */
+#include "fence.h"
 #include "fused.h"
 
 #include <errno.h>
@@ -253,7 +254,7 @@ static int run_primary(struct fused *f)
 	rc = fused_inode_init(f);
 	if (rc < 0)
 		return rc;
-	f->se = fuse_session_new(&args, &fused_ops, sizeof(fused_ops), f);
+	f->se = fuse_session_new(&args, fused_fence_ops(f->module_id), sizeof(fused_ops), f); /* fence.c */
 	fuse_opt_free_args(&args); /* the session keeps nothing of them; parsing may have allocated */
 	if (!f->se)
 		return -EIO;

@@ -1,4 +1,5 @@
 /* fused/repl.c: the primary's ordered stream to the peer: send, pending ring, acks, budget, reconnect. */
+#include "fence.h"
 #include "fused.h"
 
 #include <arpa/inet.h>
@@ -137,6 +138,12 @@ void fused_reply_send(fuse_req_t req, const struct fused_reply *r)
 {
 	if (!req)
 		return;
+	/* fence.c: the lease ended while this operation waited (for the peer, or the budget
+	 * before going on alone): it is not acknowledged */
+	if (r->kind != R_ERR && fused_fence_check() < 0) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
 	switch (r->kind) {
 	case R_ERR0:
 		fuse_reply_err(req, 0);

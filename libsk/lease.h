@@ -77,6 +77,11 @@ int sk_lease_reply_decode(const uint8_t *p, size_t len, struct sk_lease_reply *r
  *  - RELEASE by the holder ends its lease at once (the next node still waits margin_ms).
  */
 #define SK_LEASE_TABLE_MAX 256
+/* The witness's margin for a lease of lease_ms: lease_ms / 8, at least 200 ms. */
+static inline uint32_t sk_lease_margin_ms(uint32_t lease_ms)
+{
+	return lease_ms / 8 < 200 ? 200 : lease_ms / 8;
+}
 struct sk_lease_entry {
 	uint32_t module;
 	uint8_t holder;

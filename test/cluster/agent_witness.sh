@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# test/cluster/agent_witness.sh: split brain guards: the lease witness (skagentd --witness) and the ping witness.
+#
+# Nodes 1 and 2 run a mirror module with node 3 as their lease witness; nodes 4 and 5 run the
+# same module in a second cluster whose ping witness is node 3's address. Faults are nftables
+# drops on the bridge (sk_partition), SIGSTOP of an agent or of the witness. Timings use the
+# one monotonic clock of the machine (python's CLOCK_MONOTONIC, as the daemons' own).
+#
+# Lease pair: fresh start (node1 PRIM holding the lease, node2 SECOND); forged and replayed
+# lease requests refused and counted by the witness; the witness stopped while both nodes are
+# fine: nothing changes (writes still acknowledged), a warning; node1<->node2 cut while both
+# reach the witness: no failover; node1's agent SIGSTOPped and node1 cut from node2: node1's
+# skfused refuses writes (EROFS) by itself before node2 can write, node2 takes over; node2 (now
+# PRIM) cut from node1 and the witness: EROFS on node2 before node1 becomes writable, exactly
+# one writer at any time, every acknowledged write on node1.
+# Ping pair: node5 (SECOND) cut from node4 and the ping witness does not become PRIM while node4
+# (reaching the witness) keeps serving; node4 then cut from the witness too stops serving.
+set -u
+source "$SK_SRC/test/cluster/agent_common.sh"
+
+LEASE_MS=2000
+PORT_W=7712
+VIP_A=10.99.0.50
+VIP_B=10.99.0.51
+T_START=$(date +%s)
+
+for f in "$AT_AGENTD" "$AT_SKCTL" "$SK_BUILD/fused/skfused"; do
+	[ -x "$f" ] || at_bail "not built: $f"
+done
+command -v python3 >/dev/null || at_bail "python3 missing"
+sk_cluster_init 5 --client || at_bail "sk_cluster_init failed"
+(umask 077 && head -c 32 /dev/urandom | base64 >"$SK_TMP/secret") || at_bail "secret"
+
+# conf N CLUSTER NODES_JSON WITNESS_JSON VIP
+conf() {
+	local n=$1 root=${SK_ROOT[$1]} mod
+	mod=$root/var/lib/steadykit/modules/$AT_MOD
+	mkdir -p "$root/etc/steadykit" "$mod/bin" "$root$AT_DATA_REL" || at_bail "mkdir"
+	install -m 0600 "$SK_TMP/secret" "$root/etc/steadykit/secret" || at_bail "secret copy"
+	cat >"$root/etc/steadykit/cluster.json" <<-EOF
+	{
+	  "cluster": "$2",
+	  "secret_file": "/etc/steadykit/secret",
+	  "networks": ["lan"],
+	  "nodes": [ $3 ],
+	  "heartbeat": { "interval_ms": 100, "timeout_ms": 400 },
+	  "witness": $4
+	}
+	EOF
+	AT_N[$n]=0
+	[ "$n" = 3 ] && return 0
+	# latency budget 2 x lease: a primary cut off from everything never acknowledges a write
+	# alone before its fence falls (docs/agent.md "Witnesses")
+	cat >"$mod/userconfig.json" <<-EOF
+	{
+	  "name": "$AT_MOD", "id": 1, "kind": "mirror", "nodes": [$6],
+	  "vip": { "addr": "$5", "prefix": 24, "interface": "eth0" },
+	  "replication": { "dirs": ["$AT_DATA_REL"], "mode": "sync", "latency_budget_ms": $((2 * LEASE_MS)) },
+	  "scripts": { "start_prim": { "timeout_s": 20 }, "stop_prim": { "timeout_s": 20 } }
+	}
+	EOF
+	cp "$SK_SRC/examples/mirror/bin/start_prim" "$SK_SRC/examples/mirror/bin/stop_prim" "$mod/bin/" ||
+		at_bail "scripts"
+	sk_track_mount "$root$AT_DATA_REL"
+}
+node() { printf '{ "name": "node%s", "id": %s, %s"addresses": { "lan": "%s" } }' "$1" "$1" "${2:-}" "${SK_IP[$1]}"; }
+NODES_A="$(node 1), $(node 2), $(node 3 '"role": "witness", ')"
+for i in 1 2 3; do
+	conf "$i" lease "$NODES_A" "{ \"lease_ms\": $LEASE_MS, \"port\": $PORT_W }" "$VIP_A" '"node1", "node2"'
+done
+NODES_B="$(node 4), $(node 5)"
+for i in 4 5; do
+	conf "$i" ping "$NODES_B" "{ \"ping\": [\"${SK_IP[3]}\"] }" "$VIP_B" '"node4", "node5"'
+done
+
+W_PID=$(sk_spawn 3 witness "$AT_AGENTD" --root "${SK_ROOT[3]}" --node node3 --witness) || at_bail "witness"
+for i in 1 2 4 5; do at_start "$i" || at_bail "agent $i"; done
+
+# a writer: one record per write() on an fd opened before the fault; "ok I T0 T1" when the
+# write returned (acknowledged), "err I ERRNO T0 T1" when it failed; until the stop file exists
+cat >"$SK_TMP/writer.py" <<'PY'
+import errno, os, sys, time
+d, log, stop = sys.argv[1:4]
+fd = os.open(os.path.join(d, "w.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+out = open(log, "w", buffering=1)
+i = 0
+end = time.monotonic() + 60
+while not os.path.exists(stop) and time.monotonic() < end:
+    i += 1
+    t0 = time.clock_gettime(time.CLOCK_MONOTONIC)
+    try:
+        os.write(fd, b"rec %d\n" % i)
+        out.write("ok %d %.6f %.6f\n" % (i, t0, time.clock_gettime(time.CLOCK_MONOTONIC)))
+    except OSError as e:
+        out.write("err %d %d %.6f %.6f\n" % (i, e.errno, t0, time.clock_gettime(time.CLOCK_MONOTONIC)))
+        time.sleep(0.02)
+    time.sleep(0.01)
+PY
+# a prober: tries to create a file every 20 ms; prints the monotonic time the first success began
+cat >"$SK_TMP/prober.py" <<'PY'
+import os, sys, time
+d, out, stop = sys.argv[1:4]
+end = time.monotonic() + 60
+while not os.path.exists(stop) and time.monotonic() < end:
+    t0 = time.clock_gettime(time.CLOCK_MONOTONIC)
+    try:
+        fd = os.open(os.path.join(d, "probe"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, b"x")
+        os.close(fd)
+        open(out, "w").write("%.6f\n" % t0)
+        break
+    except OSError:
+        time.sleep(0.02)
+PY
+mono() { python3 -c 'import time; print("%.6f" % time.clock_gettime(time.CLOCK_MONOTONIC))'; }
+show() { local i; for i in "$@"; do sk_diag "node$i: $(at_ctl "$i" state -m "$AT_MOD" 2>&1 | sed -n '4,6p')"; done; }
+roles() { at_code_is "$1" 3 && at_code_is "$2" 4; }
+in_sync() { at_code_is "$1" 4 && [ "$(at_field "$1" uptodate)" = true ]; }
+mlog() { cat "$(at_state_dir "$1")/module.log" 2>/dev/null; }
+wlog() { cat "$SK_TMP/witness.log"; }
+can_write() { (echo "$2" >"$(at_data "$1")/$3") 2>/dev/null; }
+
+if sk_wait_for 30 roles 1 2; then
+	sk_ok "lease pair: node1 PRIM, node2 SECOND"
+else
+	sk_not_ok "lease pair: node1 PRIM, node2 SECOND"
+	show 1 2
+	at_bail "no primary"
+fi
+sk_check "node1 holds the lease of the witness (granted after the witness's start grace)" \
+	sk_wait_for 10 sh -c "grep -q 'lease of node3 held' '$(at_state_dir 1)/module.log'"
+sk_check "the witness logged the grant to node1" sk_wait_for 5 sh -c "grep -q 'lease granted to node1' '$SK_TMP/witness.log'"
+sk_check "node1's mount takes writes" sk_wait_for 10 can_write 1 hello w0.txt
+sk_wait_for 20 in_sync 2 || sk_diag "node2 not in sync after 20 s"
+
+# ---- ping pair: node5 (SECOND) cut from node4 and from the ping witness ----
+if sk_wait_for 20 roles 4 5; then
+	sk_ok "ping pair: node4 PRIM, node5 SECOND"
+else
+	sk_not_ok "ping pair: node4 PRIM, node5 SECOND"
+	show 4 5
+fi
+sk_wait_for 15 in_sync 5 || sk_diag "node5 not in sync"
+took() { grep -c "transition .* -> \(ALONE\|PRIM\)" "$(at_state_dir "$1")/module.log"; }
+n5_took=$(took 5)
+sk_partition 5 4
+sk_partition 5 3
+T_PING=$(date +%s)
+sk_diag "t+$(($(date +%s) - T_START)) s"
+# ---- forged and replayed lease requests ----
+sk_client python3 - "${SK_IP[3]}" "$PORT_W" <<'PY'
+import os, socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+hdr = struct.pack(">IBBHIQI", 0x534b4631, 2, 96, 0, 1, 1 << 62, 16)
+body = bytes([1, 1, 1, 0]) + struct.pack(">IQ", 1, 7)
+for _ in range(5):
+    s.sendto(hdr + body + os.urandom(16), (sys.argv[1], int(sys.argv[2])))
+PY
+cap=$SK_TMP/lease.bin
+sk_in 3 timeout 10 python3 - "$cap" "${SK_IP[1]}" "$PORT_W" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+s.bind(("eth0", 0x0800))
+s.settimeout(8)
+src = socket.inet_aton(sys.argv[2])
+while True:
+    pkt = s.recv(4096)
+    ihl = (pkt[0] & 15) * 4
+    if pkt[9] == 17 and pkt[12:16] == src and int.from_bytes(pkt[ihl + 2:ihl + 4], "big") == int(sys.argv[3]):
+        open(sys.argv[1], "wb").write(pkt[ihl + 8:])
+        break
+PY
+if [ -s "$cap" ]; then
+	sk_in 1 python3 - "$cap" "${SK_IP[1]}" "${SK_IP[3]}" "$PORT_W" <<'PY'
+import socket, sys
+data = open(sys.argv[1], "rb").read()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[2], 0))
+for _ in range(3):
+    s.sendto(data, (sys.argv[3], int(sys.argv[4])))
+PY
+fi
+sleep 0.3
+sk_check "forged lease requests (bad MAC) refused and counted by the witness" \
+	sh -c "grep -q 'refused on lan from $SK_CLIENT_IP: mac (5 so far)' '$SK_TMP/witness.log'"
+sk_check "replayed lease requests (node1's, resent from its address) refused and counted" \
+	sh -c "grep -q 'refused on lan from ${SK_IP[1]}: replay (3 so far)' '$SK_TMP/witness.log'"
+sk_check "after them node1 is still PRIM" roles 1 2
+
+sk_diag "t+$(($(date +%s) - T_START)) s"
+# ---- the witness down, both nodes fine: no change, a warning ----
+sk_sigstop "$W_PID"
+sleep $(((LEASE_MS * 3 / 2 + 999) / 1000))
+sk_check "witness stopped for 1.5 leases: node1 still PRIM, node2 still SECOND" roles 1 2
+sk_check "witness stopped: node1's mount still takes writes (its fence runs on its SECOND peer)" \
+	can_write 1 during-witness-down w1.txt
+sk_check "witness stopped: node1's agent warns" sh -c "grep -q 'lease witness node3 silent' '$SK_TMP/agent1.1.log'"
+sk_sigcont "$W_PID"
+
+# (the ping pair ran meanwhile: node5 cut for a few seconds by now)
+sk_wait_for 5 sh -c "[ \$((\$(date +%s) - $T_PING)) -ge 3 ]"
+sk_check "ping: node5, cut from node4 and the ping witness, never became primary" test "$(took 5)" = "$n5_took"
+sk_check "ping: node5 waits and says why (no ping witness answers)" \
+	sh -c "'$AT_SKCTL' --root '${SK_ROOT[5]}' state -m $AT_MOD | grep -q 'no ping witness'"
+sk_check "ping: node4, reaching the witness, serves (ALONE)" at_code_is 4 2
+sk_partition 4 3
+sk_check "ping: node4 cut from the witness too stops serving (WAIT)" sk_wait_for 5 at_code_is 4 1
+sk_check "ping: skctl why on node4 says so" \
+	sh -c "'$AT_SKCTL' --root '${SK_ROOT[4]}' why -m $AT_MOD | grep -q 'no ping witness'"
+sk_diag "t+$(($(date +%s) - T_START)) s"
+# ---- node1 <-> node2 cut, both reach the witness: no failover ----
+n2_took=$(took 2)
+sk_partition 1 2
+sleep 3.5
+sk_check "node1/node2 cut, both reach the witness: node2 never became primary in 3.5 s (lease $LEASE_MS ms)" \
+	test "$(took 2)" = "$n2_took"
+sk_check "... node1 kept the lease and serves (ALONE)" at_code_is 1 2
+sk_check "... skctl on node2 says why it waits (the lease is node1's)" \
+	sh -c "'$AT_SKCTL' --root '${SK_ROOT[2]}' state -m $AT_MOD | grep -q 'held by node1'"
+sk_heal 1 2
+sk_check "healed: node2 back as SECOND, in sync" sk_wait_for 20 in_sync 2
+
+# run_fault NAME OLD NEW STOP_AGENT PARTITIONS...: writer on OLD, prober on NEW, then the fault
+run_fault() {
+	local name=$1 old=$2 new=$3 stopagent=$4 t0 first_erofs last_ok first_new acked missing
+	shift 4
+	rm -f "$SK_TMP/stop" "$SK_TMP/new.t"
+	python3 "$SK_TMP/writer.py" "$(at_data "$old")" "$SK_TMP/w-$name.log" "$SK_TMP/stop" &
+	local wpid=$!
+	python3 "$SK_TMP/prober.py" "$(at_data "$new")" "$SK_TMP/new.t" "$SK_TMP/stop" &
+	local ppid=$!
+	sk_wait_for 5 sh -c "grep -c '^ok' '$SK_TMP/w-$name.log' | grep -qv '^[0-9]$'" ||
+		sk_diag "$name: writer slow"
+	t0=$(mono)
+	[ "$stopagent" = 1 ] && sk_sigstop "${AT_AGENT_PID[$old]}"
+	while [ $# -gt 0 ]; do sk_partition "$old" "$1"; shift; done
+	sk_wait_for 20 test -s "$SK_TMP/new.t" || sk_diag "$name: node$new never writable"
+	sk_wait_for 5 grep -q '^err' "$SK_TMP/w-$name.log"
+	touch "$SK_TMP/stop"
+	wait "$ppid" 2>/dev/null
+	# a writer blocked on a frozen mount ends once the mount answers: bounded wait
+	for ((k = 0; k < 100; k++)); do kill -0 "$wpid" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$wpid" 2>/dev/null
+	wait "$wpid" 2>/dev/null
+	first_new=$(cat "$SK_TMP/new.t" 2>/dev/null)
+	first_erofs=$(awk '$1 == "err" && $3 == 30 { print $5; exit }' "$SK_TMP/w-$name.log")
+	last_ok=$(awk '$1 == "ok" { t = $4 } END { print t }' "$SK_TMP/w-$name.log")
+	sk_diag "$name: node$old's write errors (count errno): $(awk '$1 == "err" { print $3 }' "$SK_TMP/w-$name.log" | sort | uniq -c | tr '\n' ' ')"
+	sk_diag "$name: t0 $t0, node$old first EROFS $first_erofs, last ack $last_ok, node$new first write $first_new"
+	if [ -n "$first_new" ] && [ -n "$first_erofs" ] &&
+		python3 -c "import sys; sys.exit(not float('$first_erofs') < float('$first_new'))"; then
+		sk_ok "$name: node$old refused writes with EROFS ($(python3 -c "print(int((float('$first_erofs') - float('$t0')) * 1000))") ms after the fault) before node$new took one ($(python3 -c "print(int((float('$first_new') - float('$t0')) * 1000))") ms)"
+	else
+		sk_not_ok "$name: node$old refused writes with EROFS before node$new took one"
+		show "$old" "$new"
+	fi
+	if [ -n "$first_new" ] && [ -n "$last_ok" ] &&
+		python3 -c "import sys; sys.exit(not float('$last_ok') < float('$first_new'))"; then
+		sk_ok "$name: one writer at a time (node$old's last acknowledged write ended before node$new's first began)"
+	else
+		sk_not_ok "$name: one writer at a time"
+	fi
+	acked=$(grep -c '^ok' "$SK_TMP/w-$name.log")
+	missing=$(awk '$1 == "ok" { print "rec " $2 }' "$SK_TMP/w-$name.log" |
+		grep -vxF -f "$(at_data "$new")/w.log" | wc -l)
+	if [ "$acked" -gt 0 ] && [ "$missing" = 0 ]; then
+		sk_ok "$name: every acknowledged write ($acked) is on node$new"
+	else
+		sk_not_ok "$name: every acknowledged write ($acked) is on node$new ($missing missing)"
+	fi
+	sk_check "$name: node$new is primary" sk_wait_for 10 at_is_primary "$new"
+}
+
+sk_diag "t+$(($(date +%s) - T_START)) s"
+# ---- node1's agent SIGSTOPped and node1 cut from node2: skfused fences itself ----
+run_fault "agent SIGSTOP" 1 2 1 2
+sk_sigcont "${AT_AGENT_PID[1]}"
+not_prim() { ! at_is_primary "$1"; }
+sk_check "agent SIGCONT: node1 stops serving (its lease is gone)" sk_wait_for 10 not_prim 1
+sk_check "agent SIGSTOP: node1's skfused logged its refusals" \
+	sh -c "grep -q 'writes refused (EROFS)' '$(at_state_dir 1)/module.log'"
+sk_heal 1 2
+sk_check "healed: node1 back as SECOND, in sync" sk_wait_for 25 in_sync 1
+
+sk_diag "t+$(($(date +%s) - T_START)) s"
+# ---- node2 (PRIM) cut from node1 and from the witness ----
+run_fault "partition" 2 1 0 1 3
+sk_check "partition: node2 stopped serving (WAIT)" sk_wait_for 5 at_code_is 2 1
+sk_check "partition: skctl why on node2 names the lease" \
+	sh -c "'$AT_SKCTL' --root '${SK_ROOT[2]}' why -m $AT_MOD | grep -q lease"
+sk_diag "node1 why: $(at_ctl 1 why -m "$AT_MOD" -n 1)"
+sk_heal 2 1
+sk_heal 2 3
+
+sk_diag "duration $(($(date +%s) - T_START)) s"
+sk_done
