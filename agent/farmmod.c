@@ -40,6 +40,7 @@ struct agent_farmmod {
 	bool restart;       /* ... and the application is to be restarted (stop_both, start_both) */
 	uint64_t failing;   /* checkers (bit = index) that failed and have not passed since */
 	uv_timer_t lease;   /* renews the filter's lease every heartbeat interval */
+	uint64_t alive_ms[SK_NODE_SLOTS]; /* when each node was last declared alive */
 	char pin_dir[AGENT_PATH];
 	char err[400];
 };
@@ -97,7 +98,9 @@ static void masks(struct agent_mod *m, uint64_t *alive, uint64_t *up)
 			continue;
 		*alive |= 1ull << p->node->id;
 		pm = agent_peer_mod(p, m->conf.id);
-		if (pm && pm->state == SK_ST_UP)
+		/* a node back from the dead still shows the state it had before it died until its
+		 * first heartbeat lands: only a state heard since it came back counts */
+		if (pm && pm->state == SK_ST_UP && (!fm || p->st_ms >= fm->alive_ms[p->node->id]))
 			*up |= 1ull << p->node->id;
 	}
 }
@@ -131,6 +134,8 @@ static void on_member(void *arg, struct agent *a, uint8_t node_id, bool alive)
 	struct agent_peer *p = agent_peer_by_id(a, node_id);
 	char why[160];
 
+	if (alive && m->farm && node_id < SK_NODE_SLOTS)
+		m->farm->alive_ms[node_id] = agent_now_ms();
 	/* the failover path: the dead node's buckets move now, not at the next decision */
 	snprintf(why, sizeof(why), "%.60s %.90s", p ? p->node->name : "a node",
 		 alive ? "alive" : p && p->died_words[0] ? p->died_words : "dead");

@@ -19,7 +19,9 @@
 # the fault, then polls http://VIP/hello.txt (connect+answer within POLL_TIMEOUT_MS, default
 # 200) until the first HTTP 200, which can only come from the survivor. A run not served within
 # MAX_S (default 30) counts as MAX_S in the percentiles and is reported as a timeout.
-# Farm: measured only when the agent runs farm modules (probed with skagentd --check).
+#   farm     one farm module on three other nodes (bench/failfarm.sh, its own namespaces): kill -9
+#            of every process of one node; the time until a connection from every one of 64 client
+#            source addresses is answered again (by the survivors)
 #
 # Heartbeat timing: the product's defaults (cluster.json without "heartbeat") unless
 # HB_INTERVAL_MS / HB_TIMEOUT_MS are set. Output: a header, one line per run, p50/p95 per fault,
@@ -35,7 +37,7 @@ RUNS=${RUNS:-10}
 MAX_S=${MAX_S:-30}
 POLL_TIMEOUT_MS=${POLL_TIMEOUT_MS:-200}
 RESTORE_S=${RESTORE_S:-90}
-FAULTS=${FAULTS:-kill9 linkdown sigstop}
+FAULTS=${FAULTS:-kill9 linkdown sigstop farm}
 RESULTS_DIR=${RESULTS_DIR:-/var/tmp/sk-failover-results}
 [[ "$RUNS" =~ ^[0-9]+$ ]] && [ "$RUNS" -ge 1 ] && [ "$RUNS" -le 1000 ] ||
 	{ echo "failover.sh: RUNS must be 1..1000" >&2; exit 2; }
@@ -56,28 +58,6 @@ printf 'fault\trun\tdetect\tdecide\tstop\tvip\tskfused\tstart\ttotal\n' >"$RES/p
 
 # shellcheck source=failcommon.sh
 source "$src/bench/failcommon.sh"
-
-# farm: does this agent run farm modules? (--check on a node with a farm module installed)
-farm_supported() {
-	local d out
-	d=$(mktemp -d /tmp/fbfarm.XXXXXX) || return 1
-	mkdir -p "$d/etc/steadykit" "$d/var/lib/steadykit/modules/farm"
-	(umask 077 && head -c 32 /dev/urandom | base64 >"$d/etc/steadykit/secret")
-	cat >"$d/etc/steadykit/cluster.json" <<-EOF
-	{ "cluster": "probe", "secret_file": "/etc/steadykit/secret", "networks": ["lan"],
-	  "nodes": [ { "name": "node1", "id": 1, "addresses": { "lan": "10.99.0.1" } },
-	             { "name": "node2", "id": 2, "addresses": { "lan": "10.99.0.2" } } ] }
-	EOF
-	cat >"$d/var/lib/steadykit/modules/farm/userconfig.json" <<-EOF
-	{ "name": "farm", "id": 2, "kind": "farm",
-	  "nodes": [ { "name": "node1", "weight": 100 }, { "name": "node2", "weight": 100 } ],
-	  "vip": { "addr": "10.99.0.60", "prefix": 24, "interface": "eth0", "mac": "02:53:4b:00:00:02",
-	           "rule": "client", "ports": [80], "other_ports": "pass" } }
-	EOF
-	out=$(timeout --foreground 10 "$AGENTD" --root "$d" --node node1 --check 2>&1)
-	rm -rf --one-file-system -- "$d"
-	! grep -qiE 'farm module.*(ignored|not yet)|mirror modules only' <<<"$out"
-}
 
 pct() { # pct FILE: "n=.. p50=.. p95=.. min=.. max=.." of the integers in FILE (nearest rank)
 	python3 - "$1" <<-'PY'
@@ -143,6 +123,7 @@ fi
 FAILED=0
 : >"$RES/all.ms"
 for fault in $FAULTS; do
+	[ "$fault" = farm ] && continue # below, on its own three nodes
 	: >"$RES/$fault.ms"
 	timeouts=0
 	for ((run = 1; run <= RUNS; run++)); do
@@ -199,11 +180,15 @@ for fault in $FAULTS; do
 	echo "$fault: survivor's phases, median ms: $(phase_medians "$fault")" | tee -a "$RES/summary.txt"
 done
 
-if farm_supported; then
-	echo "farm: not measured (the agent runs farm modules, but bench/failover.sh has no farm part yet)" |
-		tee -a "$RES/summary.txt"
-else
-	echo "farm: not measured (agent does not run farm modules yet)" | tee -a "$RES/summary.txt"
+if [[ " $FAULTS " == *" farm "* ]] && [ "$FAILED" = 0 ]; then
+	# its own cluster (three nodes) in a child: lib.sh sets up one cluster per process
+	: >"$RES/farm.ms"
+	RUNS=$RUNS MAX_S=$MAX_S HB_INTERVAL_MS=${HB_INTERVAL_MS:-} HB_TIMEOUT_MS=${HB_TIMEOUT_MS:-} \
+		bash "$src/bench/failfarm.sh" "$RES/farm.ms" 2>&1 | tee "$RES/farm.txt" |
+		grep -v '^bench/failfarm.sh: line [0-9]*: .* Killed'
+	[ "${PIPESTATUS[0]}" = 0 ] || FAILED=1
+	grep '^farm:' "$RES/farm.txt" >>"$RES/summary.txt"
+	cat "$RES/farm.ms" >>"$RES/all.ms"
 fi
 [ "$FAILED" = 0 ] || echo "# incomplete: the cluster could not be restored; figures cover the runs done" |
 	tee -a "$RES/summary.txt"
