@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# bench/resync.sh: what a failback costs (issue 10 item 6). A mirrored tree (NFILES files, SIZE_MB in all,
+# each node on a fresh loop-mounted ext4 image), the secondary stopped, PCT % of the data modified (in-place
+# extents, appends, truncates, new files, renames, deletes), the secondary restarted; then:
+#   bytes sent over the wire vs bytes modified  (skfused's resync.sent_bytes, and the secondary's veth rx bytes)
+#   bytes read from disk on each node vs bytes modified (/proc/<pid>/io read_bytes of both skfused, page cache
+#       dropped before the resync)
+#   resync throughput vs the raw TCP throughput of the same link, measured in the same run (python, plain TCP)
+# Last line: resync sent/modified=<r> read/modified=<r> throughput/link=<r>   (targets 1.05, 1.5, 0.8)
+#
+# Run as root from the repository after `meson setup build && ninja -C build`:
+#     SK_BUILD=$PWD/build bash bench/resync.sh                # SIZE_MB=1024 NFILES=2000 PCT=5
+#     SIZE_MB=100 SK_BUILD=$PWD/build bash bench/resync.sh    # a quick check
+# "modified" counts the bytes written (in place, appended, new files). Renamed files are sent whole by the
+# incremental resync (a rename is tracked as "the file at its new name"), so RENAME_PCT (default 0.2 % of
+# the files) adds their size to what is sent; truncates and deletes send no data. The breakdown is printed.
+set -u
+SK_SRC=${SK_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
+SK_BUILD=${SK_BUILD:-$SK_SRC/build}
+export SK_SRC SK_BUILD
+SIZE_MB=${SIZE_MB:-1024}
+NFILES=${NFILES:-2000}
+PCT=${PCT:-5}
+RENAME_PCT=${RENAME_PCT:-0.2}
+LINK_MB=${LINK_MB:-512}
+source "$SK_SRC/test/cluster/mirror_common.sh"
+for c in mkfs.ext4 losetup; do command -v "$c" >/dev/null || mt_bail "missing $c"; done
+mt_init
+
+# each node's replicated directory on its own fresh ext4 image (no journal, as the root fs here)
+img_mb=$((SIZE_MB * 13 / 10 + 256))
+for n in 1 2; do
+	d=${SK_ROOT[$n]}/data
+	truncate -s "${img_mb}M" "$SK_TMP/img$n" || mt_bail "image file"
+	mkfs.ext4 -q -F -O ^has_journal -E lazy_itable_init=1,nodiscard "$SK_TMP/img$n" || mt_bail "mkfs.ext4"
+	sk_track_mount "$d"
+	mount -o loop,noinit_itable "$SK_TMP/img$n" "$d" || mt_bail "loop mount"
+done
+
+io_read() { awk '/^read_bytes/ {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
+rx() { sk_in 2 ip -s -j link show dev eth0 | "$MT_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["bytes"])'; }
+st() { mt_st 1 "$1"; }
+say() { echo "# $*"; }
+
+mt_start_secondary || mt_bail "secondary did not start"
+mt_start_primary || mt_bail "primary did not start"
+mt_wait_until 20 mt_peer_is connected || mt_bail "peer not connected"
+
+say "building the tree: $NFILES files, $SIZE_MB MiB, through the mount"
+t0=$SECONDS
+"$MT_PY" - "$MT_DIR1" "$NFILES" "$SIZE_MB" <<'EOF' || mt_bail "tree"
+import os, sys
+root, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) << 20
+per = size // n
+for i in range(n):
+    d = os.path.join(root, "d%03d" % (i % 100))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%05d" % i), "wb") as f:
+        left = per
+        while left:
+            c = min(left, 1 << 20)
+            f.write(os.urandom(c))
+            left -= c
+EOF
+mt_wait_synced 600 || mt_bail "initial sync"
+say "tree built and replicated in $((SECONDS - t0)) s; resync so far: $(mt_st 1 resync.kind)"
+
+# ---- the secondary goes away; PCT % of the data changes ----
+sk_term "$MT_PID2"
+mt_wait_until 20 bash -c "! mountpoint -q '$MT_DIR2'"
+mt_wait_until 20 bash -c "! echo '{\"cmd\":\"status\"}' | nc -U -q1 '$MT_CTL1' | grep -q '\"peer\":\"connected\"'"
+MOD_OUT=$("$MT_PY" - "$MT_DIR1" "$NFILES" "$SIZE_MB" "$PCT" "$RENAME_PCT" <<'EOF'
+import os, random, sys
+root, n, size, pct, rpct = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) << 20, float(sys.argv[4]), float(sys.argv[5])
+random.seed(42)
+per = size // n
+budget = int(size * pct / 100)
+files = [os.path.join(root, "d%03d" % (i % 100), "f%05d" % i) for i in range(n)]
+random.shuffle(files)
+mod = {"inplace": 0, "append": 0, "new": 0, "truncated": 0, "renamed_bytes": 0, "deleted": 0}
+ext = 65536
+# 45 % in-place extents of 64 KiB, 20 % appends, 35 % new files
+while mod["inplace"] < budget * 45 // 100:
+    f = random.choice(files[len(files) // 10:])
+    with open(f, "r+b") as fh:
+        fh.seek(random.randrange(0, max(1, per - ext)))
+        fh.write(os.urandom(ext))
+    mod["inplace"] += ext
+while mod["append"] < budget * 20 // 100:
+    f = random.choice(files[len(files) // 10:])
+    with open(f, "ab") as fh:
+        fh.write(os.urandom(ext))
+    mod["append"] += ext
+k = 0
+while mod["new"] < budget * 35 // 100:
+    d = os.path.join(root, "new")
+    os.makedirs(d, exist_ok=True)
+    c = min(per, budget * 35 // 100 - mod["new"])
+    with open(os.path.join(d, "n%05d" % k), "wb") as fh:
+        fh.write(os.urandom(c))
+    mod["new"] += c
+    k += 1
+one = max(1, n // 100)
+for f in files[:one]:                       # 1 %: truncated to half (no data to send)
+    os.truncate(f, per // 2)
+    mod["truncated"] += 1
+for f in files[one:2 * one]:                # 1 %: deleted
+    os.unlink(f)
+    mod["deleted"] += 1
+for f in files[2 * one:2 * one + max(1, int(n * rpct / 100))]:   # renamed (sent whole)
+    mod["renamed_bytes"] += os.stat(f).st_size
+    os.rename(f, f + ".renamed")
+print(mod["inplace"] + mod["append"] + mod["new"], " ".join("%s=%d" % kv for kv in mod.items()))
+EOF
+) || mt_bail "modifications"
+MOD=${MOD_OUT%% *}
+say "modified: $MOD bytes ($MOD_OUT)"
+say "tracked: $(mt_st 1 resync.dirty)"
+
+# ---- the raw link, same namespaces, same run ----
+LPORT=$((MT_PORT + 1))
+sk_in 2 "$MT_PY" -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.settimeout(30)
+c, _ = s.accept(); n = 0
+while True:
+    b = c.recv(1 << 20)
+    if not b: break
+    n += len(b)
+' "${SK_IP[2]}" "$LPORT" &
+sinkpid=$!
+sleep 0.5
+LINK_BPS=$(sk_in 1 "$MT_PY" -c '
+import socket, sys, time
+n = int(sys.argv[3]) << 20; buf = b"\0" * (1 << 20)
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+t = time.monotonic(); sent = 0
+while sent < n:
+    s.sendall(buf); sent += len(buf)
+s.shutdown(socket.SHUT_WR); s.recv(1); t = time.monotonic() - t
+print(int(n / t))
+' "${SK_IP[2]}" "$LPORT" "$LINK_MB")
+wait "$sinkpid" 2>/dev/null
+say "raw TCP on the same veth: $((LINK_BPS >> 20)) MiB/s ($LINK_MB MiB)"
+
+# ---- failback ----
+sync
+echo 3 >/proc/sys/vm/drop_caches
+r1_0=$(io_read "$MT_PID1")
+rx0=$(rx)
+mt_start_secondary || mt_bail "secondary restart"
+mt_wait_synced 1800 || mt_bail "resync did not finish"
+rx1=$(rx)
+r1_1=$(io_read "$MT_PID1")
+r2=$(io_read "$MT_PID2")
+P1LOG=$SK_TMP/fused1.$MT_N1.log
+secs=$(sed -n 's/.*resync done in \([0-9.]*\) s.*/\1/p' "$P1LOG" | tail -n 1)
+kind=$(st resync.kind)
+sent=$(st resync.sent_bytes)
+wire=$((rx1 - rx0))
+say "$(grep 'resync done' "$P1LOG" | tail -n 1)"
+say "resync kind $kind in ${secs:-?} s: data sent $sent bytes, secondary's veth received $wire bytes"
+say "read from disk: primary $((r1_1 - r1_0)) bytes, secondary $r2 bytes (its whole life)"
+"$MT_PY" - "$MOD" "$wire" "$sent" "$((r1_1 - r1_0))" "$r2" "${secs:-0}" "$LINK_BPS" <<'EOF'
+import sys
+mod, wire, sent, r1, r2, secs, link = (float(x) for x in sys.argv[1:])
+thr = wire / secs if secs > 0 else 0.0
+print("# per node read/modified: primary %.3f secondary %.3f; skfused data sent/modified %.3f" %
+      (r1 / mod, r2 / mod, sent / mod))
+print("# resync throughput %.1f MiB/s on the wire vs link %.1f MiB/s" % (thr / 2**20, link / 2**20))
+print("resync sent/modified=%.3f read/modified=%.3f throughput/link=%.3f" %
+      (wire / mod, max(r1, r2) / mod, thr / link if link else 0.0))
+EOF
+mt_stop_primary
