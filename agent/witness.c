@@ -608,6 +608,13 @@ int agent_witness_start(struct agent *a)
 		for (unsigned i = 0; i < W.n; i++) {
 			char name[64];
 
+			if (W.w[i].m->conf.latency_budget_ms <= W.lease_ms + W.margin_ms)
+				sk_warn("module %s: latency_budget_ms %u is not above the lease (%u ms + "
+					"%u margin): cut off from its peer and the witness, this primary may "
+					"acknowledge writes alone that the node taking over will not have",
+					W.w[i].m->conf.name, W.w[i].m->conf.latency_budget_ms, W.lease_ms,
+					W.margin_ms);
+
 			snprintf(name, sizeof(name), "SKFUSED_LEASE_UNTIL_MS_%u", W.w[i].m->conf.id);
 			setenv(name, "0", 1);
 		}
