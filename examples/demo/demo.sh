@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # examples/demo/demo.sh: a live two-node mirror in network namespaces, run by the agents themselves —
-# replicated directory, virtual IP, an application behind it, and a failover nobody scripted.
+# replicated directory, virtual IP, an application behind it, and a failover nobody scripted; then a
+# three-node farm sharing one virtual IP, one node killed, its share of the clients moving.
 #
 #   bash examples/demo/demo.sh            # installs packages, builds, runs, waits for Enter, cleans up
 #   SK_DEMO_WAIT=0 bash examples/demo/demo.sh   # do not wait at the end
@@ -27,7 +28,7 @@ export SK_SRC=$src SK_BUILD=$src/build
 # shellcheck source=../../test/cluster/lib.sh
 source test/cluster/lib.sh
 say "Two nodes and a client in network namespaces, on one bridge"
-sk_cluster_init 2 --client || exit 1
+sk_cluster_init 3 --client || exit 1 # node3 joins for the farm part
 echo "   node1 ${SK_NS[1]} ${SK_IP[1]}   node2 ${SK_NS[2]} ${SK_IP[2]}   client $SK_CLIENT_NS $SK_CLIENT_IP"
 
 VIP=10.99.0.50
@@ -121,6 +122,61 @@ sk_wait_for 30 both_up || echo "   (node$P did not rejoin in 30 s; see $SK_TMP/s
 sk_wait_for 15 test -f "$DP/after.txt"
 run ctl "$P" state -m mirror
 run cat "$DP/after.txt"
+
+say "FARM: three nodes serve one VIP together; an XDP filter on each spreads the clients"
+# Its own small cluster (own --root under each node, own ports) beside the mirror's; module farm
+# from examples/farm: weights 100/100/200, examples/farm/bin/start_both = a web server answering
+# with its node's name. The agents attach the filter, put the VIP on lo, and agree on the table.
+FVIP=10.99.0.60
+FCLI=$src/build/test/farmtools/farmcli
+declare -a FROOT FAG
+for i in 1 2 3; do
+	FROOT[$i]=${SK_ROOT[$i]}/farm
+	r=${FROOT[$i]}
+	mkdir -p "$r/etc/steadykit" "$r/var/lib/steadykit/modules/farm/bin" "$r/run/steadykit" "$r/sys/fs/bpf"
+	mount -t bpf bpf "$r/sys/fs/bpf" && sk_track_mount "$r/sys/fs/bpf"
+	install -m 0600 "$SK_TMP/secret" "$r/etc/steadykit/secret"
+	cat >"$r/etc/steadykit/cluster.json" <<-EOF
+	{ "cluster": "demofarm", "secret_file": "/etc/steadykit/secret", "networks": ["lan"],
+	  "ports": { "agent": 7720, "heartbeat": 7721 },
+	  "nodes": [ { "name": "node1", "id": 1, "addresses": { "lan": "${SK_IP[1]}" } },
+	             { "name": "node2", "id": 2, "addresses": { "lan": "${SK_IP[2]}" } },
+	             { "name": "node3", "id": 3, "addresses": { "lan": "${SK_IP[3]}" } } ],
+	  "heartbeat": { "interval_ms": 100, "timeout_ms": 400 } }
+	EOF
+	# the example without its dependency on a mirror module (node3 has none here)
+	python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); m["checkers"] = [c for c in m["checkers"] if c["type"] != "module"]; json.dump(m, open(sys.argv[2], "w"), indent=2)' \
+		examples/farm/userconfig.json "$r/var/lib/steadykit/modules/farm/userconfig.json"
+	cp examples/farm/bin/start_both examples/farm/bin/stop_both "$r/var/lib/steadykit/modules/farm/bin/"
+done
+SRCS=
+for i in $(seq 101 164); do sk_client ip addr add "10.99.0.$i/24" dev eth0; SRCS+="${SRCS:+,}10.99.0.$i"; done
+echo "   module 'farm' on node1, node2, node3 (weights 100, 100, 200), VIP $FVIP; the client has 64 addresses"
+fctl() { local n=$1; shift; "$SKCTL" --root "${FROOT[$n]}" "$@"; }
+fcode() { local rc=0; fctl "$1" state -m farm -lq 2>/dev/null || rc=$?; echo "$rc"; }
+farm_up() { [ "$(fcode 1)" = 2 ] && [ "$(fcode 2)" = 2 ] && [ "$(fcode 3)" = 2 ]; }
+# spread: one connection from each of the 64 client addresses; who answered
+burst() { sk_client "$FCLI" burst --vip "$FVIP" --src "$SRCS" --n 64 --conc 64 --timeout-ms "$1" --map 1 2>/dev/null; }
+spread() { burst 2000 | awk '$1 == "src" { n[$3]++ } END { for (k in n) print k ": " n[k] }' | sort | paste -sd ' '; }
+# every address answered (farmcli exits 0), none by node3
+all_back() { local out; out=$(burst 500) && ! grep -q '^src .* node3$' <<<"$out"; }
+for i in 1 2 3; do
+	FAG[$i]=$(sk_spawn "$i" "farm-agent-n$i" "$AGENTD" --root "${FROOT[$i]}" --node "node$i") || exit 1
+done
+sk_wait_for 30 farm_up || { echo "the farm did not come up"; tail -20 "$SK_TMP"/farm-agent-n1.log; exit 1; }
+run fctl 1 state -m farm
+sleep 2 # the last node to join takes its buckets after a 1 s announce
+echo "   64 client addresses, one connection each, through $FVIP (who answered):"
+echo "     $(spread)"
+
+say "FAILURE: node3's farm agent and web server die (kill -9); node1 and node2 are told by nobody"
+t0=$(date +%s%N)
+kill -KILL "${FAG[3]}" "$(cat "${FROOT[3]}/var/lib/steadykit/state/farm/app.pid" 2>/dev/null)" 2>/dev/null
+sk_wait_for 20 all_back
+echo "   every client address served again after $(( ($(date +%s%N) - t0) / 1000000 )) ms:"
+echo "     $(spread)"
+echo "   node1's view (its module log):"
+grep 'farm view' "${FROOT[1]}/var/lib/steadykit/state/farm/module.log" | tail -1 | sed 's/^/     /'
 
 if [ "${SK_DEMO_WAIT:-1}" = 1 ] && [ -t 0 ]; then
 	say "The cluster is live: node1 ${SK_NS[1]}, node2 ${SK_NS[2]}, client $SK_CLIENT_NS (nsenter --net=/run/netns/NAME)"
