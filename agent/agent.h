@@ -112,10 +112,30 @@ struct agent_script {
 int agent_fused_start(struct agent_mod *m, enum agent_role role);
 void agent_fused_stop(struct agent_mod *m, bool kill9);
 void agent_fused_poll(struct agent_mod *m);
+/* skfused exited (our child, or an adopted one seen through its pidfd): stop, fail or restart. */
+void agent_fused_exited(struct agent_mod *m, int64_t status, int sig);
 /* Once at start: does skfused take --key-fd? (then starts skip the key derivation) */
 bool agent_fused_probe(void);
 int agent_script_run(struct agent_mod *m, enum sk_script which);
 void agent_script_kill(struct agent_mod *m);
+
+/* ---- agent restart (adopt.c): take over running modules, cached key, re-exec ---------- */
+
+/* At module init: a live skfused of this module (found through its control socket) is taken
+ * over with its role instead of starting from STOP. 1 taken over, 0 none, -errno. */
+int agent_adopt(struct agent_mod *m);
+/* The cluster master key: from ROOT/run/steadykit/agent.key when it was derived from this very
+ * secret file (same inode, size, mtime, ctime), else derived (slow) and cached. */
+int agent_key_load(struct agent *a, struct sk_conf_err *err);
+/* SIGHUP: execute this binary again in place (same pid, same arguments) once no plan runs;
+ * the new image takes the running modules over. */
+void agent_reexec_init(char **argv);
+void agent_reexec(struct agent *a);
+/* skagentd --fence (the unit's ExecStopPost after a crash): SIGKILL every module's skfused
+ * (found through its control socket) and the processes its scripts started. Count killed. */
+int agent_fence_all(struct agent *a);
+/* At SIGTERM: does systemd stop us as part of `systemctl restart` (the modules stay running)? */
+bool agent_systemd_restarting(void);
 
 /* ---- VIP (vip.c) ----------------------------------------------------------------------- */
 
@@ -227,6 +247,9 @@ void agent_mod_swap_from_peer(struct agent_mod *m);
 int agent_mod_app_restart(struct agent_mod *m, const char *cause);
 int agent_mod_app_failover(struct agent_mod *m, const char *cause);
 void agent_mod_stop_all(struct agent *a);
+/* Start a plan (module.c's runner): steps run in order, then the state becomes `to`. */
+void agent_mod_plan(struct agent_mod *m, enum sk_mod_state to, const char *cause, const int *steps,
+		    int n);
 
 /* Module log (statedir/module.log, rotated) and transitions (history.c). */
 void agent_mod_log(struct agent_mod *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -237,6 +260,16 @@ int agent_state_load(struct agent_mod *m);
 int agent_state_save(struct agent_mod *m);
 /* Read skfused's state file: consistent=1? (-errno if unreadable). */
 int agent_fused_consistent(struct agent_mod *m);
+
+/* ---- operator verbs restart, stopstart, forcestop (opcmd.c) ------------------------------ */
+
+/* 0 (*data: what was done, may be NULL) or -errno with err/hint (what to do next). */
+int agent_opcmd(struct agent_mod *m, enum sk_ctl_verb verb, struct json_object **data, char *err,
+		size_t elen, char *hint, size_t hlen);
+/* SIGKILL the module's processes on this node (started by its scripts, or using its directory). */
+unsigned agent_opcmd_kill_procs(struct agent_mod *m);
+/* An operator start/stop cancels a pending stopstart. */
+void agent_opcmd_cancel(struct agent_mod *m);
 
 /* ---- control socket (ctl.c) -------------------------------------------------------------- */
 

@@ -268,7 +268,22 @@ static void handle(struct client *c, const char *line, size_t len)
 	case SK_CTL_LOG:
 		r.data = log_data(m, q.lines ? q.lines : 50);
 		break;
+	case SK_CTL_RESTART:
+	case SK_CTL_STOPSTART:
+	case SK_CTL_FORCESTOP:
+		rc = agent_opcmd(m, q.verb, &r.data, err, sizeof(err), hint, sizeof(hint));
+		if (rc < 0) {
+			reply_err(c, false, hint, "%s", err);
+			return;
+		}
+		agent_mod_log(m, "operator: %s", sk_ctl_verb_name(q.verb));
+		if (!r.data)
+			r.data = json_object_new_object();
+		json_object_object_add(r.data, "accepted", json_object_new_string(sk_ctl_verb_name(q.verb)));
+		break;
 	default:
+		if (q.verb == SK_CTL_START || q.verb == SK_CTL_STOP)
+			agent_opcmd_cancel(m); /* the operator's word wins over a pending stopstart */
 		rc = agent_mod_cmd(m, q.verb, q.force, err, sizeof(err), hint, sizeof(hint));
 		if (rc < 0) {
 			reply_err(c, false, hint, "%s", err);

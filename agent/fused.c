@@ -188,7 +188,15 @@ static void on_backoff(uv_timer_t *t);
 static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
 {
 	struct fused_run *r = p->data;
-	struct agent_mod *m = r->m;
+
+	uv_close((uv_handle_t *)p, on_closed);
+	/* skfused has no children: its end of the pipe is closed; read what is left, then EOF */
+	agent_fused_exited(r->m, status, sig);
+}
+
+/* The child we spawned, or one taken over after an agent restart (agent/adopt.c), exited. */
+void agent_fused_exited(struct agent_mod *m, int64_t status, int sig)
+{
 	struct agent_fused *fu = &m->fused;
 	bool was_ready = fu->ready, stopping = fu->stopping;
 
@@ -197,8 +205,6 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
 	fu->run = NULL;
 	fu->pid = 0;
 	uv_timer_stop(&fu->timer);
-	uv_close((uv_handle_t *)p, on_closed);
-	/* skfused has no children: its end of the pipe is closed; read what is left, then EOF */
 	agent_mod_log(m, "skfused (%s) exited: status %lld signal %d", fu->role ==
 		      AGENT_ROLE_PRIMARY ? "primary" : "secondary", (long long)status, sig);
 	if (stopping) {

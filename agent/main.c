@@ -52,7 +52,7 @@ static void usage(const char *why)
 		fprintf(stderr, "skagentd: %s\n", why);
 	fprintf(stderr,
 		"usage: skagentd [--root DIR] [--node NAME] [--sock PATH] [--group NAME]\n"
-		"                [--log-level error|warn|info|debug] [--check] [--http IP:PORT]\n"
+		"                [--log-level error|warn|info|debug] [--check] [--http IP:PORT] [--fence]\n"
 		"  --root DIR   prefix of every path (etc/steadykit/cluster.json,\n"
 		"               var/lib/steadykit/modules/NAME/, var/lib/steadykit/state/NAME/,\n"
 		"               run/steadykit/agent.sock); several nodes on one machine in tests\n"
@@ -61,7 +61,10 @@ static void usage(const char *why)
 		"  --check      validate the configuration and exit (0 valid, 1 invalid)\n"
 		"  --http IP:PORT  serve /ready /metrics /state on that one address (\"[v6]:port\");\n"
 		"               overrides cluster.json \"http\".\"listen\"\n"
-		"  --witness    run as the cluster's lease witness (the node with \"role\": \"witness\")\n");
+		"  --witness    run as the cluster's lease witness (the node with \"role\": \"witness\")\n"
+		"  --fence      SIGKILL the skfused of every module (after a crash of the agent) and exit\n"
+		"SIGTERM stops every module, then exits; SIGHUP restarts the agent in place (same pid),\n"
+		"the modules left running and taken over.\n");
 	exit(why ? 2 : 0);
 }
 
@@ -231,10 +234,24 @@ static void on_signal(uv_signal_t *s, int sig)
 		sk_warn("second signal %d: exiting now", sig);
 		exit(1);
 	}
+	if (sig == SIGTERM && agent_systemd_restarting()) {
+		/* systemctl restart: the next agent takes the running modules over (agent/adopt.c);
+		 * the unit's KillMode=process leaves them alone */
+		sk_info("signal %d: systemd restarts the agent: exiting, the modules keep running", sig);
+		notify("STOPPING=1");
+		exit(0);
+	}
 	sk_info("signal %d: stopping every module, then exiting", sig);
 	notify("STOPPING=1");
 	a->stopping = true;
 	agent_mod_stop_all(a);
+}
+
+/* SIGHUP (systemctl reload skagentd): a new agent in place, the modules keep running. */
+static void on_hup(uv_signal_t *s, int sig)
+{
+	(void)sig;
+	agent_reexec(s->data);
 }
 
 int main(int argc, char **argv)
@@ -245,6 +262,7 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'l' }, { "check", no_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },        { "http", required_argument, NULL, 'H' },
 		{ "witness", no_argument, NULL, 'W' },
+		{ "fence", no_argument, NULL, 'F' },
 		{ 0 },
 	};
 	static struct agent ag;
@@ -254,7 +272,8 @@ int main(int argc, char **argv)
 	struct sk_conf_err err = { 0 };
 	char ebuf[800];
 	bool witness = false; /* --witness: this node is the lease witness (agent/witness.c) */
-	bool check = false, have_http = false;
+	bool check = false, have_http = false, fence = false;
+	static uv_signal_t sighup;
 	struct sk_conf_addr http_addr = { 0 };
 	uint16_t http_port = 0;
 	int c, rc;
@@ -290,6 +309,7 @@ int main(int argc, char **argv)
 			break;
 		case 'c': check = true; break;
 		case 'W': witness = true; break;
+		case 'F': fence = true; break;
 		case 'H': {
 			char why[120], msg[160];
 
@@ -327,7 +347,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	agent_path(a, a->secret_path, sizeof(a->secret_path), a->cluster.secret_file);
-	rc = sk_conf_load_secret(a->secret_path, &a->master, &err);
+	rc = agent_key_load(a, &err); /* cached in run/steadykit: a restart derives nothing */
 	if (rc < 0) {
 		sk_err("invalid secret: %s", sk_conf_err_str(&err, ebuf, sizeof(ebuf)));
 		return 1;
@@ -353,6 +373,13 @@ int main(int argc, char **argv)
 	}
 	if (load_modules(a) < 0)
 		return 1;
+	if (fence) {
+		/* ExecStopPost of the unit after a crash: no skfused may go on acknowledging writes
+		 * that no agent decides about (the peer takes over) */
+		printf("%d process(es) killed: skfused and what the modules' scripts started\n",
+		       agent_fence_all(a));
+		return 0;
+	}
 	if (check) {
 		printf("configuration valid: cluster %s, node %s, %u module(s)\n", a->cluster.name,
 		       a->self->name, a->n_mods);
@@ -392,14 +419,21 @@ int main(int argc, char **argv)
 	if (a->n_mods)
 		sk_info("skfused %s", agent_fused_probe() ? "takes the key over a pipe (--key-fd): "
 			"no key derivation per start" : "derives the key at each start (no --key-fd)");
-	for (unsigned i = 0; i < a->n_mods; i++)
+	for (unsigned i = 0; i < a->n_mods; i++) {
 		if (agent_mod_init(a, a->mods[i]) < 0)
 			return 1;
+		agent_adopt(a->mods[i]); /* a module still running from before (agent/adopt.c) */
+	}
 	uv_signal_init(a->loop, &a->sigterm);
 	uv_signal_init(a->loop, &a->sigint);
 	a->sigterm.data = a->sigint.data = a;
 	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&a->sigint, on_signal, SIGINT);
+	agent_reexec_init(argv);
+	uv_signal_init(a->loop, &sighup);
+	sighup.data = a;
+	uv_signal_start(&sighup, on_hup, SIGHUP);
+	uv_unref((uv_handle_t *)&sighup);
 	sk_info("ready: control socket %s", a->sock_path);
 	/* after the modules: the first snapshot already lists them */
 	if (have_http && agent_http_start(a, &http_addr, http_port) < 0)

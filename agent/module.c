@@ -509,6 +509,11 @@ static void decide(struct agent_mod *m)
 			return;
 		}
 		m->warned_dual = false;
+		/* taken over after an agent restart, the peer not heard yet: skfused still
+		 * replicates to it, so it is there (agent/adopt.c) */
+		if (!pm && m->state == SK_ST_PRIM && !p->ever_seen && m->fused.peer_connected &&
+		    now - m->start_ms < a->startup_grace_ms)
+			return;
 		/* split brain guard (agent/witness.c): with the peer dead, serve only with a witness */
 		if (!p->alive && !agent_witness_allow(m, reason, sizeof(reason))) {
 			snprintf(m->after_reason, sizeof(m->after_reason), "%s", reason);
@@ -583,6 +588,14 @@ static void decide(struct agent_mod *m)
 	}
 
 	/* the peer is dead or has not been seen */
+	if (m->state == SK_ST_SECOND && !p->ever_seen && now - m->start_ms < a->startup_grace_ms) {
+		/* a secondary taken over after an agent restart: not a failover before the peer
+		 * had the startup grace to be heard (agent/adopt.c) */
+		snprintf(m->reason, sizeof(m->reason), "agent restarted: waiting up to %llu s for %s "
+			 "to be heard", (unsigned long long)(a->startup_grace_ms / 1000), p->node->name);
+		uv_timer_start(&m->kick, on_kick, m->start_ms + a->startup_grace_ms - now, 0);
+		return;
+	}
 	if (m->state == SK_ST_SECOND || agent_witness_takeover(m)) {
 		if (me_candidate(m, NULL)) {
 			snprintf(cause, sizeof(cause), "%s", p->died_words[0] ? p->died_words :
@@ -789,6 +802,12 @@ void agent_mod_stop_all(struct agent *a)
 	}
 	for (unsigned i = 0; i < a->n_mods; i++)
 		agent_mod_kick(a->mods[i]);
+}
+
+void agent_mod_plan(struct agent_mod *m, enum sk_mod_state to, const char *cause, const int *steps,
+		    int n)
+{
+	plan(m, to, cause, 0, 0, steps, n);
 }
 
 /*

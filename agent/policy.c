@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "log.h"
 
 /*
@@ -80,6 +82,19 @@ void agent_policy_fail(struct agent_mod *m, const struct sk_conf_checker *ck, co
 	case SK_ACT_IGNORE:
 		agent_mod_log(m, "checker %s: failing; its action is \"ignore\": nothing done", what);
 		return;
+	case SK_ACT_STOPSTART: {
+		/* as skctl stopstart: an in-sync peer takes over while this node stops and starts */
+		char err[SK_CTL_TEXT_LEN], hint[SK_CTL_TEXT_LEN];
+		json_object *data = NULL;
+
+		agent_mod_log(m, "checker %.200s: stopstart (stop the module here, start it again)",
+			      what);
+		if (agent_opcmd(m, SK_CTL_STOPSTART, &data, err, sizeof(err), hint, sizeof(hint)) < 0)
+			agent_mod_log(m, "checker %.200s: stopstart refused: %s", what, err);
+		if (data)
+			json_object_put(data);
+		return;
+	}
 	case SK_ACT_FAILOVER:
 		snprintf(cause, sizeof(cause), "checker %.200s: failover", what);
 		failover(m, cause);

@@ -51,6 +51,27 @@ static bool confirm_force(struct skctl *o)
 	return true;
 }
 
+/* forcestop says what it killed and what it did not run. */
+static void forcestop_said(struct skctl *o, json_object *data)
+{
+	json_object *arr;
+	size_t n = 0;
+
+	printf("%s: forced stop on this node\n", o->module);
+	if (json_object_object_get_ex(data, "killed", &arr) &&
+	    json_object_is_type(arr, json_type_array))
+		n = json_object_array_length(arr);
+	for (size_t i = 0; i < n; i++) {
+		json_object *k = json_object_array_get_idx(arr, i);
+
+		printf("  killed pid %llu: %s\n", (unsigned long long)sk_ctl_json_u64(k, "pid", 0),
+		       sk_ctl_json_str(k, "what", "?"));
+	}
+	if (!n)
+		printf("  no process of the module was running\n");
+	printf("  then: %s\n", sk_ctl_json_str(data, "then", ""));
+}
+
 int cmd_role(struct skctl *o, enum sk_ctl_verb verb)
 {
 	struct sk_ctl_reply rep;
@@ -59,14 +80,19 @@ int cmd_role(struct skctl *o, enum sk_ctl_verb verb)
 		return 1;
 	if (skctl_call(o, verb, &rep))
 		return 1;
-	sk_ctl_reply_free(&rep);
 	switch (verb) {
 	case SK_CTL_START: printf("%s: starting (skctl state -m %s to follow)\n", o->module, o->module); break;
 	case SK_CTL_STOP: printf("%s: stopping on this node\n", o->module); break;
 	case SK_CTL_SWAP: printf("%s: swap started (skctl why -m %s when done)\n", o->module, o->module); break;
 	case SK_CTL_PRIM: printf("%s: becoming primary here\n", o->module); break;
 	case SK_CTL_SECOND: printf("%s: becoming secondary here\n", o->module); break;
+	case SK_CTL_RESTART: printf("%s: restarting the application here (stop_prim, start_prim; "
+				    "skctl why -m %s when done)\n", o->module, o->module); break;
+	case SK_CTL_STOPSTART: printf("%s: stopping on this node, then starting again (the peer may "
+				      "take over meanwhile)\n", o->module); break;
+	case SK_CTL_FORCESTOP: forcestop_said(o, rep.data); break;
 	default: break;
 	}
+	sk_ctl_reply_free(&rep);
 	return 0;
 }

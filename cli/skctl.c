@@ -18,7 +18,14 @@ static const struct skctl_cmd cmds[] = {
 	{ "second", cmd_role, SK_CTL_SECOND, "second -m M", "make this node secondary" },
 	{ "why", cmd_why, SK_CTL_WHY, "why [-m M] [-n N]",
 	  "the last transitions: cause, outcome and the time of each phase" },
-	{ "log", cmd_log, SK_CTL_LOG, "log -m M [-n N]", "the module's log on this node" },
+	{ "log", cmd_log, SK_CTL_LOG, "log -m M [-n N] [-f]",
+	  "the module's log on this node (-f: follow it until Ctrl-C)" },
+	{ "restart", cmd_role, SK_CTL_RESTART, "restart -m M",
+	  "restart the application on the primary (stop_prim, start_prim), the role kept" },
+	{ "stopstart", cmd_role, SK_CTL_STOPSTART, "stopstart -m M",
+	  "stop the module on this node, then start it again (the peer may take over)" },
+	{ "forcestop", cmd_role, SK_CTL_FORCESTOP, "forcestop -m M",
+	  "stop at once: kill the module's processes and skfused, no stop script" },
 };
 
 static void usage(FILE *f)
@@ -124,6 +131,8 @@ int main(int argc, char **argv)
 			o.lq = true;
 		} else if (!strcmp(a, "--force")) {
 			o.force = true;
+		} else if (!strcmp(a, "-f") || !strcmp(a, "--follow")) {
+			o.follow = true;
 		} else if (!strcmp(a, "--yes") || !strcmp(a, "-y")) {
 			o.yes = true;
 		} else if (!strcmp(a, "-h") || !strcmp(a, "--help") || !strcmp(a, "help")) {
@@ -153,6 +162,10 @@ int main(int argc, char **argv)
 	}
 	if (o.force && cmd->verb != SK_CTL_PRIM) {
 		fprintf(stderr, "skctl: --force is only for prim\n");
+		return 2;
+	}
+	if (o.follow && cmd->verb != SK_CTL_LOG) {
+		fprintf(stderr, "skctl: -f is for \"log -m MODULE\"\n");
 		return 2;
 	}
 	if (o.lq && (cmd->verb != SK_CTL_STATE || !o.module)) {

@@ -13,6 +13,7 @@ struct skctl {
 	bool lq;                /* -lq: exit code only */
 	bool force, yes;        /* prim --force [--yes] */
 	unsigned lines;         /* -n */
+	bool follow;            /* log -f */
 	bool color;             /* stdout is a terminal */
 };
 

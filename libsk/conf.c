@@ -340,7 +340,7 @@ static const char *const w_kind[] = {"", "mirror", "farm", NULL};
 static const char *const w_mode[] = {"sync", "semi-sync", "async", NULL};
 static const char *const w_rule[] = {"client", "session", NULL};
 static const char *const w_other[] = {"pass", "drop", NULL};
-static const char *const w_action[] = {"restart", "failover", "stop", "ignore", NULL};
+static const char *const w_action[] = {"restart", "failover", "stop", "ignore", "stopstart", NULL};
 static const char *const w_check[] = {"", "process", "tcp", "ping", "interface", "script",
 				      "module", NULL};
 static const char *const w_script[] = {"prestart", "start_prim", "stop_prim", "start_both",

@@ -153,7 +153,8 @@ enum sk_check_type {
 	SK_CHECK_SCRIPT,
 	SK_CHECK_MODULE,
 };
-enum sk_check_action { SK_ACT_RESTART = 0, SK_ACT_FAILOVER = 1, SK_ACT_STOP = 2, SK_ACT_IGNORE = 3 };
+enum sk_check_action { SK_ACT_RESTART = 0, SK_ACT_FAILOVER = 1, SK_ACT_STOP = 2, SK_ACT_IGNORE = 3,
+		       SK_ACT_STOPSTART = 4 /* stop the module here, start it again (peer may take over) */ };
 enum sk_script {
 	SK_SCRIPT_PRESTART = 0,
 	SK_SCRIPT_START_PRIM,

@@ -22,7 +22,8 @@ static const char *const state_names[SK_ST__COUNT] = {
 static const char *const verb_names[SK_CTL__COUNT] = {
 	[SK_CTL_STATE] = "state", [SK_CTL_START] = "start", [SK_CTL_STOP] = "stop",
 	[SK_CTL_SWAP] = "swap",   [SK_CTL_PRIM] = "prim",   [SK_CTL_SECOND] = "second",
-	[SK_CTL_WHY] = "why",     [SK_CTL_LOG] = "log",
+	[SK_CTL_WHY] = "why",     [SK_CTL_LOG] = "log",     [SK_CTL_RESTART] = "restart",
+	[SK_CTL_STOPSTART] = "stopstart", [SK_CTL_FORCESTOP] = "forcestop",
 };
 
 static const char *const phase_names[SK_PH__COUNT] = {

@@ -11,7 +11,8 @@
 /*
  * Version 1. One request per line, one reply per line, UTF-8 JSON objects.
  *
- *   request  {"v":1,"cmd":"state"|"start"|"stop"|"swap"|"prim"|"second"|"why"|"log",
+ *   request  {"v":1,"cmd":"state"|"start"|"stop"|"swap"|"prim"|"second"|"why"|"log"|
+ *             "restart"|"stopstart"|"forcestop",
  *             "module":"NAME" (optional for state/why, required otherwise),
  *             "force":true (prim only), "lines":N (log/why, 1..SK_CTL_MAX_LINES)}
  *   reply    {"v":1,"ok":true,"data":{...}}  or  {"v":1,"ok":false,"error":"what","hint":"what to do"}
@@ -58,6 +59,9 @@ enum sk_ctl_verb {
 	SK_CTL_SECOND,
 	SK_CTL_WHY,
 	SK_CTL_LOG,
+	SK_CTL_RESTART,   /* the application only: stop_prim then start_prim, the role kept */
+	SK_CTL_STOPSTART, /* stop the module here, then start it again (the peer may take over) */
+	SK_CTL_FORCESTOP, /* stop at once: kill the module's processes, no stop script */
 	SK_CTL__COUNT
 };
 const char *sk_ctl_verb_name(enum sk_ctl_verb v);

@@ -520,6 +520,15 @@ Test(conf_module, checker_action_ignore)
 	sk_conf_module_free(&m);
 	free(j);
 }
+Test(conf_module, checker_action_stopstart)
+{
+	struct sk_module m;
+	char *j = q(MIRROR_CHECK("{'type':'interface','interface':'eth1','action':'stopstart'}"));
+	cr_assert_eq(sk_conf_module_parse(j, strlen(j), "t", &m, &err), 0, "%s", err.msg);
+	cr_assert_eq(m.checkers[1].action, SK_ACT_STOPSTART);
+	sk_conf_module_free(&m);
+	free(j);
+}
 Test(conf_module, checker_self) { module_err(MIRROR_CHECK("{'type':'module','module':'m'}"), "checkers[1].module", "cannot depend on itself"); }
 Test(conf_module, checker_script_escape) { module_err(MIRROR_CHECK("{'type':'script','path':'../../bin/sh'}"), "checkers[1].path", "must not contain '..'"); }
 Test(conf_module, checker_not_object) { module_err(MIRROR_CHECK("'ping'"), "checkers[1]", "expected an object, got string"); }

@@ -338,3 +338,28 @@ Test(agentmsg, cmd_roundtrip_and_refusals)
 	cr_assert_eq(sk_amsg_cmd_decode(bad, sizeof(bad), &cmd, &mod), -EBADMSG, "module 0");
 	cr_assert_eq(sk_amsg_cmd_encode((enum sk_amsg_cmd)7, 5, buf, sizeof(buf)), -EINVAL);
 }
+
+Test(ctl_req, operator_verbs)
+{
+	static const struct { const char *name; enum sk_ctl_verb v; } verbs[] = {
+		{ "restart", SK_CTL_RESTART }, { "stopstart", SK_CTL_STOPSTART },
+		{ "forcestop", SK_CTL_FORCESTOP },
+	};
+	struct sk_ctl_req r;
+	char line[128], err[256];
+
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		snprintf(line, sizeof(line), "{\"v\":1,\"cmd\":\"%s\",\"module\":\"web\"}", verbs[i].name);
+		cr_assert_eq(dec(line, &r, err), 0, "%s", err);
+		cr_assert_eq(r.verb, verbs[i].v);
+		cr_assert_str_eq(sk_ctl_verb_name(verbs[i].v), verbs[i].name);
+		/* they act on one module: refused without it, and "force" is prim's only */
+		snprintf(line, sizeof(line), "{\"v\":1,\"cmd\":\"%s\"}", verbs[i].name);
+		cr_assert_eq(dec(line, &r, err), -EINVAL);
+		cr_assert(strstr(err, "needs \"module\""), "%s", err);
+		snprintf(line, sizeof(line), "{\"v\":1,\"cmd\":\"%s\",\"module\":\"web\",\"force\":true}",
+			 verbs[i].name);
+		cr_assert_eq(dec(line, &r, err), -EINVAL);
+		cr_assert(strstr(err, "only for \"prim\""), "%s", err);
+	}
+}

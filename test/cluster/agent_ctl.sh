@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# test/cluster/agent_ctl.sh: skctl restart, stopstart, forcestop, log -f; malformed requests refused;
+# a module that depends on another (checker "module", action "stopstart") follows it.
+#
+# Two mirror modules on node1 and node2: "mirror" (VIP .50) and "dep" (VIP .51), dep with a
+# checker {"type":"module","module":"mirror","action":"stopstart"}: dep must run where mirror is
+# primary.
+#  A. malformed control requests are refused with a reason and counted.
+#  B. skctl restart -m mirror on the primary: a new application process, the role kept, the peer
+#     records nothing; skctl log -m mirror -f (started before) shows the restart as it happens;
+#     restart on the secondary is refused with what to do next.
+#  C. skctl stopstart -m mirror on node1: node2 takes mirror over, node1 comes back SECOND; dep's
+#     checker on node1 fails (mirror not primary here) -> dep stopstart -> dep primary on node2.
+#  D. skctl swap -m mirror back to node1: dep follows it back to node1.
+#  E. skctl forcestop -m mirror on node1: mirror's application and skfused are killed at once, no
+#     stop script runs, node1 STOP, node2 takes mirror; dep's application (another module) lives.
+set -u
+source "$SK_SRC/test/cluster/agent_common.sh"
+
+at_init
+DEP=dep
+DEP_VIP=10.99.0.51
+DEP_DATA_REL=/srv/dep/data
+for i in 1 2; do
+	root=${SK_ROOT[$i]}
+	md=$root/var/lib/steadykit/modules/$DEP
+	mkdir -p "$md/bin" "$root$DEP_DATA_REL" || at_bail "mkdir dep"
+	cat >"$md/userconfig.json" <<-EOF
+	{
+	  "name": "$DEP",
+	  "id": 2,
+	  "kind": "mirror",
+	  "nodes": ["node1", "node2"],
+	  "vip": { "addr": "$DEP_VIP", "prefix": 24, "interface": "eth0" },
+	  "replication": { "dirs": ["$DEP_DATA_REL"], "mode": "sync", "latency_budget_ms": 2000 },
+	  "scripts": { "start_prim": { "timeout_s": 20 }, "stop_prim": { "timeout_s": 20 } },
+	  "checkers": [ { "type": "module", "module": "$AT_MOD", "interval_ms": 200,
+	                  "timeout_ms": 100, "failures": 2, "action": "stopstart" } ]
+	}
+	EOF
+	cp "$SK_SRC/examples/mirror/bin/start_prim" "$SK_SRC/examples/mirror/bin/stop_prim" "$md/bin/" ||
+		at_bail "dep scripts"
+	# mirror's stop_prim leaves a mark, so forcestop can be seen not to run it
+	printf '#!/bin/sh\necho ran >>"%s/stop_prim.ran.$SK_NODE"\nexec "$SK_MODULE_DIR/bin/stop_prim.example"\n' \
+		"$SK_TMP" >"$root/var/lib/steadykit/modules/$AT_MOD/bin/stop_prim.mark"
+	mv "$root/var/lib/steadykit/modules/$AT_MOD/bin/stop_prim" \
+		"$root/var/lib/steadykit/modules/$AT_MOD/bin/stop_prim.example"
+	mv "$root/var/lib/steadykit/modules/$AT_MOD/bin/stop_prim.mark" \
+		"$root/var/lib/steadykit/modules/$AT_MOD/bin/stop_prim"
+	chmod 0755 "$root/var/lib/steadykit/modules/$AT_MOD/bin/stop_prim"
+	sk_track_mount "$root$DEP_DATA_REL"
+done
+
+at_start 1 || at_bail "agent 1"
+at_start 2 || at_bail "agent 2"
+code() { local rc=0; at_ctl "$1" state -m "$2" -lq 2>/dev/null || rc=$?; echo "$rc"; }
+roles() { [ "$(code 1 "$1")" = "$2" ] && [ "$(code 2 "$1")" = "$3" ]; }
+if ! sk_wait_for 30 roles "$AT_MOD" 3 4 || ! sk_wait_for 15 roles "$DEP" 3 4; then
+	sk_diag "$(at_agent_log 1 | tail -20)"
+	at_bail "no PRIM/SECOND pairs"
+fi
+sk_ok "fresh start: mirror and dep PRIM on node1, SECOND on node2"
+echo "mirror data" >"$(at_data 1)/hello.txt"
+sk_check "mirror is served through its VIP" sk_wait_for 10 at_fetch hello.txt
+field() { # N MODULE FIELD
+	at_ctl "$1" state -m "$2" --json 2>/dev/null |
+		python3 -c 'import json,sys; print(str(json.load(sys.stdin)["modules"][0][sys.argv[1]]).lower())' "$3" 2>/dev/null
+}
+in_sync() { [ "$(code "$1" "$2")" = 4 ] && [ "$(field "$1" "$2" uptodate)" = true ]; }
+sk_wait_for 20 in_sync 2 "$AT_MOD" || sk_diag "mirror on node2 not in sync after 20 s"
+trans_count() { wc -l <"${SK_ROOT[$1]}/var/lib/steadykit/state/$2/transitions.jsonl" 2>/dev/null || echo 0; }
+# the application of module M on node N: python3 with M's state dir in its environment
+app_of() {
+	local p
+	for p in $(at_pids_of "$1"); do
+		[ "$(cat "/proc/$p/comm" 2>/dev/null)" = python3 ] || continue
+		tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SK_MODULE=$2" && { echo "$p"; return 0; }
+	done
+	return 1
+}
+
+sk_diag "at ${SECONDS}s"
+# ---- bash completion: verbs, options, module names from the agent ----
+complete_words() { # the words completed for the command line "$@" (the last word is completed)
+	(
+		PATH=$SK_BUILD/cli:$PATH
+		complete() { :; }
+		# shellcheck disable=SC1091
+		source "$SK_SRC/cli/skctl.bash-completion"
+		COMP_WORDS=("$@")
+		COMP_CWORD=$(($# - 1))
+		_skctl
+		printf '%s\n' "${COMPREPLY[@]}"
+	)
+}
+sk_check "completion: verbs" test "$(complete_words skctl st | tr '\n' ' ')" = "state start stop stopstart "
+sk_check "completion: module names from the agent" \
+	test "$(complete_words skctl --root "${SK_ROOT[1]}" restart -m "" | sort | tr '\n' ' ')" = "dep mirror "
+sk_check "completion: log options" grep -qx -- -f <<<"$(complete_words skctl log -m mirror -)"
+
+sk_diag "at ${SECONDS}s"
+# ---- A: malformed requests ----
+raw() { # N LINE: send one raw line to node N's control socket, print the reply
+	python3 - "${SK_ROOT[$1]}/run/steadykit/agent.sock" "$2" <<-'EOF'
+	import socket, sys
+	s = socket.socket(socket.AF_UNIX); s.settimeout(3); s.connect(sys.argv[1])
+	s.sendall(sys.argv[2].encode() + b"\n"); print(s.recv(65536).decode().strip())
+	EOF
+}
+before=$(at_counter 1 control_refused)
+r1=$(raw 1 '{"v":1,"cmd":"restart"}')
+r2=$(raw 1 '{"v":1,"cmd":"forcestop","module":"mirror","force":true}')
+r3=$(raw 1 '{"v":1,"cmd":"stopstart","module":"../etc"}')
+r4=$(raw 1 '{"v":1,"cmd":"reboot","module":"mirror"}')
+sk_check "A: restart without a module is refused" grep -q '"restart\\" needs \\"module\\"' <<<"$r1"
+sk_check "A: forcestop with force is refused" grep -q 'force\\" is only for \\"prim' <<<"$r2"
+sk_check "A: a bad module name is refused" grep -q 'must be a module name' <<<"$r3"
+sk_check "A: an unknown verb is refused" grep -q 'unknown command' <<<"$r4"
+sk_check "A: the refusals are counted (control_refused +4)" \
+	test "$(at_counter 1 control_refused)" = "$((before + 4))"
+sk_check "A: mirror still PRIM on node1 after them" test "$(code 1 "$AT_MOD")" = 3
+
+sk_diag "at ${SECONDS}s"
+# ---- B: restart (the application only) and log -f ----
+"$AT_SKCTL" --root "${SK_ROOT[1]}" log -m "$AT_MOD" -n 1 -f >"$SK_TMP/follow.out" 2>"$SK_TMP/follow.err" &
+FOLLOW=$!
+app=$(app_of 1 "$AT_MOD") || sk_diag "no mirror application on node1"
+t2=$(trans_count 2 "$AT_MOD")
+out=$(at_ctl 1 restart -m "$AT_MOD" 2>&1)
+sk_check "B: skctl restart is accepted and says what it does" grep -q 'restarting the application here' <<<"$out"
+new_app() { local p; p=$(app_of 1 "$AT_MOD") && [ "$p" != "$app" ]; }
+sk_check "B: a new application process on node1" sk_wait_for 20 new_app
+sk_check "B: served again through the VIP" sk_wait_for 10 at_fetch hello.txt
+sk_check "B: mirror still PRIM on node1, SECOND on node2" roles "$AT_MOD" 3 4
+sk_check "B: node2 recorded no transition" test "$(trans_count 2 "$AT_MOD")" = "$t2"
+followed() { grep -q 'operator: restart' "$SK_TMP/follow.out" && grep -q 'start_prim done' "$SK_TMP/follow.out"; }
+sk_check "B: skctl log -f showed the restart as it happened" sk_wait_for 10 followed
+kill "$FOLLOW" 2>/dev/null
+wait "$FOLLOW" 2>/dev/null
+rc=0
+out=$(at_ctl 2 restart -m "$AT_MOD" 2>&1) || rc=$?
+sk_check "B: restart on the secondary is refused (exit 1)" test "$rc" = 1
+sk_check "B: ... and says to run it on node1" grep -q 'next: run skctl restart -m mirror on node1' <<<"$out"
+
+sk_diag "at ${SECONDS}s"
+# ---- C: stopstart: the peer takes over, dep follows mirror ----
+sk_wait_for 20 in_sync 2 "$AT_MOD" || sk_diag "mirror on node2 not in sync"
+sk_wait_for 20 in_sync 2 "$DEP" || sk_diag "dep on node2 not in sync"
+out=$(at_ctl 1 stopstart -m "$AT_MOD" 2>&1)
+sk_check "C: skctl stopstart is accepted" grep -q 'then starting again' <<<"$out"
+sk_check "C: mirror: node2 PRIM, node1 SECOND again" sk_wait_for 30 roles "$AT_MOD" 4 3
+sk_check "C: node1's log says stopstart started it again" \
+	sh -c "grep -q 'stopstart: stopped, starting again' '${SK_ROOT[1]}/var/lib/steadykit/state/$AT_MOD/module.log'"
+sk_check "C: dep followed mirror: node2 PRIM, node1 SECOND" sk_wait_for 30 roles "$DEP" 4 3
+sk_check "C: node1's dep log names the module checker and its stopstart" \
+	sh -c "grep -q 'checker module mirror: stopstart' '${SK_ROOT[1]}/var/lib/steadykit/state/$DEP/module.log'"
+
+sk_diag "at ${SECONDS}s"
+# ---- D: mirror back to node1: dep comes back with it ----
+sk_wait_for 30 in_sync 1 "$AT_MOD" || sk_diag "mirror on node1 not in sync"
+sk_wait_for 30 in_sync 1 "$DEP" || sk_diag "dep on node1 not in sync"
+at_ctl 1 swap -m "$AT_MOD" >/dev/null 2>&1 || sk_diag "swap refused: $(at_ctl 1 swap -m "$AT_MOD" 2>&1)"
+sk_check "D: mirror swapped back: node1 PRIM" sk_wait_for 30 roles "$AT_MOD" 3 4
+sk_check "D: dep came back with it: node1 PRIM" sk_wait_for 30 roles "$DEP" 3 4
+sk_check "D: mirror served through its VIP" sk_wait_for 15 at_fetch hello.txt
+
+sk_diag "at ${SECONDS}s"
+# ---- E: forcestop ----
+sk_wait_for 30 in_sync 2 "$AT_MOD" || sk_diag "mirror on node2 not in sync"
+app=$(app_of 1 "$AT_MOD") || sk_diag "no mirror application on node1"
+dapp=$(app_of 1 "$DEP") || sk_diag "no dep application on node1"
+fu=$(for p in $(at_pids_of 1); do [ "$(cat /proc/$p/comm 2>/dev/null)" = skfused ] &&
+	grep -q "fused-$AT_MOD.sock" "/proc/$p/cmdline" && echo "$p"; done)
+rm -f "$SK_TMP/stop_prim.ran.node1"
+out=$(at_ctl 1 forcestop -m "$AT_MOD" 2>&1)
+# before dep's checker sees mirror gone from node1 (2 x 200 ms) and moves dep away
+sk_check "E: dep's application on node1 was not killed by mirror's forcestop" kill -0 "$dapp"
+sk_check "E: forcestop says it killed the application" grep -q "killed pid $app: started by the module's scripts" <<<"$out"
+sk_check "E: forcestop says no stop script ran" grep -q 'no stop script was run' <<<"$out"
+gone() { ! kill -0 "$1" 2>/dev/null || [ "$(sk_pid_state "$1" 2>/dev/null)" = Z ]; }
+sk_check "E: mirror's application is gone at once" sk_wait_for 2 gone "$app"
+sk_check "E: forcestop named skfused too" grep -q "killed pid $fu: skfused" <<<"$out"
+sk_check "E: mirror's skfused is gone" sk_wait_for 5 gone "$fu"
+code_is() { [ "$(code "$1" "$2")" = "$3" ]; }
+primary_on() { local c; c=$(code "$1" "$2"); [ "$c" = 2 ] || [ "$c" = 3 ]; }
+sk_check "E: node1 STOP" sk_wait_for 10 code_is 1 "$AT_MOD" 0
+sk_check "E: no stop script ran on node1" test ! -e "$SK_TMP/stop_prim.ran.node1"
+sk_check "E: node2 takes mirror over" sk_wait_for 20 primary_on 2 "$AT_MOD"
+sk_diag "at ${SECONDS}s"
+sk_done
