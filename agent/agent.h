@@ -97,9 +97,24 @@ struct agent_fused {
 	uv_pipe_t ctl;
 	bool ctl_busy;
 	size_t ctl_n;
-	char ctl_buf[2048];
+	char ctl_buf[8192];
 	bool peer_connected, peer_in_sync;
+	/* from skfused's status (fused.c): data generations, resync progress */
+	bool survivor_pending;   /* prim --force: tell the primary skfused its copy survives */
+	char peer_word[16];      /* skfused's "peer": connected, outdated, diverged, ... */
+	char relation[16];       /* this copy to the peer's: equal newer older diverged, "" unknown */
+	char data_id[17], shared_id[17];
+	char aside[256];         /* kept-aside folder (running or last) */
+	uint64_t outdated_since; /* s, wall clock; 0 */
+	uint64_t peer_files, peer_bytes; /* the peer's changes since the shared id, UINT64_MAX unknown */
+	bool rs_running;
+	uint64_t rs_done, rs_total, rs_rate;
+	int64_t rs_eta;
 };
+/* The skfused part of `skctl state` (fused.c). */
+void agent_fused_fill_ctl(struct agent_mod *m, struct sk_ctl_mod *o);
+/* skctl prim --force: this node's copy survives a diverged or newer peer (told to skfused). */
+void agent_fused_survivor(struct agent_mod *m);
 
 struct agent_script {
 	uv_timer_t timer;

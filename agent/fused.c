@@ -6,6 +6,7 @@
 #include <json-c/json.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <poll.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -474,6 +476,58 @@ static void ctl_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
 	b->len = sizeof(m->fused.ctl_buf) - 1 - m->fused.ctl_n;
 }
 
+static void copy_js(json_object *o, const char *key, char *dst, size_t cap)
+{
+	json_object *v;
+
+	dst[0] = '\0';
+	if (o && json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+		snprintf(dst, cap, "%s", json_object_get_string(v));
+}
+
+static uint64_t u64_js(json_object *o, const char *key, uint64_t def)
+{
+	json_object *v;
+
+	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int) ||
+	    json_object_get_int64(v) < 0)
+		return def;
+	return (uint64_t)json_object_get_int64(v);
+}
+
+/* skfused's status: its generations, its view of the peer's, the resync's progress. */
+static void read_gen(struct agent_fused *fu, json_object *o)
+{
+	json_object *g = NULL, *p = NULL, *r = NULL, *v;
+	char st[16];
+
+	copy_js(o, "peer", fu->peer_word, sizeof(fu->peer_word));
+	json_object_object_get_ex(o, "gen", &g);
+	copy_js(g, "current", fu->data_id, sizeof(fu->data_id));
+	copy_js(g, "shared", fu->shared_id, sizeof(fu->shared_id));
+	copy_js(g, "relation", fu->relation, sizeof(fu->relation));
+	copy_js(g, "aside", fu->aside, sizeof(fu->aside));
+	if (!fu->aside[0])
+		copy_js(g, "aside_last", fu->aside, sizeof(fu->aside));
+	fu->outdated_since = u64_js(g, "outdated_since", 0);
+	if (g && json_object_object_get_ex(g, "peer", &p)) {
+		fu->peer_files = u64_js(p, "changed_files", UINT64_MAX);
+		fu->peer_bytes = u64_js(p, "changed_bytes", UINT64_MAX);
+	} else {
+		fu->peer_files = fu->peer_bytes = UINT64_MAX;
+	}
+	json_object_object_get_ex(o, "resync", &r);
+	copy_js(r, "state", st, sizeof(st));
+	fu->rs_running = !strcmp(st, "running");
+	fu->rs_done = u64_js(r, "done_bytes", 0);
+	fu->rs_total = u64_js(r, "total_bytes", 0);
+	fu->rs_rate = u64_js(r, "rate_bps", 0);
+	fu->rs_eta = r && json_object_object_get_ex(r, "eta_s", &v) &&
+			     json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : -1;
+	if (fu->rs_done > fu->rs_total)
+		fu->rs_done = fu->rs_total;
+}
+
 static void ctl_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
 	struct agent_mod *m = st->data;
@@ -502,7 +556,11 @@ static void ctl_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 		bool sync = json_object_object_get_ex(o, "peer_in_sync", &v) &&
 			    json_object_get_boolean(v);
 
-		if (conn != fu->peer_connected || (conn && sync) != fu->peer_in_sync) {
+		read_gen(fu, o);
+		/* the role facts come from the primary only (a secondary's "connected" is not
+		 * "in sync") */
+		if (fu->role == AGENT_ROLE_PRIMARY &&
+		    (conn != fu->peer_connected || (conn && sync) != fu->peer_in_sync)) {
 			fu->peer_connected = conn;
 			fu->peer_in_sync = conn && sync;
 			agent_mod_kick(m);
@@ -525,9 +583,17 @@ static void on_ctl_written(uv_write_t *w, int status)
 
 static void on_ctl_connect(uv_connect_t *c, int status)
 {
-	static char req[] = "{\"cmd\":\"status\"}\n";
+	static char req[] = "{\"cmd\":\"status\"}\n", surv[] = "{\"cmd\":\"survivor\"}\n";
 	struct poll_req *r = c->data;
-	uv_buf_t b = uv_buf_init(req, sizeof(req) - 1);
+	struct agent_fused *fu = &r->m->fused;
+	/* a pending survivor choice goes instead of one status request (it answers the status) */
+	bool s = fu->survivor_pending && fu->role == AGENT_ROLE_PRIMARY;
+	uv_buf_t b = s ? uv_buf_init(surv, sizeof(surv) - 1) : uv_buf_init(req, sizeof(req) - 1);
+
+	if (s && status >= 0) {
+		fu->survivor_pending = false;
+		agent_mod_log(r->m, "told skfused: this copy is the survivor (prim --force)");
+	}
 
 	if (status < 0 || uv_write(&r->wr, (uv_stream_t *)&r->m->fused.ctl, &b, 1,
 				   on_ctl_written) < 0) {
@@ -541,7 +607,7 @@ void agent_fused_poll(struct agent_mod *m)
 	struct agent_fused *fu = &m->fused;
 	struct poll_req *r;
 
-	if (fu->ctl_busy || !fu->running || !fu->ready || fu->role != AGENT_ROLE_PRIMARY)
+	if (fu->ctl_busy || !fu->running || !fu->ready || fu->role == AGENT_ROLE_NONE)
 		return;
 	r = calloc(1, sizeof(*r));
 	if (!r)
@@ -574,4 +640,113 @@ int agent_fused_consistent(struct agent_mod *m)
 	}
 	fclose(fp);
 	return consistent;
+}
+
+void agent_fused_survivor(struct agent_mod *m)
+{
+	m->fused.survivor_pending = true;
+	agent_fused_poll(m); /* at once if skfused serves; else once it is ready */
+}
+
+static void human_bytes(uint64_t b, char *out, size_t cap)
+{
+	static const char *const u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)b;
+	int i = 0;
+
+	while (v >= 1024 && i < 4) {
+		v /= 1024;
+		i++;
+	}
+	snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+/* " by 3.2 GiB, 120 files" when skfused knows, else "". */
+static void by_how_much(uint64_t files, uint64_t bytes, char *out, size_t cap)
+{
+	char b[32];
+
+	out[0] = '\0';
+	if (bytes == UINT64_MAX && files == UINT64_MAX)
+		return;
+	human_bytes(bytes == UINT64_MAX ? 0 : bytes, b, sizeof(b));
+	if (files == UINT64_MAX)
+		snprintf(out, cap, " by %s", b);
+	else
+		snprintf(out, cap, " by %s, %llu files", b, (unsigned long long)files);
+}
+
+/* A sentence into a bounded field: cut at its end (these are words for people). */
+static size_t words(char *dst, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static size_t words(char *dst, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(dst, cap, fmt, ap);
+	va_end(ap);
+	return n < 0 ? 0 : (size_t)n;
+}
+
+void agent_fused_fill_ctl(struct agent_mod *m, struct sk_ctl_mod *o)
+{
+	struct agent_fused *fu = &m->fused;
+	const char *self = m->a->self->name, *peer = m->peer->node->name;
+	char when[32] = "", by[64];
+	size_t k;
+
+	snprintf(o->data_id, sizeof(o->data_id), "%s", fu->data_id);
+	snprintf(o->aside, sizeof(o->aside), "%s", fu->aside);
+	if (!fu->running || !fu->ready)
+		return; /* the agent's own words (reason, uptodate) say it */
+	snprintf(o->relation, sizeof(o->relation), "%s", fu->relation);
+	if (fu->outdated_since) {
+		time_t t = (time_t)fu->outdated_since;
+		struct tm tm;
+
+		gmtime_r(&t, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	}
+	if (!strcmp(fu->peer_word, "diverged")) {
+		k = (size_t)words(o->data_words, sizeof(o->data_words),
+				     "%s and %s diverged (split brain: both changed the data after "
+				     "generation %s); nothing is resynced until you choose: skctl prim "
+				     "-m %s --force on the node whose data stays (the other's changed "
+				     "files are kept aside)", self, peer,
+				     fu->shared_id[0] ? fu->shared_id : "?", m->conf.name);
+		by_how_much(fu->peer_files, fu->peer_bytes, by, sizeof(by));
+		if (by[0] && k < sizeof(o->data_words))
+			words(o->data_words + k, sizeof(o->data_words) - k, "; %s changed%s", peer, by);
+		snprintf(o->relation, sizeof(o->relation), "diverged");
+	} else if (!strcmp(fu->peer_word, "newer")) {
+		words(o->data_words, sizeof(o->data_words), "%s holds newer data than %s: it refuses "
+			 "to be resynced from here (skctl prim -m %s --force here overwrites it)", peer,
+			 self, m->conf.name);
+		snprintf(o->relation, sizeof(o->relation), "older");
+	} else if (!strcmp(fu->peer_word, "older")) {
+		words(o->data_words, sizeof(o->data_words), "%s (primary) holds older data than %s: "
+			 "refused, this copy is kept", peer, self);
+		snprintf(o->relation, sizeof(o->relation), "newer");
+	} else if (fu->role == AGENT_ROLE_PRIMARY && fu->peer_in_sync) {
+		words(o->data_words, sizeof(o->data_words), "%s is in sync with %s", peer, self);
+	} else if (fu->role == AGENT_ROLE_PRIMARY) {
+		by_how_much(UINT64_MAX, UINT64_MAX, by, sizeof(by));
+		words(o->data_words, sizeof(o->data_words), "%s is behind %s%s%s%s%s", peer, self, by,
+			 when[0] ? " (outdated since " : "", when, when[0] ? ")" : "");
+		if (fu->rs_running)
+			words(o->data_words + strlen(o->data_words),
+				 sizeof(o->data_words) - strlen(o->data_words), ": resync running");
+	} else if (!strcmp(fu->peer_word, "connected") && fu->relation[0]) {
+		words(o->data_words, sizeof(o->data_words), "%s %s", self,
+			 !strcmp(fu->relation, "equal") ? "holds the primary's generation" :
+			 "is being resynced from the primary");
+	}
+	if (fu->rs_running && fu->role == AGENT_ROLE_PRIMARY) {
+		o->resyncing = true;
+		o->rs_done = fu->rs_done;
+		o->rs_total = fu->rs_total;
+		o->rs_rate = fu->rs_rate;
+		o->rs_eta_s = fu->rs_eta;
+	}
 }

@@ -360,6 +360,21 @@ static void render_metrics(struct agent *a, struct tb *b)
 			  "steadykit_resync_bytes{module=\"%s\",kind=\"total\"} %lld\n",
 		       e2, (long long)jget(r, "done_bytes", 0), e2, (long long)jget(r, "total_bytes", 0));
 	}
+	/* rate (smoothed by skfused) and its ETA; -1: not known yet */
+	tb_add(b, "# HELP steadykit_resync_rate_bytes_per_second Resynchronisation rate.\n"
+		  "# TYPE steadykit_resync_rate_bytes_per_second gauge\n"
+		  "# HELP steadykit_resync_eta_seconds Time the resynchronisation still needs (-1 unknown).\n"
+		  "# TYPE steadykit_resync_eta_seconds gauge\n");
+	for (unsigned i = 0; i < a->n_mods; i++) {
+		json_object *r;
+
+		if (!st[i] || !json_object_object_get_ex(st[i], "resync", &r))
+			continue;
+		esc(a->mods[i]->conf.name, e2, sizeof(e2));
+		tb_add(b, "steadykit_resync_rate_bytes_per_second{module=\"%s\"} %lld\n"
+			  "steadykit_resync_eta_seconds{module=\"%s\"} %lld\n",
+		       e2, (long long)jget(r, "rate_bps", 0), e2, (long long)jget(r, "eta_s", -1));
+	}
 	for (unsigned i = 0; i < a->n_mods; i++)
 		if (st[i])
 			json_object_put(st[i]);

@@ -728,8 +728,13 @@ int agent_mod_cmd(struct agent_mod *m, enum sk_ctl_verb verb, bool force, char *
 		snprintf(hint, hlen, "skctl state -m %s shows both nodes", name);
 		return -EINVAL;
 	case SK_CTL_PRIM:
-		if (sk_state_is_primary(m->state))
+		/* --force over a peer that is not in sync: this copy survives, a diverged or newer
+		 * peer takes it and keeps its own changes aside (agent/fused.c, fused/aside.c) */
+		if (sk_state_is_primary(m->state)) {
+			if (force && !m->fused.peer_in_sync)
+				agent_fused_survivor(m);
 			return 0;
+		}
 		if (pm && sk_state_is_primary(pm->state)) {
 			snprintf(err, elen, "%s is primary", m->peer->node->name);
 			snprintf(hint, hlen, "skctl swap -m %s moves the role here", name);
@@ -748,6 +753,7 @@ int agent_mod_cmd(struct agent_mod *m, enum sk_ctl_verb verb, bool force, char *
 		}
 		m->noprim = m->noprim_failed = false;
 		m->retry_ms = 0;
+		m->fused.survivor_pending = force; /* sent once skfused serves as primary */
 		go_primary(m, force ? "operator: prim --force" : "operator: prim", 0, 0);
 		return 0;
 	case SK_CTL_SECOND:
@@ -789,6 +795,7 @@ void agent_mod_fill_ctl(struct agent_mod *m, struct sk_ctl_mod *o)
 		snprintf(o->busy, sizeof(o->busy), "%s", step_names[m->plan.steps[m->plan.cur]]);
 	snprintf(o->reason, sizeof(o->reason), "%s", m->reason);
 	o->since_ms = m->since_ms;
+	agent_fused_fill_ctl(m, o); /* generations and resync progress (agent/fused.c) */
 }
 
 /* ---- shutdown ---- */

@@ -12,9 +12,15 @@ static bool confirm_force(struct skctl *o)
 	json_object *mods;
 	struct sk_ctl_mod m = { 0 };
 	char err[128], answer[16];
-	bool have = false;
+	bool have = false, force = o->force;
+	int rc;
 
-	if (skctl_call(o, SK_CTL_STATE, &rep))
+	/* the state request carries no "force" (the agent refuses it there): prim --force always
+	 * failed here with 'bad request' before it could say anything */
+	o->force = false;
+	rc = skctl_call(o, SK_CTL_STATE, &rep);
+	o->force = force;
+	if (rc)
 		return false;
 	if (json_object_object_get_ex(rep.data, "modules", &mods) &&
 	    json_object_array_length(mods) > 0)
@@ -34,6 +40,12 @@ static bool confirm_force(struct skctl *o)
 		       "  Whatever only %s has (writes after this copy was last in sync) will be\n"
 		       "  overwritten when %s resyncs from this node.\n",
 		       m.reason[0] ? m.reason : "outdated", m.peer, m.peer);
+	if (!strcmp(m.relation, "diverged") || !strcmp(m.relation, "older"))
+		printf("  %s's copy %s: %s will take this one. What only %s changed is not destroyed:\n"
+		       "  before the resync overwrites or removes them, its files are kept aside in\n"
+		       "  <its data dir>.steadykit-aside/<UTC date>/ (files/ and list.txt).\n",
+		       m.peer, !strcmp(m.relation, "diverged") ? "diverged from this one (split brain)" :
+		       "is newer than this one", m.peer, m.peer);
 	if (m.peer_alive && sk_state_is_primary(m.peer_state))
 		printf("  %s is %s now: it will step down.\n", m.peer, sk_state_name(m.peer_state));
 	if (o->yes)

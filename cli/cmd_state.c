@@ -26,6 +26,53 @@ static void ago(uint64_t since_ms, char *out, size_t cap)
 		snprintf(out, cap, "%lluh", (unsigned long long)d / 3600);
 }
 
+static void human_bytes(uint64_t b, char *out, size_t cap)
+{
+	static const char *const u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)b;
+	int i = 0;
+
+	while (v >= 1024 && i < 4) {
+		v /= 1024;
+		i++;
+	}
+	snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+static void duration(int64_t s, char *out, size_t cap) /* cap >= 32 */
+{
+	if (s < 0)
+		snprintf(out, cap, "?");
+	else if (s < 120)
+		snprintf(out, cap, "%llds", (long long)s);
+	else if (s < 7200)
+		snprintf(out, cap, "%lldm%02llds", (long long)s / 60, (long long)s % 60);
+	else
+		snprintf(out, cap, "%lldh%02lldm", (long long)s / 3600, (long long)(s / 60) % 60);
+}
+
+/*
+ * "  web: resync [#########...........]  42.0 %  1.2 GiB / 2.9 GiB  35.1 MiB/s  ETA 48s"
+ * The bar is 30 cells, filled in green on a terminal only.
+ */
+static void progress_line(const struct skctl *o, const struct sk_ctl_mod *m, int w_name)
+{
+	char bar[31], d[16], t[16], r[16], eta[32];
+	double pct = m->rs_total ? 100.0 * (double)m->rs_done / (double)m->rs_total : 0;
+	int fill = (int)(pct * 30 / 100);
+
+	for (int i = 0; i < 30; i++)
+		bar[i] = i < fill ? '#' : '.';
+	bar[30] = '\0';
+	human_bytes(m->rs_done, d, sizeof(d));
+	human_bytes(m->rs_total, t, sizeof(t));
+	human_bytes(m->rs_rate, r, sizeof(r));
+	duration(m->rs_eta_s, eta, sizeof(eta));
+	printf("  %-*s  resync [%s%.*s%s%s] %5.1f %%  %9s / %-9s  %9s/s  ETA %s\n", w_name, m->name,
+	       o->color ? "\033[32m" : "", fill, bar, o->color ? "\033[0m" : "", bar + fill, pct, d,
+	       t, r, eta);
+}
+
 int cmd_state(struct skctl *o, enum sk_ctl_verb verb)
 {
 	struct sk_ctl_reply rep;
@@ -89,6 +136,16 @@ int cmd_state(struct skctl *o, enum sk_ctl_verb verb)
 	for (size_t i = 0; i < n; i++)
 		if (m[i].reason[0])
 			printf("  %s: %s\n", m[i].name, m[i].reason);
+	/* the data: how the two copies relate, the resync's progress, what was kept aside */
+	for (size_t i = 0; i < n; i++) {
+		if (m[i].data_words[0])
+			printf("  %s: data: %s\n", m[i].name, m[i].data_words);
+		if (m[i].resyncing)
+			progress_line(o, &m[i], (int)w_name);
+		if (m[i].aside[0])
+			printf("  %s: kept aside by a forced resync: %s (list.txt inside)\n", m[i].name,
+			       m[i].aside);
+	}
 	if (json_object_object_get_ex(rep.data, "nodes", &nodes) &&
 	    json_object_is_type(nodes, json_type_array) && json_object_array_length(nodes)) {
 		printf("\n%-12s  %-5s  %-7s  %s\n", "NODE", "ALIVE", "CHANNEL", "LAST HEARD (ms ago, per network)");

@@ -601,7 +601,7 @@ int fused_apply(struct rx *x, const struct sk_rmsg_op *op)
 	case SK_RMSG_START:
 		fused_rx_hclear(x);
 		f->rs_errs = 0;
-		f->mode = (enum sk_repl_mode)op->flags;
+		f->mode = (enum sk_repl_mode)(op->flags & SK_START_MODE_MASK);
 		f->consistent = false;
 		fused_state_save(f);
 		return 0;

@@ -24,9 +24,66 @@ static const char *peer_state(struct fused *f)
 {
 	if (f->role == FUSED_SECONDARY)
 		return atomic_load(&f->peer_up) ? "connected" : "absent";
+	/* the peer's last answer first: a refused peer is asked again every few seconds */
+	if (f->peer_verdict == SK_GEN_V_DIVERGED)
+		return "diverged"; /* the peer refused us: split brain */
+	if (f->peer_verdict == SK_GEN_V_PRIMARY_OLDER)
+		return "newer"; /* the peer refused us: it holds newer data */
 	if (atomic_load(&f->connected))
 		return atomic_load(&f->resyncing) ? "resyncing" : "connected";
 	return f->peer_in_sync ? "absent" : "outdated";
+}
+
+static const char *peer_state_secondary(struct fused *f)
+{
+	if (f->peer_verdict == SK_GEN_V_DIVERGED)
+		return "diverged";
+	if (f->peer_verdict == SK_GEN_V_PRIMARY_OLDER)
+		return "older";
+	return atomic_load(&f->peer_up) ? "connected" : "absent";
+}
+
+/*
+ * Resync progress: the rate is smoothed over about RATE_TAU_US of samples (taken when the
+ * status is asked, every 250 ms by the agent), so the ETA follows a steady rate closely and
+ * a pause does not swing it at once. done never passes total.
+ */
+#define RATE_TAU_US 5000000.0
+static struct {
+	bool on;
+	uint64_t t_us, done;
+	double rate; /* bytes/s */
+} prog;
+
+static void progress(struct fused *f, json_object *r)
+{
+	uint64_t done = atomic_load(&f->rs_done_bytes), total = atomic_load(&f->rs_total_bytes);
+	uint64_t now = sk_now_us();
+	int64_t eta = -1;
+
+	if (done > total)
+		done = total;
+	if (f->rs_state != 1) {
+		prog.on = false;
+	} else if (!prog.on || done < prog.done) {
+		prog.on = true; /* a new pass: start over */
+		prog.t_us = now;
+		prog.done = done;
+		prog.rate = 0;
+	} else if (now - prog.t_us >= 200000) {
+		double dt = (double)(now - prog.t_us), inst = (double)(done - prog.done) * 1e6 / dt;
+		double a = dt / (dt + RATE_TAU_US);
+
+		prog.rate = prog.rate > 0 ? prog.rate + a * (inst - prog.rate) : inst;
+		prog.t_us = now;
+		prog.done = done;
+	}
+	if (prog.on && prog.rate > 0)
+		eta = (int64_t)((double)(total - done) / prog.rate + 0.5);
+	json_object_object_add(r, "done_bytes", json_object_new_int64((int64_t)done));
+	json_object_object_add(r, "total_bytes", json_object_new_int64((int64_t)total));
+	json_object_object_add(r, "rate_bps", json_object_new_int64(prog.on ? (int64_t)prog.rate : 0));
+	json_object_object_add(r, "eta_s", json_object_new_int64(eta));
 }
 
 static uint64_t pct(const uint64_t *h, uint64_t total, double q)
@@ -61,7 +118,8 @@ static struct json_object *status(struct fused *f)
 	json_object_object_add(o, "ok", json_object_new_boolean(1));
 	json_object_object_add(o, "role", json_object_new_string(
 		f->role == FUSED_PRIMARY ? "primary" : "secondary"));
-	json_object_object_add(o, "peer", json_object_new_string(peer_state(f)));
+	json_object_object_add(o, "peer", json_object_new_string(
+		f->role == FUSED_SECONDARY ? peer_state_secondary(f) : peer_state(f)));
 	json_object_object_add(o, "mode", json_object_new_string(modes[f->mode]));
 	json_object_object_add(o, "seq_sent", json_object_new_int64((int64_t)sent));
 	json_object_object_add(o, "seq_acked", json_object_new_int64((int64_t)acked));
@@ -69,11 +127,9 @@ static struct json_object *status(struct fused *f)
 	json_object_object_add(o, "inflight_bytes", json_object_new_int64((int64_t)bytes));
 	r = json_object_new_object();
 	json_object_object_add(r, "state", json_object_new_string(rs[f->rs_state]));
-	json_object_object_add(r, "done_bytes",
-			       json_object_new_int64((int64_t)atomic_load(&f->rs_done_bytes)));
-	json_object_object_add(r, "total_bytes",
-			       json_object_new_int64((int64_t)atomic_load(&f->rs_total_bytes)));
+	progress(f, r);
 	json_object_object_add(o, "resync", r);
+	json_object_object_add(o, "gen", fused_gen_json(f));
 	l = json_object_new_object();
 	h = json_object_new_array();
 	for (int i = 0; i < FUSED_HIST; i++) {
@@ -128,6 +184,10 @@ static void answer(struct fused *f, int fd, const char *line, size_t len)
 		o = error(err);
 	else if (req.cmd == SK_RCTL_STATUS)
 		o = status(f);
+	else if (req.cmd == SK_RCTL_SURVIVOR && f->role != FUSED_PRIMARY)
+		o = error("survivor: only a primary's copy can be chosen");
+	else if (req.cmd == SK_RCTL_SURVIVOR)
+		o = fused_state_set_survivor(f) < 0 ? error("cannot persist the choice") : status(f);
 	else if ((req.role == SK_RCTL_PRIMARY) == (f->role == FUSED_PRIMARY))
 		o = status(f);
 	else

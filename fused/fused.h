@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "proto.h"
+#include "gen.h"
 #include "replmsg.h"
 #include "util.h"
 
@@ -111,7 +112,17 @@ struct fused {
 	pthread_mutex_t state_mu;
 	atomic_bool peer_in_sync;   /* primary: the secondary holds everything we applied */
 	bool consistent;            /* secondary: no resync half done */
-	uint64_t generation;
+	struct sk_gen gen;          /* data generations of this copy (libsk/gen.h) */
+	uint64_t outdated_since;    /* primary: wall clock (s) the peer fell behind, 0 in sync */
+	bool survivor;              /* primary: the operator chose this copy (until the peer is in sync) */
+	char aside[PATH_MAX];       /* secondary: folder of the forced resync keeping our changes */
+	char aside_last[PATH_MAX];  /* the last such folder (status) */
+	/* the peer's generations as last exchanged (START / GEN), under state_mu */
+	struct sk_gen_wire peer_gen;
+	bool peer_gen_known;
+	int peer_verdict;           /* last enum sk_gen_verdict from/to the peer, -1 none */
+	uint64_t peer_verdict_s;    /* wall clock of that verdict */
+	atomic_bool wake;           /* primary: reconnect now (survivor chosen) */
 
 	/* primary: FUSE */
 	struct fuse_session *se;
@@ -248,6 +259,31 @@ int fused_apply_open_path(int root_fd, const char *path, size_t len, int flags, 
 int fused_state_load(struct fused *f);
 int fused_state_save(struct fused *f);
 void fused_state_set_in_sync(struct fused *f, bool v);
+/* Primary: the operator chose this copy as the survivor (persisted until the peer is in sync). */
+int fused_state_set_survivor(struct fused *f);
+/*
+ * Secondary, on START: compare the primary's generations (NULL: a primary without them) with
+ * ours; returns the verdict (enum sk_gen_verdict) and begins keeping changes aside when forced.
+ */
+int fused_gen_on_start(struct fused *f, const struct sk_gen_wire *prim, bool survivor);
+/* Secondary, at the end of a complete resync: take the primary's generations, end the aside. */
+void fused_gen_adopt_peer(struct fused *f);
+/* Primary: the secondary's answer to START. */
+void fused_gen_on_answer(struct fused *f, const struct sk_gen_wire *w);
+/* The status's "gen" object (ctl.c). */
+struct json_object;
+struct json_object *fused_gen_json(struct fused *f);
+
+/* aside.c (secondary): a forced resync keeps what it changes or removes here first. */
+int fused_aside_begin(struct fused *f);
+/* Before the resync changes path (regular file: copied once; others: noted). */
+void fused_aside_copy(struct fused *f, const char *path, size_t len);
+/* Instead of removing dfd/name (relative path `path`): moved aside whole. 0 moved, <0 not. */
+int fused_aside_move(struct fused *f, int dfd, const char *name, const char *path, size_t len);
+void fused_aside_end(struct fused *f);
+/* "dpath/name" (dpath "" is the root) into out; false if too long. */
+bool fused_aside_join(const char *dpath, size_t dl, const char *name, char *out, size_t cap,
+		      size_t *len);
 int fused_resync_run(struct fused *f, uint64_t gen);
 /* Session start (stream_mu held): forget what the last resync reconciled. */
 void fused_rs_reset(struct fused *f);

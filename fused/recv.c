@@ -97,6 +97,38 @@ static int report_failed(struct rx *x, const struct sk_rmsg_op *op)
 	return sk_chan_send_fd(&x->chan, x->sock, SK_RMSG_FAILED, 0, x->f->module_id, &iov, 1);
 }
 
+/*
+ * START: how our copy relates to the primary's decides whether this session may resync us
+ * (only from a newer copy, or from the operator's survivor). The answer goes out first; a
+ * refused session is closed before anything of it is applied.
+ */
+static int start_gen(struct rx *x, const struct sk_rmsg_op *op)
+{
+	struct fused *f = x->f;
+	struct sk_gen_wire pw, me = { .changed_files = SK_GEN_UNKNOWN,
+				      .changed_bytes = SK_GEN_UNKNOWN };
+	uint8_t buf[SK_GEN_WIRE_LEN];
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	bool has = op->data_len == SK_GEN_WIRE_LEN;
+	int v;
+
+	if (has && sk_gen_decode(op->data, op->data_len, &pw) < 0) {
+		sk_warn("START refused: malformed generation set");
+		return -EBADMSG;
+	}
+	v = fused_gen_on_start(f, has ? &pw : NULL, op->flags & SK_START_F_SURVIVOR);
+	if (!has)
+		return 0; /* an older primary would not understand the answer */
+	pthread_mutex_lock(&f->state_mu);
+	me.g = f->gen;
+	pthread_mutex_unlock(&f->state_mu);
+	me.verdict = (uint8_t)v;
+	sk_gen_encode(&me, buf);
+	if (sk_chan_send_fd(&x->chan, x->sock, SK_RMSG_GEN, 0, f->module_id, &iov, 1) < 0)
+		return -EPIPE;
+	return v == SK_GEN_V_OK || v == SK_GEN_V_FORCED ? 0 : -EPIPE;
+}
+
 /* Apply one batch of verified frames; acks as the mode asks. <0: drop the connection. */
 static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 {
@@ -129,6 +161,8 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 				why ? why : "wrong module");
 			return -EBADMSG;
 		}
+		if (op.type == SK_RMSG_START && (rc = start_gen(x, &op)) < 0)
+			return rc;
 		rc = fused_apply(x, &op);
 		if (rc == -EBADMSG) {
 			atomic_fetch_add(&f->rejected, 1);

@@ -564,14 +564,23 @@ fail:
 /* Under stream_mu: first frames of a connection (mode, then the handles apps hold open). */
 static void session_begin(struct fused *f)
 {
-	struct sk_rmsg_op op = { .type = SK_RMSG_START, .flags = f->mode, .fh = f->generation };
+	struct sk_rmsg_op op = { .type = SK_RMSG_START, .flags = f->mode };
+	struct sk_gen_wire w = { .changed_files = SK_GEN_UNKNOWN, .changed_bytes = SK_GEN_UNKNOWN };
+	uint8_t gb[SK_GEN_WIRE_LEN];
 	char path[PATH_MAX];
 	struct fused_fh *h;
 
+	/* our generations: the secondary answers (GEN) whether it may take this copy */
+	pthread_mutex_lock(&f->state_mu);
+	w.g = f->gen;
+	if (f->survivor)
+		op.flags |= SK_START_F_SURVIVOR;
+	pthread_mutex_unlock(&f->state_mu);
+	sk_gen_encode(&w, gb);
 	atomic_store(&f->resyncing, true);
 	f->rs_state = 1;
 	fused_rs_reset(f);
-	send_frame(f, &op, NULL, 0, NULL, NULL, NULL);
+	send_frame(f, &op, gb, sizeof(gb), NULL, NULL, NULL);
 	for (h = f->fh_list.next; h != &f->fh_list && atomic_load(&f->connected); h = h->next) {
 		struct sk_rmsg_op o = { .type = SK_RMSG_OPEN, .fh = h->id };
 		int n = fused_fd_path(f, h->fd, path, sizeof(path));
@@ -678,6 +687,23 @@ static void ack_loop(struct fused *f, int fd, uint64_t gen)
 				break;
 			}
 			fused_repl_on_sums(f, &s);
+		} else if (fr.type == SK_RMSG_GEN) {
+			struct sk_gen_wire w;
+
+			if (sk_gen_decode(fr.payload, fr.len, &w) < 0) {
+				atomic_fetch_add(&f->rejected, 1);
+				lost = "bad generation answer from peer";
+				break;
+			}
+			fused_gen_on_answer(f, &w);
+			if (w.verdict == SK_GEN_V_DIVERGED) {
+				lost = "peer refused the session: the copies diverged (split brain)";
+				break;
+			}
+			if (w.verdict == SK_GEN_V_PRIMARY_OLDER) {
+				lost = "peer refused the session: its copy is newer than ours";
+				break;
+			}
 		} else {
 			atomic_fetch_add(&f->rejected, 1);
 			lost = "unexpected frame type from peer";
@@ -757,9 +783,12 @@ static void *conn_main(void *arg)
 		close(fd);
 		/* a peer that cannot finish a resync (disk full, ...) is retried less and less often */
 		backoff_s = f->rs_state == 2 ? 1 : (backoff_s * 2 > 30 ? 30 : backoff_s * 2);
-		if (backoff_s > 1)
+		if (f->peer_verdict == SK_GEN_V_DIVERGED || f->peer_verdict == SK_GEN_V_PRIMARY_OLDER)
+			backoff_s = 5;
+		else if (backoff_s > 1)
 			sk_info("resync not completed; next attempt in %u s", backoff_s);
-		for (unsigned i = 0; i < backoff_s * 10 && !atomic_load(&f->stop); i++)
+		for (unsigned i = 0; i < backoff_s * 10 && !atomic_load(&f->stop) &&
+				     !atomic_exchange(&f->wake, false); i++)
 			usleep(100000);
 	}
 	return NULL;

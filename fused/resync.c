@@ -609,7 +609,7 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 	atomic_store(&f->rs_done_bytes, 0); /* done first: never above the total */
 	atomic_store(&f->rs_total_bytes, 0);
 	for (pass = 1; pass <= MAX_PASSES && live(w); pass++) {
-		struct sk_rmsg_op end = { .type = SK_RMSG_RS_END, .len = f->generation };
+		struct sk_rmsg_op end = { .type = SK_RMSG_RS_END, .len = f->gen.current };
 		struct sk_rmsg_sums s;
 		int rfd = openat(f->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), round;
 

@@ -218,6 +218,14 @@ static int reconcile(struct fused *f, int dfd, const char *dpath, size_t dl,
 	}
 	if (ok)
 		return 0;
+	if (ex && f->aside[0]) { /* a forced resync keeps what it replaces (fused/aside.c) */
+		char rel[SK_RMSG_PATH_MAX + 1];
+		size_t rl;
+
+		if (fused_aside_join(dpath, dl, name, rel, sizeof(rel), &rl) &&
+		    fused_aside_move(f, dfd, name, rel, rl) == 0)
+			ex = false;
+	}
 	if (ex && (rc = rm_rf(dfd, name, 0)) < 0)
 		return rc;
 	if (lfd >= 0 && linkat(lfd, "", dfd, name, AT_EMPTY_PATH) == 0)
@@ -390,8 +398,17 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op)
 
 			if (!strcmp(key, ".") || !strcmp(key, ".."))
 				continue;
-			if (!(rs_seen.n && bsearch(&key, rs_seen.v, rs_seen.n, sizeof(char *), cmp_str)) &&
-			    (rc = rm_rf(dfd, de->d_name, 0)) < 0 && !err)
+			char rel[SK_RMSG_PATH_MAX + 1];
+			size_t rl;
+
+			if (rs_seen.n && bsearch(&key, rs_seen.v, rs_seen.n, sizeof(char *), cmp_str))
+				continue;
+			/* a forced resync keeps what it removes (fused/aside.c) */
+			if (f->aside[0] && fused_aside_join(dpath, op->path1_len, de->d_name, rel,
+							    sizeof(rel), &rl) &&
+			    fused_aside_move(f, dfd, de->d_name, rel, rl) == 0)
+				continue;
+			if ((rc = rm_rf(dfd, de->d_name, 0)) < 0 && !err)
 				err = rc;
 		}
 		if (d)
@@ -443,6 +460,7 @@ static int rs_data(struct fused *f, const struct sk_rmsg_op *op)
 {
 	int fd, rc;
 
+	fused_aside_copy(f, op->path1, op->path1_len); /* forced resync only (fused/aside.c) */
 	rc = fused_apply_open_data(f, op->path1, op->path1_len, O_WRONLY, false, &fd);
 	if (rc < 0)
 		return rc;
@@ -507,6 +525,15 @@ static int rs_meta(struct fused *f, const struct sk_rmsg_op *op)
 		rc = -errno;
 		goto out_fd;
 	}
+	/* a forced resync keeps a file whose size, owner, mode or mtime it is about to change */
+	if (f->aside[0] && S_ISREG(st.st_mode) &&
+	    (((op->valid & SK_RV_SIZE) && (uint64_t)st.st_size != op->len) ||
+	     ((op->valid & SK_RV_MODE) && (st.st_mode & 07777) != (op->mode & 07777)) ||
+	     ((op->valid & SK_RV_UID) && st.st_uid != op->uid) ||
+	     ((op->valid & SK_RV_GID) && st.st_gid != op->gid) ||
+	     ((op->valid & SK_RV_MTIME) && (st.st_mtim.tv_sec != op->mtime.sec ||
+					    (uint32_t)st.st_mtim.tv_nsec != op->mtime.nsec))))
+		fused_aside_copy(f, op->path1, op->path1_len);
 	if ((op->valid & SK_RV_SIZE) && S_ISREG(st.st_mode) && (uint64_t)st.st_size != op->len &&
 	    truncate(pp, (off_t)op->len) < 0)
 		rc = -errno;
@@ -567,9 +594,8 @@ int fused_rs_apply(struct fused *f, const struct sk_rmsg_op *op, int sock, struc
 
 		if (!s.err) {
 			f->consistent = true;
-			f->generation = op->len;
-			fused_state_save(f);
-			sk_info("resync complete: this copy is consistent (generation %llu)",
+			fused_gen_adopt_peer(f); /* the primary's generations; saves the state */
+			sk_info("resync complete: this copy is consistent (generation %llx)",
 				(unsigned long long)op->len);
 		}
 		f->rs_errs = 0;

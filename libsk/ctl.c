@@ -406,6 +406,21 @@ int sk_ctl_mod_to_json(const struct sk_ctl_mod *m, json_object **out)
 	json_object_object_add(o, "busy", json_object_new_string(m->busy));
 	json_object_object_add(o, "reason", json_object_new_string(m->reason));
 	json_object_object_add(o, "since_ms", json_object_new_int64((int64_t)m->since_ms));
+	json_object_object_add(o, "data_id", json_object_new_string(m->data_id));
+	json_object_object_add(o, "relation", json_object_new_string(m->relation));
+	json_object_object_add(o, "data_words", json_object_new_string(m->data_words));
+	json_object_object_add(o, "aside", json_object_new_string(m->aside));
+	if (m->resyncing) {
+		json_object *r = json_object_new_object();
+		double pct = m->rs_total ? 100.0 * (double)m->rs_done / (double)m->rs_total : 0;
+
+		json_object_object_add(r, "done_bytes", json_object_new_int64((int64_t)m->rs_done));
+		json_object_object_add(r, "total_bytes", json_object_new_int64((int64_t)m->rs_total));
+		json_object_object_add(r, "percent", json_object_new_double((double)(int)(pct * 10) / 10));
+		json_object_object_add(r, "rate_bps", json_object_new_int64((int64_t)m->rs_rate));
+		json_object_object_add(r, "eta_s", json_object_new_int64(m->rs_eta_s));
+		json_object_object_add(o, "resync", r);
+	}
 	*out = o;
 	return 0;
 }
@@ -435,6 +450,26 @@ int sk_ctl_mod_from_json(json_object *o, struct sk_ctl_mod *m, char *err, size_t
 	m->uptodate = jbool(o, "uptodate");
 	m->gen = sk_ctl_json_u64(o, "gen", 0);
 	m->since_ms = sk_ctl_json_u64(o, "since_ms", 0);
+	copy_str(o, "data_id", m->data_id, sizeof(m->data_id));
+	copy_str(o, "relation", m->relation, sizeof(m->relation));
+	copy_str(o, "data_words", m->data_words, sizeof(m->data_words));
+	copy_str(o, "aside", m->aside, sizeof(m->aside));
+	{
+		json_object *r, *v;
+
+		if (json_object_object_get_ex(o, "resync", &r) &&
+		    json_object_is_type(r, json_type_object)) {
+			m->resyncing = true;
+			m->rs_done = sk_ctl_json_u64(r, "done_bytes", 0);
+			m->rs_total = sk_ctl_json_u64(r, "total_bytes", 0);
+			m->rs_rate = sk_ctl_json_u64(r, "rate_bps", 0);
+			m->rs_eta_s = json_object_object_get_ex(r, "eta_s", &v) &&
+					      json_object_is_type(v, json_type_int) ?
+				      json_object_get_int64(v) : -1;
+			if (m->rs_done > m->rs_total)
+				m->rs_done = m->rs_total; /* never more than all */
+		}
+	}
 	return 0;
 }
 

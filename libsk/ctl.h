@@ -124,6 +124,15 @@ struct sk_ctl_mod {
 	char busy[32];                 /* step in progress ("" = idle) */
 	char reason[SK_CTL_TEXT_LEN];  /* why this state (WAIT: what to do) */
 	uint64_t since_ms;             /* wall clock of the last state change */
+	/* data generations (skfused's view, docs/skctl.md) */
+	char data_id[17];              /* this copy's current generation id, hex ("" unknown) */
+	char relation[16];             /* to the peer's copy: equal newer older diverged ("" unknown) */
+	char data_words[SK_CTL_TEXT_LEN]; /* the relation in a sentence, with sizes where known */
+	char aside[256];               /* kept-aside folder of the last forced resync here ("" none) */
+	/* resync progress (running: total > 0 or state SECOND/ALONE with a resync) */
+	bool resyncing;
+	uint64_t rs_done, rs_total, rs_rate; /* bytes, bytes, bytes/s (smoothed) */
+	int64_t rs_eta_s;              /* -1 unknown */
 };
 int sk_ctl_mod_to_json(const struct sk_ctl_mod *m, json_object **out);
 int sk_ctl_mod_from_json(json_object *o, struct sk_ctl_mod *m, char *err, size_t errlen);

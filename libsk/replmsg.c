@@ -1,5 +1,6 @@
 /* libsk/replmsg.c: encode and bounded, validating decode of replication payloads and control requests. */
 #include "replmsg.h"
+#include "gen.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -71,7 +72,8 @@ struct rule {
 #define T_P (SK_RV_P1MTIME | SK_RV_P2MTIME)
 
 static const struct rule rules[SK_RMSG__MAX] = {
-	[SK_RMSG_START] = { P_NO, P_NO, false, false, 0, 3, 0 },
+	[SK_RMSG_START] = { P_NO, P_NO, false, false, SK_GEN_WIRE_LEN,
+			    SK_START_MODE_MASK | SK_START_F_SURVIVOR, 0 },
 	[SK_RMSG_FAILED] = { P_OR_FH, P_ROOT_OK, false, false, 0, 0, 0 },
 	[SK_RMSG_OPEN] = { P_YES, P_NO, false, true, 0, SK_RO_TRUNC | SK_RO_ORPHAN, T_TIMES },
 	[SK_RMSG_CREATE] = { P_YES, P_NO, false, true, 0, SK_RO_EXCL | SK_RO_TRUNC | SK_RO_ASCALLER,
@@ -190,8 +192,10 @@ static const char *op_check(const struct sk_rmsg_op *op)
 	ft = op->mode & S_IFMT;
 	switch (op->type) {
 	case SK_RMSG_START:
-		if (op->flags > SK_REPL_ASYNC)
+		if ((op->flags & SK_START_MODE_MASK) > SK_REPL_ASYNC)
 			return "unknown mode";
+		if (op->data_len != 0 && op->data_len != SK_GEN_WIRE_LEN)
+			return "generation set of the wrong size";
 		break;
 	case SK_RMSG_CREATE:
 		if (ft != S_IFREG || (op->mode & ~(S_IFMT | 07777)))
@@ -599,6 +603,12 @@ int sk_rctl_parse(const char *line, size_t len, struct sk_rctl_req *req, char *e
 			goto out;
 		}
 		req->cmd = SK_RCTL_ROLE;
+	} else if (strcmp(s, "survivor") == 0) {
+		if (json_object_object_length(o) != 1) {
+			snprintf(err, errlen, "survivor takes no arguments");
+			goto out;
+		}
+		req->cmd = SK_RCTL_SURVIVOR;
 	} else {
 		snprintf(err, errlen, "unknown cmd");
 		goto out;

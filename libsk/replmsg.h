@@ -19,7 +19,9 @@
  * itself and is accepted only where the type allows it.
  */
 enum sk_rmsg_type {
-	SK_RMSG_START = 16,    /* P->S: session start (flags = mode, fh = generation)        */
+	SK_RMSG_START = 16,    /* P->S: session start: flags = mode | SK_START_F_SURVIVOR,
+				* data = the primary's generations (libsk/gen.h, SK_GEN_WIRE_LEN
+				* bytes; empty from a primary older than generations)          */
 	SK_RMSG_ACK = 17,      /* S->P: struct sk_rmsg_ack                                   */
 	SK_RMSG_SUMS = 18,     /* S->P: struct sk_rmsg_sums                                  */
 	SK_RMSG_FAILED = 19,   /* S->P: during a resync, an op met an unreconciled part:
@@ -49,6 +51,9 @@ enum sk_rmsg_type {
 	SK_RMSG_RS_DATA,       /* path1, off, data                                           */
 	SK_RMSG_RS_META,       /* path1, valid, data = xattr list (exact set) if SK_RO_XATTRS */
 	SK_RMSG_RS_END,        /* fh = request id, len = generation: answered by SUMS (err EAGAIN: redo) */
+	SK_RMSG_GEN,           /* S->P: answer to START: the secondary's generations and its
+				* verdict (libsk/gen.h sk_gen_decode; refused: the secondary
+				* closes the connection after it)                           */
 	SK_RMSG__MAX
 };
 
@@ -73,7 +78,11 @@ enum sk_rmsg_type {
 #define SK_RV_P2MTIME 0x80u /* p2_mtime: mtime of path2's parent after the op */
 #define SK_RV__ALL 0xffu
 
-/* START flags: the mode the stream runs in, enum sk_repl_mode (sk_types.h). */
+/* START flags: the mode the stream runs in, enum sk_repl_mode (sk_types.h), in the low bits. */
+#define SK_START_MODE_MASK 0x3u
+/* The operator chose this primary's copy as the survivor (skctl prim --force): a secondary
+ * whose copy diverged or is newer accepts the session and keeps its own changes aside. */
+#define SK_START_F_SURVIVOR 0x100u
 
 #define SK_RMSG_PATH_MAX 4095
 #define SK_RMSG_NAME_MAX 255
@@ -201,7 +210,8 @@ int sk_rmsg_xattr_next(struct sk_rd *r, const char **name, uint8_t *name_len,
 
 /* Control socket request (one JSON line, at most SK_RCTL_LINE_MAX bytes). */
 #define SK_RCTL_LINE_MAX 4096
-enum sk_rctl_cmd { SK_RCTL_STATUS = 1, SK_RCTL_ROLE = 2 };
+/* SURVIVOR (primary): the operator chose this copy over a diverged or newer peer (skctl prim --force). */
+enum sk_rctl_cmd { SK_RCTL_STATUS = 1, SK_RCTL_ROLE = 2, SK_RCTL_SURVIVOR = 3 };
 enum sk_rctl_role { SK_RCTL_PRIMARY = 1, SK_RCTL_SECONDARY = 2 };
 struct sk_rctl_req {
 	enum sk_rctl_cmd cmd;
