@@ -1,5 +1,6 @@
 /* fused/ctl.c: local control socket (root only): one JSON request per line -> one JSON reply per line. */
 #include "fused.h"
+#include "resync.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -86,6 +87,34 @@ static void progress(struct fused *f, json_object *r)
 	json_object_object_add(r, "eta_s", json_object_new_int64(eta));
 }
 
+/* The primary's resync: which kind ran, what it sent and read; what is tracked now. */
+static void rs_fields(json_object *r)
+{
+	struct fused_dirty_stats ds;
+	json_object *t;
+
+	json_object_object_add(r, "kind", json_object_new_string(
+		fused_rs_kind_str(atomic_load(&fused_rs_stats.kind))));
+	json_object_object_add(r, "sent_bytes",
+			       json_object_new_int64((int64_t)atomic_load(&fused_rs_stats.sent)));
+	json_object_object_add(r, "read_bytes",
+			       json_object_new_int64((int64_t)atomic_load(&fused_rs_stats.read)));
+	json_object_object_add(r, "listings",
+			       json_object_new_int64((int64_t)atomic_load(&fused_rs_stats.dirs)));
+	if (!fused_dirty_g)
+		return;
+	fused_dirty_get_stats(fused_dirty_g, &ds);
+	t = json_object_new_object();
+	json_object_object_add(t, "state", json_object_new_string(
+		ds.lost ? "lost" : fused_dirty_tracking(fused_dirty_g) ? "tracking" : "idle"));
+	json_object_object_add(t, "files", json_object_new_int64((int64_t)ds.files));
+	json_object_object_add(t, "dirs", json_object_new_int64((int64_t)ds.dirs));
+	json_object_object_add(t, "bytes", json_object_new_int64((int64_t)ds.bytes));
+	json_object_object_add(t, "whole_files", json_object_new_int64((int64_t)ds.whole));
+	json_object_object_add(t, "log_bytes", json_object_new_int64((int64_t)ds.log_bytes));
+	json_object_object_add(r, "dirty", t);
+}
+
 static uint64_t pct(const uint64_t *h, uint64_t total, double q)
 {
 	uint64_t want = (uint64_t)((double)total * q), acc = 0;
@@ -128,6 +157,8 @@ static struct json_object *status(struct fused *f)
 	r = json_object_new_object();
 	json_object_object_add(r, "state", json_object_new_string(rs[f->rs_state]));
 	progress(f, r);
+	if (f->role == FUSED_PRIMARY)
+		rs_fields(r); /* fused/rs_incr.c, dirty.h */
 	json_object_object_add(o, "resync", r);
 	json_object_object_add(o, "gen", fused_gen_json(f));
 	l = json_object_new_object();

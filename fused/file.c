@@ -1,5 +1,6 @@
 /* fused/file.c: FUSE operations on open files, directories and xattrs (primary): apply under the stream lock, replicate. */
 #include "ops.h"
+#include "resync.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -66,6 +67,7 @@ void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct sk_rmsg_op op = { .type = SK_RMSG_OPEN };
 	struct fused_reply r = { .kind = R_OPEN };
 	bool repl = wants_write(fi->flags);
+	struct stat ost;
 	struct fused_fh *fh;
 	char pp[64];
 	int fd, rc = 0, ifd = fused_ino_get(ino);
@@ -90,6 +92,8 @@ void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return (void)fuse_reply_open(req, fi);
 	}
 	pthread_mutex_lock(&F()->stream_mu);
+	if ((fi->flags & O_TRUNC) && fstat(ifd, &ost) == 0 && ost.st_size > 0)
+		fused_dn_ino(ino, FUSED_DF_META, 0, (uint64_t)ost.st_size); /* what O_TRUNC cuts */
 	fd = open(pp, open_flags(fi->flags));
 	rc = fd < 0 ? -errno : 0;
 	fused_ino_put(ino, ifd);
@@ -146,7 +150,9 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	int pfd = fused_ino_get(parent), fd, rc, n;
 	struct fused_fh *fh = pfd >= 0 ? fh_new(-1, true) : NULL;
 	bool ahead = false;
-	struct stat st;
+	struct stat st, pre;
+	struct fused_dn_mark m;
+	uint64_t trunc_from = 0;
 
 	if (!fh) {
 		fused_ino_put(parent, pfd);
@@ -156,6 +162,11 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	fi->keep_cache = 1;
 	fused_creds_set(req);
 	pthread_mutex_lock(&F()->stream_mu);
+	fused_dn_begin(&m);
+	/* an existing name truncated by O_TRUNC: what it held must not stay on the peer */
+	if ((fi->flags & O_TRUNC) && fstatat(pfd, name, &pre, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISREG(pre.st_mode))
+		trunc_from = (uint64_t)pre.st_size;
 	if (fused_active() && fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT &&
 	    (n = fused_child_path(parent, name, fused_tp1)) >= 0) {
 		op.fh = fh->id;
@@ -189,6 +200,8 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		goto out_err;
 	}
 	r.fi = *fi;
+	fused_dn_ino(parent, FUSED_DF_NS, 0, 0);
+	fused_dn_ino(r.e.ino, FUSED_DF_META, 0, trunc_from);
 	if (ahead) {
 		/* the directory's mtime as it is here now (the file's own comes with its close) */
 		struct sk_rmsg_op t = { .type = SK_RMSG_SETATTR, .valid = SK_RV_MTIME };
@@ -200,6 +213,7 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 			t.mtime = (struct sk_rmsg_ts){ st.st_mtim.tv_sec, (uint32_t)st.st_mtim.tv_nsec };
 			fused_repl_submit(F(), &t, NULL, 0, NULL, &none);
 		}
+		fused_dn_end(&m);
 		fused_ino_put(parent, pfd);
 		pthread_mutex_unlock(&F()->stream_mu);
 		if (seq)
@@ -212,6 +226,7 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	if (fused_active()) {
 		rc = fused_created(parent, name, &op, &r);
 		if (rc < 0) {
+			fused_dn_end(NULL);
 			pthread_mutex_unlock(&F()->stream_mu);
 			r = (struct fused_reply){ .kind = R_ERR, .err = -rc };
 			goto out_err;
@@ -341,10 +356,12 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 	struct sk_rmsg_op op = { .type = SK_RMSG_WRITE };
 	struct fused_reply r = { .kind = R_WRITE, .written = size };
 	uint64_t seq = 0, gen = F()->conn_gen;
+	struct fused_dn_mark m;
 	int deferred = 0;
 	ssize_t n;
 
 	pthread_mutex_lock(&F()->stream_mu);
+	fused_dn_begin(&m);
 	if (fi->flags & O_APPEND) {
 		off = lseek(fh->fd, 0, SEEK_END);
 		if (off < 0)
@@ -381,6 +398,9 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 		r.written = (size_t)n;
 	if (seq && (size_t)n != size) /* the peer applied what we could not */
 		fused_peer_lost(F(), gen, "local write failed after replication");
+	/* the peer may have it all: the whole request counts, whatever was written here */
+	fused_dn_ino(ino, 0, (uint64_t)off, size);
+	fused_dn_end(&m);
 	pthread_mutex_unlock(&F()->stream_mu);
 	if (seq)
 		fused_repl_local_done(F(), seq, &r);
@@ -443,6 +463,9 @@ static void sync_common(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 			fused_repl_submit_held(F(), &op, NULL, 0, req, &r, &seq);
 	}
 	pthread_mutex_unlock(&F()->stream_mu);
+	/* what tracks the change is as durable as the change */
+	if (fused_dirty_g && fused_dirty_sync(fused_dirty_g) < 0)
+		fused_dirty_set_lost(fused_dirty_g, "cannot sync the tracking file");
 	rc = datasync ? fdatasync(fd) : fsync(fd);
 	if (rc < 0)
 		r = (struct fused_reply){ .kind = R_ERR, .err = errno };
@@ -468,6 +491,12 @@ void fused_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off
 	pthread_mutex_lock(&F()->stream_mu);
 	if (fallocate(fh->fd, mode, off, len) < 0)
 		return fused_fail(req, -errno);
+	if (mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE))
+		fused_dn_ino(ino, FUSED_DF_META | FUSED_DF_WHOLE, 0, 0); /* everything after moved */
+	else if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
+		fused_dn_ino(ino, FUSED_DF_META, (uint64_t)off, (uint64_t)len);
+	else
+		fused_dn_ino(ino, FUSED_DF_META, 0, 0); /* zeros: the size says it */
 	if (fused_active()) {
 		if (!fh->id) { /* applied here on a handle the peer does not know */
 			fused_unnameable(-EBADF);
@@ -510,6 +539,8 @@ void fused_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	if (n < 0)
 		return fused_fail(req, -errno);
 	r.written = (size_t)n;
+	if (n > 0)
+		fused_dn_ino(ino_out, FUSED_DF_META, (uint64_t)off_out, (uint64_t)n);
 	if (fused_active() && n > 0) {
 		struct stat st;
 
@@ -657,6 +688,7 @@ static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const
 	fused_ino_put(ino, fd);
 	if (rc < 0)
 		return fused_fail(req, rc);
+	fused_dn_ino(ino, FUSED_DF_META, 0, 0);
 	if (fused_active()) {
 		if ((rc = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1))) < 0) {
 			if (rc != -ENOENT)

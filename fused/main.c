@@ -1,6 +1,7 @@
 /* fused/main.c: skfused entry point: options, secret, state, the primary's FUSE mount or the secondary's read-only bind. */
 #include "fence.h"
 #include "fused.h"
+#include "resync.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -34,7 +35,7 @@ static void usage(const char *why)
 		fprintf(stderr, "skfused: %s\n", why);
 	fprintf(stderr,
 		"usage: skfused --role primary --dir DIR --peer IP:PORT --secret FILE\n"
-		"               [--mode sync|semi-sync|async] [--budget-ms 300]\n"
+		"               [--mode sync|semi-sync|async] [--budget-ms 300] [--resync-rate MB/s]\n"
 		"       skfused --role secondary --dir DIR --listen IP:PORT --secret FILE\n"
 		"  --key-fd N instead of --secret: read the derived master key (32 bytes) from fd N\n"
 		"             (the agent derives it once; a start then costs no key derivation)\n"
@@ -107,6 +108,7 @@ static void parse(struct fused *f, int argc, char **argv)
 		{ "secret", required_argument, NULL, 's' }, { "mode", required_argument, NULL, 'm' },
 		{ "key-fd", required_argument, NULL, 'K' },
 		{ "budget-ms", required_argument, NULL, 'b' },
+		{ "resync-rate", required_argument, NULL, 'R' },
 		{ "no-encrypt", no_argument, NULL, 'E' },
 		{ "state", required_argument, NULL, 'S' },  { "ctl", required_argument, NULL, 'c' },
 		{ "module-id", required_argument, NULL, 'M' },
@@ -148,6 +150,7 @@ static void parse(struct fused *f, int argc, char **argv)
 			break;
 		case 'b': f->budget_ms = (uint32_t)num(optarg, 10, 60000, "--budget-ms"); break;
 		case 'E': f->no_encrypt = true; break;
+		case 'R': fused_resync_rate = (uint64_t)num(optarg, 1, 100000, "--resync-rate (MB/s)") << 20; break;
 		case 'S': state = optarg; break;
 		case 'c': ctl = optarg; break;
 		case 'M': f->module_id = (uint32_t)num(optarg, 1, 65535, "--module-id"); break;
@@ -254,6 +257,19 @@ static int run_primary(struct fused *f)
 	rc = fused_inode_init(f);
 	if (rc < 0)
 		return rc;
+	{
+		/* what changes while the peer is not in sync (dirty.h); a copy that was a
+		 * secondary holds no tracking of its own */
+		struct fused_dirty_conf dc;
+		const char *why = NULL;
+
+		fused_dirty_conf_env(&dc);
+		rc = fused_dirty_open(f->state_dir, &dc, &fused_dirty_g, &why);
+		if (rc < 0)
+			return rc;
+		if (why)
+			sk_info("dirty tracking starts empty (%s): the next resync is a full one", why);
+	}
 	f->se = fuse_session_new(&args, fused_fence_ops(f->module_id), sizeof(fused_ops), f); /* fence.c */
 	fuse_opt_free_args(&args); /* the session keeps nothing of them; parsing may have allocated */
 	if (!f->se)
@@ -291,6 +307,8 @@ static int run_primary(struct fused *f)
 	fuse_remove_signal_handlers(f->se);
 	fuse_session_destroy(f->se);
 	fused_state_save(f);
+	fused_dirty_close(fused_dirty_g);
+	fused_dirty_g = NULL;
 	return rc;
 }
 
@@ -304,6 +322,13 @@ static int run_secondary(struct fused *f)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	{
+		/* a primary's tracking is about a copy this node no longer serves: never reused */
+		char p[PATH_MAX + 8];
+
+		snprintf(p, sizeof(p), "%s/dirty", f->state_dir);
+		unlink(p);
+	}
 	/* Applications see the tree read-only; we write through root_fd, opened on the rw mount. */
 	if (mount(f->dir, f->dir, NULL, MS_BIND, NULL) < 0) {
 		rc = -errno;

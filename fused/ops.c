@@ -1,5 +1,6 @@
 /* fused/ops.c: FUSE operations of the primary on attributes and names (lookup, setattr, mkdir, link, rename...) and the helpers file.c shares. */
 #include "ops.h"
+#include "resync.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -144,14 +145,117 @@ bool fused_active(void)
 	return atomic_load(&F()->connected);
 }
 
-/* Finish an operation applied under stream_mu: replicate, unlock, reply. */
+/* ---- what an operation changed, for the dirty tracker (resync.h) ---- */
+
+struct fused_dirty *fused_dirty_g;
+#define DN_MAX 4
+static __thread struct fused_dnote t_dn[DN_MAX];
+static __thread unsigned t_dn_n;
+static __thread bool t_dn_bad; /* a change that could not be named by handle */
+
+static struct fused_dnote *dn_slot(void)
+{
+	if (!fused_dirty_g)
+		return NULL;
+	if (t_dn_n == DN_MAX) {
+		t_dn_bad = true;
+		return NULL;
+	}
+	memset(&t_dn[t_dn_n], 0, sizeof(t_dn[0]));
+	return &t_dn[t_dn_n];
+}
+
+void fused_dn_ino(fuse_ino_t ino, uint32_t flags, uint64_t off, uint64_t len)
+{
+	struct fused_dnote *n = dn_slot();
+	bool dir = false;
+
+	if (!n)
+		return;
+	if (fused_inode_dh(F(), ino, &n->h, &n->parent, &dir) < 0) {
+		t_dn_bad = true;
+		return;
+	}
+	n->flags = flags | (dir ? FUSED_DF_DIR : 0);
+	if (!dir) {
+		n->off = off;
+		n->len = len;
+	}
+	t_dn_n++;
+}
+
+void fused_dn_at(int dirfd, const char *name, uint32_t flags)
+{
+	struct fused_dnote *n = dn_slot();
+	struct stat st;
+	int fd;
+
+	if (!n)
+		return;
+	fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0 || fused_fd_dh(F(), fd, &n->h) < 0) {
+		if (fd >= 0)
+			close(fd);
+		t_dn_bad = true;
+		return;
+	}
+	close(fd);
+	/* a directory moved here is walked whole; anything else is sent whole */
+	n->flags = flags | (S_ISDIR(st.st_mode) ? FUSED_DF_DIR | FUSED_DF_WALK : FUSED_DF_WHOLE);
+	fused_fd_dh(F(), dirfd, &n->parent);
+	t_dn_n++;
+}
+
+void fused_dn_dh(const struct fused_dh *h, uint32_t flags)
+{
+	struct fused_dnote *n = dn_slot();
+
+	if (!n)
+		return;
+	if (!h->len) {
+		t_dn_bad = true;
+		return;
+	}
+	n->h = *h;
+	n->flags = flags;
+	t_dn_n++;
+}
+
+void fused_dn_begin(struct fused_dn_mark *m)
+{
+	m->gen = F()->conn_gen;
+	m->seq = atomic_load(&F()->seq_sent);
+}
+
+void fused_dn_end(const struct fused_dn_mark *m)
+{
+	uint64_t conn = 0, seq = 0;
+
+	if (!fused_dirty_g)
+		return;
+	/* under stream_mu every frame is ours: a new sequence number means it went out */
+	if (m && F()->conn_gen == m->gen && atomic_load(&F()->seq_sent) != m->seq) {
+		conn = m->gen;
+		seq = atomic_load(&F()->seq_sent);
+	}
+	if (t_dn_bad)
+		fused_dirty_set_lost(fused_dirty_g, "a change could not be named by file handle");
+	fused_dirty_note(fused_dirty_g, t_dn, t_dn_n, conn, seq);
+	t_dn_n = 0;
+	t_dn_bad = false;
+}
+
+/* Finish an operation applied under stream_mu: replicate, record, unlock, reply. */
 void fused_commit(struct sk_rmsg_op *op, const void *data, size_t dlen, fuse_req_t req,
 		   const struct fused_reply *r)
 {
+	struct fused_dn_mark m;
 	int deferred = 0;
 
+	fused_dn_begin(&m);
 	if (fused_active())
 		deferred = fused_repl_submit(F(), op, data, dlen, req, r);
+	fused_dn_end(&m);
 	pthread_mutex_unlock(&F()->stream_mu);
 	if (!deferred)
 		fused_reply_send(req, r);
@@ -159,12 +263,15 @@ void fused_commit(struct sk_rmsg_op *op, const void *data, size_t dlen, fuse_req
 
 void fused_local_reply(fuse_req_t req, const struct fused_reply *r)
 {
+	fused_dn_end(NULL);
 	pthread_mutex_unlock(&F()->stream_mu);
 	fused_reply_send(req, r);
 }
 
+/* What a failed operation staged may have half happened: recorded too (harmless if not). */
 void fused_fail(fuse_req_t req, int rc)
 {
+	fused_dn_end(NULL);
 	pthread_mutex_unlock(&F()->stream_mu);
 	fuse_reply_err(req, -rc);
 }
@@ -251,6 +358,15 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	pthread_mutex_lock(&F()->stream_mu);
 	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		goto fail;
+	/* staged first: a change that fails half way is recorded too */
+	if ((to_set & FUSE_SET_ATTR_SIZE) && S_ISREG(st.st_mode)) {
+		uint64_t a = (uint64_t)st.st_size, b = (uint64_t)attr->st_size;
+
+		/* what was cut off and what grows back must not keep the peer's old bytes */
+		fused_dn_ino(ino, FUSED_DF_META, a < b ? a : b, a < b ? b - a : a - b);
+	} else {
+		fused_dn_ino(ino, FUSED_DF_META, 0, 0);
+	}
 	if (to_set & FUSE_SET_ATTR_MODE) {
 		rc = fh ? fchmod(fh->fd, attr->st_mode) : chmod(pp, attr->st_mode);
 		if (rc < 0)
@@ -402,6 +518,10 @@ static void mk_common(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		return fused_fail(req, rc);
 	op.mode = op.type == SK_RMSG_MKDIR ? (r.e.attr.st_mode & 07777) : r.e.attr.st_mode;
 	op.rdev = r.e.attr.st_rdev;
+	fused_dn_ino(parent, FUSED_DF_NS, 0, 0);
+	/* a new directory: its names (what is created in it is tracked by itself) */
+	fused_dn_ino(r.e.ino, S_ISDIR(r.e.attr.st_mode) ? FUSED_DF_NS | FUSED_DF_META : FUSED_DF_META,
+		     0, 0);
 	fused_commit(&op, link, link ? strlen(link) : 0, req, &r);
 }
 
@@ -426,6 +546,8 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 {
 	struct sk_rmsg_op op = { .type = SK_RMSG_LINK };
 	struct fused_reply r = { .kind = R_ENTRY };
+	struct fused_dh odh, oparent;
+	bool odir;
 	int fd = fused_ino_get(ino), pfd = fused_ino_get(parent), rc, n1;
 	char pp[64];
 
@@ -436,6 +558,9 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 	}
 	fused_procpath(pp, sizeof(pp), fd);
 	pthread_mutex_lock(&F()->stream_mu);
+	/* the directory of its name so far: listed with the new one, the group stays one inode */
+	if (fused_inode_dh(F(), ino, &odh, &oparent, &odir) < 0)
+		oparent.len = 0;
 	/* the existing name first: the lookup below makes the inode hold the new one */
 	n1 = fused_active() ? fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1)) : 0;
 	rc = linkat(AT_FDCWD, pp, pfd, name, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
@@ -448,6 +573,9 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 	}
 	if (atomic_load(&F()->resyncing))
 		fused_rs_note_move(F(), -1, pfd);
+	fused_dn_ino(parent, FUSED_DF_NS, 0, 0);
+	fused_dn_ino(ino, FUSED_DF_WHOLE | FUSED_DF_META, 0, 0);
+	fused_dn_dh(&oparent, FUSED_DF_DIR | FUSED_DF_NS);
 	if (fused_active()) {
 		if (n1 < 0 || (rc = fused_child_path(parent, name, fused_tp2)) < 0) {
 			fused_ino_put(parent, pfd);
@@ -480,6 +608,7 @@ static void rm_common(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 		goto fail;
 	}
 	fused_path_gen++;
+	fused_dn_ino(parent, FUSED_DF_NS, 0, 0);
 	op.path1 = fused_tp1;
 	op.path1_len = (uint16_t)rc;
 	fused_op_p1(&op, pfd);
@@ -538,6 +667,13 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		if (flags & RENAME_EXCHANGE)
 			fused_rs_note_move(F(), npfd, pfd);
 	}
+	/* both directories' names, and what moved: a directory walked whole, a file sent whole */
+	fused_dn_ino(parent, FUSED_DF_NS, 0, 0);
+	if (newparent != parent)
+		fused_dn_ino(newparent, FUSED_DF_NS, 0, 0);
+	fused_dn_at(npfd, newname, 0);
+	if (flags & RENAME_EXCHANGE)
+		fused_dn_at(pfd, name, 0);
 	op.path1 = fused_tp1;
 	op.path1_len = (uint16_t)n1;
 	op.path2 = fused_tp2;

@@ -1,6 +1,7 @@
 /* fused/repl.c: the primary's ordered stream to the peer: send, pending ring, acks, budget, reconnect. */
 #include "fence.h"
 #include "fused.h"
+#include "resync.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -306,6 +307,9 @@ void fused_peer_lost(struct fused *f, uint64_t gen, const char *why)
 	}
 	/* Persist first: anything acknowledged from now on exists on this node only. */
 	fused_state_set_in_sync(f, false);
+	/* what was sent and not acknowledged may not be there: tracked from now on, like the rest */
+	if (fused_dirty_g)
+		fused_dirty_peer_lost(fused_dirty_g, gen, atomic_load(&f->seq_acked));
 	pthread_mutex_lock(&f->pend_mu);
 	atomic_store(&f->connected, false);
 	if (f->sock >= 0)
@@ -743,6 +747,8 @@ static void *conn_main(void *arg)
 				sk_info("peer %s:%u not reachable (%s); serving ALONE, retrying",
 					f->peer_host, f->peer_port, strerror(-fd));
 			said = true;
+			if (fused_dirty_g) /* alone: nothing in flight, the log may be rewritten */
+				fused_dirty_maybe_compact(fused_dirty_g);
 			/* the connect itself waits up to 1 s: retry soon, a healed link is used at once */
 			for (int i = 0; i < 3 && !atomic_load(&f->stop); i++)
 				usleep(100000);
@@ -781,7 +787,8 @@ static void *conn_main(void *arg)
 		f->sock = -1;
 		pthread_mutex_unlock(&f->stream_mu);
 		close(fd);
-		/* a peer that cannot finish a resync (disk full, ...) is retried less and less often */
+		/* a peer that cannot finish a resync (disk full, ...) is retried less and less often;
+		 * one that refused us is asked again every 5 s, at once when the operator chose */
 		backoff_s = f->rs_state == 2 ? 1 : (backoff_s * 2 > 30 ? 30 : backoff_s * 2);
 		if (f->peer_verdict == SK_GEN_V_DIVERGED || f->peer_verdict == SK_GEN_V_PRIMARY_OLDER)
 			backoff_s = 5;

@@ -1,5 +1,6 @@
 /* fused/resync.c: online full resync: the primary walks its tree in the live stream, the secondary compares block checksums. */
 #include "fused.h"
+#include "resync.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -18,7 +19,7 @@
  * after, so a window stays far below the latency budget (4 MiB: ~10 ms here).
  */
 #define WINDOW ((uint64_t)64 * SK_RMSG_BLOCK)
-#define CHUNK (256u << 10) /* read + compare per lock hold; as live writes: one pwrite on the peer stays short */
+#define CHUNK FUSED_RS_CHUNK /* read + compare per lock hold; as live writes: one pwrite on the peer stays short */
 #define MAX_DEPTH 512
 #define MAX_PASSES 3
 #define MAX_ROUNDS 200
@@ -201,15 +202,6 @@ static bool nothing_to_redo(struct fused *f)
 	return !f->rs_track || (!f->rs_track->redo_n && !f->rs_track->redo_full);
 }
 
-struct walker {
-	struct fused *f;
-	uint64_t gen;
-	bool redo;         /* walking again what raced with live operations */
-	uint8_t *buf;      /* CHUNK */
-	uint8_t *blob;     /* frame payload scratch (dirents, xattrs) */
-	uint8_t sums[SK_RMSG_SUMS_MAX * SK_RMSG_SUM_LEN];
-	char path[PATH_MAX];
-};
 
 static void ts_from(struct sk_rmsg_ts *t, const struct timespec *ts)
 {
@@ -217,16 +209,32 @@ static void ts_from(struct sk_rmsg_ts *t, const struct timespec *ts)
 	t->nsec = (uint32_t)ts->tv_nsec;
 }
 
-static bool live(struct walker *w)
+bool fused_rs_live(struct walker *w)
 {
 	return atomic_load(&w->f->connected) && w->f->conn_gen == w->gen &&
 	       !atomic_load(&w->f->stop);
 }
 
 /* Before each stream-lock hold of the walker: no more in flight than the peer drains quickly. */
-static bool pace(struct walker *w)
+bool fused_rs_pace(struct walker *w)
 {
 	return fused_repl_rs_pace(w->f, w->gen) == 0;
+}
+
+void fused_rs_rate(struct walker *w, uint64_t n)
+{
+	uint64_t due, now;
+
+	if (!fused_resync_rate)
+		return;
+	w->paced_bytes += n;
+	due = w->t0_us + w->paced_bytes * 1000000 / fused_resync_rate;
+	now = sk_now_us();
+	/* in steps, so a lost peer is noticed within 0.1 s */
+	while (now < due && fused_rs_live(w)) {
+		usleep((useconds_t)(due - now > 100000 ? 100000 : due - now));
+		now = sk_now_us();
+	}
 }
 
 /*
@@ -234,7 +242,7 @@ static bool pace(struct walker *w)
  * after its directory was listed adds its growth to the total first (the status
  * reader loads done, then total; only this thread writes either).
  */
-static void progress_add(struct fused *f, uint64_t n)
+void fused_rs_progress_add(struct fused *f, uint64_t n)
 {
 	uint64_t d = atomic_load(&f->rs_done_bytes) + n;
 
@@ -273,7 +281,7 @@ static size_t xattr_blob(int dfd, const char *name, uint8_t *out, size_t cap)
 }
 
 /* Under the stream lock: owner, mode, size, xattrs and times of one entry. */
-static void send_meta(struct walker *w, int dfd, const char *name, const char *path, size_t plen)
+void fused_rs_send_meta(struct walker *w, int dfd, const char *name, const char *path, size_t plen)
 {
 	struct sk_rmsg_op op = { .type = SK_RMSG_RS_META, .flags = SK_RO_XATTRS };
 	struct stat st;
@@ -298,6 +306,7 @@ static void send_meta(struct walker *w, int dfd, const char *name, const char *p
 	ts_from(&op.atime, &st.st_atim);
 	ts_from(&op.mtime, &st.st_mtim);
 	fused_repl_submit(w->f, &op, w->blob, bl, NULL, NULL);
+	atomic_fetch_add(&fused_rs_stats.meta, 1);
 }
 
 static int join(char *out, const char *dir, size_t dl, const char *name)
@@ -314,12 +323,12 @@ static int join(char *out, const char *dir, size_t dl, const char *name)
 }
 
 /* Content of one regular file: checksum windows from the peer, differing blocks back. */
-static void sync_file(struct walker *w, int fd)
+void fused_rs_sync_file(struct walker *w, int fd)
 {
 	struct fused *f = w->f;
 	uint64_t off = 0;
 
-	while (live(w)) {
+	while (fused_rs_live(w)) {
 		struct sk_rmsg_op q = { .type = SK_RMSG_RS_SUMSREQ, .off = off, .len = WINDOW };
 		struct sk_rmsg_sums s;
 		struct stat st;
@@ -330,7 +339,8 @@ static void sync_file(struct walker *w, int fd)
 		rc = fused_repl_ask(f, w->gen, &q, fd, &s, w->sums, NULL);
 		if (rc < 0)
 			return;
-		for (uint64_t c = off; c < off + WINDOW && pace(w); c += CHUNK) {
+		for (uint64_t c = off; c < off + WINDOW && fused_rs_pace(w); c += CHUNK) {
+			uint64_t sent = 0;
 			ssize_t n;
 			int pl;
 
@@ -343,6 +353,7 @@ static void sync_file(struct walker *w, int fd)
 					return; /* unlinked meanwhile: its unlink is in the stream */
 				break;
 			}
+			atomic_fetch_add(&fused_rs_stats.read, (uint64_t)n);
 			for (size_t b = 0; b < (size_t)n;) {
 				size_t run = 0;
 
@@ -365,13 +376,16 @@ static void sync_file(struct walker *w, int fd)
 					d.path1 = w->path;
 					d.path1_len = (uint16_t)pl;
 					fused_repl_submit(f, &d, w->buf + b, run, NULL, NULL);
+					atomic_fetch_add(&fused_rs_stats.sent, run);
+					sent += run;
 					b += run;
 				} else {
 					b += SK_RMSG_BLOCK;
 				}
 			}
 			pthread_mutex_unlock(&f->stream_mu);
-			progress_add(f, (uint64_t)n);
+			fused_rs_progress_add(f, (uint64_t)n);
+			fused_rs_rate(w, sent);
 			if ((size_t)n < CHUNK)
 				break;
 		}
@@ -499,7 +513,7 @@ static bool ts_same(const struct timespec *a, const struct timespec *b)
 	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
 }
 
-static void sync_dir(struct walker *w, int dfd, int depth)
+void fused_rs_sync_dir(struct walker *w, int dfd, int depth)
 {
 	struct fused *f = w->f;
 	struct fused_names names = { 0 };
@@ -521,7 +535,7 @@ static void sync_dir(struct walker *w, int dfd, int depth)
 		return;
 	}
 	while (rc == 1) {
-		if (!pace(w)) {
+		if (!fused_rs_pace(w)) {
 			rc = -1;
 			break;
 		}
@@ -536,7 +550,9 @@ static void sync_dir(struct walker *w, int dfd, int depth)
 			fstat(dfd, &s0);
 		/* a catch-up walk lists in one hold, so a busy directory still converges */
 		rc = send_dir(w, d, dfd, dpath, (size_t)dl, &names, &flags,
-			      w->redo ? SIZE_MAX : DIR_PART_ENTRIES);
+			      w->redo || w->shallow ? SIZE_MAX : DIR_PART_ENTRIES);
+		if (rc == 0)
+			atomic_fetch_add(&fused_rs_stats.dirs, 1);
 		/* non-directories other than files get their metadata with the namespace */
 		for (size_t i = from; i < names.n; i++) {
 			struct stat st;
@@ -546,7 +562,7 @@ static void sync_dir(struct walker *w, int dfd, int depth)
 			    S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
 				continue;
 			if ((cl = join(cpath, dpath, (size_t)dl, names.v[i])) >= 0)
-				send_meta(w, dfd, names.v[i], cpath, (size_t)cl);
+				fused_rs_send_meta(w, dfd, names.v[i], cpath, (size_t)cl);
 		}
 		from = names.n;
 		if (rc == 1)
@@ -561,32 +577,33 @@ static void sync_dir(struct walker *w, int dfd, int depth)
 		fused_names_clear(&names);
 		return;
 	}
-	for (size_t i = 0; i < names.n && live(w); i++) {
+	/* incremental: what changed inside has entries of its own */
+	for (size_t i = 0; i < names.n && !w->shallow && fused_rs_live(w); i++) {
 		int cfd = openat(dfd, names.v[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 		struct stat st;
 
 		if (cfd < 0)
 			continue;
 		if (fstat(cfd, &st) == 0 && S_ISDIR(st.st_mode)) {
-			sync_dir(w, cfd, depth + 1);
+			fused_rs_sync_dir(w, cfd, depth + 1);
 		} else if (S_ISREG(st.st_mode)) {
-			sync_file(w, cfd);
-			pace(w);
+			fused_rs_sync_file(w, cfd);
+			fused_rs_pace(w);
 			pthread_mutex_lock(&f->stream_mu);
 			if (atomic_load(&f->connected) &&
 			    (rc = fused_fd_path(f, cfd, cpath, sizeof(cpath))) >= 0)
-				send_meta(w, cfd, NULL, cpath, (size_t)rc); /* where the file is now */
+				fused_rs_send_meta(w, cfd, NULL, cpath, (size_t)rc); /* where the file is now */
 			pthread_mutex_unlock(&f->stream_mu);
 		}
 		close(cfd);
 	}
 	/* the directory's own metadata last: its entries are in place, so its mtime stays */
-	pace(w);
+	fused_rs_pace(w);
 	pthread_mutex_lock(&f->stream_mu);
 	if (atomic_load(&f->connected) && (dl = fused_fd_path(f, dfd, dpath, sizeof(dpath))) >= 0) {
 		struct stat st;
 
-		send_meta(w, dfd, NULL, dpath, (size_t)dl);
+		fused_rs_send_meta(w, dfd, NULL, dpath, (size_t)dl);
 		if (f->rs_track && fstat(dfd, &st) == 0)
 			mark_synced(f->rs_track, st.st_dev, st.st_ino); /* with its whole subtree */
 	}
@@ -606,21 +623,38 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 	}
 	w->f = f;
 	w->gen = gen;
+	w->t0_us = t0;
+	atomic_store(&fused_rs_stats.sent, 0);
+	atomic_store(&fused_rs_stats.read, 0);
+	atomic_store(&fused_rs_stats.meta, 0);
+	atomic_store(&fused_rs_stats.dirs, 0);
+	atomic_store(&fused_rs_stats.resumed, 0);
 	atomic_store(&f->rs_done_bytes, 0); /* done first: never above the total */
 	atomic_store(&f->rs_total_bytes, 0);
-	for (pass = 1; pass <= MAX_PASSES && live(w); pass++) {
+	/* what changed while the peer was away, if the tracker knows it for this peer's copy */
+	if (fused_dirty_g && fused_rs_incr_usable(w)) {
+		atomic_store(&fused_rs_stats.kind, FUSED_RS_INCR);
+		rc = fused_rs_incr_run(w);
+		if (rc != -EAGAIN)
+			goto out;
+		sk_info("incremental resync did not converge: the full resync follows");
+		atomic_store(&f->rs_done_bytes, 0);
+		atomic_store(&f->rs_total_bytes, 0);
+	}
+	atomic_store(&fused_rs_stats.kind, FUSED_RS_FULL);
+	for (pass = 1; pass <= MAX_PASSES && fused_rs_live(w); pass++) {
 		struct sk_rmsg_op end = { .type = SK_RMSG_RS_END, .len = f->gen.current };
 		struct sk_rmsg_sums s;
 		int rfd = openat(f->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), round;
 
 		if (rfd < 0)
 			break;
-		sync_dir(w, rfd, 0);
+		fused_rs_sync_dir(w, rfd, 0);
 		close(rfd);
 		/* walk again what live renames/links brought in from unreconciled parts,
 		 * and wherever the peer reported an operation that met such a part */
 		w->redo = true;
-		for (round = 0; round < MAX_ROUNDS && live(w); round++) {
+		for (round = 0; round < MAX_ROUNDS && fused_rs_live(w); round++) {
 			int fds[64];
 			size_t n = 0;
 			bool full;
@@ -646,7 +680,7 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 				int dfd = openat(fds[i], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 				if (dfd >= 0) {
-					sync_dir(w, dfd, 0);
+					fused_rs_sync_dir(w, dfd, 0);
 					close(dfd);
 				}
 				close(fds[i]);
@@ -663,14 +697,22 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 		if (rc < 0)
 			break;
 		if (s.err == 0) {
-			uint64_t cmp = atomic_load(&f->rs_done_bytes);
+			uint64_t cmp = atomic_load(&f->rs_done_bytes), cur;
 
+			/* the peer took our generation: tracking starts over from it */
+			pthread_mutex_lock(&f->state_mu);
+			cur = f->gen.current;
+			pthread_mutex_unlock(&f->state_mu);
+			if (fused_dirty_g)
+				fused_dirty_clear(fused_dirty_g, gen, cur);
 			fused_state_set_in_sync(f, true);
 			/* files that shrank or went away meanwhile were listed, not read: 100 % now */
 			atomic_store(&f->rs_done_bytes, atomic_load(&f->rs_total_bytes));
 			f->rs_state = 2;
-			sk_info("resync done in %.1f s (pass %d, %d catch-up rounds, %llu bytes compared)",
-				(double)(sk_now_us() - t0) / 1e6, pass, round, (unsigned long long)cmp);
+			sk_info("resync done in %.1f s (full, pass %d, %d catch-up rounds, %llu bytes "
+				"compared, %llu sent)", (double)(sk_now_us() - t0) / 1e6, pass, round,
+				(unsigned long long)cmp,
+				(unsigned long long)atomic_load(&fused_rs_stats.sent));
 			rc = 0;
 			break;
 		}

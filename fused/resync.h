@@ -1,0 +1,92 @@
+/* fused/resync.h: what the primary's resync (resync.c full walk, rs_incr.c incremental) and its dirty-tracking glue (ops.c, file.c, inode.c, repl.c) share. */
+#ifndef FUSED_RESYNC_H
+#define FUSED_RESYNC_H
+
+#include "dirty.h"
+#include "fused.h"
+
+/* The primary's tracker (main.c opens it before the mount); NULL on the secondary. */
+extern struct fused_dirty *fused_dirty_g;
+/* --resync-rate: resync data bytes per second, 0 unlimited. */
+extern uint64_t fused_resync_rate;
+
+/* ---- inode.c: file handles ---- */
+/*
+ * The handle of node ino as the inode table keeps it, the handle of the directory of its
+ * last name (non-directories; empty if unknown) and whether it is a directory.
+ * -ENOTSUP: no file handles here; -EXDEV: another file system inside the tree.
+ */
+int fused_inode_dh(struct fused *f, fuse_ino_t ino, struct fused_dh *out, struct fused_dh *parent,
+		   bool *is_dir);
+/* The handle of any fd on the backing tree (name_to_handle_at). */
+int fused_fd_dh(struct fused *f, int fd, struct fused_dh *out);
+
+/* ---- ops.c: an operation's changes, staged per thread, recorded before its reply ---- */
+/* What node ino changed: flags FUSED_DF_*, and the extent [off, off + len) if len. */
+void fused_dn_ino(fuse_ino_t ino, uint32_t flags, uint64_t off, uint64_t len);
+/* Same for the object dirfd/name (after a rename or link). */
+void fused_dn_at(int dirfd, const char *name, uint32_t flags);
+/* Same for an explicit handle (a directory's). */
+void fused_dn_dh(const struct fused_dh *h, uint32_t flags);
+/* Around the replication of the operation (stream_mu held): was it sent, as which frame. */
+struct fused_dn_mark {
+	uint64_t gen, seq;
+};
+void fused_dn_begin(struct fused_dn_mark *m);
+/* Records what was staged (m NULL: nothing was sent). Before the reply. */
+void fused_dn_end(const struct fused_dn_mark *m);
+
+/* ---- resync kinds and counters (status) ---- */
+enum fused_rs_kind { FUSED_RS_NONE = 0, FUSED_RS_FULL = 1, FUSED_RS_INCR = 2 };
+struct fused_rs_stats {
+	atomic_int kind;            /* of the last resync started */
+	atomic_uint_fast64_t sent;  /* data bytes sent by it (RS_DATA payloads) */
+	atomic_uint_fast64_t read;  /* bytes it read from this node's disk */
+	atomic_uint_fast64_t meta;  /* metadata frames it sent */
+	atomic_uint_fast64_t dirs;  /* directory listings it sent */
+	atomic_int resumed;         /* it started with entries a previous attempt had taken */
+};
+extern struct fused_rs_stats fused_rs_stats;
+const char *fused_rs_kind_str(int kind);
+
+/* ---- resync.c: the walker both kinds use ---- */
+struct walker {
+	struct fused *f;
+	uint64_t gen;
+	bool redo;         /* walking again what raced with live operations */
+	bool shallow;      /* incremental: list a directory, do not visit its entries */
+	uint8_t *buf;      /* CHUNK */
+	uint8_t *blob;     /* frame payload scratch (dirents, xattrs) */
+	uint8_t sums[SK_RMSG_SUMS_MAX * SK_RMSG_SUM_LEN];
+	char path[PATH_MAX];
+	uint64_t t0_us, paced_bytes; /* --resync-rate */
+};
+#define FUSED_RS_CHUNK (256u << 10)
+bool fused_rs_live(struct walker *w);
+bool fused_rs_pace(struct walker *w);
+/* Sleep as --resync-rate asks after n more data bytes. */
+void fused_rs_rate(struct walker *w, uint64_t n);
+void fused_rs_progress_add(struct fused *f, uint64_t n);
+/* Under the stream lock: owner, mode, size, xattrs and times of dfd/name (name NULL: dfd). */
+void fused_rs_send_meta(struct walker *w, int dfd, const char *name, const char *path, size_t plen);
+/* A directory (dfd readable): listed, its entries reconciled, recursively unless w->shallow. */
+void fused_rs_sync_dir(struct walker *w, int dfd, int depth);
+/* A regular file by block checksums (its data only). */
+void fused_rs_sync_file(struct walker *w, int fd);
+
+/*
+ * The paths of what is tracked now (for "what would be lost" and the kept-aside list):
+ * fn(path, flags, bytes, arg) for each tracked object that still exists in the tree, at
+ * most max of them (a directory's path is the directory; bytes = its tracked extents).
+ * Takes stream_mu per object: call without it. Returns how many were given to fn.
+ */
+size_t fused_dirty_paths(struct fused *f, size_t max,
+			 void (*fn)(const char *path, uint32_t flags, uint64_t bytes, void *arg),
+			 void *arg);
+
+/* rs_incr.c: 0 the peer holds everything, -EAGAIN a full resync is needed, -ECONNRESET lost. */
+int fused_rs_incr_run(struct walker *w);
+/* Whether this connection may resync incrementally (asks the peer a round trip). */
+bool fused_rs_incr_usable(struct walker *w);
+
+#endif

@@ -1,0 +1,587 @@
+/* fused/rs_incr.c: incremental online resync: only what the dirty tracker recorded (directories listed parents first, extents sent as data, metadata), in the live stream. */
+#include "resync.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/*
+ * Why this is safe while applications write: as in the full resync (resync.c),
+ * every frame is built under the stream lock from the data as it is at that point
+ * of the stream, so the peer applies it in its place among the live operations
+ * and an older copy never overtakes a newer write. Objects are found by file
+ * handle, so a rename meanwhile only changes the path the frame carries.
+ *
+ * Why it is complete: the tracker recorded every change made while the peer was
+ * not in sync, before the change was answered; an entry leaves the tracker only
+ * once the frames that carried it are acknowledged (fused_dirty_sent/acked), so a
+ * lost connection or a killed primary puts it back. Directories go first, parents
+ * before children, so the files and directories they create exist when their
+ * data and metadata come.
+ */
+#define DIRS_MAX (1u << 20) /* directories per round; more wait for the next round */
+#define ROUNDS_MAX 20
+#define ACK_EVERY 32        /* entries between acknowledgement records */
+/* a name that is not in any tree: the checksum request for it is a mere round trip */
+static const char probe_path[] = ".skfused-probe.does-not-exist";
+
+static uint64_t root_dev;
+
+bool fused_rs_incr_usable(struct walker *w)
+{
+	struct fused *f = w->f;
+	struct sk_rmsg_op q = { .type = SK_RMSG_RS_SUMSREQ, .len = SK_RMSG_BLOCK };
+	uint64_t base = fused_dirty_base(fused_dirty_g), peer = 0;
+	struct sk_rmsg_sums s;
+	char a[17], b[17];
+	bool ok;
+
+	if (fused_dirty_lost(fused_dirty_g) || !base) {
+		sk_info("resync: no usable dirty tracking (lost, or never in sync): full resync");
+		return false;
+	}
+	/* the peer's GEN answer to START (its generations) comes before this reply */
+	q.path1 = probe_path;
+	q.path1_len = (uint16_t)strlen(probe_path);
+	if (fused_repl_ask(f, w->gen, &q, -1, &s, w->sums, NULL) < 0)
+		return false;
+	pthread_mutex_lock(&f->state_mu);
+	ok = f->peer_verdict == SK_GEN_V_OK && f->peer_gen_known && f->peer_gen.g.current == base;
+	if (f->peer_gen_known)
+		peer = f->peer_gen.g.current;
+	pthread_mutex_unlock(&f->state_mu);
+	sk_gen_id_str(base, a);
+	sk_gen_id_str(peer, b);
+	if (!ok)
+		sk_info("resync: the peer's copy (generation %s) is not the one tracking started from "
+			"(%s): full resync", b, a);
+	return ok;
+}
+
+/* An O_PATH fd of a tracked handle, only if it is in our tree's file system. */
+static int open_dh(struct fused *f, const struct fused_dh *h, struct stat *st)
+{
+	union {
+		struct file_handle fh;
+		uint8_t b[sizeof(struct file_handle) + FUSED_DH_MAX];
+	} u;
+	int fd;
+
+	u.fh.handle_bytes = h->len;
+	u.fh.handle_type = h->type;
+	memcpy(u.fh.f_handle, h->b, h->len);
+	fd = open_by_handle_at(f->root_fd, &u.fh, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno; /* ESTALE: deleted since; its directory's listing removed it */
+	if (fstat(fd, st) < 0 || (uint64_t)st->st_dev != root_dev) {
+		close(fd);
+		return -EXDEV;
+	}
+	return fd;
+}
+
+static uint64_t seq_now(struct fused *f)
+{
+	return atomic_load(&f->seq_sent);
+}
+
+struct idir {
+	struct fused_dentry e;
+	uint64_t ticket;
+	int fd;
+	int depth;
+	char *path;
+};
+
+static int by_depth(const void *a, const void *b)
+{
+	const struct idir *x = a, *y = b;
+
+	return x->depth - y->depth;
+}
+
+/* Inside a directory walked whole in this round: already sent. */
+static bool under(char **walked, size_t n, const char *path)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(walked[i]);
+
+		if (l == 0 || (!strncmp(path, walked[i], l) && (path[l] == '/' || path[l] == '\0')))
+			return true;
+	}
+	return false;
+}
+
+struct round {
+	char **walked;
+	size_t n_walked;
+	uint64_t entries;
+};
+
+/* The tracked directories of this round, parents first. 0, or -ECONNRESET. */
+static int do_dirs(struct walker *w, struct round *rd)
+{
+	struct fused *f = w->f;
+	struct idir *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+
+	for (;;) {
+		struct idir x = { .fd = -1 };
+		struct stat st;
+		char p[PATH_MAX];
+		int r, pl = -1;
+
+		if (n == DIRS_MAX)
+			break;
+		r = fused_dirty_take(fused_dirty_g, true, w->gen, &x.e, &x.ticket);
+		if (r < 0) {
+			rc = -ECONNRESET;
+			break;
+		}
+		if (r == 0)
+			break;
+		x.fd = open_dh(f, &x.e.h, &st);
+		if (x.fd >= 0 && S_ISDIR(st.st_mode)) {
+			pthread_mutex_lock(&f->stream_mu);
+			pl = fused_fd_path(f, x.fd, p, sizeof(p));
+			pthread_mutex_unlock(&f->stream_mu);
+		}
+		if (pl < 0 || !(x.path = strdup(p))) { /* gone, or not ours: nothing to send */
+			if (x.fd >= 0)
+				close(x.fd);
+			fused_dirty_sent(fused_dirty_g, x.ticket, w->gen, seq_now(f));
+			fused_dentry_free(&x.e);
+			continue;
+		}
+		for (const char *c = x.path; *c; c++)
+			x.depth += *c == '/';
+		x.depth += x.path[0] != '\0';
+		if (n == cap) {
+			struct idir *nv = realloc(v, (cap ? cap * 2 : 64) * sizeof(*v));
+
+			if (!nv) { /* back into the tracker with the next peer loss; a full resync now */
+				close(x.fd);
+				free(x.path);
+				fused_dentry_free(&x.e);
+				rc = -EAGAIN;
+				break;
+			}
+			v = nv;
+			cap = cap ? cap * 2 : 64;
+		}
+		v[n++] = x;
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), by_depth);
+	for (size_t i = 0; i < n; i++) {
+		struct idir *x = &v[i];
+		int dfd;
+
+		if (rc == 0 && !fused_rs_live(w))
+			rc = -ECONNRESET;
+		if (rc == 0 && !under(rd->walked, rd->n_walked, x->path) &&
+		    (dfd = openat(x->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+			if (x->e.flags & (FUSED_DF_WALK | FUSED_DF_NS)) {
+				/* new or moved: all of it; else its names only */
+				w->shallow = !(x->e.flags & FUSED_DF_WALK);
+				fused_rs_sync_dir(w, dfd, 0);
+				w->shallow = false;
+				if ((x->e.flags & FUSED_DF_WALK) && rd->walked) {
+					rd->walked[rd->n_walked++] = x->path;
+					x->path = NULL;
+				}
+			} else if (fused_rs_pace(w)) { /* its metadata only */
+				char p[PATH_MAX];
+				int pl;
+
+				pthread_mutex_lock(&f->stream_mu);
+				if (atomic_load(&f->connected) &&
+				    (pl = fused_fd_path(f, x->fd, p, sizeof(p))) >= 0)
+					fused_rs_send_meta(w, x->fd, NULL, p, (size_t)pl);
+				pthread_mutex_unlock(&f->stream_mu);
+			}
+			close(dfd);
+		}
+		/* an entry taken but not sent stays owed: the peer loss puts it back */
+		if (rc == 0 && fused_rs_live(w))
+			fused_dirty_sent(fused_dirty_g, x->ticket, w->gen, seq_now(f));
+		if (++rd->entries % ACK_EVERY == 0)
+			fused_dirty_acked(fused_dirty_g, w->gen, atomic_load(&f->seq_acked));
+		close(x->fd);
+		free(x->path);
+		fused_dentry_free(&x->e);
+	}
+	free(v);
+	return rc;
+}
+
+/* One extent [off, end) of an open file as RS_DATA frames. false: the file is gone. */
+static bool send_range(struct walker *w, int fd, uint64_t off, uint64_t end)
+{
+	struct fused *f = w->f;
+
+	while (off < end && fused_rs_live(w) && fused_rs_pace(w)) {
+		size_t want = end - off < FUSED_RS_CHUNK ? (size_t)(end - off) : FUSED_RS_CHUNK;
+		struct sk_rmsg_op d = { .type = SK_RMSG_RS_DATA, .off = off };
+		ssize_t n;
+		int pl;
+
+		pthread_mutex_lock(&f->stream_mu);
+		pl = fused_fd_path(f, fd, w->path, sizeof(w->path));
+		if (pl < 0 || !atomic_load(&f->connected)) {
+			pthread_mutex_unlock(&f->stream_mu);
+			return false; /* unlinked meanwhile: its unlink is in the stream */
+		}
+		n = pread(fd, w->buf, want, (off_t)off);
+		if (n <= 0) { /* shorter now: the size goes with the metadata */
+			pthread_mutex_unlock(&f->stream_mu);
+			return true;
+		}
+		d.path1 = w->path;
+		d.path1_len = (uint16_t)pl;
+		fused_repl_submit(f, &d, w->buf, (size_t)n, NULL, NULL);
+		pthread_mutex_unlock(&f->stream_mu);
+		atomic_fetch_add(&fused_rs_stats.read, (uint64_t)n);
+		atomic_fetch_add(&fused_rs_stats.sent, (uint64_t)n);
+		fused_rs_progress_add(f, (uint64_t)n);
+		fused_rs_rate(w, (uint64_t)n);
+		off += (uint64_t)n;
+	}
+	return true;
+}
+
+/*
+ * Under the stream lock: the metadata of a tracked non-directory whose path is in
+ * w->path. A symlink or device is named through its directory (its own fd would
+ * follow it for the xattrs), a file through its fd.
+ */
+static void send_meta_of(struct walker *w, int fd, const struct stat *st, size_t pl)
+{
+	char p[PATH_MAX], *slash;
+	int pfd;
+
+	memcpy(p, w->path, pl + 1);
+	if (S_ISREG(st->st_mode))
+		return fused_rs_send_meta(w, fd, NULL, p, pl);
+	slash = strrchr(w->path, '/');
+	if (slash)
+		*slash = '\0';
+	pfd = openat(w->f->root_fd, slash ? w->path : ".", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (pfd >= 0) {
+		fused_rs_send_meta(w, pfd, slash ? slash + 1 : w->path, p, pl);
+		close(pfd);
+	}
+}
+
+/* The tracked non-directories of this round. 0, or -ECONNRESET. */
+static int do_files(struct walker *w, struct round *rd)
+{
+	struct fused *f = w->f;
+
+	for (;;) {
+		struct fused_dentry e;
+		struct stat st;
+		uint64_t ticket;
+		int fd, r, pl;
+		bool ok = true;
+
+		r = fused_dirty_take(fused_dirty_g, false, w->gen, &e, &ticket);
+		if (r <= 0)
+			return r < 0 ? -ECONNRESET : 0;
+		fd = open_dh(f, &e.h, &st);
+		if (fd >= 0 && rd->n_walked) {
+			pthread_mutex_lock(&f->stream_mu);
+			pl = fused_fd_path(f, fd, w->path, sizeof(w->path));
+			pthread_mutex_unlock(&f->stream_mu);
+			if (pl < 0 || under(rd->walked, rd->n_walked, w->path)) {
+				close(fd);
+				fd = -1;
+			}
+		}
+		if (fd >= 0 && S_ISREG(st.st_mode) && (e.n_ext || (e.flags & FUSED_DF_WHOLE))) {
+			char pp[64];
+			int dfd;
+
+			snprintf(pp, sizeof(pp), "/proc/self/fd/%d", fd);
+			dfd = open(pp, O_RDONLY | O_CLOEXEC);
+			if (dfd >= 0 && fstat(dfd, &st) == 0) {
+				if (e.flags & FUSED_DF_WHOLE) {
+					atomic_fetch_add(&f->rs_total_bytes, (uint64_t)st.st_size);
+					ok = send_range(w, dfd, 0, (uint64_t)st.st_size);
+				}
+				for (uint32_t i = 0; ok && !(e.flags & FUSED_DF_WHOLE) && i < e.n_ext; i++) {
+					uint64_t end = e.ext[i].end < (uint64_t)st.st_size ?
+							       e.ext[i].end : (uint64_t)st.st_size;
+
+					if (e.ext[i].off < end)
+						ok = send_range(w, dfd, e.ext[i].off, end);
+				}
+			}
+			if (dfd >= 0)
+				close(dfd);
+		}
+		/* metadata last (size, owner, mode, xattrs, times): the data above moved mtime */
+		if (fd >= 0 && ok && fused_rs_pace(w)) {
+			pthread_mutex_lock(&f->stream_mu);
+			if (atomic_load(&f->connected) &&
+			    (pl = fused_fd_path(f, fd, w->path, sizeof(w->path))) >= 0)
+				send_meta_of(w, fd, &st, (size_t)pl);
+			pthread_mutex_unlock(&f->stream_mu);
+		}
+		if (fd >= 0)
+			close(fd);
+		fused_dentry_free(&e);
+		if (!fused_rs_live(w))
+			return -ECONNRESET;
+		fused_dirty_sent(fused_dirty_g, ticket, w->gen, seq_now(f));
+		if (++rd->entries % ACK_EVERY == 0)
+			fused_dirty_acked(fused_dirty_g, w->gen, atomic_load(&f->seq_acked));
+	}
+}
+
+/* A path the peer could not use: its deepest existing directory is listed again, the object sent whole. */
+static void fail_path(struct fused *f, const char *path, struct fused_dnote *out, unsigned *n)
+{
+	char d[PATH_MAX];
+	int fd;
+
+	snprintf(d, sizeof(d), "%s", path);
+	fd = openat(f->root_fd, d[0] ? d : ".", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0 && *n < 4) {
+		struct stat st;
+
+		if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode) && fused_fd_dh(f, fd, &out[*n].h) == 0) {
+			out[*n].flags = FUSED_DF_WHOLE | FUSED_DF_META;
+			++*n;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	for (;;) {
+		char *sl = strrchr(d, '/');
+
+		if (sl)
+			*sl = '\0';
+		else
+			d[0] = '\0';
+		fd = openat(f->root_fd, d[0] ? d : ".", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0 || !d[0])
+			break;
+	}
+	if (fd >= 0 && *n < 4 && fused_fd_dh(f, fd, &out[*n].h) == 0) {
+		out[*n].flags = FUSED_DF_DIR | FUSED_DF_NS;
+		++*n;
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+/*
+ * The peer's reports of live operations that met parts not sent yet (FAILED, queued
+ * by the ack reader) become tracked entries again: what they missed is sent by the
+ * next round. Returns how many reports there were; -1 if some were lost (too many).
+ */
+static int drain_failures(struct walker *w)
+{
+	struct fused *f = w->f;
+	struct fused_rs_fail *l;
+	bool full;
+	int k = 0;
+
+	pthread_mutex_lock(&f->rs_mu);
+	l = f->rs_fail;
+	full = f->rs_fail_full;
+	f->rs_fail = NULL;
+	f->rs_fail_full = false;
+	f->rs_fail_n = 0;
+	pthread_mutex_unlock(&f->rs_mu);
+	while (l) {
+		struct fused_rs_fail *nx = l->next;
+		struct fused_dnote n[4];
+		unsigned c = 0;
+
+		memset(n, 0, sizeof(n));
+		pthread_mutex_lock(&f->stream_mu);
+		if (l->fh) {
+			char p[PATH_MAX];
+
+			for (struct fused_fh *h = f->fh_list.next; h != &f->fh_list; h = h->next)
+				if (h->id == l->fh && fused_fd_path(f, h->fd, p, sizeof(p)) >= 0) {
+					fail_path(f, p, n, &c);
+					break;
+				}
+		} else {
+			fail_path(f, l->p1, n, &c);
+			if (l->p2[0])
+				fail_path(f, l->p2, n, &c);
+		}
+		pthread_mutex_unlock(&f->stream_mu);
+		fused_dirty_note(fused_dirty_g, n, c, 0, 0);
+		free(l);
+		l = nx;
+		k++;
+	}
+	return full ? -1 : k;
+}
+
+int fused_rs_incr_run(struct walker *w)
+{
+	struct fused *f = w->f;
+	struct fused_dirty_stats ds;
+	struct round rd = { 0 };
+	struct sk_rmsg_op end = { .type = SK_RMSG_RS_END };
+	struct sk_rmsg_sums s;
+	struct stat rst;
+	uint64_t t0 = sk_now_us(), cur = 0;
+	int rc = 0, round;
+
+	if (fstat(f->root_fd, &rst) < 0)
+		return -EAGAIN;
+	root_dev = (uint64_t)rst.st_dev;
+	fused_dirty_get_stats(fused_dirty_g, &ds);
+	atomic_store(&f->rs_total_bytes, ds.bytes);
+	sk_info("resync (incremental): %llu directories, %llu files (%llu whole), %llu bytes tracked",
+		(unsigned long long)ds.dirs, (unsigned long long)ds.files,
+		(unsigned long long)ds.whole, (unsigned long long)ds.bytes);
+	rd.walked = calloc(DIRS_MAX, sizeof(char *));
+	/*
+	 * Live operations that met parts not sent yet are reported by the peer (FAILED)
+	 * and make it refuse the end (EAGAIN): what they missed is tracked again and the
+	 * next round sends it. A few rounds, then the full resync.
+	 */
+	for (round = 0; round < ROUNDS_MAX && rc == 0; round++) {
+		uint64_t before = rd.entries;
+		int nf;
+
+		rc = do_dirs(w, &rd);
+		if (rc == 0)
+			rc = do_files(w, &rd);
+		if (rc < 0)
+			break;
+		for (size_t i = 0; i < rd.n_walked; i++) /* a later round walks afresh */
+			free(rd.walked[i]);
+		rd.n_walked = 0;
+		nf = drain_failures(w);
+		if (nf < 0) {
+			rc = -EAGAIN;
+			break;
+		}
+		if (nf > 0 || rd.entries != before)
+			continue;
+		pthread_mutex_lock(&f->state_mu);
+		end.len = cur = f->gen.current;
+		pthread_mutex_unlock(&f->state_mu);
+		rc = fused_repl_ask(f, w->gen, &end, -1, &s, w->sums, NULL);
+		if (rc < 0)
+			break;
+		if (s.err == 0)
+			break;
+		if (s.err != EAGAIN) {
+			rc = -EAGAIN;
+			break;
+		}
+		/* its FAILED reports came before this answer: drained by the next round */
+		rd.entries++;
+	}
+	free(rd.walked);
+	if (rc == 0 && round == ROUNDS_MAX)
+		rc = -EAGAIN;
+	/* a full pass after this one starts with nothing counted as reconciled */
+	pthread_mutex_lock(&f->stream_mu);
+	fused_rs_reset(f);
+	pthread_mutex_unlock(&f->stream_mu);
+	if (rc < 0)
+		return rc == -EAGAIN ? -EAGAIN : -ECONNRESET;
+	fused_dirty_acked(fused_dirty_g, w->gen, atomic_load(&f->seq_acked));
+	fused_dirty_clear(fused_dirty_g, w->gen, cur);
+	fused_state_set_in_sync(f, true);
+	atomic_store(&f->rs_done_bytes, atomic_load(&f->rs_total_bytes));
+	f->rs_state = 2;
+	sk_info("resync done in %.1f s (incremental, %d rounds, %llu entries, %llu bytes sent, "
+		"%llu read, %llu listings, %llu metadata)", (double)(sk_now_us() - t0) / 1e6, round + 1,
+		(unsigned long long)rd.entries, (unsigned long long)atomic_load(&fused_rs_stats.sent),
+		(unsigned long long)atomic_load(&fused_rs_stats.read),
+		(unsigned long long)atomic_load(&fused_rs_stats.dirs),
+		(unsigned long long)atomic_load(&fused_rs_stats.meta));
+	return 0;
+}
+
+/* ---- the tracked set by path (resync.h) ---- */
+
+struct pcopy {
+	struct fused_dh *h;
+	uint32_t *flags;
+	uint64_t *bytes;
+	size_t n, max;
+};
+
+static int pcopy_one(const struct fused_dentry *e, void *arg)
+{
+	struct pcopy *c = arg;
+	uint64_t b = 0;
+
+	if (c->n == c->max)
+		return 1;
+	for (uint32_t i = 0; i < e->n_ext; i++)
+		b += e->ext[i].end - e->ext[i].off;
+	c->h[c->n] = e->h;
+	c->flags[c->n] = e->flags;
+	c->bytes[c->n++] = b;
+	return 0;
+}
+
+size_t fused_dirty_paths(struct fused *f, size_t max,
+			 void (*fn)(const char *path, uint32_t flags, uint64_t bytes, void *arg),
+			 void *arg)
+{
+	struct pcopy c = { .max = max };
+	struct stat rst;
+	size_t given = 0;
+	char p[PATH_MAX];
+
+	if (!fused_dirty_g || !max || fstat(f->root_fd, &rst) < 0)
+		return 0;
+	root_dev = (uint64_t)rst.st_dev;
+	c.h = calloc(max, sizeof(*c.h));
+	c.flags = calloc(max, sizeof(*c.flags));
+	c.bytes = calloc(max, sizeof(*c.bytes));
+	/* copied first: paths need the stream lock, which ranks above the tracker's */
+	if (c.h && c.flags && c.bytes)
+		fused_dirty_foreach(fused_dirty_g, pcopy_one, &c);
+	for (size_t i = 0; i < c.n; i++) {
+		struct stat st;
+		int fd = open_dh(f, &c.h[i], &st), pl = -1;
+
+		if (fd < 0)
+			continue; /* deleted since: its directory is tracked */
+		pthread_mutex_lock(&f->stream_mu);
+		pl = fused_fd_path(f, fd, p, sizeof(p));
+		pthread_mutex_unlock(&f->stream_mu);
+		close(fd);
+		if (pl >= 0) {
+			fn(p, c.flags[i], c.bytes[i], arg);
+			given++;
+		}
+	}
+	free(c.h);
+	free(c.flags);
+	free(c.bytes);
+	return given;
+}
+
+/* ---- shared state of both kinds (resync.h) ---- */
+
+struct fused_rs_stats fused_rs_stats;
+uint64_t fused_resync_rate;
+
+const char *fused_rs_kind_str(int kind)
+{
+	return kind == FUSED_RS_INCR ? "incremental" : kind == FUSED_RS_FULL ? "full" : "none";
+}
