@@ -107,6 +107,7 @@ struct agent_fused {
 	char aside[256];         /* kept-aside folder (running or last) */
 	uint64_t outdated_since; /* s, wall clock; 0 */
 	uint64_t peer_files, peer_bytes; /* the peer's changes since the shared id, UINT64_MAX unknown */
+	uint64_t own_files, own_bytes;   /* primary: what its dirty tracker holds for the peer, same */
 	bool rs_running;
 	uint64_t rs_done, rs_total, rs_rate;
 	int64_t rs_eta;
@@ -178,6 +179,11 @@ enum agent_step {
 	STEP_MARK_PRIMARY, /* persist: role primary, new generation */
 	STEP_MARK_SECOND,  /* persist: role secondary, not in sync yet */
 	STEP_MARK_HANDED,  /* persist: role secondary, in sync (we were the primary, handing over) */
+	/* farm modules (farmmod.c) */
+	STEP_FARM_ATTACH,  /* XDP filter + VIP on lo, the view pushed with this node not taking flows */
+	STEP_FARM_UP,      /* this node takes new flows */
+	STEP_FARM_LEAVE,   /* this node takes no new flows; its established ones drain */
+	STEP_FARM_DETACH,  /* filter and VIP removed */
 };
 
 #define AGENT_MAX_STEPS 16
@@ -240,6 +246,7 @@ struct agent_mod {
 	struct sk_ctl_trans hist[AGENT_HIST];
 	unsigned hist_n, hist_head;
 	int logfd;
+	struct agent_farmmod *farm; /* farm modules only (farmmod.c), NULL otherwise */
 };
 
 int agent_mod_init(struct agent *a, struct agent_mod *m);
@@ -265,6 +272,22 @@ void agent_mod_stop_all(struct agent *a);
 /* Start a plan (module.c's runner): steps run in order, then the state becomes `to`. */
 void agent_mod_plan(struct agent_mod *m, enum sk_mod_state to, const char *cause, const int *steps,
 		    int n);
+
+/* ---- farm modules (farmmod.c): UP on every node, the XDP filter fed by membership ---- */
+
+struct agent_farmmod;
+/* module.c's decide() for a farm module: 0 handled, 1 go on with the generic part. */
+int agent_farmmod_decide(struct agent_mod *m);
+/* A STEP_FARM_* step, synchronous: 0 or -errno with *why set. */
+int agent_farmmod_step(struct agent_mod *m, int step, const char **why);
+/* Checker policy for a farm: leave gracefully (and restart the application). */
+int agent_farmmod_app_restart(struct agent_mod *m, const char *cause);
+int agent_farmmod_app_failover(struct agent_mod *m, const char *cause);
+/* Checkers run while UP and while out of the farm because of a checker. */
+bool agent_farmmod_checking(const struct agent_mod *m);
+/* A checker reached its failure count / passed a probe (rejoin once none is failing). */
+void agent_farmmod_check_failed(struct agent_mod *m, const struct sk_conf_checker *ck);
+void agent_farmmod_check_ok(struct agent_mod *m, const struct sk_conf_checker *ck);
 
 /* Module log (statedir/module.log, rotated) and transitions (history.c). */
 void agent_mod_log(struct agent_mod *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

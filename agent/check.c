@@ -81,7 +81,9 @@ static const char *type_name(enum sk_check_type t)
 
 static bool active(struct chk *c)
 {
-	return sk_state_is_primary(c->m->state) && !c->m->plan.active && !c->m->a->stopping;
+	/* farm modules: while UP, and while out of the farm because a checker failed (farmmod.c) */
+	return (sk_state_is_primary(c->m->state) || agent_farmmod_checking(c->m)) &&
+	       !c->m->plan.active && !c->m->a->stopping;
 }
 
 /* One probe's outcome. why: what failed, NULL on success. */
@@ -93,6 +95,7 @@ static void result(struct chk *c, const char *why)
 		if (c->fails)
 			agent_mod_log(c->m, "checker %s: ok again after %u failure(s)", c->what, c->fails);
 		c->fails = 0;
+		agent_farmmod_check_ok(c->m, c->ck);
 		return;
 	}
 	c->fails++;

@@ -144,10 +144,7 @@ static int load_modules(struct agent *a)
 			sk_err("invalid module: %s: name: \"%s\" is installed in folder \"%s\"; the "
 			       "folder must be named after the module", path, mc->name, names[i]);
 			rc = -EINVAL;
-		} else if (mc->kind != SK_MOD_MIRROR) {
-			sk_warn("%s: module %s is a farm module: this agent drives mirror modules only "
-				"(farm: agent/farm.c, not yet); ignored", path, mc->name);
-		} else if (mc->n_dirs != 1) {
+		} else if (mc->kind == SK_MOD_MIRROR && mc->n_dirs != 1) {
 			sk_err("invalid module: %s: replication.dirs: this agent replicates exactly one "
 			       "directory per module (got %u); split it into several modules", path,
 			       mc->n_dirs);

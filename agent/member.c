@@ -170,8 +170,8 @@ void agent_peer_state_in(struct agent *a, struct agent_peer *p, const struct sk_
 	if (!changed)
 		return;
 	for (unsigned i = 0; i < a->n_mods; i++)
-		if (a->mods[i]->peer == p)
-			agent_mod_kick(a->mods[i]);
+		if (a->mods[i]->peer == p || a->mods[i]->conf.kind == SK_MOD_FARM)
+			agent_mod_kick(a->mods[i]); /* a farm module hears every node */
 }
 
 static void peer_alive(struct agent *a, struct agent_peer *p, unsigned net)

@@ -34,6 +34,8 @@ static const char *const step_names[] = {
 	[STEP_FUSED_STOP] = "skfused stop", [STEP_FUSED_PRIMARY] = "skfused primary",
 	[STEP_FUSED_SECONDARY] = "skfused secondary", [STEP_MARK_PRIMARY] = "mark primary",
 	[STEP_MARK_SECOND] = "mark secondary", [STEP_MARK_HANDED] = "mark secondary (handed over)",
+	[STEP_FARM_ATTACH] = "farm filter attach", [STEP_FARM_UP] = "farm join",
+	[STEP_FARM_LEAVE] = "farm leave", [STEP_FARM_DETACH] = "farm filter detach",
 };
 
 static enum sk_phase step_phase(int s)
@@ -44,6 +46,7 @@ static enum sk_phase step_phase(int s)
 	case STEP_PRESTART: case STEP_START_BOTH: case STEP_START_PRIM:
 		return SK_PH_START;
 	case STEP_VIP_ADD: case STEP_VIP_DEL:
+	case STEP_FARM_ATTACH: case STEP_FARM_UP: case STEP_FARM_LEAVE: case STEP_FARM_DETACH:
 		return SK_PH_VIP;
 	case STEP_FENCE: case STEP_FUSED_STOP: case STEP_FUSED_PRIMARY: case STEP_FUSED_SECONDARY:
 		return SK_PH_FUSED;
@@ -317,6 +320,13 @@ static void run_step(struct agent_mod *m)
 		m->peer_out = false;
 		agent_mod_step_done(m, agent_state_save(m), "cannot persist the role");
 		return;
+	case STEP_FARM_ATTACH: case STEP_FARM_UP: case STEP_FARM_LEAVE: case STEP_FARM_DETACH: {
+		const char *why = NULL;
+
+		rc = agent_farmmod_step(m, step, &why);
+		agent_mod_step_done(m, rc, why);
+		return;
+	}
 	}
 	agent_mod_step_done(m, -EINVAL, "unknown step");
 }
@@ -454,6 +464,8 @@ static void decide(struct agent_mod *m)
 	uint64_t now = agent_now_ms();
 	char cause[SK_CTL_TEXT_LEN], reason[SK_CTL_TEXT_LEN];
 
+	if (m->conf.kind == SK_MOD_FARM && agent_farmmod_decide(m) == 0)
+		return; /* farm modules: agent/farmmod.c */
 	if (m->plan.active)
 		return;
 	track_sync(m, pm);
@@ -685,6 +697,13 @@ int agent_mod_cmd(struct agent_mod *m, enum sk_ctl_verb verb, bool force, char *
 	default:
 		break;
 	}
+	if (m->conf.kind == SK_MOD_FARM) {
+		snprintf(err, elen, "module %s is a farm module: every node serves, none is primary",
+			 name);
+		snprintf(hint, hlen, "skctl stop -m %s / skctl start -m %s on the node to take out or "
+			 "put back", name, name);
+		return -EINVAL;
+	}
 	if (m->plan.active) {
 		snprintf(err, elen, "module %s is busy (%s -> %s: %s)", name,
 			 sk_state_name(m->plan.from), sk_state_name(m->plan.to), m->plan.cause);
@@ -798,6 +817,12 @@ void agent_mod_fill_ctl(struct agent_mod *m, struct sk_ctl_mod *o)
 	agent_fused_fill_ctl(m, o); /* generations and resync progress (agent/fused.c) */
 }
 
+void agent_mod_plan(struct agent_mod *m, enum sk_mod_state to, const char *cause, const int *steps,
+		    int n)
+{
+	plan(m, to, cause, 0, 0, steps, n);
+}
+
 /* ---- shutdown ---- */
 
 void agent_mod_stop_all(struct agent *a)
@@ -811,12 +836,6 @@ void agent_mod_stop_all(struct agent *a)
 		agent_mod_kick(a->mods[i]);
 }
 
-void agent_mod_plan(struct agent_mod *m, enum sk_mod_state to, const char *cause, const int *steps,
-		    int n)
-{
-	plan(m, to, cause, 0, 0, steps, n);
-}
-
 /*
  * Checker policy entry points (agent/policy.c). Restart: stop_prim then start_prim on this node,
  * the role kept (a failing start_prim fails the module over once, as at any start). Failover:
@@ -826,6 +845,8 @@ static const int app_restart[] = { STEP_STOP_PRIM, STEP_START_PRIM };
 
 int agent_mod_app_restart(struct agent_mod *m, const char *cause)
 {
+	if (m->conf.kind == SK_MOD_FARM)
+		return agent_farmmod_app_restart(m, cause);
 	if (m->plan.active)
 		return -EBUSY;
 	if (!sk_state_is_primary(m->state))
@@ -838,6 +859,8 @@ int agent_mod_app_failover(struct agent_mod *m, const char *cause)
 {
 	const struct sk_amsg_mod *pm = agent_peer_mod(m->peer, m->conf.id);
 
+	if (m->conf.kind == SK_MOD_FARM)
+		return agent_farmmod_app_failover(m, cause);
 	if (m->plan.active)
 		return -EBUSY;
 	if (!sk_state_is_primary(m->state))

@@ -70,6 +70,7 @@ void agent_policy_fail(struct agent_mod *m, const struct sk_conf_checker *ck, co
 	uint64_t now = agent_now_ms();
 	unsigned used;
 
+	agent_farmmod_check_failed(m, ck); /* a farm node rejoins once its failed checkers pass */
 	switch (ck->action) {
 	case SK_ACT_STOP: {
 		char err[128], hint[128];
