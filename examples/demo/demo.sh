@@ -33,9 +33,9 @@ echo "   node1 ${SK_NS[1]} ${SK_IP[1]}   node2 ${SK_NS[2]} ${SK_IP[2]}   client 
 
 VIP=10.99.0.50
 DATA=/srv/mirror/data
-say "The same configuration on both nodes (each node's files live under its own --root)"
+say "The same configuration on both nodes and on the witness (each node's files live under its own --root)"
 (umask 077 && head -c 32 /dev/urandom | base64 >"$SK_TMP/secret")
-for i in 1 2; do
+for i in 1 2 3; do
 	r=${SK_ROOT[$i]}
 	mkdir -p "$r/etc/steadykit" "$r/var/lib/steadykit/modules/mirror/bin" "$r$DATA"
 	install -m 0600 "$SK_TMP/secret" "$r/etc/steadykit/secret"
@@ -46,11 +46,14 @@ for i in 1 2; do
 	  "networks": ["lan"],
 	  "nodes": [
 	    { "name": "node1", "id": 1, "addresses": { "lan": "${SK_IP[1]}" } },
-	    { "name": "node2", "id": 2, "addresses": { "lan": "${SK_IP[2]}" } }
+	    { "name": "node2", "id": 2, "addresses": { "lan": "${SK_IP[2]}" } },
+	    { "name": "node3", "id": 3, "role": "witness", "addresses": { "lan": "${SK_IP[3]}" } }
 	  ],
-	  "heartbeat": { "interval_ms": 100, "timeout_ms": 400 }
+	  "heartbeat": { "interval_ms": 100, "timeout_ms": 400 },
+	  "witness": { "lease_ms": 2000 }
 	}
 	EOF
+	[ "$i" = 3 ] && continue # the witness runs no module
 	cat >"$r/var/lib/steadykit/modules/mirror/userconfig.json" <<-EOF
 	{
 	  "name": "mirror",
@@ -58,14 +61,16 @@ for i in 1 2; do
 	  "kind": "mirror",
 	  "nodes": ["node1", "node2"],
 	  "vip": { "addr": "$VIP", "prefix": 24, "interface": "eth0" },
-	  "replication": { "dirs": ["$DATA"], "mode": "sync" },
+	  "replication": { "dirs": ["$DATA"], "mode": "sync", "latency_budget_ms": 4000 },
 	  "scripts": { "start_prim": { "timeout_s": 30 }, "stop_prim": { "timeout_s": 30 } }
 	}
 	EOF
 	cp examples/mirror/bin/start_prim examples/mirror/bin/stop_prim "$r/var/lib/steadykit/modules/mirror/bin/"
 	sk_track_mount "$r$DATA"
 done
-echo "   cluster.json: two nodes, heartbeats every 100 ms, a node is dead after 400 ms of silence"
+echo "   cluster.json: two nodes, heartbeats every 100 ms, a node is dead after 400 ms of silence;"
+echo "   node3 is the lease witness: a primary whose peer is gone serves only while it holds node3's"
+echo "   2 s lease, and its skfused refuses writes (EROFS) by itself once the lease has run out"
 echo "   module 'mirror': replicate $DATA, VIP $VIP; bin/start_prim starts a web server on the VIP"
 D1=${SK_ROOT[1]}$DATA
 D2=${SK_ROOT[2]}$DATA
@@ -74,7 +79,8 @@ code() { local rc=0; ctl "$1" state -m mirror -lq 2>/dev/null || rc=$?; echo "$r
 primary_is() { [ "$(code "$1")" = 3 ] || [ "$(code "$1")" = 2 ]; }
 both_up() { { [ "$(code 1)" = 3 ] && [ "$(code 2)" = 4 ]; } || { [ "$(code 2)" = 3 ] && [ "$(code 1)" = 4 ]; }; }
 
-say "Starting one skagentd per node; they find each other and choose the primary"
+say "Starting the lease witness on node3, then one skagentd per node; they find each other and choose the primary"
+_pid=$(sk_spawn 3 "skagentd-witness" "$AGENTD" --root "${SK_ROOT[3]}" --node node3 --witness) || exit 1
 for i in 1 2; do
 	_pid=$(sk_spawn "$i" "skagentd-n$i" "$AGENTD" --root "${SK_ROOT[$i]}" --node "node$i") || exit 1
 done
@@ -105,6 +111,7 @@ t0=$(date +%s%N)
 # shellcheck disable=SC2046
 kill -KILL $(ip netns pids "${SK_NS[$P]}") 2>/dev/null
 echo "   nothing else is done by this script: node$S's agent notices the silence and takes over"
+echo "   once node3 grants it the lease (node$P's lease must have run out first: about 2.5 s)"
 sk_wait_for 20 sk_client curl -fsS --max-time 0.5 -o /dev/null "http://$VIP/hello.txt"
 t1=$(date +%s%N)
 echo "   the client reaches the application again after $(( (t1 - t0) / 1000000 )) ms"
