@@ -538,7 +538,9 @@ int agent_check_start(struct agent *a)
 				m->conf.name, c->what, ck->interval_ms, ck->timeout_ms, ck->failures,
 				ck->action == SK_ACT_FAILOVER ? "failover" :
 				ck->action == SK_ACT_STOP ? "stop" :
-				ck->action == SK_ACT_IGNORE ? "ignore (log only)" : "restart (then failover)");
+				ck->action == SK_ACT_IGNORE ? "ignore (log only)" :
+				ck->action == SK_ACT_STOPSTART ? "stopstart (the peer may take over)" :
+				"restart (then failover)");
 		}
 	}
 	return 0;
