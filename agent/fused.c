@@ -517,6 +517,17 @@ static void read_gen(struct agent_fused *fu, json_object *o)
 		fu->peer_files = fu->peer_bytes = UINT64_MAX;
 	}
 	json_object_object_get_ex(o, "resync", &r);
+	fu->own_files = fu->own_bytes = UINT64_MAX;
+	if (r && json_object_object_get_ex(r, "dirty", &v) && json_object_is_type(v, json_type_object)) {
+		char ts[16];
+
+		/* the primary's tracker: what changed here since the peer was last in sync */
+		copy_js(v, "state", ts, sizeof(ts));
+		if (!strcmp(ts, "tracking") || !strcmp(ts, "idle")) {
+			fu->own_files = u64_js(v, "files", UINT64_MAX);
+			fu->own_bytes = u64_js(v, "bytes", UINT64_MAX);
+		}
+	}
 	copy_js(r, "state", st, sizeof(st));
 	fu->rs_running = !strcmp(st, "running");
 	fu->rs_done = u64_js(r, "done_bytes", 0);
@@ -715,6 +726,10 @@ void agent_fused_fill_ctl(struct agent_mod *m, struct sk_ctl_mod *o)
 				     "-m %s --force on the node whose data stays (the other's changed "
 				     "files are kept aside)", self, peer,
 				     fu->shared_id[0] ? fu->shared_id : "?", m->conf.name);
+		by_how_much(fu->own_files, fu->own_bytes, by, sizeof(by));
+		if (by[0] && k < sizeof(o->data_words))
+			k += words(o->data_words + k, sizeof(o->data_words) - k, "; %s changed %s since then",
+				   self, by + 4 /* " by " */);
 		by_how_much(fu->peer_files, fu->peer_bytes, by, sizeof(by));
 		if (by[0] && k < sizeof(o->data_words))
 			words(o->data_words + k, sizeof(o->data_words) - k, "; %s changed%s", peer, by);
@@ -731,7 +746,7 @@ void agent_fused_fill_ctl(struct agent_mod *m, struct sk_ctl_mod *o)
 	} else if (fu->role == AGENT_ROLE_PRIMARY && fu->peer_in_sync) {
 		words(o->data_words, sizeof(o->data_words), "%s is in sync with %s", peer, self);
 	} else if (fu->role == AGENT_ROLE_PRIMARY) {
-		by_how_much(UINT64_MAX, UINT64_MAX, by, sizeof(by));
+		by_how_much(fu->own_files, fu->own_bytes, by, sizeof(by));
 		words(o->data_words, sizeof(o->data_words), "%s is behind %s%s%s%s%s", peer, self, by,
 			 when[0] ? " (outdated since " : "", when, when[0] ? ")" : "");
 		if (fu->rs_running)

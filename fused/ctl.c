@@ -45,15 +45,19 @@ static const char *peer_state_secondary(struct fused *f)
 }
 
 /*
- * Resync progress: the rate is smoothed over about RATE_TAU_US of samples (taken when the
- * status is asked, every 250 ms by the agent), so the ETA follows a steady rate closely and
- * a pause does not swing it at once. done never passes total.
+ * Resync progress. The rate counts from the first byte that moved (the listing before it
+ * is not transfer time): the average since then for the first RATE_AVG_US, then an
+ * exponential average over about RATE_TAU_US of samples (taken when the status is asked,
+ * every 250 ms by the agent), so the ETA follows a steady rate closely and a pause does not
+ * swing it at once. done never passes total.
  */
 #define RATE_TAU_US 5000000.0
+#define RATE_AVG_US 10000000
 static struct {
-	bool on;
-	uint64_t t_us, done;
-	double rate; /* bytes/s */
+	bool on, moving;
+	uint64_t t_us, done;          /* last sample */
+	uint64_t t0_us, done0;        /* when bytes started to move */
+	double rate;                  /* bytes/s */
 } prog;
 
 static void progress(struct fused *f, json_object *r)
@@ -67,15 +71,21 @@ static void progress(struct fused *f, json_object *r)
 	if (f->rs_state != 1) {
 		prog.on = false;
 	} else if (!prog.on || done < prog.done) {
-		prog.on = true; /* a new pass: start over */
+		prog = (typeof(prog)){ .on = true, .t_us = now, .done = done }; /* a new pass */
+	} else if (!prog.moving && done > prog.done) {
+		prog.moving = true; /* counted from the last sample that saw nothing move yet */
+		prog.t0_us = prog.t_us;
+		prog.done0 = prog.done;
+	} else if (!prog.moving) {
 		prog.t_us = now;
-		prog.done = done;
-		prog.rate = 0;
-	} else if (now - prog.t_us >= 200000) {
+	}
+	if (prog.on && prog.moving && now - prog.t_us >= 200000) {
 		double dt = (double)(now - prog.t_us), inst = (double)(done - prog.done) * 1e6 / dt;
-		double a = dt / (dt + RATE_TAU_US);
 
-		prog.rate = prog.rate > 0 ? prog.rate + a * (inst - prog.rate) : inst;
+		if (now - prog.t0_us < RATE_AVG_US || prog.rate <= 0)
+			prog.rate = (double)(done - prog.done0) * 1e6 / (double)(now - prog.t0_us);
+		else
+			prog.rate += dt / (dt + RATE_TAU_US) * (inst - prog.rate);
 		prog.t_us = now;
 		prog.done = done;
 	}

@@ -1,6 +1,7 @@
 /* test/fuzz/fuzz_replmsg.c: libFuzzer target for every replication payload decoder and the control request parser. */
 /*
- * The first input byte picks the decoder (and for operations the frame type); the rest is
+ * The first input byte picks the decoder (and for operations the frame type; 184..191 the
+ * generation set of START and GEN); the rest is
  * the payload (RS_DIR entries plain or with SK_RO_DMETA metadata), copied into a buffer of exactly its size so that any read past it is an ASan
  * error. Properties asserted (abort() on violation, which libFuzzer reports as a crash):
  *   - whatever a decoder accepts has lengths that fit the buffers the secondary copies them
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "gen.h"
 #include "replmsg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -50,6 +52,8 @@ static uint32_t data_max(uint8_t type)
 		return SK_RMSG_DATA_MAX;
 	case SK_RMSG_SYMLINK:
 		return SK_RMSG_PATH_MAX;
+	case SK_RMSG_START:
+		return SK_GEN_WIRE_LEN; /* the primary's generations */
 	case SK_RMSG_SETXATTR:
 		return SK_RMSG_XATTR_VAL_MAX;
 	default:
@@ -332,6 +336,28 @@ static void fuzz_dirent_built(const uint8_t *in, size_t n)
 		CHECK(e.target_len <= SK_RMSG_PATH_MAX && e.name_len <= SK_RMSG_NAME_MAX);
 }
 
+/* GEN answer / START data: accepted sets are canonical and say what the wire said. */
+static void fuzz_gen(const uint8_t *in, size_t n)
+{
+	struct sk_gen_wire w;
+	uint8_t out[SK_GEN_WIRE_LEN];
+
+	if (sk_gen_decode(in, n, &w) < 0)
+		return;
+	CHECK(n == SK_GEN_WIRE_LEN);
+	CHECK(w.g.n_hist <= SK_GEN_HIST && w.verdict <= SK_GEN_V__MAX);
+	for (unsigned i = 0; i < w.g.n_hist; i++)
+		CHECK(w.g.hist[i] != 0);
+	sk_gen_encode(&w, out);
+	CHECK(memcmp(out, in, n) == 0);
+	/* classification is total and symmetric in its two extreme answers */
+	{
+		enum sk_gen_rel a = sk_gen_classify(&w.g, &w.g);
+
+		CHECK(a == SK_GEN_EQUAL);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t sel, *in;
@@ -357,8 +383,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_xattrs(in, n);
 	else if (sel < 160)
 		fuzz_sums(in, n);
-	else if (sel < 192)
+	else if (sel < 184)
 		fuzz_ack(in, n);
+	else if (sel < 192)
+		fuzz_gen(in, n);
 	else if (sel < 224)
 		fuzz_rctl(in, n);
 	else
