@@ -10,7 +10,10 @@
 #  C. node3's agent again: it takes exactly its sources back, long connections unbroken.
 #  D. node2's farmsrv killed: its checker fails, node2 leaves (WAIT), its sources move, others' kept.
 #  E. farmsrv back on node2: the checker passes, node2 rejoins with its sources, connections unbroken.
-#  F. skctl stop on node1: filter and VIP gone from node1, the others serve everything.
+#  F. node3's checker has action "restart" (its own copy of userconfig.json): its farmsrv killed ->
+#     it leaves, stop_both + start_both restart farmsrv, the checker passes, node3 is back UP;
+#     the others' long connections unbroken.
+#  G. skctl stop on node1: filter and VIP gone from node1, the others serve everything.
 set -u
 : "${SK_SRC:?}" "${SK_BUILD:?}"
 source "$SK_SRC/test/cluster/lib.sh"
@@ -70,6 +73,8 @@ for i in 1 2 3; do
 	chmod 0755 "$mdir/bin/start_both" "$mdir/bin/stop_both" || bail "scripts"
 	NRUN[$i]=0
 done
+# node3 restarts its application when the checker fails (each node reads its own copy)
+sed -i 's/"action": "failover"/"action": "restart"/' "${SK_ROOT[3]}/var/lib/steadykit/modules/$MOD/userconfig.json"
 
 SRCS=
 for i in $(seq 101 164); do
@@ -238,7 +243,28 @@ b1=$(hold_field "$SK_TMP/hold3" node1 broken) b3=$(hold_field "$SK_TMP/hold3" no
 	sk_ok "node2's return broke none of node1/node3's connections" ||
 	sk_not_ok "node2's return broke connections ($b1/$b3)"
 
-# --- F: operator stop on node1 ------------------------------------------------------------------
+# --- F: node3's application dies, its checker restarts it out of the farm --------------------------
+H4=$(hold hold4)
+sk_wait_for 10 hold_ready "$SK_TMP/hold4" || sk_diag "hold4: $(head -4 "$SK_TMP/hold4")"
+pidf=${SK_ROOT[3]}/var/lib/steadykit/state/$MOD/farmsrv.pid
+old=$(cat "$pidf")
+kill -KILL "$old"
+restarted() { local p; p=$(cat "$pidf" 2>/dev/null) && [ "$p" != "$old" ] && code_is 3 2; }
+if sk_wait_for 15 restarted && modlog 3 | grep -q "leaving the farm, then restarting the application"; then
+	sk_ok "node3's checker (action restart): it left, stop_both/start_both restarted farmsrv, UP again"
+else
+	sk_not_ok "node3 restarts its application out of the farm ($(code 3)): $(modlog 3 | tail -4)"
+fi
+sleep 1.5
+srcmap "$SK_TMP/map5"
+[ "$(moved "$SK_TMP/map0" "$SK_TMP/map5")" = 0 ] && sk_ok "node3 serves its sources again" ||
+	sk_not_ok "node3's sources back after its restart ($(moved "$SK_TMP/map0" "$SK_TMP/map5") differ)"
+b1=$(hold_field "$SK_TMP/hold4" node1 broken) b2=$(hold_field "$SK_TMP/hold4" node2 broken)
+[ "${b1:-x}" = 0 ] && [ "${b2:-x}" = 0 ] &&
+	sk_ok "node1/node2's long connections unbroken by node3's restart" ||
+	sk_not_ok "node1/node2's connections unbroken by node3's restart ($b1/$b2)"
+
+# --- G: operator stop on node1 ------------------------------------------------------------------
 "$SKCTL" --root "${SK_ROOT[1]}" stop -m "$MOD" >/dev/null 2>&1
 sk_wait_for 10 code_is 1 0
 if code_is 1 0 && ! xdp_on 1 && ! vip_on_lo 1; then
@@ -250,5 +276,5 @@ sleep 1.5
 burst "$SK_TMP/b5" 2000
 grep -q "total=64 ok=64 failed=0" "$SK_TMP/b5" && [ "$(count_of "$SK_TMP/b5" node1)" = 0 ] &&
 	sk_ok "node2/node3 serve all 64 sources" || sk_not_ok "the others serve all: $(tail -4 "$SK_TMP/b5")"
-sk_term "$H1"; sk_term "$H2"; sk_term "$H3"
+sk_term "$H1"; sk_term "$H2"; sk_term "$H3"; sk_term "$H4"
 sk_done
