@@ -80,6 +80,9 @@ void agent_chan_stop(struct agent *a);
 void agent_chan_send_state(struct agent *a, struct agent_peer *p);
 int agent_chan_send_cmd(struct agent *a, struct agent_peer *p, enum sk_amsg_cmd cmd, uint32_t mod);
 void agent_chan_close(struct agent_peer *p);
+/* skctl -H over the channel: a request (answer false) or the answer to request id. */
+int agent_chan_send_ctl(struct agent *a, struct agent_peer *p, bool answer, uint32_t id,
+			const char *text, size_t n);
 
 /* ---- children: skfused (fused.c) and scripts (script.c) ---------------------------- */
 
@@ -312,6 +315,9 @@ void agent_opcmd_cancel(struct agent_mod *m);
 /* ---- control socket (ctl.c) -------------------------------------------------------------- */
 
 int agent_ctl_start(struct agent *a);
+/* A control request from a peer's agent (skctl -H there), or a peer's answer to ours. */
+void agent_ctl_remote(struct agent *a, struct agent_peer *p, bool answer, uint32_t id,
+		      const char *text, size_t n);
 void agent_ctl_stop(struct agent *a);
 /* The state document of `skctl state --json` and /state (only: one module's name, "" for all). */
 struct json_object;

@@ -130,6 +130,26 @@ int agent_chan_send_cmd(struct agent *a, struct agent_peer *p, enum sk_amsg_cmd 
 	return send_frame(p->chan, SK_MSG_AGENT_CMD, mod, pl, (size_t)n);
 }
 
+/* skctl -H: a control request for the peer, or our answer to one (agent/ctl.c). */
+int agent_chan_send_ctl(struct agent *a, struct agent_peer *p, bool answer, uint32_t id,
+			const char *text, size_t n)
+{
+	uint8_t pl[4 + SK_AMSG_CTL_MAX], buf[SK_PROTO_HDR_LEN + sizeof(pl) + SK_PROTO_MAC_LEN];
+	long pn, len;
+
+	(void)a;
+	if (!p->chan || !p->chan->established || p->chan->closing)
+		return -ENOTCONN;
+	pn = sk_amsg_ctl_encode(id, text, n, pl, sizeof(pl));
+	if (pn < 0)
+		return (int)pn;
+	len = sk_chan_encode(&p->chan->c, buf, sizeof(buf), answer ? SK_MSG_AGENT_CTLREP :
+			     SK_MSG_AGENT_CTL, 0, 0, pl, (size_t)pn);
+	if (len < 0)
+		return (int)len;
+	return send_raw(p->chan, buf, (size_t)len);
+}
+
 static void established(struct agent_chan *ch)
 {
 	struct agent *a = ch->a;
@@ -162,6 +182,17 @@ static void on_frame(struct agent_chan *ch, const struct sk_frame *f)
 		/* liveness comes from heartbeats only; the channel just brings states sooner */
 		if (ch->p->alive)
 			agent_peer_state_in(a, ch->p, &s);
+	} else if (f->type == SK_MSG_AGENT_CTL || f->type == SK_MSG_AGENT_CTLREP) {
+		uint32_t id;
+		const char *text;
+		size_t n;
+
+		if (sk_amsg_ctl_decode(f->payload, f->len, &id, &text, &n) < 0) {
+			a->chan_rejected++;
+			chan_free(ch, "malformed control message");
+			return;
+		}
+		agent_ctl_remote(a, ch->p, f->type == SK_MSG_AGENT_CTLREP, id, text, n);
 	} else if (f->type == SK_MSG_AGENT_CMD) {
 		enum sk_amsg_cmd cmd;
 		uint32_t mod;

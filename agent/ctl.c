@@ -17,12 +17,15 @@
 
 const char *agent_rej_name(enum agent_rej r);
 
+struct fanout;
+
 struct client {
 	struct agent *a;
 	uv_pipe_t pipe;
 	uv_timer_t idle;
 	int open;
 	bool closing;
+	struct fanout *fan; /* skctl -H in progress for this client */
 	struct sk_ctl_lbuf lb;
 	char line[SK_CTL_MAX_REQ];
 };
@@ -39,11 +42,15 @@ static void on_closed(uv_handle_t *h)
 	}
 }
 
+static void fan_forget(struct fanout *f);
+
 static void client_close(struct client *c)
 {
 	if (c->closing)
 		return;
 	c->closing = true;
+	if (c->fan)
+		fan_forget(c->fan); /* the fan-out answers nobody now */
 	uv_close((uv_handle_t *)&c->pipe, on_closed);
 	uv_close((uv_handle_t *)&c->idle, on_closed);
 }
@@ -229,13 +236,283 @@ static json_object *log_data(struct agent_mod *m, unsigned lines)
 	return d;
 }
 
+static void set_err(struct sk_ctl_reply *r, const char *hint, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void set_err(struct sk_ctl_reply *r, const char *hint, const char *fmt, ...)
+{
+	va_list ap;
+
+	r->ok = false;
+	va_start(ap, fmt);
+	vsnprintf(r->error, sizeof(r->error), fmt, ap);
+	va_end(ap);
+	snprintf(r->hint, sizeof(r->hint), "%s", hint ? hint : "");
+}
+
+/* Run one decoded request on this node: r gets ok + data, or error + hint. */
+static void run_req(struct agent *a, const struct sk_ctl_req *qq, struct sk_ctl_reply *r)
+{
+	struct sk_ctl_req q = *qq;
+	struct agent_mod *m = NULL;
+	char err[SK_CTL_TEXT_LEN], hint[SK_CTL_TEXT_LEN];
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	r->ok = true;
+	if (q.module[0] && !(m = find_mod(a, q.module))) {
+		char names[256] = "";
+		size_t n = 0;
+
+		for (unsigned i = 0; i < a->n_mods && n < sizeof(names); i++)
+			n += (size_t)snprintf(names + n, sizeof(names) - n, "%s%s", i ? ", " : "",
+					      a->mods[i]->conf.name);
+		snprintf(hint, sizeof(hint), "modules on %s: %s", a->self->name,
+			 a->n_mods ? names : "none installed");
+		set_err(r, hint, "no module \"%s\" on %s", q.module, a->self->name);
+		return;
+	}
+	switch (q.verb) {
+	case SK_CTL_STATE:
+		r->data = agent_state_json(a, q.module);
+		break;
+	case SK_CTL_WHY:
+		r->data = why_data(a, q.module, q.lines ? q.lines : 10);
+		break;
+	case SK_CTL_LOG:
+		r->data = log_data(m, q.lines ? q.lines : 50);
+		break;
+	case SK_CTL_RESTART:
+	case SK_CTL_STOPSTART:
+	case SK_CTL_FORCESTOP:
+		rc = agent_opcmd(m, q.verb, &r->data, err, sizeof(err), hint, sizeof(hint));
+		if (rc < 0) {
+			set_err(r, hint, "%s", err);
+			return;
+		}
+		agent_mod_log(m, "operator: %s", sk_ctl_verb_name(q.verb));
+		if (!r->data)
+			r->data = json_object_new_object();
+		json_object_object_add(r->data, "accepted", json_object_new_string(sk_ctl_verb_name(q.verb)));
+		break;
+	default:
+		if (q.verb == SK_CTL_START || q.verb == SK_CTL_STOP)
+			agent_opcmd_cancel(m); /* the operator's word wins over a pending stopstart */
+		rc = agent_mod_cmd(m, q.verb, q.force, err, sizeof(err), hint, sizeof(hint));
+		if (rc < 0) {
+			set_err(r, hint, "%s", err);
+			return;
+		}
+		agent_mod_log(m, "operator: %s%s", sk_ctl_verb_name(q.verb), q.force ? " --force" : "");
+		r->data = json_object_new_object();
+		json_object_object_add(r->data, "accepted", json_object_new_string(sk_ctl_verb_name(q.verb)));
+		break;
+	}
+}
+
+/* ---- skctl -H: the request runs here and on every peer (channel), answers gathered ---- */
+
+#define FAN_TIMEOUT_MS 5000
+
+struct fanout {
+	struct client *c; /* NULL once the client went away (fan_forget): nobody to answer */
+	struct agent *a;
+	uint32_t id;
+	unsigned waiting;
+	bool want[SK_CONF_MAX_NODES]; /* peers[i] still owes its answer */
+	json_object *nodes;
+	uv_timer_t timer;
+};
+
+static void fan_forget(struct fanout *f)
+{
+	f->c = NULL;
+}
+
+static uint32_t fan_ids;
+static struct fanout *fans[MAX_CLIENTS];
+
+static void fan_add(struct fanout *f, const char *node, const struct sk_ctl_reply *r)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "node", json_object_new_string(node));
+	json_object_object_add(o, "ok", json_object_new_boolean(r->ok));
+	if (r->ok) {
+		json_object_object_add(o, "data", r->data ? json_object_get(r->data) :
+							    json_object_new_object());
+	} else {
+		json_object_object_add(o, "error", json_object_new_string(r->error));
+		json_object_object_add(o, "hint", json_object_new_string(r->hint));
+	}
+	json_object_array_add(f->nodes, o);
+}
+
+static void fan_freed(uv_handle_t *h)
+{
+	struct fanout *f = h->data;
+
+	json_object_put(f->nodes);
+	free(f);
+}
+
+static void fan_finish(struct fanout *f)
+{
+	for (unsigned i = 0; i < MAX_CLIENTS; i++)
+		if (fans[i] == f)
+			fans[i] = NULL;
+	if (f->c) {
+		struct sk_ctl_reply r = { .ok = true, .data = json_object_new_object() };
+
+		f->c->fan = NULL;
+		json_object_object_add(r.data, "nodes", json_object_get(f->nodes));
+		reply(f->c, &r, false);
+		sk_ctl_reply_free(&r);
+	}
+	uv_close((uv_handle_t *)&f->timer, fan_freed);
+}
+
+static void on_fan_timeout(uv_timer_t *t)
+{
+	struct fanout *f = t->data;
+
+	for (unsigned i = 0; i < f->a->n_peers; i++)
+		if (f->want[i]) {
+			struct sk_ctl_reply r = { 0 };
+			char hint[SK_CTL_TEXT_LEN];
+
+			snprintf(hint, sizeof(hint), "check %s's agent (skctl state there, or "
+				 "journalctl -u skagentd on it)", f->a->peers[i].node->name);
+			set_err(&r, hint, "no answer from %s within %d ms",
+				f->a->peers[i].node->name, FAN_TIMEOUT_MS);
+			fan_add(f, f->a->peers[i].node->name, &r);
+		}
+	fan_finish(f);
+}
+
+static void fan_start(struct client *c, const struct sk_ctl_req *q)
+{
+	struct agent *a = c->a;
+	struct sk_ctl_req one = *q;
+	struct sk_ctl_reply r;
+	struct fanout *f = calloc(1, sizeof(*f));
+	char line[SK_CTL_MAX_REQ + 1];
+	long n;
+	unsigned slot = MAX_CLIENTS;
+
+	for (unsigned i = 0; i < MAX_CLIENTS && slot == MAX_CLIENTS; i++)
+		if (!fans[i])
+			slot = i;
+	if (!f || slot == MAX_CLIENTS) {
+		free(f);
+		reply_err(c, false, "retry in a moment", "too many -H requests at once");
+		return;
+	}
+	one.all = false;
+	n = sk_ctl_req_encode(&one, line, sizeof(line));
+	f->c = c;
+	f->a = a;
+	f->id = ++fan_ids;
+	f->nodes = json_object_new_array();
+	uv_timer_init(a->loop, &f->timer);
+	f->timer.data = f;
+	fans[slot] = f;
+	c->fan = f;
+	run_req(a, &one, &r); /* this node first */
+	fan_add(f, a->self->name, &r);
+	sk_ctl_reply_free(&r);
+	for (unsigned i = 0; i < a->n_peers; i++) {
+		struct agent_peer *p = &a->peers[i];
+
+		if (n > 1 && agent_chan_send_ctl(a, p, false, f->id, line, (size_t)n - 1) == 0) {
+			f->want[i] = true;
+			f->waiting++;
+		} else {
+			char hint[SK_CTL_TEXT_LEN];
+
+			memset(&r, 0, sizeof(r));
+			snprintf(hint, sizeof(hint), "is %s's agent running? (skctl state here shows "
+				 "the channel to it)", p->node->name);
+			set_err(&r, hint, "%s not reachable: no agent channel to it", p->node->name);
+			fan_add(f, p->node->name, &r);
+		}
+	}
+	if (!f->waiting)
+		fan_finish(f);
+	else
+		uv_timer_start(&f->timer, on_fan_timeout, FAN_TIMEOUT_MS, 0);
+}
+
+void agent_ctl_remote(struct agent *a, struct agent_peer *p, bool answer, uint32_t id,
+		      const char *text, size_t n)
+{
+	char err[SK_CTL_TEXT_LEN];
+
+	if (!answer) {
+		/* a peer's operator ran skctl -H: run it here (never fanned out again) */
+		struct sk_ctl_req q;
+		struct sk_ctl_reply r = { 0 };
+		char *out;
+		size_t len = 0;
+
+		if (sk_ctl_req_decode(text, n, &q, err, sizeof(err)) < 0 || q.all) {
+			a->ctl_rejected++;
+			set_err(&r, "use an skctl of the same version on every node", "bad request "
+				"from %s: %s", p->node->name, q.all ? "nested -H" : err);
+		} else {
+			sk_info("control request from %s's operator (skctl -H): %s%s%s",
+				p->node->name, sk_ctl_verb_name(q.verb), q.module[0] ? " -m " : "",
+				q.module);
+			run_req(a, &q, &r);
+		}
+		out = sk_ctl_reply_encode(&r, &len);
+		if (out && len - 1 > SK_AMSG_CTL_MAX) {
+			struct sk_ctl_reply big = { 0 };
+			char hint[SK_CTL_TEXT_LEN];
+
+			free(out);
+			snprintf(hint, sizeof(hint), "run it on %s itself, or ask for less (-m, -n)",
+				 a->self->name);
+			set_err(&big, hint, "the answer (%zu bytes) is larger than the agent channel "
+				"carries (%d)", len - 1, SK_AMSG_CTL_MAX);
+			out = sk_ctl_reply_encode(&big, &len);
+		}
+		if (out)
+			agent_chan_send_ctl(a, p, true, id, out, len - 1);
+		free(out);
+		sk_ctl_reply_free(&r);
+		return;
+	}
+	for (unsigned k = 0; k < MAX_CLIENTS; k++) {
+		struct fanout *f = fans[k];
+		unsigned i = (unsigned)(p - a->peers);
+		struct sk_ctl_reply r;
+
+		if (!f || f->id != id || i >= a->n_peers || !f->want[i])
+			continue;
+		if (sk_ctl_reply_decode(text, n, &r, err, sizeof(err)) < 0) {
+			a->chan_rejected++;
+			memset(&r, 0, sizeof(r));
+			set_err(&r, "use the same version of SteadyKit on every node",
+				"unreadable answer from %s: %s", p->node->name, err);
+		}
+		fan_add(f, p->node->name, &r);
+		sk_ctl_reply_free(&r);
+		f->want[i] = false;
+		if (--f->waiting == 0) {
+			uv_timer_stop(&f->timer);
+			fan_finish(f);
+		}
+		return;
+	}
+	/* late (after the timeout) or unknown: dropped */
+}
+
 static void handle(struct client *c, const char *line, size_t len)
 {
 	struct agent *a = c->a;
 	struct sk_ctl_req q;
-	struct sk_ctl_reply r = { .ok = true };
-	struct agent_mod *m = NULL;
-	char err[SK_CTL_TEXT_LEN], hint[SK_CTL_TEXT_LEN];
+	struct sk_ctl_reply r;
+	char err[SK_CTL_TEXT_LEN];
 	int rc;
 
 	a->ctl_requests++;
@@ -246,55 +523,20 @@ static void handle(struct client *c, const char *line, size_t len)
 			  "see docs/skctl.md for the request format", "bad request: %s", err);
 		return;
 	}
-	if (q.module[0] && !(m = find_mod(a, q.module))) {
-		char names[256] = "";
-		size_t n = 0;
-
-		for (unsigned i = 0; i < a->n_mods && n < sizeof(names); i++)
-			n += (size_t)snprintf(names + n, sizeof(names) - n, "%s%s", i ? ", " : "",
-					      a->mods[i]->conf.name);
-		snprintf(hint, sizeof(hint), "modules on %s: %s", a->self->name,
-			 a->n_mods ? names : "none installed");
-		reply_err(c, false, hint, "no module \"%s\" on this node", q.module);
+	if (q.all) {
+		if (c->fan) {
+			reply_err(c, false, "wait for its answer", "a -H request is running on this "
+				  "connection");
+			return;
+		}
+		fan_start(c, &q);
 		return;
 	}
-	switch (q.verb) {
-	case SK_CTL_STATE:
-		r.data = agent_state_json(a, q.module);
-		break;
-	case SK_CTL_WHY:
-		r.data = why_data(a, q.module, q.lines ? q.lines : 10);
-		break;
-	case SK_CTL_LOG:
-		r.data = log_data(m, q.lines ? q.lines : 50);
-		break;
-	case SK_CTL_RESTART:
-	case SK_CTL_STOPSTART:
-	case SK_CTL_FORCESTOP:
-		rc = agent_opcmd(m, q.verb, &r.data, err, sizeof(err), hint, sizeof(hint));
-		if (rc < 0) {
-			reply_err(c, false, hint, "%s", err);
-			return;
-		}
-		agent_mod_log(m, "operator: %s", sk_ctl_verb_name(q.verb));
-		if (!r.data)
-			r.data = json_object_new_object();
-		json_object_object_add(r.data, "accepted", json_object_new_string(sk_ctl_verb_name(q.verb)));
-		break;
-	default:
-		if (q.verb == SK_CTL_START || q.verb == SK_CTL_STOP)
-			agent_opcmd_cancel(m); /* the operator's word wins over a pending stopstart */
-		rc = agent_mod_cmd(m, q.verb, q.force, err, sizeof(err), hint, sizeof(hint));
-		if (rc < 0) {
-			reply_err(c, false, hint, "%s", err);
-			return;
-		}
-		agent_mod_log(m, "operator: %s%s", sk_ctl_verb_name(q.verb), q.force ? " --force" : "");
-		r.data = json_object_new_object();
-		json_object_object_add(r.data, "accepted", json_object_new_string(sk_ctl_verb_name(q.verb)));
-		break;
-	}
-	reply(c, &r, false);
+	run_req(a, &q, &r);
+	if (r.ok)
+		reply(c, &r, false);
+	else
+		reply_err(c, false, r.hint, "%s", r.error);
 	sk_ctl_reply_free(&r);
 }
 

@@ -33,7 +33,9 @@ static void usage(FILE *f)
 	fprintf(f, "usage: skctl [--root DIR | --sock PATH] COMMAND [options]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  %-32s %s\n", cmds[i].usage, cmds[i].help);
-	fprintf(f, "\n  --root DIR    reach the agent started with --root DIR (tests)\n"
+	fprintf(f, "\n  -H            run the command on every node through the agents; each answer\n"
+		   "                prefixed with its node's name (exit 1 if a node fails or does not answer)\n"
+		   "  --root DIR    reach the agent started with --root DIR (tests)\n"
 		   "  --sock PATH   control socket (default /run/steadykit/agent.sock)\n");
 }
 
@@ -63,7 +65,7 @@ const char *skctl_reset(const struct skctl *o)
 
 int skctl_call(struct skctl *o, enum sk_ctl_verb verb, struct sk_ctl_reply *rep)
 {
-	struct sk_ctl_req q = { .verb = verb, .force = o->force, .lines = o->lines };
+	struct sk_ctl_req q = { .verb = verb, .force = o->force, .lines = o->lines, .all = o->all };
 	char err[512];
 	int rc;
 
@@ -131,6 +133,8 @@ int main(int argc, char **argv)
 			o.lq = true;
 		} else if (!strcmp(a, "--force")) {
 			o.force = true;
+		} else if (!strcmp(a, "-H")) {
+			o.all = true;
 		} else if (!strcmp(a, "-f") || !strcmp(a, "--follow")) {
 			o.follow = true;
 		} else if (!strcmp(a, "--yes") || !strcmp(a, "-y")) {
@@ -176,5 +180,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "skctl: %s needs -m MODULE (usage: skctl %s)\n", cmd->name, cmd->usage);
 		return 2;
 	}
-	return cmd->fn(&o, cmd->verb);
+	if (o.all && (o.follow || o.lq || o.force)) {
+		fprintf(stderr, "skctl: -H does not go with -f, -lq or --force (run those on the node)\n");
+		return 2;
+	}
+	return o.all ? cmd_all(&o, cmd->verb) : cmd->fn(&o, cmd->verb);
 }

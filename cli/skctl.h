@@ -14,6 +14,7 @@ struct skctl {
 	bool force, yes;        /* prim --force [--yes] */
 	unsigned lines;         /* -n */
 	bool follow;            /* log -f */
+	bool all;               /* -H: on every node through the agents */
 	bool color;             /* stdout is a terminal */
 };
 
@@ -35,5 +36,7 @@ int cmd_state(struct skctl *o, enum sk_ctl_verb verb);
 int cmd_role(struct skctl *o, enum sk_ctl_verb verb);
 int cmd_why(struct skctl *o, enum sk_ctl_verb verb);
 int cmd_log(struct skctl *o, enum sk_ctl_verb verb);
+/* -H: the verb on every node, each answer prefixed with the node's name (cmd_all.c). */
+int cmd_all(struct skctl *o, enum sk_ctl_verb verb);
 
 #endif

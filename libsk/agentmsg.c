@@ -2,6 +2,7 @@
 #include "agentmsg.h"
 
 #include <errno.h>
+#include <string.h>
 
 #include "ctl.h"
 
@@ -81,5 +82,26 @@ int sk_amsg_cmd_decode(const uint8_t *p, size_t len, enum sk_amsg_cmd *cmd, uint
 		return -EBADMSG;
 	*cmd = (enum sk_amsg_cmd)p[1];
 	*module = sk_get_u32(p + 4);
+	return 0;
+}
+
+long sk_amsg_ctl_encode(uint32_t id, const char *text, size_t n, uint8_t *buf, size_t cap)
+{
+	if (n < 1 || n > SK_AMSG_CTL_MAX)
+		return -EINVAL;
+	if (cap < 4 + n)
+		return -ENOSPC;
+	sk_put_u32(buf, id);
+	memcpy(buf + 4, text, n);
+	return (long)(4 + n);
+}
+
+int sk_amsg_ctl_decode(const uint8_t *p, size_t len, uint32_t *id, const char **text, size_t *n)
+{
+	if (len < 5 || len > 4 + SK_AMSG_CTL_MAX || memchr(p + 4, '\0', len - 4))
+		return -EBADMSG;
+	*id = sk_get_u32(p);
+	*text = (const char *)p + 4;
+	*n = len - 4;
 	return 0;
 }

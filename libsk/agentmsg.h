@@ -69,6 +69,20 @@ enum sk_amsg_cmd {
 	SK_AMSG_CMD__MAX = 1,
 };
 #define SK_AMSG_CMD_LEN 8
+
+/*
+ * skctl -H: a control request run on another node, and its answer (channel only).
+ *   SK_MSG_AGENT_CTL     u32 request id, then one request line of libsk/ctl.h (no newline)
+ *   SK_MSG_AGENT_CTLREP  u32 request id, then one reply line of libsk/ctl.h (no newline)
+ * The text is 1..SK_AMSG_CTL_MAX bytes (the channel reads frames of at most 4 KiB) and is
+ * parsed by sk_ctl_req_decode / sk_ctl_reply_decode like any control line.
+ */
+#define SK_MSG_AGENT_CTL 82
+#define SK_MSG_AGENT_CTLREP 83
+#define SK_AMSG_CTL_MAX 3900
+long sk_amsg_ctl_encode(uint32_t id, const char *text, size_t n, uint8_t *buf, size_t cap);
+/* 0 with *id, *text (inside p) and *n, or -EBADMSG. */
+int sk_amsg_ctl_decode(const uint8_t *p, size_t len, uint32_t *id, const char **text, size_t *n);
 long sk_amsg_cmd_encode(enum sk_amsg_cmd cmd, uint32_t module, uint8_t *buf, size_t cap);
 int sk_amsg_cmd_decode(const uint8_t *p, size_t len, enum sk_amsg_cmd *cmd, uint32_t *module);
 

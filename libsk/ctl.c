@@ -167,6 +167,8 @@ long sk_ctl_req_encode(const struct sk_ctl_req *r, char *buf, size_t cap)
 		json_object_object_add(o, "force", json_object_new_boolean(1));
 	if (r->lines)
 		json_object_object_add(o, "lines", json_object_new_int((int)r->lines));
+	if (r->all)
+		json_object_object_add(o, "all", json_object_new_boolean(1));
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	n = strlen(s);
 	if (n + 2 > cap || n + 1 > SK_CTL_MAX_REQ) {
@@ -196,7 +198,7 @@ int sk_ctl_req_decode(const char *buf, size_t len, struct sk_ctl_req *r, char *e
 	json_object_object_foreach(o, key, val) {
 		(void)val;
 		if (strcmp(key, "v") && strcmp(key, "cmd") && strcmp(key, "module") &&
-		    strcmp(key, "force") && strcmp(key, "lines")) {
+		    strcmp(key, "force") && strcmp(key, "lines") && strcmp(key, "all")) {
 			seterr(err, errlen, "unknown key \"%.40s\"", key);
 			goto out;
 		}
@@ -225,6 +227,13 @@ int sk_ctl_req_decode(const char *buf, size_t len, struct sk_ctl_req *r, char *e
 			goto out;
 		}
 		q.force = json_object_get_boolean(v);
+	}
+	if (json_object_object_get_ex(o, "all", &v)) {
+		if (!json_object_is_type(v, json_type_boolean)) {
+			seterr(err, errlen, "\"all\" must be true or false");
+			goto out;
+		}
+		q.all = json_object_get_boolean(v);
 	}
 	if (json_object_object_get_ex(o, "lines", &v)) {
 		int64_t n = json_object_get_int64(v);

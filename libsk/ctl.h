@@ -14,7 +14,9 @@
  *   request  {"v":1,"cmd":"state"|"start"|"stop"|"swap"|"prim"|"second"|"why"|"log"|
  *             "restart"|"stopstart"|"forcestop",
  *             "module":"NAME" (optional for state/why, required otherwise),
- *             "force":true (prim only), "lines":N (log/why, 1..SK_CTL_MAX_LINES)}
+ *             "force":true (prim only), "lines":N (log/why, 1..SK_CTL_MAX_LINES),
+ *             "all":true (run on every node through the agents: data {"nodes":[{"node":NAME,
+ *             "ok":..., "data"|"error","hint"}...]})}
  *   reply    {"v":1,"ok":true,"data":{...}}  or  {"v":1,"ok":false,"error":"what","hint":"what to do"}
  *
  * A request line is at most SK_CTL_MAX_REQ bytes including its newline; unknown keys,
@@ -71,6 +73,7 @@ struct sk_ctl_req {
 	char module[SK_CTL_NAME_LEN]; /* "" = all (state, why) */
 	bool force;                   /* prim: even if this copy is outdated */
 	uint32_t lines;               /* why, log: how many; 0 = default */
+	bool all;                     /* skctl -H: run it on every node through the agents */
 };
 
 /* Encode as one line (JSON + '\n', NUL-terminated). Returns its length, -ENOSPC or -EINVAL. */

@@ -14,6 +14,8 @@
 #  D. skctl swap -m mirror back to node1: dep follows it back to node1.
 #  E. skctl forcestop -m mirror on node1: mirror's application and skfused are killed at once, no
 #     stop script runs, node1 STOP, node2 takes mirror; dep's application (another module) lives.
+#  F. skctl -H state: every node's answer prefixed with its name; a node whose agent is SIGSTOPped
+#     is reported with what to do, exit 1.
 set -u
 source "$SK_SRC/test/cluster/agent_common.sh"
 
@@ -191,5 +193,20 @@ primary_on() { local c; c=$(code "$1" "$2"); [ "$c" = 2 ] || [ "$c" = 3 ]; }
 sk_check "E: node1 STOP" sk_wait_for 10 code_is 1 "$AT_MOD" 0
 sk_check "E: no stop script ran on node1" test ! -e "$SK_TMP/stop_prim.ran.node1"
 sk_check "E: node2 takes mirror over" sk_wait_for 20 primary_on 2 "$AT_MOD"
+sk_diag "at ${SECONDS}s"
+
+# ---- F: -H: the verb on every node through the agents ----
+rc=0
+out=$(at_ctl 1 -H state -m "$AT_MOD" 2>&1) || rc=$?
+sk_check "F: skctl -H state answers for node1 and node2 (exit 0)" \
+	bash -c '[ "$1" = 0 ] && grep -q "^node1: mirror *STOP" <<<"$2" && grep -q "^node2: mirror *\(ALONE\|PRIM\)" <<<"$2"' _ "$rc" "$out"
+sk_diag "$out"
+sk_sigstop "${AT_AGENT_PID[2]}"
+rc=0
+out=$(at_ctl 1 -H state -m "$AT_MOD" 2>&1) || rc=$?
+sk_check "F: a node whose agent does not answer is reported, exit 1" \
+	bash -c '[ "$1" = 1 ] && grep -q "^node1: mirror" <<<"$2" && grep -q "^node2: FAILED: \(no answer from node2 within 5000 ms\|node2 not reachable\)" <<<"$2" && grep -q "^node2:   next: " <<<"$2"' _ "$rc" "$out"
+sk_diag "$out"
+sk_sigcont "${AT_AGENT_PID[2]}"
 sk_diag "at ${SECONDS}s"
 sk_done

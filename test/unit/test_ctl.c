@@ -363,3 +363,41 @@ Test(ctl_req, operator_verbs)
 		cr_assert(strstr(err, "only for \"prim\""), "%s", err);
 	}
 }
+
+Test(ctl_req, all_nodes)
+{
+	struct sk_ctl_req q = { .verb = SK_CTL_STATE, .all = true }, r;
+	char buf[SK_CTL_MAX_REQ + 1], err[256];
+	long n = sk_ctl_req_encode(&q, buf, sizeof(buf));
+
+	cr_assert_gt(n, 0);
+	cr_assert(strstr(buf, "\"all\":true"), "%s", buf);
+	cr_assert_eq(sk_ctl_req_decode(buf, (size_t)n, &r, err, sizeof(err)), 0, "%s", err);
+	cr_assert(r.all);
+	cr_assert_eq(dec("{\"v\":1,\"cmd\":\"state\",\"all\":1}", &r, err), -EINVAL);
+	cr_assert(strstr(err, "\"all\" must be true or false"), "%s", err);
+}
+
+Test(amsg_ctl, bounds)
+{
+	uint8_t buf[4 + SK_AMSG_CTL_MAX + 8];
+	char big[SK_AMSG_CTL_MAX + 2];
+	const char *text;
+	uint32_t id;
+	size_t n;
+	long len = sk_amsg_ctl_encode(7, "{\"v\":1}", 7, buf, sizeof(buf));
+
+	cr_assert_eq(len, 11);
+	cr_assert_eq(sk_amsg_ctl_decode(buf, (size_t)len, &id, &text, &n), 0);
+	cr_assert_eq(id, 7);
+	cr_assert_eq(n, 7);
+	cr_assert_eq(memcmp(text, "{\"v\":1}", 7), 0);
+	/* empty, NUL inside, over the channel's bound: refused */
+	cr_assert_eq(sk_amsg_ctl_decode(buf, 4, &id, &text, &n), -EBADMSG);
+	buf[6] = '\0';
+	cr_assert_eq(sk_amsg_ctl_decode(buf, (size_t)len, &id, &text, &n), -EBADMSG);
+	memset(big, 'x', sizeof(big));
+	cr_assert_eq(sk_amsg_ctl_encode(1, big, SK_AMSG_CTL_MAX + 1, buf, sizeof(buf)), -EINVAL);
+	cr_assert_eq(sk_amsg_ctl_decode(buf, 4 + SK_AMSG_CTL_MAX + 1, &id, &text, &n), -EBADMSG);
+	cr_assert_eq(sk_amsg_ctl_encode(1, "x", 1, buf, 4), -ENOSPC);
+}
