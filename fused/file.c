@@ -153,6 +153,7 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct stat st, pre;
 	struct fused_dn_mark m;
 	uint64_t trunc_from = 0;
+	bool existed;
 
 	if (!fh) {
 		fused_ino_put(parent, pfd);
@@ -164,8 +165,8 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	pthread_mutex_lock(&F()->stream_mu);
 	fused_dn_begin(&m);
 	/* an existing name truncated by O_TRUNC: what it held must not stay on the peer */
-	if ((fi->flags & O_TRUNC) && fstatat(pfd, name, &pre, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    S_ISREG(pre.st_mode))
+	existed = fstatat(pfd, name, &pre, AT_SYMLINK_NOFOLLOW) == 0;
+	if ((fi->flags & O_TRUNC) && existed && S_ISREG(pre.st_mode))
 		trunc_from = (uint64_t)pre.st_size;
 	if (fused_active() && fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT &&
 	    (n = fused_child_path(parent, name, fused_tp1)) >= 0) {
@@ -201,7 +202,8 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	}
 	r.fi = *fi;
 	fused_dn_ino(parent, FUSED_DF_NS, 0, 0);
-	fused_dn_ino(r.e.ino, FUSED_DF_META, 0, trunc_from);
+	/* a new file is sent whole: the peer may hold an older file of that name (its holes too) */
+	fused_dn_ino(r.e.ino, FUSED_DF_META | (existed ? 0 : FUSED_DF_WHOLE), 0, trunc_from);
 	if (ahead) {
 		/* the directory's mtime as it is here now (the file's own comes with its close) */
 		struct sk_rmsg_op t = { .type = SK_RMSG_SETATTR, .valid = SK_RV_MTIME };

@@ -520,8 +520,8 @@ static void mk_common(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	op.rdev = r.e.attr.st_rdev;
 	fused_dn_ino(parent, FUSED_DF_NS, 0, 0);
 	/* a new directory: its names (what is created in it is tracked by itself) */
-	fused_dn_ino(r.e.ino, S_ISDIR(r.e.attr.st_mode) ? FUSED_DF_NS | FUSED_DF_META : FUSED_DF_META,
-		     0, 0);
+	fused_dn_ino(r.e.ino, S_ISDIR(r.e.attr.st_mode) ? FUSED_DF_NS | FUSED_DF_META :
+		     S_ISREG(r.e.attr.st_mode) ? FUSED_DF_META | FUSED_DF_WHOLE : FUSED_DF_META, 0, 0);
 	fused_commit(&op, link, link ? strlen(link) : 0, req, &r);
 }
 

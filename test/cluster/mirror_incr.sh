@@ -74,7 +74,9 @@ chown 1234:1234 "$D/keep/f4"
 setfattr -n user.color -v red "$D/keep/f5"
 touch -d '2001-02-03 04:05:06.123456789' "$D/keep/f6"
 mv "$D/mv" "$D/other/mv"                                                           # 20 KiB walked
-MOD=$((102400 + 51200 + 102400 + 1024 + 20480))
+# deleted and made again with a hole where the old file had data: the peer's old bytes must go
+rm "$D/keep/f10" && "$MT_PY" -c 'import sys; f = open(sys.argv[1], "wb"); f.seek(4096); f.write(b"x")' "$D/keep/f10"
+MOD=$((102400 + 51200 + 102400 + 1024 + 20480 + 4097))
 sk_diag "tracked while alone: $(mt_st 1 resync.dirty)"
 rx0=$(rx)
 mt_start_secondary || mt_bail "secondary restart failed"
