@@ -13,6 +13,44 @@ source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init
 
 ST1=${SK_ROOT[1]}/var/lib/steadykit/state-$MT_TAG
+
+# The status: -N ends the request at once (skfused answers and closes), -q1 would wait 1 s each time.
+mt_status() {
+	local sock=$MT_CTL1
+	[ "$1" = 2 ] && sock=$MT_CTL2
+	echo '{"cmd":"status"}' | timeout 3 nc -N -U "$sock" 2>/dev/null | head -n1
+}
+peer_not() { [ "$(mt_st 1 peer)" != "$1" ]; }
+
+# Nine skfused starts: each takes the key derived once (--key-fd, as the agent does) instead of
+# running Argon2id again. Otherwise as mt_start_primary / mt_start_secondary (mirror_common.sh).
+KEYFILE=$SK_TMP/master.key
+(umask 077 && "$MT_TOOLS/derivekey" "$MT_SECRET" >"$KEYFILE") || mt_bail "derivekey"
+export KEYFILE
+mt_start_secondary() {
+	local name=fused2.$((++MT_N2))
+	sk_track_mount "$MT_DIR2"
+	MT_PID2=$(sk_spawn 2 "$name" bash -c 'exec "$0" "$@" 3<"$KEYFILE"' "$MT_FUSED" \
+		--role secondary --dir "$MT_DIR2" --listen "${SK_IP[2]}:$MT_PORT" --key-fd 3 --module-id 1 \
+		--state "${SK_ROOT[2]}/var/lib/steadykit/state-$MT_TAG" --ctl "$MT_CTL2" "$@") || return 1
+	mt_wait_until 10 mt_log_has_ready "$name" ||
+		{ sk_diag "secondary not ready; log:" "$(tail -n 20 "$SK_TMP/$name.log")"; return 1; }
+}
+mt_start_primary() {
+	local name=fused1.$((++MT_N1)) fd
+	if [ -z "${MT_BACK1:-}" ]; then
+		exec {fd}<"$MT_DIR1" || return 1
+		MT_BACK1=/proc/$BASHPID/fd/$fd/.
+	fi
+	sk_track_mount "$MT_DIR1"
+	MT_PID1=$(sk_spawn 1 "$name" bash -c 'exec "$0" "$@" 3<"$KEYFILE"' "$MT_FUSED" \
+		--role primary --dir "$MT_DIR1" --peer "${SK_IP[2]}:$MT_PORT" --key-fd 3 --module-id 1 \
+		--state "${SK_ROOT[1]}/var/lib/steadykit/state-$MT_TAG" --ctl "$MT_CTL1" "$@") || return 1
+	if ! mt_wait_until 10 mt_log_has_ready "$name" || ! mountpoint -q "$MT_DIR1"; then
+		sk_diag "primary not ready/mounted; log:" "$(tail -n 20 "$SK_TMP/$name.log")"
+		return 1
+	fi
+}
 P1LOG() { echo "$SK_TMP/fused1.$MT_N1.log"; }
 
 rx() { sk_in 2 ip -s -j link show dev eth0 | "$MT_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["bytes"])'; }
@@ -24,7 +62,7 @@ rd() { mt_st 1 resync.read_bytes; }
 secondary_away() {
 	sk_term "$MT_PID2"
 	mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'"
-	mt_wait_until 10 bash -c "[ \"\$(echo '{\"cmd\":\"status\"}' | nc -U -q1 '$MT_CTL1' | grep -o '\"peer\":\"[a-z]*\"')\" != '\"peer\":\"connected\"' ]"
+	mt_wait_until 10 peer_not connected
 }
 
 # compare LABEL: primary's backing tree against the secondary's (every treecmp property)
@@ -107,7 +145,7 @@ s1=$(sent)
 sk_kill9 "$MT_PID2"
 umount -l "$MT_DIR2" 2>/dev/null
 sk_diag "C: secondary killed after $s1 bytes of $TOTAL"
-mt_wait_until 10 bash -c "[ \"\$(echo '{\"cmd\":\"status\"}' | nc -U -q1 '$MT_CTL1' | grep -o '\"peer\":\"[a-z]*\"')\" != '\"peer\":\"resyncing\"' ]"
+mt_wait_until 10 peer_not resyncing
 owed=$(mt_st 1 resync.dirty.files)
 mt_start_secondary || mt_bail "secondary restart failed"
 if mt_wait_synced 30; then sk_ok "C: back in sync after the interrupted resync"; else sk_not_ok "C: back in sync after the interrupted resync"; fi
