@@ -291,6 +291,9 @@ bool agent_farmmod_checking(const struct agent_mod *m);
 /* A checker reached its failure count / passed a probe (rejoin once none is failing). */
 void agent_farmmod_check_failed(struct agent_mod *m, const struct sk_conf_checker *ck);
 void agent_farmmod_check_ok(struct agent_mod *m, const struct sk_conf_checker *ck);
+/* `skctl state` of a farm module: VIP held = on lo with the filter attached, no data to be
+ * outdated, the filter's view in words ("node1=100 node2=leaving node3=dead"). */
+void agent_farmmod_fill_ctl(struct agent_mod *m, struct sk_ctl_mod *o);
 
 /* Module log (statedir/module.log, rotated) and transitions (history.c). */
 void agent_mod_log(struct agent_mod *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

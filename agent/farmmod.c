@@ -9,6 +9,7 @@
 
 #include "farm.h"
 #include "log.h"
+#include "nl.h"
 
 /*
  * Rules (docs/agent.md "Farm modules" says the same for operators):
@@ -367,6 +368,21 @@ static uint64_t ck_bit(const struct agent_mod *m, const struct sk_conf_checker *
 	ptrdiff_t i = ck - m->conf.checkers;
 
 	return i >= 0 && i < 64 ? 1ull << i : 0;
+}
+
+void agent_farmmod_fill_ctl(struct agent_mod *m, struct sk_ctl_mod *o)
+{
+	struct agent_farmmod *fm = m->farm;
+	char words[256];
+
+	o->uptodate = true; /* a farm has no replicated data */
+	o->vip_held = fm && fm->farm && sk_nl_addr_has("lo", &m->conf.vip.addr) > 0;
+	if (fm && fm->farm) {
+		agent_farm_words(fm->farm, words, sizeof(words));
+		snprintf(o->data_words, sizeof(o->data_words), "farm view: %.200s", words);
+	} else {
+		snprintf(o->data_words, sizeof(o->data_words), "farm filter not attached here");
+	}
 }
 
 void agent_farmmod_check_failed(struct agent_mod *m, const struct sk_conf_checker *ck)

@@ -815,6 +815,8 @@ void agent_mod_fill_ctl(struct agent_mod *m, struct sk_ctl_mod *o)
 	snprintf(o->reason, sizeof(o->reason), "%s", m->reason);
 	o->since_ms = m->since_ms;
 	agent_fused_fill_ctl(m, o); /* generations and resync progress (agent/fused.c) */
+	if (m->conf.kind == SK_MOD_FARM)
+		agent_farmmod_fill_ctl(m, o); /* the filter's view instead (agent/farmmod.c) */
 }
 
 void agent_mod_plan(struct agent_mod *m, enum sk_mod_state to, const char *cause, const int *steps,

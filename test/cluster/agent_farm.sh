@@ -181,6 +181,10 @@ b1=$(hold_field "$SK_TMP/hold1" node1 broken) b2=$(hold_field "$SK_TMP/hold1" no
 	sk_not_ok "survivors' long connections unbroken ($b1/$b2): $(head -3 "$SK_TMP/hold1")"
 modlog 1 | grep -q "farm view (node3 .*silent" && sk_ok "node1's module log: the view changed when node3 fell silent" ||
 	sk_not_ok "node1 logged the view change at node3's death"
+st=$("$SKCTL" --root "${SK_ROOT[1]}" state -m "$MOD" 2>&1)
+grep -q "farm view: node1=100 node2=100 node3=dead" <<<"$st" && grep -q "$VIP/32 on eth0 (held)" <<<"$st" &&
+	! grep -q outdated <<<"$st" && sk_ok "skctl state on node1: VIP held, the view in words (node3=dead)" ||
+	sk_not_ok "skctl state shows the farm's view: $st"
 
 # --- C: node3 returns ---------------------------------------------------------------------------
 H2=$(hold hold2)
