@@ -41,6 +41,7 @@ struct agent_farmmod {
 	bool restart;       /* ... and the application is to be restarted (stop_both, start_both) */
 	uint64_t failing;   /* checkers (bit = index) that failed and have not passed since */
 	uv_timer_t lease;   /* renews the filter's lease every heartbeat interval */
+	bool lease_failing;
 	uint64_t alive_ms[SK_NODE_SLOTS]; /* when each node was last declared alive */
 	char pin_dir[AGENT_PATH];
 	char err[400];
@@ -149,8 +150,18 @@ static void on_lease(uv_timer_t *t)
 	struct agent_mod *m = t->data;
 	struct agent_farmmod *fm = m->farm;
 
-	if (fm && fm->farm && agent_farm_lease(fm->farm, m->a->hb_timeout_ms) < 0)
-		agent_mod_log(m, "farm: %s", agent_farm_err(fm->farm));
+	int rc;
+
+	if (!fm || !fm->farm)
+		return;
+	rc = agent_farm_lease(fm->farm, m->a->hb_timeout_ms);
+	/* said once per episode: this runs every heartbeat interval */
+	if (rc < 0 && !fm->lease_failing)
+		agent_mod_log(m, "farm: %s (the filter drops this node's buckets once the lease "
+			      "ends)", agent_farm_err(fm->farm));
+	else if (rc == 0 && fm->lease_failing)
+		agent_mod_log(m, "farm: lease renewed again");
+	fm->lease_failing = rc < 0;
 }
 
 static void detach_now(struct agent_mod *m)
