@@ -31,8 +31,6 @@
 /* a name that is not in any tree: the checksum request for it is a mere round trip */
 static const char probe_path[] = ".skfused-probe.does-not-exist";
 
-static uint64_t root_dev;
-
 bool fused_rs_incr_usable(struct walker *w)
 {
 	struct fused *f = w->f;
@@ -67,6 +65,7 @@ bool fused_rs_incr_usable(struct walker *w)
 /* An O_PATH fd of a tracked handle, only if it is in our tree's file system. */
 static int open_dh(struct fused *f, const struct fused_dh *h, struct stat *st)
 {
+	struct stat rst;
 	union {
 		struct file_handle fh;
 		uint8_t b[sizeof(struct file_handle) + FUSED_DH_MAX];
@@ -79,7 +78,7 @@ static int open_dh(struct fused *f, const struct fused_dh *h, struct stat *st)
 	fd = open_by_handle_at(f->root_fd, &u.fh, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno; /* ESTALE: deleted since; its directory's listing removed it */
-	if (fstat(fd, st) < 0 || (uint64_t)st->st_dev != root_dev) {
+	if (fstat(fd, st) < 0 || fstat(f->root_fd, &rst) < 0 || st->st_dev != rst.st_dev) {
 		close(fd);
 		return -EXDEV;
 	}
@@ -438,13 +437,9 @@ int fused_rs_incr_run(struct walker *w)
 	struct round rd = { 0 };
 	struct sk_rmsg_op end = { .type = SK_RMSG_RS_END };
 	struct sk_rmsg_sums s;
-	struct stat rst;
 	uint64_t t0 = sk_now_us(), cur = 0;
 	int rc = 0, round;
 
-	if (fstat(f->root_fd, &rst) < 0)
-		return -EAGAIN;
-	root_dev = (uint64_t)rst.st_dev;
 	fused_dirty_get_stats(fused_dirty_g, &ds);
 	atomic_store(&f->rs_total_bytes, ds.bytes);
 	sk_info("resync (incremental): %llu directories, %llu files (%llu whole), %llu bytes tracked",
@@ -542,13 +537,11 @@ size_t fused_dirty_paths(struct fused *f, size_t max,
 			 void *arg)
 {
 	struct pcopy c = { .max = max };
-	struct stat rst;
 	size_t given = 0;
 	char p[PATH_MAX];
 
-	if (!fused_dirty_g || !max || fstat(f->root_fd, &rst) < 0)
+	if (!fused_dirty_g || !max)
 		return 0;
-	root_dev = (uint64_t)rst.st_dev;
 	c.h = calloc(max, sizeof(*c.h));
 	c.flags = calloc(max, sizeof(*c.flags));
 	c.bytes = calloc(max, sizeof(*c.bytes));
