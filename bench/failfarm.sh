@@ -82,7 +82,9 @@ done
 
 start_agent() {
 	NRUN[$1]=$((NRUN[$1] + 1))
-	sk_spawn "$1" "agent$1.${NRUN[$1]}" "$AGENTD" --root "${SK_ROOT[$1]}" --node "node$1" >/dev/null
+	local pid # in a command substitution: its kill -9 is not reported as this shell's job
+	pid=$(sk_spawn "$1" "agent$1.${NRUN[$1]}" "$AGENTD" --root "${SK_ROOT[$1]}" --node "node$1") &&
+		[ -n "$pid" ]
 }
 code() { local rc=0; timeout 10 "$SKCTL" --root "${SK_ROOT[$1]}" state -m "$MOD" -lq >/dev/null 2>&1 || rc=$?; echo "$rc"; }
 all_up() { [ "$(code 1)" = 2 ] && [ "$(code 2)" = 2 ] && [ "$(code 3)" = 2 ]; }

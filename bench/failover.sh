@@ -185,7 +185,7 @@ if [[ " $FAULTS " == *" farm "* ]] && [ "$FAILED" = 0 ]; then
 	: >"$RES/farm.ms"
 	RUNS=$RUNS MAX_S=$MAX_S HB_INTERVAL_MS=${HB_INTERVAL_MS:-} HB_TIMEOUT_MS=${HB_TIMEOUT_MS:-} \
 		bash "$src/bench/failfarm.sh" "$RES/farm.ms" 2>&1 | tee "$RES/farm.txt" |
-		grep -v '^bench/failfarm.sh: line [0-9]*: .* Killed'
+		grep -v 'failfarm.sh: line [0-9]*: .* Killed'
 	[ "${PIPESTATUS[0]}" = 0 ] || FAILED=1
 	grep '^farm:' "$RES/farm.txt" >>"$RES/summary.txt"
 	cat "$RES/farm.ms" >>"$RES/all.ms"
