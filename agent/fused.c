@@ -672,19 +672,22 @@ static void human_bytes(uint64_t b, char *out, size_t cap)
 	snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", v, u[i]);
 }
 
-/* " by 3.2 GiB, 120 files" when skfused knows, else "". */
+/* " by 3.2 GiB, 120 files" (or " by 1 file" when no extent is counted) when skfused knows, else "". */
 static void by_how_much(uint64_t files, uint64_t bytes, char *out, size_t cap)
 {
 	char b[32];
 
 	out[0] = '\0';
-	if (bytes == UINT64_MAX && files == UINT64_MAX)
+	if ((bytes == UINT64_MAX || bytes == 0) && (files == UINT64_MAX || files == 0))
 		return;
 	human_bytes(bytes == UINT64_MAX ? 0 : bytes, b, sizeof(b));
-	if (files == UINT64_MAX)
+	if (files == UINT64_MAX || files == 0)
 		snprintf(out, cap, " by %s", b);
+	else if (bytes == UINT64_MAX || bytes == 0)
+		snprintf(out, cap, " by %llu file%s", (unsigned long long)files, files == 1 ? "" : "s");
 	else
-		snprintf(out, cap, " by %s, %llu files", b, (unsigned long long)files);
+		snprintf(out, cap, " by %s, %llu file%s", b, (unsigned long long)files,
+			 files == 1 ? "" : "s");
 }
 
 /* A sentence into a bounded field: cut at its end (these are words for people). */

@@ -56,10 +56,13 @@ table inet gen_t {
 }
 EOF
 echo "written while node2 is cut off" >"$(at_data 1)/behind.txt" # waits up to the 2 s budget
-behind_words() { data_line 1 | grep -q "node2 is behind node1 (outdated since"; }
+behind_words() { data_line 1 | grep -q "node2 is behind node1 .*(outdated since"; }
 node2_outdated() { [ "$(at_field 2 uptodate)" = false ]; }
 sk_check "the primary says in words that node2 is behind it, and since when" sk_wait_for 10 behind_words
 sk_diag "$(data_line 1)"
+by_words() { data_line 1 | grep -q "node2 is behind node1 by .*file"; }
+sk_check "... and by how much, from the primary's dirty tracker (files written while alone)" \
+	sk_wait_for 5 by_words
 sk_check "node2's agent knows its copy is outdated (the primary says the peer is behind)" \
 	sk_wait_for 10 node2_outdated
 kill_node 1 # first: with the port open again, node1 would resync node2 at once
@@ -91,7 +94,7 @@ fi
 # ---- 2. both down; the outdated one returns first and waits; then the newest returns ---------
 kill_node 2
 at_start 2 || at_bail "agent 2 again"
-sleep 4.5 # past the startup grace (3 s): by itself it would have decided by now
+sleep 3.6 # past the startup grace (3 s): by itself it would have decided by now
 if at_code_is 2 1 && ! at_is_primary 2; then
 	sk_ok "both down, the outdated node2 returns first: it waits (WAIT) past the startup grace"
 else
@@ -142,7 +145,7 @@ if data_line "$P" | grep -q "prim -m $AT_MOD --force" && data_line "$S" | grep -
 else
 	sk_not_ok "skctl state on both nodes says so and what to do (skctl prim --force)"
 fi
-sleep 3 # time for a resync that must not happen
+sleep 2 # time for a resync that must not happen
 if [ -e "$(at_data "$S")/only$S.txt" ] && [ ! -e "$(at_data "$S")/only$P.txt" ] &&
 	grep -q "node$S version" "$(at_data "$S")/common.txt"; then
 	sk_ok "no automatic resync of a diverged pair: node$S keeps its own files"
