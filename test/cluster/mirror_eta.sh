@@ -2,6 +2,7 @@
 # test/cluster/mirror_eta.sh: resync progress in skfused's status: done never passes total, the rate
 # is measured, and the ETA given once 10 % is done is within 25 % of the time the resync really
 # took from there (a 96 MiB first sync paced by --resync-rate so there is time to measure).
+# Both nodes start from state files of the single-counter days (generation=N): they migrate.
 set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init
@@ -15,7 +16,20 @@ RATE_MB=8
 for i in $(seq -w 1 24); do
 	head -c $((4 << 20)) /dev/urandom >"$MT_DIR1/f$i" || mt_bail "tree"
 done
+# state files of the single-counter days: the primary at generation 6, the secondary behind at 5
+for n in 1 2; do
+	mkdir -p "${SK_ROOT[$n]}/var/lib/steadykit/state-$MT_TAG" && chmod 700 "${SK_ROOT[$n]}/var/lib/steadykit/state-$MT_TAG"
+done
+printf 'role=primary\npeer_in_sync=0\nconsistent=0\ngeneration=6\nro_mounted=0\n' \
+	>"${SK_ROOT[1]}/var/lib/steadykit/state-$MT_TAG/state"
+printf 'role=secondary\npeer_in_sync=0\nconsistent=1\ngeneration=5\nro_mounted=0\n' \
+	>"${SK_ROOT[2]}/var/lib/steadykit/state-$MT_TAG/state"
 mt_start_secondary || mt_bail "secondary did not start"
+if [ "$(mt_st 2 gen.current)" = 5 ] && [ "$(mt_st 2 gen.history)" = "['4', '3', '2', '1']" ]; then
+	sk_ok "an old state file (generation=5) loads: current 5, history 4..1"
+else
+	sk_not_ok "an old state file (generation=5) loads: current 5, history 4..1 ($(mt_st 2 gen.current) $(mt_st 2 gen.history))"
+fi
 mt_start_primary --resync-rate "$RATE_MB" || mt_bail "primary did not start"
 
 # samples every 0.25 s (straight from the control socket): seconds, done, total, rate, eta, state
@@ -88,6 +102,12 @@ if [ "${rate:-0}" -gt $((RATE_MB * 1048576 / 2)) ] && [ "${rate:-0}" -lt $((RATE
 	sk_ok "the rate shown ($rate B/s) is the pace asked ($RATE_MB MB/s) within a factor of 2"
 else
 	sk_not_ok "the rate shown (${rate:-none} B/s) is the pace asked ($RATE_MB MB/s) within a factor of 2"
+fi
+sec_adopted() { [ "$(mt_st 2 gen.current)" = 6 ] && grep -q '^gen_current=6$' "${SK_ROOT[2]}/var/lib/steadykit/state-$MT_TAG/state"; }
+if [ "$(mt_st 1 gen.current)" = 6 ] && mt_wait_until 5 sec_adopted; then
+	sk_ok "migrated primary (6) was newer than the migrated secondary (5): resynced, which took generation 6"
+else
+	sk_not_ok "migrated primary (6) newer than the secondary (5): resynced, secondary takes 6 (now $(mt_st 1 gen.current) / $(mt_st 2 gen.current))"
 fi
 if diff -r "$MT_DIR1" "$MT_DIR2" >/dev/null; then sk_ok "trees equal after the paced resync"; else sk_not_ok "trees equal after the paced resync"; fi
 sk_done
