@@ -139,8 +139,11 @@ static void on_member(void *arg, struct agent *a, uint8_t node_id, bool alive)
 	if (alive && m->farm && node_id < SK_NODE_SLOTS)
 		m->farm->alive_ms[node_id] = agent_now_ms();
 	/* the failover path: the dead node's buckets move now, not at the next decision */
-	snprintf(why, sizeof(why), "%.60s %.90s", p ? p->node->name : "a node",
-		 alive ? "alive" : p && p->died_words[0] ? p->died_words : "dead");
+	if (!alive && p && p->died_words[0])
+		snprintf(why, sizeof(why), "%.150s", p->died_words); /* "node3 silent on lan for 412 ms" */
+	else
+		snprintf(why, sizeof(why), "%.60s %s", p ? p->node->name : "a node",
+			 alive ? "alive" : "dead");
 	refresh(m, why);
 	agent_mod_kick(m);
 }
