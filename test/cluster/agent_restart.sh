@@ -77,6 +77,7 @@ app1=$(app_pid 1) || sk_diag "no application on node1"
 fu1=$(at_fused_pid 1) || sk_diag "no skfused on node1"
 fu2=$(at_fused_pid 2) || sk_diag "no skfused on node2"
 t2=$(trans_count 2)
+t1=$(trans_count 1)
 old_agent=${AT_AGENT_PID[1]}
 sk_kill9 "$old_agent"
 t0=$(date +%s%N)
@@ -92,6 +93,11 @@ fi
 sk_check "A: the application kept its pid ($app1)" test "$(app_pid 1)" = "$app1"
 sk_check "A: node1's skfused kept its pid ($fu1)" test "$(at_fused_pid 1)" = "$fu1"
 sk_check "A: node2's skfused kept its pid ($fu2)" test "$(at_fused_pid 2)" = "$fu2"
+count_comm() { local p n=0; for p in $(at_pids_of "$1"); do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$2" ] && n=$((n + 1)); done; echo "$n"; }
+sk_check "A: one skfused and one application on node1 (nothing started a second time)" \
+	test "$(count_comm 1 skfused) $(count_comm 1 python3)" = "1 1"
+sk_check "A: node1 recorded only the takeover (one entry, no STOP/WAIT/ALONE steps)" \
+	test "$(trans_count 1)" = "$((t1 + 1))"
 sk_check "A: node1's module log says it took skfused over" \
 	sh -c "grep -q 'agent restarted: skfused primary (pid $fu1, peer connected) taken over as PRIM' '$(at_state_dir 1)/module.log'"
 sk_check "A: skctl why on node1 says so" \
@@ -111,6 +117,7 @@ sk_check "A: a new client request is served" at_fetch hello.txt
 
 # ---- B: SIGHUP to the secondary's agent: executes itself again in place ----
 t1=$(trans_count 1)
+t2=$(trans_count 2)
 fu2=$(at_fused_pid 2)
 a2=${AT_AGENT_PID[2]}
 kill -HUP "$a2"
@@ -119,6 +126,8 @@ sk_check "B: after SIGHUP node2's agent took its skfused over" sk_wait_for 10 re
 sk_check "B: node2's agent kept its pid" kill -0 "$a2"
 sk_check "B: node2 SECOND, node1 PRIM" sk_wait_for 10 back
 sk_check "B: node2's skfused kept its pid" test "$(at_fused_pid 2)" = "$fu2"
+sk_check "B: one skfused on node2" test "$(count_comm 2 skfused)" = 1
+sk_check "B: node2 recorded only the takeover" test "$(trans_count 2)" = "$((t2 + 1))"
 sleep 1
 sk_check "B: node1 recorded no transition" test "$(trans_count 1)" = "$t1"
 sk_check "B: node1's application kept its pid" test "$(app_pid 1)" = "$app1"
