@@ -57,12 +57,10 @@ conf() {
 	{
 	  "name": "$AT_MOD", "id": $7, "kind": "mirror", "nodes": [$6],
 	  "vip": { "addr": "$5", "prefix": 24, "interface": "eth0" },
-	  "replication": { "dirs": ["$AT_DATA_REL"], "mode": "sync", "latency_budget_ms": $((2 * LEASE_MS)) },
-	  "scripts": { "start_prim": { "timeout_s": 20 }, "stop_prim": { "timeout_s": 20 } }
+	  "replication": { "dirs": ["$AT_DATA_REL"], "mode": "sync", "latency_budget_ms": $((2 * LEASE_MS)) }
 	}
 	EOF
-	cp "$SK_SRC/examples/mirror/bin/start_prim" "$SK_SRC/examples/mirror/bin/stop_prim" "$mod/bin/" ||
-		at_bail "scripts"
+	# no application scripts: what is tested is who may write, through the mount itself
 	sk_track_mount "$root$AT_DATA_REL"
 }
 node() { printf '{ "name": "node%s", "id": %s, %s"addresses": { "lan": "%s" } }' "$1" "$1" "${2:-}" "${SK_IP[$1]}"; }
