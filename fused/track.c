@@ -124,6 +124,8 @@ int fused_state_load(struct fused *f)
 		path_value(line, "aside_last=", f->aside_last, sizeof(f->aside_last));
 	}
 	fclose(fp);
+	if (f->role == FUSED_SECONDARY)
+		f->survivor = false; /* a choice made for this copy as primary ends when it serves no more */
 	if (!have_gen && old_gen) {
 		f->gen.current = old_gen;
 		f->gen.n_hist = 0;
@@ -291,8 +293,13 @@ int fused_gen_on_start(struct fused *f, const struct sk_gen_wire *prim, bool sur
 	else if (v == SK_GEN_V_PRIMARY_OLDER)
 		sk_warn("refusing the primary: its copy (%s) is older than ours (%s); only skctl prim "
 			"--force on it makes it the reference", theirs, mine);
-	else if (v == SK_GEN_V_FORCED && fused_aside_begin(f) < 0)
-		return SK_GEN_V_DIVERGED; /* nowhere to keep our changes: refuse rather than lose them */
+	else if (v == SK_GEN_V_FORCED && fused_aside_begin(f) < 0) {
+		/* nowhere to keep our changes: refuse rather than lose them */
+		pthread_mutex_lock(&f->state_mu);
+		f->peer_verdict = SK_GEN_V_DIVERGED;
+		pthread_mutex_unlock(&f->state_mu);
+		return SK_GEN_V_DIVERGED;
+	}
 	else if (v == SK_GEN_V_FORCED)
 		sk_warn("the primary is the operator's survivor (%s over ours %s): what the resync "
 			"changes or removes here is kept first in %s", theirs, mine, f->aside);
