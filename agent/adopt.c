@@ -438,7 +438,7 @@ bool agent_systemd_restarting(void)
 	sd_bus_message *r = NULL;
 	const char *path = NULL;
 	char *unit = NULL, *type = NULL;
-	uint32_t id = 0;
+	uint32_t id = 0, main_pid = 0;
 
 	if (!getenv("INVOCATION_ID") || sd_bus_open_system(&bus) < 0)
 		return false; /* not started by systemd */
@@ -450,6 +450,12 @@ bool agent_systemd_restarting(void)
 		goto out;
 	sd_bus_message_unref(r);
 	r = NULL;
+	/* only as the unit's main process: an agent started by hand from a shell inside some
+	 * other service's cgroup (a CI runner) must not read that service's job */
+	if (sd_bus_get_property_trivial(bus, "org.freedesktop.systemd1", unit,
+					"org.freedesktop.systemd1.Service", "MainPID", &e, 'u',
+					&main_pid) < 0 || main_pid != (uint32_t)getpid())
+		goto out;
 	if (sd_bus_get_property(bus, "org.freedesktop.systemd1", unit, "org.freedesktop.systemd1.Unit",
 				"Job", &e, &r, "(uo)") < 0 ||
 	    sd_bus_message_read(r, "(uo)", &id, &path) < 0 || id == 0)
