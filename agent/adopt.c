@@ -25,7 +25,7 @@
 #endif
 
 #define STATUS_TIMEOUT_MS 1000
-#define STATUS_MAX 65536 /* skfused's status is ~1-3 KiB; room for it to grow */
+#define STATUS_MAX 65536 /* above the 8 KiB of the status poll (fused.c): room for it to grow */
 #define REEXEC_WAIT_MS 100
 #define REEXEC_TRIES 600 /* 60 s for running plans to end */
 
