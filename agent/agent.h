@@ -348,6 +348,8 @@ int agent_witness_start(struct agent *a); /* after the modules; no-op without a 
 void agent_witness_stop(struct agent *a);
 /* May m be (or become) primary with its peer dead? false: why says what is missing. */
 bool agent_witness_allow(struct agent_mod *m, char *why, size_t cap);
+/* skctl prim --force: the lease is asked for even if the last holder went on alone. */
+void agent_witness_force(struct agent_mod *m);
 /* The gate refused a takeover of m that still stands (peer dead): decide() retries it. */
 bool agent_witness_takeover(struct agent_mod *m);
 /* skagentd --witness: serve lease requests until SIGTERM. */

@@ -773,6 +773,8 @@ int agent_mod_cmd(struct agent_mod *m, enum sk_ctl_verb verb, bool force, char *
 		m->noprim = m->noprim_failed = false;
 		m->retry_ms = 0;
 		m->fused.survivor_pending = force; /* sent once skfused serves as primary */
+		if (force)
+			agent_witness_force(m); /* agent/witness.c: the lease even after a lone holder */
 		go_primary(m, force ? "operator: prim --force" : "operator: prim", 0, 0);
 		return 0;
 	case SK_CTL_SECOND:

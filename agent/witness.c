@@ -49,6 +49,7 @@ struct wmod {
 	uint64_t want_ms;        /* a takeover asked for the lease at this time */
 	uint64_t vouch_ms;       /* last time we announced SECOND, not busy */
 	bool takeover;           /* the gate refused a takeover; re-evaluate on witness news */
+	uint64_t force_until_ms; /* skctl prim --force: requests carry FORCE until then */
 	bool released;
 	/* skfused fence feed */
 	uv_pipe_t *pipe;
@@ -214,6 +215,13 @@ static bool held(struct wmod *w, uint64_t now)
 static void lease_send(struct wmod *w, uint8_t op, uint64_t now)
 {
 	struct sk_lease_req q = { .node = W.a->self->id, .op = op, .module = w->m->conf.id };
+
+	/* the witness keeps the last holder's word that its peer is behind (it went on alone),
+	 * so that peer does not take over with an older copy when the holder dies */
+	if (is_primary(w->m) && w->m->peer_out)
+		q.flags |= SK_LEASE_F_PEER_OUT;
+	if (now < w->force_until_ms)
+		q.flags |= SK_LEASE_F_FORCE;
 	uint8_t pl[SK_LEASE_REQ_LEN], buf[SK_PROTO_HDR_LEN + SK_LEASE_REQ_LEN + SK_PROTO_MAC_LEN];
 	long pn, n;
 
@@ -308,9 +316,10 @@ static void on_reply(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 		return;
 	/* the witness does not count us as the holder now: whatever we thought, we hold nothing */
 	if (w->held_until_ms) {
-		agent_mod_log(w->m, "lease lost: witness says %s%s", r.result == SK_LEASE_HELD ?
-			      "held by node id " : r.result == SK_LEASE_GRACE ? "starting (grace)" :
-			      "table full", "");
+		agent_mod_log(w->m, "lease lost: witness says %s", r.result == SK_LEASE_HELD ?
+			      "held by another node" : r.result == SK_LEASE_GRACE ? "starting (grace)" :
+			      r.result == SK_LEASE_BEHIND ? "the last holder went on alone" :
+			      "table full");
 		w->held_until_ms = 0;
 		agent_mod_kick(w->m);
 	}
@@ -527,6 +536,14 @@ bool agent_witness_allow(struct agent_mod *m, char *why, size_t cap)
 			snprintf(holder, sizeof(holder), " (held by %s)", hn ? hn->name : "?");
 		} else if (w->last_result == SK_LEASE_GRACE) {
 			snprintf(holder, sizeof(holder), " (witness starting)");
+		} else if (w->last_result == SK_LEASE_BEHIND) {
+			const struct sk_conf_node *hn = sk_conf_node_by_id(&W.a->cluster, w->holder);
+
+			snprintf(why, cap, "%s lost; its last lease holder %s went on alone: this copy "
+				 "lacks what it acknowledged since; skctl prim -m %s --force serves it "
+				 "anyway (those writes are lost)", m->peer->node->name, hn ? hn->name : "?",
+				 m->conf.name);
+			return false;
 		}
 		snprintf(why, cap, "%s lost and the lease of witness %s is not ours%s: %s",
 			 m->peer->node->name, W.wnode->name, holder,
@@ -543,6 +560,16 @@ bool agent_witness_allow(struct agent_mod *m, char *why, size_t cap)
 	}
 	w->takeover = false;
 	return true;
+}
+
+void agent_witness_force(struct agent_mod *m)
+{
+	struct wmod *w = wmod_of(m);
+
+	if (w && W.lease) {
+		w->force_until_ms = agent_now_ms() + 10000;
+		agent_mod_log(m, "operator forces this copy: lease requests carry FORCE for 10 s");
+	}
 }
 
 bool agent_witness_takeover(struct agent_mod *m)

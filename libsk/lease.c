@@ -10,13 +10,13 @@ long sk_lease_req_encode(const struct sk_lease_req *q, uint8_t *buf, size_t cap)
 {
 	if (cap < SK_LEASE_REQ_LEN)
 		return -ENOSPC;
-	if (!q->node || !q->module || !q->nonce ||
+	if (!q->node || !q->module || !q->nonce || (q->flags & ~SK_LEASE_F__ALL) ||
 	    (q->op != SK_LEASE_ACQUIRE && q->op != SK_LEASE_RELEASE))
 		return -EINVAL;
 	buf[0] = SK_LEASE_VERSION;
 	buf[1] = q->node;
 	buf[2] = q->op;
-	buf[3] = 0;
+	buf[3] = q->flags;
 	sk_put_u32(buf + 4, q->module);
 	sk_put_u64(buf + 8, q->nonce);
 	return SK_LEASE_REQ_LEN;
@@ -24,11 +24,13 @@ long sk_lease_req_encode(const struct sk_lease_req *q, uint8_t *buf, size_t cap)
 
 int sk_lease_req_decode(const uint8_t *p, size_t len, struct sk_lease_req *q)
 {
-	if (len != SK_LEASE_REQ_LEN || p[0] != SK_LEASE_VERSION || p[1] == 0 || p[3] != 0 ||
+	if (len != SK_LEASE_REQ_LEN || p[0] != SK_LEASE_VERSION || p[1] == 0 ||
+	    (p[3] & ~SK_LEASE_F__ALL) ||
 	    (p[2] != SK_LEASE_ACQUIRE && p[2] != SK_LEASE_RELEASE))
 		return -EBADMSG;
 	q->node = p[1];
 	q->op = p[2];
+	q->flags = p[3];
 	q->module = sk_get_u32(p + 4);
 	q->nonce = sk_get_u64(p + 8);
 	return q->module && q->nonce ? 0 : -EBADMSG;
@@ -39,7 +41,7 @@ long sk_lease_reply_encode(const struct sk_lease_reply *r, uint8_t *buf, size_t 
 	if (cap < SK_LEASE_REPLY_LEN)
 		return -ENOSPC;
 	if (!r->witness || !r->module || !r->nonce || r->result < SK_LEASE_GRANTED ||
-	    r->result > SK_LEASE_RELEASED || r->valid_ms > SK_LEASE_VALID_MAX)
+	    r->result > SK_LEASE_BEHIND || r->valid_ms > SK_LEASE_VALID_MAX)
 		return -EINVAL;
 	buf[0] = SK_LEASE_VERSION;
 	buf[1] = r->witness;
@@ -55,7 +57,7 @@ long sk_lease_reply_encode(const struct sk_lease_reply *r, uint8_t *buf, size_t 
 int sk_lease_reply_decode(const uint8_t *p, size_t len, struct sk_lease_reply *r)
 {
 	if (len != SK_LEASE_REPLY_LEN || p[0] != SK_LEASE_VERSION || p[1] == 0 ||
-	    p[2] < SK_LEASE_GRANTED || p[2] > SK_LEASE_RELEASED)
+	    p[2] < SK_LEASE_GRANTED || p[2] > SK_LEASE_BEHIND)
 		return -EBADMSG;
 	r->witness = p[1];
 	r->result = p[2];
@@ -103,8 +105,11 @@ void sk_lease_table_ask(struct sk_lease_table *t, uint64_t now_ms, const struct 
 		if (t->e[i].module == q->module)
 			e = &t->e[i];
 	if (q->op == SK_LEASE_RELEASE) {
-		if (e && e->holder == q->node && e->until_ms > now_ms)
-			e->until_ms = now_ms;
+		if (e && e->holder == q->node) {
+			if (e->until_ms > now_ms)
+				e->until_ms = now_ms;
+			e->peer_out = q->flags & SK_LEASE_F_PEER_OUT;
+		}
 		r->result = SK_LEASE_RELEASED;
 		if (e) {
 			r->holder = e->holder;
@@ -137,11 +142,18 @@ void sk_lease_table_ask(struct sk_lease_table *t, uint64_t now_ms, const struct 
 		r->valid_ms = ms_until(e->until_ms + t->margin_ms, now_ms);
 		return;
 	}
+	if (e->holder && e->holder != q->node && e->peer_out && !(q->flags & SK_LEASE_F_FORCE)) {
+		r->result = SK_LEASE_BEHIND;
+		r->holder = e->holder;
+		r->epoch = e->epoch;
+		return;
+	}
 	if (e->holder != q->node) {
 		e->holder = q->node;
 		e->epoch++;
 	}
 	e->until_ms = now_ms + t->lease_ms;
+	e->peer_out = q->flags & SK_LEASE_F_PEER_OUT;
 	r->result = SK_LEASE_GRANTED;
 	r->holder = e->holder;
 	r->epoch = e->epoch;

@@ -28,17 +28,24 @@ enum sk_lease_result {
 	SK_LEASE_GRACE = 3,   /* the witness just started: it grants nothing new for valid_ms */
 	SK_LEASE_FULL = 4,    /* the witness's table is full */
 	SK_LEASE_RELEASED = 5,
+	SK_LEASE_BEHIND = 6,  /* the last holder went on alone: the requester's copy is older */
 };
+
+/* Request flags (byte 3). */
+#define SK_LEASE_F_PEER_OUT 0x01 /* holder: my peer's copy is behind mine (I went on alone) */
+#define SK_LEASE_F_FORCE 0x02    /* the operator forces this node (skctl prim --force) */
+#define SK_LEASE_F__ALL 0x03
 
 /*
  * Request, version 1, exactly 16 bytes (big-endian):
- *   0 u8 version | 1 u8 node id (requester, 1..255) | 2 u8 op (enum sk_lease_op) | 3 u8 0
+ *   0 u8 version | 1 u8 node id (requester, 1..255) | 2 u8 op (enum sk_lease_op) | 3 u8 flags
  *   4 u32 module id (!= 0) | 8 u64 nonce (!= 0, echoed in the reply)
  */
 #define SK_LEASE_REQ_LEN 16
 struct sk_lease_req {
 	uint8_t node;
 	uint8_t op;
+	uint8_t flags; /* SK_LEASE_F_* */
 	uint32_t module;
 	uint64_t nonce;
 };
@@ -74,7 +81,10 @@ int sk_lease_reply_decode(const uint8_t *p, size_t len, struct sk_lease_reply *r
  *  - the holder renews: its lease runs lease_ms from now;
  *  - another node gets the lease only once the holder's lease ended margin_ms ago (on this
  *    clock); the epoch is bumped at each change of holder;
- *  - RELEASE by the holder ends its lease at once (the next node still waits margin_ms).
+ *  - RELEASE by the holder ends its lease at once (the next node still waits margin_ms);
+ *  - the holder says in each request whether its peer's copy is behind (it went on alone); while
+ *    the last holder said so, another node gets the lease only with FORCE (SK_LEASE_BEHIND):
+ *    its copy lacks what the holder acknowledged alone.
  */
 #define SK_LEASE_TABLE_MAX 256
 /* The witness's margin for a lease of lease_ms: lease_ms / 8, at least 200 ms. */
@@ -87,6 +97,7 @@ struct sk_lease_entry {
 	uint8_t holder;
 	uint64_t until_ms; /* holder's lease ends */
 	uint64_t epoch;
+	bool peer_out;     /* the holder's last word: its peer's copy is behind */
 };
 struct sk_lease_table {
 	uint32_t lease_ms, margin_ms;

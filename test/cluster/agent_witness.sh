@@ -285,6 +285,12 @@ sk_sigcont "${AT_AGENT_PID[6]}"
 not_prim() { ! at_is_primary "$1"; }
 sk_check "agent SIGCONT: node6 stops serving (its lease is gone)" sk_wait_for 10 not_prim 6
 sk_diag "t+$(($(date +%s) - T_START)) s"
+# node7 went on alone (ALONE, node6 still cut off and behind); now node7 dies for good: node6's
+# older copy must not take over by itself, whatever the witness's clock says
+n6_took=$(took 6)
+# shellcheck disable=SC2046
+kill -KILL $(at_pids_of 7) 2>/dev/null
+T_KILL7=$(date +%s)
 sk_check "agent SIGSTOP: node6's skfused logged its refusals" \
 	sh -c "grep -q 'writes refused (EROFS)' '$(at_state_dir 6)/module.log'"
 
@@ -303,5 +309,14 @@ sk_check "partition: node1 stopped serving (WAIT)" sk_wait_for 5 at_code_is 1 1
 sk_check "partition: skctl why on node1 names the lease" \
 	sh -c "'$AT_SKCTL' --root '${SK_ROOT[1]}' why -m $AT_MOD | grep -q lease"
 sk_diag "node2 why: $(at_ctl 2 why -m "$AT_MOD" -n 1)"
+
+# ---- node7 (alone, holding the lease) killed: node6 (behind) waits; the operator can force ----
+sk_wait_for 5 sh -c "[ \$((\$(date +%s) - $T_KILL7)) -ge 4 ]"
+sk_check "lone holder node7 killed: node6 (older copy) did not take over in $(($(date +%s) - T_KILL7)) s" \
+	test "$(took 6)" = "$n6_took"
+sk_check "... node6 says the last holder went on alone and what to do" \
+	sh -c "'$AT_SKCTL' --root '${SK_ROOT[6]}' state -m $AT_MOD | grep -q 'went on alone'"
+at_ctl 6 prim -m "$AT_MOD" --force --yes >/dev/null 2>&1 || at_ctl 6 prim -m "$AT_MOD" --force </dev/null >/dev/null 2>&1
+sk_check "skctl prim --force on node6: it takes the lease (FORCE) and serves" sk_wait_for 15 at_is_primary 6
 sk_diag "duration $(($(date +%s) - T_START)) s"
 sk_done

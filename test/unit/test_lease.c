@@ -39,8 +39,11 @@ Test(lease_msg, req_refused)
 	c[2] = 3;
 	cr_assert_eq(sk_lease_req_decode(c, SK_LEASE_REQ_LEN, &d), -EBADMSG, "op");
 	memcpy(c, b, sizeof(b));
-	c[3] = 1;
-	cr_assert_eq(sk_lease_req_decode(c, SK_LEASE_REQ_LEN, &d), -EBADMSG, "reserved");
+	c[3] = 4;
+	cr_assert_eq(sk_lease_req_decode(c, SK_LEASE_REQ_LEN, &d), -EBADMSG, "unknown flag");
+	c[3] = SK_LEASE_F_PEER_OUT | SK_LEASE_F_FORCE;
+	cr_assert_eq(sk_lease_req_decode(c, SK_LEASE_REQ_LEN, &d), 0, "known flags");
+	cr_assert_eq(d.flags, SK_LEASE_F_PEER_OUT | SK_LEASE_F_FORCE);
 	memcpy(c, b, sizeof(b));
 	memset(c + 4, 0, 4);
 	cr_assert_eq(sk_lease_req_decode(c, SK_LEASE_REQ_LEN, &d), -EBADMSG, "module 0");
@@ -72,6 +75,16 @@ Test(lease_msg, reply_roundtrip_and_refused)
 	cr_assert_eq(sk_lease_reply_decode(c, SK_LEASE_REPLY_LEN, &d), -EBADMSG, "valid_ms bound");
 	r.valid_ms = SK_LEASE_VALID_MAX + 1;
 	cr_assert_eq(sk_lease_reply_encode(&r, b, sizeof(b)), -EINVAL);
+}
+
+static struct sk_lease_reply askf(struct sk_lease_table *t, uint64_t now, uint8_t node, uint8_t op,
+				  uint8_t flags)
+{
+	struct sk_lease_req q = { .node = node, .op = op, .flags = flags, .module = 7, .nonce = 1 };
+	struct sk_lease_reply r = { 0 };
+
+	sk_lease_table_ask(t, now, &q, &r);
+	return r;
 }
 
 static struct sk_lease_reply ask(struct sk_lease_table *t, uint64_t now, uint8_t node, uint8_t op)
@@ -175,4 +188,29 @@ Test(lease_ctl, parse)
 	cr_assert_eq(ctl("{\"cmd\":\"lease\",\"valid_ms\":10,\"at_ms\":-5}", &c, err), -EINVAL);
 	cr_assert_eq(ctl("{\"cmd\":\"lease\",\"valid_ms\":10,\"x\":1}", &c, err), -EINVAL);
 	cr_assert(strstr(err, "only"), "%s", err);
+}
+
+Test(lease_table, holder_went_alone)
+{
+	static struct sk_lease_table t;
+	struct sk_lease_reply r;
+
+	sk_lease_table_init(&t, 2000, 250, 0);
+	cr_assert_eq(ask(&t, 3000, 1, SK_LEASE_ACQUIRE).result, SK_LEASE_GRANTED);
+	/* node 1 goes on alone: its renewals say its peer is behind */
+	cr_assert_eq(askf(&t, 3500, 1, SK_LEASE_ACQUIRE, SK_LEASE_F_PEER_OUT).result, SK_LEASE_GRANTED);
+	/* node 1 dies: long after its lease, node 2 (older copy) is refused */
+	r = ask(&t, 20000, 2, SK_LEASE_ACQUIRE);
+	cr_assert_eq(r.result, SK_LEASE_BEHIND);
+	cr_assert_eq(r.holder, 1);
+	/* ... unless the operator forces it */
+	r = askf(&t, 20100, 2, SK_LEASE_ACQUIRE, SK_LEASE_F_FORCE);
+	cr_assert_eq(r.result, SK_LEASE_GRANTED);
+	cr_assert_eq(r.holder, 2);
+	cr_assert_eq(r.epoch, 2);
+	/* node 1 back in sync with its peer clears it: after a clean handover the other may take it */
+	sk_lease_table_init(&t, 2000, 250, 0);
+	cr_assert_eq(askf(&t, 3000, 1, SK_LEASE_ACQUIRE, SK_LEASE_F_PEER_OUT).result, SK_LEASE_GRANTED);
+	cr_assert_eq(ask(&t, 3500, 1, SK_LEASE_ACQUIRE).result, SK_LEASE_GRANTED);
+	cr_assert_eq(ask(&t, 9000, 2, SK_LEASE_ACQUIRE).result, SK_LEASE_GRANTED);
 }
