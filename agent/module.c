@@ -756,7 +756,12 @@ int agent_mod_cmd(struct agent_mod *m, enum sk_ctl_verb verb, bool force, char *
 		}
 		if (pm && sk_state_is_primary(pm->state)) {
 			snprintf(err, elen, "%s is primary", m->peer->node->name);
-			snprintf(hint, hlen, "skctl swap -m %s moves the role here", name);
+			if (force && !strcmp(m->fused.peer_word, "diverged"))
+				/* a diverged pair cannot swap (nothing is in sync): hand over first */
+				snprintf(hint, hlen, "to keep this copy: skctl second -m %s on %s first, then "
+					 "skctl prim -m %s --force here", name, m->peer->node->name, name);
+			else
+				snprintf(hint, hlen, "skctl swap -m %s moves the role here", name);
 			return -EEXIST;
 		}
 		if (!m->carrier) {

@@ -154,6 +154,13 @@ else
 fi
 
 # ---- 4. the operator chooses the survivor -----------------------------------------------------
+out=$(at_ctl "$S" prim -m "$AT_MOD" --force --yes 2>&1) && rc=0 || rc=$?
+if [ "$rc" != 0 ] && grep -q "skctl second -m $AT_MOD on node$P first" <<<"$out"; then
+	sk_ok "prim --force on the SECOND of a diverged pair is refused and says how (second on node$P first)"
+else
+	sk_not_ok "prim --force on the SECOND of a diverged pair is refused and says how (rc $rc)"
+	sk_diag "$out"
+fi
 out=$(at_ctl "$P" prim -m "$AT_MOD" --force --yes 2>&1) || sk_diag "prim --force: $out"
 sk_diag "prim --force --yes on node$P: $(tr '\n' ' ' <<<"$out")"
 sk_check "prim --force on a diverged pair says the other side's changes are kept aside" \
