@@ -8,8 +8,9 @@
 #  B. kill -9 of every process of node3: within a second the 64 sources are served by node1/node2,
 #     only node3's sources moved, the survivors' long connections unbroken.
 #  C. node3's agent again: it takes exactly its sources back, long connections unbroken.
-#  D. node2's farmsrv killed: its checker fails, node2 leaves (WAIT), its sources move, others' kept.
-#  E. farmsrv back on node2: the checker passes, node2 rejoins with its sources, connections unbroken.
+#  D. node2's script checker starts failing (a marker file), farmsrv still running: node2 leaves
+#     (WAIT), its sources move, every long connection survives, node2's own included (they drain).
+#  E. the checker passes again: node2 rejoins with its sources, no long connection broken.
 #  F. node3's checker has action "restart" (its own copy of userconfig.json): its farmsrv killed ->
 #     it leaves, stop_both + start_both restart farmsrv, the checker passes, node3 is back UP;
 #     the others' long connections unbroken.
@@ -29,6 +30,11 @@ for b in "$AGENTD" "$SKCTL" "$SRV" "$CLI"; do
 	[ -x "$b" ] || { echo "Bail out! $b not built"; exit 1; }
 done
 bail() { echo "Bail out! $*"; exit 1; }
+# Heartbeats every 100 ms, a node dead after 400 ms of silence; an AddressSanitizer build on a loaded
+# host stalls its loop past 400 ms now and then (a false death moves buckets at once and breaks
+# connections), so there the timeout is 1000 ms and the bound on the death's move 4 s.
+HB_TIMEOUT_MS=400 MOVE_MAX_MS=1500
+if nm "$AGENTD" 2>/dev/null | grep -q ' __asan_init$'; then HB_TIMEOUT_MS=1000 MOVE_MAX_MS=4000; fi
 
 sk_cluster_init 3 --client || bail "cluster init failed"
 (umask 077 && head -c 32 /dev/urandom | base64 >"$SK_TMP/secret") || bail "secret"
@@ -44,7 +50,7 @@ for i in 1 2 3; do
 	  "nodes": [ { "name": "node1", "id": 1, "addresses": { "lan": "${SK_IP[1]}" } },
 	             { "name": "node2", "id": 2, "addresses": { "lan": "${SK_IP[2]}" } },
 	             { "name": "node3", "id": 3, "addresses": { "lan": "${SK_IP[3]}" } } ],
-	  "heartbeat": { "interval_ms": 100, "timeout_ms": 400 } }
+	  "heartbeat": { "interval_ms": 100, "timeout_ms": $HB_TIMEOUT_MS } }
 	EOF
 	cat >"$mdir/userconfig.json" <<-EOF
 	{ "name": "$MOD", "id": 7, "kind": "farm",
@@ -52,7 +58,9 @@ for i in 1 2 3; do
 	  "vip": { "addr": "$VIP", "prefix": 32, "interface": "eth0", "mac": "$VMAC",
 	           "rule": "client", "ports": [80] },
 	  "checkers": [ { "type": "process", "process": "farmsrv", "interval_ms": 200,
-	                  "timeout_ms": 100, "failures": 1, "action": "failover" } ],
+	                  "timeout_ms": 100, "failures": 1, "action": "failover" },
+	                { "type": "script", "path": "check_app", "interval_ms": 500,
+	                  "timeout_ms": 450, "failures": 2, "action": "failover" } ],
 	  "scripts": { "start_both": { "timeout_s": 10 }, "stop_both": { "timeout_s": 10 } } }
 	EOF
 	cat >"$mdir/bin/start_both" <<-EOF
@@ -70,10 +78,12 @@ for i in 1 2 3; do
 	rm -f "$SK_STATE_DIR/farmsrv.pid"
 	exit 0
 	EOF
-	chmod 0755 "$mdir/bin/start_both" "$mdir/bin/stop_both" || bail "scripts"
+	# the script checker fails while the test's marker for this node exists
+	printf '#!/bin/sh\n[ ! -e "%s" ]\n' "$SK_TMP/fail-check$i" >"$mdir/bin/check_app"
+	chmod 0755 "$mdir/bin/start_both" "$mdir/bin/stop_both" "$mdir/bin/check_app" || bail "scripts"
 	NRUN[$i]=0
 done
-# node3 restarts its application when the checker fails (each node reads its own copy)
+# node3 restarts its application when a checker fails (each node reads its own copy)
 sed -i 's/"action": "failover"/"action": "restart"/' "${SK_ROOT[3]}/var/lib/steadykit/modules/$MOD/userconfig.json"
 
 SRCS=
@@ -162,10 +172,10 @@ for ((k = 0; k < 100; k++)); do
 	fi
 	sleep 0.05
 done
-if [ -n "$dt" ] && [ "$dt" -le 1500 ]; then
-	sk_ok "kill -9 of every process of node3: all 64 sources served by node1/node2 after $dt ms"
+if [ -n "$dt" ] && [ "$dt" -le "$MOVE_MAX_MS" ]; then
+	sk_ok "kill -9 of every process of node3: all 64 sources served by node1/node2 after $dt ms (dead after $HB_TIMEOUT_MS ms of silence)"
 else
-	sk_not_ok "after the kill of node3, 64 sources served by the survivors within 1.5 s (${dt:-never} ms)"
+	sk_not_ok "after the kill of node3, 64 sources served by the survivors within $MOVE_MAX_MS ms (${dt:-never} ms)"
 	sk_diag "$(cat "$SK_TMP/b1")"
 fi
 srcmap "$SK_TMP/map1"
@@ -208,12 +218,12 @@ b1=$(hold_field "$SK_TMP/hold2" node1 broken) b2=$(hold_field "$SK_TMP/hold2" no
 	sk_ok "its return broke none of the 64 long connections" ||
 	sk_not_ok "return broke connections: $(head -3 "$SK_TMP/hold2")"
 
-# --- D: node2's application dies: its checker makes it leave -------------------------------------
+# --- D: node2's checker fails while its application runs: it leaves gracefully ------------------
 H3=$(hold hold3)
 sk_wait_for 10 hold_ready "$SK_TMP/hold3" || sk_diag "hold3: $(head -4 "$SK_TMP/hold3")"
-kill -KILL "$(cat "${SK_ROOT[2]}/var/lib/steadykit/state/$MOD/farmsrv.pid")"
-if sk_wait_for 5 code_is 2 1; then
-	sk_ok "node2's process checker fails: node2 leaves the farm (WAIT, skctl -lq exit 1)"
+touch "$SK_TMP/fail-check2"
+if sk_wait_for 10 code_is 2 1; then
+	sk_ok "node2's script checker fails: node2 leaves the farm (WAIT, skctl -lq exit 1)"
 else
 	sk_not_ok "node2 leaves on its checker ($(code 2)): $(modlog 2 | tail -5)"
 fi
@@ -225,15 +235,15 @@ else
 	sk_not_ok "node2's sources moved, only them ($(moved "$SK_TMP/map0" "$SK_TMP/map3") changed)"
 	sk_diag "$(grep 'node2\|none' "$SK_TMP/map3" | head -3)"
 fi
-b1=$(hold_field "$SK_TMP/hold3" node1 broken) b3=$(hold_field "$SK_TMP/hold3" node3 broken)
-[ "${b1:-x}" = 0 ] && [ "${b3:-x}" = 0 ] &&
-	sk_ok "node1/node3's long connections unbroken by node2 leaving" ||
-	sk_not_ok "node1/node3's connections unbroken ($b1/$b3)"
+o2=$(hold_field "$SK_TMP/hold3" node2 ok)
+grep -q "^conns=64 ok=64 broken=0" "$SK_TMP/hold3" && [ "${o2:-0}" -gt 0 ] &&
+	sk_ok "graceful leave: all 64 long connections unbroken, node2's $o2 included (they drain)" ||
+	sk_not_ok "graceful leave kept every connection (node2 ok=$o2): $(head -3 "$SK_TMP/hold3")"
 
-# --- E: node2's application back: the checker passes, node2 rejoins ------------------------------
-S2=$(sk_spawn 2 srv2 "$SRV" --name node2 --bind "$VIP" --port 80)
+# --- E: node2's checker passes again: it rejoins ---------------------------------------------------
+rm -f "$SK_TMP/fail-check2"
 if sk_wait_for 10 code_is 2 2; then
-	sk_ok "farmsrv back on node2: its checker passes, node2 UP again"
+	sk_ok "node2's checker passes again: node2 UP again"
 else
 	sk_not_ok "node2 rejoins ($(code 2)): $(modlog 2 | tail -5)"
 fi
@@ -242,10 +252,9 @@ srcmap "$SK_TMP/map4"
 [ "$(moved "$SK_TMP/map0" "$SK_TMP/map4")" = 0 ] && sk_ok "node2 has its sources back" ||
 	sk_not_ok "node2's sources back ($(moved "$SK_TMP/map0" "$SK_TMP/map4") differ)"
 sleep 1
-b1=$(hold_field "$SK_TMP/hold3" node1 broken) b3=$(hold_field "$SK_TMP/hold3" node3 broken)
-[ "${b1:-x}" = 0 ] && [ "${b3:-x}" = 0 ] &&
-	sk_ok "node2's return broke none of node1/node3's connections" ||
-	sk_not_ok "node2's return broke connections ($b1/$b3)"
+grep -q "^conns=64 ok=64 broken=0" "$SK_TMP/hold3" &&
+	sk_ok "node2's return broke none of the 64 long connections (its own included)" ||
+	sk_not_ok "node2's return broke connections: $(head -3 "$SK_TMP/hold3")"
 
 # --- F: node3's application dies, its checker restarts it out of the farm --------------------------
 H4=$(hold hold4)
