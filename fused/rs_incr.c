@@ -345,7 +345,7 @@ static int do_files(struct walker *w, struct round *rd)
 	}
 }
 
-/* A path the peer could not use: its deepest existing directory is listed again, the object sent whole. */
+/* A path the peer could not use: its deepest existing directory is compared whole, the object sent whole. */
 static void fail_path(struct fused *f, const char *path, struct fused_dnote *out, unsigned *n)
 {
 	char d[PATH_MAX];
@@ -374,8 +374,10 @@ static void fail_path(struct fused *f, const char *path, struct fused_dnote *out
 		if (fd >= 0 || !d[0])
 			break;
 	}
+	/* compared whole, as the full resync walks such a directory again: what the failed
+	 * operation would have brought there may have moved on since (the path names it no more) */
 	if (fd >= 0 && *n < 4 && fused_fd_dh(f, fd, &out[*n].h) == 0) {
-		out[*n].flags = FUSED_DF_DIR | FUSED_DF_NS;
+		out[*n].flags = FUSED_DF_DIR | FUSED_DF_WALK;
 		++*n;
 	}
 	if (fd >= 0)
