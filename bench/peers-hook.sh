@@ -38,7 +38,7 @@ wait_for() {  # wait_for TENTHS cmd...
 	for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done
 	return 1
 }
-status() { echo '{"cmd":"status"}' | timeout 3 nc -U -q1 "$1" 2>/dev/null | head -n1; }
+status() { echo '{"cmd":"status"}' | timeout 3 nc -U -N "$1" 2>/dev/null | head -n1; }
 connected() { [[ "$(status "$wd/ctl-prim.sock")" == *'"peer":"connected"'* ]]; }
 fail() { echo "peers-hook: $*" >&2; exit 1; }
 

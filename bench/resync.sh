@@ -68,7 +68,7 @@ say "tree built and replicated in $((SECONDS - t0)) s; resync so far: $(mt_st 1 
 # ---- the secondary goes away; PCT % of the data changes ----
 sk_term "$MT_PID2"
 mt_wait_until 20 bash -c "! mountpoint -q '$MT_DIR2'"
-mt_wait_until 20 bash -c "! echo '{\"cmd\":\"status\"}' | nc -U -q1 '$MT_CTL1' | grep -q '\"peer\":\"connected\"'"
+mt_wait_until 20 bash -c "! echo '{\"cmd\":\"status\"}' | nc -U -N '$MT_CTL1' | grep -q '\"peer\":\"connected\"'"
 MOD_OUT=$("$MT_PY" - "$MT_DIR1" "$NFILES" "$SIZE_MB" "$PCT" "$RENAME_PCT" <<'EOF'
 import os, random, sys
 root, n, size, pct, rpct = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) << 20, float(sys.argv[4]), float(sys.argv[5])

@@ -28,7 +28,7 @@ in_sync() { at_code_is "$1" 4 && [ "$(at_field "$1" uptodate)" = true ]; }
 # the fused status of node N through its control socket, one field (python path a.b)
 fst() {
 	local sock=${SK_ROOT[$1]}/run/steadykit/fused-$AT_MOD.sock
-	echo '{"cmd":"status"}' | sk_in "$1" nc -U -q1 "$sock" 2>/dev/null |
+	echo '{"cmd":"status"}' | sk_in "$1" nc -U -N "$sock" 2>/dev/null |
 		python3 -c 'import json,sys
 d=json.load(sys.stdin)
 for k in sys.argv[1].split("."): d=d.get(k, "") if isinstance(d, dict) else ""

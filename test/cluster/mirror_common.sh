@@ -91,7 +91,7 @@ MT_N2=0
 mt_status() {
 	local sock=$MT_CTL1
 	[ "$1" = 2 ] && sock=$MT_CTL2
-	echo '{"cmd":"status"}' | timeout 3 nc -U -q1 "$sock" 2>/dev/null | head -n1
+	echo '{"cmd":"status"}' | timeout 3 nc -U -N "$sock" 2>/dev/null | head -n1
 }
 
 # mt_st N KEY[.SUB]: one field of the status (true/false as printed by json), empty if absent

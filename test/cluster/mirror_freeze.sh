@@ -27,7 +27,7 @@ sleep 3
 sk_sigstop "$MT_PID2" || mt_bail "SIGSTOP failed"
 t_stop=$(date +%s.%N)
 # The primary must give up on the peer within the budget (plus the writer's view of it).
-if mt_wait_until 5 bash -c "s=\$(echo '{\"cmd\":\"status\"}' | timeout 2 nc -U -q1 '$MT_CTL1'); [[ \$s == *'\"peer\":\"outdated\"'* ]]"; then
+if mt_wait_until 5 bash -c "s=\$(echo '{\"cmd\":\"status\"}' | timeout 2 nc -U -N '$MT_CTL1'); [[ \$s == *'\"peer\":\"outdated\"'* ]]"; then
 	sk_ok "primary marks the frozen peer outdated ($(mt_st 1 peer))"
 else
 	sk_not_ok "primary marks the frozen peer outdated"

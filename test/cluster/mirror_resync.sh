@@ -27,7 +27,7 @@ if mt_wait_synced 30; then sk_ok "initial tree replicated"; else sk_not_ok "init
 # The secondary goes away; the tree changes in every way while the primary is alone.
 sk_term "$MT_PID2"
 mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'"
-mt_wait_until 5 bash -c "[ \"\$(echo '{\"cmd\":\"status\"}' | nc -U -q1 '$MT_CTL1' | grep -o '\"peer\":\"[a-z]*\"')\" != '\"peer\":\"connected\"' ]"
+mt_wait_until 5 bash -c "[ \"\$(echo '{\"cmd\":\"status\"}' | nc -U -N '$MT_CTL1' | grep -o '\"peer\":\"[a-z]*\"')\" != '\"peer\":\"connected\"' ]"
 printf 'CHANGED-BLOCK' | dd of="$D/big" bs=1 seek=$((32 << 20)) conv=notrunc status=none
 echo appended >>"$D/keep/f5"
 truncate -s 4 "$D/trunc"
