@@ -114,6 +114,7 @@ struct fused {
 	bool consistent;            /* secondary: no resync half done */
 	struct sk_gen gen;          /* data generations of this copy (libsk/gen.h) */
 	uint64_t outdated_since;    /* primary: wall clock (s) the peer fell behind, 0 in sync */
+	atomic_bool gen_pending;    /* primary: the next change starts a new generation (fused_gen_touch) */
 	bool survivor;              /* primary: the operator chose this copy (until the peer is in sync) */
 	char aside[PATH_MAX];       /* secondary: folder of the forced resync keeping our changes */
 	char aside_last[PATH_MAX];  /* the last such folder (status) */
@@ -259,6 +260,12 @@ int fused_apply_open_path(int root_fd, const char *path, size_t len, int flags, 
 int fused_state_load(struct fused *f);
 int fused_state_save(struct fused *f);
 void fused_state_set_in_sync(struct fused *f, bool v);
+/*
+ * Called by every modifying operation before its reply (fused_dn_end): the first change made
+ * while the peer is not in sync starts a new data generation (saved before the reply), so a
+ * primary that changes nothing alone leaves its copy equal to the peer's, as it is.
+ */
+void fused_gen_touch(struct fused *f);
 /* Primary: the operator chose this copy as the survivor (persisted until the peer is in sync). */
 int fused_state_set_survivor(struct fused *f);
 /*

@@ -231,6 +231,7 @@ void fused_dn_end(const struct fused_dn_mark *m)
 {
 	uint64_t conn = 0, seq = 0;
 
+	fused_gen_touch(F()); /* every modifying operation passes here before its reply */
 	if (!fused_dirty_g)
 		return;
 	/* under stream_mu every frame is ours: a new sequence number means it went out */

@@ -135,12 +135,14 @@ int fused_state_load(struct fused *f)
 	}
 primary:
 	/*
-	 * A primary writes from its first request: a copy that was not primary last (a
-	 * secondary taking over, a first start) starts a new generation now, so the copy it
-	 * leaves behind on the other node is its ancestor. A primary restarting stays in its
-	 * generation: alone it already moved on, in sync its peer holds the same.
+	 * A copy with no generation at all (a first start) gets one now. A copy that was not
+	 * primary last (a secondary taking over) starts a new generation with its first change
+	 * (fused_gen_touch), so the copy it leaves behind on the other node is its ancestor once
+	 * they differ, and stays equal to it while it changes nothing (a takeover undone before
+	 * any write is no split brain). A primary restarting stays in its generation: alone it
+	 * already moved on (or will with its first change), in sync its peer holds the same.
 	 */
-	if (f->role == FUSED_PRIMARY && (f->gen.current == 0 || !was_primary)) {
+	if (f->role == FUSED_PRIMARY && f->gen.current == 0) {
 		char id[17];
 
 		sk_gen_new_current(&f->gen, sk_gen_random_id());
@@ -150,6 +152,15 @@ primary:
 		sk_info("primary: new data generation %s", id);
 		return fused_state_save(f);
 	}
+	if (f->role == FUSED_PRIMARY && !was_primary) {
+		f->peer_in_sync = false;
+		f->outdated_since = wall_s();
+		atomic_store(&f->gen_pending, true);
+		sk_info("primary: a new data generation starts with the first change");
+		return fused_state_save(f);
+	}
+	if (f->role == FUSED_PRIMARY && !f->peer_in_sync && f->gen.current == f->gen.shared)
+		atomic_store(&f->gen_pending, true); /* went alone before and changed nothing since */
 	if (!have_gen && old_gen)
 		return fused_state_save(f);
 	return 0;
@@ -219,11 +230,12 @@ void fused_state_set_in_sync(struct fused *f, bool v)
 	if (f->peer_in_sync != v) {
 		f->peer_in_sync = v;
 		if (!v) {
-			/* our data moves on without the peer: a new generation, the old one is
-			 * what the peer holds (its ancestor) */
-			sk_gen_new_current(&f->gen, sk_gen_random_id());
+			/* our data moves on without the peer: its first change starts a new
+			 * generation (fused_gen_touch), the one the peer holds is its ancestor */
+			atomic_store(&f->gen_pending, true);
 			f->outdated_since = wall_s();
 		} else {
+			atomic_store(&f->gen_pending, false);
 			f->gen.shared = f->gen.current;
 			f->outdated_since = 0;
 			if (f->survivor)
@@ -232,6 +244,23 @@ void fused_state_set_in_sync(struct fused *f, bool v)
 		}
 		save_locked(f);
 	}
+	pthread_mutex_unlock(&f->state_mu);
+}
+
+void fused_gen_touch(struct fused *f)
+{
+	if (!atomic_load(&f->gen_pending))
+		return;
+	pthread_mutex_lock(&f->state_mu);
+	if (atomic_load(&f->gen_pending) && !f->peer_in_sync && f->role == FUSED_PRIMARY) {
+		char id[17];
+
+		sk_gen_new_current(&f->gen, sk_gen_random_id());
+		save_locked(f);
+		sk_gen_id_str(f->gen.current, id);
+		sk_info("first change without the peer: new data generation %s", id);
+	}
+	atomic_store(&f->gen_pending, false);
 	pthread_mutex_unlock(&f->state_mu);
 }
 
