@@ -374,6 +374,8 @@ int main(int argc, char **argv)
 	int rc;
 
 	parse(f, argc, argv);
+	if (getenv("SKFUSED_RESYNC_INCREMENTAL"))
+		fused_resync_incremental = strcmp(getenv("SKFUSED_RESYNC_INCREMENTAL"), "1") == 0;
 	if (getenv("SKFUSED_SPIN_US"))
 		fused_spin_us = (unsigned)strtoul(getenv("SKFUSED_SPIN_US"), NULL, 10);
 	if (getenv("SKFUSED_WRITE_CHUNK"))

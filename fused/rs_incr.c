@@ -121,6 +121,7 @@ struct round {
 	char **walked;
 	size_t n_walked;
 	uint64_t entries;
+	int round; /* 0 first; later rounds follow the peer's FAILED reports */
 };
 
 /* The tracked directories of this round, parents first. 0, or -ECONNRESET. */
@@ -188,8 +189,14 @@ static int do_dirs(struct walker *w, struct round *rd)
 		if (rc == 0 && !under(rd->walked, rd->n_walked, x->path) &&
 		    (dfd = openat(x->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
 			if (x->e.flags & (FUSED_DF_WALK | FUSED_DF_NS)) {
-				/* new or moved: all of it; else its names only */
-				w->shallow = !(x->e.flags & FUSED_DF_WALK);
+				/*
+				 * new or moved: all of it; else its names only, in the first
+				 * round. A later round lists a directory again because live
+				 * operations met it half reconciled: a name the peer then makes
+				 * anew would wait for data no tracked entry sends, so its files
+				 * are compared (checksums) as in the full resync.
+				 */
+				w->shallow = !(x->e.flags & FUSED_DF_WALK) && rd->round == 0;
 				fused_rs_sync_dir(w, dfd, 0);
 				w->shallow = false;
 				if ((x->e.flags & FUSED_DF_WALK) && rd->walked) {
@@ -457,6 +464,7 @@ int fused_rs_incr_run(struct walker *w)
 		uint64_t before = rd.entries;
 		int nf;
 
+		rd.round = round;
 		rc = do_dirs(w, &rd);
 		if (rc == 0)
 			rc = do_files(w, &rd);
@@ -575,6 +583,7 @@ size_t fused_dirty_paths(struct fused *f, size_t max,
 
 struct fused_rs_stats fused_rs_stats;
 uint64_t fused_resync_rate;
+bool fused_resync_incremental;
 
 const char *fused_rs_kind_str(int kind)
 {

@@ -219,7 +219,10 @@ fi
 
 # Phase 2: the secondary comes back with stale versions of names the primary sends whole in its
 # listings (empty files): wrong mode, owner, times, xattr, content; a directory, a symlink and a
-# missing name where the primary has an empty file; a stray. The resync must repair them all.
+# missing name where the primary has an empty file; a stray. Files changed by hand while the
+# secondary's skfused was stopped are invisible to the primary's tracking (an incremental resync
+# would send only what the primary changed), so the operator removes the secondary's state, as
+# docs/skfused.md says: its copy counts as new and the full resync must repair them all.
 sk_term "$MT_PID2"
 mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'" || sk_diag "secondary's read-only mount still there"
 S=$MT_DIR2/d004
@@ -227,6 +230,7 @@ chmod 0600 "$S/f0001" && chown 55:66 "$S/f0002" && touch -d '2000-01-01 00:00:00
 	setfattr -n user.stale -v 1 "$S/f0004" && rm "$S/f0005" && mkdir "$S/f0005" && touch "$S/f0005/inner" &&
 	echo stale >"$S/f0006" && rm "$S/f0007" && ln -s nowhere "$S/f0007" && rm "$S/f0008" && touch "$S/stray" ||
 	sk_diag "could not prepare the stale secondary"
+rm -rf "${SK_ROOT[2]}/var/lib/steadykit/state-$MT_TAG"
 mt_start_secondary || mt_bail "secondary restart failed"
 if mt_wait_synced 60; then sk_ok "stale secondary: resync done"; else sk_not_ok "stale secondary: resync done"; fi
 rc=0
