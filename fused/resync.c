@@ -635,7 +635,7 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 	/*
 	 * Incremental only where asked (SKFUSED_RESYNC_INCREMENTAL=1): under heavy concurrent
 	 * namespace churn across a peer loss it has left a file without its data on the peer
-	 * (mirror-equal, 2 runs of 4), so the full resync stays the default until that is found.
+	 * (mirror-equal, 3 runs of 5), so the full resync stays the default until that is found.
 	 */
 	if (fused_dirty_g && fused_resync_incremental && fused_rs_incr_usable(w)) {
 		atomic_store(&fused_rs_stats.kind, FUSED_RS_INCR);
