@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 #ifdef SK_HAVE_JOURNAL
 #include <systemd/sd-bus.h>
@@ -135,26 +136,6 @@ out:
 	return rc;
 }
 
-/* The process behind the socket must be an skfused (not a reused pid of something else). */
-static bool is_skfused(int pid)
-{
-	char path[64], comm[32];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, comm, sizeof(comm) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	comm[n] = '\0';
-	comm[strcspn(comm, "\n")] = '\0';
-	return !strcmp(comm, "skfused");
-}
-
 /* ---- watching an adopted skfused: a pidfd (it is not our child after a kill -9) ---- */
 
 struct watch {
@@ -240,7 +221,7 @@ int agent_adopt(struct agent_mod *m)
 	if (rc == -ENOENT || rc == -ECONNREFUSED)
 		return 0; /* no skfused (a stale socket of a dead one answers ECONNREFUSED) */
 	if (rc < 0) {
-		if (s.pid > 0 && is_skfused(s.pid)) {
+		if (s.pid > 0 && sk_proc_comm_is(s.pid, "skfused")) {
 			/* alive but not answering: it cannot be supervised, and a primary must not go
 			 * on acknowledging writes nobody decides about */
 			agent_mod_log(m, "skfused (pid %d) does not answer its status (%s): killed; "
@@ -249,7 +230,7 @@ int agent_adopt(struct agent_mod *m)
 		}
 		return 0;
 	}
-	if (!is_skfused(s.pid)) {
+	if (!sk_proc_comm_is(s.pid, "skfused")) {
 		agent_mod_log(m, "%s is served by pid %d, which is not skfused: not taken over",
 			      m->fused_ctl, s.pid);
 		return 0;
@@ -489,7 +470,7 @@ int agent_fence_all(struct agent *a)
 		snprintf(rel, sizeof(rel), "/run/steadykit/fused-%s.sock", a->mods[i]->conf.name);
 		agent_path(a, sock, sizeof(sock), rel);
 		fused_ask(sock, &s);
-		if (s.pid > 0 && is_skfused(s.pid) && kill(s.pid, SIGKILL) == 0) {
+		if (s.pid > 0 && sk_proc_comm_is(s.pid, "skfused") && kill(s.pid, SIGKILL) == 0) {
 			sk_info("module %s: skfused (pid %d) killed", a->mods[i]->conf.name, s.pid);
 			killed++;
 		}

@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "nl.h"
+#include "util.h"
 
 /*
  * Rules (docs/agent.md "Checkers"):
@@ -155,26 +156,15 @@ static int find_pid(const char *name)
 	if (stat("/proc/self/ns/net", &self) < 0 || !(d = opendir("/proc")))
 		return 0;
 	while (!found && (de = readdir(d))) {
-		char path[64], comm[32];
-		int pid = atoi(de->d_name), fd;
-		ssize_t n;
+		char path[64];
+		int pid = atoi(de->d_name);
 
 		if (pid <= 0 || pid == getpid())
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/ns/net", pid);
 		if (stat(path, &st) < 0 || st.st_ino != self.st_ino || st.st_dev != self.st_dev)
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/comm", pid);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		n = read(fd, comm, sizeof(comm) - 1);
-		close(fd);
-		if (n <= 0)
-			continue;
-		comm[n] = '\0';
-		comm[strcspn(comm, "\n")] = '\0';
-		if (!strncmp(comm, name, 15) && strlen(name) >= strlen(comm))
+		if (sk_proc_comm_is(pid, name))
 			found = pid;
 	}
 	closedir(d);
@@ -262,20 +252,6 @@ static void probe_tcp(struct chk *c)
 
 /* ---- ping ---- */
 
-static uint16_t csum(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	uint32_t s = 0;
-
-	for (size_t i = 0; i + 1 < n; i += 2)
-		s += (uint32_t)(b[i] << 8 | b[i + 1]);
-	if (n & 1)
-		s += (uint32_t)b[n - 1] << 8;
-	while (s >> 16)
-		s = (s & 0xffff) + (s >> 16);
-	return htons((uint16_t)~s);
-}
-
 static void ping_end(struct chk *c, const char *why)
 {
 	uv_timer_stop(&c->timeout);
@@ -337,7 +313,7 @@ static void probe_ping(struct chk *c)
 	}
 	ih.un.echo.id = htons((uint16_t)(getpid() ^ c->idx));
 	ih.un.echo.sequence = htons(++c->ping_seq);
-	ih.checksum = csum(&ih, sizeof(ih));
+	ih.checksum = sk_inet_csum(&ih, sizeof(ih));
 	memcpy(&to.sin_addr, c->ck->host.ip, 4);
 	if (sendto(c->icmp_fd, &ih, sizeof(ih), 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
 		snprintf(why, sizeof(why), "echo to %s: %s", c->ck->host.text, strerror(errno));

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 #define READY_TIMEOUT_MS 15000
 #define STOP_TIMEOUT_MS 5000
@@ -659,19 +660,6 @@ void agent_fused_survivor(struct agent_mod *m)
 	agent_fused_poll(m); /* at once if skfused serves; else once it is ready */
 }
 
-static void human_bytes(uint64_t b, char *out, size_t cap)
-{
-	static const char *const u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	double v = (double)b;
-	int i = 0;
-
-	while (v >= 1024 && i < 4) {
-		v /= 1024;
-		i++;
-	}
-	snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", v, u[i]);
-}
-
 /* " by 3.2 GiB, 120 files" (or " by 1 file" when no extent is counted) when skfused knows, else "". */
 static void by_how_much(uint64_t files, uint64_t bytes, char *out, size_t cap)
 {
@@ -680,7 +668,7 @@ static void by_how_much(uint64_t files, uint64_t bytes, char *out, size_t cap)
 	out[0] = '\0';
 	if ((bytes == UINT64_MAX || bytes == 0) && (files == UINT64_MAX || files == 0))
 		return;
-	human_bytes(bytes == UINT64_MAX ? 0 : bytes, b, sizeof(b));
+	sk_human_bytes(bytes == UINT64_MAX ? 0 : bytes, b, sizeof(b));
 	if (files == UINT64_MAX || files == 0)
 		snprintf(out, cap, " by %s", b);
 	else if (bytes == UINT64_MAX || bytes == 0)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 #define STOPSTART_MAX_MS (10u * 60 * 1000) /* a stop that takes longer is left to the operator */
 #define STOPSTART_POLL_MS 100
@@ -109,25 +110,6 @@ static bool same_netns(int pid, const struct stat *self)
 	return stat(path, &st) == 0 && st.st_ino == self->st_ino && st.st_dev == self->st_dev;
 }
 
-static bool comm_is(int pid, const char *name)
-{
-	char path[64], comm[32];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, comm, sizeof(comm) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	comm[n] = '\0';
-	comm[strcspn(comm, "\n")] = '\0';
-	return !strncmp(comm, name, 15) && strlen(name) >= strlen(comm);
-}
-
 static bool under(const char *link, const char *dir)
 {
 	char target[AGENT_PATH];
@@ -218,7 +200,7 @@ static unsigned kill_module_procs(struct agent_mod *m, struct killed *out, unsig
 
 		if (pid <= 1 || pid == getpid() || pid == m->fused.pid || !same_netns(pid, &self))
 			continue;
-		if (comm_is(pid, "skfused"))
+		if (sk_proc_comm_is(pid, "skfused"))
 			continue;
 		if (started_by(pid, m->conf.name, m->a->self->name))
 			why = "started by the module's scripts";

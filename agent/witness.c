@@ -14,6 +14,7 @@
 
 #include "lease.h"
 #include "log.h"
+#include "util.h"
 
 /*
  * Rules (docs/agent.md "Witnesses" says the same for operators):
@@ -98,20 +99,6 @@ static void kick_all(void)
 
 /* ---- ping witnesses ---- */
 
-static uint16_t csum(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	uint32_t s = 0;
-
-	for (size_t i = 0; i + 1 < n; i += 2)
-		s += (uint32_t)(b[i] << 8 | b[i + 1]);
-	if (n & 1)
-		s += (uint32_t)b[n - 1] << 8;
-	while (s >> 16)
-		s = (s & 0xffff) + (s >> 16);
-	return htons((uint16_t)~s);
-}
-
 /* 1: a ping witness answered after the peer was declared dead (this side is not the cut off
  * one), 0: none yet but one may still come, -1: none within a heartbeat timeout */
 static int ping_fresh(struct agent_mod *m, uint64_t now)
@@ -189,7 +176,7 @@ static void ping_send(void)
 
 	ih.un.echo.id = htons((uint16_t)(getpid() ^ PING_ID));
 	ih.un.echo.sequence = htons(++W.ping_seq);
-	ih.checksum = csum(&ih, sizeof(ih));
+	ih.checksum = sk_inet_csum(&ih, sizeof(ih));
 	for (unsigned k = 0; k < W.a->cluster.n_ping; k++) {
 		struct sockaddr_in to = { .sin_family = AF_INET };
 

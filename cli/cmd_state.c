@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "util.h"
+
 /* -lq when the agent cannot be asked: not a state, so not 0..4 */
 #define EXIT_UNKNOWN 10
 
@@ -24,19 +26,6 @@ static void ago(uint64_t since_ms, char *out, size_t cap)
 		snprintf(out, cap, "%llum", (unsigned long long)d / 60);
 	else
 		snprintf(out, cap, "%lluh", (unsigned long long)d / 3600);
-}
-
-static void human_bytes(uint64_t b, char *out, size_t cap)
-{
-	static const char *const u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	double v = (double)b;
-	int i = 0;
-
-	while (v >= 1024 && i < 4) {
-		v /= 1024;
-		i++;
-	}
-	snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", v, u[i]);
 }
 
 static void duration(int64_t s, char *out, size_t cap) /* cap >= 32 */
@@ -64,9 +53,9 @@ static void progress_line(const struct skctl *o, const struct sk_ctl_mod *m, int
 	for (int i = 0; i < 30; i++)
 		bar[i] = i < fill ? '#' : '.';
 	bar[30] = '\0';
-	human_bytes(m->rs_done, d, sizeof(d));
-	human_bytes(m->rs_total, t, sizeof(t));
-	human_bytes(m->rs_rate, r, sizeof(r));
+	sk_human_bytes(m->rs_done, d, sizeof(d));
+	sk_human_bytes(m->rs_total, t, sizeof(t));
+	sk_human_bytes(m->rs_rate, r, sizeof(r));
 	duration(m->rs_eta_s, eta, sizeof(eta));
 	printf("  %-*s  resync [%s%.*s%s%s] %5.1f %%  %9s / %-9s  %9s/s  ETA %s\n", w_name, m->name,
 	       o->color ? "\033[32m" : "", fill, bar, o->color ? "\033[0m" : "", bar + fill, pct, d,

@@ -2,6 +2,7 @@
 #ifndef SK_UTIL_H
 #define SK_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -41,5 +42,17 @@ int sk_sockaddr_from(const char *host, uint16_t port, struct sockaddr_storage *s
  * 0, or -EINVAL with nothing promised about host.
  */
 int sk_hostport_split(const char *s, char *host, size_t cap, uint16_t *port);
+
+/* The Internet checksum (RFC 1071) of n bytes, in network byte order (ICMP echo requests). */
+uint16_t sk_inet_csum(const void *p, size_t n);
+
+/*
+ * Whether process pid's name (/proc/PID/comm, which the kernel cuts at 15 bytes) is name:
+ * false if the process is gone or unreadable.
+ */
+bool sk_proc_comm_is(int pid, const char *name);
+
+/* b bytes for people: "512 B", "3.2 GiB" (binary units up to TiB). */
+void sk_human_bytes(uint64_t b, char *out, size_t cap);
 
 #endif

@@ -1,5 +1,6 @@
 /* test/unit/test_util.c: libsk/util: the clock moves with real time; the write-all loops deliver every byte through partial writes, signals and closed peers. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <net/if.h>
@@ -223,4 +224,41 @@ Test(util, sockaddr_from)
 	cr_assert_eq(sk_sockaddr_from("fe80::1%no-such-if", 9, &ss, &len), -EINVAL);
 	cr_assert_eq(sk_sockaddr_from("node2.example", 9, &ss, &len), -EINVAL, "numeric only");
 	cr_assert_eq(sk_sockaddr_from("10.0.0.256", 9, &ss, &len), -EINVAL);
+}
+
+Test(util, inet_csum_of_an_echo_request)
+{
+	/* type 8, code 0, checksum 0, id 0x1234, seq 1: RFC 1071 sum 0xe5ca (network order) */
+	uint8_t ih[8] = { 8, 0, 0, 0, 0x12, 0x34, 0, 1 };
+	uint16_t c = sk_inet_csum(ih, sizeof(ih));
+
+	cr_assert_eq(ntohs(c), 0xe5ca);
+	memcpy(ih + 2, &c, 2);
+	cr_assert_eq(sk_inet_csum(ih, sizeof(ih)), 0, "a packet with its checksum sums to 0");
+	cr_assert_eq(ntohs(sk_inet_csum((uint8_t[]){ 0x01 }, 1)), 0xfeff, "odd length: padded");
+}
+
+Test(util, proc_comm_is_the_kernel_name)
+{
+	char name[32] = "";
+	FILE *fp = fopen("/proc/self/comm", "re");
+
+	cr_assert(fp && fgets(name, sizeof(name), fp));
+	fclose(fp);
+	name[strcspn(name, "\n")] = '\0';
+	cr_assert(sk_proc_comm_is(getpid(), name));
+	cr_assert(!sk_proc_comm_is(getpid(), "certainly-not-us"));
+	cr_assert(!sk_proc_comm_is(-1, name), "no such process");
+}
+
+Test(util, human_bytes)
+{
+	char b[32];
+
+	sk_human_bytes(512, b, sizeof(b));
+	cr_assert_str_eq(b, "512 B");
+	sk_human_bytes(3435973837ull, b, sizeof(b));
+	cr_assert_str_eq(b, "3.2 GiB");
+	sk_human_bytes(1024, b, sizeof(b));
+	cr_assert_str_eq(b, "1.0 KiB");
 }
