@@ -13,24 +13,10 @@
 #include <string.h>
 
 #include "lease.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)              \
-	do {                     \
-		if (!(cond))     \
-			abort(); \
-	} while (0)
-
-static uint8_t *dup_exact(const uint8_t *data, size_t size)
-{
-	uint8_t *p = malloc(size ? size : 1);
-
-	CHECK(p);
-	if (size)
-		memcpy(p, data, size);
-	return p;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

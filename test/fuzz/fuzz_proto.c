@@ -19,27 +19,13 @@
 #include <string.h>
 
 #include "proto.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct sk_key master_key, dgram_key;
 static int ready, have_aes;
 
-#define CHECK(cond)             \
-	do {                    \
-		if (!(cond))    \
-			abort(); \
-	} while (0)
-
-static uint8_t *dup_exact(const uint8_t *data, size_t size)
-{
-	uint8_t *p = malloc(size ? size : 1);
-
-	CHECK(p);
-	if (size)
-		memcpy(p, data, size);
-	return p;
-}
 
 /* Raw bytes from the network. */
 static void fuzz_raw(const uint8_t *data, size_t size)
