@@ -137,8 +137,7 @@ void fused_rs_note_move(struct fused *f, int src_dir_fd, int dst_dir_fd)
 	t->redo_id[t->redo_n++] = (struct devino){ ds.st_dev, ds.st_ino };
 }
 
-/* Deepest existing directory on this side holding a path the peer could not use. */
-static void redo_path(struct fused *f, const char *path)
+int fused_rs_deepest_dir(struct fused *f, const char *path)
 {
 	char d[PATH_MAX];
 	int fd;
@@ -153,8 +152,15 @@ static void redo_path(struct fused *f, const char *path)
 			d[0] = '\0';
 		fd = openat(f->root_fd, d[0] ? d : ".", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd >= 0 || !d[0])
-			break;
+			return fd;
 	}
+}
+
+/* Deepest existing directory on this side holding a path the peer could not use. */
+static void redo_path(struct fused *f, const char *path)
+{
+	int fd = fused_rs_deepest_dir(f, path);
+
 	if (fd >= 0) {
 		fused_rs_note_move(f, -1, fd);
 		close(fd);

@@ -74,6 +74,8 @@ void fused_rs_send_meta(struct walker *w, int dfd, const char *name, const char 
 void fused_rs_sync_dir(struct walker *w, int dfd, int depth);
 /* A regular file by block checksums (its data only). */
 void fused_rs_sync_file(struct walker *w, int fd);
+/* O_PATH fd of the deepest existing directory above path (the root at worst), or -errno. */
+int fused_rs_deepest_dir(struct fused *f, const char *path);
 
 /*
  * The paths of what is tracked now (for "what would be lost" and the kept-aside list):

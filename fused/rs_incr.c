@@ -355,11 +355,9 @@ static int do_files(struct walker *w, struct round *rd)
 /* A path the peer could not use: its deepest existing directory is compared whole, the object sent whole. */
 static void fail_path(struct fused *f, const char *path, struct fused_dnote *out, unsigned *n)
 {
-	char d[PATH_MAX];
 	int fd;
 
-	snprintf(d, sizeof(d), "%s", path);
-	fd = openat(f->root_fd, d[0] ? d : ".", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	fd = openat(f->root_fd, path[0] ? path : ".", O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd >= 0 && *n < 4) {
 		struct stat st;
 
@@ -370,17 +368,7 @@ static void fail_path(struct fused *f, const char *path, struct fused_dnote *out
 	}
 	if (fd >= 0)
 		close(fd);
-	for (;;) {
-		char *sl = strrchr(d, '/');
-
-		if (sl)
-			*sl = '\0';
-		else
-			d[0] = '\0';
-		fd = openat(f->root_fd, d[0] ? d : ".", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd >= 0 || !d[0])
-			break;
-	}
+	fd = fused_rs_deepest_dir(f, path);
 	/* compared whole, as the full resync walks such a directory again: what the failed
 	 * operation would have brought there may have moved on since (the path names it no more) */
 	if (fd >= 0 && *n < 4 && fused_fd_dh(f, fd, &out[*n].h) == 0) {
