@@ -46,19 +46,11 @@ sk_in 1 ip addr add 10.77.0.1/32 dev lo || at_bail "ping target"
 sk_in 2 ip link add eth1 type veth peer name eth1p || at_bail "veth"
 sk_in 2 ip link set eth1 up && sk_in 2 ip link set eth1p up || at_bail "veth up"
 
-at_start 1 || at_bail "agent 1"
-at_start 2 || at_bail "agent 2"
-fresh_roles() { at_code_is 1 3 && at_code_is 2 4; }
-if ! sk_wait_for 30 fresh_roles; then
-	sk_diag "$(at_agent_log 1 | tail -20)"
-	at_bail "no PRIM/SECOND pair"
-fi
-sk_ok "fresh start: node1 PRIM, node2 SECOND"
+at_start_pair
 echo "checked" >"$(at_data 1)/hello.txt"
 sk_check "the client is served through the VIP" sk_wait_for 10 at_fetch hello.txt
 sk_check "node1's agent announces its tcp checker" sh -c "grep -q 'checker tcp $AT_VIP:80 every 300 ms' '$SK_TMP/agent1.1.log'"
-in_sync() { at_code_is "$1" 4 && [ "$(at_field "$1" uptodate)" = true ]; }
-sk_wait_for 20 in_sync 2 || sk_diag "node2 not in sync after 20 s"
+sk_wait_for 20 at_in_sync 2 || sk_diag "node2 not in sync after 20 s"
 
 # app_pid N: the web server of node N (python3 in its namespace)
 app_pid() {
@@ -86,7 +78,7 @@ for r in 1 2; do
 	sk_check "A$r: node1's log counts local restart $r of 2" \
 		sh -c "grep -q 'checker tcp $AT_VIP:80: local restart $r of 2' '$(at_state_dir 1)/module.log'"
 done
-sk_wait_for 20 in_sync 2 || sk_diag "node2 not in sync after 20 s"
+sk_wait_for 20 at_in_sync 2 || sk_diag "node2 not in sync after 20 s"
 old=$(app_pid 1) && kill -KILL "$old"
 swapped() { at_code_is 2 3 && at_code_is 1 4; }
 if sk_wait_for 30 swapped; then
@@ -106,7 +98,7 @@ sk_check "A3: exactly 2 local restarts on node1 (restart 1, restart 2, no third)
 	test "$(restart_set)" = "1 2 "
 
 # ---- B: process checker on node2 (pidfd), restart in place ----
-sk_wait_for 20 in_sync 1 || sk_diag "node1 not in sync after 20 s"
+sk_wait_for 20 at_in_sync 1 || sk_diag "node1 not in sync after 20 s"
 old=$(app_pid 2) || sk_diag "no web server on node2"
 sleep 0.7 # let the checker find and watch it (interval 300 ms)
 t0=$(date +%s%N)
@@ -123,7 +115,7 @@ sk_check "B: node2's log says the watched process died (pidfd)" \
 sk_check "B: node2 is still PRIM" at_code_is 2 3
 
 # ---- C: interface checker on node2: eth1 loses carrier -> failover to node1 ----
-sk_wait_for 20 in_sync 1 || sk_diag "node1 not in sync after 20 s"
+sk_wait_for 20 at_in_sync 1 || sk_diag "node1 not in sync after 20 s"
 sk_in 2 ip link set eth1p down
 back() { at_code_is 1 3 && at_code_is 2 4; }
 if sk_wait_for 30 back; then
@@ -139,7 +131,7 @@ sk_check "C: the client is served by node1 through the VIP" sk_wait_for 15 at_fe
 sk_in 2 ip link set eth1p up
 
 # ---- D: ping checker on node1: its target disappears -> failover to node2 ----
-sk_wait_for 20 in_sync 2 || sk_diag "node2 not in sync after 20 s"
+sk_wait_for 20 at_in_sync 2 || sk_diag "node2 not in sync after 20 s"
 sleep 1 # node2's interface checker sees the carrier back before node2 may become primary again
 sk_in 1 sysctl -qw net.ipv4.icmp_echo_ignore_all=1 || sk_diag "sysctl failed"
 if sk_wait_for 30 swapped; then
@@ -154,7 +146,7 @@ sk_check "D: the client is served by node2 through the VIP" sk_wait_for 15 at_fe
 sk_in 1 sysctl -qw net.ipv4.icmp_echo_ignore_all=0
 
 # ---- E: script checker on node2 starts failing -> failover to node1 ----
-sk_wait_for 20 in_sync 1 || sk_diag "node1 not in sync after 20 s"
+sk_wait_for 20 at_in_sync 1 || sk_diag "node1 not in sync after 20 s"
 touch "$SK_TMP/fail-check2"
 if sk_wait_for 30 back; then
 	sk_ok "E: bin/check_app fails -> failover: node1 PRIM, node2 SECOND"

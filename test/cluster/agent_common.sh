@@ -118,6 +118,21 @@ at_field() {
 		python3 -c 'import json,sys; d=json.load(sys.stdin); m=d["modules"][0]; print(str(m[sys.argv[1]]).lower())' "$2" 2>/dev/null
 }
 
+# at_in_sync N: node N is SECOND with an up-to-date copy
+at_in_sync() { at_code_is "$1" 4 && [ "$(at_field "$1" uptodate)" = true ]; }
+
+at_fresh_roles() { at_code_is 1 3 && at_code_is 2 4; }
+# at_start_pair: agents 1 and 2 started; bails unless node1 becomes PRIM and node2 SECOND in 30 s
+at_start_pair() {
+	at_start 1 || at_bail "agent 1"
+	at_start 2 || at_bail "agent 2"
+	if ! sk_wait_for 30 at_fresh_roles; then
+		sk_diag "$(at_agent_log 1 | tail -20)"
+		at_bail "no PRIM/SECOND pair"
+	fi
+	sk_ok "fresh start: node1 PRIM, node2 SECOND"
+}
+
 at_counter() {
 	at_ctl "$1" state --json 2>/dev/null |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"][sys.argv[1]])' "$2" 2>/dev/null

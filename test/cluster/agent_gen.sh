@@ -24,7 +24,6 @@ kill_node() { # kill -9 every process of node N's namespace (all started by this
 	return 0
 }
 roles() { at_code_is "$1" 3 && at_code_is "$2" 4; } # PRIM on $1, SECOND on $2
-in_sync() { at_code_is "$1" 4 && [ "$(at_field "$1" uptodate)" = true ]; }
 # the fused status of node N through its control socket, one field (python path a.b)
 fst() {
 	local sock=${SK_ROOT[$1]}/run/steadykit/fused-$AT_MOD.sock
@@ -38,7 +37,7 @@ data_line() { at_ctl "$1" state -m "$AT_MOD" 2>/dev/null | grep "$AT_MOD: data:"
 
 at_start 1 || at_bail "agent 1"
 at_start 2 || at_bail "agent 2"
-if sk_wait_for 30 roles 1 2 && sk_wait_for 20 in_sync 2; then
+if sk_wait_for 30 roles 1 2 && sk_wait_for 20 at_in_sync 2; then
 	sk_ok "fresh start: node1 PRIM, node2 SECOND in sync"
 else
 	sk_not_ok "fresh start: node1 PRIM, node2 SECOND in sync"
@@ -103,7 +102,7 @@ else
 fi
 sk_diag "node2 says: $(at_ctl 2 state -m "$AT_MOD" 2>/dev/null | grep "$AT_MOD: " | head -2)"
 at_start 1 || at_bail "agent 1 again"
-if sk_wait_for 30 roles 1 2 && sk_wait_for 30 in_sync 2; then
+if sk_wait_for 30 roles 1 2 && sk_wait_for 30 at_in_sync 2; then
 	sk_ok "node1 (newest) returns: normal start, node1 PRIM, node2 SECOND in sync"
 else
 	sk_not_ok "node1 (newest) returns: normal start, node1 PRIM, node2 SECOND in sync"
@@ -168,7 +167,7 @@ sk_check "prim --force on a diverged pair says the other side's changes are kept
 trees_equal() {
 	diff -r "$(at_data "$P")" "$(at_data "$S")" >/dev/null 2>&1
 }
-if sk_wait_for 30 trees_equal && sk_wait_for 20 in_sync "$S"; then
+if sk_wait_for 30 trees_equal && sk_wait_for 20 at_in_sync "$S"; then
 	sk_ok "after the operator's choice: resync, node$S's tree equals the survivor's"
 else
 	sk_not_ok "after the operator's choice: resync, node$S's tree equals the survivor's"

@@ -32,10 +32,8 @@ show_state() {
 	sk_diag "node2: $(at_ctl 2 state -m "$AT_MOD" 2>&1 | sed -n '4p;5,6p')"
 }
 
-fresh_roles() { at_code_is 1 3 && at_code_is 2 4; }
-in_sync() { at_code_is "$1" 4 && [ "$(at_field "$1" uptodate)" = true ]; }
 not_primary() { ! at_is_primary "$1"; }
-if sk_wait_for 30 fresh_roles; then
+if sk_wait_for 30 at_fresh_roles; then
 	sk_ok "fresh start: node1 (lowest id) PRIM, node2 SECOND, decided by the agents"
 else
 	sk_not_ok "fresh start: node1 (lowest id) PRIM, node2 SECOND, decided by the agents"
@@ -47,8 +45,8 @@ sk_check "exactly one primary, holding the VIP" one_primary
 echo "written on node1" >"$(at_data 1)/hello.txt"
 sk_check "the client reads the replicated directory through the VIP (app started by start_prim)" \
 	sk_wait_for 10 at_fetch hello.txt
-sk_check "skctl state -lq exit codes: PRIM 3, SECOND 4" fresh_roles
-sk_wait_for 15 in_sync 2 || sk_diag "node2 not in sync after 15 s"
+sk_check "skctl state -lq exit codes: PRIM 3, SECOND 4" at_fresh_roles
+sk_wait_for 15 at_in_sync 2 || sk_diag "node2 not in sync after 15 s"
 
 ROUND=0
 AW_PID=
@@ -117,7 +115,7 @@ verify_acked() {
 
 # rejoin N: node N comes back as SECOND and in sync, ready for the next fault
 rejoin() {
-	if sk_wait_for 30 in_sync "$1"; then
+	if sk_wait_for 30 at_in_sync "$1"; then
 		sk_ok "$2: node$1 back as SECOND, in sync"
 	else
 		sk_not_ok "$2: node$1 back as SECOND, in sync"
@@ -338,14 +336,14 @@ fi
 verify_acked "swap" "$s"
 sk_check "swap: exactly one primary, holding the VIP" sk_wait_for 5 one_primary
 sk_check "swap: the client is served by node$s" sk_wait_for 10 at_fetch hello.txt
-sk_check "swap: node$p back in sync as SECOND" sk_wait_for 30 in_sync "$p"
+sk_check "swap: node$p back in sync as SECOND" sk_wait_for 30 at_in_sync "$p"
 
 # ---- skfused crashes on the secondary: the agent restarts it, the copy resyncs ----
 p=$(at_primary) || at_bail "no primary"
 s=$((3 - p))
 old=$(at_fused_pid "$s")
 kill -KILL "$old"
-fused_back() { local n; n=$(at_fused_pid "$s") && [ "$n" != "$old" ] && in_sync "$s"; }
+fused_back() { local n; n=$(at_fused_pid "$s") && [ "$n" != "$old" ] && at_in_sync "$s"; }
 sk_check "skfused killed on node$s: restarted by the agent, back in sync" sk_wait_for 30 fused_back
 sk_check "skfused crash: the roles did not change" roles_kept
 
@@ -372,7 +370,7 @@ else
 fi
 sk_diag "node$s why: $(at_ctl "$s" why -m "$AT_MOD" -n 2)"
 rm -f "$(at_state_dir "$s")/fail-start_prim"
-sk_check "after the failed start: node$s back in sync as SECOND" sk_wait_for 30 in_sync "$s"
+sk_check "after the failed start: node$s back in sync as SECOND" sk_wait_for 30 at_in_sync "$s"
 sk_check "after the failed start: exactly one primary, holding the VIP" sk_wait_for 5 one_primary
 
 # ---- an outdated node waits ----

@@ -23,18 +23,10 @@ for i in 1 2; do
 	sed -i 's/"timeout_ms": 400/"timeout_ms": 1000/' "${SK_ROOT[$i]}/etc/steadykit/cluster.json" ||
 		at_bail "cluster.json"
 done
-at_start 1 || at_bail "agent 1"
-at_start 2 || at_bail "agent 2"
-fresh_roles() { at_code_is 1 3 && at_code_is 2 4; }
-if ! sk_wait_for 30 fresh_roles; then
-	sk_diag "$(at_agent_log 1 | tail -20)"
-	at_bail "no PRIM/SECOND pair"
-fi
-sk_ok "fresh start: node1 PRIM, node2 SECOND"
+at_start_pair
 echo "restart test" >"$(at_data 1)/hello.txt"
 sk_check "the client is served through the VIP" sk_wait_for 10 at_fetch hello.txt
-in_sync() { at_code_is "$1" 4 && [ "$(at_field "$1" uptodate)" = true ]; }
-sk_wait_for 20 in_sync 2 || sk_diag "node2 not in sync after 20 s"
+sk_wait_for 20 at_in_sync 2 || sk_diag "node2 not in sync after 20 s"
 
 app_pid() {
 	local p
@@ -141,7 +133,7 @@ sk_check "C: node1's log says the adopted skfused exited" \
 sk_check "C: the client is served again" sk_wait_for 15 at_fetch hello.txt
 
 # ---- D: a failover still works after the takeover ----
-sk_wait_for 30 in_sync 2 || sk_diag "node2 not in sync after 30 s"
+sk_wait_for 30 at_in_sync 2 || sk_diag "node2 not in sync after 30 s"
 # shellcheck disable=SC2046
 kill -KILL $(at_pids_of 1) 2>/dev/null
 took() { at_is_primary 2; }
@@ -150,7 +142,7 @@ sk_check "D: the client is served by node2" sk_wait_for 15 at_fetch hello.txt
 
 # ---- E: skagentd --fence (the unit's ExecStopPost after a crash) ----
 at_start 1 || at_bail "agent 1 after D"
-sk_wait_for 30 in_sync 1 || sk_diag "node1 not back in sync after 30 s"
+sk_wait_for 30 at_in_sync 1 || sk_diag "node1 not back in sync after 30 s"
 app2=$(app_pid 2) || sk_diag "no application on node2"
 fu2=$(at_fused_pid 2) || sk_diag "no skfused on node2"
 sk_kill9 "${AT_AGENT_PID[2]}"

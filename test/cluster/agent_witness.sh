@@ -115,7 +115,6 @@ PY
 mono() { python3 -c 'import time; print("%.6f" % time.clock_gettime(time.CLOCK_MONOTONIC))'; }
 show() { local i; for i in "$@"; do sk_diag "node$i: $(at_ctl "$i" state -m "$AT_MOD" 2>&1 | sed -n '4,6p')"; done; }
 roles() { at_code_is "$1" 3 && at_code_is "$2" 4; }
-in_sync() { at_code_is "$1" 4 && [ "$(at_field "$1" uptodate)" = true ]; }
 mlog() { cat "$(at_state_dir "$1")/module.log" 2>/dev/null; }
 wlog() { cat "$SK_TMP/witness.log"; }
 can_write() { (echo "$2" >"$(at_data "$1")/$3") 2>/dev/null; }
@@ -137,7 +136,7 @@ else
 fi
 sk_check "the witness logged the grant to node1" sk_wait_for 5 sh -c "grep -q 'lease granted to node1' '$SK_TMP/witness.log'"
 sk_check "node1's mount takes writes" sk_wait_for 10 can_write 1 hello w0.txt
-sk_wait_for 20 in_sync 2 || sk_diag "node2 not in sync after 20 s"
+sk_wait_for 20 at_in_sync 2 || sk_diag "node2 not in sync after 20 s"
 
 # ---- ping pair ----
 if sk_wait_for 20 roles 4 5; then
@@ -146,7 +145,7 @@ else
 	sk_not_ok "ping pair: node4 PRIM, node5 SECOND"
 	show 4 5
 fi
-sk_wait_for 15 in_sync 5 || sk_diag "node5 not in sync"
+sk_wait_for 15 at_in_sync 5 || sk_diag "node5 not in sync"
 took() { grep -c "transition .* -> \(ALONE\|PRIM\)" "$(at_state_dir "$1")/module.log"; }
 sk_diag "t+$(($(date +%s) - T_START)) s"
 # ---- forged and replayed lease requests ----
@@ -279,7 +278,7 @@ run_fault() {
 
 sk_diag "t+$(($(date +%s) - T_START)) s"
 # ---- node6's agent SIGSTOPped and node6 cut from node7: skfused fences itself ----
-sk_wait_for 15 in_sync 7 || sk_diag "node7 not in sync"
+sk_wait_for 15 at_in_sync 7 || sk_diag "node7 not in sync"
 run_fault "agent SIGSTOP" 6 7 1 7
 sk_sigcont "${AT_AGENT_PID[6]}"
 not_prim() { ! at_is_primary "$1"; }
@@ -303,7 +302,7 @@ sk_check "... skctl on node2 says why it waits (the lease is node1's)" \
 sk_heal 1 2 # node2 resyncs while pair 6/7 is tested
 sk_diag "t+$(($(date +%s) - T_START)) s"
 # ---- node1 (PRIM) cut from node2 and from the witness ----
-sk_check "healed: node2 back as SECOND, in sync" sk_wait_for 20 in_sync 2
+sk_check "healed: node2 back as SECOND, in sync" sk_wait_for 20 at_in_sync 2
 run_fault "partition" 1 2 0 2 3
 sk_check "partition: node1 stopped serving (WAIT)" sk_wait_for 5 at_code_is 1 1
 sk_check "partition: skctl why on node1 names the lease" \
