@@ -10,9 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/file.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -348,8 +350,11 @@ static ssize_t local_wait(void)
 
 /*
  * The frame goes out before the local pwrite, both under the stream lock, so
- * the peer writes while we do; the reply waits for both. The file's times
- * reach the peer with its close or fsync.
+ * the peer writes while we do; the reply waits for both. The mtime is chosen
+ * here before either side writes, carried by the (last) frame and set by both
+ * after their pwrite, so the peer's mtime is the one the application can see
+ * from the moment the write is acknowledged (a clock read and one futimens per
+ * side; the kernel's own would differ by the ns). atime stays behind (close/fsync).
  */
 void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
 		     struct fuse_file_info *fi)
@@ -359,6 +364,7 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 	struct fused_reply r = { .kind = R_WRITE, .written = size };
 	uint64_t seq = 0, gen = F()->conn_gen;
 	struct fused_dn_mark m;
+	struct timespec mt = { 0, UTIME_OMIT };
 	int deferred = 0;
 	ssize_t n;
 
@@ -381,6 +387,8 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 		 * write's local pwrite runs meanwhile on the local writer thread.
 		 */
 		op.fh = fh->id;
+		if (size > 0)
+			clock_gettime(CLOCK_REALTIME, &mt);
 		while (size - done > fused_write_chunk) {
 			op.off = (uint64_t)off + done;
 			op.data_len = (uint32_t)fused_write_chunk;
@@ -389,8 +397,18 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 		}
 		op.off = (uint64_t)off + done;
 		op.data_len = (uint32_t)(size - done);
+		if (size > 0) {
+			op.mtime = (struct sk_rmsg_ts){ mt.tv_sec, (uint32_t)mt.tv_nsec };
+			op.valid |= SK_RV_MTIME;
+		}
 		deferred = fused_repl_submit_held(F(), &op, data + done, size - done, req, &r, &seq);
 		n = bg ? local_wait() : pwrite(fh->fd, data, size, off);
+		if (n > 0) {
+			struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, mt };
+
+			if (futimens(fh->fd, tv) < 0 && seq)
+				fused_peer_lost(F(), gen, "cannot set the mtime the peer was sent");
+		}
 	} else {
 		n = pwrite(fh->fd, data, size, off);
 	}

@@ -58,6 +58,39 @@ else
 	sk_not_ok "SQLite database on the secondary: integrity ok, all 858 rows (got: $rows)"
 fi
 
+# B11: every acknowledged write() leaves the secondary's mtime equal to the primary's, to the ns,
+# with the file still open (no close, no fsync): a failover then shows the times the application saw.
+mtimes=$("$MT_PY" - "$MT_DIR1" "$MT_BACK1" "$MT_DIR2" <<'PY'
+import os, sys, time
+mnt, back, sec = sys.argv[1:4]
+bad, n = [], 0
+fd = os.open(os.path.join(mnt, "mtime-live"), os.O_CREAT | os.O_WRONLY, 0o644)
+fa = os.open(os.path.join(mnt, "mtime-append"), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
+for i in range(40):
+    # small, large (several frames) and appended writes; pauses so the clocks move on
+    os.pwrite(fd, b"x" * (4096 if i % 4 else 1536 * 1024), (i % 7) * 4096)
+    os.write(fa, b"line %d\n" % i)
+    for name in ("mtime-live", "mtime-append"):
+        p, s = os.stat(os.path.join(back, name)), os.stat(os.path.join(sec, name))
+        n += 1
+        if p.st_mtime_ns != s.st_mtime_ns or p.st_size != s.st_size:
+            bad.append("%s write %d: primary %d/%d secondary %d/%d" % (name, i, p.st_mtime_ns, p.st_size, s.st_mtime_ns, s.st_size))
+    time.sleep(0.002)
+m = os.fstat(fd).st_mtime_ns
+print(n, len(bad), m == os.stat(os.path.join(back, "mtime-live")).st_mtime_ns)
+for b in bad[:3]:
+    print(b)
+os.close(fd)
+os.close(fa)
+PY
+)
+if [ "$(head -n1 <<<"$mtimes")" = "80 0 True" ]; then
+	sk_ok "after every acknowledged write (file still open) the secondary's mtime equals the primary's, in ns"
+else
+	sk_not_ok "after every acknowledged write (file still open) the secondary's mtime equals the primary's, in ns"
+	sk_diag "$mtimes"
+fi
+
 # The mount shows the backing tree as it is (st_* from the backing fs), with no view of its own.
 mt_treecmp_tap "mount vs primary backing" none "$MT_DIR1" "$MT_BACK1" entries type mode owner size content nlink hardlinks symlink xattr acl mtime
 ino_diff=$("$MT_PY" - "$MT_DIR1" "$MT_BACK1" <<'PY'
