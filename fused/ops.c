@@ -572,8 +572,24 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 		fused_ino_put(parent, pfd);
 		return fused_fail(req, rc);
 	}
-	if (atomic_load(&F()->resyncing))
+	if (atomic_load(&F()->resyncing)) {
+		/*
+		 * Both directories are walked again. The new name's: it may land where the
+		 * listing in progress has passed, and the peer then removes it as a stray when
+		 * the listing ends. The old name's too: the peer knows the group only from a
+		 * name listed with its links, and the old one may have been listed with one;
+		 * walked together, the new name is made a link of it, not a file of its own.
+		 */
 		fused_rs_note_move(F(), -1, pfd);
+		if (n1 > 0) {
+			int ofd = fused_rs_deepest_dir(F(), fused_tp1);
+
+			if (ofd >= 0) {
+				fused_rs_note_move(F(), -1, ofd);
+				close(ofd);
+			}
+		}
+	}
 	fused_dn_ino(parent, FUSED_DF_NS, 0, 0);
 	fused_dn_ino(ino, FUSED_DF_WHOLE | FUSED_DF_META, 0, 0);
 	fused_dn_dh(&oparent, FUSED_DF_DIR | FUSED_DF_NS);
