@@ -245,11 +245,12 @@ static void client(struct fused *f, int fd)
 	size_t have = 0;
 
 	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
+				       { .fd = f->stop_fd, .events = POLLIN } }; /* the stop wakes it */
 		char *nl;
 		ssize_t n;
 
-		if (poll(&p, 1, 2000) <= 0 || atomic_load(&f->stop))
+		if (poll(p, 2, 2000) <= 0 || atomic_load(&f->stop))
 			return;
 		n = read(fd, buf + have, sizeof(buf) - 1 - have);
 		if (n <= 0) {
@@ -277,12 +278,13 @@ static void *ctl_main(void *arg)
 	struct fused *f = arg;
 
 	while (!atomic_load(&f->stop)) {
-		struct pollfd p = { .fd = ctl_fd, .events = POLLIN };
+		struct pollfd p[2] = { { .fd = ctl_fd, .events = POLLIN },
+				       { .fd = f->stop_fd, .events = POLLIN } }; /* the stop wakes it */
 		struct ucred cr;
 		socklen_t cl = sizeof(cr);
 		int c;
 
-		if (poll(&p, 1, 200) <= 0)
+		if (poll(p, 2, 1000) <= 0 || !(p[0].revents & POLLIN))
 			continue;
 		c = accept4(ctl_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (c < 0)
@@ -347,7 +349,7 @@ int fused_ctl_start(struct fused *f)
 
 void fused_ctl_stop(struct fused *f)
 {
-	atomic_store(&f->stop, true);
+	fused_stop(f);
 	if (ctl_running)
 		pthread_join(ctl_thread, NULL);
 	ctl_running = false;

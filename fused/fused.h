@@ -70,6 +70,11 @@ struct fused_rs_fail {
 
 #define FUSED_HIST 32
 #define FUSED_RING 4096
+/*
+ * ACK frame flag (secondary -> primary): "alive, busy" keepalive. Its ack's applied is what
+ * was already acked, err_seq how long the operation being applied has run (us), err 0.
+ */
+#define FUSED_ACK_F_BUSY 0x1
 
 /*
  * Lock order: stream_mu -> peer_mu -> pend_mu; ino_mu is a leaf.
@@ -107,6 +112,7 @@ struct fused {
 	char root_path[PATH_MAX];   /* as /proc/self/fd shows it, for relative paths */
 	size_t root_len;
 	atomic_bool stop;
+	int stop_fd;                /* eventfd, readable from the stop on (fused_stop): polls wake at once */
 
 	/* persistent state (track.c) */
 	pthread_mutex_t state_mu;
@@ -201,6 +207,10 @@ extern const struct fuse_lowlevel_ops fused_ops;
 /* repl.c (primary) */
 int fused_repl_start(struct fused *f);
 void fused_repl_stop(struct fused *f);
+/* main.c: set stop and wake every poll on f->stop_fd (async-signal-safe). */
+void fused_stop(struct fused *f);
+/* main.c: wait up to ms for the stop; true once stopping. */
+bool fused_stop_wait(struct fused *f, int ms);
 /*
  * Called with stream_mu held after a successful local apply. Sends op (+data)
  * and, if req is not NULL and the mode waits, takes over replying: returns 1.

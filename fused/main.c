@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -195,10 +197,32 @@ static void parse(struct fused *f, int argc, char **argv)
 			 f->module_id);
 }
 
+void fused_stop(struct fused *f)
+{
+	uint64_t one = 1;
+
+	atomic_store(&f->stop, true);
+	/* never read: it stays readable, so every later poll returns at once too */
+	if (f->stop_fd >= 0 && write(f->stop_fd, &one, sizeof(one)) < 0)
+		return;
+}
+
+bool fused_stop_wait(struct fused *f, int ms)
+{
+	struct pollfd p = { .fd = f->stop_fd, .events = POLLIN };
+
+	if (!atomic_load(&f->stop) && f->stop_fd >= 0)
+		poll(&p, 1, ms);
+	else if (!atomic_load(&f->stop))
+		usleep((useconds_t)ms * 1000);
+	return atomic_load(&f->stop);
+}
+
 static void on_signal(int sig)
 {
+	(void)sig;
 	if (fused_ctx)
-		atomic_store(&fused_ctx->stop, true);
+		fused_stop(fused_ctx);
 }
 
 static bool is_mountpoint(const char *dir)
@@ -393,6 +417,11 @@ int main(int argc, char **argv)
 	pthread_cond_init(&f->pend_cv, NULL);
 	pthread_cond_init(&f->rs_cv, NULL);
 	f->sock = -1;
+	f->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (f->stop_fd < 0) {
+		sk_err("eventfd: %s", strerror(errno));
+		return 1;
+	}
 
 	memset(&cerr, 0, sizeof(cerr));
 	if (f->key_fd >= 0) {

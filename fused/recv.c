@@ -23,20 +23,84 @@
  * primary sees progress long before its latency budget runs out.
  */
 #define ACK_EVERY_US 10000
-static uint64_t rx_ack_us; /* when the last ack went out (receiver thread only) */
+/*
+ * "Alive, busy": when one operation keeps the receiver past KEEPALIVE_US without an ack
+ * (a create or an fsync stuck behind the kernel's writeback, a starved CPU), another thread
+ * tells the primary, so its budget can tell a busy peer from a dead one (repl.c). A stopped
+ * process or a cut link sends nothing, and the primary drops it as before.
+ */
+#define KEEPALIVE_US 20000
+static _Atomic uint64_t rx_ack_us;  /* when the last ack went out */
+static _Atomic uint64_t rx_busy_us; /* receiver: when its current operation began; 0 idle */
+/*
+ * Every frame this node sends goes under tx_mu: the receiver's acks and answers, and the
+ * keepalive thread's. tx_live says x->sock and x->chan belong to a live session.
+ */
+static pthread_mutex_t tx_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool tx_live;
+
+int fused_rx_send(struct sk_chan *c, int sock, uint8_t type, uint16_t flags, uint32_t module,
+		  const struct iovec *iov, int n)
+{
+	int rc;
+
+	pthread_mutex_lock(&tx_mu);
+	rc = sk_chan_send_fd(c, sock, type, flags, module, iov, n);
+	pthread_mutex_unlock(&tx_mu);
+	return rc;
+}
 
 int fused_rx_send_ack(struct rx *x)
 {
 	struct sk_rmsg_ack a = { .applied = x->applied, .err_seq = x->err_seq, .err = x->err };
 	uint8_t buf[SK_RMSG_ACK_LEN];
 	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	int rc;
 
-	rx_ack_us = sk_now_us();
 	sk_rmsg_ack_encode(&a, buf);
+	pthread_mutex_lock(&tx_mu);
+	atomic_store(&rx_ack_us, sk_now_us());
 	x->acked = x->applied;
 	x->err = 0; /* each failure is reported once */
 	x->err_seq = 0;
-	return sk_chan_send_fd(&x->chan, x->sock, SK_RMSG_ACK, 0, x->f->module_id, &iov, 1);
+	rc = sk_chan_send_fd(&x->chan, x->sock, SK_RMSG_ACK, 0, x->f->module_id, &iov, 1);
+	pthread_mutex_unlock(&tx_mu);
+	return rc;
+}
+
+/*
+ * The keepalive: an ACK flagged FUSED_ACK_F_BUSY, applied = what was already acked (it
+ * acknowledges nothing new: an operation's ack must carry its error), err_seq = how long the
+ * current operation has run (us), err 0. Older primaries see an ack that advances nothing.
+ */
+static void *keepalive_main(void *arg)
+{
+	struct rx *x = arg;
+
+	while (!atomic_load(&x->f->stop)) {
+		uint64_t now, busy;
+
+		usleep(KEEPALIVE_US / 2);
+		now = sk_now_us();
+		busy = atomic_load(&rx_busy_us);
+		if (!busy || now < busy + KEEPALIVE_US || now < atomic_load(&rx_ack_us) + KEEPALIVE_US)
+			continue;
+		pthread_mutex_lock(&tx_mu);
+		if (tx_live) {
+			struct sk_rmsg_ack a = { .applied = x->acked, .err_seq = now - busy };
+			uint8_t buf[SK_RMSG_ACK_LEN];
+			struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+
+			sk_rmsg_ack_encode(&a, buf);
+			atomic_store(&rx_ack_us, now);
+			/* a failed send is the receiver's to notice */
+			sk_chan_send_fd(&x->chan, x->sock, SK_RMSG_ACK, FUSED_ACK_F_BUSY, x->f->module_id,
+					&iov, 1);
+			atomic_fetch_add(&x->keepalives, 1);
+		}
+		pthread_mutex_unlock(&tx_mu);
+	}
+	return NULL;
 }
 
 /* ---- connection ---- */
@@ -94,7 +158,7 @@ static int report_failed(struct rx *x, const struct sk_rmsg_op *op)
 	if (n < 0)
 		return 0;
 	iov = (struct iovec){ .iov_base = buf, .iov_len = (size_t)n };
-	return sk_chan_send_fd(&x->chan, x->sock, SK_RMSG_FAILED, 0, x->f->module_id, &iov, 1);
+	return fused_rx_send(&x->chan, x->sock, SK_RMSG_FAILED, 0, x->f->module_id, &iov, 1);
 }
 
 /*
@@ -124,7 +188,7 @@ static int start_gen(struct rx *x, const struct sk_rmsg_op *op)
 	pthread_mutex_unlock(&f->state_mu);
 	me.verdict = (uint8_t)v;
 	sk_gen_encode(&me, buf);
-	if (sk_chan_send_fd(&x->chan, x->sock, SK_RMSG_GEN, 0, f->module_id, &iov, 1) < 0)
+	if (fused_rx_send(&x->chan, x->sock, SK_RMSG_GEN, 0, f->module_id, &iov, 1) < 0)
 		return -EPIPE;
 	return v == SK_GEN_V_OK || v == SK_GEN_V_FORCED ? 0 : -EPIPE;
 }
@@ -153,6 +217,8 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 		struct sk_rmsg_op op;
 		const char *why = NULL;
 		int rc;
+
+		atomic_store(&rx_busy_us, sk_now_us()); /* this operation begins */
 
 		if (fr[i].module != f->module_id ||
 		    sk_rmsg_op_decode(fr[i].type, fr[i].payload, fr[i].len, &op, &why) < 0) {
@@ -189,10 +255,12 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 		}
 		x->applied = fr[i].seq;
 		atomic_store(&f->applied_seq, x->applied);
-		if (f->mode == SK_REPL_SYNC && i + 1 < n && sk_now_us() - rx_ack_us >= ACK_EVERY_US &&
+		if (f->mode == SK_REPL_SYNC && i + 1 < n &&
+		    sk_now_us() - atomic_load(&rx_ack_us) >= ACK_EVERY_US &&
 		    fused_rx_send_ack(x) < 0)
 			return -EPIPE;
 	}
+	atomic_store(&rx_busy_us, 0);
 	if (x->applied > x->acked && fused_rx_send_ack(x) < 0)
 		return -EPIPE;
 	return 0;
@@ -276,14 +344,16 @@ static void *accept_main(void *arg)
 	int lfd = acc_lfd;
 
 	while (!atomic_load(&f->stop)) {
-		struct pollfd p = { .fd = lfd, .events = POLLIN };
+		struct pollfd p[2] = { { .fd = lfd, .events = POLLIN },
+				       { .fd = f->stop_fd, .events = POLLIN } };
 		struct hs_arg *h;
 		pthread_attr_t at;
 		pthread_t t;
 		bool busy;
 		int c;
 
-		if (poll(&p, 1, 200) <= 0)
+		/* the stop wakes it (stop_fd); the timeout is only a safety net */
+		if (poll(p, 2, 1000) <= 0 || !(p[0].revents & POLLIN))
 			continue;
 		c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (c < 0)
@@ -360,8 +430,9 @@ static void serve(struct rx *x)
 	if (fused_rbuf_init(&rb) < 0)
 		return;
 	for (;;) {
-		struct pollfd p[2] = { { .fd = x->sock, .events = POLLIN },
-				       { .fd = mb.efd, .events = POLLIN } };
+		struct pollfd p[3] = { { .fd = x->sock, .events = POLLIN },
+				       { .fd = mb.efd, .events = POLLIN },
+				       { .fd = f->stop_fd, .events = POLLIN } };
 		int n = 0, rc;
 		long got = 0;
 
@@ -375,7 +446,7 @@ static void serve(struct rx *x)
 			if (rc < 0)
 				break;
 			if (rc == 0) {
-				rc = poll(p, 2, 200);
+				rc = poll(p, 3, 1000);
 				if (atomic_load(&f->stop))
 					break;
 				if (rc > 0 && (p[1].revents & POLLIN)) {
@@ -411,7 +482,7 @@ static void serve(struct rx *x)
 int fused_recv_run(struct fused *f)
 {
 	struct rx *x = calloc(1, sizeof(*x));
-	pthread_t acc;
+	pthread_t acc, ka;
 	int lfd;
 
 	if (!x)
@@ -431,30 +502,48 @@ int fused_recv_run(struct fused *f)
 		free(x);
 		return -EAGAIN;
 	}
+	if (pthread_create(&ka, NULL, keepalive_main, x) != 0) {
+		fused_stop(f);
+		pthread_join(acc, NULL);
+		close(lfd);
+		free(x);
+		return -EAGAIN;
+	}
 	sk_info("ready: secondary listening on %s:%u, %s read-only", f->listen_host, f->listen_port,
 		f->dir);
 	while (!atomic_load(&f->stop)) {
-		struct pollfd p = { .fd = mb.efd, .events = POLLIN };
+		struct pollfd p[2] = { { .fd = mb.efd, .events = POLLIN },
+				       { .fd = f->stop_fd, .events = POLLIN } };
 		uint32_t peer_node = 0;
 		int cfd;
 
-		if (!mb_ready() && poll(&p, 1, 200) <= 0)
+		if (!mb_ready() && (poll(p, 2, 1000) <= 0 || !(p[0].revents & POLLIN)))
 			continue;
 		cfd = mb_take(x, &peer_node);
 		if (cfd < 0)
 			continue;
 		sk_info("primary node %u connected", peer_node);
+		pthread_mutex_lock(&tx_mu);
 		x->sock = cfd;
 		x->applied = x->acked = x->err_seq = 0;
 		x->err = 0;
+		atomic_store(&x->keepalives, 0);
+		tx_live = true;
+		pthread_mutex_unlock(&tx_mu);
 		atomic_store(&f->peer_up, true);
 		serve(x);
 		atomic_store(&f->peer_up, false);
+		pthread_mutex_lock(&tx_mu);
+		tx_live = false;
+		atomic_store(&rx_busy_us, 0);
+		pthread_mutex_unlock(&tx_mu);
 		fused_rx_hclear(x);
 		close(x->sock);
-		sk_info("primary connection closed after op #%llu", (unsigned long long)x->applied);
+		sk_info("primary connection closed after op #%llu (%llu busy keepalives sent)",
+			(unsigned long long)x->applied, (unsigned long long)atomic_load(&x->keepalives));
 	}
 	pthread_join(acc, NULL);
+	pthread_join(ka, NULL);
 	close(lfd);
 	fused_rx_hclear(x);
 	free(x);

@@ -29,6 +29,7 @@ struct rx {
 	uint64_t applied, acked;
 	uint64_t err_seq;
 	int err;
+	_Atomic uint64_t keepalives; /* "alive, busy" frames sent this session */
 };
 
 /* Apply one decoded operation beneath the root. 0, -errno (reported), -EBADMSG / -EPIPE (drop). */
@@ -45,5 +46,8 @@ int fused_apply_open_data(struct fused *f, const char *path, size_t len, int fla
 void fused_rs_session_end(void);
 /* recv.c: cumulative ack of x->applied (and the first failure since the last ack). */
 int fused_rx_send_ack(struct rx *x);
+/* recv.c: send one frame to the primary; every sender of the secondary goes through here. */
+int fused_rx_send(struct sk_chan *c, int sock, uint8_t type, uint16_t flags, uint32_t module,
+		  const struct iovec *iov, int n);
 
 #endif

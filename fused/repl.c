@@ -57,6 +57,12 @@ static uint32_t frame_cost(uint8_t type, size_t dlen)
 
 static pthread_t conn_thread, budget_thread;
 
+/*
+ * The peer's last "alive, busy" keepalive (recv.c): when it came, and how long the operation
+ * it was applying had run then. Reset with each connection.
+ */
+static _Atomic uint64_t ka_at_us, ka_busy_us, ka_count;
+
 /* ---- buffered reader / full writer ---- */
 
 int fused_rbuf_init(struct fused_rbuf *b)
@@ -534,7 +540,7 @@ static int dial(struct fused *f)
 {
 	struct sockaddr_storage sa;
 	unsigned salen;
-	struct pollfd pfd;
+	struct pollfd pfd[2];
 	int fd, one = 1, buf = SOCK_BUF, err = 0;
 	socklen_t el = sizeof(err);
 
@@ -550,9 +556,10 @@ static int dial(struct fused *f)
 		err = errno;
 		goto fail;
 	}
-	pfd = (struct pollfd){ .fd = fd, .events = POLLOUT };
-	if (poll(&pfd, 1, 1000) != 1) {
-		err = ETIMEDOUT;
+	pfd[0] = (struct pollfd){ .fd = fd, .events = POLLOUT };
+	pfd[1] = (struct pollfd){ .fd = f->stop_fd, .events = POLLIN };
+	if (poll(pfd, 2, 1000) < 1 || !(pfd[0].revents & (POLLOUT | POLLERR | POLLHUP))) {
+		err = atomic_load(&f->stop) ? ECANCELED : ETIMEDOUT;
 		goto fail;
 	}
 	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
@@ -644,10 +651,22 @@ static void ack_loop(struct fused *f, int fd, uint64_t gen)
 			struct sk_rmsg_ack a;
 
 			if (sk_rmsg_ack_decode(fr.payload, fr.len, &a) < 0 ||
-			    a.applied > f->seq_sent) {
+			    a.applied > f->seq_sent || (fr.flags & ~FUSED_ACK_F_BUSY) ||
+			    ((fr.flags & FUSED_ACK_F_BUSY) && a.err)) {
 				atomic_fetch_add(&f->rejected, 1);
 				lost = "bad ack from peer";
 				break;
+			}
+			if (fr.flags & FUSED_ACK_F_BUSY) { /* alive, busy: acknowledges nothing */
+				uint64_t k = atomic_fetch_add(&ka_count, 1) + 1;
+
+				atomic_store(&ka_busy_us, a.err_seq);
+				atomic_store(&ka_at_us, sk_now_us());
+				if (k == 1 || k % 100 == 0) /* seen, not every 20 ms */
+					sk_info("peer busy: %llu busy keepalives on this connection (the last "
+						"%llu ms into one operation)", (unsigned long long)k,
+						(unsigned long long)a.err_seq / 1000);
+				continue;
 			}
 			if (a.err) { /* the peer reports only real divergence (see recv.c benign) */
 				sk_warn("peer failed to apply op #%llu: %s",
@@ -750,8 +769,7 @@ static void *conn_main(void *arg)
 			if (fused_dirty_g) /* alone: nothing in flight, the log may be rewritten */
 				fused_dirty_maybe_compact(fused_dirty_g);
 			/* the connect itself waits up to 1 s: retry soon, a healed link is used at once */
-			for (int i = 0; i < 3 && !atomic_load(&f->stop); i++)
-				usleep(100000);
+			fused_stop_wait(f, 300);
 			continue;
 		}
 		said = false;
@@ -769,6 +787,9 @@ static void *conn_main(void *arg)
 		rs_dec_seq = 0;
 		rs_busy_us = rs_busy_cost = rs_rate = 0;
 		rs_busy = false;
+		atomic_store(&ka_at_us, 0);
+		atomic_store(&ka_busy_us, 0);
+		atomic_store(&ka_count, 0);
 		for (unsigned i = 0; i < FUSED_RING; i++)
 			f->ring[i].seq = 0;
 		atomic_store(&f->connected, true);
@@ -794,9 +815,10 @@ static void *conn_main(void *arg)
 			backoff_s = 5;
 		else if (backoff_s > 1)
 			sk_info("resync not completed; next attempt in %u s", backoff_s);
-		for (unsigned i = 0; i < backoff_s * 10 && !atomic_load(&f->stop) &&
-				     !atomic_exchange(&f->wake, false); i++)
-			usleep(100000);
+		/* the stop wakes this at once; the operator's choice (wake) within 0.1 s */
+		for (unsigned i = 0; i < backoff_s * 10 && !atomic_exchange(&f->wake, false) &&
+				     !fused_stop_wait(f, 100); i++)
+			;
 	}
 	return NULL;
 }
@@ -806,6 +828,13 @@ static void *conn_main(void *arg)
  * that stopped acknowledging altogether. Frames nobody waits for (resync,
  * already answered) may be older than the budget while acks keep coming: they
  * queue behind each other, and the pacing above keeps that queue short.
+ * A peer whose receiver is stuck in one operation (the kernel's writeback, a
+ * starved CPU) says so with "alive, busy" keepalives: that is not silence, as
+ * long as the operation has not run for more than twice the limit. During a
+ * resync, an application's request may wait up to twice the limit while the
+ * peer shows life (an ack or a busy keepalive within a quarter of the limit):
+ * the resync's work on a healthy peer is not what the budget is for. A stopped
+ * process or a cut link sends nothing and is dropped within the limit as before.
  */
 static void *budget_main(void *arg)
 {
@@ -818,13 +847,20 @@ static void *budget_main(void *arg)
 	/* act early enough that detection, the state fsync and the replies fit in the budget */
 	limit_us = (uint64_t)f->budget_ms * 800;
 	while (!atomic_load(&f->stop)) {
-		uint64_t gen = 0, now, age = 0, quiet = 0, ops = 0, cost = 0;
+		uint64_t gen = 0, now, age = 0, quiet = 0, ops = 0, cost = 0, late_age = 0;
+		uint64_t ka_at, ka_busy;
 		unsigned t_old = 0, t_late = 0;
-		bool late = false, stalled = false;
+		bool late = false, stalled = false, busy, alive;
 
 		usleep((useconds_t)step_us);
 		now = sk_now_us();
+		ka_at = atomic_load(&ka_at_us);
+		ka_busy = atomic_load(&ka_busy_us);
 		pthread_mutex_lock(&f->pend_mu);
+		/* busy: a keepalive came lately, for an operation that has not run too long */
+		busy = ka_at > f->last_ack_us && now <= ka_at + limit_us / 4 &&
+		       ka_busy + (now - ka_at) <= 2 * limit_us;
+		alive = busy || now <= f->last_ack_us + limit_us / 4;
 		if (atomic_load(&f->connected) && f->seq_acked < f->seq_sent) {
 			uint64_t s = f->seq_acked + 1;
 			struct fused_pending *p = &f->ring[s % FUSED_RING];
@@ -836,15 +872,19 @@ static void *budget_main(void *arg)
 				ops = f->seq_sent - f->seq_acked;
 				cost = f->inflight_cost;
 				/* no ack for a whole budget: stuck, whatever waits */
-				stalled = now > f->last_ack_us + limit_us;
+				stalled = now > f->last_ack_us + limit_us && !busy;
 				/* frames go out in time order: only the prefix over the limit
 				 * can hold an application's request that is over it */
 				for (; !stalled && !late && s <= f->seq_sent; s++) {
 					p = &f->ring[s % FUSED_RING];
 					if (p->seq != s || now <= p->t_us + limit_us)
 						break;
+					if (p->req && atomic_load(&f->resyncing) && alive &&
+					    now <= p->t_us + 2 * limit_us)
+						continue; /* a busy resync on a live peer: not yet */
 					late = p->req != NULL;
 					t_late = p->type;
+					late_age = now - p->t_us;
 				}
 			}
 			gen = f->conn_gen;
@@ -852,10 +892,14 @@ static void *budget_main(void *arg)
 		pthread_mutex_unlock(&f->pend_mu);
 		if (stalled || late)
 			sk_warn("oldest frame (type %u) %llu ms old, last ack %llu ms ago, %llu frames "
-				"(cost %llu) in flight; late: %s (type %u)", t_old,
+				"(cost %llu) in flight; late: %s (type %u, %llu ms); last busy keepalive "
+				"%lld ms ago (%llu ms into an operation)", t_old,
 				(unsigned long long)age / 1000, (unsigned long long)quiet / 1000,
 				(unsigned long long)ops, (unsigned long long)cost,
-				late ? "an application's request" : "every frame", late ? t_late : t_old);
+				late ? "an application's request" : "every frame", late ? t_late : t_old,
+				(unsigned long long)late_age / 1000,
+				ka_at ? (long long)(now - ka_at) / 1000 : -1LL,
+				(unsigned long long)ka_busy / 1000);
 		if (stalled)
 			fused_peer_lost(f, gen, "peer stopped acknowledging within the latency budget");
 		else if (late)
@@ -883,7 +927,7 @@ void fused_repl_stop(struct fused *f)
 {
 	bool clean;
 
-	atomic_store(&f->stop, true);
+	fused_stop(f);
 	/* Everything acknowledged: the peer stays in sync across our restart. */
 	pthread_mutex_lock(&f->peer_mu);
 	pthread_mutex_lock(&f->pend_mu);
