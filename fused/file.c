@@ -703,8 +703,12 @@ static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const
 		return (void)fuse_reply_err(req, -fd);
 	fused_procpath(pp, sizeof(pp), fd);
 	pthread_mutex_lock(&F()->stream_mu);
+	if (value && !strcmp(name, "security.capability"))
+		fused_inode_cap_changed(F()); /* before: a concurrent "none" is not kept */
 	rc = value ? setxattr(pp, name, value, size, flags) : removexattr(pp, name);
 	rc = rc < 0 ? -errno : 0;
+	if (value && !strcmp(name, "security.capability"))
+		fused_inode_cap_changed(F()); /* and after: nor one read before it was set */
 	fused_ino_put(ino, fd);
 	if (rc < 0)
 		return fused_fail(req, rc);
@@ -735,10 +739,14 @@ void fused_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const c
 /* getxattr and listxattr share FUSE's size protocol: size 0 asks only for the length. */
 static void reply_xattr_query(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
+	bool cap = name && !strcmp(name, "security.capability");
+	uint64_t gen = cap ? fused_inode_cap_gen() : 0;
 	char pp[64], *buf = NULL;
 	int fd, e;
 	ssize_t n;
 
+	if (cap && fused_inode_nocap(F(), ino))
+		return (void)fuse_reply_err(req, ENODATA); /* once per write: no syscall */
 	if (size && !(buf = malloc(size)))
 		return (void)fuse_reply_err(req, ENOMEM);
 	if ((fd = fused_ino_get(ino)) < 0) {
@@ -749,6 +757,8 @@ static void reply_xattr_query(fuse_req_t req, fuse_ino_t ino, const char *name, 
 	n = name ? getxattr(pp, name, buf, size) : listxattr(pp, buf, size);
 	e = errno;
 	fused_ino_put(ino, fd);
+	if (cap && n < 0 && e == ENODATA)
+		fused_inode_set_nocap(F(), ino, gen);
 	if (n < 0)
 		fuse_reply_err(req, e);
 	else if (size == 0)

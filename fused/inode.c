@@ -54,6 +54,7 @@ _Static_assert(sizeof(struct fused_inode) == 40, "a node is 40 bytes: a million 
 #define IN_HASHED 4
 #define IN_STICKY 8 /* never forgotten: the root, or a count that would overflow */
 #define IN_FD 16
+#define IN_NOCAP 32 /* has no security.capability (ops.h fused_inode_nocap) */
 
 /* Bumped (under stream_mu) by every unlink, rmdir and rename: cached paths may be stale. */
 uint64_t fused_path_gen = 1;
@@ -726,6 +727,44 @@ void fused_inode_moved(struct fused *f, fuse_ino_t newparent, int npfd, const ch
 			break;
 	if (d < ndev && (i = hash_find(d, st.st_ino)))
 		set_parent(i, (uint32_t)newparent);
+	pthread_mutex_unlock(&f->ino_mu);
+}
+
+/* ---- "no security.capability" (ops.h) ---- */
+
+/* Bumped by every change of a security.capability through the mount. */
+static _Atomic uint64_t cap_gen = 1;
+
+uint64_t fused_inode_cap_gen(void)
+{
+	return atomic_load(&cap_gen);
+}
+
+bool fused_inode_nocap(struct fused *f, fuse_ino_t ino)
+{
+	bool r;
+
+	pthread_mutex_lock(&f->ino_mu);
+	r = (node((uint32_t)ino)->flags & (IN_USED | IN_NOCAP)) == (IN_USED | IN_NOCAP);
+	pthread_mutex_unlock(&f->ino_mu);
+	return r;
+}
+
+void fused_inode_set_nocap(struct fused *f, fuse_ino_t ino, uint64_t gen)
+{
+	pthread_mutex_lock(&f->ino_mu);
+	if ((node((uint32_t)ino)->flags & IN_USED) && gen == atomic_load(&cap_gen))
+		node((uint32_t)ino)->flags |= IN_NOCAP;
+	pthread_mutex_unlock(&f->ino_mu);
+}
+
+void fused_inode_cap_changed(struct fused *f)
+{
+	/* rare (setcap): forget every node's answer rather than find this one's other names */
+	pthread_mutex_lock(&f->ino_mu);
+	atomic_fetch_add(&cap_gen, 1);
+	for (uint32_t i = 2; i < n_alloc; i++)
+		node(i)->flags &= (uint8_t)~IN_NOCAP;
 	pthread_mutex_unlock(&f->ino_mu);
 }
 

@@ -35,6 +35,17 @@ void fused_fail(fuse_req_t req, int rc);
 int fused_created(fuse_ino_t parent, const char *name, struct sk_rmsg_op *op,
 		  struct fused_reply *r);
 
+/*
+ * inode.c: the kernel asks for security.capability before every write (to
+ * decide whether the write must drop it); the answer "none" is kept per node
+ * until a security.capability is set through the mount. The backing file
+ * system drops a capability on write by itself in any case.
+ */
+uint64_t fused_inode_cap_gen(void);
+bool fused_inode_nocap(struct fused *f, fuse_ino_t ino);
+void fused_inode_set_nocap(struct fused *f, fuse_ino_t ino, uint64_t gen);
+void fused_inode_cap_changed(struct fused *f);
+
 /* file.c */
 void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
