@@ -26,10 +26,15 @@
  *    while this node wants to take over. Its end on our clock is the request's send time +
  *    the granted ms, never later than its end on the witness's clock.
  *  - skfused's fence gets max(lease end, peer end): peer end is the receipt of the peer's last
- *    state saying SECOND (not busy) + lease_ms. So with the witness down and the peer fine
- *    nothing changes. To keep that safe, a secondary takes over only lease_ms + margin after
- *    it last announced SECOND (the old primary may still extend its fence on it until then),
- *    and only while holding the lease.
+ *    state saying SECOND (not busy) + the heartbeat timeout. So with the witness down and the
+ *    peer fine nothing changes. To keep that safe, a secondary takes over only timeout + margin
+ *    after it last announced SECOND (the old primary may still extend its fence on it until
+ *    then), and only while holding the lease.
+ *  - Why the heartbeat timeout and not lease_ms: the peer's word is worth no more than the
+ *    primary's own view of the peer, which ends at that timeout (it then counts the peer dead
+ *    and keeps serving only on the lease). With lease_ms the secondary's wait started only when
+ *    it detected the death, so a failover took timeout + lease_ms + margin; now it takes about
+ *    max(lease_ms - renewal age, 2 x timeout) + margin.
  */
 
 #define PING_ID 0x5357 /* ICMP echo id (xor the pid): our replies among other pingers' */
@@ -65,6 +70,7 @@ static struct {
 	const struct sk_conf_node *wnode;
 	struct sk_key lkey;
 	uint32_t lease_ms, margin_ms;
+	uint32_t vouch_len_ms; /* how long the peer's SECOND extends the fence: the heartbeat timeout */
 	uv_udp_t sock[SK_CONF_MAX_NETWORKS];
 	bool sock_open[SK_CONF_MAX_NETWORKS];
 	uint64_t seq, last_reply_seq, nonce;
@@ -331,8 +337,8 @@ static uint64_t fence_until(struct wmod *w, uint64_t now)
 	uint64_t d = held(w, now) ? w->held_until_ms : 0;
 
 	if (m->peer->alive && pm && pm->state == SK_ST_SECOND && !(pm->flags & SK_AMSG_F_BUSY) &&
-	    m->peer->st_ms + W.lease_ms > d)
-		d = m->peer->st_ms + W.lease_ms;
+	    m->peer->st_ms + W.vouch_len_ms > d)
+		d = m->peer->st_ms + W.vouch_len_ms;
 	return d;
 }
 
@@ -538,11 +544,11 @@ bool agent_witness_allow(struct agent_mod *m, char *why, size_t cap)
 				"waiting for it");
 		return false;
 	}
-	/* the old primary may extend its fence on our SECOND announcements for lease_ms */
-	if (!prim && w->vouch_ms && now < w->vouch_ms + W.lease_ms + W.margin_ms) {
+	/* the old primary may extend its fence on our SECOND announcements for vouch_ms */
+	if (!prim && w->vouch_ms && now < w->vouch_ms + W.vouch_len_ms + W.margin_ms) {
 		snprintf(why, cap, "%s lost; lease held, waiting %llu ms more: the old primary's "
 			 "fence may still run on our last SECOND announcement", m->peer->node->name,
-			 (unsigned long long)(w->vouch_ms + W.lease_ms + W.margin_ms - now));
+			 (unsigned long long)(w->vouch_ms + W.vouch_len_ms + W.margin_ms - now));
 		return false;
 	}
 	w->takeover = false;
@@ -600,6 +606,7 @@ int agent_witness_start(struct agent *a)
 		W.wnode = &a->cluster.nodes[a->cluster.lease_witness - 1];
 		W.lease_ms = a->cluster.lease_ms;
 		W.margin_ms = sk_lease_margin_ms(W.lease_ms);
+		W.vouch_len_ms = a->hb_timeout_ms;
 		sk_proto_derive(&W.lkey, &a->master, "lease", NULL, 0);
 		W.seq = agent_wall_ms() * 1000;
 		W.nonce = agent_wall_ms() * 1000;

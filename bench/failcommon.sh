@@ -68,10 +68,20 @@ start_agent() {
 
 # fb_cluster: two nodes + client, the example mirror module on both (its start_prim serves the
 # replicated directory over HTTP on the VIP); heartbeat timing from HB_INTERVAL_MS/HB_TIMEOUT_MS
-# or the product's defaults. Saves the logs to $RES/logs at exit, then lib.sh cleans up.
+# or the product's defaults. WITNESS=1: node3 runs `skagentd --witness` (the lease witness, with
+# the product's default lease unless LEASE_MS is set) and the module's latency budget is above
+# lease + margin, as docs/agent.md asks. Saves the logs to $RES/logs at exit, then lib.sh cleans up.
 fb_cluster() {
-	local i r
-	sk_cluster_init 2 --client || { echo "sk_cluster_init failed" >&2; return 1; }
+	local i r wnode= wit= budget=
+	if [ "${WITNESS:-0}" = 1 ]; then
+		sk_cluster_init 3 --client || { echo "sk_cluster_init failed" >&2; return 1; }
+		wnode=",
+		    { \"name\": \"node3\", \"id\": 3, \"role\": \"witness\", \"addresses\": { \"lan\": \"${SK_IP[3]}\" } }"
+		wit=", \"witness\": { ${LEASE_MS:+\"lease_ms\": $LEASE_MS} }"
+		budget=", \"latency_budget_ms\": $((3 * ${LEASE_MS:-1000}))"
+	else
+		sk_cluster_init 2 --client || { echo "sk_cluster_init failed" >&2; return 1; }
+	fi
 	trap fb_exit EXIT
 	trap 'fb_on_signal INT 130' INT
 	trap 'fb_on_signal TERM 143' TERM
@@ -80,7 +90,7 @@ fb_cluster() {
 	if [ -n "${HB_INTERVAL_MS:-}" ] || [ -n "${HB_TIMEOUT_MS:-}" ]; then
 		HB=", \"heartbeat\": { \"interval_ms\": ${HB_INTERVAL_MS:-200}, \"timeout_ms\": ${HB_TIMEOUT_MS:-1000} }"
 	fi
-	for i in 1 2; do
+	for i in 1 2 ${wnode:+3}; do
 		r=${SK_ROOT[$i]}
 		mkdir -p "$r/etc/steadykit" "$r/var/lib/steadykit/modules/$MOD/bin" "$r$DATA_REL" || return 1
 		install -m 0600 "$SK_TMP/secret" "$r/etc/steadykit/secret" || return 1
@@ -91,15 +101,16 @@ fb_cluster() {
 		  "networks": ["lan"],
 		  "nodes": [
 		    { "name": "node1", "id": 1, "addresses": { "lan": "${SK_IP[1]}" } },
-		    { "name": "node2", "id": 2, "addresses": { "lan": "${SK_IP[2]}" } }
-		  ]$HB
+		    { "name": "node2", "id": 2, "addresses": { "lan": "${SK_IP[2]}" } }$wnode
+		  ]$HB$wit
 		}
 		EOF
+		[ "$i" = 3 ] && continue # the witness runs no module
 		cat >"$r/var/lib/steadykit/modules/$MOD/userconfig.json" <<-EOF
 		{
 		  "name": "$MOD", "id": 1, "kind": "mirror", "nodes": ["node1", "node2"],
 		  "vip": { "addr": "$VIP", "prefix": 24, "interface": "eth0" },
-		  "replication": { "dirs": ["$DATA_REL"], "mode": "sync" },
+		  "replication": { "dirs": ["$DATA_REL"], "mode": "sync"$budget },
 		  "scripts": { "start_prim": { "timeout_s": 30 }, "stop_prim": { "timeout_s": 30 } }
 		}
 		EOF
@@ -107,6 +118,16 @@ fb_cluster() {
 			"$r/var/lib/steadykit/modules/$MOD/bin/" || return 1
 		sk_track_mount "$r$DATA_REL"
 	done
+}
+
+# fb_witness: start node3's lease witness (WITNESS=1), before the nodes' agents
+fb_witness() {
+	[ "${WITNESS:-0}" = 1 ] || return 0
+	WITNESS_PID=$(sk_spawn 3 witness "$AGENTD" --root "${SK_ROOT[3]}" --node node3 --witness)
+}
+fb_witness_desc() {
+	[ "${WITNESS:-0}" = 1 ] && echo "lease witness on node3, lease ${LEASE_MS:-1000 (default)} ms" ||
+		echo "none"
 }
 
 fb_hb_desc() {

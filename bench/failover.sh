@@ -23,6 +23,8 @@
 #            of every process of one node; the time until a connection from every one of 64 client
 #            source addresses is answered again (by the survivors)
 #
+# WITNESS=1: node3 runs the lease witness (skagentd --witness; LEASE_MS sets witness.lease_ms,
+# else the default), so every takeover waits for the witness's lease as docs/agent.md says.
 # Heartbeat timing: the product's defaults (cluster.json without "heartbeat") unless
 # HB_INTERVAL_MS / HB_TIMEOUT_MS are set. Output: a header, one line per run, p50/p95 per fault,
 # the survivor's median phases (skctl why: detect, decide, stop, vip, skfused, start scripts),
@@ -107,10 +109,12 @@ fb_cluster || exit 1
 	echo "# kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "# one mirror module, 2 nodes + client in netns, ONE cluster reused for every run (restored between runs)"
 	echo "# heartbeat: $(fb_hb_desc)"
+	echo "# witness: $(fb_witness_desc)"
 	echo "# runs per fault: $RUNS; faults: $FAULTS; client: GET http://$VIP/hello.txt, ${POLL_TIMEOUT_MS} ms per attempt, give up after $MAX_S s"
 	echo "# raw values: $RES; namespaces ${SK_PFX}*, scratch $SK_TMP (removed at exit)"
 } | tee "$RES/header.txt"
 
+fb_witness || { echo "failover.sh: cannot start the witness" >&2; exit 1; }
 start_agent 1 && start_agent 2 || { echo "failover.sh: cannot start the agents" >&2; exit 1; }
 sk_wait_for 60 primary || { echo "failover.sh: no primary after 60 s" >&2; exit 1; }
 P=$(primary)

@@ -228,7 +228,7 @@ static int parse_cluster(struct sk_cj *p, json_object *root, void *out)
 			}
 			c->lease_witness = i + 1;
 		}
-	c->lease_ms = 2000;
+	c->lease_ms = 1000;
 	c->witness_port = 7712;
 	if ((r = sk_cj_member_obj(p, root, "witness", false, k_witness, &o_w)))
 		return r;
@@ -248,7 +248,7 @@ static int parse_cluster(struct sk_cj *p, json_object *root, void *out)
 			c->n_ping = (unsigned)i + 1;
 			sk_cj_pop(p, o2);
 		}
-		if ((r = sk_cj_opt_u32(p, o_w, "lease_ms", 500, 60000, 2000, &c->lease_ms)) ||
+		if ((r = sk_cj_opt_u32(p, o_w, "lease_ms", 500, 60000, 1000, &c->lease_ms)) ||
 		    (r = sk_cj_opt_u32(p, o_w, "port", 1, 65535, 7712, &u)))
 			return r;
 		c->witness_port = (uint16_t)u;

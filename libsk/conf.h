@@ -35,7 +35,7 @@
  *                                      (`skagentd --witness`), at most one; no module may name it
  *   "witness"      object, optional   split-brain guards (docs/agent.md "Witnesses"):
  *                                      "ping" [IPv4 literal] 1..SK_CONF_MAX_PING: ping witnesses;
- *                                      "lease_ms" 500..60000 (2000), at least 2 heartbeat
+ *                                      "lease_ms" 500..60000 (1000), at least 2 heartbeat
  *                                      intervals: lease of the witness node;
  *                                      "port" (7712): UDP port the witness node listens on.
  *                                      The object must name a witness ("ping" or a witness node).
@@ -137,7 +137,7 @@ struct sk_cluster {
 	unsigned n_ping;              /* "witness": {"ping": [...]} */
 	struct sk_conf_addr ping[SK_CONF_MAX_PING];
 	unsigned lease_witness;       /* index + 1 in nodes[] of the "role": "witness" node, 0 = none */
-	uint32_t lease_ms;            /* lease length the witness grants (2000) */
+	uint32_t lease_ms;            /* lease length the witness grants (1000) */
 	uint16_t witness_port;        /* the witness node's UDP port (7712) */
 	bool has_http;                /* "http": {"listen": "IP:PORT"}; absent = no listener */
 	struct sk_conf_addr http_addr;

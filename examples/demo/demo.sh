@@ -50,7 +50,7 @@ for i in 1 2 3; do
 	    { "name": "node3", "id": 3, "role": "witness", "addresses": { "lan": "${SK_IP[3]}" } }
 	  ],
 	  "heartbeat": { "interval_ms": 100, "timeout_ms": 400 },
-	  "witness": { "lease_ms": 2000 }
+	  "witness": { "lease_ms": 1000 }
 	}
 	EOF
 	[ "$i" = 3 ] && continue # the witness runs no module

@@ -102,7 +102,7 @@ Test(conf_ok, example_cluster)
 	cr_assert_eq(c.witness_port, 7712);
 	cr_assert_eq(c.n_ping, 1);
 	cr_assert_str_eq(c.ping[0].text, "10.99.0.254");
-	cr_assert_eq(c.lease_ms, 2000);
+	cr_assert_eq(c.lease_ms, 1000);
 	cr_assert_eq(c.lease_witness, 0);
 	cr_assert_eq(sk_conf_node_by_id(&c, 2), &c.nodes[1]);
 	cr_assert_eq(sk_conf_node_by_name(&c, "node3"), &c.nodes[2]);
@@ -411,7 +411,7 @@ Test(conf_ok, witness_node)
 		buf[i] = j[i] == '\'' ? '"' : j[i];
 	cr_assert_eq(sk_conf_cluster_parse(buf, n, "c.json", &c, &err), 0, "%s: %s", err.path, err.msg);
 	cr_assert(c.has_witness);
-	cr_assert_eq(c.lease_ms, 2000);
+	cr_assert_eq(c.lease_ms, 1000);
 	cr_assert_eq(c.n_ping, 0);
 	/* a module may not run on the witness */
 	struct sk_module m;
