@@ -524,7 +524,7 @@ void fused_rs_sync_dir(struct walker *w, int dfd, int depth)
 	struct fused *f = w->f;
 	struct fused_names names = { 0 };
 	char dpath[PATH_MAX], cpath[PATH_MAX];
-	uint32_t flags = SK_RO_FIRST | SK_RO_DMETA;
+	uint32_t flags = SK_RO_FIRST | SK_RO_DMETA | (w->shallow ? SK_RO_SHALLOW : 0);
 	struct stat s0 = { 0 }, s1;
 	size_t from = 0;
 	bool parted = false;

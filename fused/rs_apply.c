@@ -25,6 +25,7 @@ static struct fused_names rs_seen;     /* names announced for the directory bein
 #define RS_NAME_BYTES_MAX (64u << 20)
 static size_t rs_seen_bytes;
 static bool rs_seen_lost; /* a name of this listing could not be recorded */
+static bool rs_shallow;   /* this listing is an incremental resync's (SK_RO_SHALLOW) */
 
 static void rs_seen_reset(void)
 {
@@ -185,7 +186,12 @@ static void links_clear(void)
 	claims_n = 0;
 }
 
-/* Make dir/name what the primary announced (type, target, device, hard link). */
+/*
+ * Make dir/name what the primary announced (type, target, device, hard link). 1: a regular
+ * file that was here was remade (its inode also stood for another primary inode), or a name of
+ * a hard-link group met for the first time this session was made empty: in an incremental
+ * resync nothing may bring its data unless the primary is told (rs_dir). 0 otherwise.
+ */
 static int reconcile(struct fused *f, int dfd, const char *dpath, size_t dl,
 		     const struct sk_rmsg_dirent *e, const char *name)
 {
@@ -194,6 +200,7 @@ static int reconcile(struct fused *f, int dfd, const char *dpath, size_t dl,
 	int lfd = -1;
 	bool ex = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	bool ok = ex && (st.st_mode & S_IFMT) == (e->mode & S_IFMT);
+	bool ex_before = ok, remade = false;
 	int rc = 0, fl;
 
 	if (ok && S_ISLNK(st.st_mode)) {
@@ -218,6 +225,8 @@ static int reconcile(struct fused *f, int dfd, const char *dpath, size_t dl,
 	}
 	if (ok)
 		return 0;
+	sk_debug("resync: \"%.*s%s%s\" %s (ino %llu, nlink %u)", (int)dl, dpath, dl ? "/" : "", name,
+		 !ex ? "created" : "replaced", (unsigned long long)e->ino, e->nlink);
 	if (ex && f->aside[0]) { /* a forced resync keeps what it replaces (fused/aside.c) */
 		char rel[SK_RMSG_PATH_MAX + 1];
 		size_t rl;
@@ -230,6 +239,7 @@ static int reconcile(struct fused *f, int dfd, const char *dpath, size_t dl,
 		return rc;
 	if (lfd >= 0 && linkat(lfd, "", dfd, name, AT_EMPTY_PATH) == 0)
 		return 0;
+	remade = S_ISREG(e->mode) && (ex_before || e->nlink > 1);
 	switch (e->mode & S_IFMT) {
 	case S_IFREG:
 		fl = openat(dfd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -253,7 +263,7 @@ static int reconcile(struct fused *f, int dfd, const char *dpath, size_t dl,
 		return -errno;
 	if (!S_ISDIR(e->mode) && e->nlink > 1 && lfd < 0)
 		link_set(e->ino, dfd, name); /* the first name of its group here */
-	return 0;
+	return remade ? 1 : 0;
 }
 
 /* ---- entries sent whole (RS_DIR with SK_RO_DMETA, SK_RD_COMPLETE) ---- */
@@ -321,7 +331,7 @@ static int rs_complete(struct fused *f, struct rs_parent *pp, int dfd, const cha
 	}
 	rc = reconcile(f, dfd, dpath, dl, e, name);
 	if (rc < 0)
-		return rc;
+		return rc; /* 1: an empty file, whole with what follows */
 	if (dl + (dl ? 1 : 0) + nl > SK_RMSG_PATH_MAX)
 		return -ENAMETOOLONG;
 	memcpy(path, dpath, dl);
@@ -340,7 +350,38 @@ static int rs_complete(struct fused *f, struct rs_parent *pp, int dfd, const cha
 	return rs_meta(f, &op); /* no data: the exact xattr set is the empty one */
 }
 
-static int rs_dir(struct fused *f, const struct sk_rmsg_op *op)
+/*
+ * A shallow listing (SK_RO_SHALLOW) remade the regular file dpath/name without its data: tell
+ * the primary (FAILED, path1 == path2), which sends it whole; until then no RS_END is the end.
+ */
+static int report_remade(struct fused *f, int sock, struct sk_chan *chan, const char *dpath,
+			 size_t dl, const char *name)
+{
+	struct sk_rmsg_op r = { .type = SK_RMSG_FAILED };
+	uint8_t buf[SK_RMSG_OP_HDR + 2 * (SK_RMSG_PATH_MAX + 1)];
+	char path[SK_RMSG_PATH_MAX + 1];
+	size_t nl = strlen(name);
+	struct iovec iov;
+	long n;
+
+	f->rs_errs++; /* the next RS_END is refused: the primary drains this report first */
+	if (dl + (dl ? 1 : 0) + nl > SK_RMSG_PATH_MAX)
+		return 0;
+	memcpy(path, dpath, dl);
+	if (dl)
+		path[dl] = '/';
+	memcpy(path + dl + (dl ? 1 : 0), name, nl);
+	r.path1 = r.path2 = path;
+	r.path1_len = r.path2_len = (uint16_t)(dl + (dl ? 1 : 0) + nl);
+	n = sk_rmsg_op_encode(&r, buf, sizeof(buf));
+	if (n < 0)
+		return 0;
+	sk_debug("resync: \"%.*s\" remade without its data: asked for it", (int)r.path1_len, path);
+	iov = (struct iovec){ .iov_base = buf, .iov_len = (size_t)n };
+	return fused_rx_send(chan, sock, SK_RMSG_FAILED, 0, f->module_id, &iov, 1) < 0 ? -EPIPE : 0;
+}
+
+static int rs_dir(struct fused *f, const struct sk_rmsg_op *op, int sock, struct sk_chan *chan)
 {
 	char name[SK_RMSG_NAME_MAX + 1], dpath[SK_RMSG_PATH_MAX + 1];
 	struct sk_rmsg_dirent e;
@@ -349,8 +390,10 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op)
 	struct sk_rd r;
 	int dfd, rc, n, err = 0;
 
-	if (op->flags & SK_RO_FIRST)
+	if (op->flags & SK_RO_FIRST) {
 		rs_seen_reset();
+		rs_shallow = op->flags & SK_RO_SHALLOW; /* for every frame of this listing */
+	}
 	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_RDONLY | O_DIRECTORY, &dfd);
 	if (rc < 0)
 		return rc;
@@ -376,6 +419,13 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op)
 		rc = (m.flags & SK_RD_COMPLETE) ?
 			     rs_complete(f, &pp, dfd, dpath, op->path1_len, &e, &m, name) :
 			     reconcile(f, dfd, dpath, op->path1_len, &e, name);
+		if (rc == 1 && !(m.flags & SK_RD_COMPLETE)) {
+			rc = rs_shallow ? report_remade(f, sock, chan, dpath, op->path1_len, name) : 0;
+			if (rc == -EPIPE) {
+				close(dfd);
+				return rc;
+			}
+		}
 		if (rc < 0 && !err)
 			err = rc;
 	}
@@ -453,7 +503,7 @@ static int rs_sums(struct fused *f, const struct sk_rmsg_op *op, int sock, struc
 	sk_rmsg_sums_encode_hdr(&s, hdr);
 	iov[0] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
 	iov[1] = (struct iovec){ .iov_base = sums, .iov_len = (size_t)s.count * SK_RMSG_SUM_LEN };
-	return sk_chan_send_fd(chan, sock, SK_RMSG_SUMS, 0, f->module_id, iov, 2) < 0 ? -EPIPE : 0;
+	return fused_rx_send(chan, sock, SK_RMSG_SUMS, 0, f->module_id, iov, 2) < 0 ? -EPIPE : 0;
 }
 
 static int rs_data(struct fused *f, const struct sk_rmsg_op *op)
@@ -578,7 +628,7 @@ int fused_rs_apply(struct fused *f, const struct sk_rmsg_op *op, int sock, struc
 {
 	switch (op->type) {
 	case SK_RMSG_RS_DIR:
-		return rs_dir(f, op);
+		return rs_dir(f, op, sock, chan);
 	case SK_RMSG_RS_SUMSREQ:
 		return rs_sums(f, op, sock, chan);
 	case SK_RMSG_RS_DATA:
@@ -601,7 +651,7 @@ int fused_rs_apply(struct fused *f, const struct sk_rmsg_op *op, int sock, struc
 		f->rs_errs = 0;
 		links_clear();
 		sk_rmsg_sums_encode_hdr(&s, hdr);
-		return sk_chan_send_fd(chan, sock, SK_RMSG_SUMS, 0, f->module_id, &iov, 1) < 0 ?
+		return fused_rx_send(chan, sock, SK_RMSG_SUMS, 0, f->module_id, &iov, 1) < 0 ?
 			       -EPIPE : 0;
 	}
 	default:

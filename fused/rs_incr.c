@@ -117,11 +117,74 @@ static bool under(char **walked, size_t n, const char *path)
 	return false;
 }
 
+/*
+ * The files this resync has sent (by handle; a 64-bit hash, open addressing). Every one of
+ * them went after all the shallow listings (first round), so a file the peer says a listing
+ * remade without its data (rs_apply.c report_remade) needs nothing more if it is here and has
+ * one name (a file with several went to the name its handle opened as).
+ */
+struct sentset {
+	uint64_t *v;
+	size_t mask, n;
+};
+
+static uint64_t dh_hash(const struct fused_dh *h)
+{
+	uint64_t x = 14695981039346656037ull ^ (uint64_t)(uint32_t)h->type;
+
+	for (unsigned i = 0; i < h->len; i++) {
+		x ^= h->b[i];
+		x *= 1099511628211ull;
+	}
+	return x ? x : 1;
+}
+
+static bool sent_has(const struct sentset *s, uint64_t k)
+{
+	for (size_t i = k & s->mask; s->v && s->v[i]; i = (i + 1) & s->mask)
+		if (s->v[i] == k)
+			return true;
+	return false;
+}
+
+/* Out of memory: the set stays as it is (a remade file not in it is sent again: no harm). */
+static void sent_add(struct sentset *s, uint64_t k)
+{
+	if (sent_has(s, k))
+		return;
+	if ((s->n + 1) * 2 > s->mask + 1 || !s->v) {
+		size_t nm = s->v ? s->mask * 2 + 1 : 4095;
+		uint64_t *nv = calloc(nm + 1, sizeof(*nv));
+
+		if (!nv)
+			return;
+		for (size_t i = 0; s->v && i <= s->mask; i++)
+			if (s->v[i]) {
+				size_t j = s->v[i] & nm;
+
+				while (nv[j])
+					j = (j + 1) & nm;
+				nv[j] = s->v[i];
+			}
+		free(s->v);
+		s->v = nv;
+		s->mask = nm;
+	}
+	for (size_t i = k & s->mask;; i = (i + 1) & s->mask)
+		if (!s->v[i]) {
+			s->v[i] = k;
+			s->n++;
+			return;
+		}
+}
+
 struct round {
 	char **walked;
 	size_t n_walked;
 	uint64_t entries;
 	int round; /* 0 first; later rounds follow the peer's FAILED reports */
+	struct sentset sent;
+	uint64_t remade, remade_sent;
 };
 
 /* The tracked directories of this round, parents first. 0, or -ECONNRESET. */
@@ -186,6 +249,8 @@ static int do_dirs(struct walker *w, struct round *rd)
 
 		if (rc == 0 && !fused_rs_live(w))
 			rc = -ECONNRESET;
+		sk_debug("resync: round %d dir entry \"%s\" flags 0x%x%s", rd->round, x->path, x->e.flags,
+			 under(rd->walked, rd->n_walked, x->path) ? " (under a walked one)" : "");
 		if (rc == 0 && !under(rd->walked, rd->n_walked, x->path) &&
 		    (dfd = openat(x->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
 			if (x->e.flags & (FUSED_DF_WALK | FUSED_DF_NS)) {
@@ -333,6 +398,20 @@ static int do_files(struct walker *w, struct round *rd)
 			if (dfd >= 0)
 				close(dfd);
 		}
+		if (sk_log_enabled(SK_LOG_DEBUG)) {
+			char dp[PATH_MAX];
+			int dl = -1;
+
+			if (fd >= 0) {
+				pthread_mutex_lock(&f->stream_mu);
+				dl = fused_fd_path(f, fd, dp, sizeof(dp));
+				pthread_mutex_unlock(&f->stream_mu);
+			}
+			sk_debug("resync: round %d file entry \"%s\" flags 0x%x, %u extents, fd %d, ok %d",
+				 rd->round, dl >= 0 ? dp : "(no path)", e.flags, e.n_ext, fd, ok);
+		}
+		if (fd >= 0 && ok && S_ISREG(st.st_mode) && st.st_nlink == 1) /* one name: that one */
+			sent_add(&rd->sent, dh_hash(&e.h));
 		/* metadata last (size, owner, mode, xattrs, times): the data above moved mtime */
 		if (fd >= 0 && ok && fused_rs_pace(w)) {
 			pthread_mutex_lock(&f->stream_mu);
@@ -380,11 +459,59 @@ static void fail_path(struct fused *f, const char *path, struct fused_dnote *out
 }
 
 /*
+ * A regular file a shallow listing remade empty on the peer (its report: path1 == path2):
+ * unless this resync sent it already (after every shallow listing), it is compared and sent
+ * by path, as the full resync visits a file, so the name the peer remade gets the data even
+ * when the file has other names. Anything else at that path now: as a failed operation.
+ */
+static void send_remade(struct walker *w, struct round *rd, const char *path)
+{
+	struct fused *f = w->f;
+	struct fused_dnote n[4];
+	struct fused_dh h;
+	struct stat st;
+	char p[PATH_MAX];
+	unsigned c = 0;
+	int fd, pl;
+
+	rd->remade++;
+	fd = openat(f->root_fd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0) { /* moved or replaced since: its directory is compared whole */
+		memset(n, 0, sizeof(n));
+		pthread_mutex_lock(&f->stream_mu);
+		fail_path(f, path, n, &c);
+		pthread_mutex_unlock(&f->stream_mu);
+		fused_dirty_note(fused_dirty_g, n, c, 0, 0);
+		return;
+	}
+	/* a file with several names went to one of them, maybe not the one remade */
+	if (st.st_nlink == 1 && fused_fd_dh(f, fd, &h) == 0 && sent_has(&rd->sent, dh_hash(&h))) {
+		close(fd);
+		return;
+	}
+	rd->remade_sent++;
+	sk_debug("resync: \"%s\" was remade on the peer without its data: sent by path", path);
+	fused_rs_sync_file(w, fd);
+	if (fused_rs_pace(w)) {
+		pthread_mutex_lock(&f->stream_mu);
+		if (atomic_load(&f->connected) && (pl = fused_fd_path(f, fd, p, sizeof(p))) >= 0)
+			fused_rs_send_meta(w, fd, NULL, p, (size_t)pl);
+		pthread_mutex_unlock(&f->stream_mu);
+	}
+	close(fd);
+}
+
+/*
  * The peer's reports of live operations that met parts not sent yet (FAILED, queued
  * by the ack reader) become tracked entries again: what they missed is sent by the
- * next round. Returns how many reports there were; -1 if some were lost (too many).
+ * next round; files a shallow listing remade are sent now (send_remade). Returns how
+ * many reports there were; -1 if some were lost (too many).
  */
-static int drain_failures(struct walker *w)
+static int drain_failures(struct walker *w, struct round *rd)
 {
 	struct fused *f = w->f;
 	struct fused_rs_fail *l;
@@ -403,6 +530,14 @@ static int drain_failures(struct walker *w)
 		struct fused_dnote n[4];
 		unsigned c = 0;
 
+		if (!l->fh && l->p1[0] && !strcmp(l->p1, l->p2)) {
+			if (fused_rs_live(w))
+				send_remade(w, rd, l->p1);
+			free(l);
+			l = nx;
+			k++;
+			continue;
+		}
 		memset(n, 0, sizeof(n));
 		pthread_mutex_lock(&f->stream_mu);
 		if (l->fh) {
@@ -461,7 +596,7 @@ int fused_rs_incr_run(struct walker *w)
 		for (size_t i = 0; i < rd.n_walked; i++) /* a later round walks afresh */
 			free(rd.walked[i]);
 		rd.n_walked = 0;
-		nf = drain_failures(w);
+		nf = drain_failures(w, &rd);
 		if (nf < 0) {
 			rc = -EAGAIN;
 			break;
@@ -484,6 +619,7 @@ int fused_rs_incr_run(struct walker *w)
 		rd.entries++;
 	}
 	free(rd.walked);
+	free(rd.sent.v);
 	if (rc == 0 && round == ROUNDS_MAX)
 		rc = -EAGAIN;
 	/* a full pass after this one starts with nothing counted as reconciled */
@@ -498,11 +634,13 @@ int fused_rs_incr_run(struct walker *w)
 	atomic_store(&f->rs_done_bytes, atomic_load(&f->rs_total_bytes));
 	f->rs_state = 2;
 	sk_info("resync done in %.1f s (incremental, %d rounds, %llu entries, %llu bytes sent, "
-		"%llu read, %llu listings, %llu metadata)", (double)(sk_now_us() - t0) / 1e6, round + 1,
+		"%llu read, %llu listings, %llu metadata, %llu of %llu files the peer remade sent "
+		"again)", (double)(sk_now_us() - t0) / 1e6, round + 1,
 		(unsigned long long)rd.entries, (unsigned long long)atomic_load(&fused_rs_stats.sent),
 		(unsigned long long)atomic_load(&fused_rs_stats.read),
 		(unsigned long long)atomic_load(&fused_rs_stats.dirs),
-		(unsigned long long)atomic_load(&fused_rs_stats.meta));
+		(unsigned long long)atomic_load(&fused_rs_stats.meta),
+		(unsigned long long)rd.remade_sent, (unsigned long long)rd.remade);
 	return 0;
 }
 

@@ -99,7 +99,7 @@ static const struct rule rules[SK_RMSG__MAX] = {
 	[SK_RMSG_REMOVEXATTR] = { P_OR_FH, P_NO, true, false, 0, 0, 0 },
 	[SK_RMSG_FSYNC] = { P_OR_FH, P_NO, false, false, 0, SK_RO_DATASYNC, T_TIMES },
 	[SK_RMSG_RS_DIR] = { P_ROOT_OK, P_NO, false, false, SK_RMSG_DATA_MAX,
-			     SK_RO_FIRST | SK_RO_LAST | SK_RO_DMETA, 0 },
+			     SK_RO_FIRST | SK_RO_LAST | SK_RO_DMETA | SK_RO_SHALLOW, 0 },
 	[SK_RMSG_RS_SUMSREQ] = { P_YES, P_NO, false, false, 0, 0, 0 },
 	[SK_RMSG_RS_DATA] = { P_YES, P_NO, false, false, SK_RMSG_DATA_MAX, 0, 0 },
 	[SK_RMSG_RS_META] = { P_ROOT_OK, P_NO, false, false, SK_RMSG_DATA_MAX, SK_RO_XATTRS,

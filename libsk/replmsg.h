@@ -190,6 +190,14 @@ int sk_rmsg_dirent_next(struct sk_rd *r, struct sk_rmsg_dirent *e);
  * flag the times are informative and the entry is handled as a plain dirent.
  */
 #define SK_RO_DMETA 0x4u     /* RS_DIR flag: entries carry struct sk_rmsg_dmeta */
+/*
+ * RS_DIR flag, on a listing's first frame (added for the incremental resync): the primary
+ * lists only this directory's names and sends data only for what its dirty tracker holds.
+ * The secondary answers FAILED (path1 == path2 == the name) for each regular file the
+ * listing made it remake without data the tracker may not hold (a name whose inode also
+ * stood for another, a hard link of a group it has not met): the primary sends it whole.
+ */
+#define SK_RO_SHALLOW 0x8u
 #define SK_RD_COMPLETE 0x1u
 #define SK_RMSG_DMETA_LEN 28
 struct sk_rmsg_dmeta {
