@@ -213,17 +213,12 @@ static void answer(struct fused *f, int fd, const char *line, size_t len)
 	char err[160];
 	const char *s;
 
-	struct sk_lease_ctl lc;
-	int lr = sk_lease_ctl_parse(line, len, &lc, err, sizeof(err));
-
-	if (lr == 0) { /* the agent's lease: fence.c */
-		fused_fence_set(lc.valid_ms, lc.has_at, lc.at_ms);
+	if (sk_rctl_parse(line, len, &req, err, sizeof(err)) < 0) {
+		o = error(err);
+	} else if (req.cmd == SK_RCTL_LEASE) { /* the agent's lease: fence.c */
+		fused_fence_set(req.lease.valid_ms, req.lease.has_at, req.lease.at_ms);
 		o = status(f);
-	} else if (lr != -ENOENT)
-		o = error(err);
-	else if (sk_rctl_parse(line, len, &req, err, sizeof(err)) < 0)
-		o = error(err);
-	else if (req.cmd == SK_RCTL_STATUS)
+	} else if (req.cmd == SK_RCTL_STATUS)
 		o = status(f);
 	else if (req.cmd == SK_RCTL_SURVIVOR && f->role != FUSED_PRIMARY)
 		o = error("survivor: only a primary's copy can be chosen");

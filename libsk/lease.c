@@ -162,37 +162,23 @@ void sk_lease_table_ask(struct sk_lease_table *t, uint64_t now_ms, const struct 
 
 /* ---- skfused's lease command ---- */
 
-int sk_lease_ctl_parse(const char *line, size_t len, struct sk_lease_ctl *out, char *err,
-		       size_t errlen)
+int sk_lease_ctl_from_json(struct json_object *o, struct sk_lease_ctl *out, char *err,
+			   size_t errlen)
 {
-	struct json_tokener *tok;
-	struct json_object *o = NULL, *v;
-	int rc = -ENOENT, keys = 2;
+	struct json_object *v;
+	int keys = 2;
 	int64_t n;
 
 	memset(out, 0, sizeof(*out));
-	if (len > 4096)
-		return -ENOENT; /* the other parser says what is wrong with it */
-	tok = json_tokener_new_ex(4);
-	if (!tok)
-		return -ENOMEM;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	o = json_tokener_parse_ex(tok, line, (int)len);
-	if (!o || json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object) ||
-	    !json_object_object_get_ex(o, "cmd", &v) || !json_object_is_type(v, json_type_string) ||
-	    strcmp(json_object_get_string(v), "lease"))
-		goto out;
-	rc = -EINVAL;
 	if (!json_object_object_get_ex(o, "valid_ms", &v) || !json_object_is_type(v, json_type_int)) {
 		snprintf(err, errlen, "lease needs \"valid_ms\": an integer 0..%u", SK_LEASE_VALID_MAX);
-		goto out;
+		return -EINVAL;
 	}
 	errno = 0;
 	n = json_object_get_int64(v);
 	if (errno || n < 0 || n > SK_LEASE_VALID_MAX) {
 		snprintf(err, errlen, "lease: \"valid_ms\" must be 0..%u", SK_LEASE_VALID_MAX);
-		goto out;
+		return -EINVAL;
 	}
 	out->valid_ms = (uint32_t)n;
 	if (json_object_object_get_ex(o, "at_ms", &v)) {
@@ -202,17 +188,38 @@ int sk_lease_ctl_parse(const char *line, size_t len, struct sk_lease_ctl *out, c
 		if (errno || n < 0) {
 			snprintf(err, errlen, "lease: \"at_ms\" must be a non-negative integer "
 				 "(the sender's monotonic clock in ms)");
-			goto out;
+			return -EINVAL;
 		}
 		out->has_at = true;
 		out->at_ms = (uint64_t)n;
 	}
 	if (json_object_object_length(o) != keys) {
 		snprintf(err, errlen, "lease takes only \"valid_ms\" and \"at_ms\"");
-		goto out;
+		return -EINVAL;
 	}
-	rc = 0;
-out:
+	return 0;
+}
+
+int sk_lease_ctl_parse(const char *line, size_t len, struct sk_lease_ctl *out, char *err,
+		       size_t errlen)
+{
+	struct json_tokener *tok;
+	struct json_object *o = NULL, *v;
+	int rc = -ENOENT;
+
+	memset(out, 0, sizeof(*out));
+	if (len > 4096)
+		return -ENOENT; /* the other parser says what is wrong with it */
+	tok = json_tokener_new_ex(4);
+	if (!tok)
+		return -ENOMEM;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = json_tokener_parse_ex(tok, line, (int)len);
+	if (o && json_tokener_get_error(tok) == json_tokener_success &&
+	    json_tokener_get_parse_end(tok) == len && json_object_is_type(o, json_type_object) &&
+	    json_object_object_get_ex(o, "cmd", &v) && json_object_is_type(v, json_type_string) &&
+	    !strcmp(json_object_get_string(v), "lease"))
+		rc = sk_lease_ctl_from_json(o, out, err, errlen);
 	json_object_put(o);
 	json_tokener_free(tok);
 	return rc;

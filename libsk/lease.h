@@ -126,5 +126,9 @@ struct sk_lease_ctl {
 };
 int sk_lease_ctl_parse(const char *line, size_t len, struct sk_lease_ctl *out, char *err,
 		       size_t errlen);
+/* The same, from a parsed request object whose "cmd" is "lease" (sk_rctl_parse): 0 or -EINVAL. */
+struct json_object;
+int sk_lease_ctl_from_json(struct json_object *o, struct sk_lease_ctl *out, char *err,
+			   size_t errlen);
 
 #endif

@@ -609,6 +609,10 @@ int sk_rctl_parse(const char *line, size_t len, struct sk_rctl_req *req, char *e
 			goto out;
 		}
 		req->cmd = SK_RCTL_SURVIVOR;
+	} else if (strcmp(s, "lease") == 0) {
+		if (sk_lease_ctl_from_json(o, &req->lease, err, errlen) < 0)
+			goto out;
+		req->cmd = SK_RCTL_LEASE;
 	} else {
 		snprintf(err, errlen, "unknown cmd");
 		goto out;

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lease.h"
 #include "proto.h"
 #include "sk_types.h"
 
@@ -218,12 +219,14 @@ int sk_rmsg_xattr_next(struct sk_rd *r, const char **name, uint8_t *name_len,
 
 /* Control socket request (one JSON line, at most SK_RCTL_LINE_MAX bytes). */
 #define SK_RCTL_LINE_MAX 4096
-/* SURVIVOR (primary): the operator chose this copy over a diverged or newer peer (skctl prim --force). */
-enum sk_rctl_cmd { SK_RCTL_STATUS = 1, SK_RCTL_ROLE = 2, SK_RCTL_SURVIVOR = 3 };
+/* SURVIVOR (primary): the operator chose this copy over a diverged or newer peer (skctl prim --force).
+ * LEASE: the agent's lease deadline for the fence (lease.h: {"cmd":"lease","valid_ms":N[,"at_ms":T]}). */
+enum sk_rctl_cmd { SK_RCTL_STATUS = 1, SK_RCTL_ROLE = 2, SK_RCTL_SURVIVOR = 3, SK_RCTL_LEASE = 4 };
 enum sk_rctl_role { SK_RCTL_PRIMARY = 1, SK_RCTL_SECONDARY = 2 };
 struct sk_rctl_req {
 	enum sk_rctl_cmd cmd;
-	enum sk_rctl_role role;
+	enum sk_rctl_role role;   /* ROLE */
+	struct sk_lease_ctl lease; /* LEASE */
 };
 /* Parse one request line (without the newline). 0, or -EINVAL with err[] saying what is wrong. */
 int sk_rctl_parse(const char *line, size_t len, struct sk_rctl_req *req, char *err, size_t errlen);
