@@ -709,7 +709,7 @@ size_t fused_dirty_paths(struct fused *f, size_t max,
 
 struct fused_rs_stats fused_rs_stats;
 uint64_t fused_resync_rate;
-bool fused_resync_incremental;
+bool fused_resync_incremental = true; /* SKFUSED_RESYNC_INCREMENTAL=0 (main.c): always the full one */
 
 const char *fused_rs_kind_str(int kind)
 {
