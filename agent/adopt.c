@@ -217,6 +217,8 @@ int agent_adopt(struct agent_mod *m)
 	struct sk_ctl_trans t = { 0 };
 	int rc;
 
+	if (m->conf.kind == SK_MOD_FARM)
+		return agent_farmmod_adopt(m);
 	rc = fused_ask(m->fused_ctl, &s);
 	if (rc == -ENOENT || rc == -ECONNREFUSED)
 		return 0; /* no skfused (a stale socket of a dead one answers ECONNREFUSED) */

@@ -86,10 +86,36 @@ int agent_chan_send_ctl(struct agent *a, struct agent_peer *p, bool answer, uint
 
 /* ---- children: skfused (fused.c) and scripts (script.c) ---------------------------- */
 
+/* A child process and the pipe of its stdout+stderr, read a line at a time (child.c). */
+struct agent_child {
+	uv_process_t proc;
+	uv_pipe_t out;
+	struct agent_mod *m;
+	const char *tag; /* in the module log: "skfused", the script's name */
+	/* each complete line; NULL: logged with tag */
+	void (*line)(struct agent_child *c, const char *s, size_t n);
+	bool tail_at_eof; /* log an unterminated last line at EOF */
+	int open;         /* handles not closed yet: freed at 0 */
+	size_t n;
+	char buf[1024];
+};
+/* A zeroed child of size bytes (a struct that begins with struct agent_child) with its output
+ * pipe: io[0..2] filled (stdin ignored), *wfd the write end. NULL and *err = -errno. */
+struct agent_child *agent_child_new(struct agent_mod *m, size_t size, const char *tag,
+				    uv_stdio_container_t io[3], int *wfd, int *err);
+/* Not spawned after all: close the pipe (frees the child). The caller closes wfd. */
+void agent_child_drop(struct agent_child *c);
+/* uv_spawn, then close wfd; on failure both handles are closed (frees) and -errno returned. */
+int agent_child_spawn(struct agent_child *c, uv_process_options_t *o, int wfd);
+void agent_child_read(struct agent_child *c);       /* start reading its output */
+void agent_child_flush(struct agent_child *c);      /* log a partial line held */
+void agent_child_close_out(struct agent_child *c);  /* stop reading (its children may hold it) */
+void agent_child_close_proc(struct agent_child *c); /* from the exit callback */
+
 enum agent_role { AGENT_ROLE_NONE = 0, AGENT_ROLE_PRIMARY = 1, AGENT_ROLE_SECONDARY = 2 };
 
 struct agent_fused {
-	struct fused_run *run; /* the live child's handles (fused.c), NULL if none */
+	struct agent_child *run; /* the live child's handles (fused.c), NULL if none */
 	int pid;
 	uv_timer_t timer; /* ready timeout, stop timeout, restart backoff */
 	bool running, ready, stopping;
@@ -203,6 +229,7 @@ struct agent_plan {
 	uint32_t phase_ms[SK_PH__COUNT];
 	bool failed;
 	bool waiting; /* the current step awaits agent_mod_step_done */
+	bool abort;   /* forcestop: the plan ends with its current step, failed, no recovery plan */
 	char fail[SK_CTL_TEXT_LEN];
 };
 
@@ -231,6 +258,7 @@ struct agent_mod {
 	bool fresh;    /* no state file: never held data */
 
 	bool noprim;     /* do not become primary by ourselves (start_prim failed, swap, second) */
+	bool forcestop;  /* the next stop is forcestop's plan (no stop script) */
 	bool noprim_failed; /* ... because our own start failed (else: we handed the role over) */
 	bool carrier;    /* VIP interface has carrier */
 	bool vip_on;
@@ -273,6 +301,10 @@ int agent_mod_app_restart(struct agent_mod *m, const char *cause);
 int agent_mod_app_failover(struct agent_mod *m, const char *cause);
 void agent_mod_stop_all(struct agent *a);
 /* Start a plan (module.c's runner): steps run in order, then the state becomes `to`. */
+/* forcestop's plan to STOP, no stop script: skfused fenced, VIP removed, skfused stopped (a
+ * farm: leave, filter and VIP removed); nothing if the module is stopped already */
+void agent_mod_forcestop_plan(struct agent_mod *m);
+const char *agent_mod_step_name(int step); /* "start_prim", "skfused primary", ... */
 void agent_mod_plan(struct agent_mod *m, enum sk_mod_state to, const char *cause, const int *steps,
 		    int n);
 
@@ -281,6 +313,9 @@ void agent_mod_plan(struct agent_mod *m, enum sk_mod_state to, const char *cause
 struct agent_farmmod;
 /* module.c's decide() for a farm module: 0 handled, 1 go on with the generic part. */
 int agent_farmmod_decide(struct agent_mod *m);
+/* Agent restarted under a running farm module (its filter attached with these settings and
+ * its application running): UP again with nothing restarted. 1 taken over, 0 not. */
+int agent_farmmod_adopt(struct agent_mod *m);
 /* A STEP_FARM_* step, synchronous: 0 or -errno with *why set. */
 int agent_farmmod_step(struct agent_mod *m, int step, const char **why);
 /* Checker policy for a farm: leave gracefully (and restart the application). */
@@ -312,6 +347,9 @@ int agent_opcmd(struct agent_mod *m, enum sk_ctl_verb verb, struct json_object *
 		size_t elen, char *hint, size_t hlen);
 /* SIGKILL the module's processes on this node (started by its scripts, or using its directory). */
 unsigned agent_opcmd_kill_procs(struct agent_mod *m);
+/* A process of this node's network namespace started by the module's scripts here (SK_MODULE
+ * and SK_NODE in its environment): its pid, or 0. */
+int agent_opcmd_app_pid(struct agent_mod *m);
 /* An operator start/stop cancels a pending stopstart. */
 void agent_opcmd_cancel(struct agent_mod *m);
 

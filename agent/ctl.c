@@ -336,14 +336,7 @@ static void fan_add(struct fanout *f, const char *node, const struct sk_ctl_repl
 	json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "node", json_object_new_string(node));
-	json_object_object_add(o, "ok", json_object_new_boolean(r->ok));
-	if (r->ok) {
-		json_object_object_add(o, "data", r->data ? json_object_get(r->data) :
-							    json_object_new_object());
-	} else {
-		json_object_object_add(o, "error", json_object_new_string(r->error));
-		json_object_object_add(o, "hint", json_object_new_string(r->hint));
-	}
+	sk_ctl_reply_fill(o, r); /* as a reply line, with the node's name first */
 	json_object_array_add(f->nodes, o);
 }
 

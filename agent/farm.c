@@ -265,6 +265,17 @@ static int attach_or_reuse(struct agent_farm *f, const struct lb_attach_opts *ao
 	return 0;
 }
 
+bool agent_farm_pinned(const char *pin_dir)
+{
+	struct lb *lb = NULL;
+	struct lb_err le;
+
+	if (lb_open(pin_dir, &lb, &le))
+		return false;
+	lb_close(lb);
+	return true;
+}
+
 int agent_farm_open(const struct agent_farm_opts *o, struct agent_farm **out, char *err, size_t elen)
 {
 	const struct sk_module *m = o->mod;

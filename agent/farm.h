@@ -33,6 +33,9 @@ struct agent_farm_opts {
  */
 int agent_farm_open(const struct agent_farm_opts *o, struct agent_farm **out, char *err, size_t elen);
 
+/* Is a filter pinned at pin_dir (left by an earlier agent)? Opens nothing for long. */
+bool agent_farm_pinned(const char *pin_dir);
+
 /*
  * What the agent knows of a node of the farm (by cluster id):
  *   alive && up   takes new flows in proportion to its weight;

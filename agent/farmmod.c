@@ -42,6 +42,7 @@ struct agent_farmmod {
 	uint64_t failing;   /* checkers (bit = index) that failed and have not passed since */
 	uv_timer_t lease;   /* renews the filter's lease every heartbeat interval */
 	bool lease_failing;
+	bool adopted;       /* taken over after an agent restart: the view is pushed once heard */
 	uint64_t alive_ms[SK_NODE_SLOTS]; /* when each node was last declared alive */
 	char pin_dir[AGENT_PATH];
 	char err[400];
@@ -180,10 +181,100 @@ static void detach_now(struct agent_mod *m)
 	agent_mod_log(m, "farm: filter detached and VIP removed");
 }
 
+/* Attach the filter (or take over the one an earlier agent left); pushes nothing yet. */
+static int filter_open(struct agent_mod *m, struct agent_farmmod *fm, const char **why)
+{
+	struct agent_farm_opts o = { 0 };
+	uint64_t alive, up;
+	int rc;
+
+	o.cluster = &m->a->cluster;
+	o.mod = &m->conf;
+	o.self = m->a->self->name;
+	o.pin_dir = fm->pin_dir;
+	o.mode = LB_XDP_AUTO;
+	rc = agent_farm_open(&o, &fm->farm, fm->err, sizeof(fm->err));
+	if (rc < 0) {
+		fm->farm = NULL;
+		*why = fm->err;
+		return rc;
+	}
+	agent_mod_log(m, "farm: filter on %s, VIP %s on lo, virtual MAC answers ARP",
+		      m->conf.vip.ifname, m->conf.vip.addr.text);
+	/* the first table: the others as known now (not started: sets, pushes nothing) */
+	masks(m, &alive, &up);
+	agent_farm_set(fm->farm, alive, up);
+	return 0;
+}
+
+/* Push the view from now on, and vouch for this node in the filter (its lease). */
+static int filter_start(struct agent_mod *m, struct agent_farmmod *fm, const char **why)
+{
+	int rc = agent_farm_start(fm->farm);
+
+	if (rc < 0) {
+		snprintf(fm->err, sizeof(fm->err), "%s", agent_farm_err(fm->farm));
+		*why = fm->err;
+		return rc;
+	}
+	refresh(m, "attached");
+	/* from now on the filter passes this node's buckets only while this agent lives:
+	 * the lease lasts the peers' dead timeout, renewed every heartbeat interval */
+	if (!fm->lease.loop) {
+		uv_timer_init(m->a->loop, &fm->lease);
+		fm->lease.data = m;
+		uv_unref((uv_handle_t *)&fm->lease);
+	}
+	on_lease(&fm->lease);
+	uv_timer_start(&fm->lease, on_lease, m->a->hb_interval_ms, m->a->hb_interval_ms);
+	return 0;
+}
+
+int agent_farmmod_adopt(struct agent_mod *m)
+{
+	struct agent_farmmod *fm;
+	struct sk_ctl_trans t = { 0 };
+	const char *why = NULL;
+	int app;
+
+	if (m->conf.kind != SK_MOD_FARM || !m->want_started || !(fm = fm_of(m)) ||
+	    !agent_farm_pinned(fm->pin_dir))
+		return 0;
+	/* after a kill -9 of the whole node the filter outlives the application: start afresh */
+	app = agent_opcmd_app_pid(m);
+	if (!app) {
+		agent_mod_log(m, "agent restarted: the farm filter is still attached but no process "
+			      "of the module runs: starting it again");
+		return 0;
+	}
+	if (filter_open(m, fm, &why) < 0) {
+		agent_mod_log(m, "agent restarted: cannot take the farm filter over (%s): starting "
+			      "the module again", why);
+		return 0;
+	}
+	/* The table the earlier agent pushed stays in the filter until every node is heard (or
+	 * the startup grace passed): a view knowing only this node would take every bucket.
+	 * Its lease runs on; if it ended, this node passes nothing until then (no resets). */
+	fm->adopted = true;
+	fm->self_up = true;
+	m->state = SK_ST_UP;
+	m->start_ms = agent_now_ms();
+	m->since_ms = agent_wall_ms();
+	snprintf(m->reason, sizeof(m->reason), "taken over after an agent restart");
+	agent_mod_log(m, "agent restarted: farm filter and application (pid %d) taken over as UP, "
+		      "nothing restarted", app);
+	t.at_ms = agent_wall_ms();
+	snprintf(t.module, sizeof(t.module), "%s", m->conf.name);
+	t.from = t.to = m->state;
+	snprintf(t.cause, sizeof(t.cause), "agent restarted: farm filter and application (pid %d) "
+		 "taken over, nothing restarted", app);
+	agent_hist_add(m, &t);
+	return 1;
+}
+
 int agent_farmmod_step(struct agent_mod *m, int step, const char **why)
 {
 	struct agent_farmmod *fm = fm_of(m);
-	struct agent_farm_opts o = { 0 };
 	int rc;
 
 	*why = NULL;
@@ -195,45 +286,12 @@ int agent_farmmod_step(struct agent_mod *m, int step, const char **why)
 	case STEP_FARM_ATTACH:
 		if (fm->farm)
 			return 0;
-		o.cluster = &m->a->cluster;
-		o.mod = &m->conf;
-		o.self = m->a->self->name;
-		o.pin_dir = fm->pin_dir;
-		o.mode = LB_XDP_AUTO;
-		rc = agent_farm_open(&o, &fm->farm, fm->err, sizeof(fm->err));
-		if (rc < 0) {
-			fm->farm = NULL;
-			*why = fm->err;
-			return rc;
-		}
 		fm->self_up = false;
-		agent_mod_log(m, "farm: filter on %s, VIP %s on lo, virtual MAC answers ARP",
-			      m->conf.vip.ifname, m->conf.vip.addr.text);
-		/* the first table: the others as known now, this node taking nothing yet (unless
-		 * nobody is UP: then every alive node answers, farm.c) */
-		{
-			uint64_t alive, up;
-
-			masks(m, &alive, &up);
-			agent_farm_set(fm->farm, alive, up); /* not started: sets, pushes nothing */
-		}
-		rc = agent_farm_start(fm->farm);
-		if (rc < 0) {
-			snprintf(fm->err, sizeof(fm->err), "%s", agent_farm_err(fm->farm));
-			*why = fm->err;
+		if ((rc = filter_open(m, fm, why)) < 0)
 			return rc;
-		}
-		refresh(m, "attached");
-		/* from now on the filter passes this node's buckets only while this agent lives:
-		 * the lease lasts the peers' dead timeout, renewed every heartbeat interval */
-		if (!fm->lease.loop) {
-			uv_timer_init(m->a->loop, &fm->lease);
-			fm->lease.data = m;
-			uv_unref((uv_handle_t *)&fm->lease);
-		}
-		on_lease(&fm->lease);
-		uv_timer_start(&fm->lease, on_lease, m->a->hb_interval_ms, m->a->hb_interval_ms);
-		return 0;
+		/* this node takes nothing yet (unless nobody is UP: then every alive node answers,
+		 * farm.c) */
+		return filter_start(m, fm, why);
 	case STEP_FARM_UP:
 		fm->self_up = true;
 		fm->left = fm->restart = false;
@@ -284,6 +342,10 @@ int agent_farmmod_decide(struct agent_mod *m)
 		fm->left = fm->restart = false;
 		fm->failing = 0;
 	}
+	if (!want && m->forcestop) {
+		agent_mod_forcestop_plan(m); /* no stop script (agent/opcmd.c) */
+		return 0;
+	}
 	if (!want) {
 		if (m->state == SK_ST_STOP)
 			return 1; /* module.c: everything stopped? then the agent may exit */
@@ -293,6 +355,18 @@ int agent_farmmod_decide(struct agent_mod *m)
 		else
 			agent_mod_plan(m, SK_ST_STOP, cause, farm_stop, N(farm_stop));
 		return 0;
+	}
+	if (fm->adopted && fm->farm && m->state == SK_ST_UP) {
+		const char *why = NULL;
+
+		/* Until every node is heard, the table the earlier agent pushed stays: a view pushed
+		 * before (this loop may first run late on a loaded host) would count the others
+		 * dead and take their buckets, and this node's kernel would reset their flows */
+		if (!all_heard(m, missing, sizeof(missing)) && now - m->start_ms < a->startup_grace_ms)
+			return 0;
+		fm->adopted = false;
+		if (filter_start(m, fm, &why) < 0)
+			agent_mod_log(m, "farm: %s", why);
 	}
 	if (now < m->retry_ms)
 		return 0; /* the module's tick asks again */
@@ -390,6 +464,21 @@ void agent_farmmod_fill_ctl(struct agent_mod *m, struct sk_ctl_mod *o)
 	char words[256];
 
 	o->uptodate = true; /* a farm has no replicated data */
+	/* every other node of the farm, not only the first (o->peer) */
+	o->n_members = 0;
+	for (unsigned i = 0; i < m->conf.n_nodes && o->n_members < SK_CTL_MAX_MEMBERS; i++) {
+		struct agent_peer *p = agent_peer_by_name(m->a, m->conf.nodes[i].name);
+		const struct sk_amsg_mod *pm;
+		struct sk_ctl_member *mb;
+
+		if (!p)
+			continue; /* this node */
+		mb = &o->members[o->n_members++];
+		pm = agent_peer_mod(p, m->conf.id);
+		snprintf(mb->node, sizeof(mb->node), "%s", p->node->name);
+		mb->alive = p->alive;
+		mb->state = p->alive && pm ? (enum sk_mod_state)pm->state : SK_ST_STOP;
+	}
 	o->vip_held = fm && fm->farm && sk_nl_addr_has("lo", &m->conf.vip.addr) > 0;
 	if (fm && fm->farm) {
 		agent_farm_words(fm->farm, words, sizeof(words));

@@ -25,30 +25,6 @@
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 5000
 
-/* One child's handles, apart from the module so a new child can start while they close. */
-struct fused_run {
-	uv_process_t proc;
-	uv_pipe_t out;
-	struct agent_mod *m;
-	int open;
-	size_t n;
-	char line[1024];
-};
-
-static void on_closed(uv_handle_t *h)
-{
-	struct fused_run *r = h->data;
-
-	if (--r->open == 0)
-		free(r);
-}
-
-static void close_out(struct fused_run *r)
-{
-	if (!uv_is_closing((uv_handle_t *)&r->out))
-		uv_close((uv_handle_t *)&r->out, on_closed);
-}
-
 /* skfused next to skagentd (installed), in the build tree, or $SK_FUSED. */
 static void fused_path(char *out, size_t cap)
 {
@@ -149,50 +125,22 @@ static void on_line(struct agent_mod *m, const char *line, size_t n)
 	}
 }
 
-static void on_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
+/* a dead child's late lines are logged but no longer count as "ready" */
+static void on_child_line(struct agent_child *c, const char *line, size_t n)
 {
-	struct fused_run *r = h->data;
-
-	(void)s;
-	b->base = r->line + r->n;
-	b->len = sizeof(r->line) - r->n;
-}
-
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
-{
-	struct fused_run *r = st->data;
-	char *nl;
-
-	(void)b;
-	if (nread < 0) {
-		close_out(r);
-		return;
-	}
-	r->n += (size_t)nread;
-	/* a dead child's late lines are logged but no longer count as "ready" */
-	while ((nl = memchr(r->line, '\n', r->n))) {
-		size_t l = (size_t)(nl - r->line);
-
-		if (r->m->fused.run == r)
-			on_line(r->m, r->line, l);
-		else
-			agent_mod_log_raw(r->m, "skfused", r->line, l);
-		memmove(r->line, nl + 1, r->n - l - 1);
-		r->n -= l + 1;
-	}
-	if (r->n == sizeof(r->line)) { /* an overlong line is logged in pieces */
-		agent_mod_log_raw(r->m, "skfused", r->line, r->n);
-		r->n = 0;
-	}
+	if (c->m->fused.run == c)
+		on_line(c->m, line, n);
+	else
+		agent_mod_log_raw(c->m, "skfused", line, n);
 }
 
 static void on_backoff(uv_timer_t *t);
 
 static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
 {
-	struct fused_run *r = p->data;
+	struct agent_child *r = p->data;
 
-	uv_close((uv_handle_t *)p, on_closed);
+	agent_child_close_proc(r);
 	/* skfused has no children: its end of the pipe is closed; read what is left, then EOF */
 	agent_fused_exited(r->m, status, sig);
 }
@@ -281,8 +229,8 @@ static int spawn(struct agent_mod *m)
 	static const char *const modes[] = { "sync", "semi-sync", "async" };
 	char bin[PATH_MAX], state[AGENT_PATH + 8], addr[80], modid[16], nodeid[8], budget[16];
 	const char *args[24];
-	struct fused_run *r;
-	int n = 0, rc, pfd[2];
+	struct agent_child *r;
+	int n = 0, rc, wfd;
 	uv_process_options_t o = { 0 };
 	uv_stdio_container_t io[4];
 	int kfd[2];
@@ -335,26 +283,10 @@ static int spawn(struct agent_mod *m)
 	args[n] = NULL;
 
 	clear_dead_mount(m);
-	r = calloc(1, sizeof(*r));
+	r = agent_child_new(m, sizeof(*r), "skfused", io, &wfd, &rc);
 	if (!r)
-		return -ENOMEM;
-	r->m = m;
-	r->open = 2;
-	r->proc.data = r;
-	/* one pipe for stdout and stderr: lines stay in order in the module log */
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		rc = -errno;
-		free(r);
 		return rc;
-	}
-	uv_pipe_init(a->loop, &r->out, 0);
-	uv_pipe_open(&r->out, pfd[0]);
-	r->out.data = r;
-	io[0].flags = UV_IGNORE;
-	io[1].flags = UV_INHERIT_FD;
-	io[1].data.fd = pfd[1];
-	io[2].flags = UV_INHERIT_FD;
-	io[2].data.fd = pfd[1];
+	r->line = on_child_line;
 	kfd[0] = kfd[1] = -1;
 	if (key_fd) {
 		/* 32 bytes fit in any pipe buffer: written and closed before the child reads */
@@ -365,9 +297,8 @@ static int spawn(struct agent_mod *m)
 				close(kfd[0]);
 				close(kfd[1]);
 			}
-			close(pfd[1]);
-			r->open = 1; /* only the pipe handle exists: on_closed frees r */
-			uv_close((uv_handle_t *)&r->out, on_closed);
+			close(wfd);
+			agent_child_drop(r);
 			return rc;
 		}
 		close(kfd[1]);
@@ -379,14 +310,11 @@ static int spawn(struct agent_mod *m)
 	o.stdio = io;
 	o.stdio_count = key_fd ? 4 : 3;
 	o.exit_cb = on_exit_cb;
-	rc = uv_spawn(a->loop, &r->proc, &o);
-	close(pfd[1]);
+	rc = agent_child_spawn(r, &o, wfd);
 	if (kfd[0] >= 0)
 		close(kfd[0]);
 	if (rc < 0) {
 		agent_mod_log(m, "cannot start %s: %s", bin, uv_strerror(rc));
-		uv_close((uv_handle_t *)&r->proc, on_closed);
-		close_out(r);
 		return rc;
 	}
 	fu->run = r;
@@ -395,7 +323,7 @@ static int spawn(struct agent_mod *m)
 	fu->ready = false;
 	fu->started_ms = agent_now_ms();
 	agent_mod_log(m, "skfused %s started (pid %d): %s %s", args[2], fu->pid, args[5], addr);
-	uv_read_start((uv_stream_t *)&r->out, on_alloc, on_read);
+	agent_child_read(r);
 	uv_timer_start(&fu->timer, on_ready_timeout, READY_TIMEOUT_MS, 0);
 	return 0;
 }

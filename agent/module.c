@@ -38,6 +38,12 @@ static const char *const step_names[] = {
 	[STEP_FARM_LEAVE] = "farm leave", [STEP_FARM_DETACH] = "farm filter detach",
 };
 
+const char *agent_mod_step_name(int step)
+{
+	return step >= 0 && step < (int)(sizeof(step_names) / sizeof(step_names[0])) &&
+	       step_names[step] ? step_names[step] : "?";
+}
+
 static enum sk_phase step_phase(int s)
 {
 	switch (s) {
@@ -222,6 +228,25 @@ void agent_mod_step_done(struct agent_mod *m, int rc, const char *why)
 	p->waiting = false;
 	step = p->steps[p->cur];
 	p->phase_ms[step_phase(step)] += (uint32_t)(agent_now_ms() - p->step_ms);
+	if (p->abort) {
+		/* forcestop killed what this step ran: the plan ends here, failed, and neither its
+		 * other steps nor a recovery plan (fail_plan's stop_prim) run; decide() then runs
+		 * forcestop's own plan */
+		char cause[SK_CTL_TEXT_LEN];
+
+		snprintf(cause, sizeof(cause), "%.150s: cut short at %s by forcestop", p->cause,
+			 step_names[step]);
+		agent_mod_log(m, "%s", cause);
+		p->active = false;
+		/* as a failed start: this node does not take the role by itself again, and a
+		 * peer that handed the role over takes it back (rule 8) */
+		if (sk_state_is_primary(p->to))
+			m->noprim = m->noprim_failed = true;
+		record(m, p->from, p->to, cause, true, p->phase_ms,
+		       (uint32_t)(agent_now_ms() - p->event_ms));
+		agent_mod_kick(m);
+		return;
+	}
 	if (rc < 0) {
 		char buf[SK_CTL_TEXT_LEN];
 
@@ -469,6 +494,10 @@ static void decide(struct agent_mod *m)
 	if (m->plan.active)
 		return;
 	track_sync(m, pm);
+	if (!want && m->forcestop) {
+		agent_mod_forcestop_plan(m);
+		return;
+	}
 	if (!want) {
 		if (m->state != SK_ST_STOP)
 			plan(m, SK_ST_STOP, a->stopping ? "agent stopping" : "operator: stop", 0, 0,
@@ -830,6 +859,22 @@ void agent_mod_plan(struct agent_mod *m, enum sk_mod_state to, const char *cause
 		    int n)
 {
 	plan(m, to, cause, 0, 0, steps, n);
+}
+
+void agent_mod_forcestop_plan(struct agent_mod *m)
+{
+	static const int mirror_steps[] = { STEP_FENCE, STEP_VIP_DEL, STEP_FUSED_STOP };
+	static const int farm_steps[] = { STEP_FARM_LEAVE, STEP_FARM_DETACH };
+
+	m->forcestop = false;
+	if (m->state == SK_ST_STOP) {
+		all_stopped_check(m->a);
+		return;
+	}
+	if (m->conf.kind == SK_MOD_FARM)
+		plan(m, SK_ST_STOP, "operator: forcestop", 0, 0, farm_steps, N(farm_steps));
+	else
+		plan(m, SK_ST_STOP, "operator: forcestop", 0, 0, mirror_steps, N(mirror_steps));
 }
 
 /* ---- shutdown ---- */

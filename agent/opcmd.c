@@ -216,6 +216,26 @@ static unsigned kill_module_procs(struct agent_mod *m, struct killed *out, unsig
 	return n;
 }
 
+int agent_opcmd_app_pid(struct agent_mod *m)
+{
+	struct stat self;
+	struct dirent *de;
+	DIR *d;
+	int found = 0;
+
+	if (stat("/proc/self/ns/net", &self) < 0 || !(d = opendir("/proc")))
+		return 0;
+	while (!found && (de = readdir(d))) {
+		int pid = atoi(de->d_name);
+
+		if (pid > 1 && pid != getpid() && same_netns(pid, &self) &&
+		    started_by(pid, m->conf.name, m->a->self->name))
+			found = pid;
+	}
+	closedir(d);
+	return found;
+}
+
 unsigned agent_opcmd_kill_procs(struct agent_mod *m)
 {
 	struct killed k[MAX_KILLED];
@@ -226,14 +246,12 @@ unsigned agent_opcmd_kill_procs(struct agent_mod *m)
 	return n;
 }
 
-static const int force_stop[] = { STEP_FENCE, STEP_VIP_DEL, STEP_FUSED_STOP };
-
 static int forcestop(struct agent_mod *m, json_object **data)
 {
 	struct killed k[MAX_KILLED];
 	json_object *arr = json_object_new_array(), *o;
 	unsigned n;
-	char line[600];
+	char line[600], cut[300] = "";
 	size_t len = 0;
 
 	*data = json_object_new_object();
@@ -267,13 +285,21 @@ static int forcestop(struct agent_mod *m, json_object **data)
 	agent_mod_log(m, "forcestop: killed%s; skfused killed, VIP removed, no stop script run",
 		      len ? line : " no application process");
 	if (m->plan.active) {
-		/* the running plan's steps end at once now; the stop follows it (decide()) */
+		/* a transition in progress (e.g. start_prim running): what its step waits for is
+		 * killed, so the step ends at once; the plan ends there, failed, with none of its
+		 * other steps and no recovery plan; forcestop's own plan follows (decide()) */
+		snprintf(cut, sizeof(cut), "%s -> %s (%.100s) cut short at its step %s",
+			 sk_state_name(m->plan.from), sk_state_name(m->plan.to), m->plan.cause,
+			 agent_mod_step_name(m->plan.steps[m->plan.cur]));
+		m->plan.abort = true;
+		m->forcestop = true;
 		if (m->fused.running)
 			kill(m->fused.pid, SIGKILL);
-	} else if (m->state != SK_ST_STOP) {
-		agent_mod_plan(m, SK_ST_STOP, "operator: forcestop", force_stop,
-			       (int)(sizeof(force_stop) / sizeof(force_stop[0])));
+	} else {
+		agent_mod_forcestop_plan(m);
 	}
+	if (cut[0])
+		json_object_object_add(*data, "interrupted", json_object_new_string(cut));
 	json_object_object_add(*data, "killed", arr);
 	json_object_object_add(*data, "then", json_object_new_string(
 		"skfused killed (nothing more is acknowledged), VIP removed, state STOP; no stop "

@@ -12,73 +12,16 @@
 
 #include "log.h"
 
-/* One run: its handles live here (not in the module) so the next script can start while
- * this one's pipe is still closing. Freed when both handles are closed. */
+/* One run (agent/child.c holds the handles and the output), with the script it runs. */
 struct run {
-	uv_process_t proc;
-	uv_pipe_t out;
-	struct agent_mod *m;
+	struct agent_child c; /* first: freed as the child */
 	enum sk_script which;
-	int open;
-	size_t n;
-	char line[1024];
 };
-
-static void on_closed(uv_handle_t *h)
-{
-	struct run *r = h->data;
-
-	if (--r->open == 0)
-		free(r);
-}
-
-static void close_out(struct run *r)
-{
-	if (!uv_is_closing((uv_handle_t *)&r->out))
-		uv_close((uv_handle_t *)&r->out, on_closed);
-}
-
-static void on_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
-{
-	struct run *r = h->data;
-
-	(void)s;
-	b->base = r->line + r->n;
-	b->len = sizeof(r->line) - r->n;
-}
-
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
-{
-	struct run *r = st->data;
-	const char *name = sk_conf_script_name(r->which);
-	char *nl;
-
-	(void)b;
-	if (nread < 0) {
-		if (r->n)
-			agent_mod_log_raw(r->m, name, r->line, r->n);
-		r->n = 0;
-		close_out(r);
-		return;
-	}
-	r->n += (size_t)nread;
-	while ((nl = memchr(r->line, '\n', r->n))) {
-		size_t l = (size_t)(nl - r->line);
-
-		agent_mod_log_raw(r->m, name, r->line, l);
-		memmove(r->line, nl + 1, r->n - l - 1);
-		r->n -= l + 1;
-	}
-	if (r->n == sizeof(r->line)) {
-		agent_mod_log_raw(r->m, name, r->line, r->n);
-		r->n = 0;
-	}
-}
 
 static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
 {
 	struct run *r = p->data;
-	struct agent_mod *m = r->m;
+	struct agent_mod *m = r->c.m;
 	struct agent_script *sc = &m->script;
 	const char *name = sk_conf_script_name(sc->which);
 	uint64_t ms = agent_now_ms() - sc->started_ms;
@@ -86,13 +29,11 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
 
 	sc->running = false;
 	uv_timer_stop(&sc->timer);
-	uv_close((uv_handle_t *)p, on_closed);
+	agent_child_close_proc(&r->c);
 	/* the script's children (a daemon it started) may keep the pipe open: stop reading,
 	 * their output is theirs to redirect */
-	if (r->n)
-		agent_mod_log_raw(m, name, r->line, r->n);
-	r->n = 0;
-	close_out(r);
+	agent_child_flush(&r->c);
+	agent_child_close_out(&r->c);
 	if (sc->timed_out) {
 		snprintf(why, sizeof(why), "%s killed after its timeout (%u s)", name,
 			 m->conf.scripts[sc->which].timeout_s);
@@ -138,7 +79,7 @@ int agent_script_run(struct agent_mod *m, enum sk_script which)
 	char path[AGENT_PATH + 64], e[10][AGENT_PATH + 64];
 	char *env[12], *args[2];
 	struct stat st;
-	int rc, ne = 0, pfd[2];
+	int rc, ne = 0, wfd;
 
 	if (!m->conf.scripts[which].enabled)
 		return 1;
@@ -172,27 +113,11 @@ int agent_script_run(struct agent_mod *m, enum sk_script which)
 	args[0] = path;
 	args[1] = NULL;
 
-	r = calloc(1, sizeof(*r));
+	r = (struct run *)agent_child_new(m, sizeof(*r), sk_conf_script_name(which), io, &wfd, &rc);
 	if (!r)
-		return -ENOMEM;
-	r->m = m;
-	r->which = which;
-	r->proc.data = r;
-	r->open = 2;
-	/* one pipe for stdout and stderr: lines stay in order in the module log */
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		rc = -errno;
-		free(r);
 		return rc;
-	}
-	uv_pipe_init(a->loop, &r->out, 0);
-	uv_pipe_open(&r->out, pfd[0]);
-	r->out.data = r;
-	io[0].flags = UV_IGNORE;
-	io[1].flags = UV_INHERIT_FD;
-	io[1].data.fd = pfd[1];
-	io[2].flags = UV_INHERIT_FD;
-	io[2].data.fd = pfd[1];
+	r->which = which;
+	r->c.tail_at_eof = true;
 	o.file = path;
 	o.args = args;
 	o.env = env;
@@ -202,22 +127,19 @@ int agent_script_run(struct agent_mod *m, enum sk_script which)
 	o.exit_cb = on_exit_cb;
 	/* own session and process group: a timeout kills the whole group */
 	o.flags = UV_PROCESS_DETACHED;
-	rc = uv_spawn(a->loop, &r->proc, &o);
-	close(pfd[1]);
+	rc = agent_child_spawn(&r->c, &o, wfd);
 	if (rc < 0) {
 		agent_mod_log(m, "cannot run %s: %s", path, uv_strerror(rc));
-		uv_close((uv_handle_t *)&r->proc, on_closed);
-		close_out(r);
 		return rc;
 	}
-	sc->pid = r->proc.pid;
+	sc->pid = r->c.proc.pid;
 	sc->which = which;
 	sc->running = true;
 	sc->timed_out = false;
 	sc->started_ms = agent_now_ms();
 	agent_mod_log(m, "running %s (pid %d, timeout %u s)", sk_conf_script_name(which), sc->pid,
 		      m->conf.scripts[which].timeout_s);
-	uv_read_start((uv_stream_t *)&r->out, on_alloc, on_read);
+	agent_child_read(&r->c);
 	uv_timer_start(&sc->timer, on_timeout, (uint64_t)m->conf.scripts[which].timeout_s * 1000, 0);
 	return 0;
 }

@@ -81,6 +81,8 @@ static void forcestop_said(struct skctl *o, json_object *data)
 	}
 	if (!n)
 		printf("  no process of the module was running\n");
+	if (json_object_object_get_ex(data, "interrupted", NULL))
+		printf("  interrupted: %s\n", sk_ctl_json_str(data, "interrupted", ""));
 	printf("  then: %s\n", sk_ctl_json_str(data, "then", ""));
 }
 

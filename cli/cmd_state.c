@@ -62,12 +62,33 @@ static void progress_line(const struct skctl *o, const struct sk_ctl_mod *m, int
 	       t, r, eta);
 }
 
+/* The PEER and PEER STATE cells: the peer of a mirror; every other node of a farm, in order
+ * ("node2,node3" and "UP,down": down = not heard) */
+static void member_cols(const struct sk_ctl_mod *m, char *peer, size_t pcap, char *pst, size_t scap)
+{
+	size_t a = 0, b = 0;
+
+	if (!m->n_members) {
+		snprintf(peer, pcap, "%s", m->peer);
+		snprintf(pst, scap, "%s", m->peer_alive ? sk_state_name(m->peer_state) : "unreachable");
+		return;
+	}
+	peer[0] = pst[0] = '\0';
+	for (unsigned i = 0; i < m->n_members && a < pcap && b < scap; i++) {
+		a += (size_t)snprintf(peer + a, pcap - a, "%s%s", i ? "," : "", m->members[i].node);
+		b += (size_t)snprintf(pst + b, scap - b, "%s%s", i ? "," : "", m->members[i].alive ?
+				      sk_state_name(m->members[i].state) : "down");
+	}
+}
+
 int cmd_state(struct skctl *o, enum sk_ctl_verb verb)
 {
 	struct sk_ctl_reply rep;
 	json_object *mods, *nodes, *cnt;
-	struct sk_ctl_mod m[64];
-	size_t n = 0, w_name = 6, w_peer = 4, w_vip = 3;
+	static struct sk_ctl_mod m[64];
+	static char peer[64][SK_CTL_MAX_MEMBERS * 65];
+	static char pst[64][SK_CTL_MAX_MEMBERS * 8 + 16];
+	size_t n = 0, w_name = 6, w_peer = 4, w_pst = 10, w_vip = 3;
 	char err[128];
 
 	if (skctl_call(o, verb, &rep))
@@ -85,8 +106,10 @@ int cmd_state(struct skctl *o, enum sk_ctl_verb verb)
 				fprintf(stderr, "skctl: unreadable module entry: %s\n", err);
 				continue;
 			}
+			member_cols(&m[n], peer[n], sizeof(peer[n]), pst[n], sizeof(pst[n]));
 			if (strlen(m[n].name) > w_name) w_name = strlen(m[n].name);
-			if (strlen(m[n].peer) > w_peer) w_peer = strlen(m[n].peer);
+			if (strlen(peer[n]) > w_peer) w_peer = strlen(peer[n]);
+			if (strlen(pst[n]) > w_pst) w_pst = strlen(pst[n]);
 			if (strlen(m[n].vip) + 7 > w_vip) w_vip = strlen(m[n].vip) + 7;
 			n++;
 		}
@@ -102,22 +125,21 @@ int cmd_state(struct skctl *o, enum sk_ctl_verb verb)
 	if (!n) {
 		printf("no module on this node%s\n", o->module ? " by that name" : "");
 	} else {
-		printf("%-*s  %-6s  %-6s  %-*s  %-11s  %-*s  %-18s  %s\n", (int)w_name, "MODULE",
-		       "STATE", "SINCE", (int)w_peer, "PEER", "PEER STATE", (int)w_vip, "VIP", "DATA",
-		       "STEP");
+		printf("%-*s  %-6s  %-6s  %-*s  %-*s  %-*s  %-18s  %s\n", (int)w_name, "MODULE",
+		       "STATE", "SINCE", (int)w_peer, "PEER", (int)w_pst, "PEER STATE", (int)w_vip,
+		       "VIP", "DATA", "STEP");
 		for (size_t i = 0; i < n; i++) {
-			char since[16], vip[128], data[48], pst[16];
+			char since[16], vip[128], data[48];
 
 			ago(m[i].since_ms, since, sizeof(since));
 			snprintf(vip, sizeof(vip), "%s%s", m[i].vip[0] ? m[i].vip : "-",
 				 m[i].vip[0] ? (m[i].vip_held ? " (held)" : "") : "");
 			snprintf(data, sizeof(data), "gen %llu%s", (unsigned long long)m[i].gen,
 				 m[i].uptodate ? ", up to date" : ", outdated");
-			snprintf(pst, sizeof(pst), "%s", m[i].peer_alive ?
-				 sk_state_name(m[i].peer_state) : "unreachable");
-			printf("%-*s  %s%-6s%s  %-6s  %-*s  %-11s  %-*s  %-18s  %s%s\n", (int)w_name,
+			printf("%-*s  %s%-6s%s  %-6s  %-*s  %-*s  %-*s  %-18s  %s%s\n", (int)w_name,
 			       m[i].name, skctl_state_color(o, m[i].state), sk_state_name(m[i].state),
-			       skctl_reset(o), since, (int)w_peer, m[i].peer, pst, (int)w_vip, vip, data,
+			       skctl_reset(o), since, (int)w_peer, peer[i], (int)w_pst, pst[i], (int)w_vip,
+			       vip, data,
 			       m[i].busy[0] ? "busy: " : "", m[i].busy[0] ? m[i].busy : "");
 		}
 	}

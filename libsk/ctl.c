@@ -259,6 +259,19 @@ out:
 	return rc;
 }
 
+void sk_ctl_reply_fill(json_object *o, const struct sk_ctl_reply *r)
+{
+	json_object_object_add(o, "ok", json_object_new_boolean(r->ok));
+	if (r->ok) {
+		json_object_object_add(o, "data", r->data ? json_object_get(r->data) :
+							    json_object_new_object());
+	} else {
+		json_object_object_add(o, "error", json_object_new_string(r->error));
+		if (r->hint[0])
+			json_object_object_add(o, "hint", json_object_new_string(r->hint));
+	}
+}
+
 char *sk_ctl_reply_encode(const struct sk_ctl_reply *r, size_t *len)
 {
 	json_object *o = json_object_new_object();
@@ -269,15 +282,7 @@ char *sk_ctl_reply_encode(const struct sk_ctl_reply *r, size_t *len)
 	if (!o)
 		return NULL;
 	json_object_object_add(o, "v", json_object_new_int(SK_CTL_VERSION));
-	json_object_object_add(o, "ok", json_object_new_boolean(r->ok));
-	if (r->ok) {
-		json_object_object_add(o, "data", r->data ? json_object_get(r->data) :
-							    json_object_new_object());
-	} else {
-		json_object_object_add(o, "error", json_object_new_string(r->error));
-		if (r->hint[0])
-			json_object_object_add(o, "hint", json_object_new_string(r->hint));
-	}
+	sk_ctl_reply_fill(o, r);
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	n = strlen(s);
 	if (n + 1 >= SK_CTL_MAX_REPLY) {
@@ -430,6 +435,20 @@ int sk_ctl_mod_to_json(const struct sk_ctl_mod *m, json_object **out)
 		json_object_object_add(r, "eta_s", json_object_new_int64(m->rs_eta_s));
 		json_object_object_add(o, "resync", r);
 	}
+	if (m->n_members) {
+		json_object *arr = json_object_new_array();
+
+		for (unsigned i = 0; i < m->n_members && i < SK_CTL_MAX_MEMBERS; i++) {
+			json_object *e = json_object_new_object();
+
+			json_object_object_add(e, "node", json_object_new_string(m->members[i].node));
+			json_object_object_add(e, "alive", json_object_new_boolean(m->members[i].alive));
+			json_object_object_add(e, "state", json_object_new_string(
+				sk_state_name(m->members[i].state)));
+			json_object_array_add(arr, e);
+		}
+		json_object_object_add(o, "members", arr);
+	}
 	*out = o;
 	return 0;
 }
@@ -477,6 +496,37 @@ int sk_ctl_mod_from_json(json_object *o, struct sk_ctl_mod *m, char *err, size_t
 				      json_object_get_int64(v) : -1;
 			if (m->rs_done > m->rs_total)
 				m->rs_done = m->rs_total; /* never more than all */
+		}
+	}
+	{
+		json_object *arr;
+
+		if (json_object_object_get_ex(o, "members", &arr)) {
+			size_t n;
+
+			if (!json_object_is_type(arr, json_type_array) ||
+			    (n = json_object_array_length(arr)) > SK_CTL_MAX_MEMBERS) {
+				seterr(err, errlen, "\"members\" is not an array of at most %d nodes",
+				       SK_CTL_MAX_MEMBERS);
+				return -EINVAL;
+			}
+			for (size_t i = 0; i < n; i++) {
+				json_object *e = json_object_array_get_idx(arr, i);
+				struct sk_ctl_member *mb = &m->members[i];
+
+				if (!e || !json_object_is_type(e, json_type_object)) {
+					seterr(err, errlen, "members[%zu] is not an object", i);
+					return -EINVAL;
+				}
+				copy_str(e, "node", mb->node, sizeof(mb->node));
+				if (!mb->node[0] || get_state(e, "state", &mb->state, err, errlen) < 0) {
+					if (!mb->node[0])
+						seterr(err, errlen, "members[%zu] without a node", i);
+					return -EINVAL;
+				}
+				mb->alive = jbool(e, "alive");
+				m->n_members = (unsigned)i + 1;
+			}
 		}
 	}
 	return 0;

@@ -91,6 +91,9 @@ struct sk_ctl_reply {
 	json_object *data;           /* ok: owned by the reply (NULL = {}) */
 };
 
+/* Add a reply's fields to o: "ok", then "data" or "error" and "hint" (when not empty). Takes a
+ * new ref of data. The line below and the per-node entries of a fanned-out reply (skctl -H). */
+void sk_ctl_reply_fill(json_object *o, const struct sk_ctl_reply *r);
 /* Encode (malloc'd "JSON\n", NUL-terminated, *len without the NUL). Does not take data's ref. */
 char *sk_ctl_reply_encode(const struct sk_ctl_reply *r, size_t *len);
 /* Decode a reply line; 0 or -EINVAL/-EMSGSIZE/-EPROTO with err. Free with sk_ctl_reply_free. */
@@ -112,11 +115,19 @@ enum sk_phase {
 };
 const char *sk_phase_name(enum sk_phase p);
 
+/* Another node of a farm module, as this node sees it. */
+struct sk_ctl_member {
+	char node[64];                 /* as sk_ctl_mod.peer */
+	bool alive;                    /* heard (heartbeats) */
+	enum sk_mod_state state;       /* its announced state for the module; meaningful when alive */
+};
+#define SK_CTL_MAX_MEMBERS 32          /* a cluster's nodes (SK_MAX_NODES) */
+
 /* One module on one node, as `skctl state` shows it. */
 struct sk_ctl_mod {
 	char name[SK_CTL_NAME_LEN];
 	enum sk_mod_state state;
-	char peer[64];                 /* "" if none */
+	char peer[64];                 /* "" if none (a farm: its first other node; see members) */
 	bool peer_alive;
 	enum sk_mod_state peer_state;  /* meaningful when peer_alive */
 	bool vip_held;
@@ -136,6 +147,9 @@ struct sk_ctl_mod {
 	bool resyncing;
 	uint64_t rs_done, rs_total, rs_rate; /* bytes, bytes, bytes/s (smoothed) */
 	int64_t rs_eta_s;              /* -1 unknown */
+	/* a farm module: every other node of the farm ("members" in JSON); 0 for a mirror */
+	unsigned n_members;
+	struct sk_ctl_member members[SK_CTL_MAX_MEMBERS];
 };
 int sk_ctl_mod_to_json(const struct sk_ctl_mod *m, json_object **out);
 int sk_ctl_mod_from_json(json_object *o, struct sk_ctl_mod *m, char *err, size_t errlen);

@@ -73,6 +73,12 @@ at_init() {
 			echo "start_prim fails on purpose (test marker $SK_STATE_DIR/fail-start_prim)"
 			exit 1
 		fi
+		# hangs while state/mirror/hang-start_prim exists (a transition caught in the middle)
+		if [ -e "$SK_STATE_DIR/hang-start_prim" ]; then
+			echo "start_prim hangs on purpose (pid $$)"
+			echo $$ >"$SK_STATE_DIR/hang-start_prim.pid"
+			sleep 60
+		fi
 		exec "$SK_MODULE_DIR/bin/start_prim.example"
 		EOF
 		chmod 0755 "$root/var/lib/steadykit/modules/$AT_MOD/bin/start_prim" || at_bail "scripts"

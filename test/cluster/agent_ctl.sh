@@ -14,6 +14,9 @@
 #  D. skctl swap -m mirror back to node1: dep follows it back to node1.
 #  E. skctl forcestop -m mirror on node1: mirror's application and skfused are killed at once, no
 #     stop script runs, node1 STOP, node2 takes mirror; dep's application (another module) lives.
+#  E2. forcestop during a transition: node1 back as SECOND, swap to node1 whose start_prim hangs;
+#     forcestop on node1 kills it at once, the transition ends there (failed, in skctl why), no stop
+#     script runs (not even the stop_prim a failed start_prim gets), node1 STOP, node2 takes back.
 #  F. skctl -H state: every node's answer prefixed with its name; a node whose agent is SIGSTOPped
 #     is reported with what to do, exit 1.
 set -u
@@ -193,6 +196,30 @@ primary_on() { local c; c=$(code "$1" "$2"); [ "$c" = 2 ] || [ "$c" = 3 ]; }
 sk_check "E: node1 STOP" sk_wait_for 10 code_is 1 "$AT_MOD" 0
 sk_check "E: no stop script ran on node1" test ! -e "$SK_TMP/stop_prim.ran.node1"
 sk_check "E: node2 takes mirror over" sk_wait_for 20 primary_on 2 "$AT_MOD"
+sk_diag "at ${SECONDS}s"
+
+# ---- E2: forcestop in the middle of a transition (node1's start_prim hanging after a swap) ----
+sd1=$(at_state_dir 1)
+touch "$sd1/hang-start_prim"
+rm -f "$sd1/hang-start_prim.pid"
+at_ctl 1 start -m "$AT_MOD" >/dev/null 2>&1
+sk_wait_for 30 in_sync 1 "$AT_MOD" || sk_diag "mirror on node1 not in sync"
+at_ctl 2 swap -m "$AT_MOD" >/dev/null 2>&1
+busy_prim() { [ -s "$sd1/hang-start_prim.pid" ] && at_ctl 1 state -m "$AT_MOD" | grep -q 'busy: start_prim'; }
+sk_check "E2: after a swap node1 is running start_prim (hanging)" sk_wait_for 30 busy_prim
+hang=$(cat "$sd1/hang-start_prim.pid" 2>/dev/null)
+rm -f "$SK_TMP/stop_prim.ran.node1"
+out=$(at_ctl 1 forcestop -m "$AT_MOD" 2>&1)
+sk_check "E2: forcestop says which transition it cut short" \
+	grep -q 'interrupted: .* cut short at its step start_prim' <<<"$out"
+sk_check "E2: the hanging start_prim is killed at once" sk_wait_for 2 gone "$hang"
+sk_check "E2: node1 STOP" sk_wait_for 10 code_is 1 "$AT_MOD" 0
+sk_check "E2: no stop script ran on node1 (no stop_prim for the failed start)" \
+	test ! -e "$SK_TMP/stop_prim.ran.node1"
+sk_check "E2: skctl why records the transition cut short, failed" \
+	sh -c "'$AT_SKCTL' --root '${SK_ROOT[1]}' why -m $AT_MOD | grep -q 'cut short at start_prim by forcestop'"
+sk_check "E2: node2, which handed the role over, takes it back" sk_wait_for 20 primary_on 2 "$AT_MOD"
+rm -f "$sd1/hang-start_prim"
 sk_diag "at ${SECONDS}s"
 
 # ---- F: -H: the verb on every node through the agents ----

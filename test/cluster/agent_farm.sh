@@ -14,6 +14,8 @@
 #  F. node3's checker has action "restart" (its own copy of userconfig.json): its farmsrv killed ->
 #     it leaves, stop_both + start_both restart farmsrv, the checker passes, node3 is back UP;
 #     the others' long connections unbroken.
+#  G0. SIGHUP to node1's agent (re-exec in place): the module is taken over as UP, start_both not
+#     run again (same farmsrv), no source moved, no long connection broken.
 #  G. skctl stop on node1: filter and VIP gone from node1, the others serve everything.
 set -u
 : "${SK_SRC:?}" "${SK_BUILD:?}"
@@ -195,6 +197,16 @@ st=$("$SKCTL" --root "${SK_ROOT[1]}" state -m "$MOD" 2>&1)
 grep -q "farm view: node1=100 node2=100 node3=dead" <<<"$st" && grep -q "$VIP/32 on eth0 (held)" <<<"$st" &&
 	! grep -q outdated <<<"$st" && sk_ok "skctl state on node1: VIP held, the view in words (node3=dead)" ||
 	sk_not_ok "skctl state shows the farm's view: $st"
+# every other node of the farm in the PEER column, each with its state (down = not heard)
+grep -Eq "^$MOD +UP .* node2,node3 +UP,down " <<<"$st" &&
+	sk_ok "skctl state on node1: PEER lists node2,node3, PEER STATE UP,down" ||
+	sk_not_ok "skctl state lists every member: $(sed -n 3,4p <<<"$st")"
+"$SKCTL" --root "${SK_ROOT[1]}" state -m "$MOD" --json | python3 -c '
+import json, sys
+m = json.load(sys.stdin)["modules"][0]["members"]
+sys.exit(0 if [(e["node"], e["alive"], e["state"]) for e in m] == [("node2", True, "UP"), ("node3", False, "STOP")] else 1)' &&
+	sk_ok "skctl state --json: members node2 (alive, UP) and node3 (not alive)" ||
+	sk_not_ok "skctl state --json members: $("$SKCTL" --root "${SK_ROOT[1]}" state -m "$MOD" --json | grep -A12 members | tr -d '\n ')"
 
 # --- C: node3 returns ---------------------------------------------------------------------------
 H2=$(hold hold2)
@@ -205,6 +217,9 @@ if sk_wait_for 20 all_up; then
 else
 	sk_not_ok "node3 back UP ($(code 3)): $(alog 3 | tail -5)"
 fi
+modlog 3 | grep -q "no process of the module runs: starting it again" &&
+	sk_ok "the new agent saw the application dead with its agent: start_both again, no takeover" ||
+	sk_not_ok "after a kill -9 of the whole node the module is started again: $(modlog 3 | grep 'agent restarted' | tail -2)"
 alog 3 | grep -q "took over the filter" && sk_ok "the new agent took over the filter its predecessor left" ||
 	sk_not_ok "filter taken over: $(alog 3 | grep farm | tail -3)"
 sleep 1.5 # the move is announced for 1 s before it happens
@@ -277,6 +292,42 @@ b1=$(hold_field "$SK_TMP/hold4" node1 broken) b2=$(hold_field "$SK_TMP/hold4" no
 	sk_ok "node1/node2's long connections unbroken by node3's restart" ||
 	sk_not_ok "node1/node2's connections unbroken by node3's restart ($b1/$b2)"
 
+# --- G0: node1's agent re-executed (SIGHUP) under the running module: taken over, nothing rerun ---
+H5=$(hold hold5)
+sk_wait_for 10 hold_ready "$SK_TMP/hold5" || sk_diag "hold5: $(head -4 "$SK_TMP/hold5")"
+pidf1=${SK_ROOT[1]}/var/lib/steadykit/state/$MOD/farmsrv.pid
+app1=$(cat "$pidf1")
+n_taken=$(modlog 1 | grep -c "taken over as UP")
+deaths1() { cat "$SK_TMP"/agent2.*.log "$SK_TMP"/agent3.*.log 2>/dev/null | grep -c "node node1 dead"; }
+d0=$(deaths1)
+kill -HUP "${AG[1]}"
+taken() { [ "$(modlog 1 | grep -c "taken over as UP")" -gt "$n_taken" ] && code_is 1 2; }
+if sk_wait_for 15 taken; then
+	sk_ok "SIGHUP: node1's agent re-executed, the farm module taken over as UP"
+else
+	sk_not_ok "SIGHUP: farm module taken over ($(code 1)): $(modlog 1 | tail -4)"
+fi
+[ "$(cat "$pidf1" 2>/dev/null)" = "$app1" ] && kill -0 "$app1" 2>/dev/null &&
+	sk_ok "... start_both not run again: the same farmsrv (pid $app1) serves" ||
+	sk_not_ok "... the application was started again (pid $app1 -> $(cat "$pidf1" 2>/dev/null))"
+sleep 1
+srcmap "$SK_TMP/map6"
+[ "$(moved "$SK_TMP/map0" "$SK_TMP/map6")" = 0 ] && sk_ok "... every source on the node it was on" ||
+	sk_not_ok "... sources moved by the re-exec ($(moved "$SK_TMP/map0" "$SK_TMP/map6") differ)"
+# a re-exec slower than the heartbeat timeout is a death for the others (docs/agent.md): they take
+# node1's buckets and its connections break; theirs must not, either way
+if [ "$(deaths1)" = "$d0" ]; then
+	grep -q "^conns=64 ok=64 broken=0" "$SK_TMP/hold5" &&
+		sk_ok "... none of the 64 long connections broken" ||
+		sk_not_ok "... the re-exec broke connections: $(head -3 "$SK_TMP/hold5")"
+else
+	sk_diag "the re-exec took longer than the ${HB_TIMEOUT_MS} ms timeout here: node1 was declared dead"
+	b2=$(hold_field "$SK_TMP/hold5" node2 broken) b3=$(hold_field "$SK_TMP/hold5" node3 broken)
+	[ "${b2:-x}" = 0 ] && [ "${b3:-x}" = 0 ] &&
+		sk_ok "... node2/node3's long connections unbroken (node1 was declared dead meanwhile)" ||
+		sk_not_ok "... the re-exec broke the others' connections: $(head -3 "$SK_TMP/hold5")"
+fi
+
 # --- G: operator stop on node1 ------------------------------------------------------------------
 "$SKCTL" --root "${SK_ROOT[1]}" stop -m "$MOD" >/dev/null 2>&1
 sk_wait_for 10 code_is 1 0
@@ -289,5 +340,5 @@ sleep 1.5
 burst "$SK_TMP/b5" 2000
 grep -q "total=64 ok=64 failed=0" "$SK_TMP/b5" && [ "$(count_of "$SK_TMP/b5" node1)" = 0 ] &&
 	sk_ok "node2/node3 serve all 64 sources" || sk_not_ok "the others serve all: $(tail -4 "$SK_TMP/b5")"
-sk_term "$H1"; sk_term "$H2"; sk_term "$H3"; sk_term "$H4"
+sk_term "$H1"; sk_term "$H2"; sk_term "$H3"; sk_term "$H4"; sk_term "$H5"
 sk_done

@@ -1,6 +1,7 @@
 /* test/unit/test_ctl.c: the control protocol: requests and replies round-trip, malformed lines are refused with a reason. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -192,6 +193,51 @@ Test(ctl_types, module_and_transition_roundtrip)
 	sk_ctl_trans_words(&t, "node2", words, sizeof(words));
 	cr_assert_str_eq(words, "node1 silent on lan for 412 ms → node2 ALONE in 655 ms "
 				"(detect 412, VIP 3, skfused 48, start scripts 190)");
+}
+
+Test(ctl_types, farm_members_roundtrip_and_bounds)
+{
+	struct sk_ctl_mod m = { .state = SK_ST_UP, .n_members = 2 }, m2;
+	json_object *o;
+	char err[128], big[4096];
+	size_t n = 0;
+
+	strcpy(m.name, "web");
+	strcpy(m.members[0].node, "node2");
+	m.members[0].alive = true;
+	m.members[0].state = SK_ST_UP;
+	strcpy(m.members[1].node, "node3");
+	m.members[1].state = SK_ST_STOP;
+	cr_assert_eq(sk_ctl_mod_to_json(&m, &o), 0);
+	cr_assert_eq(sk_ctl_mod_from_json(o, &m2, err, sizeof(err)), 0, "%s", err);
+	json_object_put(o);
+	cr_assert_eq(memcmp(&m, &m2, sizeof(m)), 0);
+	/* a mirror has none, and says none */
+	m.n_members = 0;
+	cr_assert_eq(sk_ctl_mod_to_json(&m, &o), 0);
+	cr_assert(!json_object_object_get_ex(o, "members", NULL));
+	json_object_put(o);
+	/* hostile: more entries than a cluster has nodes, a non-array, an entry without a node or
+	 * with a state that is none */
+	n += (size_t)snprintf(big + n, sizeof(big) - n, "{\"name\":\"w\",\"state\":\"UP\","
+			      "\"peer_state\":\"UP\",\"members\":[");
+	for (int i = 0; i <= SK_CTL_MAX_MEMBERS; i++)
+		n += (size_t)snprintf(big + n, sizeof(big) - n, "%s{\"node\":\"n%d\",\"state\":\"UP\"}",
+				      i ? "," : "", i);
+	snprintf(big + n, sizeof(big) - n, "]}");
+	const char *bad[] = {
+		big,
+		"{\"name\":\"w\",\"state\":\"UP\",\"peer_state\":\"UP\",\"members\":{}}",
+		"{\"name\":\"w\",\"state\":\"UP\",\"peer_state\":\"UP\",\"members\":[{\"state\":\"UP\"}]}",
+		"{\"name\":\"w\",\"state\":\"UP\",\"peer_state\":\"UP\",\"members\":[{\"node\":\"a\",\"state\":\"X\"}]}",
+		"{\"name\":\"w\",\"state\":\"UP\",\"peer_state\":\"UP\",\"members\":[7]}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		o = json_tokener_parse(bad[i]);
+		cr_assert_not_null(o, "case %zu", i);
+		cr_assert_eq(sk_ctl_mod_from_json(o, &m2, err, sizeof(err)), -EINVAL, "case %zu", i);
+		json_object_put(o);
+	}
 }
 
 Test(ctl_types, bad_state_refused)
