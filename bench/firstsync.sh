@@ -124,6 +124,6 @@ print("# app write+fsync during the sync: n=%d p50=%d us max=%d us" %
       (len(v), v[len(v) // 2] if v else -1, v[-1] if v else -1), file=sys.stderr)
 EOF
 )
-rate=$(awk -v n="$NFILES" -v s="$secs" 'BEGIN { printf "%d", s > 0 ? n / s : 0 }')
+rate=$(awk -v n="$NFILES" -v s="$secs" 'BEGIN { printf "%d", (s > 0 ? n / s : 0) }')
 mt_stop_primary
 echo "firstsync files=$NFILES attempts=$attempts files_per_s=$rate app_p99_ms=$p99"

@@ -147,7 +147,9 @@ say "raw TCP on the same veth: $((LINK_BPS >> 20)) MiB/s ($LINK_MB MiB)"
 
 # ---- failback ----
 sync
-echo 3 >/proc/sys/vm/drop_caches
+# DROP_CACHES=0 keeps the page cache (the modified data is then read from memory): with it, a run
+# tells how much of the resync's time is the primary's cold reads
+[ "${DROP_CACHES:-1}" = 0 ] || echo 3 >/proc/sys/vm/drop_caches
 r1_0=$(io_read "$MT_PID1")
 rx0=$(rx)
 mt_start_secondary || mt_bail "secondary restart"

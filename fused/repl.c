@@ -830,9 +830,10 @@ static void *conn_main(void *arg)
  * queue behind each other, and the pacing above keeps that queue short.
  * A peer whose receiver is stuck in one operation (the kernel's writeback, a
  * starved CPU) says so with "alive, busy" keepalives: that is not silence, as
- * long as the operation has not run for more than twice the limit. During a
- * resync, an application's request may wait up to twice the limit while the
- * peer shows life (an ack or a busy keepalive within a quarter of the limit):
+ * long as the operation has not run for more than twice the limit. So the peer
+ * is dropped for silence a limit after its last ack or keepalive, as before a
+ * limit after its last ack. During a resync, an application's request may wait
+ * up to twice the limit while the peer is not silent in that sense:
  * the resync's work on a healthy peer is not what the budget is for. A stopped
  * process or a cut link sends nothing and is dropped within the limit as before.
  */
@@ -858,9 +859,9 @@ static void *budget_main(void *arg)
 		ka_busy = atomic_load(&ka_busy_us);
 		pthread_mutex_lock(&f->pend_mu);
 		/* busy: a keepalive came lately, for an operation that has not run too long */
-		busy = ka_at > f->last_ack_us && now <= ka_at + limit_us / 4 &&
+		busy = ka_at > f->last_ack_us && now <= ka_at + limit_us &&
 		       ka_busy + (now - ka_at) <= 2 * limit_us;
-		alive = busy || now <= f->last_ack_us + limit_us / 4;
+		alive = busy || now <= f->last_ack_us + limit_us;
 		if (atomic_load(&f->connected) && f->seq_acked < f->seq_sent) {
 			uint64_t s = f->seq_acked + 1;
 			struct fused_pending *p = &f->ring[s % FUSED_RING];
