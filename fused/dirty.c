@@ -44,6 +44,7 @@ void fused_dirty_conf_env(struct fused_dirty_conf *c)
 	c->max_entries = 1000000;
 	c->max_extents = 64;
 	c->max_log_bytes = 1ull << 30;
+	c->al = !((s = getenv("SKFUSED_DIRTY_AL")) && !strcmp(s, "0"));
 	if ((s = getenv("SKFUSED_DIRTY_MAX")) && strtoull(s, NULL, 10) >= 1)
 		c->max_entries = (size_t)strtoull(s, NULL, 10);
 	if ((s = getenv("SKFUSED_DIRTY_EXTENTS")) && strtoul(s, NULL, 10) >= 1)
@@ -303,6 +304,8 @@ int fused_dirty_open(const char *state_dir, const struct fused_dirty_conf *c,
 		d->base = 0;
 	}
 	*why = d->lost ? d->why : NULL;
+	if (!d->lost && d->live)
+		sk_info("dirty tracking resumed from the tracking file: %zu objects to resync", d->live);
 	d->tracking = true;
 	if (dirty_snapshot(d, S_TRACKING) < 0)
 		dirty_set_lost(d, "cannot write the tracking file");
@@ -376,6 +379,61 @@ void fused_dirty_set_lost(struct fused_dirty *d, const char *why)
 	pthread_mutex_unlock(&d->mu);
 }
 
+/* LIVE records for the notes not logged yet, one write (lock held). */
+static void log_live(struct fused_dirty *d, const struct fused_dnote *n, unsigned count,
+		     uint64_t conn, uint64_t seq)
+{
+	uint8_t r[NOTE_MAX * REC_LEN];
+	size_t k = 0;
+
+	for (unsigned i = 0; i < count && i < NOTE_MAX; i++)
+		if (!(n[i].flags & FUSED_DF_PRE))
+			dirty_rec_fill(r + k++ * REC_LEN, d->salt, T_LIVE, &n[i], n[i].off, n[i].len,
+				       d->nonce + conn, seq);
+	if (k)
+		dirty_log_put(d, r, k);
+}
+
+/*
+ * The activity log starts afresh (lock held, peer in sync): a snapshot (ALOG) holding the
+ * ring's notes of connection conn as LIVE records. What they held is a superset of what is
+ * in flight (the ring does not know the acks), so a restart resends a little more.
+ */
+static void al_rotate(struct fused_dirty *d, uint64_t conn)
+{
+	if (dirty_snapshot(d, S_ALOG) < 0) {
+		dirty_set_lost(d, "cannot write the tracking file");
+		return;
+	}
+	for (unsigned i = 0; i < RING; i++) {
+		struct rslot *s = &d->ring[i];
+		struct fused_dnote c[NOTE_MAX];
+
+		if (s->conn != conn || !s->n)
+			continue;
+		memcpy(c, s->note, s->n * sizeof(*c));
+		for (unsigned k = 0; k < s->n; k++)
+			c[k].flags &= ~FUSED_DF_PRE;
+		log_live(d, c, s->n, conn, s->seq);
+	}
+}
+
+void fused_dirty_prelog(struct fused_dirty *d, struct fused_dnote *n, unsigned count,
+			uint64_t conn, uint64_t seq_first)
+{
+	if (!count || !conn)
+		return;
+	pthread_mutex_lock(&d->mu);
+	if (conn > d->lost_gen && (d->tracking || d->c.al) && !d->lost) {
+		log_live(d, n, count, conn, seq_first);
+		for (unsigned i = 0; i < count; i++) {
+			n[i].flags |= FUSED_DF_PRE;
+			n[i].seq_pre = seq_first;
+		}
+	}
+	pthread_mutex_unlock(&d->mu);
+}
+
 void fused_dirty_note(struct fused_dirty *d, const struct fused_dnote *n, unsigned count,
 		      uint64_t conn, uint64_t seq)
 {
@@ -391,9 +449,15 @@ void fused_dirty_note(struct fused_dirty *d, const struct fused_dnote *n, unsign
 		s->seq = seq;
 		s->n = count;
 		memcpy(s->note, n, count * sizeof(*n));
-		if (d->tracking)
+		if (d->tracking || d->c.al) {
+			log_live(d, n, count, conn, seq);
+			/* an operation of several frames: its last one is what counts */
 			for (unsigned i = 0; i < count; i++)
-				dirty_log_note(d, T_LIVE, &n[i], d->nonce + conn, seq);
+				if ((n[i].flags & FUSED_DF_PRE) && n[i].seq_pre != seq)
+					dirty_log_note(d, T_LIVE, &n[i], d->nonce + conn, seq);
+		}
+		if (!d->tracking && d->c.al && !d->lost && d->log_bytes > d->snap_bytes + AL_ROTATE)
+			al_rotate(d, conn);
 	} else if (d->tracking) {
 		for (unsigned i = 0; i < count; i++) {
 			dirty_apply(d, &n[i]);
@@ -581,7 +645,7 @@ int fused_dirty_clear(struct fused_dirty *d, uint64_t conn, uint64_t base)
 	d->lost = false;
 	d->why = NULL;
 	d->tracking = false;
-	rc = dirty_snapshot(d, S_SYNCED);
+	rc = dirty_snapshot(d, d->c.al ? S_ALOG : S_SYNCED);
 	if (rc < 0) {
 		d->tracking = true;
 		dirty_set_lost(d, "cannot write the tracking file");

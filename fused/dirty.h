@@ -30,7 +30,10 @@
  *
  * Operations sent to a connected peer are kept in memory until acknowledged (a
  * ring by sequence number): when the peer is lost, the unacknowledged ones join
- * the dirty set. During a resync they are also logged as "live" records that count
+ * the dirty set. While the peer is in sync they are also logged as "live" records
+ * (the activity log, fused_dirty_prelog), the log starting afresh (a snapshot with
+ * the ring's notes) every AL_ROTATE bytes: a kill -9 of a connected primary keeps
+ * its tracking (state ALOG), the in-flight part being a superset. During a resync they are also logged as "live" records that count
  * only if their sequence number was not acknowledged (ACK records), and entries
  * the resync has sent are logged as "dropped once acknowledged": a primary killed
  * during a resync resumes from what is still unacknowledged.
@@ -57,6 +60,7 @@ struct fused_dh {
 #define FUSED_DF_WHOLE 0x08u
 #define FUSED_DF_DIR 0x10u
 #define FUSED_DF__ALL 0x1fu
+#define FUSED_DF_PRE 0x80u /* internal: already in the activity log (fused_dirty_prelog) */
 
 /* One change: flags for h, and the extent [off, off + len) if len > 0. */
 struct fused_dnote {
@@ -64,12 +68,14 @@ struct fused_dnote {
 	struct fused_dh parent; /* a file's directory (for the per-directory fallback); may be empty */
 	uint32_t flags;
 	uint64_t off, len;
+	uint64_t seq_pre; /* internal: the sequence number it was prelogged with */
 };
 
 struct fused_dirty_conf {
 	size_t max_entries;      /* default 1 000 000 (SKFUSED_DIRTY_MAX) */
 	unsigned max_extents;    /* per file, default 64 (SKFUSED_DIRTY_EXTENTS) */
 	uint64_t max_log_bytes;  /* default 1 GiB */
+	bool al;                 /* activity log while in sync, default on (SKFUSED_DIRTY_AL=0: off) */
 };
 
 struct fused_dirty;
@@ -109,6 +115,15 @@ void fused_dirty_set_lost(struct fused_dirty *d, const char *why);
  */
 void fused_dirty_note(struct fused_dirty *d, const struct fused_dnote *n, unsigned count,
 		      uint64_t conn, uint64_t seq);
+/*
+ * Activity log (as DRBD's): while the peer is in sync, an operation's changes staged before
+ * its first frame (seq_first) goes out are appended as LIVE records first, one write(); the
+ * rest follow at fused_dirty_note. Marks the notes logged (they are not logged again). A
+ * primary killed while in sync finds them at its restart (every one whose frames were not
+ * acknowledged, or all since the last rotation of the log) and resyncs incrementally.
+ */
+void fused_dirty_prelog(struct fused_dirty *d, struct fused_dnote *n, unsigned count,
+			uint64_t conn, uint64_t seq_first);
 /* The peer of connection conn is gone; frames up to acked were acknowledged. Tracking starts. */
 void fused_dirty_peer_lost(struct fused_dirty *d, uint64_t conn, uint64_t acked);
 /* Frames up to acked of conn are acknowledged (logged; confirms what the resync sent). */

@@ -18,14 +18,15 @@
  *   DROP  h was taken by a resync on connection c as ticket d (its state so far)
  *   SENT  ticket d of connection c went out as far as seq a
  *   ACK   connection c acknowledged up to seq d
- *   STATE a = TRACKING | SYNCED | CLOSED
+ *   STATE a = TRACKING | SYNCED | CLOSED | ALOG (in sync, LIVE records are the activity log)
  *   LOST  tracking is lost (a = reason code, informative)
  */
 #define HDR_LEN 32
 #define REC_LEN 120
 #define MAGIC "SKDIRTY1"
 enum { T_ADD = 1, T_LIVE, T_DROP, T_SENT, T_ACK, T_STATE, T_LOST };
-enum { S_TRACKING = 1, S_SYNCED, S_CLOSED };
+enum { S_TRACKING = 1, S_SYNCED, S_CLOSED, S_ALOG };
+#define AL_ROTATE (4u << 20) /* activity log bytes before it starts afresh */
 
 #define RING 4096    /* >= frames in flight (fused.h FUSED_RING) */
 #define NOTE_MAX 4   /* changes per operation */

@@ -26,9 +26,11 @@ void dirty_rec_fill(uint8_t *r, uint64_t salt, uint8_t type, const struct fused_
 	memset(r, 0, REC_LEN);
 	r[0] = type;
 	if (n) {
+		uint32_t fl = n->flags & FUSED_DF__ALL;
+
 		r[1] = n->h.len;
 		r[2] = n->parent.len;
-		memcpy(r + 4, &n->flags, 4);
+		memcpy(r + 4, &fl, 4);
 		memcpy(r + 8, &n->h.type, 4);
 		memcpy(r + 12, &n->parent.type, 4);
 		memcpy(r + 48, n->h.b, n->h.len);
@@ -277,7 +279,7 @@ static bool rp_record(struct fused_dirty *d, struct replay *rp, const uint8_t *r
 			rp->acks[rp->n_acks++] = (typeof(rp->acks[0])){ c, dd };
 		return true;
 	case T_STATE:
-		if (a < S_TRACKING || a > S_CLOSED)
+		if (a < S_TRACKING || a > S_ALOG)
 			return false;
 		*state = (int)a;
 		return true;
@@ -341,7 +343,8 @@ const char *dirty_replay_file(struct fused_dirty *d)
 	free(buf);
 	close(fd);
 	if (!bad) {
-		for (size_t i = 0; i < rp.n_lives; i++)
+		/* a clean stop in sync had nothing in flight: its activity log is history */
+		for (size_t i = 0; i < rp.n_lives && state != S_CLOSED; i++)
 			if (rp.lives[i].seq > rp_acked(&rp, rp.lives[i].conn))
 				dirty_apply(d, &rp.lives[i].n);
 		for (size_t i = 0; i < rp.n_drops; i++)

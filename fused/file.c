@@ -165,6 +165,7 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	fi->keep_cache = 1;
 	fused_creds_set(req);
 	pthread_mutex_lock(&F()->stream_mu);
+	fused_dn_ino(parent, FUSED_DF_NS, 0, 0); /* in the activity log before CREATE goes */
 	fused_dn_begin(&m);
 	/* an existing name truncated by O_TRUNC: what it held must not stay on the peer */
 	existed = fstatat(pfd, name, &pre, AT_SYMLINK_NOFOLLOW) == 0;
@@ -198,12 +199,12 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		if (seq) /* the peer created what we could not */
 			fused_peer_lost(F(), gen, "local create failed after replication");
 		fused_ino_put(parent, pfd);
+		fused_dn_end(seq ? &m : NULL); /* the directory, staged first: it may have changed */
 		pthread_mutex_unlock(&F()->stream_mu);
 		r = (struct fused_reply){ .kind = R_ERR, .err = -rc };
 		goto out_err;
 	}
 	r.fi = *fi;
-	fused_dn_ino(parent, FUSED_DF_NS, 0, 0);
 	/* a new file is sent whole: the peer may hold an older file of that name (its holes too) */
 	fused_dn_ino(r.e.ino, FUSED_DF_META | (existed ? 0 : FUSED_DF_WHOLE), 0, trunc_from);
 	if (ahead) {
@@ -369,12 +370,15 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 	ssize_t n;
 
 	pthread_mutex_lock(&F()->stream_mu);
-	fused_dn_begin(&m);
 	if (fi->flags & O_APPEND) {
 		off = lseek(fh->fd, 0, SEEK_END);
 		if (off < 0)
 			return fused_fail(req, -errno);
 	}
+	/* the peer may have it all: the whole request counts, whatever is written here;
+	 * staged before the frames go, so the activity log has it first (fused_dn_begin) */
+	fused_dn_ino(ino, 0, (uint64_t)off, size);
+	fused_dn_begin(&m);
 	if (fused_active() && fh->id) {
 		struct fused_reply none = { .kind = R_NONE };
 		size_t done = 0;
@@ -418,8 +422,6 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 		r.written = (size_t)n;
 	if (seq && (size_t)n != size) /* the peer applied what we could not */
 		fused_peer_lost(F(), gen, "local write failed after replication");
-	/* the peer may have it all: the whole request counts, whatever was written here */
-	fused_dn_ino(ino, 0, (uint64_t)off, size);
 	fused_dn_end(&m);
 	pthread_mutex_unlock(&F()->stream_mu);
 	if (seq)

@@ -225,6 +225,9 @@ void fused_dn_begin(struct fused_dn_mark *m)
 {
 	m->gen = F()->conn_gen;
 	m->seq = atomic_load(&F()->seq_sent);
+	/* the activity log: what is staged so far is on disk before the first frame goes */
+	if (fused_dirty_g && t_dn_n && fused_active())
+		fused_dirty_prelog(fused_dirty_g, t_dn, t_dn_n, m->gen, m->seq + 1);
 }
 
 void fused_dn_end(const struct fused_dn_mark *m)

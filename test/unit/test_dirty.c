@@ -389,3 +389,89 @@ Test(dirty, torn_last_record_is_dropped)
 	cr_assert_eq(s.files, 1);
 	fused_dirty_close(d);
 }
+
+/* The activity log: a primary killed while in sync keeps what was in flight (issue 10). */
+Test(dirty, in_sync_kill_keeps_the_activity_log)
+{
+	struct fused_dirty_conf c = conf(100000, 16);
+	struct fused_dnote a = { .h = H(9), .off = 0, .len = 100 }, b = { .h = H(10), .off = 8, .len = 8 };
+	struct found f = { 0 };
+	const char *why;
+	struct fused_dirty *d;
+
+	c.al = true;
+	d = open_d(c, &why);
+	cr_assert_eq(fused_dirty_clear(d, 2, 99), 0); /* in sync on connection 2 */
+	cr_assert(!fused_dirty_tracking(d));
+	fused_dirty_prelog(d, &a, 1, 2, 1);           /* staged, logged before its frame (seq 1) */
+	fused_dirty_note(d, &a, 1, 2, 1);             /* sent, answered */
+	fused_dirty_prelog(d, &b, 1, 2, 2);           /* killed between its frame and its note */
+	d = reopen_killed(d, &why);
+	cr_assert_null(why, "an in-sync kill with the activity log keeps tracking: %s", why);
+	cr_assert_eq(fused_dirty_base(d), 99);
+	fused_dirty_foreach(d, collect, &f);
+	cr_assert_eq(f.n, 2, "both operations may be in flight (nothing says they were acked)");
+	cr_assert_geq(find_file(&f, 9), 0);
+	cr_assert_geq(find_file(&f, 10), 0);
+
+	/* acked up to seq 1 when the peer was lost, then killed: only seq 2's change is owed */
+	cr_assert_eq(fused_dirty_clear(d, 3, 100), 0);
+	fused_dirty_prelog(d, &a, 1, 3, 1);
+	fused_dirty_note(d, &a, 1, 3, 1);
+	b.flags = 0;
+	fused_dirty_prelog(d, &b, 1, 3, 2);
+	fused_dirty_note(d, &b, 1, 3, 2);
+	fused_dirty_peer_lost(d, 3, 1);
+	d = reopen_killed(d, &why);
+	cr_assert_null(why);
+	memset(&f, 0, sizeof(f));
+	fused_dirty_foreach(d, collect, &f);
+	cr_assert_eq(f.n, 1);
+	cr_assert_geq(find_file(&f, 10), 0);
+
+	/* a clean stop in sync: nothing in flight, the activity log is history */
+	cr_assert_eq(fused_dirty_clear(d, 4, 101), 0);
+	a.flags = 0;
+	fused_dirty_prelog(d, &a, 1, 4, 1);
+	fused_dirty_note(d, &a, 1, 4, 1);
+	fused_dirty_close(d);
+	d = open_d(c, &why);
+	cr_assert_null(why);
+	memset(&f, 0, sizeof(f));
+	fused_dirty_foreach(d, collect, &f);
+	cr_assert_eq(f.n, 0);
+	fused_dirty_close(d);
+}
+
+/* The activity log starts afresh as it grows: a restart resends the recent part only. */
+Test(dirty, activity_log_rotates)
+{
+	struct fused_dirty_conf c = conf(100000, 16);
+	struct fused_dirty_stats s;
+	const char *why;
+	struct fused_dirty *d;
+
+	c.al = true;
+	d = open_d(c, &why);
+	cr_assert_eq(fused_dirty_clear(d, 2, 7), 0);
+	for (unsigned i = 0; i < 50000; i++) {
+		struct fused_dnote n = { .h = H(i), .off = 0, .len = 1 };
+
+		fused_dirty_prelog(d, &n, 1, 2, i + 1);
+		fused_dirty_note(d, &n, 1, 2, i + 1);
+	}
+	fused_dirty_get_stats(d, &s);
+	cr_assert_lt(s.log_bytes, 12u << 20, "the log was rotated (%llu bytes)",
+		     (unsigned long long)s.log_bytes);
+	{ /* as reopen_killed, with this bound */
+		struct fused_dirty *old = d;
+
+		d = open_d(c, &why);
+		fused_dirty_close(old);
+	}
+	cr_assert_null(why, "%s", why);
+	fused_dirty_get_stats(d, &s);
+	cr_assert_gt(s.files, 0);
+	cr_assert_lt(s.files, 50000, "a superset of the ring and the recent records, not everything");
+	fused_dirty_close(d);
+}
