@@ -105,13 +105,15 @@ fi
 if sk_alive "$MT_PID2" && sk_alive "$MT_PID1"; then sk_ok "both skfused still running"; else sk_not_ok "both skfused still running"; fi
 P1LOG=$SK_TMP/fused1.$MT_N1.log
 n_lost=$(grep -c 'peer lost' "$P1LOG")
-n_incr=$(grep -c 'resync done .*(incremental' "$P1LOG")
-sk_diag "$n_lost peer losses under the stress, $n_incr incremental resyncs completed:" \
-	"$(grep -o 'resync done .*' "$P1LOG" | tail -n 3)"
+# the incremental resync ran (under a heavy load it may not converge in its 20 rounds and hand
+# over to the full one: the comparison below holds either way)
+n_incr=$(grep -c 'resync (incremental)' "$P1LOG")
+sk_diag "$n_lost peer losses under the stress, $n_incr incremental resyncs started;" \
+	"$(grep -c 'resync done .*(incremental' "$P1LOG") completed:" "$(grep -o 'resync done .*' "$P1LOG" | tail -n 3)"
 if [ "$FAULTS" = 0 ] || { [ "$n_lost" -ge 1 ] && [ "$n_incr" -ge 1 ]; }; then
-	sk_ok "peer losses under the stress ($n_lost) were repaired by incremental resyncs ($n_incr)"
+	sk_ok "peer losses under the stress ($n_lost) were followed by incremental resyncs ($n_incr)"
 else
-	sk_not_ok "peer losses under the stress ($n_lost) were repaired by incremental resyncs ($n_incr)"
+	sk_not_ok "peer losses under the stress ($n_lost) were followed by incremental resyncs ($n_incr)"
 fi
 mt_treecmp_tap "primary backing vs secondary" none "$MT_BACK1" "$MT_DIR2" \
 	entries type mode owner size content rdev symlink xattr acl mtime
