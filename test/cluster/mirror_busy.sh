@@ -79,17 +79,23 @@ freeze() {
 	t1=$(date +%s%N)
 	sleep "$1"
 	thaw
-	sk_diag "secondary's file system frozen for $((($(date +%s%N) - t0) / 1000000)) ms (fsfreeze -f took $(((t1 - t0) / 1000000)) ms)"
+	FROZEN_MS=$((($(date +%s%N) - t0) / 1000000))
+	sk_diag "secondary's file system frozen for $FROZEN_MS ms (fsfreeze -f took $(((t1 - t0) / 1000000)) ms)"
 }
 lost() { grep -c 'peer lost' "$P1LOG"; }
 
 # ---- a 300 ms stall during the resync: no peer loss ----
 if mt_wait_until 20 resync_running; then sk_ok "resync running with data"; else sk_not_ok "resync running with data"; fi
 l0=$(lost)
+FROZEN_MS=0
 freeze 0.3 || sk_diag "fsfreeze failed"
 if mt_wait_synced 40; then sk_ok "resync done after a 300 ms stall of the secondary"; else sk_not_ok "resync done after a 300 ms stall of the secondary"; fi
 starts=$(grep -c 'resynchronising' "$P1LOG")
-if [ "$(lost)" = "$l0" ] && [ "$starts" = 1 ]; then
+# a loaded host stretches the freeze (fsfreeze's own writeback, a late wakeup): past about twice the
+# 240 ms limit the drop is right, and this case says nothing
+if [ "$FROZEN_MS" -gt 440 ]; then
+	sk_skip "the stall cost no peer loss: one resync attempt" "the freeze lasted $FROZEN_MS ms (host too loaded)"
+elif [ "$(lost)" = "$l0" ] && [ "$starts" = 1 ]; then
 	sk_ok "the stall cost no peer loss: one resync attempt"
 else
 	sk_not_ok "the stall cost no peer loss: one resync attempt ($starts starts, $(($(lost) - l0)) losses)"
