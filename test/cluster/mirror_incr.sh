@@ -24,7 +24,8 @@ mt_status() {
 	[ "$1" = 2 ] && sock=$MT_CTL2
 	echo '{"cmd":"status"}' | timeout 3 nc -N -U "$sock" 2>/dev/null | head -n1
 }
-peer_not() { [ "$(mt_st 1 peer)" != "$1" ]; }
+# an answer other than $1 (no answer, e.g. a status request timing out under load, is not one)
+peer_not() { local p; p=$(mt_st 1 peer); [ -n "$p" ] && [ "$p" != "$1" ]; }
 
 # Nine skfused starts: each takes the key derived once (--key-fd, as the agent does) instead of
 # running Argon2id again. Otherwise as mt_start_primary / mt_start_secondary (mirror_common.sh).
