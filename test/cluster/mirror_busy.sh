@@ -121,6 +121,9 @@ if [ "$(lost)" -gt "$l0" ]; then
 	sk_ok "a 2 s stall of the secondary is dropped"
 else
 	sk_not_ok "a 2 s stall of the secondary is dropped"
+	sk_diag "primary: $(tail -n 12 "$P1LOG")"
+	sk_diag "secondary: $(tail -n 8 "$SK_TMP/fused2.$MT_N2.log")"
+	sk_diag "primary status: $(mt_status 1)"
 fi
 # the first drop (a reconnection while still frozen is dropped too: its receiver cannot take it yet)
 line=$(grep -E 'oldest frame' "$P1LOG" | sed -n "$((o0 + 1))p")
