@@ -307,7 +307,7 @@ int fused_dirty_open(const char *state_dir, const struct fused_dirty_conf *c,
 	if (!d->lost && d->live)
 		sk_info("dirty tracking resumed from the tracking file: %zu objects to resync", d->live);
 	d->tracking = true;
-	if (dirty_snapshot(d, S_TRACKING) < 0)
+	if (dirty_snapshot(d, S_TRACKING, true) < 0)
 		dirty_set_lost(d, "cannot write the tracking file");
 	*why = d->lost ? d->why : NULL;
 	pthread_mutex_unlock(&d->mu);
@@ -401,7 +401,7 @@ static void log_live(struct fused_dirty *d, const struct fused_dnote *n, unsigne
  */
 static void al_rotate(struct fused_dirty *d, uint64_t conn)
 {
-	if (dirty_snapshot(d, S_ALOG) < 0) {
+	if (dirty_snapshot(d, S_ALOG, false) < 0) {
 		dirty_set_lost(d, "cannot write the tracking file");
 		return;
 	}
@@ -553,7 +553,7 @@ int fused_dirty_maybe_compact(struct fused_dirty *d)
 
 	pthread_mutex_lock(&d->mu);
 	if (!d->lost && d->n_tk == 0 && d->log_bytes > (64u << 20) && d->log_bytes > 4 * d->snap_bytes) {
-		rc = dirty_snapshot(d, S_TRACKING);
+		rc = dirty_snapshot(d, S_TRACKING, true);
 		if (rc < 0)
 			dirty_set_lost(d, "cannot compact the tracking file");
 	}
@@ -645,7 +645,7 @@ int fused_dirty_clear(struct fused_dirty *d, uint64_t conn, uint64_t base)
 	d->lost = false;
 	d->why = NULL;
 	d->tracking = false;
-	rc = dirty_snapshot(d, d->c.al ? S_ALOG : S_SYNCED);
+	rc = dirty_snapshot(d, d->c.al ? S_ALOG : S_SYNCED, true);
 	if (rc < 0) {
 		d->tracking = true;
 		dirty_set_lost(d, "cannot write the tracking file");

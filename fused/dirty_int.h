@@ -104,8 +104,13 @@ void dirty_log_note(struct fused_dirty *d, uint8_t type, const struct fused_dnot
 		    uint64_t dd);
 int dirty_ent_emit(struct fused_dirty *d, int fd, uint64_t *total, const struct fused_dh *h,
 		   uint32_t flags, const struct ext *ext, uint32_t n_ext);
-/* Write a fresh log holding the set and a state record, replacing the old one atomically. */
-int dirty_snapshot(struct fused_dirty *d, int state);
+/*
+ * Write a fresh log holding the set and a state record, replacing the old one atomically.
+ * durable: fsync it (and the directory) first. Without (the activity log's restarts, under
+ * the stream lock): a machine crash may leave no valid log, which means tracking lost and a
+ * full resync, never a wrong incremental one.
+ */
+int dirty_snapshot(struct fused_dirty *d, int state, bool durable);
 /* Replay STATE/dirty into the set: NULL, or why it is refused (tracking lost). */
 const char *dirty_replay_file(struct fused_dirty *d);
 

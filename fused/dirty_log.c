@@ -109,7 +109,7 @@ int dirty_ent_emit(struct fused_dirty *d, int fd, uint64_t *total, const struct 
 }
 
 /* Write a fresh log holding the set (and a state), atomically replacing the old one (lock held). */
-int dirty_snapshot(struct fused_dirty *d, int state)
+int dirty_snapshot(struct fused_dirty *d, int state, bool durable)
 {
 	uint8_t hdr[HDR_LEN], *buf = NULL;
 	uint64_t ck, total = HDR_LEN;
@@ -142,12 +142,12 @@ int dirty_snapshot(struct fused_dirty *d, int state)
 		total += REC_LEN;
 	}
 	free(buf);
-	if (rc == 0 && fsync(fd) < 0)
+	if (rc == 0 && durable && fsync(fd) < 0)
 		rc = -errno;
 	close(fd);
 	if (rc == 0 && rename(d->tmp, d->path) < 0)
 		rc = -errno;
-	if ((dfd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+	if (durable && (dfd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
 		fsync(dfd);
 		close(dfd);
 	}
