@@ -31,7 +31,7 @@ enum sk_rmsg_type {
 	SK_RMSG_OPEN = 20,     /* fh, path1 (absent with SK_RO_ORPHAN), flags SK_RO_TRUNC    */
 	SK_RMSG_CREATE,        /* fh, path1, mode (S_IFREG), uid, gid, flags SK_RO_EXCL|TRUNC;
 				* with SK_RO_ASCALLER: done as uid/gid under umask len       */
-	SK_RMSG_RELEASE,       /* fh, times of the file (writes do not carry them)            */
+	SK_RMSG_RELEASE,       /* fh, times of the file (a write carries only its mtime)      */
 	SK_RMSG_WRITE,         /* fh, off, data, mtime (the one both sides set after the write) */
 	SK_RMSG_SETATTR,       /* fh or path1, valid: MODE UID GID SIZE ATIME MTIME          */
 	SK_RMSG_FALLOCATE,     /* fh, flags = fallocate mode, off, len                       */
