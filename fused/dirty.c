@@ -401,7 +401,9 @@ static void log_live(struct fused_dirty *d, const struct fused_dnote *n, unsigne
  */
 static void al_rotate(struct fused_dirty *d, uint64_t conn)
 {
-	if (dirty_snapshot(d, S_ALOG, false) < 0) {
+	/* SYNCED until the ring is in (replayed alone it means lost): a log cut short by a
+	 * machine crash never passes for a complete one */
+	if (dirty_snapshot(d, S_SYNCED, false) < 0) {
 		dirty_set_lost(d, "cannot write the tracking file");
 		return;
 	}
@@ -416,6 +418,7 @@ static void al_rotate(struct fused_dirty *d, uint64_t conn)
 			c[k].flags &= ~FUSED_DF_PRE;
 		log_live(d, c, s->n, conn, s->seq);
 	}
+	dirty_log_one(d, T_STATE, NULL, S_ALOG, 0, 0, 0);
 }
 
 void fused_dirty_prelog(struct fused_dirty *d, struct fused_dnote *n, unsigned count,
