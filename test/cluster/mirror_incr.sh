@@ -32,8 +32,8 @@ peer_not() { local p; p=$(mt_st 1 peer); [ -n "$p" ] && [ "$p" != "$1" ]; }
 KEYFILE=$SK_TMP/master.key
 (umask 077 && "$MT_TOOLS/derivekey" "$MT_SECRET" >"$KEYFILE") || mt_bail "derivekey"
 export KEYFILE
-# the incremental resync is the default (SKFUSED_RESYNC_INCREMENTAL=0 would force the full one)
-unset SKFUSED_RESYNC_INCREMENTAL
+# the incremental resync is opt-in (docs/skfused.md, tunables): this scenario is about it
+export SKFUSED_RESYNC_INCREMENTAL=1
 mt_start_secondary() {
 	local name=fused2.$((++MT_N2))
 	sk_track_mount "$MT_DIR2"
