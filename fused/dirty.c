@@ -44,7 +44,11 @@ void fused_dirty_conf_env(struct fused_dirty_conf *c)
 	c->max_entries = 1000000;
 	c->max_extents = 64;
 	c->max_log_bytes = 1ull << 30;
-	c->al = !((s = getenv("SKFUSED_DIRTY_AL")) && !strcmp(s, "0"));
+	/* the activity log serves the incremental resync: on with it, unless said otherwise */
+	s = getenv("SKFUSED_RESYNC_INCREMENTAL");
+	c->al = s && !strcmp(s, "1");
+	if ((s = getenv("SKFUSED_DIRTY_AL")))
+		c->al = !strcmp(s, "1");
 	if ((s = getenv("SKFUSED_DIRTY_MAX")) && strtoull(s, NULL, 10) >= 1)
 		c->max_entries = (size_t)strtoull(s, NULL, 10);
 	if ((s = getenv("SKFUSED_DIRTY_EXTENTS")) && strtoul(s, NULL, 10) >= 1)

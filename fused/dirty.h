@@ -75,7 +75,7 @@ struct fused_dirty_conf {
 	size_t max_entries;      /* default 1 000 000 (SKFUSED_DIRTY_MAX) */
 	unsigned max_extents;    /* per file, default 64 (SKFUSED_DIRTY_EXTENTS) */
 	uint64_t max_log_bytes;  /* default 1 GiB */
-	bool al;                 /* activity log while in sync, default on (SKFUSED_DIRTY_AL=0: off) */
+	bool al;                 /* activity log while in sync: SKFUSED_DIRTY_AL=1/0, else as SKFUSED_RESYNC_INCREMENTAL */
 };
 
 struct fused_dirty;
