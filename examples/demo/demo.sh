@@ -70,7 +70,7 @@ for i in 1 2 3; do
 done
 echo "   cluster.json: two nodes, heartbeats every 100 ms, a node is dead after 400 ms of silence;"
 echo "   node3 is the lease witness: a primary whose peer is gone serves only while it holds node3's"
-echo "   2 s lease, and its skfused refuses writes (EROFS) by itself once the lease has run out"
+echo "   1 s lease, and its skfused refuses writes (EROFS) by itself once the lease has run out"
 echo "   module 'mirror': replicate $DATA, VIP $VIP; bin/start_prim starts a web server on the VIP"
 D1=${SK_ROOT[1]}$DATA
 D2=${SK_ROOT[2]}$DATA
