@@ -191,8 +191,13 @@ secondary_away
 mkdir "$D/bulk"
 for i in $(seq 6); do head -c 2097152 /dev/urandom >"$D/bulk/b$i"; done            # 12 MiB, at 2 MiB/s
 TOTAL=$((6 * 2097152))
+# the counter still holds the previous resync's bytes (G's, several MiB) until this one starts:
+# wait for this resync to have reset it before reading it
+s0=$(sent)
 mt_start_secondary || mt_bail "secondary restart failed"
 sent_ge() { local v; v=$(sent); [ -n "$v" ] && [ "$v" -ge "$1" ]; }
+this_resync() { local v; v=$(sent); [ "$(mt_st 1 peer)" = resyncing ] && [ -n "$v" ] && [ "$v" != "$s0" ]; }
+mt_wait_until 20 this_resync || sk_diag "C: the new resync not seen (sent still ${s0:-?})"
 mt_wait_until 20 sent_ge $((3 << 20))
 s1=$(sent)
 sk_kill9 "$MT_PID2"
