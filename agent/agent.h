@@ -350,6 +350,11 @@ unsigned agent_opcmd_kill_procs(struct agent_mod *m);
 /* A process of this node's network namespace started by the module's scripts here (SK_MODULE
  * and SK_NODE in its environment): its pid, or 0. */
 int agent_opcmd_app_pid(struct agent_mod *m);
+/*
+ * The processes of this node's network namespace, the agent excepted: fn(pid, arg) for each
+ * until it returns non-zero, which is returned (0: walked them all, or /proc unreadable).
+ */
+int agent_proc_each(int (*fn)(int pid, void *arg), void *arg);
 /* An operator start/stop cancels a pending stopstart. */
 void agent_opcmd_cancel(struct agent_mod *m);
 

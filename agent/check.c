@@ -146,29 +146,14 @@ static void on_pid_dead(uv_poll_t *h, int status, int events)
 	result(c, why);
 }
 
+static int comm_one(int pid, void *name)
+{
+	return sk_proc_comm_is(pid, name) ? pid : 0;
+}
+
 static int find_pid(const char *name)
 {
-	struct stat self, st;
-	struct dirent *de;
-	DIR *d;
-	int found = 0;
-
-	if (stat("/proc/self/ns/net", &self) < 0 || !(d = opendir("/proc")))
-		return 0;
-	while (!found && (de = readdir(d))) {
-		char path[64];
-		int pid = atoi(de->d_name);
-
-		if (pid <= 0 || pid == getpid())
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/ns/net", pid);
-		if (stat(path, &st) < 0 || st.st_ino != self.st_ino || st.st_dev != self.st_dev)
-			continue;
-		if (sk_proc_comm_is(pid, name))
-			found = pid;
-	}
-	closedir(d);
-	return found;
+	return agent_proc_each(comm_one, (void *)name);
 }
 
 static void probe_process(struct chk *c)

@@ -110,6 +110,25 @@ static bool same_netns(int pid, const struct stat *self)
 	return stat(path, &st) == 0 && st.st_ino == self->st_ino && st.st_dev == self->st_dev;
 }
 
+int agent_proc_each(int (*fn)(int pid, void *arg), void *arg)
+{
+	struct stat self;
+	struct dirent *de;
+	DIR *d;
+	int rc = 0;
+
+	if (stat("/proc/self/ns/net", &self) < 0 || !(d = opendir("/proc")))
+		return 0;
+	while (!rc && (de = readdir(d))) {
+		int pid = atoi(de->d_name);
+
+		if (pid > 0 && pid != getpid() && same_netns(pid, &self))
+			rc = fn(pid, arg);
+	}
+	closedir(d);
+	return rc;
+}
+
 static bool under(const char *link, const char *dir)
 {
 	char target[AGENT_PATH];
@@ -185,55 +204,51 @@ static bool started_by(int pid, const char *module, const char *node)
  * application: SK_MODULE/SK_NODE in their environment) and those using the replicated
  * directory; never the agent or skfused.
  */
+struct kill_walk {
+	struct agent_mod *m;
+	struct killed *out;
+	unsigned n, cap;
+};
+
+static int kill_one(int pid, void *arg)
+{
+	struct kill_walk *k = arg;
+	struct agent_mod *m = k->m;
+	const char *why = NULL;
+
+	if (pid <= 1 || pid == m->fused.pid || sk_proc_comm_is(pid, "skfused"))
+		return 0;
+	if (started_by(pid, m->conf.name, m->a->self->name))
+		why = "started by the module's scripts";
+	else if (uses_dir(pid, m->dir))
+		why = "using the replicated directory";
+	if (why && kill(pid, SIGKILL) == 0) {
+		k->out[k->n].pid = pid;
+		snprintf(k->out[k->n].what, sizeof(k->out[k->n].what), "%s", why);
+		k->n++;
+	}
+	return k->n >= k->cap; /* full: stop the walk */
+}
+
 static unsigned kill_module_procs(struct agent_mod *m, struct killed *out, unsigned cap)
 {
-	struct stat self;
-	struct dirent *de;
-	unsigned n = 0;
-	DIR *d;
+	struct kill_walk k = { .m = m, .out = out, .cap = cap };
 
-	if (stat("/proc/self/ns/net", &self) < 0 || !(d = opendir("/proc")))
-		return 0;
-	while (n < cap && (de = readdir(d))) {
-		int pid = atoi(de->d_name);
-		const char *why = NULL;
+	if (cap)
+		agent_proc_each(kill_one, &k);
+	return k.n;
+}
 
-		if (pid <= 1 || pid == getpid() || pid == m->fused.pid || !same_netns(pid, &self))
-			continue;
-		if (sk_proc_comm_is(pid, "skfused"))
-			continue;
-		if (started_by(pid, m->conf.name, m->a->self->name))
-			why = "started by the module's scripts";
-		else if (uses_dir(pid, m->dir))
-			why = "using the replicated directory";
-		if (why && kill(pid, SIGKILL) == 0) {
-			out[n].pid = pid;
-			snprintf(out[n].what, sizeof(out[n].what), "%s", why);
-			n++;
-		}
-	}
-	closedir(d);
-	return n;
+static int app_one(int pid, void *arg)
+{
+	struct agent_mod *m = arg;
+
+	return pid > 1 && started_by(pid, m->conf.name, m->a->self->name) ? pid : 0;
 }
 
 int agent_opcmd_app_pid(struct agent_mod *m)
 {
-	struct stat self;
-	struct dirent *de;
-	DIR *d;
-	int found = 0;
-
-	if (stat("/proc/self/ns/net", &self) < 0 || !(d = opendir("/proc")))
-		return 0;
-	while (!found && (de = readdir(d))) {
-		int pid = atoi(de->d_name);
-
-		if (pid > 1 && pid != getpid() && same_netns(pid, &self) &&
-		    started_by(pid, m->conf.name, m->a->self->name))
-			found = pid;
-	}
-	closedir(d);
-	return found;
+	return agent_proc_each(app_one, m);
 }
 
 unsigned agent_opcmd_kill_procs(struct agent_mod *m)
