@@ -71,27 +71,8 @@ P1LOG=$SK_TMP/fused1.1.log
 
 # the application: 4 KiB pwrite + fsync every 2 ms through the mount, each timed (bounded on its own)
 WLOG=$SK_TMP/writer.lat
-"$MT_PY" - "$MT_DIR1/app.log" "$SK_TMP/writer.stop" "$WLOG" $((TIMEOUT_S + 30)) >"$SK_TMP/writer.out" 2>&1 <<'EOF' &
-import os, sys, time
-path, stop, out, limit = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-fd = os.open(path, os.O_WRONLY)
-buf = os.urandom(4096)
-end = time.monotonic() + limit
-k = errors = 0
-with open(out, "w") as lf:
-    while time.monotonic() < end and not os.path.exists(stop):
-        t = time.time_ns()
-        a = time.monotonic_ns()
-        try:
-            os.pwrite(fd, buf, 65536 + (k % 4096) * 4096)
-            os.fsync(fd)
-        except OSError as e:
-            errors += 1
-        lf.write("%d %d\n" % (t, (time.monotonic_ns() - a) // 1000))
-        k += 1
-        time.sleep(0.002)
-print("writer: %d ops, %d errors" % (k, errors))
-EOF
+"$MT_PY" "$SK_SRC/test/tools/latwriter.py" "$MT_DIR1/app.log" "$SK_TMP/writer.stop" $((TIMEOUT_S + 30)) "$WLOG" \
+	>"$SK_TMP/writer.out" 2>&1 &
 wpid=$!
 
 done_at=0
