@@ -36,6 +36,30 @@ static void sh(const char *fmt, ...)
 
 /* Every test runs in its own process (Criterion forks): leaving the host namespace
  * here means nothing a test does can reach a real interface. */
+/* A veth end passes frames once linkwatch has marked it running and swapped its
+ * "noop" qdisc (which drops everything) for the real one; until then a frame sent
+ * on it vanishes. Wait for both, bounded to ~5 s. */
+static void wait_ready(const char *ifname)
+{
+	char cmd[128];
+	int ready = 0;
+
+	snprintf(cmd, sizeof(cmd), "tc qdisc show dev %s | grep -q 'qdisc noop'", ifname);
+	for (int i = 0; i < 50 && !ready; i++) {
+		struct ifreq ifr = {0};
+		int s = socket(AF_INET, SOCK_DGRAM, 0);
+
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+		ready = s >= 0 && ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_RUNNING) &&
+			system(cmd) != 0;
+		if (s >= 0)
+			close(s);
+		if (!ready)
+			usleep(100000);
+	}
+	cr_assert(ready, "%s not running with its qdisc after 5 s", ifname);
+}
+
 static void netns_setup(void)
 {
 	cr_assert_eq(unshare(CLONE_NEWNET), 0, "unshare(CLONE_NEWNET): %s (needs root)", strerror(errno));
@@ -47,6 +71,8 @@ static void netns_setup(void)
 	   "net.ipv6.conf.%s.router_solicitations=0 net.ipv6.conf.%s.router_solicitations=0",
 	   va, vb, va, vb);
 	sh("ip link set %s up && ip link set %s up", va, vb);
+	wait_ready(va);
+	wait_ready(vb);
 }
 
 static void netns_teardown(void)
