@@ -303,6 +303,7 @@ bool fused_aside_join(const char *dpath, size_t dl, const char *name, char *out,
 		      size_t *len);
 int fused_resync_run(struct fused *f, uint64_t gen);
 /* Session start (stream_mu held): forget what the last resync reconciled. */
+int fused_rs_init(struct fused *f);
 void fused_rs_reset(struct fused *f);
 /*
  * A live rename/link during a resync (stream_mu held): if the source's

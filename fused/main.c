@@ -1,4 +1,5 @@
 /* fused/main.c: skfused entry point: options, secret, state, the primary's FUSE mount or the secondary's read-only bind. */
+#include "fault.h"
 #include "fence.h"
 #include "fused.h"
 #include "resync.h"
@@ -407,6 +408,19 @@ int main(int argc, char **argv)
 	if (fused_write_chunk < 4096 || fused_write_chunk > SK_RMSG_DATA_MAX)
 		fused_write_chunk = 256 * 1024;
 	sk_log_init("skfused", f->debug ? SK_LOG_DEBUG : SK_LOG_INFO);
+	{
+		const char *bad = NULL;
+		size_t bad_len = 0;
+
+		if (fused_fault_init(getenv("SKFUSED_FAULT"), &bad, &bad_len) < 0) {
+			sk_err("SKFUSED_FAULT: \"%.*s\" is not name[@N[+]] with a known name "
+			       "(state_write, rs_names, rs_track, repl_thread)", (int)bad_len, bad);
+			return 1;
+		}
+		if (fused_fault_armed)
+			sk_warn("SKFUSED_FAULT=%s: failure points armed (for tests only)",
+				getenv("SKFUSED_FAULT"));
+	}
 	fused_ctx = f;
 	pthread_mutex_init(&f->stream_mu, NULL);
 	pthread_mutex_init(&f->peer_mu, NULL);

@@ -1,4 +1,5 @@
 /* fused/repl.c: the primary's ordered stream to the peer: send, pending ring, acks, budget, reconnect. */
+#include "fault.h"
 #include "fence.h"
 #include "fused.h"
 #include "resync.h"
@@ -909,18 +910,38 @@ static void *budget_main(void *arg)
 	return NULL;
 }
 
+/* A start that fails half-way leaves only what fused_repl_stop can undo: it joins
+ * the threads that did start, never one that did not. */
+static bool conn_started, budget_started;
+
+static int thread_start(pthread_t *t, void *(*fn)(void *), struct fused *f)
+{
+	if (fused_fault(FUSED_FAULT_REPL_THREAD))
+		return -EAGAIN;
+	return -pthread_create(t, NULL, fn, f);
+}
+
 int fused_repl_start(struct fused *f)
 {
-	f->ring = calloc(FUSED_RING, sizeof(*f->ring));
-	if (!f->ring)
-		return -ENOMEM;
+	int rc;
+
 	f->sock = -1;
 	f->fh_list.next = f->fh_list.prev = &f->fh_list;
 	atomic_store(&f->fh_next, 1);
-	if (pthread_create(&conn_thread, NULL, conn_main, f) != 0)
-		return -EAGAIN;
-	if (pthread_create(&budget_thread, NULL, budget_main, f) != 0)
-		return -EAGAIN;
+	f->ring = calloc(FUSED_RING, sizeof(*f->ring));
+	if (!f->ring)
+		return -ENOMEM;
+	rc = fused_rs_init(f);
+	if (rc < 0)
+		return rc;
+	rc = thread_start(&conn_thread, conn_main, f);
+	if (rc < 0)
+		return rc;
+	conn_started = true;
+	rc = thread_start(&budget_thread, budget_main, f);
+	if (rc < 0)
+		return rc;
+	budget_started = true;
 	return 0;
 }
 
@@ -942,6 +963,9 @@ void fused_repl_stop(struct fused *f)
 	pthread_mutex_unlock(&f->peer_mu);
 	if (!clean)
 		fused_peer_lost(f, f->conn_gen, "shutting down");
-	pthread_join(conn_thread, NULL);
-	pthread_join(budget_thread, NULL);
+	if (conn_started)
+		pthread_join(conn_thread, NULL);
+	if (budget_started)
+		pthread_join(budget_thread, NULL);
+	conn_started = budget_started = false;
 }

@@ -1,4 +1,5 @@
 /* fused/resync.c: online full resync: the primary walks its tree in the live stream, the secondary compares block checksums. */
+#include "fault.h"
 #include "fused.h"
 #include "resync.h"
 
@@ -104,10 +105,17 @@ static void redo_clear(struct fused_rs_track *t)
 	t->redo_full = false;
 }
 
+/* Once at start: a tracker that could not be had at a resync's start would let the resync
+ * end as if nothing were left to walk again. */
+int fused_rs_init(struct fused *f)
+{
+	if (fused_fault(FUSED_FAULT_RS_TRACK) || !(f->rs_track = calloc(1, sizeof(*f->rs_track))))
+		return -ENOMEM;
+	return 0;
+}
+
 void fused_rs_reset(struct fused *f)
 {
-	if (!f->rs_track && !(f->rs_track = calloc(1, sizeof(*f->rs_track))))
-		return;
 	redo_clear(f->rs_track);
 	memset(f->rs_track, 0, sizeof(*f->rs_track));
 }

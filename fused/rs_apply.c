@@ -1,4 +1,5 @@
 /* fused/rs_apply.c: the secondary's side of the resync: reconcile directories, checksum blocks, write blocks, set metadata. */
+#include "fault.h"
 #include "recv.h"
 
 #include <dirent.h>
@@ -404,7 +405,7 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op, int sock, struct
 		memcpy(name, e.name, e.name_len);
 		name[e.name_len] = '\0';
 		if (rs_seen.n >= RS_NAMES_MAX || rs_seen_bytes >= RS_NAME_BYTES_MAX ||
-		    fused_names_add(&rs_seen, name, e.name_len) < 0) {
+		    fused_fault(FUSED_FAULT_RS_NAMES) || fused_names_add(&rs_seen, name, e.name_len) < 0) {
 			if (!rs_seen_lost) {
 				atomic_fetch_add(&f->rejected, 1);
 				sk_warn("resync of \"%s\": more names than can be recorded (%zu); "

@@ -1,5 +1,6 @@
 /* fused/track.c: persistent replication state (peer outdated, consistency, data generations, kept-aside folder), written crash-safely. */
 #include "fused.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -198,7 +199,10 @@ static int save_locked(struct fused *f)
 	if (fd < 0)
 		return -errno;
 	/* A short write would have left errno stale: sk_write_all says what happened. */
-	rc = sk_write_all(fd, buf, (size_t)n);
+	if (fused_fault(FUSED_FAULT_STATE_WRITE))
+		rc = write(fd, buf, (size_t)n / 2) < 0 ? -errno : -ENOSPC; /* half, then disk full */
+	else
+		rc = sk_write_all(fd, buf, (size_t)n);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	close(fd);

@@ -1,0 +1,33 @@
+/* fused/fault.h: named failure points for tests (SKFUSED_FAULT), so error paths that a healthy machine never takes run under test. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* One per place that can fail and must be handled; the names are what SKFUSED_FAULT lists. */
+enum fused_fault_point {
+	FUSED_FAULT_STATE_WRITE,   /* track.c: the state file's write comes out short (ENOSPC) */
+	FUSED_FAULT_RS_NAMES,      /* rs_apply.c: recording a listed name runs out of memory */
+	FUSED_FAULT_RS_TRACK,      /* resync.c: the resync tracker cannot be allocated */
+	FUSED_FAULT_REPL_THREAD,   /* repl.c: a replication thread cannot be created */
+	FUSED_FAULT_N
+};
+
+/*
+ * SKFUSED_FAULT="name[@N[+]][,name...]": the point fails on its N-th pass (1 when N is
+ * left out), or on every pass from the N-th with "+". Parsed once at start; an unknown
+ * name or a malformed spec is refused (-EINVAL; *bad and *bad_len give the faulty part).
+ * Unset, no point ever fails and a pass costs one load of a flag. For tests; the names
+ * are listed in docs/skfused.md.
+ */
+int fused_fault_init(const char *spec, const char **bad, size_t *bad_len);
+
+bool fused_fault_slow(enum fused_fault_point p);
+
+extern bool fused_fault_armed;
+
+/* True when this pass of point p must fail. */
+static inline bool fused_fault(enum fused_fault_point p)
+{
+	return __builtin_expect(fused_fault_armed, 0) && fused_fault_slow(p);
+}
