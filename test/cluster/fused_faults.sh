@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# test/cluster/fused_faults.sh: skfused's error paths that a healthy machine never takes, run
+# through its named failure points (SKFUSED_FAULT, fused/fault.h; issue 9 item 12):
+#   - a malformed SKFUSED_FAULT is refused before anything starts;
+#   - a start that fails half-way (a replication thread not created, the resync tracker not
+#     allocated) exits with an error and unmounts, without joining a thread that never ran;
+#   - a state file whose write comes out short is never renamed over the good one;
+#   - a secondary that runs out of memory recording a listed name removes no file there, and
+#     the next resync still converges.
+# shellcheck disable=SC2317
+set -uo pipefail
+source "$SK_SRC/test/cluster/mirror_common.sh"
+
+mt_init
+
+# prim_fg FAULTSPEC: a primary in the foreground in node 1's netns, bounded; prints its log and exit=N
+prim_fg() {
+	sk_in 1 env SKFUSED_FAULT="$1" timeout 15 "$MT_FUSED" --role primary --dir "$MT_DIR1" \
+		--peer "${SK_IP[2]}:$MT_PORT" --secret "$MT_SECRET" --module-id 1 \
+		--state "${SK_ROOT[1]}/var/lib/steadykit/state-$MT_TAG" --ctl "$MT_CTL1" 2>&1
+	echo "exit=$?"
+}
+
+sk_track_mount "$MT_DIR1"
+
+# --- A. the spec itself -----------------------------------------------------------------------
+for spec in nosuch rs_names@0 rs_names@x "state_write@1,bogus@2" "rs_track@-1" "repl_thread@"; do
+	out=$(prim_fg "$spec")
+	sk_check "SKFUSED_FAULT=$spec refused before anything starts (exit 1, names it)" \
+		bash -c '[[ "$1" == *"SKFUSED_FAULT: \""* && "$1" == *exit=1 && "$1" != *ready* ]]' _ "$out"
+done
+sk_check "nothing was mounted by the refused starts" bash -c '! mountpoint -q "$1"' _ "$MT_DIR1"
+
+# --- B. half-failed starts ----------------------------------------------------------------------
+# repl_thread@1: the connection thread; @2: the budget thread, with the connection thread running
+for spec in repl_thread@1 repl_thread@2 rs_track; do
+	out=$(prim_fg "$spec")
+	sk_check "$spec: start refused with an error, exit 1 (no crash, no hang)" \
+		bash -c '[[ "$1" == *"cannot start"* && "$1" == *exit=1 ]]' _ "$out"
+	sk_check "$spec: and unmounted" bash -c '! mountpoint -q "$1"' _ "$MT_DIR1"
+	[[ "$out" == *exit=1 ]] || sk_diag "$(tail -n 15 <<<"$out")"
+done
+
+# --- C. a short write of the state file -----------------------------------------------------------
+STATE=${SK_ROOT[1]}/var/lib/steadykit/state-$MT_TAG/state
+# a normal run first leaves a complete state file (saved at stop)
+mt_start_primary || mt_bail "primary"
+mt_stop_primary || mt_bail "primary did not stop"
+sk_check "a normal run saved the state file" test -s "$STATE"
+cp "$STATE" "$SK_TMP/state.good"
+keys=$(grep -c '=' "$STATE")
+# every save of this run writes half the file, then fails as a full disk would
+SKFUSED_FAULT=state_write@1+ mt_start_primary || mt_bail "primary (state_write)"
+mt_stop_primary || mt_bail "primary did not stop"
+sk_check "skfused said it could not save its state" grep -q "cannot save state" "$SK_TMP/fused1.$MT_N1.log"
+sk_check "the state file is the last complete one, never a half-written one" \
+	cmp -s "$STATE" "$SK_TMP/state.good"
+sk_check "it still has all its $keys keys" test "$(grep -c '=' "$STATE")" = "$keys"
+mt_start_primary || mt_bail "primary after the failed saves"
+sk_check "a later start reads it" grep -q "ready: primary" "$SK_TMP/fused1.$MT_N1.log"
+mt_stop_primary || mt_bail "primary did not stop"
+
+# --- D. out of memory while the secondary records a listing's names -------------------------------
+# Both sides already hold the same 60 files; the first resync's listing of d fails on its 10th
+# name. That listing must remove nothing (each file keeps its inode on the secondary) and a later
+# resync must converge.
+mt_instance names $((MT_PORT + 1))
+mkdir -p "$MT_DIR1/d"
+for i in $(seq 1 60); do echo "file $i" >"$MT_DIR1/d/f$i"; done
+cp -a "$MT_DIR1/d" "$MT_DIR2/d"
+before=$(cd "$MT_DIR2/d" && stat -c '%n %i' -- * | sort)
+SKFUSED_FAULT=rs_names@10 mt_start_secondary || mt_bail "secondary (rs_names)"
+mt_start_primary || mt_bail "primary"
+sk_check "in sync after the failed listing" mt_wait_synced 60
+sk_check "the secondary met the failure point" grep -q "more names than can be recorded" "$SK_TMP/fused2.$MT_N2.log"
+after=$(cd "$MT_DIR2/d" && stat -c '%n %i' -- * | sort)
+sk_check "no file of the listed directory was removed and made again (same inodes)" test "$before" = "$after"
+[ "$before" = "$after" ] || sk_diag "$(diff <(echo "$before") <(echo "$after") | head -n 10)"
+mt_same_trees
+mt_stop_primary
+sk_done
