@@ -41,7 +41,10 @@ struct agent_peer {
 	uint64_t incarnation;
 	bool have_state;
 	struct sk_amsg_state st; /* last state announced by the peer */
-	uint64_t st_ms;          /* when it was received */
+	uint64_t st_ms;          /* when it was read */
+	/* when the kernel received it (heartbeats: the socket's receive stamp), never later than
+	 * st_ms: a state read after a stall of this loop counts from then (agent/witness.c) */
+	uint64_t st_rx_ms;
 	/* when it was declared dead: which networks and how long they had been silent */
 	uint64_t died_ms;
 	uint64_t died_last_seen_ms;
@@ -70,8 +73,12 @@ struct agent_peer *agent_peer_by_id(struct agent *a, unsigned id);
 const struct sk_amsg_mod *agent_peer_mod(const struct agent_peer *p, uint32_t mod_id);
 /* Fill the state payload this node announces. */
 void agent_state_fill(struct agent *a, struct sk_amsg_state *s);
-/* Called by member.c and chan.c when a peer's state arrives. */
-void agent_peer_state_in(struct agent *a, struct agent_peer *p, const struct sk_amsg_state *s);
+/* Called by member.c and chan.c when a peer's state arrives; rx_ms: when it reached this host. */
+void agent_peer_state_in(struct agent *a, struct agent_peer *p, const struct sk_amsg_state *s,
+			 uint64_t rx_ms);
+/* When data read now from the channel reached this host, at the earliest: now, or the last turn
+ * of the loop before a stall (what a stalled loop reads was queued during the stall). */
+uint64_t agent_rx_bound_ms(const struct agent *a, uint64_t now);
 
 /* ---- channel (chan.c) ---------------------------------------------------------------- */
 
@@ -140,7 +147,19 @@ struct agent_fused {
 	bool rs_running;
 	uint64_t rs_done, rs_total, rs_rate;
 	int64_t rs_eta;
+	/* skfused's lease fence, from its status: armed, ms left (< 0: refusing writes) */
+	bool lease_armed;
+	int64_t lease_left_ms;
+	/* stepping down after the lease ended: skfused is killed once it says it fenced itself */
+	uv_timer_t fence_timer;
+	bool fence_wait;
+	uint64_t fence_wait_ms;
 };
+/* STEP_FENCE after the lease ended: kill skfused primary once its status says its own fence
+ * fell (writes refused, the peer dropped: operations in flight answered EROFS), at most
+ * AGENT_FENCE_CONFIRM_MS later; agent_mod_step_done follows its exit. */
+#define AGENT_FENCE_CONFIRM_MS 2000
+void agent_fused_fence_wait(struct agent_mod *m);
 /* The skfused part of `skctl state` (fused.c). */
 void agent_fused_fill_ctl(struct agent_mod *m, struct sk_ctl_mod *o);
 /* skctl prim --force: this node's copy survives a diverged or newer peer (told to skfused). */
@@ -230,6 +249,7 @@ struct agent_plan {
 	bool failed;
 	bool waiting; /* the current step awaits agent_mod_step_done */
 	bool abort;   /* forcestop: the plan ends with its current step, failed, no recovery plan */
+	bool fence_confirm; /* STEP_FENCE waits for skfused's own fence (the lease ended) */
 	char fail[SK_CTL_TEXT_LEN];
 };
 
@@ -258,6 +278,7 @@ struct agent_mod {
 	bool fresh;    /* no state file: never held data */
 
 	bool noprim;     /* do not become primary by ourselves (start_prim failed, swap, second) */
+	bool fence_confirm_next; /* the next plan's STEP_FENCE waits for skfused's fence */
 	bool forcestop;  /* the next stop is forcestop's plan (no stop script) */
 	bool noprim_failed; /* ... because our own start failed (else: we handed the role over) */
 	bool carrier;    /* VIP interface has carrier */
@@ -395,6 +416,8 @@ bool agent_witness_allow(struct agent_mod *m, char *why, size_t cap);
 void agent_witness_force(struct agent_mod *m);
 /* The gate refused a takeover of m that still stands (peer dead): decide() retries it. */
 bool agent_witness_takeover(struct agent_mod *m);
+/* m's skfused runs with the lease fence (a lease witness guards m). */
+bool agent_witness_lease_fence(struct agent_mod *m);
 /* skagentd --witness: serve lease requests until SIGTERM. */
 int agent_witness_serve(struct agent *a);
 

@@ -181,7 +181,7 @@ static void on_frame(struct agent_chan *ch, const struct sk_frame *f)
 		}
 		/* liveness comes from heartbeats only; the channel just brings states sooner */
 		if (ch->p->alive)
-			agent_peer_state_in(a, ch->p, &s);
+			agent_peer_state_in(a, ch->p, &s, agent_rx_bound_ms(a, agent_now_ms()));
 	} else if (f->type == SK_MSG_AGENT_CTL || f->type == SK_MSG_AGENT_CTLREP) {
 		uint32_t id;
 		const char *text;

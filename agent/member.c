@@ -2,9 +2,13 @@
 #include "agent.h"
 
 #include <errno.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -156,7 +160,8 @@ static bool addr_is(const struct sk_conf_addr *ad, const struct sockaddr *sa)
 	return !memcmp(&((const struct sockaddr_in6 *)sa)->sin6_addr, ad->ip, 16);
 }
 
-void agent_peer_state_in(struct agent *a, struct agent_peer *p, const struct sk_amsg_state *s)
+void agent_peer_state_in(struct agent *a, struct agent_peer *p, const struct sk_amsg_state *s,
+			 uint64_t rx_ms)
 {
 	bool changed = !p->have_state || p->st.n_mods != s->n_mods ||
 		       memcmp(p->st.mods, s->mods, sizeof(s->mods[0]) * s->n_mods);
@@ -167,6 +172,7 @@ void agent_peer_state_in(struct agent *a, struct agent_peer *p, const struct sk_
 	p->st = *s;
 	p->have_state = true;
 	p->st_ms = agent_now_ms();
+	p->st_rx_ms = rx_ms < p->st_ms ? rx_ms : p->st_ms;
 	if (!changed)
 		return;
 	for (unsigned i = 0; i < a->n_mods; i++)
@@ -187,6 +193,47 @@ static void peer_alive(struct agent *a, struct agent_peer *p, unsigned net)
 		if (a->cluster.n_networks > 1)
 			sk_info("node %s heard on %s again", p->node->name, a->cluster.networks[net]);
 	}
+}
+
+uint64_t agent_rx_bound_ms(const struct agent *a, uint64_t now)
+{
+	if (a->last_check_ms && now - a->last_check_ms > a->hb_timeout_ms / 2)
+		return a->last_check_ms;
+	return now;
+}
+
+/*
+ * When the kernel received the datagram just read (monotonic ms). A heartbeat read after this
+ * loop was frozen or starved was received long ago: the peer's word in it (SECOND, which lets
+ * the primary's fence run on) dates from then, not from now; meanwhile the peer may have
+ * declared us dead and taken over. libuv reads one datagram per recvmsg and calls back before
+ * the next, so SIOCGSTAMP names this datagram's stamp (enabled at open, agent_member_start).
+ * The stamp is on the realtime clock: its age is what counts. Without a stamp: the last turn
+ * of the loop before a stall (agent_rx_bound_ms).
+ */
+static uint64_t hb_rx_ms(struct agent *a, uv_udp_t *h, uint64_t now)
+{
+	struct timeval tv;
+	struct timespec rt;
+	uv_os_fd_t fd;
+	int64_t age_ms;
+
+	static bool warned;
+
+	if (uv_fileno((const uv_handle_t *)h, &fd) < 0 || ioctl(fd, SIOCGSTAMP, &tv) < 0) {
+		if (!warned) {
+			warned = true;
+			sk_warn("no receive stamps on heartbeats (%s): a state read after a stall "
+				"counts from the loop's last turn", strerror(errno));
+		}
+		return agent_rx_bound_ms(a, now);
+	}
+	clock_gettime(CLOCK_REALTIME, &rt);
+	age_ms = ((int64_t)rt.tv_sec - (int64_t)tv.tv_sec) * 1000 +
+		 ((int64_t)rt.tv_nsec / 1000000 - (int64_t)tv.tv_usec / 1000);
+	if (age_ms <= 0) /* the realtime clock stepped back: no better bound than the loop's */
+		return agent_rx_bound_ms(a, now);
+	return (uint64_t)age_ms >= now ? 0 : now - (uint64_t)age_ms;
 }
 
 static void on_hb_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
@@ -236,7 +283,7 @@ static void on_hb_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const st
 	p->hb_in++;
 	p->last_ms[net] = agent_now_ms();
 	peer_alive(a, p, net);
-	agent_peer_state_in(a, p, &s);
+	agent_peer_state_in(a, p, &s, hb_rx_ms(a, h, p->last_ms[net]));
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -369,6 +416,15 @@ int agent_member_start(struct agent *a)
 			return rc;
 		}
 		a->hb_open[k] = true;
+		{
+			/* the first SIOCGSTAMP turns the socket's receive stamps on (it answers ENOENT:
+			 * nothing received yet); hb_rx_ms reads them */
+			struct timeval tv;
+			uv_os_fd_t fd;
+
+			if (uv_fileno((const uv_handle_t *)&a->hb_sock[k], &fd) == 0)
+				(void)ioctl(fd, SIOCGSTAMP, &tv);
+		}
 		/* seq starts at the wall clock in us so a restarted agent goes on upward */
 		a->hb_seq[k] = agent_wall_ms() * 1000;
 		uv_udp_recv_start(&a->hb_sock[k], on_alloc, on_hb_recv);

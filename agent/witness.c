@@ -25,8 +25,9 @@
  *  - The lease is asked for while the module is primary here (renewed every lease_ms / 4) or
  *    while this node wants to take over. Its end on our clock is the request's send time +
  *    the granted ms, never later than its end on the witness's clock.
- *  - skfused's fence gets max(lease end, peer end): peer end is the receipt of the peer's last
- *    state saying SECOND (not busy) + the heartbeat timeout. So with the witness down and the
+ *  - skfused's fence gets max(lease end, peer end): peer end is the arrival on this host (the
+ *    socket's receive stamp, not the moment the loop read it) of the peer's last state saying
+ *    SECOND (not busy) + the heartbeat timeout. So with the witness down and the
  *    peer fine nothing changes. To keep that safe, a secondary takes over only timeout + margin
  *    after it last announced SECOND (the old primary may still extend its fence on it until
  *    then), and only while holding the lease.
@@ -336,9 +337,11 @@ static uint64_t fence_until(struct wmod *w, uint64_t now)
 	const struct sk_amsg_mod *pm = agent_peer_mod(m->peer, m->conf.id);
 	uint64_t d = held(w, now) ? w->held_until_ms : 0;
 
+	/* from when the peer's word reached this host, not when this loop read it: after a stall
+	 * the queued heartbeats still say SECOND although the peer may have taken over since */
 	if (m->peer->alive && pm && pm->state == SK_ST_SECOND && !(pm->flags & SK_AMSG_F_BUSY) &&
-	    m->peer->st_ms + W.vouch_len_ms > d)
-		d = m->peer->st_ms + W.vouch_len_ms;
+	    m->peer->st_rx_ms + W.vouch_len_ms > d)
+		d = m->peer->st_rx_ms + W.vouch_len_ms;
 	return d;
 }
 
@@ -563,6 +566,11 @@ void agent_witness_force(struct agent_mod *m)
 		w->force_until_ms = agent_now_ms() + 10000;
 		agent_mod_log(m, "operator forces this copy: lease requests carry FORCE for 10 s");
 	}
+}
+
+bool agent_witness_lease_fence(struct agent_mod *m)
+{
+	return W.lease && wmod_of(m);
 }
 
 bool agent_witness_takeover(struct agent_mod *m)

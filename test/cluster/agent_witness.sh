@@ -239,7 +239,10 @@ run_fault() {
 		sk_diag "$name: writer slow"
 	sk_diag "$name: writer running at t+$(($(date +%s) - T_START)) s"
 	t0=$(mono)
-	[ "$stopagent" = 1 ] && sk_sigstop "${AT_AGENT_PID[$old]}"
+	# the peer's heartbeats saying SECOND pile up in the stopped agent's socket before the cut
+	# (the peer counts it dead only after 400 ms): read after SIGCONT, they must not extend
+	# the fence again (checked below)
+	[ "$stopagent" = 1 ] && sk_sigstop "${AT_AGENT_PID[$old]}" && sleep 0.2
 	while [ $# -gt 0 ]; do sk_partition "$old" "$1"; shift; done
 	sk_wait_for 20 test -s "$SK_TMP/new.t" || sk_diag "$name: node$new never writable"
 	sk_wait_for 5 grep -q '^err' "$SK_TMP/w-$name.log"
@@ -283,7 +286,42 @@ sk_diag "t+$(($(date +%s) - T_START)) s"
 # ---- node6's agent SIGSTOPped and node6 cut from node7: skfused fences itself ----
 sk_wait_for 15 at_in_sync 7 || sk_diag "node7 not in sync"
 run_fault "agent SIGSTOP" 6 7 1 7
+# node7 writes now; node6's agent, stopped for seconds, has node7's old heartbeats queued, the
+# newest saying SECOND. Resumed, it must not take them for a fresh vouch and lift skfused's
+# fence: a writer on node6 gets no acknowledged write after SIGCONT
+rm -f "$SK_TMP/stop"
+# (the fence refuses opening for writing too: each write opens the file afresh)
+python3 - "$(at_data 6)/w.log" "$SK_TMP/w-cont.log" "$SK_TMP/stop" <<'PY' &
+import os, sys, time
+path, log, stop = sys.argv[1:4]
+out = open(log, "w", buffering=1)
+end = time.monotonic() + 20
+while not os.path.exists(stop) and time.monotonic() < end:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, b"after SIGCONT\n")
+            out.write("ok\n")
+        finally:
+            os.close(fd)
+    except OSError as e:
+        out.write("err %d\n" % e.errno)
+    time.sleep(0.02)
+PY
+wcont=$!
+sk_wait_for 5 grep -q '^err' "$SK_TMP/w-cont.log"
 sk_sigcont "${AT_AGENT_PID[6]}"
+sleep 1.5
+touch "$SK_TMP/stop"
+for ((k = 0; k < 50; k++)); do kill -0 "$wcont" 2>/dev/null || break; sleep 0.1; done
+kill -KILL "$wcont" 2>/dev/null
+wait "$wcont" 2>/dev/null
+sk_diag "agent SIGCONT: node6's writes after it (count result errno): $(sort "$SK_TMP/w-cont.log" | uniq -c | tr '\n' ' ')"
+if [ "$(grep -c '^err 30$' "$SK_TMP/w-cont.log")" -gt 10 ] && ! grep -q '^ok' "$SK_TMP/w-cont.log"; then
+	sk_ok "agent SIGCONT: node6 acknowledged no write (the queued SECOND heartbeats did not lift its fence)"
+else
+	sk_not_ok "agent SIGCONT: node6 acknowledged no write (the queued SECOND heartbeats did not lift its fence)"
+fi
 not_prim() { ! at_is_primary "$1"; }
 sk_check "agent SIGCONT: node6 stops serving (its lease is gone)" sk_wait_for 10 not_prim 6
 sk_diag "t+$(($(date +%s) - T_START)) s"
