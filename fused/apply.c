@@ -603,7 +603,14 @@ int fused_apply(struct rx *x, const struct sk_rmsg_op *op)
 		f->rs_errs = 0;
 		f->mode = (enum sk_repl_mode)(op->flags & SK_START_MODE_MASK);
 		f->consistent = false;
-		fused_state_save(f);
+		/* a resync changes this copy only once "not consistent" is on disk: otherwise a
+		 * crash in the middle would leave a torn copy that says it is whole. Dropping the
+		 * connection refuses the session; the primary retries. */
+		if (fused_state_save(f) < 0) {
+			atomic_fetch_add(&f->rejected, 1);
+			sk_err("cannot record that this copy is being resynchronised: session refused");
+			return -EPIPE;
+		}
 		return 0;
 	case SK_RMSG_OPEN:
 		return apply_open(f, x, op);

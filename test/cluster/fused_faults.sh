@@ -6,7 +6,8 @@
 #     allocated) exits with an error and unmounts, without joining a thread that never ran;
 #   - a state file whose write comes out short is never renamed over the good one;
 #   - a secondary that runs out of memory recording a listed name removes no file there, and
-#     the next resync still converges.
+#     the next resync still converges;
+#   - a secondary that cannot record "resync in progress" in its state refuses the session.
 # shellcheck disable=SC2317
 set -uo pipefail
 source "$SK_SRC/test/cluster/mirror_common.sh"
@@ -77,5 +78,25 @@ after=$(cd "$MT_DIR2/d" && stat -c '%n %i' -- * | sort)
 sk_check "no file of the listed directory was removed and made again (same inodes)" test "$before" = "$after"
 [ "$before" = "$after" ] || sk_diag "$(diff <(echo "$before") <(echo "$after") | head -n 10)"
 mt_same_trees
+mt_stop_primary
+sk_term "$MT_PID2"
+mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'" || sk_diag "secondary did not unmount"
+
+# --- E. a secondary that cannot record "resync in progress" refuses the resync ---------------------
+# Otherwise a crash in the middle of it would leave a torn copy whose state says it is whole.
+mt_instance torn $((MT_PORT + 2))
+echo "written before the secondary came" >"$MT_DIR1/new"
+SKFUSED_FAULT=state_write@1+ mt_start_secondary || mt_bail "secondary (state_write)"
+mt_start_primary || mt_bail "primary"
+sk_check "the secondary refuses the session" \
+	mt_wait_until 20 grep -q "cannot record that this copy is being resynchronised" "$SK_TMP/fused2.$MT_N2.log"
+sleep 1
+sk_check "and nothing of the resync reached its copy" test ! -e "$MT_DIR2/new"
+sk_check "the primary does not count it in sync" bash -c '[ "$1" != true ]' _ "$(mt_st 1 peer_in_sync)"
+sk_term "$MT_PID2"
+mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'" || sk_diag "secondary did not unmount"
+mt_start_secondary || mt_bail "secondary"
+sk_check "once it can record its state, the resync goes through" mt_wait_synced 60
+sk_check "and the file is there" grep -q "before the secondary came" "$MT_DIR2/new"
 mt_stop_primary
 sk_done
