@@ -167,6 +167,9 @@ primary:
 	return 0;
 }
 
+/* A new generation is in memory but not yet on disk (under state_mu). */
+static bool gen_unsaved;
+
 /* tmp + fsync + rename + fsync(dir): after a crash the file is the old or the new one. */
 static int save_locked(struct fused *f)
 {
@@ -215,6 +218,8 @@ static int save_locked(struct fused *f)
 	}
 	if (rc < 0)
 		sk_err("cannot save state in %s: %s", f->state_dir, strerror(-rc));
+	else
+		gen_unsaved = false;
 	return rc;
 }
 
@@ -259,9 +264,19 @@ void fused_gen_touch(struct fused *f)
 	if (atomic_load(&f->gen_pending) && !f->peer_in_sync && f->role == FUSED_PRIMARY) {
 		char id[17];
 
-		sk_gen_new_current(&f->gen, sk_gen_random_id());
-		save_locked(f);
+		if (!gen_unsaved)
+			sk_gen_new_current(&f->gen, sk_gen_random_id());
 		sk_gen_id_str(f->gen.current, id);
+		if (save_locked(f) < 0) {
+			/* Until it is on disk, a crash brings this copy back in the generation its
+			 * peer holds too, and they would look equal: the next change tries again. */
+			if (!gen_unsaved)
+				sk_err("new data generation %s not saved; tried again with the next change", id);
+			gen_unsaved = true;
+			pthread_mutex_unlock(&f->state_mu);
+			return;
+		}
+		gen_unsaved = false;
 		sk_info("first change without the peer: new data generation %s", id);
 	}
 	atomic_store(&f->gen_pending, false);

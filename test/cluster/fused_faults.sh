@@ -7,7 +7,9 @@
 #   - a state file whose write comes out short is never renamed over the good one;
 #   - a secondary that runs out of memory recording a listed name removes no file there, and
 #     the next resync still converges;
-#   - a secondary that cannot record "resync in progress" in its state refuses the session.
+#   - a secondary that cannot record "resync in progress" in its state refuses the session;
+#   - a primary that cannot save the new data generation of its first change alone tries again
+#     with the next change, so a crash does not bring it back in the generation its peer holds.
 # shellcheck disable=SC2317
 set -uo pipefail
 source "$SK_SRC/test/cluster/mirror_common.sh"
@@ -99,4 +101,28 @@ mt_start_secondary || mt_bail "secondary"
 sk_check "once it can record its state, the resync goes through" mt_wait_synced 60
 sk_check "and the file is there" grep -q "before the secondary came" "$MT_DIR2/new"
 mt_stop_primary
+sk_term "$MT_PID2"
+mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'" || sk_diag "secondary did not unmount"
+
+# --- F. a primary that cannot save the new generation of its first change alone tries again ------
+# The primary's 4th state save is the first change's after the peer is gone (1: first start,
+# 2: in sync, 3: peer lost). If the new generation never reached the disk, a crash would bring
+# this copy back in the generation the peer holds too: both would look equal, nothing resynced.
+mt_instance gen $((MT_PORT + 3))
+STATE=${SK_ROOT[1]}/var/lib/steadykit/state-$MT_TAG/state
+mt_start_secondary || mt_bail "secondary"
+SKFUSED_FAULT=state_write@4 mt_start_primary || mt_bail "primary (state_write@4)"
+mt_wait_synced 30 || mt_bail "not in sync"
+g0=$(sed -n 's/^gen_current=//p' "$STATE")
+sk_kill9 "$MT_PID2"
+mt_wait_until 10 bash -c '[ "$(mt_st 1 peer)" != connected ]' || sk_diag "primary still says connected"
+echo a >"$MT_DIR1/a"
+sk_check "the first change's save failed" \
+	mt_wait_until 5 grep -q "not saved; tried again with the next change" "$SK_TMP/fused1.$MT_N1.log"
+echo b >"$MT_DIR1/b"
+sk_kill9 "$MT_PID1"
+mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR1' || umount -l '$MT_DIR1'"
+g1=$(sed -n 's/^gen_current=//p' "$STATE")
+sk_check "after a crash the state holds the new generation ($g0 -> $g1), saved by the next change" \
+	bash -c '[ -n "$1" ] && [ -n "$2" ] && [ "$1" != "$2" ]' _ "$g0" "$g1"
 sk_done
