@@ -449,6 +449,8 @@ static int send_dir(struct walker *w, DIR *d, int dfd, const char *dpath, size_t
 			continue;
 		if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;
+		if (w->links && st.st_nlink > 1 && !S_ISDIR(st.st_mode))
+			fused_rs_links_seen(w->links, dfd, de->d_name, &st); /* rs_links.c */
 		e.name = de->d_name;
 		e.name_len = (uint16_t)strlen(de->d_name);
 		e.mode = st.st_mode;

@@ -61,6 +61,7 @@ struct walker {
 	uint8_t sums[SK_RMSG_SUMS_MAX * SK_RMSG_SUM_LEN];
 	char path[PATH_MAX];
 	uint64_t t0_us, paced_bytes; /* --resync-rate */
+	struct fused_rs_links *links; /* incremental: multiply linked names listed (rs_links.c) */
 };
 #define FUSED_RS_CHUNK (256u << 10)
 bool fused_rs_live(struct walker *w);
@@ -86,6 +87,16 @@ int fused_rs_deepest_dir(struct fused *f, const char *path);
 size_t fused_dirty_paths(struct fused *f, size_t max,
 			 void (*fn)(const char *path, uint32_t flags, uint64_t bytes, void *arg),
 			 void *arg);
+
+/* ---- rs_links.c: hard-link groups of an incremental resync, listed whole in one session ---- */
+struct fused_rs_links *fused_rs_links_new(void);
+void fused_rs_links_free(struct fused_rs_links *l);
+/* send_dir, under the stream lock: entry dfd/name was listed (recorded if multiply linked). */
+void fused_rs_links_seen(struct fused_rs_links *l, int dfd, const char *name, const struct stat *st);
+/* Multiply linked names listed so far (a directory whose listing held one stays owed). */
+uint64_t fused_rs_links_hits(const struct fused_rs_links *l);
+/* The directories of the names not listed yet of every group met: 0, -EAGAIN full resync, -ECONNRESET. */
+int fused_rs_links_complete(struct walker *w);
 
 /* rs_incr.c: 0 the peer holds everything, -EAGAIN a full resync is needed, -ECONNRESET lost. */
 int fused_rs_incr_run(struct walker *w);

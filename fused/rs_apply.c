@@ -238,8 +238,13 @@ static int reconcile(struct fused *f, int dfd, const char *dpath, size_t dl,
 	}
 	if (ex && (rc = rm_rf(dfd, name, 0)) < 0)
 		return rc;
+	/*
+	 * A name that was a file of its own here now shares the group's inode: what it held may
+	 * be newer than the group's data (sent to it by an earlier session), so in a shallow
+	 * listing it is reported (1) and the primary compares the file again.
+	 */
 	if (lfd >= 0 && linkat(lfd, "", dfd, name, AT_EMPTY_PATH) == 0)
-		return 0;
+		return ex_before && S_ISREG(e->mode) ? 1 : 0;
 	remade = S_ISREG(e->mode) && (ex_before || e->nlink > 1);
 	switch (e->mode & S_IFMT) {
 	case S_IFREG:

@@ -251,6 +251,8 @@ static int do_dirs(struct walker *w, struct round *rd)
 			rc = -ECONNRESET;
 		sk_debug("resync: round %d dir entry \"%s\" flags 0x%x%s", rd->round, x->path, x->e.flags,
 			 under(rd->walked, rd->n_walked, x->path) ? " (under a walked one)" : "");
+		uint64_t hits = fused_rs_links_hits(w->links);
+
 		if (rc == 0 && !under(rd->walked, rd->n_walked, x->path) &&
 		    (dfd = openat(x->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
 			if (x->e.flags & (FUSED_DF_WALK | FUSED_DF_NS)) {
@@ -280,8 +282,12 @@ static int do_dirs(struct walker *w, struct round *rd)
 			}
 			close(dfd);
 		}
-		/* an entry taken but not sent stays owed: the peer loss puts it back */
-		if (rc == 0 && fused_rs_live(w))
+		/*
+		 * an entry taken but not sent stays owed: the peer loss puts it back. So does one
+		 * whose listing held names of hard-link groups: the peer knows a group only from
+		 * the names listed in one session, and a session cut short lists them again.
+		 */
+		if (rc == 0 && fused_rs_live(w) && fused_rs_links_hits(w->links) == hits)
 			fused_dirty_sent(fused_dirty_g, x->ticket, w->gen, seq_now(f));
 		if (++rd->entries % ACK_EVERY == 0)
 			fused_dirty_acked(fused_dirty_g, w->gen, atomic_load(&f->seq_acked));
@@ -578,6 +584,10 @@ int fused_rs_incr_run(struct walker *w)
 		(unsigned long long)ds.dirs, (unsigned long long)ds.files,
 		(unsigned long long)ds.whole, (unsigned long long)ds.bytes);
 	rd.walked = calloc(DIRS_MAX, sizeof(char *));
+	if (!(w->links = fused_rs_links_new())) {
+		free(rd.walked);
+		return -EAGAIN; /* the full resync follows */
+	}
 	/*
 	 * Live operations that met parts not sent yet are reported by the peer (FAILED)
 	 * and make it refuse the end (EAGAIN): what they missed is tracked again and the
@@ -589,6 +599,8 @@ int fused_rs_incr_run(struct walker *w)
 
 		rd.round = round;
 		rc = do_dirs(w, &rd);
+		if (rc == 0) /* every name of the hard-link groups listed, in this session */
+			rc = fused_rs_links_complete(w);
 		if (rc == 0)
 			rc = do_files(w, &rd);
 		if (rc < 0)
@@ -620,6 +632,8 @@ int fused_rs_incr_run(struct walker *w)
 	}
 	free(rd.walked);
 	free(rd.sent.v);
+	fused_rs_links_free(w->links);
+	w->links = NULL;
 	if (rc == 0 && round == ROUNDS_MAX)
 		rc = -EAGAIN;
 	/* a full pass after this one starts with nothing counted as reconciled */
