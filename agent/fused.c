@@ -156,6 +156,8 @@ void agent_fused_exited(struct agent_mod *m, int64_t status, int sig)
 	fu->run = NULL;
 	fu->pid = 0;
 	uv_timer_stop(&fu->timer);
+	fu->fence_wait = false;
+	uv_timer_stop(&fu->fence_timer);
 	agent_mod_log(m, "skfused (%s) exited: status %lld signal %d", fu->role ==
 		      AGENT_ROLE_PRIMARY ? "primary" : "secondary", (long long)status, sig);
 	if (stopping) {
@@ -457,6 +459,9 @@ static void read_gen(struct agent_fused *fu, json_object *o)
 			fu->own_bytes = u64_js(v, "bytes", UINT64_MAX);
 		}
 	}
+	fu->lease_armed = o && json_object_object_get_ex(o, "lease_left_ms", &v) &&
+			  json_object_is_type(v, json_type_int);
+	fu->lease_left_ms = fu->lease_armed ? json_object_get_int64(v) : 0;
 	copy_js(r, "state", st, sizeof(st));
 	fu->rs_running = !strcmp(st, "running");
 	fu->rs_done = u64_js(r, "done_bytes", 0);
@@ -466,6 +471,61 @@ static void read_gen(struct agent_fused *fu, json_object *o)
 			     json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : -1;
 	if (fu->rs_done > fu->rs_total)
 		fu->rs_done = fu->rs_total;
+}
+
+/*
+ * Stepping down after the lease ended. skfused's own fence refuses writes at the deadline and
+ * its watcher drops the peer, which answers the operations waiting for an ack with EROFS; a
+ * kill before that (the watcher is a 10 ms poll, late under load) answers them with a
+ * connection error instead. So the kill waits for skfused's status to say so: lease time left
+ * below 0 and the peer no longer connected; at most AGENT_FENCE_CONFIRM_MS (a stopped or wedged
+ * skfused refuses nothing after its deadline anyway: its fence is its own clock).
+ */
+static void fence_kill(struct agent_mod *m, const char *how)
+{
+	struct agent_fused *fu = &m->fused;
+
+	fu->fence_wait = false;
+	uv_timer_stop(&fu->fence_timer);
+	agent_mod_log(m, "%s after %llu ms: killing skfused primary", how,
+		      (unsigned long long)(agent_now_ms() - fu->fence_wait_ms));
+	agent_fused_stop(m, true);
+}
+
+static void fence_check(struct agent_mod *m)
+{
+	struct agent_fused *fu = &m->fused;
+
+	if (!fu->fence_wait || !fu->running)
+		return;
+	if (!fu->lease_armed)
+		fence_kill(m, "skfused has no lease fence");
+	else if (fu->lease_left_ms < 0 && strcmp(fu->peer_word, "connected") &&
+		 strcmp(fu->peer_word, "resyncing"))
+		fence_kill(m, "skfused fenced itself (writes refused, peer dropped)");
+}
+
+static void on_fence_timer(uv_timer_t *t)
+{
+	struct agent_mod *m = t->data;
+	struct agent_fused *fu = &m->fused;
+
+	if (!fu->fence_wait || !fu->running) /* agent_fused_exited ends the wait */
+		return;
+	if (agent_now_ms() - fu->fence_wait_ms >= AGENT_FENCE_CONFIRM_MS)
+		fence_kill(m, "skfused did not confirm its fence");
+	else
+		agent_fused_poll(m); /* no-op while a status request is out */
+}
+
+void agent_fused_fence_wait(struct agent_mod *m)
+{
+	struct agent_fused *fu = &m->fused;
+
+	fu->stopping = true; /* its exit, whatever the cause, ends the step */
+	fu->fence_wait = true;
+	fu->fence_wait_ms = agent_now_ms();
+	uv_timer_start(&fu->fence_timer, on_fence_timer, 0, 20);
 }
 
 static void ctl_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
@@ -497,6 +557,7 @@ static void ctl_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 			    json_object_get_boolean(v);
 
 		read_gen(fu, o);
+		fence_check(m);
 		/* the role facts come from the primary only (a secondary's "connected" is not
 		 * "in sync") */
 		if (fu->role == AGENT_ROLE_PRIMARY &&

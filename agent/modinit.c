@@ -86,6 +86,8 @@ int agent_mod_init(struct agent *a, struct agent_mod *m)
 	m->announce.data = m->tick.data = m->kick.data = m;
 	uv_timer_init(a->loop, &m->fused.timer);
 	m->fused.timer.data = m;
+	uv_timer_init(a->loop, &m->fused.fence_timer);
+	m->fused.fence_timer.data = m;
 	uv_timer_init(a->loop, &m->script.timer);
 	m->script.timer.data = m;
 	agent_mod_log(m, "loaded: generation %llu, last role %s%s%s, %s", (unsigned long long)m->gen,
@@ -104,6 +106,7 @@ void agent_mod_close(struct agent_mod *m)
 	agent_close((uv_handle_t *)&m->tick);
 	agent_close((uv_handle_t *)&m->kick);
 	agent_close((uv_handle_t *)&m->fused.timer);
+	agent_close((uv_handle_t *)&m->fused.fence_timer);
 	agent_close((uv_handle_t *)&m->script.timer);
 	if (m->logfd >= 0) {
 		close(m->logfd);

@@ -171,6 +171,8 @@ static void plan(struct agent_mod *m, enum sk_mod_state to, const char *cause, u
 	p->phase_ms[SK_PH_DECIDE] = now > p->detect_ms ? (uint32_t)(now - p->detect_ms) : 0;
 	for (int i = 0; i < n && i < AGENT_MAX_STEPS; i++)
 		p->steps[p->n++] = steps[i];
+	p->fence_confirm = m->fence_confirm_next;
+	m->fence_confirm_next = false;
 	agent_mod_log(m, "%s -> %s: %s", sk_state_name(m->state), sk_state_name(to), cause);
 	agent_member_announce(m->a); /* BUSY: the peer waits for the outcome */
 	run_step(m);
@@ -287,7 +289,9 @@ static void run_step(struct agent_mod *m)
 	begin(m);
 	switch (step) {
 	case STEP_FENCE:
-		if (m->fused.running && m->fused.role == AGENT_ROLE_PRIMARY)
+		if (m->fused.running && m->fused.role == AGENT_ROLE_PRIMARY && p->fence_confirm)
+			agent_fused_fence_wait(m);
+		else if (m->fused.running && m->fused.role == AGENT_ROLE_PRIMARY)
 			agent_fused_stop(m, true);
 		else
 			agent_mod_step_done(m, 0, NULL);
@@ -558,6 +562,9 @@ static void decide(struct agent_mod *m)
 		/* split brain guard (agent/witness.c): with the peer dead, serve only with a witness */
 		if (!p->alive && !agent_witness_allow(m, reason, sizeof(reason))) {
 			snprintf(m->after_reason, sizeof(m->after_reason), "%s", reason);
+			/* the lease ended: skfused's own fence answers what is in flight (EROFS)
+			 * before it is killed (agent_fused_fence_wait) */
+			m->fence_confirm_next = agent_witness_lease_fence(m);
 			plan(m, SK_ST_WAIT, reason, 0, 0, isolate, N(isolate));
 			return;
 		}

@@ -43,6 +43,9 @@
 /* A primary whose lease ended steps down this long after it: skfused's own fence answers the
  * operations in flight first (EROFS), before the agent kills it */
 #define FENCE_FIRST_MS 150
+/* a takeover asks again this long after the moment the witness named as the lease's end there
+ * (its answer's valid_ms): the request then arrives after it */
+#define RETRY_AFTER_MS 5
 
 struct wmod {
 	struct agent_mod *m;
@@ -55,6 +58,12 @@ struct wmod {
 	uint64_t asked_ms;       /* last request sent */
 	uint64_t want_ms;        /* a takeover asked for the lease at this time */
 	uint64_t vouch_ms;       /* last time we announced SECOND, not busy */
+	/* a takeover refused (held, grace): the lease frees at the witness at quiet_until_ms; no
+	 * request before, then one at once (retry timer): the wait is the lease's, not rounded up
+	 * to the tick. The timer also ends the wait on our last SECOND (agent_witness_allow). */
+	uint64_t quiet_until_ms;
+	uv_timer_t retry;
+	bool retry_init;
 	bool takeover;           /* the gate refused a takeover; re-evaluate on witness news */
 	uint64_t force_until_ms; /* skctl prim --force: requests carry FORCE until then */
 	bool released;
@@ -96,6 +105,15 @@ static struct wmod *wmod_of(struct agent_mod *m)
 		if (W.w[i].m == m)
 			return &W.w[i];
 	return NULL;
+}
+
+static bool is_primary(struct agent_mod *m);
+
+/* no request now: the witness said when the lease frees there, and the peer, dead, cannot release
+ * it sooner (a live peer stepping down releases it: then the tick asks as before) */
+static bool quiet(struct wmod *w, uint64_t now)
+{
+	return now < w->quiet_until_ms && !w->m->peer->alive && !is_primary(w->m);
 }
 
 static void kick_all(void)
@@ -252,6 +270,17 @@ static void reply_refused(const char *why)
 		sk_warn("lease reply refused: %s (%llu so far)", why, (unsigned long long)W.refused);
 }
 
+static void on_retry(uv_timer_t *t)
+{
+	struct wmod *w = t->data;
+	uint64_t now = agent_now_ms();
+
+	w->quiet_until_ms = 0;
+	if (!held(w, now) && !is_primary(w->m) && w->want_ms && now - w->want_ms < WANT_MS)
+		lease_send(w, SK_LEASE_ACQUIRE, now);
+	agent_mod_kick(w->m);
+}
+
 static void on_reply(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
 		     unsigned flags)
 {
@@ -308,6 +337,11 @@ static void on_reply(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 	}
 	if (r.result == SK_LEASE_RELEASED)
 		return;
+	if ((r.result == SK_LEASE_HELD || r.result == SK_LEASE_GRACE) && !is_primary(w->m) &&
+	    w->want_ms && now - w->want_ms < WANT_MS) {
+		w->quiet_until_ms = now + r.valid_ms + RETRY_AFTER_MS;
+		uv_timer_start(&w->retry, on_retry, r.valid_ms + RETRY_AFTER_MS, 0);
+	}
 	/* the witness does not count us as the holder now: whatever we thought, we hold nothing */
 	if (w->held_until_ms) {
 		agent_mod_log(w->m, "lease lost: witness says %s", r.result == SK_LEASE_HELD ?
@@ -460,7 +494,7 @@ static void on_tick(uv_timer_t *t)
 			w->vouch_ms = now;
 		if (w->takeover && m->peer->alive)
 			w->takeover = false;
-		if (want && (renew || now - w->asked_ms >= W.lease_ms / 4)) {
+		if (want && (renew || now - w->asked_ms >= W.lease_ms / 4) && !quiet(w, now)) {
 			w->released = false;
 			lease_send(w, SK_LEASE_ACQUIRE, now);
 		} else if (!want && !w->released && !is_primary(m) && w->held_until_ms) {
@@ -520,7 +554,7 @@ bool agent_witness_allow(struct agent_mod *m, char *why, size_t cap)
 	if (!prim) {
 		w->want_ms = now;
 		w->takeover = true;
-		if (now - w->asked_ms >= 100)
+		if (now - w->asked_ms >= 100 && !quiet(w, now))
 			lease_send(w, SK_LEASE_ACQUIRE, now);
 	}
 	if (prim ? !w->held_until_ms || now >= w->held_until_ms + FENCE_FIRST_MS : !held(w, now)) {
@@ -549,6 +583,9 @@ bool agent_witness_allow(struct agent_mod *m, char *why, size_t cap)
 	}
 	/* the old primary may extend its fence on our SECOND announcements for vouch_ms */
 	if (!prim && w->vouch_ms && now < w->vouch_ms + W.vouch_len_ms + W.margin_ms) {
+		if (w->retry_init) /* decide again at that moment, not at the next tick */
+			uv_timer_start(&w->retry, on_retry, w->vouch_ms + W.vouch_len_ms + W.margin_ms -
+				       now, 0);
 		snprintf(why, cap, "%s lost; lease held, waiting %llu ms more: the old primary's "
 			 "fence may still run on our last SECOND announcement", m->peer->node->name,
 			 (unsigned long long)(w->vouch_ms + W.vouch_len_ms + W.margin_ms - now));
@@ -593,6 +630,11 @@ int agent_witness_start(struct agent *a)
 			continue; /* farm modules have no primary to guard */
 		W.w[W.n].m = a->mods[i];
 		W.w[W.n].vouch_ms = agent_now_ms(); /* a restarted agent may have vouched before */
+		if (W.lease) {
+			uv_timer_init(a->loop, &W.w[W.n].retry);
+			W.w[W.n].retry.data = &W.w[W.n];
+			W.w[W.n].retry_init = true;
+		}
 		W.n++;
 	}
 	if (W.ping) {
@@ -665,8 +707,11 @@ void agent_witness_stop(struct agent *a)
 	for (unsigned k = 0; k < SK_CONF_MAX_NETWORKS; k++)
 		if (W.sock_open[k])
 			agent_close((uv_handle_t *)&W.sock[k]);
-	for (unsigned i = 0; i < W.n; i++)
+	for (unsigned i = 0; i < W.n; i++) {
 		pipe_done(&W.w[i]);
+		if (W.w[i].retry_init)
+			agent_close((uv_handle_t *)&W.w[i].retry);
+	}
 	if (W.icmp_fd >= 0) {
 		agent_close((uv_handle_t *)&W.icmp_poll);
 		close(W.icmp_fd);
@@ -689,6 +734,7 @@ static struct {
 	uint64_t rejected[WREJ__COUNT];
 	uint64_t granted, refused_held;
 	uint8_t last_holder[SK_LEASE_TABLE_MAX];
+	uint32_t refusals[SK_LEASE_TABLE_MAX]; /* held/grace answers since the last grant */
 	uv_signal_t sigterm, sigint;
 } S;
 
@@ -754,13 +800,23 @@ static void on_request(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const st
 	r.nonce = q.nonce;
 	if (r.result == SK_LEASE_GRANTED) {
 		S.granted++;
-		for (unsigned i = 0; i < S.table.n; i++)
-			if (S.table.e[i].module == q.module && S.last_holder[i] != q.node) {
+		for (unsigned i = 0; i < S.table.n; i++) {
+			if (S.table.e[i].module != q.module)
+				continue;
+			if (S.last_holder[i] != q.node) {
 				S.last_holder[i] = q.node;
-				sk_info("module id %u: lease granted to %s (epoch %llu, %u ms)", q.module,
-					n->name, (unsigned long long)r.epoch, r.valid_ms);
+				sk_info("module id %u: lease granted to %s (epoch %llu, %u ms) after %u "
+					"refusals since the last grant", q.module, n->name,
+					(unsigned long long)r.epoch, r.valid_ms, S.refusals[i]);
 			}
-	} else if (r.result == SK_LEASE_HELD) {
+			S.refusals[i] = 0;
+		}
+	} else if (r.result == SK_LEASE_HELD || r.result == SK_LEASE_GRACE) {
+		for (unsigned i = 0; i < S.table.n; i++)
+			if (S.table.e[i].module == q.module)
+				S.refusals[i]++;
+	}
+	if (r.result == SK_LEASE_HELD) {
 		S.refused_held++;
 		if (S.refused_held <= 5 || S.refused_held % 100 == 0)
 			sk_info("module id %u: lease asked by %s, held by node id %u for %u ms more "

@@ -13,7 +13,9 @@
 # reach the witness: no failover; node6's agent SIGSTOPped and node6 cut from node7: node6's
 # skfused refuses writes (EROFS) by itself before node7 can write, node7 takes over; node1 (PRIM)
 # cut from node2 and the witness: EROFS on node1 before node2 becomes writable, exactly one
-# writer at any time, every acknowledged write on node2.
+# writer at any time, every acknowledged write on node2; then node2 (PRIM) cut off the same way
+# with its skfused SIGSTOPped across the lease's end: the write pending in it still gets EROFS
+# (the agent kills skfused only once its status says it fenced itself).
 # Ping pair: node5 (SECOND) cut from node4 and the ping witness does not become PRIM while node4
 # (reaching the witness) keeps serving; node4 then cut from the witness too stops serving.
 set -u
@@ -280,6 +282,11 @@ run_fault() {
 		sk_not_ok "$name: every acknowledged write ($acked) is on node$new ($missing missing)"
 	fi
 	sk_check "$name: node$new is primary" sk_wait_for 10 at_is_primary "$new"
+	# the taker asks again when the witness said the lease frees, not every 100 ms meanwhile
+	local k
+	k=$(sed -n "s/.*lease granted to node$new (.*) after \([0-9]*\) refusals since the last grant.*/\1/p" "$SK_TMP/witness.log" | tail -1)
+	sk_check "$name: node$new asked the witness again when the lease freed there, not on a tick ($k refusals before the grant, at most 3)" \
+		test -n "$k" -a "${k:-99}" -le 3
 }
 
 sk_diag "t+$(($(date +%s) - T_START)) s"
@@ -352,6 +359,9 @@ sk_check "partition: node1 stopped serving (WAIT)" sk_wait_for 5 at_code_is 1 1
 sk_check "partition: skctl why on node1 names the lease" \
 	sh -c "'$AT_SKCTL' --root '${SK_ROOT[1]}' why -m $AT_MOD | grep -q lease"
 sk_diag "node2 why: $(at_ctl 2 why -m "$AT_MOD" -n 1)"
+# node1 comes back as SECOND (resync) while pair 6/7 is tested below; used by the last fault
+sk_heal 1 3
+sk_heal 1 2
 
 # ---- node7 (alone, holding the lease) killed: node6 (behind) waits; the operator can force ----
 sk_wait_for 5 sh -c "[ \$((\$(date +%s) - $T_KILL7)) -ge 4 ]"
@@ -361,5 +371,56 @@ sk_check "... node6 says the last holder went on alone and what to do" \
 	sh -c "'$AT_SKCTL' --root '${SK_ROOT[6]}' state -m $AT_MOD | grep -q 'went on alone'"
 at_ctl 6 prim -m "$AT_MOD" --force --yes >/dev/null 2>&1 || at_ctl 6 prim -m "$AT_MOD" --force </dev/null >/dev/null 2>&1
 sk_check "skctl prim --force on node6: it takes the lease (FORCE) and serves" sk_wait_for 15 at_is_primary 6
+
+# ---- node2 (PRIM) cut off again, its skfused frozen across the lease's end ----
+# The agent steps down once the lease ended; skfused, SIGSTOPped meanwhile, has not answered the
+# write waiting in it. Killed then, the write would fail with a connection error: the agent must
+# wait (bounded) for skfused's status to say it fenced itself, so the write gets EROFS.
+sk_diag "t+$(($(date +%s) - T_START)) s"
+if sk_wait_for 30 at_in_sync 1 && at_is_primary 2; then
+	rm -f "$SK_TMP/stop" "$SK_TMP/new.t"
+	python3 "$SK_TMP/writer.py" "$(at_data 2)" "$SK_TMP/w-frozen.log" "$SK_TMP/stop" &
+	wpid=$!
+	python3 "$SK_TMP/prober.py" "$(at_data 1)" "$SK_TMP/new.t" "$SK_TMP/stop" &
+	ppid=$!
+	sk_wait_for 5 sh -c "grep -c '^ok' '$SK_TMP/w-frozen.log' | grep -qv '^[0-9]$'" || sk_diag "frozen: writer slow"
+	fpid=$(at_fused_pid 2)
+	n_wait=$(grep -c ' -> WAIT: ' "$(at_state_dir 2)/module.log")
+	sk_partition 2 3
+	sk_partition 2 1
+	kill -STOP "$fpid"
+	# resumed once the agent is stepping down (the lease ended) and well within its bound (2 s)
+	sk_wait_for 10 sh -c "[ \$(grep -c ' -> WAIT: ' '$(at_state_dir 2)/module.log') -gt $n_wait ]" ||
+		sk_diag "frozen: node2's agent did not step down"
+	sleep 0.3
+	kill -CONT "$fpid"
+	sk_wait_for 20 test -s "$SK_TMP/new.t" || sk_diag "frozen: node1 never writable"
+	sk_wait_for 5 grep -q '^err' "$SK_TMP/w-frozen.log"
+	touch "$SK_TMP/stop"
+	wait "$ppid" 2>/dev/null
+	for ((k = 0; k < 100; k++)); do kill -0 "$wpid" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$wpid" 2>/dev/null
+	wait "$wpid" 2>/dev/null
+	first_err=$(awk '$1 == "err" { print $3; exit }' "$SK_TMP/w-frozen.log")
+	last_ok=$(awk '$1 == "ok" { t = $4 } END { print t }' "$SK_TMP/w-frozen.log")
+	first_new=$(cat "$SK_TMP/new.t" 2>/dev/null)
+	sk_diag "frozen: node2's write errors (count errno): $(awk '$1 == "err" { print $3 }' "$SK_TMP/w-frozen.log" | sort | uniq -c | tr '\n' ' ')"
+	sk_diag "frozen: $(grep -E 'skfused (fenced itself|did not confirm|has no lease)' "$(at_state_dir 2)/module.log" | tail -1)"
+	sk_check "frozen skfused: node2's pending write was answered EROFS, not a connection error (first error: errno ${first_err:-none})" \
+		test "$first_err" = 30
+	sk_check "frozen skfused: node2's agent killed it once it said it fenced itself" \
+		sh -c "grep -q 'skfused fenced itself' '$(at_state_dir 2)/module.log'"
+	if [ -n "$first_new" ] && [ -n "$last_ok" ] &&
+		python3 -c "import sys; sys.exit(not float('$last_ok') < float('$first_new'))"; then
+		sk_ok "frozen: one writer at a time (node2's last acknowledged write ended before node1's first began)"
+	else
+		sk_not_ok "frozen: one writer at a time"
+	fi
+	missing=$(awk '$1 == "ok" { print "rec " $2 }' "$SK_TMP/w-frozen.log" | grep -vxF -f "$(at_data 1)/w.log" | wc -l)
+	sk_check "frozen: every acknowledged write of node2 is on node1 ($missing missing)" test "$missing" = 0
+else
+	sk_not_ok "node1 back in sync as SECOND under node2 for the frozen-skfused fault"
+	show 1 2
+fi
 sk_diag "duration $(($(date +%s) - T_START)) s"
 sk_done
