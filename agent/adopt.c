@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stddef.h>
@@ -349,12 +350,29 @@ int agent_key_load(struct agent *a, struct sk_conf_err *err)
 /* ---- SIGHUP: run this binary again in place, modules left running ---- */
 
 static char **saved_argv;
+static char exe_path[PATH_MAX];
 static uv_timer_t reexec_timer;
 static unsigned reexec_tries;
 
 void agent_reexec_init(char **argv)
 {
+	ssize_t n = readlink("/proc/self/exe", exe_path, sizeof(exe_path) - 1);
+
 	saved_argv = argv;
+	/* the binary's path, not /proc/self/exe: after an upgrade that replaced the file, the
+	 * restart must run the new one (/proc/self/exe names the old, deleted inode) */
+	exe_path[n > 0 && !strstr(exe_path, " (deleted)") ? n : 0] = '\0';
+}
+
+void agent_restarting(struct agent *a)
+{
+	uint32_t ms = agent_restart_hold_ms(a);
+
+	agent_member_restarting(a);
+	for (unsigned i = 0; i < a->n_mods; i++)
+		if (a->mods[i]->conf.kind == SK_MOD_FARM)
+			agent_farmmod_restarting(a->mods[i], ms);
+	sk_info("restart announced to the peers: silent for at most %u ms", ms);
 }
 
 static bool busy(struct agent *a)
@@ -403,6 +421,11 @@ void agent_reexec(struct agent *a)
 	 * the new image does not know) */
 	agent_http_stop(a);
 	agent_check_stop(a);
+	agent_restarting(a);
+	if (exe_path[0])
+		execv(exe_path, saved_argv);
+	sk_warn("SIGHUP: cannot execute %s (%s): executing the running image again", exe_path,
+		strerror(errno));
 	execv("/proc/self/exe", saved_argv);
 	sk_err("SIGHUP: cannot execute /proc/self/exe: %s; going on as before", strerror(errno));
 #ifdef SK_HAVE_JOURNAL

@@ -49,6 +49,10 @@ struct agent_peer {
 	uint64_t died_ms;
 	uint64_t died_last_seen_ms;
 	char died_words[160];
+	/* its agent said it restarts (SK_MSG_AGENT_RESTARTING): not judged dead before hold_until_ms,
+	 * unless heard again from a new incarnation first */
+	uint64_t hold_until_ms;
+	uint64_t hold_incarnation;
 	struct agent_chan *chan; /* the authenticated TCP channel, NULL if down */
 	uv_timer_t redial;
 	uint64_t hb_in;
@@ -67,6 +71,13 @@ int agent_member_start(struct agent *a);
 void agent_member_stop(struct agent *a);
 /* Send our state now on every network (after a change, so the peer learns at once). */
 void agent_member_announce(struct agent *a);
+/* This agent restarts (re-exec, systemctl restart): tell every peer it will be silent at most
+ * agent_restart_hold_ms(a) (the peers hold their verdict that long). */
+void agent_member_restarting(struct agent *a);
+uint32_t agent_restart_hold_ms(const struct agent *a);
+/* Just before this agent re-executes or exits for a restart: the notice above, and each farm
+ * module's filter lease extended to the same wait (adopt.c). */
+void agent_restarting(struct agent *a);
 struct agent_peer *agent_peer_by_name(struct agent *a, const char *name);
 struct agent_peer *agent_peer_by_id(struct agent *a, unsigned id);
 /* The peer's last announced state for module id, NULL if unknown or the peer is dead. */
@@ -342,6 +353,8 @@ int agent_farmmod_step(struct agent_mod *m, int step, const char **why);
 /* Checker policy for a farm: leave gracefully (and restart the application). */
 int agent_farmmod_app_restart(struct agent_mod *m, const char *cause);
 int agent_farmmod_app_failover(struct agent_mod *m, const char *cause);
+/* This agent restarts: the filter's lease runs ms (the peers hold their verdict that long). */
+void agent_farmmod_restarting(struct agent_mod *m, uint32_t ms);
 /* Checkers run while UP and while out of the farm because of a checker. */
 bool agent_farmmod_checking(const struct agent_mod *m);
 /* A checker reached its failure count / passed a probe (rejoin once none is failing). */

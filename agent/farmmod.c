@@ -168,6 +168,17 @@ static void on_lease(uv_timer_t *t)
 	fm->lease_failing = rc < 0;
 }
 
+void agent_farmmod_restarting(struct agent_mod *m, uint32_t ms)
+{
+	struct agent_farmmod *fm = m->farm;
+
+	/* this node's buckets stay this node's while the peers wait for its new agent: the filter
+	 * goes on passing them as long (a node that dies meanwhile loses them with the wait) */
+	if (fm && fm->farm && fm->lease.loop && uv_is_active((uv_handle_t *)&fm->lease) &&
+	    agent_farm_lease(fm->farm, ms) == 0)
+		agent_mod_log(m, "farm: lease extended to %u ms for the agent's restart", ms);
+}
+
 static void detach_now(struct agent_mod *m)
 {
 	struct agent_farmmod *fm = m->farm;

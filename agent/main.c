@@ -235,6 +235,7 @@ static void on_signal(uv_signal_t *s, int sig)
 		/* systemctl restart: the next agent takes the running modules over (agent/adopt.c);
 		 * the unit's KillMode=process leaves them alone */
 		sk_info("signal %d: systemd restarts the agent: exiting, the modules keep running", sig);
+		agent_restarting(a);
 		notify("STOPPING=1");
 		exit(0);
 	}

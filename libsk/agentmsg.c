@@ -105,3 +105,34 @@ int sk_amsg_ctl_decode(const uint8_t *p, size_t len, uint32_t *id, const char **
 	*n = len - 4;
 	return 0;
 }
+
+long sk_amsg_restart_encode(const struct sk_amsg_restart *r, uint8_t *buf, size_t cap)
+{
+	if (cap < SK_AMSG_RESTART_LEN)
+		return -ENOSPC;
+	if (!r->node_id || !r->silent_ms || r->silent_ms > SK_AMSG_RESTART_MAX_MS)
+		return -EINVAL;
+	buf[0] = SK_AMSG_VERSION;
+	buf[1] = r->node_id;
+	buf[2] = r->net;
+	buf[3] = 0;
+	sk_put_u32(buf + 4, r->silent_ms);
+	sk_put_u64(buf + 8, r->incarnation);
+	return SK_AMSG_RESTART_LEN;
+}
+
+int sk_amsg_restart_decode(const uint8_t *p, size_t len, struct sk_amsg_restart *r)
+{
+	uint32_t ms;
+
+	if (len != SK_AMSG_RESTART_LEN || p[0] != SK_AMSG_VERSION || p[1] == 0 || p[3] != 0)
+		return -EBADMSG;
+	ms = sk_get_u32(p + 4);
+	if (ms == 0 || ms > SK_AMSG_RESTART_MAX_MS)
+		return -EBADMSG;
+	r->node_id = p[1];
+	r->net = p[2];
+	r->silent_ms = ms;
+	r->incarnation = sk_get_u64(p + 8);
+	return 0;
+}

@@ -61,6 +61,34 @@ long sk_amsg_state_encode(const struct sk_amsg_state *s, uint8_t *buf, size_t ca
 int sk_amsg_state_decode(const uint8_t *p, size_t len, struct sk_amsg_state *s);
 
 /*
+ * Restart notice, a datagram of the heartbeat range sent by an agent that re-executes itself
+ * (SIGHUP) or exits for `systemctl restart`, on every network to every node, sealed like a
+ * heartbeat (same key, same sequence numbers):
+ *   off size
+ *     0    1  version (1)
+ *     1    1  sender node id (1..255)
+ *     2    1  network index it was sent on
+ *     3    1  reserved (0)
+ *     4    4  silent_ms: the sender will be silent at most this long (1..SK_AMSG_RESTART_MAX_MS)
+ *     8    8  incarnation of the agent that is going away (its first heartbeat with another
+ *             incarnation ends the wait)
+ * Exactly SK_AMSG_RESTART_LEN bytes. An agent older than this message counts it as a
+ * malformed heartbeat (refused, "format") and judges the node by its heartbeats as before.
+ */
+#define SK_MSG_AGENT_RESTARTING 65
+#define SK_AMSG_RESTART_LEN 16
+#define SK_AMSG_RESTART_MAX_MS 10000
+struct sk_amsg_restart {
+	uint8_t node_id;
+	uint8_t net;
+	uint32_t silent_ms;
+	uint64_t incarnation;
+};
+long sk_amsg_restart_encode(const struct sk_amsg_restart *r, uint8_t *buf, size_t cap);
+/* 0 or -EBADMSG (length, version, node id 0, reserved byte, silent_ms out of range). */
+int sk_amsg_restart_decode(const uint8_t *p, size_t len, struct sk_amsg_restart *r);
+
+/*
  * Command payload, version 1: u8 version, u8 cmd (enum sk_amsg_cmd), u16 reserved (0),
  * u32 module id. Exactly 8 bytes.
  */

@@ -7,6 +7,9 @@
 #     transition; skctl state says PRIM/SECOND again; skctl why on node1 says it took over.
 #  B. SIGHUP to node2's agent (the secondary's): it executes itself again in place (same pid),
 #     skfused untouched, node1 logs no transition, node2 SECOND again.
+#  B2. SIGHUP to node1's agent whose binary was replaced by one slower to start than the heartbeat
+#     timeout: the upgraded binary runs, the agent announced its restart, node2 holds its verdict
+#     (no death, no transition), node1 PRIM again with the same skfused and application.
 #  C. the taken-over skfused of node1 is killed: the new agent sees it die (pidfd, it is not
 #     its child) and restarts it; the client is served again.
 #  D. a failover still works: kill -9 of every process of node1 -> node2 primary, served.
@@ -71,9 +74,16 @@ fu2=$(at_fused_pid 2) || sk_diag "no skfused on node2"
 t2=$(trans_count 2)
 t1=$(trans_count 1)
 old_agent=${AT_AGENT_PID[1]}
+# the new agent runs from a copy of the binary, which B2 replaces (an upgrade)
+mkdir -p "$SK_TMP/bin" && cp "$AT_AGENTD" "$SK_TMP/bin/skagentd" || at_bail "copy skagentd"
 sk_kill9 "$old_agent"
 t0=$(date +%s%N)
+REAL_AGENTD=$AT_AGENTD
+AT_AGENTD=$SK_TMP/bin/skagentd
+export SK_FUSED=$SK_BUILD/fused/skfused # not next to the copy
 at_start 1 || at_bail "agent 1 again"
+unset SK_FUSED
+AT_AGENTD=$REAL_AGENTD
 back() { at_code_is 1 3 && at_code_is 2 4; }
 if sk_wait_for 15 back; then
 	sk_ok "A: new agent on node1: skctl state says PRIM, node2 SECOND"
@@ -123,6 +133,40 @@ sk_check "B: node2 recorded only the takeover" test "$(trans_count 2)" = "$((t2 
 sleep 1
 sk_check "B: node1 recorded no transition" test "$(trans_count 1)" = "$t1"
 sk_check "B: node1's application kept its pid" test "$(app_pid 1)" = "$app1"
+
+# ---- B2: SIGHUP to the primary's agent, the restart slower than the heartbeat timeout ----
+# The binary at the agent's path is replaced (an upgrade) by one that takes 1.5 s to start, more
+# than the 1000 ms timeout: the agent announces its restart, node2 holds its verdict (up to 5
+# timeouts) instead of counting node1 dead and taking over
+cat >"$SK_TMP/bin/skagentd.new" <<EOF
+#!/bin/sh
+touch "$SK_TMP/upgraded.ran"
+sleep 1.5
+exec "$REAL_AGENTD" "\$@"
+EOF
+chmod 0755 "$SK_TMP/bin/skagentd.new" && mv -f "$SK_TMP/bin/skagentd.new" "$SK_TMP/bin/skagentd"
+t1=$(trans_count 1)
+t2=$(trans_count 2)
+a1=${AT_AGENT_PID[1]}
+n_taken=$(grep -c "skfused primary (pid $fu1, peer connected) taken over as PRIM" "$(at_state_dir 1)/module.log")
+dead2() { grep -c 'node node1 dead' "$SK_TMP/agent2.1.log"; }
+n_dead=$(dead2)
+kill -HUP "$a1"
+retaken() { [ "$(grep -c "skfused primary (pid $fu1, peer connected) taken over as PRIM" "$(at_state_dir 1)/module.log")" -gt "$n_taken" ]; }
+sk_check "B2: node1's agent, restarted from its upgraded binary, took its skfused over" sk_wait_for 20 retaken
+sk_check "B2: the upgraded binary is what ran (not the old image)" test -e "$SK_TMP/upgraded.ran"
+sk_check "B2: node1's agent kept its pid" kill -0 "$a1"
+sk_check "B2: node2 heard that node1's agent restarts" \
+	sh -c "grep -q 'node node1 restarts its agent' '$SK_TMP/agent2.1.log'"
+sk_check "B2: node1 PRIM, node2 SECOND" sk_wait_for 10 back
+sleep 1.5 # a late verdict on node2 would show by now
+sk_check "B2: node2 did not count node1 dead during its 1.5 s restart" test "$(dead2)" = "$n_dead"
+sk_check "B2: node2 recorded no transition" test "$(trans_count 2)" = "$t2"
+sk_check "B2: node1 recorded only the takeover" test "$(trans_count 1)" = "$((t1 + 1))"
+sk_check "B2: node1's application kept its pid" test "$(app_pid 1)" = "$app1"
+sk_check "B2: node1's skfused kept its pid" test "$(at_fused_pid 1)" = "$fu1"
+sk_diag "B2: node2 saw: $(grep -E 'node1 (restarts|restarted|.*dead)|restarted agent is heard' "$SK_TMP/agent2.1.log" | tail -3 | tr '\n' ' ')"
+sk_check "B2: the client is served" at_fetch hello.txt
 
 # ---- C: the taken-over skfused of node1 dies: the new agent sees it and restarts it ----
 kill -KILL "$fu1"

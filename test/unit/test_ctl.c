@@ -447,3 +447,47 @@ Test(amsg_ctl, bounds)
 	cr_assert_eq(sk_amsg_ctl_decode(buf, 4 + SK_AMSG_CTL_MAX + 1, &id, &text, &n), -EBADMSG);
 	cr_assert_eq(sk_amsg_ctl_encode(1, "x", 1, buf, 4), -ENOSPC);
 }
+
+/* the restart notice (libsk/agentmsg.h): round trip, and every malformed form refused */
+Test(amsg_restart, roundtrip_and_bounds)
+{
+	struct sk_amsg_restart r = { .node_id = 3, .net = 1, .silent_ms = 2000,
+				     .incarnation = 0x0102030405060708ull }, d;
+	uint8_t buf[SK_AMSG_RESTART_LEN + 4], bad[SK_AMSG_RESTART_LEN];
+	long n = sk_amsg_restart_encode(&r, buf, sizeof(buf));
+
+	cr_assert_eq(n, SK_AMSG_RESTART_LEN);
+	cr_assert_eq(sk_amsg_restart_decode(buf, (size_t)n, &d), 0);
+	cr_assert_eq(d.node_id, 3);
+	cr_assert_eq(d.net, 1);
+	cr_assert_eq(d.silent_ms, 2000);
+	cr_assert_eq(d.incarnation, 0x0102030405060708ull);
+	/* every length but the exact one */
+	for (size_t l = 0; l < sizeof(buf); l++)
+		if (l != SK_AMSG_RESTART_LEN)
+			cr_assert_eq(sk_amsg_restart_decode(buf, l, &d), -EBADMSG, "length %zu", l);
+	/* version, node id 0, reserved byte, silent_ms 0 and past the bound */
+	for (int i = 0; i < 5; i++) {
+		memcpy(bad, buf, sizeof(bad));
+		switch (i) {
+		case 0: bad[0] = 2; break;
+		case 1: bad[1] = 0; break;
+		case 2: bad[3] = 1; break;
+		case 3: memset(bad + 4, 0, 4); break;
+		case 4: sk_put_u32(bad + 4, SK_AMSG_RESTART_MAX_MS + 1); break;
+		}
+		cr_assert_eq(sk_amsg_restart_decode(bad, sizeof(bad), &d), -EBADMSG, "case %d", i);
+	}
+	sk_put_u32(bad + 4, SK_AMSG_RESTART_MAX_MS);
+	cr_assert_eq(sk_amsg_restart_decode(bad, sizeof(bad), &d), 0);
+	/* encoder: refuses what the decoder would */
+	r.silent_ms = 0;
+	cr_assert_eq(sk_amsg_restart_encode(&r, buf, sizeof(buf)), -EINVAL);
+	r.silent_ms = SK_AMSG_RESTART_MAX_MS + 1;
+	cr_assert_eq(sk_amsg_restart_encode(&r, buf, sizeof(buf)), -EINVAL);
+	r.silent_ms = 1;
+	r.node_id = 0;
+	cr_assert_eq(sk_amsg_restart_encode(&r, buf, sizeof(buf)), -EINVAL);
+	r.node_id = 1;
+	cr_assert_eq(sk_amsg_restart_encode(&r, buf, SK_AMSG_RESTART_LEN - 1), -ENOSPC);
+}
