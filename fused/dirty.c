@@ -37,6 +37,24 @@ uint64_t dirty_rnd64(void)
 	return v;
 }
 
+/* This machine's boot, as a 64-bit hash of its boot id (never 0; 1 if it cannot be read). */
+static uint64_t dirty_boot_id(void)
+{
+	char b[64];
+	ssize_t n = -1;
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	uint64_t h;
+
+	if (fd >= 0) {
+		n = read(fd, b, sizeof(b));
+		close(fd);
+	}
+	if (n <= 0)
+		return 1;
+	h = dirty_fnv(b, (size_t)n, 0x5eed);
+	return h > 1 ? h : 2;
+}
+
 void fused_dirty_conf_env(struct fused_dirty_conf *c)
 {
 	const char *s;
@@ -281,7 +299,9 @@ int fused_dirty_open(const char *state_dir, const struct fused_dirty_conf *c,
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&d->mu, NULL);
+	pthread_cond_init(&d->flushed, NULL);
 	d->c = *c;
+	d->boot = c->boot_id ? c->boot_id : dirty_boot_id();
 	if (d->c.max_entries < 1)
 		d->c.max_entries = 1;
 	if (d->c.max_extents < 1)
@@ -325,7 +345,7 @@ void fused_dirty_close(struct fused_dirty *d)
 		return;
 	pthread_mutex_lock(&d->mu);
 	if (!d->tracking && !d->lost)
-		dirty_log_one(d, T_STATE, NULL, S_CLOSED, 0, 0, 0);
+		dirty_log_one(d, T_STATE, NULL, S_CLOSED, d->boot, 0, 0);
 	if (d->fd >= 0) {
 		fdatasync(d->fd);
 		close(d->fd);
@@ -340,6 +360,7 @@ void fused_dirty_close(struct fused_dirty *d)
 	free(d->ring);
 	pthread_mutex_unlock(&d->mu);
 	pthread_mutex_destroy(&d->mu);
+	pthread_cond_destroy(&d->flushed);
 	free(d);
 }
 
@@ -422,7 +443,7 @@ static void al_rotate(struct fused_dirty *d, uint64_t conn)
 			c[k].flags &= ~FUSED_DF_PRE;
 		log_live(d, c, s->n, conn, s->seq);
 	}
-	dirty_log_one(d, T_STATE, NULL, S_ALOG, 0, 0, 0);
+	dirty_log_one(d, T_STATE, NULL, S_ALOG, d->boot, 0, 0);
 }
 
 void fused_dirty_prelog(struct fused_dirty *d, struct fused_dnote *n, unsigned count,
@@ -503,7 +524,7 @@ void fused_dirty_peer_lost(struct fused_dirty *d, uint64_t conn, uint64_t acked)
 		d->lost_gen = conn;
 	if (!d->tracking) {
 		d->tracking = true;
-		dirty_log_one(d, T_STATE, NULL, S_TRACKING, 0, 0, 0);
+		dirty_log_one(d, T_STATE, NULL, S_TRACKING, d->boot, 0, 0);
 	}
 	for (unsigned i = 0; i < RING; i++) {
 		struct rslot *s = &d->ring[i];
@@ -541,15 +562,40 @@ void fused_dirty_acked(struct fused_dirty *d, uint64_t conn, uint64_t acked)
 	pthread_mutex_unlock(&d->mu);
 }
 
+/*
+ * Group commit, the flush outside the lock (operations keep logging meanwhile): a caller whose
+ * records a running flush may not cover waits for it, then flushes what is left if no one has.
+ */
 int fused_dirty_sync(struct fused_dirty *d)
 {
-	int rc = 0;
+	uint64_t want;
+	int rc = 0, fd;
 
 	pthread_mutex_lock(&d->mu);
-	if (d->unsynced && d->fd >= 0) {
-		rc = fdatasync(d->fd) < 0 ? -errno : 0;
-		d->unsynced = false;
+	want = d->put_gen;
+	while (d->flushing && d->synced_gen < want)
+		pthread_cond_wait(&d->flushed, &d->mu);
+	if (d->synced_gen >= want || d->fd < 0) {
+		pthread_mutex_unlock(&d->mu);
+		return 0;
 	}
+	want = d->put_gen; /* records written up to here are in the file: the flush covers them */
+	fd = fcntl(d->fd, F_DUPFD_CLOEXEC, 0); /* a snapshot may replace d->fd meanwhile */
+	if (fd < 0) {
+		rc = -errno;
+		pthread_mutex_unlock(&d->mu);
+		return rc;
+	}
+	d->flushing = true;
+	d->flushes++;
+	pthread_mutex_unlock(&d->mu);
+	rc = fdatasync(fd) < 0 ? -errno : 0;
+	close(fd);
+	pthread_mutex_lock(&d->mu);
+	d->flushing = false;
+	if (rc == 0 && want > d->synced_gen)
+		d->synced_gen = want;
+	pthread_cond_broadcast(&d->flushed);
 	pthread_mutex_unlock(&d->mu);
 	return rc;
 }
@@ -700,6 +746,7 @@ void fused_dirty_get_stats(struct fused_dirty *d, struct fused_dirty_stats *s)
 		}
 	}
 	s->log_bytes = d->log_bytes;
+	s->flushes = d->flushes;
 	s->lost = d->lost;
 	pthread_mutex_unlock(&d->mu);
 }

@@ -21,7 +21,8 @@
  *
  * Persistence: STATE_DIR/dirty, a 32-byte header then fixed 120-byte records
  * appended with write() before the operation is answered (so a kill -9 of skfused
- * loses nothing), fdatasync'd when the application syncs (fused_dirty_sync). Each
+ * loses nothing), fdatasync'd when the application syncs if records written while
+ * tracking are not on disk yet (fused_dirty_sync; the activity log needs no flush). Each
  * record carries a checksum keyed by the file's salt. At open the file is replayed,
  * checked and rewritten compacted (temporary file, fsync, rename). A missing,
  * truncated-in-the-middle, corrupt, foreign or oversized file, or one left by a
@@ -33,7 +34,9 @@
  * the dirty set. While the peer is in sync they are also logged as "live" records
  * (the activity log, fused_dirty_prelog), the log starting afresh (a snapshot with
  * the ring's notes) every AL_ROTATE bytes: a kill -9 of a connected primary keeps
- * its tracking (state ALOG), the in-flight part being a superset. During a resync they are also logged as "live" records that count
+ * its tracking (state ALOG), the in-flight part being a superset. An ALOG state
+ * written before the machine last booted means tracking lost: a machine crash may
+ * have kept data pages and dropped the log's. During a resync they are also logged as "live" records that count
  * only if their sequence number was not acknowledged (ACK records), and entries
  * the resync has sent are logged as "dropped once acknowledged": a primary killed
  * during a resync resumes from what is still unacknowledged.
@@ -76,6 +79,7 @@ struct fused_dirty_conf {
 	unsigned max_extents;    /* per file, default 64 (SKFUSED_DIRTY_EXTENTS) */
 	uint64_t max_log_bytes;  /* default 1 GiB */
 	bool al;                 /* activity log while in sync: SKFUSED_DIRTY_AL=1/0, else as SKFUSED_RESYNC_INCREMENTAL */
+	uint64_t boot_id;        /* 0: this machine's (/proc/sys/kernel/random/boot_id); tests set others */
 };
 
 struct fused_dirty;
@@ -128,7 +132,11 @@ void fused_dirty_prelog(struct fused_dirty *d, struct fused_dnote *n, unsigned c
 void fused_dirty_peer_lost(struct fused_dirty *d, uint64_t conn, uint64_t acked);
 /* Frames up to acked of conn are acknowledged (logged; confirms what the resync sent). */
 void fused_dirty_acked(struct fused_dirty *d, uint64_t conn, uint64_t acked);
-/* The application asked for durability: fdatasync the log if it has unsynced records. */
+/*
+ * The application asked for durability: fdatasync the log if records written while tracking
+ * are not on disk yet (the activity log, in sync, needs none). The flush runs outside the
+ * tracker's lock; concurrent callers share it.
+ */
 int fused_dirty_sync(struct fused_dirty *d);
 /* Rewrite the log from the set if it grew well past it (call only while no peer is connected). */
 int fused_dirty_maybe_compact(struct fused_dirty *d);
@@ -158,6 +166,7 @@ struct fused_dirty_stats {
 	uint64_t bytes;      /* sum of tracked extents (a WHOLE file counts whole_bytes_unknown) */
 	uint64_t whole;      /* files to be sent whole (their size is not known here) */
 	uint64_t log_bytes;  /* size of the log file */
+	uint64_t flushes;    /* fdatasyncs of the log fused_dirty_sync made */
 	bool lost;
 };
 /* How much changed since the shared resync id (fused_dirty_base). */

@@ -18,7 +18,8 @@
  *   DROP  h was taken by a resync on connection c as ticket d (its state so far)
  *   SENT  ticket d of connection c went out as far as seq a
  *   ACK   connection c acknowledged up to seq d
- *   STATE a = TRACKING | SYNCED | CLOSED | ALOG (in sync, LIVE records are the activity log)
+ *   STATE a = TRACKING | SYNCED | CLOSED | ALOG (in sync, LIVE records are the activity log),
+ *         b = the machine's boot (a hash of /proc/sys/kernel/random/boot_id)
  *   LOST  tracking is lost (a = reason code, informative)
  */
 #define HDR_LEN 32
@@ -64,7 +65,15 @@ struct fused_dirty {
 	int fd;
 	uint64_t base, salt, nonce;
 	uint64_t log_bytes, snap_bytes;
-	bool unsynced;
+	uint64_t boot;                  /* this machine's boot (STATE records carry it) */
+	/*
+	 * Records that must be on disk when the application's fsync returns: those written while
+	 * tracking. put_gen counts them, synced_gen is what a finished fdatasync covered; one
+	 * flush runs at a time, outside mu (flushing), the others wait for it (flushed).
+	 */
+	uint64_t put_gen, synced_gen, flushes;
+	bool flushing;
+	pthread_cond_t flushed;
 	bool tracking, lost;
 	const char *why;
 

@@ -58,7 +58,13 @@ void dirty_log_put(struct fused_dirty *d, const uint8_t *recs, size_t n)
 		return;
 	}
 	d->log_bytes += n * REC_LEN;
-	d->unsynced = true;
+	/*
+	 * In sync (the activity log) nothing needs a flush at the application's fsync: the peer
+	 * acknowledged every frame before it, and a kill -9 needs only the write() (the page
+	 * cache outlives the process). A machine crash is refused at replay (the boot differs).
+	 */
+	if (d->tracking)
+		d->put_gen++;
 }
 
 void dirty_log_one(struct fused_dirty *d, uint8_t type, const struct fused_dnote *n, uint64_t a,
@@ -133,7 +139,7 @@ int dirty_snapshot(struct fused_dirty *d, int state, bool durable)
 			rc = dirty_ent_emit(d, fd, &total, &d->ents[i].h, d->ents[i].flags, d->ents[i].ext,
 				      d->ents[i].n_ext);
 	if (rc == 0 && !d->lost) {
-		dirty_rec_fill(buf, d->salt, T_STATE, NULL, (uint64_t)state, 0, 0, 0);
+		dirty_rec_fill(buf, d->salt, T_STATE, NULL, (uint64_t)state, d->boot, 0, 0);
 		rc = sk_write_all(fd, buf, REC_LEN);
 		total += REC_LEN;
 	} else if (rc == 0) {
@@ -161,7 +167,8 @@ int dirty_snapshot(struct fused_dirty *d, int state, bool durable)
 	if (d->fd < 0)
 		return -errno;
 	d->log_bytes = d->snap_bytes = total;
-	d->unsynced = false;
+	if (durable)
+		d->synced_gen = d->put_gen; /* what was tracked is in the fsync'd snapshot */
 	return 0;
 }
 
@@ -205,7 +212,8 @@ void *dirty_grow(void *p, size_t *cap, size_t need, size_t sz)
 }
 
 /* One checked record into the replay (lock held). false: refuse the file. */
-static bool rp_record(struct fused_dirty *d, struct replay *rp, const uint8_t *r, int *state)
+static bool rp_record(struct fused_dirty *d, struct replay *rp, const uint8_t *r, int *state,
+		      uint64_t *boot)
 {
 	struct fused_dnote n = { 0 };
 	uint64_t a, b, c, dd, ck;
@@ -282,6 +290,7 @@ static bool rp_record(struct fused_dirty *d, struct replay *rp, const uint8_t *r
 		if (a < S_TRACKING || a > S_ALOG)
 			return false;
 		*state = (int)a;
+		*boot = b;
 		return true;
 	case T_LOST:
 		dirty_set_lost(d, "the tracking file says tracking was lost");
@@ -296,7 +305,7 @@ const char *dirty_replay_file(struct fused_dirty *d)
 	struct replay rp = { 0 };
 	uint8_t hdr[HDR_LEN], *buf;
 	const char *bad = NULL;
-	uint64_t ck, off = HDR_LEN;
+	uint64_t ck, off = HDR_LEN, boot = 0;
 	int fd = open(d->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), state = 0;
 	struct stat st;
 
@@ -332,7 +341,7 @@ const char *dirty_replay_file(struct fused_dirty *d)
 		}
 		/* a torn last record (a machine crash in the middle of a write) ends the log */
 		for (ssize_t i = 0; i + REC_LEN <= n; i += REC_LEN)
-			if (!rp_record(d, &rp, buf + i, &state)) {
+			if (!rp_record(d, &rp, buf + i, &state, &boot)) {
 				bad = "corrupt record in the tracking file";
 				break;
 			}
@@ -353,6 +362,9 @@ const char *dirty_replay_file(struct fused_dirty *d)
 		if (state == S_SYNCED)
 			bad = "skfused stopped without a clean stop while the peer was in sync "
 			      "(what was in flight then was not recorded)";
+		else if (state == S_ALOG && boot != d->boot)
+			bad = "the activity log is from before the machine restarted (its last "
+			      "records were not flushed: what was in flight is not known)";
 		else if (!state)
 			bad = "tracking file has no state record";
 	}

@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -473,5 +474,120 @@ Test(dirty, activity_log_rotates)
 	fused_dirty_get_stats(d, &s);
 	cr_assert_gt(s.files, 0);
 	cr_assert_lt(s.files, 50000, "a superset of the ring and the recent records, not everything");
+	fused_dirty_close(d);
+}
+
+/*
+ * The application's fsync flushes the log only for records written while tracking: in sync the
+ * activity log needs none (the peer acknowledged every frame before the fsync; a kill -9 needs
+ * only the write()). Each record needs one flush, not one per caller.
+ */
+Test(dirty, activity_log_needs_no_flush_tracking_does)
+{
+	struct fused_dirty_conf c = conf(100000, 16);
+	struct fused_dnote a = { .h = H(5), .off = 0, .len = 100 };
+	struct fused_dirty_stats s;
+	struct fused_dirty *d;
+
+	c.al = true;
+	d = open_d(c, NULL);
+	cr_assert_eq(fused_dirty_clear(d, 2, 99), 0); /* in sync on connection 2 */
+	for (uint64_t q = 1; q <= 20; q++) {
+		fused_dirty_prelog(d, &a, 1, 2, q);
+		a.flags = 0;
+		fused_dirty_note(d, &a, 1, 2, q);
+		cr_assert_eq(fused_dirty_sync(d), 0);
+	}
+	fused_dirty_get_stats(d, &s);
+	cr_assert_eq(s.flushes, 0, "in sync: %llu flushes of the log", (unsigned long long)s.flushes);
+
+	fused_dirty_peer_lost(d, 2, 20); /* tracking */
+	note(d, 6, 0, 0, 4096);
+	cr_assert_eq(fused_dirty_sync(d), 0);
+	cr_assert_eq(fused_dirty_sync(d), 0); /* nothing new: no second flush */
+	fused_dirty_get_stats(d, &s);
+	cr_assert_eq(s.flushes, 1, "tracking: one flush for the new record (%llu)",
+		     (unsigned long long)s.flushes);
+	fused_dirty_close(d);
+}
+
+struct syncer {
+	struct fused_dirty *d;
+	unsigned base;
+	int bad;
+};
+
+static void *sync_loop(void *arg)
+{
+	struct syncer *x = arg;
+
+	for (unsigned i = 0; i < 200; i++) {
+		note(x->d, x->base + i, 0, 0, 512);
+		if (fused_dirty_sync(x->d) < 0)
+			x->bad++;
+	}
+	return NULL;
+}
+
+/* Several threads logging and syncing at once: every sync returns, the flushes are shared. */
+Test(dirty, concurrent_syncs_share_flushes)
+{
+	struct fused_dirty *d = usable(conf(100000, 16));
+	struct syncer x[4];
+	pthread_t t[4];
+	struct fused_dirty_stats s;
+
+	for (unsigned i = 0; i < 4; i++) {
+		x[i] = (struct syncer){ d, 1000 + i * 1000, 0 };
+		cr_assert_eq(pthread_create(&t[i], NULL, sync_loop, &x[i]), 0);
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(x[i].bad, 0);
+	}
+	fused_dirty_get_stats(d, &s);
+	cr_assert_geq(s.flushes, 1);
+	cr_assert_leq(s.flushes, 800);
+	cr_assert_eq(s.files, 800);
+	fused_dirty_close(d);
+}
+
+/* An activity log written before the machine restarted means tracking lost (a full resync). */
+Test(dirty, activity_log_from_another_boot_is_lost)
+{
+	struct fused_dirty_conf c = conf(100000, 16), c2;
+	struct fused_dnote a = { .h = H(9), .off = 0, .len = 100 };
+	const char *why;
+	struct fused_dirty *d, *old;
+
+	c.al = true;
+	c.boot_id = 111;
+	d = open_d(c, &why);
+	cr_assert_eq(fused_dirty_clear(d, 2, 99), 0);
+	fused_dirty_prelog(d, &a, 1, 2, 1);
+	old = d;
+	d = open_d(c, &why); /* killed -9, same boot: kept */
+	fused_dirty_close(old);
+	cr_assert_null(why, "same boot: %s", why);
+	cr_assert(!fused_dirty_lost(d));
+	cr_assert_eq(fused_dirty_clear(d, 3, 100), 0);
+	fused_dirty_prelog(d, &a, 1, 3, 1);
+	c2 = c;
+	c2.boot_id = 222;
+	old = d;
+	d = open_d(c2, &why); /* the machine crashed while in sync */
+	fused_dirty_close(old);
+	cr_assert_not_null(why, "an activity log of another boot must mean tracking lost");
+	cr_assert(fused_dirty_lost(d));
+	fused_dirty_close(d);
+
+	/* alone (tracking) when the machine restarted: its records were flushed by the fsyncs */
+	d = usable(c);
+	note(d, 3, 0, 0, 10);
+	cr_assert_eq(fused_dirty_sync(d), 0);
+	old = d;
+	d = open_d(c2, &why);
+	fused_dirty_close(old);
+	cr_assert_null(why, "tracking of another boot: %s", why);
 	fused_dirty_close(d);
 }
