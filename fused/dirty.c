@@ -59,6 +59,7 @@ void fused_dirty_conf_env(struct fused_dirty_conf *c)
 {
 	const char *s;
 
+	*c = (struct fused_dirty_conf){ 0 }; /* boot_id 0: this machine's */
 	c->max_entries = 1000000;
 	c->max_extents = 64;
 	c->max_log_bytes = 1ull << 30;

@@ -591,3 +591,15 @@ Test(dirty, activity_log_from_another_boot_is_lost)
 	cr_assert_null(why, "tracking of another boot: %s", why);
 	fused_dirty_close(d);
 }
+
+/* The conf from the environment is whole: a caller's stack garbage never becomes a boot id
+ * (skfused's conf is a local: a stray boot id made every restart look like another boot). */
+Test(dirty, conf_env_is_whole)
+{
+	struct fused_dirty_conf c;
+
+	memset(&c, 0xa5, sizeof(c));
+	fused_dirty_conf_env(&c);
+	cr_assert_eq(c.boot_id, 0);
+	cr_assert_eq(c.max_entries, 1000000);
+}
