@@ -111,7 +111,7 @@ t0=$(date +%s%N)
 # shellcheck disable=SC2046
 kill -KILL $(ip netns pids "${SK_NS[$P]}") 2>/dev/null
 echo "   nothing else is done by this script: node$S's agent notices the silence and takes over"
-echo "   once node3 grants it the lease (node$P's lease must have run out first: about 2.5 s)"
+echo "   once node3 grants it the lease (node$P's lease must have run out first, + 200 ms: about 1-1.2 s after the kill)"
 sk_wait_for 20 sk_client curl -fsS --max-time 0.5 -o /dev/null "http://$VIP/hello.txt"
 t1=$(date +%s%N)
 echo "   the client reaches the application again after $(( (t1 - t0) / 1000000 )) ms"
