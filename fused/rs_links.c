@@ -317,8 +317,8 @@ int fused_rs_links_complete(struct walker *w)
 		for (size_t i = 0; !l->over && i <= l->mask; i++)
 			if (l->g[i].ino && l->g[i].n < l->g[i].nlink)
 				l->g[i].nlink = l->g[i].found > l->g[i].n ? l->g[i].found : l->g[i].n;
-		sk_debug("resync: %zu hard-link groups with names not listed: %zu directories to list "
-			 "(%llu entries scanned)", want, s.n, (unsigned long long)s.entries);
+		sk_info("resync: %zu hard-link groups with names not listed yet: %zu directories to list "
+			"(%llu entries scanned)", want, s.n, (unsigned long long)s.entries);
 		for (size_t i = 0; i < s.n; i++) {
 			int dfd = openat(s.dirs[i], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
