@@ -507,6 +507,9 @@ static int apply_create(struct fused *f, struct rx *x, const struct sk_rmsg_op *
 		umask(0);
 		if (rc == 0 && (rc = hput(x, op->fh, fd)) < 0)
 			close(fd);
+		/* the directory's mtime the primary chose before it created (file.c) */
+		if (rc == 0 && (op->valid & SK_RV_P1MTIME) && dir_mtime(pfd, &op->p1_mtime) < 0)
+			rc = -errno;
 		parent_put(pfd);
 		return rc;
 	}

@@ -1,5 +1,6 @@
 /* fused/ctl.c: local control socket (root only): one JSON request per line -> one JSON reply per line. */
 #include "fused.h"
+#include "ops.h"
 #include "resync.h"
 
 #include <errno.h>
@@ -164,6 +165,12 @@ static struct json_object *status(struct fused *f)
 	json_object_object_add(o, "seq_acked", json_object_new_int64((int64_t)acked));
 	json_object_object_add(o, "inflight_ops", json_object_new_int64((int64_t)(sent - acked)));
 	json_object_object_add(o, "inflight_bytes", json_object_new_int64((int64_t)bytes));
+	if (f->role == FUSED_PRIMARY) { /* fuseio.c: what the kernel asks before a write */
+		json_object_object_add(o, "killpriv_v2",
+				       json_object_new_boolean(atomic_load(&fused_killpriv_v2)));
+		json_object_object_add(o, "cap_queries",
+				       json_object_new_int64((int64_t)atomic_load(&fused_cap_queries)));
+	}
 	r = json_object_new_object();
 	json_object_object_add(r, "state", json_object_new_string(rs[f->rs_state]));
 	progress(f, r);

@@ -64,12 +64,70 @@ static bool wants_write(int flags)
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
+/*
+ * FUSE_HANDLE_KILLPRIV_V2 (fuseio.c): the kernel leaves clearing the set-id bits to us and
+ * says per request whether the caller lacks CAP_FSETID. skfused writes with its own
+ * capabilities, so the backing file system would keep them: cleared here, as the VFS does.
+ */
+static bool caller_in_group(fuse_req_t req, gid_t g)
+{
+	gid_t small[64], *list = small;
+	int n = fuse_req_getgroups(req, 64, small), i;
+	bool in = fuse_req_ctx(req)->gid == g;
+
+	if (n > 64 && (list = calloc((size_t)n, sizeof(*list))) != NULL)
+		n = fuse_req_getgroups(req, n, list);
+	else if (n > 64)
+		n = 64;
+	for (i = 0; i < n && !in; i++)
+		in = list[i] == g;
+	if (list != small)
+		free(list);
+	return in;
+}
+
+int fused_kill_suidgid(fuse_req_t req, fuse_ino_t ino, int fd)
+{
+	struct stat st;
+	char pp[64];
+	mode_t m;
+
+	if (!fused_req_kill_suidgid() || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return -1;
+	m = st.st_mode & 07777 & ~(mode_t)S_ISUID;
+	/* as the VFS: S_ISGID goes when the group may execute, or when the caller (without
+	 * CAP_FSETID, which the request's flag says) is not in the file's group */
+	if ((m & S_ISGID) && ((m & S_IXGRP) || !caller_in_group(req, st.st_gid)))
+		m &= ~(mode_t)S_ISGID;
+	if (m == (st.st_mode & 07777))
+		return -1;
+	fused_procpath(pp, sizeof(pp), fd); /* fd may be O_PATH */
+	if (chmod(pp, m) < 0) {
+		sk_warn("cannot clear the set-id bits of a written file: %s", strerror(errno));
+		return -1;
+	}
+	fused_dn_ino(ino, FUSED_DF_META, 0, 0);
+	return (int)m;
+}
+
+/* The mode fused_kill_suidgid set, to the peer by handle, ahead of the operation's own frame. */
+static void kill_send(uint64_t fh_id, int mode)
+{
+	struct sk_rmsg_op op = { .type = SK_RMSG_SETATTR, .valid = SK_RV_MODE, .fh = fh_id };
+	struct fused_reply none = { .kind = R_NONE };
+
+	op.mode = (uint32_t)mode;
+	if (mode >= 0 && fh_id && fused_active())
+		fused_repl_submit(F(), &op, NULL, 0, NULL, &none);
+}
+
 void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct sk_rmsg_op op = { .type = SK_RMSG_OPEN };
 	struct fused_reply r = { .kind = R_OPEN };
 	bool repl = wants_write(fi->flags);
 	struct stat ost;
+	int kmode;
 	struct fused_fh *fh;
 	char pp[64];
 	int fd, rc = 0, ifd = fused_ino_get(ino);
@@ -111,6 +169,7 @@ void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uintptr_t)fh;
 	fi->keep_cache = 1;
 	r.fi = *fi;
+	kmode = (fi->flags & O_TRUNC) ? fused_kill_suidgid(req, ino, fd) : -1;
 	if (fused_active()) {
 		struct stat st;
 
@@ -130,6 +189,21 @@ void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			op.flags |= SK_RO_TRUNC;
 			if (fstat(fd, &st) == 0)
 				fused_op_times(&op, &st);
+		}
+		if (kmode >= 0) { /* the handle first, then its mode: the reply waits for both */
+			struct fused_dn_mark m;
+			int deferred;
+
+			fused_dn_begin(&m);
+			fused_repl_submit(F(), &op, NULL, 0, NULL, &(struct fused_reply){ .kind = R_NONE });
+			op = (struct sk_rmsg_op){ .type = SK_RMSG_SETATTR, .valid = SK_RV_MODE, .fh = fh->id,
+						  .mode = (uint32_t)kmode };
+			deferred = fused_active() && fused_repl_submit(F(), &op, NULL, 0, req, &r);
+			fused_dn_end(&m);
+			pthread_mutex_unlock(&F()->stream_mu);
+			if (!deferred)
+				fused_reply_send(req, &r);
+			return;
 		}
 	}
 	fused_commit(&op, NULL, 0, req, &r);
@@ -155,6 +229,7 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct stat st, pre;
 	struct fused_dn_mark m;
 	uint64_t trunc_from = 0;
+	struct timespec dmt = { 0, UTIME_OMIT };
 	bool existed;
 
 	if (!fh) {
@@ -182,6 +257,11 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		op.len = ctx->umask;
 		op.flags = SK_RO_ASCALLER | (fi->flags & O_EXCL ? SK_RO_EXCL : 0) |
 			   (fi->flags & O_TRUNC ? SK_RO_TRUNC : 0);
+		/* the directory's new mtime, chosen now and set by both after their create (as a
+		 * write's mtime): one frame, not a second one with the time the create left here */
+		clock_gettime(CLOCK_REALTIME, &dmt);
+		op.p1_mtime = (struct sk_rmsg_ts){ dmt.tv_sec, (uint32_t)dmt.tv_nsec };
+		op.valid |= SK_RV_P1MTIME;
 		r.fi = *fi;
 		fused_repl_submit_held(F(), &op, NULL, 0, req, &r, &seq);
 		ahead = true;
@@ -208,16 +288,11 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	/* a new file is sent whole: the peer may hold an older file of that name (its holes too) */
 	fused_dn_ino(r.e.ino, FUSED_DF_META | (existed ? 0 : FUSED_DF_WHOLE), 0, trunc_from);
 	if (ahead) {
-		/* the directory's mtime as it is here now (the file's own comes with its close) */
-		struct sk_rmsg_op t = { .type = SK_RMSG_SETATTR, .valid = SK_RV_MTIME };
-		struct fused_reply none = { .kind = R_NONE };
+		/* the directory's mtime the peer was sent (the file's own comes with its close) */
+		struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, dmt };
 
-		if (fstat(pfd, &st) == 0 && (n = fused_inode_path(F(), parent, fused_tp2, sizeof(fused_tp2))) >= 0) {
-			t.path1 = fused_tp2;
-			t.path1_len = (uint16_t)n;
-			t.mtime = (struct sk_rmsg_ts){ st.st_mtim.tv_sec, (uint32_t)st.st_mtim.tv_nsec };
-			fused_repl_submit(F(), &t, NULL, 0, NULL, &none);
-		}
+		if (utimensat(pfd, "", tv, AT_EMPTY_PATH) < 0 && seq)
+			fused_peer_lost(F(), gen, "cannot set the directory mtime the peer was sent");
 		fused_dn_end(&m);
 		fused_ino_put(parent, pfd);
 		pthread_mutex_unlock(&F()->stream_mu);
@@ -366,7 +441,7 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 	uint64_t seq = 0, gen = F()->conn_gen;
 	struct fused_dn_mark m;
 	struct timespec mt = { 0, UTIME_OMIT };
-	int deferred = 0;
+	int deferred = 0, kmode;
 	ssize_t n;
 
 	pthread_mutex_lock(&F()->stream_mu);
@@ -378,11 +453,15 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 	/* the peer may have it all: the whole request counts, whatever is written here;
 	 * staged before the frames go, so the activity log has it first (fused_dn_begin) */
 	fused_dn_ino(ino, 0, (uint64_t)off, size);
+	kmode = size ? fused_kill_suidgid(req, ino, fh->fd) : -1; /* the set-id bits go before the data */
 	fused_dn_begin(&m);
 	if (fused_active() && fh->id) {
 		struct fused_reply none = { .kind = R_NONE };
 		size_t done = 0;
-		bool bg = size >= LOCAL_BG_MIN && local_post(fh->fd, data, size, off);
+		bool bg;
+
+		kill_send(fh->id, kmode);
+		bg = size >= LOCAL_BG_MIN && local_post(fh->fd, data, size, off);
 
 		/*
 		 * Pieces of fused_write_chunk bytes: the MAC of one piece, its transfer and
@@ -738,6 +817,8 @@ void fused_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const c
 	xattr_change(req, ino, name, value ? value : "", size, flags);
 }
 
+atomic_uint_fast64_t fused_cap_queries;
+
 /* getxattr and listxattr share FUSE's size protocol: size 0 asks only for the length. */
 static void reply_xattr_query(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
@@ -747,6 +828,8 @@ static void reply_xattr_query(fuse_req_t req, fuse_ino_t ino, const char *name, 
 	int fd, e;
 	ssize_t n;
 
+	if (cap)
+		atomic_fetch_add(&fused_cap_queries, 1);
 	if (cap && fused_inode_nocap(F(), ino))
 		return (void)fuse_reply_err(req, ENODATA); /* once per write: no syscall */
 	if (size && !(buf = malloc(size)))

@@ -51,6 +51,7 @@ struct fused_fh {
 };
 
 struct fused_inode;
+struct fused_ackring;
 
 /* A growable list of names: one directory's entries during a resync (both sides). */
 struct fused_names {
@@ -148,7 +149,7 @@ struct fused {
 	pthread_mutex_t peer_mu;
 	pthread_mutex_t pend_mu;
 	pthread_cond_t pend_cv;
-	struct fused_pending *ring;
+	struct fused_ackring *ack;  /* frames in flight (ackring.h), under pend_mu */
 	_Atomic uint64_t seq_sent;  /* last seq registered (this connection) */
 	_Atomic uint64_t seq_acked; /* the status and the budget thread read these two lock-free */
 	_Atomic uint64_t inflight_bytes;
@@ -203,6 +204,8 @@ int fused_fd_path(struct fused *f, int fd, char *buf, size_t cap);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops fused_ops;
+/* fuseio.c: after fuse_session_mount, before the loop: FUSE_HANDLE_KILLPRIV_V2 (ops.h). */
+int fused_fuseio_attach(struct fuse_session *se);
 
 /* repl.c (primary) */
 int fused_repl_start(struct fused *f);

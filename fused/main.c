@@ -306,6 +306,7 @@ static int run_primary(struct fused *f)
 		fuse_session_destroy(f->se);
 		return -EIO;
 	}
+	fused_fuseio_attach(f->se); /* ops.h: FUSE_HANDLE_KILLPRIV_V2; without it, as before */
 	rc = fused_repl_start(f);
 	if (rc == 0)
 		rc = fused_ctl_start(f);

@@ -354,6 +354,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct fused_reply r = { .kind = R_ATTR };
 	char pp[64];
 	int fd = fused_ino_get(ino), rc = 0;
+	bool killed = false;
 	struct stat st;
 
 	if (fd < 0)
@@ -393,6 +394,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			goto fail;
 		op.valid |= SK_RV_SIZE;
 		op.len = (uint64_t)attr->st_size;
+		/* a truncate by a caller without CAP_FSETID clears the set-id bits (fuseio.c) */
+		killed = fused_kill_suidgid(req, ino, fh ? fh->fd : fd) >= 0;
 	}
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
 		struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
@@ -428,7 +431,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		op.path1_len = op.fh ? 0 : (uint16_t)n;
 		/* chown may clear set-id bits: send the resulting mode whenever owners or mode changed */
 		if (!S_ISLNK(r.attr.st_mode) &&
-		    (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+		    (killed || (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))) {
 			op.valid |= SK_RV_MODE;
 			op.mode = r.attr.st_mode & 07777;
 		}

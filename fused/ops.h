@@ -46,6 +46,22 @@ bool fused_inode_nocap(struct fused *f, fuse_ino_t ino);
 void fused_inode_set_nocap(struct fused *f, fuse_ino_t ino, uint64_t gen);
 void fused_inode_cap_changed(struct fused *f);
 
+/*
+ * fuseio.c: /dev/fuse through libfuse's custom io, to answer INIT with FUSE_HANDLE_KILLPRIV_V2
+ * (SKFUSED_KILLPRIV_V2=0: not offered) and keep each request's "kill set-id bits" flag.
+ */
+extern atomic_bool fused_killpriv_v2; /* negotiated with the kernel */
+extern atomic_uint_fast64_t fused_cap_queries; /* security.capability GETXATTRs (file.c) */
+/* The request this thread runs (WRITE, SETATTR, OPEN, CREATE) asked to kill set-id bits. */
+bool fused_req_kill_suidgid(void);
+/*
+ * file.c, stream_mu held: if the request asked for it, clear S_ISUID (and S_ISGID when the
+ * group may execute or the caller is not in the file's group) of the regular file fd (any fd,
+ * O_PATH too) here and stage its metadata as changed; returns the new mode (07777 bits) for
+ * the caller to replicate, -1 if unchanged.
+ */
+int fused_kill_suidgid(fuse_req_t req, fuse_ino_t ino, int fd);
+
 /* file.c */
 void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,

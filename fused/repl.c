@@ -1,4 +1,5 @@
-/* fused/repl.c: the primary's ordered stream to the peer: send, pending ring, acks, budget, reconnect. */
+/* fused/repl.c: the primary's ordered stream to the peer: send, acks (ring in ackring.c), budget, reconnect. */
+#include "ackring.h"
 #include "fault.h"
 #include "fence.h"
 #include "fused.h"
@@ -179,35 +180,26 @@ void fused_reply_send(fuse_req_t req, const struct fused_reply *r)
 	}
 }
 
-struct batch {
-	int n;
-	fuse_req_t req[REPLY_BATCH];
-	struct fused_reply r[REPLY_BATCH];
-};
-
-static void batch_flush(struct batch *b)
+/* Under pend_mu: the counters the status, the budget and the tracker read, from the ring. */
+static void ring_sync(struct fused *f)
 {
-	for (int i = 0; i < b->n; i++)
-		fused_reply_send(b->req[i], &b->r[i]);
-	b->n = 0;
+	atomic_store(&f->seq_sent, f->ack->sent);
+	atomic_store(&f->seq_acked, f->ack->acked);
+	atomic_store(&f->inflight_bytes, f->ack->bytes);
+	f->inflight_cost = f->ack->cost;
 }
 
-static void hist_add(struct fused *f, uint64_t us)
+/* Under pend_mu: answer n due requests outside the lock (it is dropped and taken again). */
+static __thread struct fused_ackring_due t_due[REPLY_BATCH];
+
+static void due_flush(struct fused *f, long n)
 {
-	int i = 0;
-
-	while (us > 1 && i < FUSED_HIST - 1) {
-		us >>= 1;
-		i++;
-	}
-	f->hist[i]++;
+	pthread_cond_broadcast(&f->pend_cv);
+	pthread_mutex_unlock(&f->pend_mu);
+	for (long i = 0; i < n; i++)
+		fused_reply_send(t_due[i].req, &t_due[i].r);
+	pthread_mutex_lock(&f->pend_mu);
 }
-
-/*
- * Retire pending slots up to `upto` (under pend_mu), replying in batches
- * outside the lock. Returns with pend_mu held.
- */
-static __thread struct batch t_batch;
 static uint64_t rs_dec_seq; /* the window shrinks again only for frames sent after this one */
 static uint64_t rs_busy_us, rs_busy_cost; /* drained while frames were in flight, this period */
 static uint64_t rs_rate;                  /* cost units per second the peer drains (EWMA) */
@@ -253,54 +245,38 @@ static void rs_adapt(struct fused *f, uint64_t seq, uint64_t lat_us)
 	f->rs_win = (uint32_t)(w < RS_WIN_MIN ? RS_WIN_MIN : w > RS_WIN_MAX ? RS_WIN_MAX : w);
 }
 
+/*
+ * Retire the frames up to `upto` (under pend_mu; upto <= what was sent), answering
+ * the requests now due in batches outside the lock. Returns with pend_mu held.
+ */
 static void retire(struct fused *f, uint64_t upto, bool count_latency)
 {
-	struct batch *b = &t_batch;
-	uint64_t now = sk_now_us(), drained = 0, lat = 0;
-	bool ack = count_latency && upto > f->seq_acked; /* from the peer: it makes progress */
+	struct fused_ackring_stat st = { 0 };
+	const struct fused_pending *p = fused_ackring_get(f->ack, upto);
+	uint64_t now = sk_now_us(), lat = 0;
+	bool ack = count_latency && upto > f->ack->acked; /* from the peer: it makes progress */
+	long n;
 
-	if (ack && f->ring[upto % FUSED_RING].seq == upto)
-		lat = now - f->ring[upto % FUSED_RING].t_us;
-	while (f->seq_acked < upto) {
-		uint64_t s = f->seq_acked + 1;
-		struct fused_pending *p = &f->ring[s % FUSED_RING];
-
-		if (p->seq == s) {
-			if (count_latency && p->req) /* what an application waited for */
-				hist_add(f, now - p->t_us);
-			f->inflight_bytes -= p->bytes;
-			f->inflight_cost -= p->cost;
-			drained += p->cost;
-			if (p->held) {
-				p->acked = true; /* its local apply is still running: that thread replies */
-			} else if (p->req) {
-				b->req[b->n] = p->req;
-				b->r[b->n] = p->r;
-				b->n++;
-			}
-			if (!p->held)
-				p->req = NULL;
-		}
-		f->seq_acked = s;
-		if (b->n == REPLY_BATCH) {
-			pthread_cond_broadcast(&f->pend_cv);
-			pthread_mutex_unlock(&f->pend_mu);
-			batch_flush(b);
-			pthread_mutex_lock(&f->pend_mu);
-		}
+	if (ack && p)
+		lat = now - p->t_us;
+	for (;;) {
+		n = fused_ackring_ack(f->ack, upto, now, t_due, REPLY_BATCH,
+				      count_latency ? f->hist : NULL, &st);
+		ring_sync(f);
+		if (n < 0 || f->ack->acked >= upto)
+			break;
+		due_flush(f, n); /* t_due is full: answer, then go on */
 	}
 	if (ack) {
 		if (lat)
 			rs_adapt(f, upto, lat);
-		rs_drain(f, now, drained); /* the lock may have been dropped: count, not difference */
+		rs_drain(f, now, st.drained_cost); /* the lock may have been dropped: count, not difference */
 		f->last_ack_us = now;
 	}
-	pthread_cond_broadcast(&f->pend_cv);
-	if (b->n) {
-		pthread_mutex_unlock(&f->pend_mu);
-		batch_flush(b);
-		pthread_mutex_lock(&f->pend_mu);
-	}
+	if (n > 0)
+		due_flush(f, n);
+	else
+		pthread_cond_broadcast(&f->pend_cv);
 }
 
 /* ---- peer loss ---- */
@@ -341,7 +317,6 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 	struct iovec iov[4];
 	struct sk_rmsg_op o = *op;
 	uint64_t gen = f->conn_gen, seq, deadline;
-	struct fused_pending *p;
 	long hl;
 	int rc, waits;
 
@@ -358,8 +333,7 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 
 	pthread_mutex_lock(&f->pend_mu);
 	deadline = sk_now_us() + (uint64_t)f->budget_ms * 1000;
-	while (atomic_load(&f->connected) && (f->seq_sent + 1 - f->seq_acked > FUSED_RING ||
-					      f->ring[(f->seq_sent + 1) % FUSED_RING].held)) {
+	while (atomic_load(&f->connected) && !fused_ackring_room(f->ack)) {
 		struct timespec ts;
 
 		if (sk_now_us() >= deadline)
@@ -376,31 +350,24 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 		pthread_mutex_unlock(&f->pend_mu);
 		return 0;
 	}
-	if (f->seq_sent + 1 - f->seq_acked > FUSED_RING ||
-	    f->ring[(f->seq_sent + 1) % FUSED_RING].held) {
+	if (!fused_ackring_room(f->ack)) {
 		pthread_mutex_unlock(&f->pend_mu);
 		fused_peer_lost(f, gen, "in-flight window full past the budget");
 		return 0;
 	}
-	sk_chan_seal(&f->chan, fh, mac, op->type, 0, f->module_id, iov + 1, 2);
-	seq = f->chan.tx_seq;
+	if (sk_chan_seal(&f->chan, fh, mac, op->type, 0, f->module_id, iov + 1, 2) < 0 ||
+	    f->chan.tx_seq != f->ack->sent + 1) { /* the ring numbers frames as the channel does */
+		pthread_mutex_unlock(&f->pend_mu);
+		fused_peer_lost(f, gen, "cannot seal a frame");
+		return 0;
+	}
 	waits = req && f->mode != SK_REPL_ASYNC;
-	p = &f->ring[seq % FUSED_RING];
-	p->seq = seq;
-	p->t_us = sk_now_us();
-	p->bytes = (uint32_t)(dlen + (size_t)hl);
-	p->cost = frame_cost(op->type, dlen);
-	p->type = op->type;
-	p->req = waits ? req : NULL;
-	p->held = waits && seq_out;
-	p->acked = false;
+	seq = fused_ackring_push(f->ack, sk_now_us(), (uint32_t)(dlen + (size_t)hl),
+				 frame_cost(op->type, dlen), op->type, waits ? req : NULL, r,
+				 waits && seq_out);
 	if (seq_out)
 		*seq_out = waits ? seq : 0;
-	if (waits && r)
-		p->r = *r;
-	f->seq_sent = seq;
-	f->inflight_bytes += p->bytes;
-	f->inflight_cost += p->cost;
+	ring_sync(f);
 	pthread_mutex_unlock(&f->pend_mu);
 
 	iov[0] = (struct iovec){ .iov_base = fh, .iov_len = sizeof(fh) };
@@ -431,21 +398,14 @@ int fused_repl_submit_held(struct fused *f, const struct sk_rmsg_op *op, const v
 
 void fused_repl_local_done(struct fused *f, uint64_t seq, const struct fused_reply *r)
 {
-	struct fused_pending *p = &f->ring[seq % FUSED_RING];
 	fuse_req_t req = NULL;
+	bool now;
 
 	pthread_mutex_lock(&f->pend_mu);
-	if (p->seq == seq && p->held) {
-		p->r = *r;
-		p->held = false;
-		if (p->acked) { /* the ack came first: reply now */
-			req = p->req;
-			p->req = NULL;
-		}
-		pthread_cond_broadcast(&f->pend_cv);
-	}
+	now = fused_ackring_local_done(f->ack, seq, r, &req); /* the ack came first: reply now */
+	pthread_cond_broadcast(&f->pend_cv); /* the slot may be free again */
 	pthread_mutex_unlock(&f->pend_mu);
-	if (req)
+	if (now)
 		fused_reply_send(req, r);
 }
 
@@ -791,8 +751,7 @@ static void *conn_main(void *arg)
 		atomic_store(&ka_at_us, 0);
 		atomic_store(&ka_busy_us, 0);
 		atomic_store(&ka_count, 0);
-		for (unsigned i = 0; i < FUSED_RING; i++)
-			f->ring[i].seq = 0;
+		fused_ackring_reset(f->ack);
 		atomic_store(&f->connected, true);
 		pthread_mutex_unlock(&f->pend_mu);
 		pthread_mutex_unlock(&f->peer_mu);
@@ -865,9 +824,9 @@ static void *budget_main(void *arg)
 		alive = busy || now <= f->last_ack_us + limit_us;
 		if (atomic_load(&f->connected) && f->seq_acked < f->seq_sent) {
 			uint64_t s = f->seq_acked + 1;
-			struct fused_pending *p = &f->ring[s % FUSED_RING];
+			const struct fused_pending *p = fused_ackring_get(f->ack, s);
 
-			if (p->seq == s && now > p->t_us + limit_us) {
+			if (p && now > p->t_us + limit_us) {
 				age = now - p->t_us;
 				t_old = p->type;
 				quiet = now - f->last_ack_us;
@@ -878,8 +837,8 @@ static void *budget_main(void *arg)
 				/* frames go out in time order: only the prefix over the limit
 				 * can hold an application's request that is over it */
 				for (; !stalled && !late && s <= f->seq_sent; s++) {
-					p = &f->ring[s % FUSED_RING];
-					if (p->seq != s || now <= p->t_us + limit_us)
+					p = fused_ackring_get(f->ack, s);
+					if (!p || now <= p->t_us + limit_us)
 						break;
 					if (p->req && atomic_load(&f->resyncing) && alive &&
 					    now <= p->t_us + 2 * limit_us)
@@ -928,8 +887,8 @@ int fused_repl_start(struct fused *f)
 	f->sock = -1;
 	f->fh_list.next = f->fh_list.prev = &f->fh_list;
 	atomic_store(&f->fh_next, 1);
-	f->ring = calloc(FUSED_RING, sizeof(*f->ring));
-	if (!f->ring)
+	f->ack = calloc(1, sizeof(*f->ack));
+	if (!f->ack || fused_ackring_init(f->ack, FUSED_RING) < 0)
 		return -ENOMEM;
 	rc = fused_rs_init(f);
 	if (rc < 0)

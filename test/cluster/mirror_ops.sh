@@ -91,6 +91,30 @@ else
 	sk_diag "$mtimes"
 fi
 
+# A create carries the directory's new mtime (chosen before either side creates, set by both):
+# once create() returns, the secondary's directory mtime is the primary's, to the ns.
+dmt=$("$MT_PY" - "$MT_DIR1" "$MT_BACK1" "$MT_DIR2" <<'PY'
+import os, sys
+mnt, back, sec = sys.argv[1:4]
+os.mkdir(os.path.join(mnt, "dmtime"))
+bad, fds = [], []
+for i in range(30):
+    fds.append(os.open(os.path.join(mnt, "dmtime", "f%d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
+    p, s = os.stat(os.path.join(back, "dmtime")), os.stat(os.path.join(sec, "dmtime"))
+    if p.st_mtime_ns != s.st_mtime_ns:
+        bad.append("create %d: primary %d secondary %d" % (i, p.st_mtime_ns, s.st_mtime_ns))
+for fd in fds:
+    os.close(fd)
+print(len(bad), *bad[:3])
+PY
+)
+if [ "$dmt" = 0 ]; then
+	sk_ok "after each of 30 creates (files still open) the secondary's directory mtime equals the primary's, in ns"
+else
+	sk_not_ok "after each of 30 creates (files still open) the secondary's directory mtime equals the primary's, in ns"
+	sk_diag "$dmt"
+fi
+
 # skfused answers the kernel's security.capability query before each write from a per-inode
 # "none" it remembers: a capability set through the mount must be seen at once, here and on the
 # secondary, and a write must leave both sides with the same answer.
@@ -120,6 +144,81 @@ if [ "$(cut -d' ' -f1-4 <<<"$caps")" = "True True True True" ]; then
 else
 	sk_not_ok "security.capability set after writes is seen on the mount and the secondary; a write leaves both sides alike"
 	sk_diag "$caps"
+fi
+
+# FUSE_HANDLE_KILLPRIV_V2: the kernel asks for security.capability once per file, not before
+# every write (a FUSE round trip each), and skfused clears the set-id bits itself where the VFS
+# would: a write, truncate or O_TRUNC open by a caller without CAP_FSETID; S_ISGID when the
+# group may execute or the caller is not in the file's group; never for root. Each outcome is compared with a plain directory's, and the
+# secondary must end with the same modes.
+if [ "$(mt_st 1 killpriv_v2)" = True ] || [ "$(mt_st 1 killpriv_v2)" = true ]; then
+	sk_ok "FUSE_HANDLE_KILLPRIV_V2 negotiated with the kernel"
+else
+	sk_not_ok "FUSE_HANDLE_KILLPRIV_V2 negotiated with the kernel (status: $(mt_st 1 killpriv_v2))"
+fi
+q0=$(mt_st 1 cap_queries)
+"$MT_PY" -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY, 0o644)
+for i in range(200):
+    os.pwrite(fd, b"k" * 4096, i * 4096)
+os.close(fd)' "$MT_DIR1/kp-writes"
+q1=$(mt_st 1 cap_queries)
+if [ -n "$q0" ] && [ -n "$q1" ] && [ $((q1 - q0)) -le 2 ]; then
+	sk_ok "200 writes to one file: $((q1 - q0)) security.capability queries from the kernel (at most 2)"
+else
+	sk_not_ok "200 writes to one file: at most 2 security.capability queries from the kernel ($q0 -> $q1)"
+fi
+kp_plain=$SK_TMP/kp-plain
+mkdir -p "$kp_plain" "$MT_DIR1/kp"
+chmod 0777 "$kp_plain" "$MT_DIR1/kp"
+for d in "$kp_plain" "$MT_DIR1/kp"; do
+	for spec in w_ug:6777 w_g_nox:2766 w_u:4766 t_ug:6777 t_u:4777 o_ug:6777 o_g:2767 r_ug:6777 r_t:6777; do
+		printf 'fixture\n' >"$d/${spec%%:*}"
+		chmod "${spec#*:}" "$d/${spec%%:*}"
+	done
+done
+kp_run() {  # kp_run DIR: as nobody (no capabilities) then as root, one "name mode" line per file
+	setpriv --reuid 65534 --regid 65534 --clear-groups "$MT_PY" -c '
+import os, sys
+d = sys.argv[1]
+def w(n):
+    fd = os.open(os.path.join(d, n), os.O_WRONLY)
+    os.pwrite(fd, b"w", 2)
+    os.close(fd)
+for n in ("w_ug", "w_g_nox", "w_u"):
+    w(n)
+for n in ("t_ug", "t_u"):
+    os.truncate(os.path.join(d, n), 3)
+for n in ("o_ug", "o_g"):
+    os.close(os.open(os.path.join(d, n), os.O_WRONLY | os.O_TRUNC))' "$1"
+	"$MT_PY" -c '
+import os, sys
+d = sys.argv[1]
+fd = os.open(os.path.join(d, "r_ug"), os.O_WRONLY)
+os.pwrite(fd, b"r", 1)
+os.close(fd)
+os.truncate(os.path.join(d, "r_t"), 2)' "$1"
+}
+kp_modes() { (cd "$1" && for n in w_ug w_g_nox w_u t_ug t_u o_ug o_g r_ug r_t; do stat -c "%n %a" "$n"; done | tr '\n' ' '); }
+kp_run "$kp_plain"
+kp_run "$MT_DIR1/kp"
+want=$(kp_modes "$kp_plain")
+got=$(kp_modes "$MT_DIR1/kp")
+if [ "$got" = "$want" ] && [[ "$want" == "w_ug 777 w_g_nox 766 w_u 766 t_ug 777 t_u 777 o_ug 777 o_g 767 r_ug 6777 "* ]]; then
+	sk_ok "set-id bits after writes, truncates, O_TRUNC opens by nobody and by root: as on a plain directory ($got)"
+else
+	sk_not_ok "set-id bits after writes, truncates, O_TRUNC opens by nobody and by root: as on a plain directory"
+	sk_diag "plain: $want"
+	sk_diag "mount: $got"
+fi
+mt_wait_synced 20 >/dev/null
+sec=$(kp_modes "$MT_DIR2/kp")
+if [ "$sec" = "$want" ]; then
+	sk_ok "the secondary has the same modes after them"
+else
+	sk_not_ok "the secondary has the same modes after them"
+	sk_diag "secondary: $sec"
 fi
 
 # The mount shows the backing tree as it is (st_* from the backing fs), with no view of its own.

@@ -1,0 +1,130 @@
+/* fused/fuseio.c: the primary's /dev/fuse reads and replies (libfuse custom io), for FUSE_HANDLE_KILLPRIV_V2. */
+#include "ops.h"
+
+#include <errno.h>
+#include <linux/fuse.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/*
+ * Why: the kernel asks a FUSE filesystem for "security.capability" before every
+ * write (a whole round trip: two wake-ups of the writer and of a worker) unless
+ * the filesystem kills set-id bits and capabilities itself, which it says with
+ * FUSE_HANDLE_KILLPRIV_V2 in its INIT reply (the kernel then sets SB_NOSEC and
+ * asks once per inode). libfuse 3.14 neither offers that flag nor passes on the
+ * kill flags of requests, so both are done here, on the raw bytes: the INIT
+ * request tells whether the kernel offers it, the INIT reply gets the flag, and
+ * the WRITE / SETATTR / OPEN / CREATE requests' kill flags are kept for the
+ * thread that reads them, which is the thread that runs their operation (the
+ * multi-threaded loop reads and processes a request in the same worker).
+ * What skfused then owes (file.c, ops.c): clear S_ISUID, and S_ISGID when the
+ * group may execute, on a write, truncate or O_TRUNC open whose request says so
+ * (the caller lacks CAP_FSETID), and replicate the mode. The backing file
+ * system drops security.capability on write, truncate and chown by itself, on
+ * both nodes, and clears the set-id bits on chown (skfused's chown replicates the
+ * resulting mode).
+ */
+static _Atomic uint64_t init_unique; /* the INIT request whose reply gets the flag; 0 none */
+static bool want_v2 = true;
+atomic_bool fused_killpriv_v2;
+static __thread bool t_kill;
+
+bool fused_req_kill_suidgid(void)
+{
+	return t_kill;
+}
+
+/* A little-endian-agnostic read of a u32 at off of the request's argument, if it is there. */
+static bool arg_u32(const uint8_t *arg, size_t al, size_t off, uint32_t *v)
+{
+	if (al < off + sizeof(*v))
+		return false;
+	memcpy(v, arg + off, sizeof(*v));
+	return true;
+}
+
+static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
+{
+	ssize_t n = read(fd, buf, len);
+	struct fuse_in_header h;
+	const uint8_t *arg = (const uint8_t *)buf + sizeof(h);
+	size_t al;
+	uint32_t v = 0;
+	int e = errno;
+
+	(void)userdata;
+	t_kill = false;
+	if (n < (ssize_t)sizeof(h))
+		return n;
+	memcpy(&h, buf, sizeof(h));
+	al = (size_t)n - sizeof(h);
+	switch (h.opcode) {
+	case FUSE_INIT:
+		if (want_v2 && arg_u32(arg, al, offsetof(struct fuse_init_in, flags), &v) &&
+		    (v & FUSE_HANDLE_KILLPRIV_V2))
+			atomic_store(&init_unique, h.unique);
+		break;
+	case FUSE_WRITE:
+		t_kill = arg_u32(arg, al, offsetof(struct fuse_write_in, write_flags), &v) &&
+			 (v & FUSE_WRITE_KILL_SUIDGID);
+		break;
+	case FUSE_SETATTR:
+		t_kill = arg_u32(arg, al, offsetof(struct fuse_setattr_in, valid), &v) &&
+			 (v & FATTR_KILL_SUIDGID);
+		break;
+	case FUSE_OPEN:
+		t_kill = arg_u32(arg, al, offsetof(struct fuse_open_in, open_flags), &v) &&
+			 (v & FUSE_OPEN_KILL_SUIDGID);
+		break;
+	case FUSE_CREATE:
+		t_kill = arg_u32(arg, al, offsetof(struct fuse_create_in, open_flags), &v) &&
+			 (v & FUSE_OPEN_KILL_SUIDGID);
+		break;
+	default:
+		break;
+	}
+	errno = e;
+	return n;
+}
+
+static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	uint64_t u = atomic_load(&init_unique);
+
+	(void)userdata;
+	if (u && count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header)) {
+		struct fuse_out_header o;
+		size_t off = offsetof(struct fuse_init_out, flags);
+		uint32_t fl;
+
+		memcpy(&o, iov[0].iov_base, sizeof(o));
+		if (o.unique == u && o.error == 0 && iov[1].iov_len >= off + sizeof(fl)) {
+			memcpy(&fl, (uint8_t *)iov[1].iov_base + off, sizeof(fl));
+			/* v1 would make the kernel expect kills on every write, without telling us when */
+			fl = (fl & ~(uint32_t)FUSE_HANDLE_KILLPRIV) | FUSE_HANDLE_KILLPRIV_V2;
+			memcpy((uint8_t *)iov[1].iov_base + off, &fl, sizeof(fl));
+			atomic_store(&init_unique, 0);
+			atomic_store(&fused_killpriv_v2, true);
+		}
+	}
+	return writev(fd, iov, count);
+}
+
+int fused_fuseio_attach(struct fuse_session *se)
+{
+	static const struct fuse_custom_io io = { .read = io_read, .writev = io_writev };
+	const char *env = getenv("SKFUSED_KILLPRIV_V2");
+	int rc;
+
+	want_v2 = !(env && !strcmp(env, "0"));
+	rc = fuse_session_custom_io(se, &io, fuse_session_fd(se));
+	if (rc != 0)
+		sk_warn("cannot hook the FUSE device (%d): the kernel keeps asking for "
+			"security.capability before every write", rc);
+	return rc;
+}
