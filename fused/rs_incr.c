@@ -1,5 +1,5 @@
 /* fused/rs_incr.c: incremental online resync: only what the dirty tracker recorded (directories listed parents first, extents sent as data, metadata), in the live stream. */
-#include "resync.h"
+#include "rs_incr.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -27,7 +27,6 @@
  */
 #define DIRS_MAX (1u << 20) /* directories per round; more wait for the next round */
 #define ROUNDS_MAX 20
-#define ACK_EVERY 32        /* entries between acknowledgement records */
 /* a name that is not in any tree: the checksum request for it is a mere round trip */
 static const char probe_path[] = ".skfused-probe.does-not-exist";
 
@@ -62,8 +61,7 @@ bool fused_rs_incr_usable(struct walker *w)
 	return ok;
 }
 
-/* An O_PATH fd of a tracked handle, only if it is in our tree's file system. */
-static int open_dh(struct fused *f, const struct fused_dh *h, struct stat *st)
+int fused_rs_open_dh(struct fused *f, const struct fused_dh *h, struct stat *st)
 {
 	struct stat rst;
 	union {
@@ -105,8 +103,7 @@ static int by_depth(const void *a, const void *b)
 	return x->depth - y->depth;
 }
 
-/* Inside a directory walked whole in this round: already sent. */
-static bool under(char **walked, size_t n, const char *path)
+bool fused_rs_under(char **walked, size_t n, const char *path)
 {
 	for (size_t i = 0; i < n; i++) {
 		size_t l = strlen(walked[i]);
@@ -117,18 +114,7 @@ static bool under(char **walked, size_t n, const char *path)
 	return false;
 }
 
-/*
- * The files this resync has sent (by handle; a 64-bit hash, open addressing). Every one of
- * them went after all the shallow listings (first round), so a file the peer says a listing
- * remade without its data (rs_apply.c report_remade) needs nothing more if it is here and has
- * one name (a file with several went to the name its handle opened as).
- */
-struct sentset {
-	uint64_t *v;
-	size_t mask, n;
-};
-
-static uint64_t dh_hash(const struct fused_dh *h)
+uint64_t fused_rs_dh_hash(const struct fused_dh *h)
 {
 	uint64_t x = 14695981039346656037ull ^ (uint64_t)(uint32_t)h->type;
 
@@ -139,7 +125,7 @@ static uint64_t dh_hash(const struct fused_dh *h)
 	return x ? x : 1;
 }
 
-static bool sent_has(const struct sentset *s, uint64_t k)
+bool fused_rs_sent_has(const struct fused_rs_sentset *s, uint64_t k)
 {
 	for (size_t i = k & s->mask; s->v && s->v[i]; i = (i + 1) & s->mask)
 		if (s->v[i] == k)
@@ -147,10 +133,9 @@ static bool sent_has(const struct sentset *s, uint64_t k)
 	return false;
 }
 
-/* Out of memory: the set stays as it is (a remade file not in it is sent again: no harm). */
-static void sent_add(struct sentset *s, uint64_t k)
+void fused_rs_sent_add(struct fused_rs_sentset *s, uint64_t k)
 {
-	if (sent_has(s, k))
+	if (fused_rs_sent_has(s, k))
 		return;
 	if ((s->n + 1) * 2 > s->mask + 1 || !s->v) {
 		size_t nm = s->v ? s->mask * 2 + 1 : 4095;
@@ -178,17 +163,9 @@ static void sent_add(struct sentset *s, uint64_t k)
 		}
 }
 
-struct round {
-	char **walked;
-	size_t n_walked;
-	uint64_t entries;
-	int round; /* 0 first; later rounds follow the peer's FAILED reports */
-	struct sentset sent;
-	uint64_t remade, remade_sent;
-};
 
 /* The tracked directories of this round, parents first. 0, or -ECONNRESET. */
-static int do_dirs(struct walker *w, struct round *rd)
+static int do_dirs(struct walker *w, struct fused_rs_round *rd)
 {
 	struct fused *f = w->f;
 	struct idir *v = NULL;
@@ -210,7 +187,7 @@ static int do_dirs(struct walker *w, struct round *rd)
 		}
 		if (r == 0)
 			break;
-		x.fd = open_dh(f, &x.e.h, &st);
+		x.fd = fused_rs_open_dh(f, &x.e.h, &st);
 		if (x.fd >= 0 && S_ISDIR(st.st_mode)) {
 			pthread_mutex_lock(&f->stream_mu);
 			pl = fused_fd_path(f, x.fd, p, sizeof(p));
@@ -250,10 +227,10 @@ static int do_dirs(struct walker *w, struct round *rd)
 		if (rc == 0 && !fused_rs_live(w))
 			rc = -ECONNRESET;
 		sk_debug("resync: round %d dir entry \"%s\" flags 0x%x%s", rd->round, x->path, x->e.flags,
-			 under(rd->walked, rd->n_walked, x->path) ? " (under a walked one)" : "");
+			 fused_rs_under(rd->walked, rd->n_walked, x->path) ? " (under a walked one)" : "");
 		uint64_t hits = fused_rs_links_hits(w->links);
 
-		if (rc == 0 && !under(rd->walked, rd->n_walked, x->path) &&
+		if (rc == 0 && !fused_rs_under(rd->walked, rd->n_walked, x->path) &&
 		    (dfd = openat(x->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
 			if (x->e.flags & (FUSED_DF_WALK | FUSED_DF_NS)) {
 				/*
@@ -289,7 +266,7 @@ static int do_dirs(struct walker *w, struct round *rd)
 		 */
 		if (rc == 0 && fused_rs_live(w) && fused_rs_links_hits(w->links) == hits)
 			fused_dirty_sent(fused_dirty_g, x->ticket, w->gen, seq_now(f));
-		if (++rd->entries % ACK_EVERY == 0)
+		if (++rd->entries % FUSED_RS_ACK_EVERY == 0)
 			fused_dirty_acked(fused_dirty_g, w->gen, atomic_load(&f->seq_acked));
 		close(x->fd);
 		free(x->path);
@@ -297,144 +274,6 @@ static int do_dirs(struct walker *w, struct round *rd)
 	}
 	free(v);
 	return rc;
-}
-
-/* One extent [off, end) of an open file as RS_DATA frames. false: the file is gone. */
-static bool send_range(struct walker *w, int fd, uint64_t off, uint64_t end)
-{
-	struct fused *f = w->f;
-
-	while (off < end && fused_rs_live(w) && fused_rs_pace(w)) {
-		size_t want = end - off < FUSED_RS_CHUNK ? (size_t)(end - off) : FUSED_RS_CHUNK;
-		struct sk_rmsg_op d = { .type = SK_RMSG_RS_DATA, .off = off };
-		ssize_t n;
-		int pl;
-
-		pthread_mutex_lock(&f->stream_mu);
-		pl = fused_fd_path(f, fd, w->path, sizeof(w->path));
-		if (pl < 0 || !atomic_load(&f->connected)) {
-			pthread_mutex_unlock(&f->stream_mu);
-			return false; /* unlinked meanwhile: its unlink is in the stream */
-		}
-		n = pread(fd, w->buf, want, (off_t)off);
-		if (n <= 0) { /* shorter now: the size goes with the metadata */
-			pthread_mutex_unlock(&f->stream_mu);
-			return true;
-		}
-		d.path1 = w->path;
-		d.path1_len = (uint16_t)pl;
-		fused_repl_submit(f, &d, w->buf, (size_t)n, NULL, NULL);
-		pthread_mutex_unlock(&f->stream_mu);
-		atomic_fetch_add(&fused_rs_stats.read, (uint64_t)n);
-		atomic_fetch_add(&fused_rs_stats.sent, (uint64_t)n);
-		fused_rs_progress_add(f, (uint64_t)n);
-		fused_rs_rate(w, (uint64_t)n);
-		off += (uint64_t)n;
-	}
-	return true;
-}
-
-/*
- * Under the stream lock: the metadata of a tracked non-directory whose path is in
- * w->path. A symlink or device is named through its directory (its own fd would
- * follow it for the xattrs), a file through its fd.
- */
-static void send_meta_of(struct walker *w, int fd, const struct stat *st, size_t pl)
-{
-	char p[PATH_MAX], *slash;
-	int pfd;
-
-	memcpy(p, w->path, pl + 1);
-	if (S_ISREG(st->st_mode))
-		return fused_rs_send_meta(w, fd, NULL, p, pl);
-	slash = strrchr(w->path, '/');
-	if (slash)
-		*slash = '\0';
-	pfd = openat(w->f->root_fd, slash ? w->path : ".", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (pfd >= 0) {
-		fused_rs_send_meta(w, pfd, slash ? slash + 1 : w->path, p, pl);
-		close(pfd);
-	}
-}
-
-/* The tracked non-directories of this round. 0, or -ECONNRESET. */
-static int do_files(struct walker *w, struct round *rd)
-{
-	struct fused *f = w->f;
-
-	for (;;) {
-		struct fused_dentry e;
-		struct stat st;
-		uint64_t ticket;
-		int fd, r, pl;
-		bool ok = true;
-
-		r = fused_dirty_take(fused_dirty_g, false, w->gen, &e, &ticket);
-		if (r <= 0)
-			return r < 0 ? -ECONNRESET : 0;
-		fd = open_dh(f, &e.h, &st);
-		if (fd >= 0 && rd->n_walked) {
-			pthread_mutex_lock(&f->stream_mu);
-			pl = fused_fd_path(f, fd, w->path, sizeof(w->path));
-			pthread_mutex_unlock(&f->stream_mu);
-			if (pl < 0 || under(rd->walked, rd->n_walked, w->path)) {
-				close(fd);
-				fd = -1;
-			}
-		}
-		if (fd >= 0 && S_ISREG(st.st_mode) && (e.n_ext || (e.flags & FUSED_DF_WHOLE))) {
-			char pp[64];
-			int dfd;
-
-			snprintf(pp, sizeof(pp), "/proc/self/fd/%d", fd);
-			dfd = open(pp, O_RDONLY | O_CLOEXEC);
-			if (dfd >= 0 && fstat(dfd, &st) == 0) {
-				if (e.flags & FUSED_DF_WHOLE) {
-					atomic_fetch_add(&f->rs_total_bytes, (uint64_t)st.st_size);
-					ok = send_range(w, dfd, 0, (uint64_t)st.st_size);
-				}
-				for (uint32_t i = 0; ok && !(e.flags & FUSED_DF_WHOLE) && i < e.n_ext; i++) {
-					uint64_t end = e.ext[i].end < (uint64_t)st.st_size ?
-							       e.ext[i].end : (uint64_t)st.st_size;
-
-					if (e.ext[i].off < end)
-						ok = send_range(w, dfd, e.ext[i].off, end);
-				}
-			}
-			if (dfd >= 0)
-				close(dfd);
-		}
-		if (sk_log_enabled(SK_LOG_DEBUG)) {
-			char dp[PATH_MAX];
-			int dl = -1;
-
-			if (fd >= 0) {
-				pthread_mutex_lock(&f->stream_mu);
-				dl = fused_fd_path(f, fd, dp, sizeof(dp));
-				pthread_mutex_unlock(&f->stream_mu);
-			}
-			sk_debug("resync: round %d file entry \"%s\" flags 0x%x, %u extents, fd %d, ok %d",
-				 rd->round, dl >= 0 ? dp : "(no path)", e.flags, e.n_ext, fd, ok);
-		}
-		if (fd >= 0 && ok && S_ISREG(st.st_mode) && st.st_nlink == 1) /* one name: that one */
-			sent_add(&rd->sent, dh_hash(&e.h));
-		/* metadata last (size, owner, mode, xattrs, times): the data above moved mtime */
-		if (fd >= 0 && ok && fused_rs_pace(w)) {
-			pthread_mutex_lock(&f->stream_mu);
-			if (atomic_load(&f->connected) &&
-			    (pl = fused_fd_path(f, fd, w->path, sizeof(w->path))) >= 0)
-				send_meta_of(w, fd, &st, (size_t)pl);
-			pthread_mutex_unlock(&f->stream_mu);
-		}
-		if (fd >= 0)
-			close(fd);
-		fused_dentry_free(&e);
-		if (!fused_rs_live(w))
-			return -ECONNRESET;
-		fused_dirty_sent(fused_dirty_g, ticket, w->gen, seq_now(f));
-		if (++rd->entries % ACK_EVERY == 0)
-			fused_dirty_acked(fused_dirty_g, w->gen, atomic_load(&f->seq_acked));
-	}
 }
 
 /* A path the peer could not use: its deepest existing directory is compared whole, the object sent whole. */
@@ -470,7 +309,7 @@ static void fail_path(struct fused *f, const char *path, struct fused_dnote *out
  * by path, as the full resync visits a file, so the name the peer remade gets the data even
  * when the file has other names. Anything else at that path now: as a failed operation.
  */
-static void send_remade(struct walker *w, struct round *rd, const char *path)
+static void send_remade(struct walker *w, struct fused_rs_round *rd, const char *path)
 {
 	struct fused *f = w->f;
 	struct fused_dnote n[4];
@@ -495,7 +334,7 @@ static void send_remade(struct walker *w, struct round *rd, const char *path)
 		return;
 	}
 	/* a file with several names went to one of them, maybe not the one remade */
-	if (st.st_nlink == 1 && fused_fd_dh(f, fd, &h) == 0 && sent_has(&rd->sent, dh_hash(&h))) {
+	if (st.st_nlink == 1 && fused_fd_dh(f, fd, &h) == 0 && fused_rs_sent_has(&rd->sent, fused_rs_dh_hash(&h))) {
 		close(fd);
 		return;
 	}
@@ -517,7 +356,7 @@ static void send_remade(struct walker *w, struct round *rd, const char *path)
  * next round; files a shallow listing remade are sent now (send_remade). Returns how
  * many reports there were; -1 if some were lost (too many).
  */
-static int drain_failures(struct walker *w, struct round *rd)
+static int drain_failures(struct walker *w, struct fused_rs_round *rd)
 {
 	struct fused *f = w->f;
 	struct fused_rs_fail *l;
@@ -572,7 +411,7 @@ int fused_rs_incr_run(struct walker *w)
 {
 	struct fused *f = w->f;
 	struct fused_dirty_stats ds;
-	struct round rd = { 0 };
+	struct fused_rs_round rd = { 0 };
 	struct sk_rmsg_op end = { .type = SK_RMSG_RS_END };
 	struct sk_rmsg_sums s;
 	uint64_t t0 = sk_now_us(), cur = 0;
@@ -602,11 +441,12 @@ int fused_rs_incr_run(struct walker *w)
 		if (rc == 0) /* every name of the hard-link groups listed, in this session */
 			rc = fused_rs_links_complete(w);
 		if (rc == 0)
-			rc = do_files(w, &rd);
+			rc = fused_rs_files(w, &rd);
 		if (rc < 0)
 			break;
 		for (size_t i = 0; i < rd.n_walked; i++) /* a later round walks afresh */
 			free(rd.walked[i]);
+		fused_rs_files_end(&rd); /* and names afresh */
 		rd.n_walked = 0;
 		nf = drain_failures(w, &rd);
 		if (nf < 0) {
@@ -632,6 +472,7 @@ int fused_rs_incr_run(struct walker *w)
 	}
 	free(rd.walked);
 	free(rd.sent.v);
+	fused_rs_files_end(&rd);
 	fused_rs_links_free(w->links);
 	w->links = NULL;
 	if (rc == 0 && round == ROUNDS_MAX)
@@ -647,14 +488,16 @@ int fused_rs_incr_run(struct walker *w)
 	fused_state_set_in_sync(f, true);
 	atomic_store(&f->rs_done_bytes, atomic_load(&f->rs_total_bytes));
 	f->rs_state = 2;
-	sk_info("resync done in %.1f s (incremental, %d rounds, %llu entries, %llu bytes sent, "
+	sk_info("resync done in %.3f s (incremental, %d rounds, %llu entries, %llu bytes sent, "
 		"%llu read, %llu listings, %llu metadata, %llu of %llu files the peer remade sent "
-		"again)", (double)(sk_now_us() - t0) / 1e6, round + 1,
+		"again, %llu of %llu files the kernel could not name named by a walk)",
+		(double)(sk_now_us() - t0) / 1e6, round + 1,
 		(unsigned long long)rd.entries, (unsigned long long)atomic_load(&fused_rs_stats.sent),
 		(unsigned long long)atomic_load(&fused_rs_stats.read),
 		(unsigned long long)atomic_load(&fused_rs_stats.dirs),
 		(unsigned long long)atomic_load(&fused_rs_stats.meta),
-		(unsigned long long)rd.remade_sent, (unsigned long long)rd.remade);
+		(unsigned long long)rd.remade_sent, (unsigned long long)rd.remade,
+		(unsigned long long)rd.named_by_walk, (unsigned long long)rd.unnamed);
 	return 0;
 }
 
@@ -700,7 +543,7 @@ size_t fused_dirty_paths(struct fused *f, size_t max,
 		fused_dirty_foreach(fused_dirty_g, pcopy_one, &c);
 	for (size_t i = 0; i < c.n; i++) {
 		struct stat st;
-		int fd = open_dh(f, &c.h[i], &st), pl = -1;
+		int fd = fused_rs_open_dh(f, &c.h[i], &st), pl = -1;
 
 		if (fd < 0)
 			continue; /* deleted since: its directory is tracked */
