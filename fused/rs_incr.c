@@ -567,12 +567,10 @@ size_t fused_dirty_paths(struct fused *f, size_t max,
 struct fused_rs_stats fused_rs_stats;
 uint64_t fused_resync_rate;
 /*
- * Opt-in (SKFUSED_RESYNC_INCREMENTAL=1, main.c): with the listing fix (SK_RO_SHALLOW) the empty
- * files are gone, but mirror-equal with peer losses still ends, in about 2 runs of 5, with a
- * hard-link group split on the secondary across an interrupted resync and a later write reaching
- * one of its names only (docs/skfused.md, Limits).
+ * The default since the hard-link groups are listed whole in each session (rs_links.c);
+ * SKFUSED_RESYNC_INCREMENTAL=0 (any value but 1, main.c) forces the full resync.
  */
-bool fused_resync_incremental;
+bool fused_resync_incremental = true;
 
 const char *fused_rs_kind_str(int kind)
 {
