@@ -86,13 +86,44 @@ static bool caller_in_group(fuse_req_t req, gid_t g)
 	return in;
 }
 
-int fused_kill_suidgid(fuse_req_t req, fuse_ino_t ino, int fd)
+/*
+ * copy_file_range and fallocate requests carry no such flag, yet with FUSE_HANDLE_KILLPRIV_V2
+ * the kernel leaves their set-id bits to us too: the caller's effective capabilities tell.
+ * Anything unreadable counts as "lacks it" (the bits go, the safe side).
+ */
+static bool caller_lacks_fsetid(fuse_req_t req)
+{
+	char path[64], line[256];
+	pid_t pid = fuse_req_ctx(req)->pid;
+	bool lacks = true;
+	FILE *fp;
+
+	if (pid <= 0)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (!(fp = fopen(path, "re")))
+		return true;
+	while (fgets(line, sizeof(line), fp))
+		if (!strncmp(line, "CapEff:", 7)) {
+			lacks = !(strtoull(line + 7, NULL, 16) & (1ULL << 4 /* CAP_FSETID */));
+			break;
+		}
+	fclose(fp);
+	return lacks;
+}
+
+/* ask_proc: no flag in the request, look at the caller (only once the file has set-id bits) */
+static int kill_common(fuse_req_t req, fuse_ino_t ino, int fd, bool ask_proc)
 {
 	struct stat st;
 	char pp[64];
 	mode_t m;
 
-	if (!fused_req_kill_suidgid() || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+	if (!ask_proc && !fused_req_kill_suidgid())
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & (S_ISUID | S_ISGID)))
+		return -1;
+	if (ask_proc && !caller_lacks_fsetid(req))
 		return -1;
 	m = st.st_mode & 07777 & ~(mode_t)S_ISUID;
 	/* as the VFS: S_ISGID goes when the group may execute, or when the caller (without
@@ -110,6 +141,17 @@ int fused_kill_suidgid(fuse_req_t req, fuse_ino_t ino, int fd)
 	return (int)m;
 }
 
+int fused_kill_suidgid(fuse_req_t req, fuse_ino_t ino, int fd)
+{
+	return kill_common(req, ino, fd, false);
+}
+
+static int kill_unflagged(fuse_req_t req, fuse_ino_t ino, int fd)
+{
+	/* without V2 the kernel clears them itself (a SETATTR before the request) */
+	return atomic_load(&fused_killpriv_v2) ? kill_common(req, ino, fd, true) : -1;
+}
+
 /* The mode fused_kill_suidgid set, to the peer by handle, ahead of the operation's own frame. */
 static void kill_send(uint64_t fh_id, int mode)
 {
@@ -119,6 +161,26 @@ static void kill_send(uint64_t fh_id, int mode)
 	op.mode = (uint32_t)mode;
 	if (mode >= 0 && fh_id && fused_active())
 		fused_repl_submit(F(), &op, NULL, 0, NULL, &none);
+}
+
+/* fused_commit, with the cleared mode (kmode >= 0) sent first on handle fh_id */
+static void commit_after_kill(uint64_t fh_id, int kmode, struct sk_rmsg_op *op, const void *data,
+			      size_t dlen, fuse_req_t req, const struct fused_reply *r)
+{
+	struct fused_dn_mark m;
+	int deferred = 0;
+
+	if (kmode < 0)
+		return fused_commit(op, data, dlen, req, r);
+	fused_dn_begin(&m);
+	if (fused_active()) {
+		kill_send(fh_id, kmode);
+		deferred = fused_repl_submit(F(), op, data, dlen, req, r);
+	}
+	fused_dn_end(&m);
+	pthread_mutex_unlock(&F()->stream_mu);
+	if (!deferred)
+		fused_reply_send(req, r);
 }
 
 void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -588,10 +650,12 @@ void fused_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off
 	struct sk_rmsg_op op = { .type = SK_RMSG_FALLOCATE };
 	struct fused_reply r = { .kind = R_ERR0 };
 	struct stat st;
+	int kmode;
 
 	pthread_mutex_lock(&F()->stream_mu);
 	if (fallocate(fh->fd, mode, off, len) < 0)
 		return fused_fail(req, -errno);
+	kmode = kill_unflagged(req, ino, fh->fd);
 	if (mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE))
 		fused_dn_ino(ino, FUSED_DF_META | FUSED_DF_WHOLE, 0, 0); /* everything after moved */
 	else if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
@@ -610,7 +674,7 @@ void fused_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off
 		if (fstat(fh->fd, &st) == 0)
 			fused_op_times(&op, &st);
 	}
-	fused_commit(&op, NULL, 0, req, &r);
+	commit_after_kill(fh->id, kmode, &op, NULL, 0, req, &r);
 }
 
 /*
@@ -629,6 +693,7 @@ void fused_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	struct sk_rmsg_op op = { .type = SK_RMSG_WRITE };
 	struct fused_reply r = { .kind = R_WRITE };
 	loff_t oi = off_in, oo = off_out;
+	int kmode;
 	ssize_t n;
 
 	if (!t_copybuf && !(t_copybuf = malloc(COPY_MAX)))
@@ -642,6 +707,7 @@ void fused_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	r.written = (size_t)n;
 	if (n > 0)
 		fused_dn_ino(ino_out, FUSED_DF_META, (uint64_t)off_out, (uint64_t)n);
+	kmode = n > 0 ? kill_unflagged(req, ino_out, out->fd) : -1;
 	if (fused_active() && n > 0) {
 		struct stat st;
 
@@ -655,7 +721,7 @@ void fused_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 		if (fstat(out->fd, &st) == 0)
 			fused_op_times(&op, &st);
 	}
-	fused_commit(&op, t_copybuf, (size_t)n, req, &r);
+	commit_after_kill(out->id, kmode, &op, t_copybuf, (size_t)n, req, &r);
 }
 
 void fused_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,

@@ -148,9 +148,10 @@ fi
 
 # FUSE_HANDLE_KILLPRIV_V2: the kernel asks for security.capability once per file, not before
 # every write (a FUSE round trip each), and skfused clears the set-id bits itself where the VFS
-# would: a write, truncate or O_TRUNC open by a caller without CAP_FSETID; S_ISGID when the
-# group may execute or the caller is not in the file's group; never for root. Each outcome is compared with a plain directory's, and the
-# secondary must end with the same modes.
+# would: a write, truncate, O_TRUNC open, copy_file_range or fallocate by a caller without
+# CAP_FSETID; S_ISGID when the group may execute or the caller is not in the file's group; never
+# for root. Each outcome is compared with a plain directory's, and the secondary must end with
+# the same modes.
 if [ "$(mt_st 1 killpriv_v2)" = True ] || [ "$(mt_st 1 killpriv_v2)" = true ]; then
 	sk_ok "FUSE_HANDLE_KILLPRIV_V2 negotiated with the kernel"
 else
@@ -173,7 +174,7 @@ kp_plain=$SK_TMP/kp-plain
 mkdir -p "$kp_plain" "$MT_DIR1/kp"
 chmod 0777 "$kp_plain" "$MT_DIR1/kp"
 for d in "$kp_plain" "$MT_DIR1/kp"; do
-	for spec in w_ug:6777 w_g_nox:2766 w_u:4766 t_ug:6777 t_u:4777 o_ug:6777 o_g:2767 r_ug:6777 r_t:6777; do
+	for spec in w_ug:6777 w_g_nox:2766 w_u:4766 t_ug:6777 t_u:4777 o_ug:6777 o_g:2767 r_ug:6777 r_t:6777 c_ug:6777 f_ug:6777; do
 		printf 'fixture\n' >"$d/${spec%%:*}"
 		chmod "${spec#*:}" "$d/${spec%%:*}"
 	done
@@ -191,7 +192,15 @@ for n in ("w_ug", "w_g_nox", "w_u"):
 for n in ("t_ug", "t_u"):
     os.truncate(os.path.join(d, n), 3)
 for n in ("o_ug", "o_g"):
-    os.close(os.open(os.path.join(d, n), os.O_WRONLY | os.O_TRUNC))' "$1"
+    os.close(os.open(os.path.join(d, n), os.O_WRONLY | os.O_TRUNC))
+src = os.open(os.path.join(d, "w_u"), os.O_RDONLY)
+fd = os.open(os.path.join(d, "c_ug"), os.O_WRONLY)
+os.copy_file_range(src, fd, 4, 0, 1)
+os.close(fd)
+os.close(src)
+fd = os.open(os.path.join(d, "f_ug"), os.O_WRONLY)
+os.posix_fallocate(fd, 0, 8192)
+os.close(fd)' "$1"
 	"$MT_PY" -c '
 import os, sys
 d = sys.argv[1]
@@ -200,15 +209,15 @@ os.pwrite(fd, b"r", 1)
 os.close(fd)
 os.truncate(os.path.join(d, "r_t"), 2)' "$1"
 }
-kp_modes() { (cd "$1" && for n in w_ug w_g_nox w_u t_ug t_u o_ug o_g r_ug r_t; do stat -c "%n %a" "$n"; done | tr '\n' ' '); }
+kp_modes() { (cd "$1" && for n in w_ug w_g_nox w_u t_ug t_u o_ug o_g r_ug r_t c_ug f_ug; do stat -c "%n %a" "$n"; done | tr '\n' ' '); }
 kp_run "$kp_plain"
 kp_run "$MT_DIR1/kp"
 want=$(kp_modes "$kp_plain")
 got=$(kp_modes "$MT_DIR1/kp")
 if [ "$got" = "$want" ] && [[ "$want" == "w_ug 777 w_g_nox 766 w_u 766 t_ug 777 t_u 777 o_ug 777 o_g 767 r_ug 6777 "* ]]; then
-	sk_ok "set-id bits after writes, truncates, O_TRUNC opens by nobody and by root: as on a plain directory ($got)"
+	sk_ok "set-id bits after writes, truncates, O_TRUNC opens, copies, fallocates by nobody and by root: as on a plain directory ($got)"
 else
-	sk_not_ok "set-id bits after writes, truncates, O_TRUNC opens by nobody and by root: as on a plain directory"
+	sk_not_ok "set-id bits after writes, truncates, O_TRUNC opens, copies, fallocates by nobody and by root: as on a plain directory"
 	sk_diag "plain: $want"
 	sk_diag "mount: $got"
 fi
