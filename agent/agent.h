@@ -50,7 +50,7 @@ struct agent_peer {
 	uint64_t died_last_seen_ms;
 	char died_words[160];
 	/* its agent said it restarts (SK_MSG_AGENT_RESTARTING): not judged dead before hold_until_ms,
-	 * unless heard again from a new incarnation first */
+	 * unless heard again from a new incarnation first; one wait per incarnation */
 	uint64_t hold_until_ms;
 	uint64_t hold_incarnation;
 	struct agent_chan *chan; /* the authenticated TCP channel, NULL if down */

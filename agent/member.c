@@ -294,9 +294,11 @@ static void restart_in(struct agent *a, struct agent_peer *p, unsigned net,
 		reject(a, AGENT_REJ_FORMAT, net, from);
 		return;
 	}
+	/* one wait per incarnation (the second copy, or a key holder repeating notices, would
+	 * otherwise keep a node that stopped answering alive for ever) */
+	if (r.incarnation == p->hold_incarnation)
+		return;
 	ms = r.silent_ms < cap ? r.silent_ms : cap;
-	if (p->hold_until_ms >= now + ms)
-		return; /* the second copy */
 	p->hold_until_ms = now + ms;
 	p->hold_incarnation = r.incarnation;
 	sk_info("node %s restarts its agent: not judged dead for up to %u ms (its skfused and "

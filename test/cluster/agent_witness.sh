@@ -318,7 +318,7 @@ PY
 wcont=$!
 sk_wait_for 5 grep -q '^err' "$SK_TMP/w-cont.log"
 sk_sigcont "${AT_AGENT_PID[6]}"
-sleep 1.5
+sleep 1 # the lifted fence would show within 100 ms (the next tick) and last 400 ms
 touch "$SK_TMP/stop"
 for ((k = 0; k < 50; k++)); do kill -0 "$wcont" 2>/dev/null || break; sleep 0.1; done
 kill -KILL "$wcont" 2>/dev/null
@@ -383,7 +383,10 @@ if sk_wait_for 30 at_in_sync 1 && at_is_primary 2; then
 	wpid=$!
 	python3 "$SK_TMP/prober.py" "$(at_data 1)" "$SK_TMP/new.t" "$SK_TMP/stop" &
 	ppid=$!
-	sk_wait_for 5 sh -c "grep -c '^ok' '$SK_TMP/w-frozen.log' | grep -qv '^[0-9]$'" || sk_diag "frozen: writer slow"
+	if ! sk_wait_for 10 grep -q '^ok' "$SK_TMP/w-frozen.log"; then
+		sk_diag "frozen: no write acknowledged on node2 in 10 s: $(at_ctl 2 state -m "$AT_MOD" 2>&1 | sed -n 4,5p)"
+		sk_diag "frozen: $(tail -5 "$(at_state_dir 2)/module.log")"
+	fi
 	fpid=$(at_fused_pid 2)
 	n_wait=$(grep -c ' -> WAIT: ' "$(at_state_dir 2)/module.log")
 	sk_partition 2 3
