@@ -138,6 +138,9 @@ static int kill_common(fuse_req_t req, fuse_ino_t ino, int fd, bool ask_proc)
 		return -1;
 	}
 	fused_dn_ino(ino, FUSED_DF_META, 0, 0);
+	/* the kernel's cached mode still has the bits (it no longer clears them itself): drop its
+	 * cached attributes only (offset < 0: no page cache work, nothing an operation holds) */
+	fuse_lowlevel_notify_inval_inode(F()->se, ino, -1, 0);
 	return (int)m;
 }
 
