@@ -1,6 +1,7 @@
 /* fused/inode_path.c: the primary's paths for the peer: where an inode of the table is, named from our root (kernel d_path checked against the tree, the last directory it was named in, a walk up "..", a bounded search). */
 #include "fused.h"
 #include "inode_int.h"
+#include "namescan.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -101,56 +102,7 @@ int fused_ipath_name_in_dir(int dfd, const struct stat *want, char *name)
 
 static int other_name(struct fused *f, const struct stat *want, char *buf, size_t cap)
 {
-	char **stack = calloc(64, sizeof(char *));
-	size_t sp = 0, seen = 0;
-	int rc = -ESTALE;
-
-	if (!stack)
-		return -ENOMEM;
-	stack[sp++] = strdup("");
-	while (sp && rc == -ESTALE && seen < SCAN_MAX_ENTRIES) {
-		char *dir = stack[--sp];
-		int dfd = dir ? openat(f->root_fd, *dir ? dir : ".", O_RDONLY | O_DIRECTORY |
-						  O_NOFOLLOW | O_CLOEXEC) : -1;
-		DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-		struct dirent *de;
-
-		if (!d && dfd >= 0)
-			close(dfd);
-		while (d && (de = readdir(d)) && rc == -ESTALE && seen++ < SCAN_MAX_ENTRIES) {
-			size_t dl = strlen(dir), nl = strlen(de->d_name);
-			struct stat st;
-
-			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-				continue;
-			if (de->d_type == DT_DIR) {
-				char *c = malloc(dl + nl + 2);
-
-				if (c && sp < 64) {
-					sprintf(c, "%s%s%s", dir, dl ? "/" : "", de->d_name);
-					stack[sp++] = c;
-				} else {
-					free(c);
-				}
-			} else if (de->d_ino == want->st_ino &&
-				   fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-				   st.st_ino == want->st_ino && st.st_dev == want->st_dev) {
-				if (dl + 1 + nl >= cap || dl + 1 + nl > SK_RMSG_PATH_MAX) {
-					rc = -ENAMETOOLONG;
-				} else {
-					sprintf(buf, "%s%s%s", dir, dl ? "/" : "", de->d_name);
-					rc = (int)strlen(buf);
-				}
-			}
-		}
-		if (d)
-			closedir(d);
-		free(dir);
-	}
-	while (sp)
-		free(stack[--sp]);
-	free(stack);
-	return rc;
+	return fused_name_scan(f->root_fd, want, buf, cap, SCAN_MAX_ENTRIES);
 }
 
 /*
