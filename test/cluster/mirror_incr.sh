@@ -32,7 +32,7 @@ peer_not() { local p; p=$(mt_st 1 peer); [ -n "$p" ] && [ "$p" != "$1" ]; }
 KEYFILE=$SK_TMP/master.key
 (umask 077 && "$MT_TOOLS/derivekey" "$MT_SECRET" >"$KEYFILE") || mt_bail "derivekey"
 export KEYFILE
-# this scenario is about the incremental resync (the default; =0 forces the full one): said explicitly
+# the incremental resync is opt-in (docs/skfused.md, tunables): this scenario is about it
 export SKFUSED_RESYNC_INCREMENTAL=1
 mt_start_secondary() {
 	local name=fused2.$((++MT_N2))
