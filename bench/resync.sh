@@ -18,7 +18,7 @@ set -u
 SK_SRC=${SK_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 SK_BUILD=${SK_BUILD:-$SK_SRC/build}
 export SK_SRC SK_BUILD
-export SKFUSED_RESYNC_INCREMENTAL=1 # what this benchmark measures (the default; set so whatever it is)
+export SKFUSED_RESYNC_INCREMENTAL=1 # what this benchmark measures (opt-in today)
 SIZE_MB=${SIZE_MB:-1024}
 NFILES=${NFILES:-2000}
 PCT=${PCT:-5}
