@@ -108,7 +108,8 @@ refused_counted() {
 	sk_client curl -fsS --max-time 2 "http://${SK_IP[1]}:$PORT/metrics" |
 		grep -Eq '^steadykit_refused_total\{what="http"\} ([5-9]|[1-9][0-9]+)$'
 }
-sk_check "refused HTTP requests are counted in /metrics" refused_counted
+# /metrics is a snapshot taken every SNAP_MS (agent/http.c): the last refusal shows in the next one
+sk_check "refused HTTP requests are counted in /metrics" sk_wait_for 5 refused_counted
 
 # only the configured address: not on the VIP node1 holds, not on its IPv6 or loopback
 not_on() { ! sk_client curl -s -o /dev/null --max-time 2 "$1" 2>/dev/null; }
