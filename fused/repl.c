@@ -906,8 +906,25 @@ int fused_repl_start(struct fused *f)
 
 void fused_repl_stop(struct fused *f)
 {
+	uint64_t deadline = sk_now_us() + (uint64_t)f->budget_ms * 1000;
 	bool clean;
 
+	/* The FUSE loop has ended: no frame is added now. Those still in flight (a RELEASE of
+	 * the application just stopped, say) get their acks first, within the budget, so a
+	 * peer that has everything is not left outdated by a stop that came 30 us early. */
+	pthread_mutex_lock(&f->pend_mu);
+	while (atomic_load(&f->connected) && f->seq_acked != f->seq_sent && sk_now_us() < deadline) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 5 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&f->pend_cv, &f->pend_mu, &ts);
+	}
+	pthread_mutex_unlock(&f->pend_mu);
 	fused_stop(f);
 	/* Everything acknowledged: the peer stays in sync across our restart. */
 	pthread_mutex_lock(&f->peer_mu);

@@ -9,7 +9,8 @@
 #     the next resync still converges;
 #   - a secondary that cannot record "resync in progress" in its state refuses the session;
 #   - a primary that cannot save the new data generation of its first change alone tries again
-#     with the next change, so a crash does not bring it back in the generation its peer holds.
+#     with the next change, so a crash does not bring it back in the generation its peer holds;
+#   - a stop while a write waits for its ack lets it be acknowledged first (the peer stays in sync).
 # shellcheck disable=SC2317
 set -uo pipefail
 source "$SK_SRC/test/cluster/mirror_common.sh"
@@ -125,4 +126,47 @@ mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR1' || umount -l '$MT_DIR1'"
 g1=$(sed -n 's/^gen_current=//p' "$STATE")
 sk_check "after a crash the state holds the new generation ($g0 -> $g1), saved by the next change" \
 	bash -c '[ -n "$1" ] && [ -n "$2" ] && [ "$1" != "$2" ]' _ "$g0" "$g1"
+mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR1'" || umount -l "$MT_DIR1"
+
+# --- G. a stop while a write waits for its ack ------------------------------------------------------
+# The secondary is held 100 ms (SIGSTOP) while the application's write+fsync waits for its ack, and
+# the primary is told to stop meanwhile: the stop lets the frames in flight be acknowledged first
+# (within the budget), so the write succeeds and the peer is not left outdated by the stop.
+mt_instance drain $((MT_PORT + 4))
+STATE=${SK_ROOT[1]}/var/lib/steadykit/state-$MT_TAG/state
+mt_start_secondary || mt_bail "secondary"
+mt_start_primary || mt_bail "primary"
+mt_wait_synced 30 || mt_bail "not in sync"
+# the writer opens the file, says so, waits for "go", then writes (no fsync, no close checked:
+# the daemon serves nothing new once told to stop)
+"$MT_PY" -c 'import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+open(sys.argv[2], "w").close()
+for _ in range(500):
+    if os.path.exists(sys.argv[3]):
+        break
+    time.sleep(0.01)
+n = os.write(fd, b"x" * 4096)
+sys.exit(0 if n == 4096 else 1)' "$MT_DIR1/inflight" "$SK_TMP/opened" "$SK_TMP/go" 2>"$SK_TMP/inflight.err" &
+wpid=$!
+mt_wait_until 10 test -e "$SK_TMP/opened" || sk_diag "the writer did not open its file"
+# plain kill (both PIDs are this test's, started by sk_spawn): the whole hold must stay well
+# inside the 240 ms the budget allows an unanswered frame
+sk_alive "$MT_PID1" && sk_alive "$MT_PID2" || mt_bail "daemons gone"
+kill -STOP "$MT_PID2"
+touch "$SK_TMP/go"
+sleep 0.03 # the write is on its way and waits for its ack
+kill -TERM "$MT_PID1"
+sleep 0.03
+kill -CONT "$MT_PID2"
+wait "$wpid"
+wrc=$?
+[ "$wrc" = 0 ] || sk_diag "writer: $(cat "$SK_TMP/inflight.err")"
+mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR1'" || sk_diag "primary did not unmount"
+sk_check "the write in flight at the stop succeeded" test "$wrc" = 0
+sk_check "the stop was clean: no peer loss at shutdown" bash -c '! grep -q "shutting down" "$1"' _ "$SK_TMP/fused1.$MT_N1.log"
+mt_wait_until 10 bash -c '! kill -0 "$1" 2>/dev/null' _ "$MT_PID1" || sk_diag "primary still running"
+sk_check "the peer is still counted in sync after the stop" grep -qx "peer_in_sync=1" "$STATE"
+[ "$(sed -n 's/^peer_in_sync=//p' "$STATE")" = 1 ] || sk_diag "state: $(tr '\n' ' ' <"$STATE")"
+sk_check "and the write is on the secondary" test "$(stat -c %s "$MT_DIR2/inflight" 2>/dev/null)" = 4096
 sk_done
