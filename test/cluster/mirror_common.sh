@@ -175,15 +175,15 @@ mt_treecmp_tap() {
 	return "$rc"
 }
 
-# mt_same_trees: one TAP line, the primary's backing tree and the secondary's identical in every
-# treecmp property but times (the first 20 differences shown when not)
+# mt_same_trees [LABEL]: one TAP line, the primary's backing tree and the secondary's identical in
+# every treecmp property but times (the first 20 differences shown when not)
 mt_same_trees() {
-	local rc=0 out
+	local label=${1:-primary backing tree and secondary identical} rc=0 out
 	out=$("$MT_PY" "$SK_SRC/test/tools/treecmp.py" --summary --times none "$MT_BACK1" "$MT_DIR2" 2>&1) || rc=$?
 	if [ "$rc" = 0 ]; then
-		sk_ok "primary backing tree and secondary identical (treecmp exit 0)"
+		sk_ok "$label"
 	else
-		sk_not_ok "primary backing tree and secondary identical (treecmp exit $rc)"
+		sk_not_ok "$label (treecmp exit $rc)"
 		sk_diag "$(printf '%s\n' "$out" | grep -v "	ok	" | head -n 20)"
 	fi
 }
