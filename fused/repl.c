@@ -180,6 +180,20 @@ void fused_reply_send(fuse_req_t req, const struct fused_reply *r)
 	}
 }
 
+/* Under pend_mu: wait for an ack (or any pend_cv signal) at most ms milliseconds. */
+static void pend_wait_ms(struct fused *f, long ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += ms * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(&f->pend_cv, &f->pend_mu, &ts);
+}
+
 /* Under pend_mu: the counters the status, the budget and the tracker read, from the ring. */
 static void ring_sync(struct fused *f)
 {
@@ -334,17 +348,9 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 	pthread_mutex_lock(&f->pend_mu);
 	deadline = sk_now_us() + (uint64_t)f->budget_ms * 1000;
 	while (atomic_load(&f->connected) && !fused_ackring_room(f->ack)) {
-		struct timespec ts;
-
 		if (sk_now_us() >= deadline)
 			break;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 10 * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&f->pend_cv, &f->pend_mu, &ts);
+		pend_wait_ms(f, 10);
 	}
 	if (!atomic_load(&f->connected)) {
 		pthread_mutex_unlock(&f->pend_mu);
@@ -467,15 +473,7 @@ int fused_repl_rs_pace(struct fused *f, uint64_t gen)
 	while (atomic_load(&f->connected) && f->conn_gen == gen && !atomic_load(&f->stop) &&
 	       (f->inflight_cost >= f->rs_win || f->seq_sent - f->seq_acked >= RS_FRAMES_MAX ||
 		f->inflight_bytes >= RS_BYTES_MAX)) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 10 * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&f->pend_cv, &f->pend_mu, &ts);
+		pend_wait_ms(f, 10);
 	}
 	ok = atomic_load(&f->connected) && f->conn_gen == gen && !atomic_load(&f->stop);
 	pthread_mutex_unlock(&f->pend_mu);
@@ -914,15 +912,7 @@ void fused_repl_stop(struct fused *f)
 	 * peer that has everything is not left outdated by a stop that came 30 us early. */
 	pthread_mutex_lock(&f->pend_mu);
 	while (atomic_load(&f->connected) && f->seq_acked != f->seq_sent && sk_now_us() < deadline) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 5 * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&f->pend_cv, &f->pend_mu, &ts);
+		pend_wait_ms(f, 5);
 	}
 	pthread_mutex_unlock(&f->pend_mu);
 	fused_stop(f);
