@@ -10,7 +10,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,6 +22,15 @@
 
 #ifdef SK_HAVE_JOURNAL
 #include <systemd/sd-daemon.h>
+#endif
+
+/* under a sanitizer the agent does not lock its memory (the shadow mappings are huge) */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define AGENT_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define AGENT_SANITIZED 1
+#endif
 #endif
 
 uint64_t agent_now_ms(void)
@@ -53,6 +64,7 @@ static void usage(const char *why)
 	fprintf(stderr,
 		"usage: skagentd [--root DIR] [--node NAME] [--sock PATH] [--group NAME]\n"
 		"                [--log-level error|warn|info|debug] [--check] [--http IP:PORT] [--fence]\n"
+		"                [--rt-priority N]\n"
 		"  --root DIR   prefix of every path (etc/steadykit/cluster.json,\n"
 		"               var/lib/steadykit/modules/NAME/, var/lib/steadykit/state/NAME/,\n"
 		"               run/steadykit/agent.sock); several nodes on one machine in tests\n"
@@ -63,9 +75,38 @@ static void usage(const char *why)
 		"               overrides cluster.json \"http\".\"listen\"\n"
 		"  --witness    run as the cluster's lease witness (the node with \"role\": \"witness\")\n"
 		"  --fence      SIGKILL the skfused of every module (after a crash of the agent) and exit\n"
+		"  --rt-priority N  SCHED_RR priority of the agent's loop (1-99, default 10; 0: run as\n"
+		"               an ordinary process, and a starved agent can look dead to its peers)\n"
 		"SIGTERM stops every module, then exits; SIGHUP restarts the agent in place (same pid),\n"
 		"the modules left running and taken over.\n");
 	exit(why ? 2 : 0);
+}
+
+/*
+ * The loop thread sends and judges the heartbeats: an agent starved of CPU for longer than the
+ * heartbeat timeout (a loaded machine, a runaway process) falls silent and its peer takes over
+ * from a healthy node. So, as Corosync does, it runs SCHED_RR, above every ordinary process and
+ * below the kernel's interrupt threads (50), with SCHED_RESET_ON_FORK: skfused, the scripts,
+ * the checkers and every thread created from now on (libmicrohttpd's, libuv's pool) start as
+ * ordinary processes. Its pages stay in memory once touched (MCL_ONFAULT: no cost for the
+ * address space it never uses). Failures are warnings: the agent works without either.
+ */
+static void run_realtime(int prio)
+{
+	struct sched_param sp = { .sched_priority = prio };
+
+	if (!prio) {
+		sk_warn("--rt-priority 0: the agent runs as an ordinary process; on a loaded machine "
+			"it can be starved past the heartbeat timeout and its peer then takes over");
+		return;
+	}
+	if (sched_setscheduler(0, SCHED_RR | SCHED_RESET_ON_FORK, &sp) < 0)
+		sk_warn("cannot run SCHED_RR (priority %d): %s; a starved agent can look dead to "
+			"its peers", prio, strerror(errno));
+#ifndef AGENT_SANITIZED
+	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0)
+		sk_warn("cannot lock the agent's memory: %s", strerror(errno));
+#endif
 }
 
 /* The cluster node one of whose addresses is configured on a local interface. */
@@ -261,6 +302,7 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },        { "http", required_argument, NULL, 'H' },
 		{ "witness", no_argument, NULL, 'W' },
 		{ "fence", no_argument, NULL, 'F' },
+		{ "rt-priority", required_argument, NULL, 'P' },
 		{ 0 },
 	};
 	static struct agent ag;
@@ -274,7 +316,7 @@ int main(int argc, char **argv)
 	static uv_signal_t sighup;
 	struct sk_conf_addr http_addr = { 0 };
 	uint16_t http_port = 0;
-	int c, rc;
+	int c, rc, rt_prio = 10;
 
 	a->ctl_group = (gid_t)-1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -308,6 +350,17 @@ int main(int argc, char **argv)
 		case 'c': check = true; break;
 		case 'W': witness = true; break;
 		case 'F': fence = true; break;
+		case 'P': {
+			char *end;
+			long v;
+
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || v < 0 || v > 99)
+				usage("--rt-priority must be a number from 0 to 99");
+			rt_prio = (int)v;
+			break;
+		}
 		case 'H': {
 			char why[120], msg[160];
 
@@ -365,6 +418,7 @@ int main(int argc, char **argv)
 			       a->self->name);
 			return 0;
 		}
+		run_realtime(rt_prio); /* it answers lease requests in time, whatever the load */
 		a->loop = uv_default_loop();
 		notify("READY=1");
 		return agent_witness_serve(a) < 0 ? 1 : 0;
@@ -407,6 +461,7 @@ int main(int argc, char **argv)
 		sk_warn("no witness configured: a network partition between the nodes can make "
 			"two primaries (each side takes over); configure \"witness\" to prevent it");
 
+	run_realtime(rt_prio);
 	if (agent_member_start(a) < 0 || agent_chan_start(a) < 0 || agent_ctl_start(a) < 0)
 		return 1;
 	if (!have_http && a->cluster.has_http) {
