@@ -293,6 +293,7 @@ int fused_dirty_open(const char *state_dir, const struct fused_dirty_conf *c,
 {
 	struct fused_dirty *d = calloc(1, sizeof(*d));
 	const char *bad;
+	bool missing;
 
 	*why = NULL;
 	if (!d || !(d->ring = calloc(RING, sizeof(*d->ring)))) {
@@ -319,7 +320,13 @@ int fused_dirty_open(const char *state_dir, const struct fused_dirty_conf *c,
 		return -ENOMEM;
 	}
 	pthread_mutex_lock(&d->mu);
+	missing = access(d->path, F_OK) < 0 && errno == ENOENT;
 	bad = dirty_replay_file(d);
+	if (bad && missing && d->c.fresh_base) {
+		/* a secondary in sync taking over: its copy is the shared one, nothing tracked yet */
+		d->base = d->c.fresh_base;
+		bad = NULL;
+	}
 	if (bad) {
 		dirty_set_lost(d, bad);
 		/* nothing of it is trusted */

@@ -80,6 +80,12 @@ struct fused_dirty_conf {
 	uint64_t max_log_bytes;  /* default 1 GiB */
 	bool al;                 /* activity log while in sync: SKFUSED_DIRTY_AL=1/0, else as SKFUSED_RESYNC_INCREMENTAL */
 	uint64_t boot_id;        /* 0: this machine's (/proc/sys/kernel/random/boot_id); tests set others */
+	/*
+	 * No tracking file at all: start tracking from this shared id instead of "lost" (0: lost).
+	 * A secondary that completed its resync and takes over holds exactly the copy of that id
+	 * but what was in flight, which the old primary's own list (SK_RMSG_OWNLIST) covers.
+	 */
+	uint64_t fresh_base;
 };
 
 struct fused_dirty;

@@ -73,7 +73,7 @@ struct rule {
 
 static const struct rule rules[SK_RMSG__MAX] = {
 	[SK_RMSG_START] = { P_NO, P_NO, false, false, SK_GEN_WIRE_LEN,
-			    SK_START_MODE_MASK | SK_START_F_SURVIVOR, 0 },
+			    SK_START_MODE_MASK | SK_START_F_SURVIVOR | SK_START_F_OWNLIST, 0 },
 	[SK_RMSG_FAILED] = { P_OR_FH, P_ROOT_OK, false, false, 0, 0, 0 },
 	[SK_RMSG_OPEN] = { P_YES, P_NO, false, true, 0, SK_RO_TRUNC | SK_RO_ORPHAN, T_TIMES },
 	[SK_RMSG_CREATE] = { P_YES, P_NO, false, true, 0, SK_RO_EXCL | SK_RO_TRUNC | SK_RO_ASCALLER,
@@ -508,6 +508,74 @@ int sk_rmsg_dirent_meta_next(struct sk_rd *r, struct sk_rmsg_dirent *e, struct s
 	if ((m->flags & SK_RD_COMPLETE) && ((e->mode & S_IFMT) != S_IFREG || e->nlink != 1))
 		return -EBADMSG;
 	return 1;
+}
+
+/* ---- OWNLIST: the secondary's own changes, by path ---- */
+
+void sk_rmsg_own_hdr(uint32_t flags, uint32_t count, uint8_t *out)
+{
+	sk_put_u32(out, flags);
+	sk_put_u32(out + 4, count);
+}
+
+static bool own_entry_ok(uint8_t kind, const char *path, size_t len)
+{
+	if (kind != SK_OWN_FILE && kind != SK_OWN_DIR && kind != SK_OWN_WALK)
+		return false;
+	return sk_rmsg_path_ok(path, len, kind != SK_OWN_FILE);
+}
+
+long sk_rmsg_own_put(uint8_t kind, const char *path, size_t len, uint8_t *out, size_t cap)
+{
+	if (!own_entry_ok(kind, path, len))
+		return -EINVAL;
+	if (cap < 3 + len)
+		return -ENOSPC;
+	out[0] = kind;
+	sk_put_u16(out + 1, (uint16_t)len);
+	memcpy(out + 3, path, len);
+	return (long)(3 + len);
+}
+
+int sk_rmsg_own_next(struct sk_rd *r, uint8_t *kind, const char **path, uint16_t *len)
+{
+	if (r->err)
+		return -EBADMSG;
+	if (r->left == 0)
+		return 0;
+	*kind = sk_rd_u8(r);
+	*len = sk_rd_u16(r);
+	/* bounded before the bytes are taken: a path lands in a PATH_MAX buffer */
+	if (r->err || *len > SK_RMSG_PATH_MAX)
+		return -EBADMSG;
+	*path = (const char *)sk_rd_bytes(r, *len);
+	if (r->err || (*len && !*path) || !own_entry_ok(*kind, *path ? *path : "", *len))
+		return -EBADMSG;
+	return 1;
+}
+
+int sk_rmsg_own_decode(const uint8_t *p, size_t n, uint32_t *flags, uint32_t *count, struct sk_rd *r)
+{
+	struct sk_rd all;
+	uint32_t k = 0;
+	uint8_t kind;
+	const char *path;
+	uint16_t len;
+	int rc;
+
+	if (n < SK_OWN_HDR || n > SK_OWN_FRAME_MAX)
+		return -EBADMSG;
+	*flags = sk_get_u32(p);
+	*count = sk_get_u32(p + 4);
+	if (*flags & ~(SK_OWN_F_LAST | SK_OWN_F_UNKNOWN) || *count > n / 3)
+		return -EBADMSG;
+	sk_rd_init(&all, p + SK_OWN_HDR, n - SK_OWN_HDR);
+	while ((rc = sk_rmsg_own_next(&all, &kind, &path, &len)) == 1)
+		k++;
+	if (rc < 0 || k != *count)
+		return -EBADMSG;
+	sk_rd_init(r, p + SK_OWN_HDR, n - SK_OWN_HDR);
+	return 0;
 }
 
 long sk_rmsg_xattr_put(const char *name, size_t name_len, const void *val, size_t val_len,

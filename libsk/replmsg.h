@@ -55,6 +55,9 @@ enum sk_rmsg_type {
 	SK_RMSG_GEN,           /* S->P: answer to START: the secondary's generations and its
 				* verdict (libsk/gen.h sk_gen_decode; refused: the secondary
 				* closes the connection after it)                           */
+	SK_RMSG_OWNLIST,       /* S->P: after a GEN that accepted the session, when START asked
+				* (SK_START_F_OWNLIST): what this copy changed on its own since
+				* the shared generation, by path (sk_rmsg_own_*)              */
 	SK_RMSG__MAX
 };
 
@@ -84,6 +87,8 @@ enum sk_rmsg_type {
 /* The operator chose this primary's copy as the survivor (skctl prim --force): a secondary
  * whose copy diverged or is newer accepts the session and keeps its own changes aside. */
 #define SK_START_F_SURVIVOR 0x100u
+/* The primary takes the secondary's list of its own changes (SK_RMSG_OWNLIST) after the GEN answer. */
+#define SK_START_F_OWNLIST 0x200u
 
 #define SK_RMSG_PATH_MAX 4095
 #define SK_RMSG_NAME_MAX 255
@@ -216,6 +221,35 @@ long sk_rmsg_xattr_put(const char *name, size_t name_len, const void *val, size_
 		       uint8_t *out, size_t cap);
 int sk_rmsg_xattr_next(struct sk_rd *r, const char **name, uint8_t *name_len,
 		       const uint8_t **val, uint32_t *val_len);
+
+/*
+ * OWNLIST payload, version 1 (big-endian): what the secondary's copy changed on its own since
+ * the generation it shares with the primary (frames in flight when it stopped being primary,
+ * changes made while it was alone), so an incremental resync covers them too.
+ *   0 flags u32 (SK_OWN_F_*) | 4 count u32 | 8 count entries, each:
+ *   kind u8 (SK_OWN_FILE, SK_OWN_DIR: its names changed, SK_OWN_WALK: its subtree is unknown) |
+ *   path_len u16 | path (the rules of paths; "" (the root) for directories only)
+ * Nothing may follow the last entry. SK_OWN_F_LAST: the list ends with this frame.
+ * SK_OWN_F_UNKNOWN: this copy cannot say what it changed (tracking lost, past its bounds): the
+ * primary runs the full resync.
+ */
+#define SK_OWN_FILE 1
+#define SK_OWN_DIR 2
+#define SK_OWN_WALK 3
+#define SK_OWN_F_LAST 0x1u
+#define SK_OWN_F_UNKNOWN 0x2u
+#define SK_OWN_HDR 8
+#define SK_OWN_FRAME_MAX (256u << 10) /* payload bytes per OWNLIST frame */
+/* Header into out[SK_OWN_HDR]. */
+void sk_rmsg_own_hdr(uint32_t flags, uint32_t count, uint8_t *out);
+/* Appends one entry; bytes written, -ENOSPC (cap), -EINVAL (kind or path). */
+long sk_rmsg_own_put(uint8_t kind, const char *path, size_t len, uint8_t *out, size_t cap);
+/*
+ * Checks a whole payload (header, every entry, nothing after the last) and reads its header:
+ * 0, or -EBADMSG. Then sk_rmsg_own_next gives the entries: 1, 0 at the end.
+ */
+int sk_rmsg_own_decode(const uint8_t *p, size_t n, uint32_t *flags, uint32_t *count, struct sk_rd *r);
+int sk_rmsg_own_next(struct sk_rd *r, uint8_t *kind, const char **path, uint16_t *len);
 
 /* Control socket request (one JSON line, at most SK_RCTL_LINE_MAX bytes). */
 #define SK_RCTL_LINE_MAX 4096

@@ -625,3 +625,120 @@ Test(dirty, activity_log_default_follows_the_incremental_resync)
 	unsetenv("SKFUSED_DIRTY_AL");
 	unsetenv("SKFUSED_RESYNC_INCREMENTAL");
 }
+
+/* A secondary in sync taking over: no tracking file, and it tracks from the shared id. */
+Test(dirty, fresh_base_only_without_a_file)
+{
+	struct fused_dirty_conf c = conf(100, 16);
+	struct fused_dirty *d;
+	const char *why;
+
+	c.fresh_base = 0x77;
+	d = open_d(c, &why);
+	cr_assert_null(why, "a missing file with a fresh base is not lost: %s", why);
+	cr_assert_not(fused_dirty_lost(d));
+	cr_assert(fused_dirty_tracking(d));
+	cr_assert_eq(fused_dirty_base(d), 0x77);
+	note(d, 1, 0, 0, 100);
+	d = reopen_killed(d, &why); /* the base is the log's now */
+	cr_assert_not(fused_dirty_lost(d));
+	cr_assert_eq(fused_dirty_base(d), 0x77);
+	fused_dirty_close(d);
+
+	/* a file that is there but not valid is never replaced by the fresh base */
+	write_file("garbage, not a tracking file", 28, 0, true);
+	d = open_d(c, &why);
+	cr_assert(fused_dirty_lost(d));
+	cr_assert_eq(fused_dirty_base(d), 0);
+	fused_dirty_close(d);
+}
+
+/* ---- the secondary's own changes on the wire (SK_RMSG_OWNLIST, libsk/replmsg.h) ---- */
+#include "replmsg.h"
+
+static size_t own_frame(uint8_t *buf, uint32_t flags, uint32_t count, const char *const *paths,
+			const uint8_t *kinds, unsigned n)
+{
+	size_t len = SK_OWN_HDR;
+
+	sk_rmsg_own_hdr(flags, count, buf);
+	for (unsigned i = 0; i < n; i++) {
+		long w = sk_rmsg_own_put(kinds[i], paths[i], strlen(paths[i]), buf + len, 4096 - len);
+
+		cr_assert_gt(w, 0, "put %s", paths[i]);
+		len += (size_t)w;
+	}
+	return len;
+}
+
+Test(dirty, ownlist_round_trip_and_hostile_frames)
+{
+	static uint8_t buf[8192];
+	const char *paths[] = { "a/b", "", "c" };
+	const uint8_t kinds[] = { SK_OWN_FILE, SK_OWN_DIR, SK_OWN_WALK };
+	uint32_t fl, cnt;
+	struct sk_rd r;
+	uint8_t kind;
+	const char *p;
+	uint16_t l;
+	size_t n = own_frame(buf, SK_OWN_F_LAST, 3, paths, kinds, 3);
+
+	cr_assert_eq(sk_rmsg_own_decode(buf, n, &fl, &cnt, &r), 0);
+	cr_assert_eq(fl, SK_OWN_F_LAST);
+	cr_assert_eq(cnt, 3);
+	for (unsigned i = 0; i < 3; i++) {
+		cr_assert_eq(sk_rmsg_own_next(&r, &kind, &p, &l), 1);
+		cr_assert_eq(kind, kinds[i]);
+		cr_assert_eq(l, strlen(paths[i]));
+		cr_assert(!l || !memcmp(p, paths[i], l));
+	}
+	cr_assert_eq(sk_rmsg_own_next(&r, &kind, &p, &l), 0);
+
+	/* what a sender may not put */
+	cr_assert_lt(sk_rmsg_own_put(SK_OWN_FILE, "", 0, buf, sizeof(buf)), 0); /* a file at the root */
+	cr_assert_lt(sk_rmsg_own_put(SK_OWN_FILE, "../x", 4, buf, sizeof(buf)), 0);
+	cr_assert_lt(sk_rmsg_own_put(SK_OWN_FILE, "/etc", 4, buf, sizeof(buf)), 0);
+	cr_assert_lt(sk_rmsg_own_put(9, "x", 1, buf, sizeof(buf)), 0);
+	cr_assert_eq(sk_rmsg_own_put(SK_OWN_FILE, "xyz", 3, buf, 5), -ENOSPC);
+
+	/* what a receiver refuses: wrong count, unknown flags, trailing bytes, bad kinds, bad
+	 * paths, lengths past the frame or past PATH_MAX, short and oversized frames */
+	n = own_frame(buf, 0, 2, paths, kinds, 3);
+	cr_assert_eq(sk_rmsg_own_decode(buf, n, &fl, &cnt, &r), -EBADMSG);
+	n = own_frame(buf, 0x80, 3, paths, kinds, 3);
+	cr_assert_eq(sk_rmsg_own_decode(buf, n, &fl, &cnt, &r), -EBADMSG);
+	n = own_frame(buf, 0, 3, paths, kinds, 3);
+	buf[n] = 0;
+	cr_assert_eq(sk_rmsg_own_decode(buf, n + 1, &fl, &cnt, &r), -EBADMSG);
+	cr_assert_eq(sk_rmsg_own_decode(buf, 4, &fl, &cnt, &r), -EBADMSG);
+	cr_assert_eq(sk_rmsg_own_decode(buf, SK_OWN_FRAME_MAX + 1, &fl, &cnt, &r), -EBADMSG);
+	{
+		/* hand-made entries: ".." component, a NUL, kind 0, a length past the frame */
+		static const uint8_t bad[][12] = {
+			{ SK_OWN_FILE, 0, 4, 'a', '/', '.', '.' },
+			{ SK_OWN_FILE, 0, 3, 'a', 0, 'b' },
+			{ 0, 0, 1, 'a' },
+			{ SK_OWN_DIR, 0x10, 0, 'a' },
+			{ SK_OWN_DIR, 0xff, 0xff, 'a' },
+		};
+		static const size_t blen[] = { 7, 6, 4, 4, 4 };
+
+		for (unsigned i = 0; i < sizeof(blen) / sizeof(blen[0]); i++) {
+			sk_rmsg_own_hdr(0, 1, buf);
+			memcpy(buf + SK_OWN_HDR, bad[i], blen[i]);
+			cr_assert_eq(sk_rmsg_own_decode(buf, SK_OWN_HDR + blen[i], &fl, &cnt, &r), -EBADMSG,
+				     "bad entry %u accepted", i);
+		}
+	}
+	/* random bytes never crash and are refused unless well formed */
+	for (unsigned seed = 1; seed < 200; seed++) {
+		size_t len = SK_OWN_HDR + (seed * 13) % 200;
+
+		srand(seed);
+		for (size_t i = 0; i < len; i++)
+			buf[i] = (uint8_t)rand();
+		if (sk_rmsg_own_decode(buf, len, &fl, &cnt, &r) == 0)
+			while (sk_rmsg_own_next(&r, &kind, &p, &l) == 1)
+				cr_assert_leq(l, SK_RMSG_PATH_MAX);
+	}
+}

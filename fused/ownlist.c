@@ -1,0 +1,507 @@
+/* fused/ownlist.c: a returning copy's own changes since the shared generation: the secondary names its kept dirty set by path and sends it (OWNLIST), the primary checks it as hostile input and adds it to its dirty set. */
+#include "ownlist.h"
+#include "dirty.h"
+#include "recv.h"
+#include "resync.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/*
+ * Bounds of a list, both ends: entries and bytes of paths. Past them the secondary says
+ * "unknown" (full resync); a primary receiving more refuses the rest (counted) and runs the
+ * full resync. Whole files whose size the figures count by a stat: at most WHOLE_STAT_MAX.
+ */
+#define OWN_MAX 65536u
+#define OWN_BYTES (8u << 20)
+#define WHOLE_STAT_MAX 1024u
+
+/* one tracked entry, copied out of the tracker (its lock is not held while we name it) */
+struct own_ent {
+	struct fused_dh h;
+	uint32_t flags;
+	uint64_t ext_bytes;
+};
+
+struct own_coll {
+	struct own_ent *e;
+	size_t n, cap;
+	bool over;
+};
+
+static int collect(const struct fused_dentry *e, void *arg)
+{
+	struct own_coll *c = arg;
+
+	if (c->n >= OWN_MAX) {
+		c->over = true;
+		return 1;
+	}
+	if (c->n == c->cap) {
+		size_t nc = c->cap ? c->cap * 2 : 256;
+		struct own_ent *ne = realloc(c->e, nc * sizeof(*ne));
+
+		if (!ne) {
+			c->over = true;
+			return 1;
+		}
+		c->e = ne;
+		c->cap = nc;
+	}
+	c->e[c->n].h = e->h;
+	c->e[c->n].flags = e->flags;
+	c->e[c->n].ext_bytes = 0;
+	for (uint32_t k = 0; k < e->n_ext; k++)
+		c->e[c->n].ext_bytes += e->ext[k].end - e->ext[k].off;
+	c->n++;
+	return 0;
+}
+
+/* An O_PATH fd of a tracked object through the backing root; -ESTALE when it is gone. */
+static int open_dh(struct fused *f, const struct fused_dh *h, struct stat *st)
+{
+	union {
+		struct file_handle fh;
+		uint8_t b[sizeof(struct file_handle) + FUSED_DH_MAX];
+	} u;
+	struct stat rst;
+	int fd;
+
+	u.fh.handle_bytes = h->len;
+	u.fh.handle_type = h->type;
+	memcpy(u.fh.f_handle, h->b, h->len);
+	fd = open_by_handle_at(f->root_fd, &u.fh, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESTALE : -errno;
+	if (fstat(fd, st) < 0 || fstat(f->root_fd, &rst) < 0 || st->st_dev != rst.st_dev) {
+		close(fd);
+		return -EXDEV;
+	}
+	return fd;
+}
+
+/* ---- secondary ---- */
+
+static struct {
+	pthread_mutex_t mu;
+	struct fused_dirty *d;  /* the kept tracker (STATE/dirty), NULL if none */
+	uint8_t *buf;           /* entries in wire form (kind u8 | len u16 | path) */
+	size_t len;
+	uint32_t n;
+	bool unknown;
+	uint64_t files, bytes;
+} sec = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static void sec_unknown(const char *why)
+{
+	sec.unknown = true;
+	sec.files = sec.bytes = SK_GEN_UNKNOWN;
+	sk_info("own changes since the shared generation: unknown (%s); a resync of this copy is a full one",
+		why);
+}
+
+/* Name one kept entry and add it to the list; false: unknown. */
+static bool sec_add(struct fused *f, const struct own_ent *e, unsigned *whole_stats)
+{
+	char path[SK_RMSG_PATH_MAX + 1];
+	struct stat st;
+	uint8_t kind;
+	long w;
+	int fd = open_dh(f, &e->h, &st), n;
+
+	if (fd == -ESTALE)
+		return true; /* removed since: the directory it was in is an entry of its own */
+	if (fd < 0)
+		return false;
+	n = fused_fd_path(f, fd, path, sizeof(path));
+	close(fd);
+	if (n == -ENOENT)
+		return true; /* unlinked since: as above */
+	if (n < 0)
+		return false;
+	if (S_ISDIR(st.st_mode)) {
+		kind = (e->flags & FUSED_DF_WALK) ? SK_OWN_WALK : SK_OWN_DIR;
+	} else {
+		kind = SK_OWN_FILE;
+		sec.files++;
+		if ((e->flags & FUSED_DF_WHOLE) && S_ISREG(st.st_mode) && (*whole_stats)++ < WHOLE_STAT_MAX)
+			sec.bytes += (uint64_t)st.st_size;
+		else
+			sec.bytes += e->ext_bytes;
+	}
+	if (sec.n >= OWN_MAX || sec.len + 3 + (size_t)n > OWN_BYTES)
+		return false;
+	w = sk_rmsg_own_put(kind, path, (size_t)n, sec.buf + sec.len, OWN_BYTES - sec.len);
+	if (w < 0)
+		return false;
+	sec.len += (size_t)w;
+	sec.n++;
+	return true;
+}
+
+void fused_own_open(struct fused *f, bool was_primary)
+{
+	struct fused_dirty_conf dc;
+	struct own_coll c = { 0 };
+	char p[PATH_MAX + 8];
+	const char *why = NULL;
+	unsigned whole_stats = 0;
+
+	pthread_mutex_lock(&sec.mu);
+	snprintf(p, sizeof(p), "%s/dirty", f->state_dir);
+	if (access(p, F_OK) < 0) {
+		/* a primary's copy without its tracking file: what it changed is not known */
+		if (was_primary)
+			sec_unknown("this copy was primary last and has no tracking file");
+		goto out;
+	}
+	fused_dirty_conf_env(&dc);
+	if (fused_dirty_open(f->state_dir, &dc, &sec.d, &why) < 0) {
+		sec_unknown("out of memory");
+		goto out;
+	}
+	if (why) {
+		sec_unknown(why);
+		goto out;
+	}
+	if (!(sec.buf = malloc(OWN_BYTES))) {
+		sec_unknown("out of memory");
+		goto out;
+	}
+	fused_dirty_foreach(sec.d, collect, &c);
+	if (c.over) {
+		sec_unknown("more changed objects than a list holds");
+		goto out;
+	}
+	for (size_t i = 0; i < c.n; i++)
+		if (!sec_add(f, &c.e[i], &whole_stats)) {
+			sec_unknown("a changed object cannot be named, or the list is over its bounds");
+			goto out;
+		}
+	if (sec.n)
+		sk_info("own changes since the shared generation kept for the primary: %u paths, %llu files, "
+			"%llu bytes", sec.n, (unsigned long long)sec.files, (unsigned long long)sec.bytes);
+out:
+	free(c.e);
+	pthread_mutex_unlock(&sec.mu);
+}
+
+void fused_own_figures(uint64_t *files, uint64_t *bytes)
+{
+	pthread_mutex_lock(&sec.mu);
+	*files = sec.files;
+	*bytes = sec.bytes;
+	pthread_mutex_unlock(&sec.mu);
+}
+
+int fused_own_send(struct fused *f, struct sk_chan *c, int sock)
+{
+	uint8_t hdr[SK_OWN_HDR];
+	size_t at = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&sec.mu);
+	do {
+		size_t end = at;
+		uint32_t k = 0;
+		struct iovec iov[2];
+
+		/* whole entries up to a frame's worth */
+		while (!sec.unknown && end < sec.len) {
+			size_t el = 3 + sk_get_u16(sec.buf + end + 1);
+
+			if (end - at + el > SK_OWN_FRAME_MAX - SK_OWN_HDR)
+				break;
+			end += el;
+			k++;
+		}
+		sk_rmsg_own_hdr((sec.unknown ? SK_OWN_F_UNKNOWN : 0) |
+				(sec.unknown || end >= sec.len ? SK_OWN_F_LAST : 0), k, hdr);
+		iov[0] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
+		iov[1] = (struct iovec){ .iov_base = sec.buf ? sec.buf + at : hdr, .iov_len = end - at };
+		if (fused_rx_send(c, sock, SK_RMSG_OWNLIST, 0, f->module_id, iov, 2) < 0)
+			rc = -EPIPE;
+		at = end;
+	} while (rc == 0 && !sec.unknown && at < sec.len);
+	pthread_mutex_unlock(&sec.mu);
+	return rc;
+}
+
+void fused_own_done(struct fused *f)
+{
+	char p[PATH_MAX + 8];
+
+	pthread_mutex_lock(&sec.mu);
+	if (sec.d)
+		fused_dirty_close(sec.d);
+	sec.d = NULL;
+	snprintf(p, sizeof(p), "%s/dirty", f->state_dir);
+	if (unlink(p) == 0)
+		sk_info("this copy's own changes are the primary's now: its tracking file is removed");
+	free(sec.buf);
+	sec.buf = NULL;
+	sec.len = 0;
+	sec.n = 0;
+	sec.unknown = false;
+	sec.files = sec.bytes = 0;
+	pthread_mutex_unlock(&sec.mu);
+}
+
+void fused_own_close(void)
+{
+	pthread_mutex_lock(&sec.mu);
+	if (sec.d)
+		fused_dirty_close(sec.d);
+	sec.d = NULL;
+	free(sec.buf);
+	sec.buf = NULL;
+	pthread_mutex_unlock(&sec.mu);
+}
+
+/* ---- primary ---- */
+
+static struct {
+	pthread_mutex_t mu;
+	uint64_t conn;          /* the connection the list belongs to */
+	uint8_t *buf;           /* entries as received (checked) */
+	size_t len;
+	uint32_t n;
+	bool complete, unknown;
+	uint64_t refused;       /* entries past the bounds */
+} prim = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+int fused_own_on_frame(struct fused *f, uint64_t conn, const uint8_t *p, size_t n)
+{
+	uint32_t fl, cnt;
+	struct sk_rd r;
+	int rc = 0;
+
+	(void)f;
+	if (sk_rmsg_own_decode(p, n, &fl, &cnt, &r) < 0)
+		return -EBADMSG;
+	pthread_mutex_lock(&prim.mu);
+	if (prim.conn != conn) {
+		prim.conn = conn;
+		prim.len = 0;
+		prim.n = 0;
+		prim.complete = prim.unknown = false;
+		prim.refused = 0;
+	} else if (prim.complete) {
+		rc = -EBADMSG; /* nothing may follow the last frame */
+		goto out;
+	}
+	if (fl & SK_OWN_F_UNKNOWN)
+		prim.unknown = true;
+	if (!prim.buf && !(prim.buf = malloc(OWN_BYTES)))
+		prim.unknown = true;
+	if (prim.unknown || cnt > OWN_MAX - prim.n || r.left > OWN_BYTES - prim.len) {
+		prim.refused += prim.unknown ? 0 : cnt;
+		prim.unknown = true;
+	} else {
+		memcpy(prim.buf + prim.len, r.p, r.left);
+		prim.len += r.left;
+		prim.n += cnt;
+	}
+	if (fl & SK_OWN_F_LAST)
+		prim.complete = true;
+out:
+	pthread_mutex_unlock(&prim.mu);
+	return rc;
+}
+
+/* path[0..len) minus its last component (the root: len 0 stays 0). */
+static size_t parent_len(const char *path, size_t len)
+{
+	while (len > 0 && path[len - 1] != '/')
+		len--;
+	return len ? len - 1 : 0;
+}
+
+/* Note the object at path (here) with flags; a directory's entries are flagged DIR. */
+static int note_at(struct fused *f, int fd, const struct fused_dh *parent, uint32_t flags)
+{
+	struct fused_dnote n = { .flags = flags };
+	int rc = fused_fd_dh(f, fd, &n.h);
+
+	if (rc < 0)
+		return rc;
+	if (parent)
+		n.parent = *parent;
+	fused_dirty_note(fused_dirty_g, &n, 1, 0, 0);
+	return 0;
+}
+
+/*
+ * One entry of the peer's list, as the object at that path here:
+ *  - a directory the peer changed names in is walked whole (compared by checksums, parents
+ *    first): the peer may lack names we have (its own unlink, rename or rmdir in flight) whose
+ *    data and subtrees nothing else here would send;
+ *  - a regular file is sent whole;
+ *  - a path that is not here has its nearest directory here listed (what the peer has there
+ *    and we do not is removed; what we have there and it lacks comes from that directory's own
+ *    entry in the list, which its namespace change made);
+ *  - anything not of the kind the peer says, or not a regular file or directory: sent whole
+ *    (walked, for a directory) and its directory's names listed.
+ * Every path resolves beneath the root without following a symlink (fused_apply_open_path).
+ * *up counts entries resolved to a directory above.
+ */
+static int own_note(struct fused *f, uint8_t kind, const char *path, size_t len, unsigned *up)
+{
+	char buf[SK_RMSG_PATH_MAX + 1];
+	struct fused_dh pdh;
+	struct stat st;
+	bool moved = false, dir, odd;
+	int fd, pfd, rc;
+
+	memcpy(buf, path, len);
+	buf[len] = '\0';
+	for (;;) {
+		rc = fused_apply_open_path(f->root_fd, buf, len, O_PATH | O_NOFOLLOW, &fd);
+		if (rc == 0)
+			break;
+		if ((rc != -ENOENT && rc != -ENOTDIR && rc != -ELOOP) || len == 0)
+			return rc;
+		len = parent_len(buf, len);
+		buf[len] = '\0';
+		moved = true;
+	}
+	if (moved)
+		(*up)++;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	dir = S_ISDIR(st.st_mode);
+	if (moved && dir) {
+		rc = note_at(f, fd, NULL, FUSED_DF_DIR | FUSED_DF_META | FUSED_DF_NS);
+		close(fd);
+		return rc;
+	}
+	odd = moved || (dir ? kind == SK_OWN_FILE : kind != SK_OWN_FILE || !S_ISREG(st.st_mode));
+	if (dir && !odd) {
+		rc = note_at(f, fd, NULL, FUSED_DF_DIR | FUSED_DF_META | FUSED_DF_WALK);
+		close(fd);
+		return rc;
+	}
+	/* the object's directory: its handle (a file's note carries it), its names listed if odd */
+	len = parent_len(buf, len);
+	buf[len] = '\0';
+	rc = fused_apply_open_path(f->root_fd, buf, len, O_PATH | O_DIRECTORY, &pfd);
+	if (rc == 0) {
+		rc = fused_fd_dh(f, pfd, &pdh);
+		if (rc == 0 && odd)
+			rc = note_at(f, pfd, NULL, FUSED_DF_DIR | FUSED_DF_NS);
+		close(pfd);
+	}
+	if (rc == 0)
+		rc = note_at(f, fd, &pdh, dir ? FUSED_DF_DIR | FUSED_DF_META | FUSED_DF_WALK :
+					    FUSED_DF_WHOLE | FUSED_DF_META);
+	close(fd);
+	return rc;
+}
+
+bool fused_own_merge(struct fused *f, uint64_t conn)
+{
+	uint8_t *buf;
+	size_t len;
+	uint32_t n;
+	bool complete, unknown;
+	uint64_t refused;
+	unsigned files = 0, dirs = 0, up = 0;
+	struct sk_rd r;
+	uint8_t kind;
+	const char *path;
+	uint16_t plen;
+	int rc = 0;
+
+	pthread_mutex_lock(&prim.mu);
+	complete = prim.conn == conn && prim.complete;
+	unknown = prim.unknown;
+	refused = prim.refused;
+	buf = prim.buf;
+	len = prim.len;
+	n = prim.n;
+	prim.buf = NULL;
+	prim.len = 0;
+	prim.n = 0;
+	pthread_mutex_unlock(&prim.mu);
+	if (!complete || unknown) {
+		if (!complete)
+			sk_info("resync: the peer sent no complete list of its own changes (an older "
+				"skfused?): full resync");
+		else if (refused)
+			sk_warn("resync: the peer's list of its own changes is over the bounds (%llu entries "
+				"refused): full resync", (unsigned long long)refused);
+		else
+			sk_info("resync: the peer cannot tell what it changed on its own since the shared "
+				"generation: full resync");
+		free(buf);
+		return false;
+	}
+	sk_rd_init(&r, buf, len);
+	while (rc == 0 && sk_rmsg_own_next(&r, &kind, &path, &plen) == 1) {
+		rc = own_note(f, kind, plen ? path : "", plen, &up);
+		if (kind == SK_OWN_FILE)
+			files++;
+		else
+			dirs++;
+	}
+	free(buf);
+	if (rc == 0 && fused_dirty_lost(fused_dirty_g))
+		rc = -ENOSPC;
+	if (rc < 0) {
+		sk_warn("resync: the peer's own changes cannot be tracked here (%s): full resync",
+			strerror(-rc));
+		return false;
+	}
+	if (n)
+		sk_info("resync: the peer's own changes since the shared generation: %u paths (%u files, "
+			"%u directories; %u not here, their nearest directory listed) added to the "
+			"tracked set", n, files, dirs, up);
+	return true;
+}
+
+void fused_own_primary_figures(struct fused *f, uint64_t *files, uint64_t *bytes)
+{
+	struct fused_dirty_stats s;
+	struct own_coll c = { 0 };
+	unsigned stats = 0;
+
+	*files = *bytes = SK_GEN_UNKNOWN;
+	if (!fused_dirty_g)
+		return;
+	fused_dirty_get_stats(fused_dirty_g, &s);
+	if (s.lost)
+		return;
+	*files = s.files;
+	*bytes = s.bytes;
+	if (!s.whole)
+		return;
+	/* files sent whole count their size, not their extents */
+	fused_dirty_foreach(fused_dirty_g, collect, &c);
+	for (size_t i = 0; i < c.n && stats < WHOLE_STAT_MAX; i++) {
+		struct stat st;
+		int fd;
+
+		if ((c.e[i].flags & (FUSED_DF_DIR | FUSED_DF_WHOLE)) != FUSED_DF_WHOLE)
+			continue;
+		stats++;
+		fd = open_dh(f, &c.e[i].h, &st);
+		if (fd < 0)
+			continue;
+		if (S_ISREG(st.st_mode))
+			*bytes += (uint64_t)st.st_size - (c.e[i].ext_bytes < (uint64_t)st.st_size ?
+							  c.e[i].ext_bytes : (uint64_t)st.st_size);
+		close(fd);
+	}
+	free(c.e);
+}
