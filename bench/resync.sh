@@ -14,13 +14,22 @@
 # "modified" counts the bytes written (in place, appended, new files). Renamed files are sent whole by the
 # incremental resync (a rename is tracked as "the file at its new name"), so RENAME_PCT (default 0.2 % of
 # the files) adds their size to what is sent; truncates and deletes send no data. The breakdown is printed.
+# A user's size: NDIRS directories (default 100), PRESEED=1 writes the tree into the primary's backing
+# directory before the mirror starts (the first sync replicates it; through the mount 100 000s of small
+# files take minutes), INCR=0 measures the full (checksum) resync of the same tree instead, ENCRYPT=0 runs
+# both skfused with --no-encrypt (MAC only), to tell the AEAD's share of the time from the rest:
+#     NFILES=200000 NDIRS=2000 SIZE_MB=800 PRESEED=1 SK_BUILD=$PWD/build bash bench/resync.sh
 set -u
 SK_SRC=${SK_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 SK_BUILD=${SK_BUILD:-$SK_SRC/build}
 export SK_SRC SK_BUILD
-export SKFUSED_RESYNC_INCREMENTAL=1 # what this benchmark measures (opt-in today)
+export SKFUSED_RESYNC_INCREMENTAL=${INCR:-1} # what this benchmark measures (opt-in today)
 SIZE_MB=${SIZE_MB:-1024}
 NFILES=${NFILES:-2000}
+NDIRS=${NDIRS:-100}
+PRESEED=${PRESEED:-0}
+FUSED_ARGS=()
+[ "${ENCRYPT:-1}" = 1 ] || FUSED_ARGS=(--no-encrypt)
 PCT=${PCT:-5}
 RENAME_PCT=${RENAME_PCT:-0.2}
 LINK_MB=${LINK_MB:-512}
@@ -29,11 +38,15 @@ for c in mkfs.ext4 losetup; do command -v "$c" >/dev/null || mt_bail "missing $c
 mt_init
 
 # each node's replicated directory on its own fresh ext4 image (no journal, as the root fs here)
-img_mb=$((SIZE_MB * 13 / 10 + 256))
+# files take whole 4 KiB blocks: room for the data so rounded (+30 %), the inodes, the directories
+per_b=$(( ((SIZE_MB << 20) / NFILES + 4095) / 4096 * 4096 ))
+img_mb=$(( (NFILES * per_b >> 20) * 13 / 10 + (NFILES * 2 + 65536) * 256 / 1048576 + NDIRS / 64 + 256 ))
 for n in 1 2; do
 	d=${SK_ROOT[$n]}/data
 	truncate -s "${img_mb}M" "$SK_TMP/img$n" || mt_bail "image file"
-	mkfs.ext4 -q -F -O ^has_journal -E lazy_itable_init=1,nodiscard "$SK_TMP/img$n" || mt_bail "mkfs.ext4"
+	# inodes for every file (the default, one per 16 KiB, is short for small files)
+	mkfs.ext4 -q -F -O ^has_journal -N $((NFILES * 2 + 65536)) -E lazy_itable_init=1,nodiscard \
+		"$SK_TMP/img$n" || mt_bail "mkfs.ext4"
 	sk_track_mount "$d"
 	mount -o loop,noinit_itable "$SK_TMP/img$n" "$d" || mt_bail "loop mount"
 done
@@ -43,43 +56,52 @@ rx() { sk_in 2 ip -s -j link show dev eth0 | "$MT_PY" -c 'import json,sys; print
 st() { mt_st 1 "$1"; }
 say() { echo "# $*"; }
 
-mt_start_secondary || mt_bail "secondary did not start"
-mt_start_primary || mt_bail "primary did not start"
-mt_wait_until 20 mt_peer_is connected || mt_bail "peer not connected"
-
-say "building the tree: $NFILES files, $SIZE_MB MiB, through the mount"
-t0=$SECONDS
-"$MT_PY" - "$MT_DIR1" "$NFILES" "$SIZE_MB" <<'EOF' || mt_bail "tree"
+mk_tree() {
+	"$MT_PY" - "$1" "$NFILES" "$SIZE_MB" "$NDIRS" <<'EOF'
 import os, sys
-root, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) << 20
+root, n, size, nd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) << 20, int(sys.argv[4])
 per = size // n
 for i in range(n):
-    d = os.path.join(root, "d%03d" % (i % 100))
+    d = os.path.join(root, "d%04d" % (i % nd))
     os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "f%05d" % i), "wb") as f:
+    with open(os.path.join(d, "f%06d" % i), "wb") as f:
         left = per
         while left:
             c = min(left, 1 << 20)
             f.write(os.urandom(c))
             left -= c
 EOF
-mt_wait_synced 600 || mt_bail "initial sync"
+}
+t0=$SECONDS
+if [ "$PRESEED" = 1 ]; then
+	say "building the tree: $NFILES files in $NDIRS directories, $SIZE_MB MiB, in the primary's backing directory"
+	mk_tree "${SK_ROOT[1]}/data" || mt_bail "tree"
+fi
+mt_start_secondary "${FUSED_ARGS[@]}" || mt_bail "secondary did not start"
+mt_start_primary "${FUSED_ARGS[@]}" || mt_bail "primary did not start"
+if [ "$PRESEED" != 1 ]; then
+	mt_wait_until 20 mt_peer_is connected || mt_bail "peer not connected"
+	say "building the tree: $NFILES files in $NDIRS directories, $SIZE_MB MiB, through the mount"
+	mk_tree "$MT_DIR1" || mt_bail "tree"
+fi
+mt_wait_synced 1800 || mt_bail "initial sync"
 say "tree built and replicated in $((SECONDS - t0)) s; resync so far: $(mt_st 1 resync.kind)"
 
 # ---- the secondary goes away; PCT % of the data changes ----
 sk_term "$MT_PID2"
 mt_wait_until 20 bash -c "! mountpoint -q '$MT_DIR2'"
 mt_wait_until 20 bash -c "! echo '{\"cmd\":\"status\"}' | nc -U -N '$MT_CTL1' | grep -q '\"peer\":\"connected\"'"
-MOD_OUT=$("$MT_PY" - "$MT_DIR1" "$NFILES" "$SIZE_MB" "$PCT" "$RENAME_PCT" <<'EOF'
+MOD_OUT=$("$MT_PY" - "$MT_DIR1" "$NFILES" "$SIZE_MB" "$PCT" "$RENAME_PCT" "$NDIRS" <<'EOF'
 import os, random, sys
 root, n, size, pct, rpct = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) << 20, float(sys.argv[4]), float(sys.argv[5])
 random.seed(42)
 per = size // n
 budget = int(size * pct / 100)
-files = [os.path.join(root, "d%03d" % (i % 100), "f%05d" % i) for i in range(n)]
+nd = int(sys.argv[6])
+files = [os.path.join(root, "d%04d" % (i % nd), "f%06d" % i) for i in range(n)]
 random.shuffle(files)
 mod = {"inplace": 0, "append": 0, "new": 0, "truncated": 0, "renamed_bytes": 0, "deleted": 0}
-ext = 65536
+ext = min(65536, max(1, per // 2)) # small files: half of one
 # 45 % in-place extents of 64 KiB, 20 % appends, 35 % new files
 while mod["inplace"] < budget * 45 // 100:
     f = random.choice(files[len(files) // 10:])
@@ -152,16 +174,19 @@ sync
 [ "${DROP_CACHES:-1}" = 0 ] || echo 3 >/proc/sys/vm/drop_caches
 r1_0=$(io_read "$MT_PID1")
 rx0=$(rx)
-mt_start_secondary || mt_bail "secondary restart"
+P1LOG=$SK_TMP/fused1.$MT_N1.log
+l0=$(wc -l <"$P1LOG")
+mt_start_secondary "${FUSED_ARGS[@]}" || mt_bail "secondary restart"
 mt_wait_synced 1800 || mt_bail "resync did not finish"
 rx1=$(rx)
 r1_1=$(io_read "$MT_PID1")
 r2=$(io_read "$MT_PID2")
-P1LOG=$SK_TMP/fused1.$MT_N1.log
 secs=$(sed -n 's/.*resync done in \([0-9.]*\) s.*/\1/p' "$P1LOG" | tail -n 1)
 kind=$(st resync.kind)
 sent=$(st resync.sent_bytes)
 wire=$((rx1 - rx0))
+# where the time went: the primary's resync lines of this failback (walks, scans, rounds)
+tail -n +$((l0 + 1)) "$P1LOG" | grep -E 'resync|walk|scan' | head -n 40 | sed 's/^/#   /'
 say "$(grep 'resync done' "$P1LOG" | tail -n 1)"
 # a figure of a resync that left the trees different means nothing: compared after the measurement
 # (CHECK=0 skips it; it reads both trees)
