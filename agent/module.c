@@ -269,6 +269,36 @@ void agent_mod_step_done(struct agent_mod *m, int rc, const char *why)
 	run_step(m);
 }
 
+/* the operator's "second": hands the role over even to a peer that is behind */
+static const char cause_second[] = "operator: second";
+
+/*
+ * skfused's state file as its primary left it: 1 if its peer was in sync when it stopped (its
+ * stop lets what is in flight be acknowledged first, fused/repl.c), 0 if not or not a
+ * primary's, -errno if unreadable.
+ */
+static int fused_left_in_sync(struct agent_mod *m)
+{
+	char path[AGENT_PATH + 16], line[128];
+	int primary = 0, in_sync = 0;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/fused/state", m->statedir);
+	fp = fopen(path, "re");
+	if (!fp)
+		return -errno;
+	for (int i = 0; i < 64 && fgets(line, sizeof(line), fp); i++) {
+		unsigned v;
+
+		if (!strncmp(line, "role=primary\n", 13))
+			primary = 1;
+		else if (sscanf(line, "peer_in_sync=%u", &v) == 1)
+			in_sync = v != 0;
+	}
+	fclose(fp);
+	return primary && in_sync;
+}
+
 /* Start an async-capable step: the callee reports through agent_mod_step_done. */
 static void begin(struct agent_mod *m)
 {
@@ -339,8 +369,23 @@ static void run_step(struct agent_mod *m)
 		agent_mod_step_done(m, agent_state_save(m), "cannot persist the new generation");
 		return;
 	}
-	case STEP_MARK_SECOND:
 	case STEP_MARK_HANDED:
+		/* skfused's last word, written by its stop: a peer that fell behind while the role
+		 * was being handed over (dropped, its resync not done) lacks acknowledged writes and
+		 * must not take it. A swap (or a checker's failover) fails: this node, the newest
+		 * copy, takes the role back. The operator's "second" goes on (a diverged pair is
+		 * handed over so that the other side can be forced, docs/skctl.md). */
+		rc = fused_left_in_sync(m);
+		if (rc != 1 && strcmp(m->plan.cause, cause_second)) {
+			m->noprim = false;
+			m->peer_out = true;
+			agent_mod_step_done(m, agent_state_save(m) < 0 ? -EIO : -ESTALE,
+					    "the peer's copy fell behind during the hand-over (skfused "
+					    "stopped with it not in sync): keeping the role");
+			return;
+		}
+		/* fall through */
+	case STEP_MARK_SECOND:
 		m->last_role = AGENT_ROLE_SECONDARY;
 		/* a primary handing over cleanly holds the newest copy: it stays a candidate (if the
 		 * taker fails, this node takes the role back); the new primary's first "not in sync"
@@ -754,7 +799,8 @@ int agent_mod_cmd(struct agent_mod *m, enum sk_ctl_verb verb, bool force, char *
 	switch (verb) {
 	case SK_CTL_SWAP:
 		if (sk_state_is_primary(m->state)) {
-			if (!pm || pm->state != SK_ST_SECOND || !(pm->flags & SK_AMSG_F_UPTODATE)) {
+			if (!pm || pm->state != SK_ST_SECOND || !(pm->flags & SK_AMSG_F_UPTODATE) ||
+			    !m->fused.peer_in_sync) {
 				snprintf(err, elen, "no secondary in sync to hand the role to");
 				snprintf(hint, hlen, "wait until %s is SECOND and in sync "
 					 "(skctl state -m %s)", m->peer->node->name, name);
@@ -824,7 +870,7 @@ int agent_mod_cmd(struct agent_mod *m, enum sk_ctl_verb verb, bool force, char *
 		m->noprim = true;
 		m->noprim_failed = false;
 		if (sk_state_is_primary(m->state))
-			plan(m, SK_ST_SECOND, "operator: second", 0, 0, hand_over, N(hand_over));
+			plan(m, SK_ST_SECOND, cause_second, 0, 0, hand_over, N(hand_over));
 		else
 			plan(m, SK_ST_SECOND, "operator: second", 0, 0, to_second, N(to_second));
 		return 0;

@@ -7,6 +7,8 @@
 # exactly one primary, holding the VIP; every write ackwriter saw acknowledged (through the
 # primary's mount) is on the new primary; the client is served through the VIP again, and the
 # time from the fault to that first answer is printed as a diagnostic (target < 1 s).
+# A swap whose secondary falls behind during the hand-over (dropped by the primary while its
+# stop_prim runs) fails: the role stays with the newest copy, no acknowledged write is lost.
 set -u
 source "$SK_SRC/test/cluster/agent_common.sh"
 
@@ -50,13 +52,13 @@ sk_wait_for 15 at_in_sync 2 || sk_diag "node2 not in sync after 15 s"
 
 ROUND=0
 AW_PID=
-# start_writer P: ackwriter through the primary's mount, in a fresh directory per round
+# start_writer P [ARGS]: ackwriter through the primary's mount, in a fresh directory per round
 start_writer() {
 	ROUND=$((ROUND + 1))
 	AW_DIR_REL=aw$ROUND
 	mkdir -p "$(at_data "$1")/$AW_DIR_REL" || return 1
 	"$AW" write --dir "$(at_data "$1")/$AW_DIR_REL" --log "$SK_TMP/aw$ROUND.log" "${AWO[@]}" \
-		--duration 60 >"$SK_TMP/aw$ROUND.out" 2>&1 &
+		--duration 60 "${@:2}" >"$SK_TMP/aw$ROUND.out" 2>&1 &
 	AW_PID=$!
 	sk_wait_for 10 sh -c "[ \$(wc -l <'$SK_TMP/aw$ROUND.log' 2>/dev/null || echo 0) -gt 20 ]"
 }
@@ -101,7 +103,7 @@ after_fault() {
 
 # verify_acked NAME SURVIVOR: the writer is stopped, then every acknowledged record must be there
 verify_acked() {
-	local name=$1 s=$2 out
+	local name=$1 s=$2 out i
 	stop_writer
 	out=$("$AW" verify --dir "$(at_data "$s")/$AW_DIR_REL" --log "$SK_TMP/aw$ROUND.log" "${AWO[@]}" 2>&1)
 	if [[ "$out" == *"verify: ok"* ]]; then
@@ -109,6 +111,8 @@ verify_acked() {
 	else
 		sk_not_ok "$name: every acknowledged write is on node$s"
 		sk_diag "$(printf '%s\n' "$out" | tail -n 10)"
+		# what both agents and skfused said last (the logs go with SK_TMP otherwise)
+		for i in 1 2; do sk_diag "node$i module.log: $(tail -n 40 "$(at_state_dir "$i")/module.log")"; done
 	fi
 	sk_diag "node$s why: $(at_ctl "$s" why -m "$AT_MOD" -n 1)"
 }
@@ -411,6 +415,60 @@ else
 	show_state
 fi
 sk_check "the data written while node$s was away is served" sk_wait_for 10 at_fetch late.txt
+
+# ---- swap while the secondary falls behind: the role stays with the newest copy ----
+# The primary's stop_prim is held (a test marker) while the writer goes on and the secondary's
+# skfused is frozen: the primary drops it after its budget and acknowledges writes alone. When
+# the hand-over goes on, skfused's last word (peer not in sync) must stop it: the stale copy
+# never becomes primary, the role comes back here, every acknowledged write is kept.
+p=$(at_primary) || at_bail "no primary"
+s=$((3 - p))
+sk_wait_for 30 at_in_sync "$s" || sk_diag "node$s not in sync before the lagging swap"
+pbin=${SK_ROOT[$p]}/var/lib/steadykit/modules/$AT_MOD/bin
+mv "$pbin/stop_prim" "$pbin/stop_prim.real"
+cat >"$pbin/stop_prim" <<-'SH'
+#!/bin/sh
+# held while state/mirror/hang-stop_prim exists (at most 30 s)
+echo $$ >"$SK_STATE_DIR/stop_prim.running"
+i=0
+while [ -e "$SK_STATE_DIR/hang-stop_prim" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+exec "$SK_MODULE_DIR/bin/stop_prim.real"
+SH
+chmod 0755 "$pbin/stop_prim"
+pstate=$(at_state_dir "$p")
+rm -f "$pstate/stop_prim.running"
+touch "$pstate/hang-stop_prim"
+took_role() { grep -cE "transition [A-Z]+ -> (ALONE|PRIM)" "$(at_state_dir "$1")/module.log"; }
+took_before=$(took_role "$s")
+start_writer "$p" --pause-us 1000 || sk_diag "writer slow to start"
+fs=$(at_fused_pid "$s")
+at_ctl "$p" swap -m "$AT_MOD" >/dev/null || sk_diag "swap on node$p refused"
+sk_wait_for 20 test -e "$pstate/stop_prim.running" || sk_diag "stop_prim of node$p not started"
+kill -STOP "$fs"
+acked_grows() { [ "$(wc -l <"$SK_TMP/aw$ROUND.log")" -gt $(($1 + 200)) ]; }
+n0=$(wc -l <"$SK_TMP/aw$ROUND.log")
+# in sync mode nothing is acknowledged while the secondary is frozen, until the primary drops it
+sk_check "lagging swap: node$p drops its frozen secondary and acknowledges writes alone" \
+	sk_wait_for 30 acked_grows "$n0"
+fused_exits() { grep -c "skfused (primary) exited" "$pstate/module.log"; }
+ex0=$(fused_exits)
+rm -f "$pstate/hang-stop_prim"
+sk_wait_for 20 sh -c "[ \$(grep -c 'skfused (primary) exited' '$pstate/module.log') -gt $ex0 ]" ||
+	sk_diag "node$p's skfused did not stop"
+kill -CONT "$fs"
+back_p() { at_is_primary "$p" && at_is_second "$s"; }
+if sk_wait_for 40 back_p; then
+	sk_ok "lagging swap: node$p keeps the role (node$s fell behind during the hand-over)"
+else
+	sk_not_ok "lagging swap: node$p keeps the role (node$s fell behind during the hand-over)"
+	show_state
+fi
+sk_check "lagging swap: node$s, behind, never became primary" test "$(took_role "$s")" = "$took_before"
+verify_acked "lagging swap" "$p"
+sk_diag "node$p why: $(at_ctl "$p" why -m "$AT_MOD" -n 2)"
+mv -f "$pbin/stop_prim.real" "$pbin/stop_prim"
+sk_check "lagging swap: node$s back in sync as SECOND" sk_wait_for 30 at_in_sync "$s"
+sk_check "lagging swap: exactly one primary, holding the VIP" sk_wait_for 5 one_primary
 
 while read -r ms name; do sk_diag "failover_ms $name: $ms"; done <"$SK_TMP/failover_ms"
 sk_done
