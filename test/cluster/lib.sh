@@ -58,17 +58,25 @@ sk__err() {
 
 # --- TAP -------------------------------------------------------------------
 
+# A description holding several lines (a file's head pasted in) is one TAP line, the first, and
+# diagnostics: a bare second line is not TAP and makes meson report the test as broken.
+sk__tap() {
+	local desc=$2
+	printf '%s %d - %s\n' "$1" "$SK__TAP_N" "${desc%%$'\n'*}"
+	[ "$desc" = "${desc#*$'\n'}" ] || sk_diag "${desc#*$'\n'}"
+}
+
 sk_ok() {
 	local -; set +eu
 	SK__TAP_N=$((SK__TAP_N + 1))
-	printf 'ok %d - %s\n' "$SK__TAP_N" "$1"
+	sk__tap ok "$1"
 }
 
 sk_not_ok() {
 	local -; set +eu
 	SK__TAP_N=$((SK__TAP_N + 1))
 	SK__TAP_FAIL=$((SK__TAP_FAIL + 1))
-	printf 'not ok %d - %s\n' "$SK__TAP_N" "$1"
+	sk__tap 'not ok' "$1"
 }
 
 sk_skip() {
