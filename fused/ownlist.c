@@ -18,10 +18,12 @@
 /*
  * Bounds of a list, both ends: entries and bytes of paths. Past them the secondary says
  * "unknown" (full resync); a primary receiving more refuses the rest (counted) and runs the
- * full resync. Whole files whose size the figures count by a stat: at most WHOLE_STAT_MAX.
+ * full resync. The primary merges a list on its ack reader (a few system calls per entry), so
+ * the bound also bounds that pause: a returning primary's list holds what was in flight (at
+ * most a ring of frames) and what it changed alone while its generation stayed the shared one. Whole files whose size the figures count by a stat: at most WHOLE_STAT_MAX.
  */
-#define OWN_MAX 65536u
-#define OWN_BYTES (8u << 20)
+#define OWN_MAX 16384u
+#define OWN_BYTES (4u << 20)
 #define WHOLE_STAT_MAX 1024u
 
 /* one tracked entry, copied out of the tracker (its lock is not held while we name it) */
@@ -276,28 +278,67 @@ static struct {
 	uint32_t n;
 	bool complete, unknown;
 	uint64_t refused;       /* entries past the bounds */
+	uint64_t asked;         /* the connection whose START asked for the list */
+	bool expect;            /* its GEN accepted the session: the list comes next */
 } prim = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
-int fused_own_on_frame(struct fused *f, uint64_t conn, const uint8_t *p, size_t n)
+static bool own_merge(struct fused *f, uint8_t *buf, size_t len, uint32_t n);
+
+uint32_t fused_own_start(struct fused *f, uint64_t conn)
 {
+	(void)f;
+	if (!fused_resync_incremental || !fused_dirty_g)
+		return 0;
+	pthread_mutex_lock(&prim.mu);
+	prim.asked = conn;
+	prim.conn = conn;
+	prim.expect = prim.complete = prim.unknown = false;
+	prim.len = 0;
+	prim.n = 0;
+	prim.refused = 0;
+	pthread_mutex_unlock(&prim.mu);
+	return SK_START_F_OWNLIST;
+}
+
+/* The list cannot be had: the incremental resync must not run on conn (lock held). */
+static void own_fail(uint64_t conn, const char *why)
+{
+	if (prim.asked == conn && fused_dirty_g)
+		fused_dirty_set_lost(fused_dirty_g, why);
+	prim.expect = false;
+	prim.complete = true;
+}
+
+int fused_own_peer_frame(struct fused *f, uint64_t conn, uint8_t type, const uint8_t *p, size_t n)
+{
+	struct sk_gen_wire w;
 	uint32_t fl, cnt;
 	struct sk_rd r;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	uint32_t k = 0;
+	bool merge = false;
 	int rc = 0;
 
-	(void)f;
-	if (sk_rmsg_own_decode(p, n, &fl, &cnt, &r) < 0)
-		return -EBADMSG;
 	pthread_mutex_lock(&prim.mu);
-	if (prim.conn != conn) {
-		prim.conn = conn;
-		prim.len = 0;
-		prim.n = 0;
-		prim.complete = prim.unknown = false;
-		prim.refused = 0;
-	} else if (prim.complete) {
-		rc = -EBADMSG; /* nothing may follow the last frame */
+	if (prim.asked != conn || (type != SK_RMSG_OWNLIST && !prim.expect)) {
+		if (type == SK_RMSG_GEN && prim.asked == conn && !prim.complete &&
+		    sk_gen_decode(p, n, &w) == 0 && w.verdict == SK_GEN_V_OK)
+			prim.expect = true; /* the list follows the GEN at once */
+		else if (type == SK_RMSG_OWNLIST)
+			rc = -EBADMSG; /* not asked for, or after its last frame */
 		goto out;
 	}
+	if (type != SK_RMSG_OWNLIST) {
+		/* an accepted session whose GEN is not followed by the list: an older skfused */
+		own_fail(conn, "the peer sent no list of its own changes (an older skfused?)");
+		goto out;
+	}
+	if (sk_rmsg_own_decode(p, n, &fl, &cnt, &r) < 0) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	rc = 1;
 	if (fl & SK_OWN_F_UNKNOWN)
 		prim.unknown = true;
 	if (!prim.buf && !(prim.buf = malloc(OWN_BYTES)))
@@ -310,10 +351,30 @@ int fused_own_on_frame(struct fused *f, uint64_t conn, const uint8_t *p, size_t 
 		prim.len += r.left;
 		prim.n += cnt;
 	}
-	if (fl & SK_OWN_F_LAST)
-		prim.complete = true;
+	if (!(fl & SK_OWN_F_LAST))
+		goto out;
+	if (prim.unknown) {
+		if (prim.refused)
+			sk_warn("resync: the peer's list of its own changes is over the bounds (%llu entries "
+				"refused): full resync", (unsigned long long)prim.refused);
+		else
+			sk_info("resync: the peer cannot tell what it changed on its own since the shared "
+				"generation: full resync");
+		own_fail(conn, "the peer's own changes are not known");
+		goto out;
+	}
+	prim.expect = false;
+	prim.complete = true;
+	buf = prim.buf;
+	len = prim.len;
+	k = prim.n;
+	prim.buf = NULL;
+	merge = true;
 out:
 	pthread_mutex_unlock(&prim.mu);
+	if (merge && !own_merge(f, buf, len, k))
+		fused_dirty_set_lost(fused_dirty_g, "the peer's own changes cannot be tracked here");
+	free(buf);
 	return rc;
 }
 
@@ -409,13 +470,9 @@ static int own_note(struct fused *f, uint8_t kind, const char *path, size_t len,
 	return rc;
 }
 
-bool fused_own_merge(struct fused *f, uint64_t conn)
+/* Add a complete, checked list to the dirty set (the ack reader, before the resync decides). */
+static bool own_merge(struct fused *f, uint8_t *buf, size_t len, uint32_t n)
 {
-	uint8_t *buf;
-	size_t len;
-	uint32_t n;
-	bool complete, unknown;
-	uint64_t refused;
 	unsigned files = 0, dirs = 0, up = 0;
 	struct sk_rd r;
 	uint8_t kind;
@@ -423,30 +480,6 @@ bool fused_own_merge(struct fused *f, uint64_t conn)
 	uint16_t plen;
 	int rc = 0;
 
-	pthread_mutex_lock(&prim.mu);
-	complete = prim.conn == conn && prim.complete;
-	unknown = prim.unknown;
-	refused = prim.refused;
-	buf = prim.buf;
-	len = prim.len;
-	n = prim.n;
-	prim.buf = NULL;
-	prim.len = 0;
-	prim.n = 0;
-	pthread_mutex_unlock(&prim.mu);
-	if (!complete || unknown) {
-		if (!complete)
-			sk_info("resync: the peer sent no complete list of its own changes (an older "
-				"skfused?): full resync");
-		else if (refused)
-			sk_warn("resync: the peer's list of its own changes is over the bounds (%llu entries "
-				"refused): full resync", (unsigned long long)refused);
-		else
-			sk_info("resync: the peer cannot tell what it changed on its own since the shared "
-				"generation: full resync");
-		free(buf);
-		return false;
-	}
 	sk_rd_init(&r, buf, len);
 	while (rc == 0 && sk_rmsg_own_next(&r, &kind, &path, &plen) == 1) {
 		rc = own_note(f, kind, plen ? path : "", plen, &up);
@@ -455,7 +488,6 @@ bool fused_own_merge(struct fused *f, uint64_t conn)
 		else
 			dirs++;
 	}
-	free(buf);
 	if (rc == 0 && fused_dirty_lost(fused_dirty_g))
 		rc = -ENOSPC;
 	if (rc < 0) {

@@ -40,14 +40,18 @@ void fused_own_done(struct fused *f);
 void fused_own_close(void);
 
 /* ---- primary ---- */
-/* The ack reader: one OWNLIST frame of connection conn. 0, or -EBADMSG (drop the connection). */
-int fused_own_on_frame(struct fused *f, uint64_t conn, const uint8_t *p, size_t n);
+/* session_begin (stream_mu held): START's flag asking for the peer's list when the resync may
+ * be incremental (SK_START_F_OWNLIST), 0 otherwise. */
+uint32_t fused_own_start(struct fused *f, uint64_t conn);
 /*
- * The resync, before an incremental one starts on conn: add the peer's list to the dirty set.
- * false (said why in the log): no complete list, the peer could not tell, or an entry that
- * cannot be resolved here: the full resync.
+ * The ack reader, for every frame of connection conn before it handles it: the GEN that accepts
+ * the session is followed at once by the peer's list (OWNLIST frames: 1, consumed; checked as
+ * hostile input, -EBADMSG drops the connection), which its last frame adds to the dirty set
+ * before anything after it (the resync's first answer) is read. No list where one was due, a
+ * list saying "unknown", past its bounds (refused, counted in the log) or naming what cannot be
+ * tracked here: the tracker is marked lost, so this resync is the full one. 0: not ours.
  */
-bool fused_own_merge(struct fused *f, uint64_t conn);
+int fused_own_peer_frame(struct fused *f, uint64_t conn, uint8_t type, const uint8_t *p, size_t n);
 /* This primary's changes since the shared generation (START): from its dirty tracker. */
 void fused_own_primary_figures(struct fused *f, uint64_t *files, uint64_t *bytes);
 
