@@ -1,6 +1,7 @@
 /* fused/rs_apply.c: the secondary's side of the resync: reconcile directories, checksum blocks, write blocks, set metadata. */
 #include "fault.h"
 #include "recv.h"
+#include "rs_prefetch.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -516,6 +517,8 @@ static int rs_data(struct fused *f, const struct sk_rmsg_op *op)
 {
 	int fd, rc;
 
+	if (op->data_len == 0) /* no data: a read-ahead hint (rs_prefetch.c), never a write */
+		return fused_rs_prefetch(f, op);
 	fused_aside_copy(f, op->path1, op->path1_len); /* forced resync only (fused/aside.c) */
 	rc = fused_apply_open_data(f, op->path1, op->path1_len, O_WRONLY, false, &fd);
 	if (rc < 0)
@@ -653,6 +656,7 @@ int fused_rs_apply(struct fused *f, const struct sk_rmsg_op *op, int sock, struc
 			fused_gen_adopt_peer(f); /* the primary's generations; saves the state */
 			sk_info("resync complete: this copy is consistent (generation %llx)",
 				(unsigned long long)op->len);
+			fused_rs_prefetch_report();
 		}
 		f->rs_errs = 0;
 		links_clear();
