@@ -459,6 +459,12 @@ static void read_gen(struct agent_fused *fu, json_object *o)
 			fu->own_bytes = u64_js(v, "bytes", UINT64_MAX);
 		}
 	}
+	/* skfused's own figure since the shared generation (files sent whole counted at their
+	 * size; a secondary's kept changes too), when it gives one */
+	if (u64_js(g, "changed_files", UINT64_MAX) != UINT64_MAX) {
+		fu->own_files = u64_js(g, "changed_files", UINT64_MAX);
+		fu->own_bytes = u64_js(g, "changed_bytes", UINT64_MAX);
+	}
 	fu->lease_armed = o && json_object_object_get_ex(o, "lease_left_ms", &v) &&
 			  json_object_is_type(v, json_type_int);
 	fu->lease_left_ms = fu->lease_armed ? json_object_get_int64(v) : 0;
@@ -667,6 +673,21 @@ static void by_how_much(uint64_t files, uint64_t bytes, char *out, size_t cap)
 			 files == 1 ? "" : "s");
 }
 
+/* "3.1 MiB in 12 files" (or one of the two; "" when neither is known) */
+static void changed_words(uint64_t files, uint64_t bytes, char *out, size_t cap)
+{
+	char b[32];
+
+	out[0] = '\0';
+	sk_human_bytes(bytes == UINT64_MAX ? 0 : bytes, b, sizeof(b));
+	if (files != UINT64_MAX && bytes != UINT64_MAX)
+		snprintf(out, cap, "%s in %llu file%s", b, (unsigned long long)files, files == 1 ? "" : "s");
+	else if (files != UINT64_MAX)
+		snprintf(out, cap, "%llu file%s", (unsigned long long)files, files == 1 ? "" : "s");
+	else if (bytes != UINT64_MAX)
+		snprintf(out, cap, "%s", b);
+}
+
 /* A sentence into a bounded field: cut at its end (these are words for people). */
 static size_t words(char *dst, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static size_t words(char *dst, size_t cap, const char *fmt, ...)
@@ -700,19 +721,22 @@ void agent_fused_fill_ctl(struct agent_mod *m, struct sk_ctl_mod *o)
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
 	}
 	if (!strcmp(fu->peer_word, "diverged")) {
+		/* short enough for SK_CTL_TEXT_LEN with both sizes: they come before the advice */
+		char a[72], b[72];
+
 		k = (size_t)words(o->data_words, sizeof(o->data_words),
-				     "%s and %s diverged (split brain: both changed the data after "
-				     "generation %s); nothing is resynced until you choose: skctl prim "
-				     "-m %s --force on the node whose data stays (the other's changed "
-				     "files are kept aside)", self, peer,
-				     fu->shared_id[0] ? fu->shared_id : "?", m->conf.name);
-		by_how_much(fu->own_files, fu->own_bytes, by, sizeof(by));
-		if (by[0] && k < sizeof(o->data_words))
-			k += words(o->data_words + k, sizeof(o->data_words) - k, "; %s changed %s since then",
-				   self, by + 4 /* " by " */);
-		by_how_much(fu->peer_files, fu->peer_bytes, by, sizeof(by));
-		if (by[0] && k < sizeof(o->data_words))
-			words(o->data_words + k, sizeof(o->data_words) - k, "; %s changed%s", peer, by);
+				  "%s and %s diverged after generation %s (split brain)", self, peer,
+				  fu->shared_id[0] ? fu->shared_id : "?");
+		changed_words(fu->own_files, fu->own_bytes, a, sizeof(a));
+		changed_words(fu->peer_files, fu->peer_bytes, b, sizeof(b));
+		if ((a[0] || b[0]) && k < sizeof(o->data_words))
+			k += words(o->data_words + k, sizeof(o->data_words) - k,
+				   "; changed since then: %s %s, %s %s", self, a[0] ? a : "?", peer,
+				   b[0] ? b : "?");
+		if (k < sizeof(o->data_words))
+			words(o->data_words + k, sizeof(o->data_words) - k,
+			      "; nothing resyncs until you choose: skctl prim -m %s --force where the "
+			      "data stays (the other's changes are kept aside)", m->conf.name);
 		snprintf(o->relation, sizeof(o->relation), "diverged");
 	} else if (!strcmp(fu->peer_word, "newer")) {
 		words(o->data_words, sizeof(o->data_words), "%s holds newer data than %s: it refuses "

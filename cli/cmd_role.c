@@ -46,6 +46,9 @@ static bool confirm_force(struct skctl *o)
 		       "  <its data dir>.steadykit-aside/<UTC date>/ (files/ and list.txt).\n",
 		       m.peer, !strcmp(m.relation, "diverged") ? "diverged from this one (split brain)" :
 		       "is newer than this one", m.peer, m.peer);
+	/* the agent's sentence carries how much each side changed since the shared generation */
+	if ((!strcmp(m.relation, "diverged") || !strcmp(m.relation, "older")) && m.data_words[0])
+		printf("  %s\n", m.data_words);
 	if (m.peer_alive && sk_state_is_primary(m.peer_state))
 		printf("  %s is %s now: it will step down.\n", m.peer, sk_state_name(m.peer_state));
 	if (o->yes)

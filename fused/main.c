@@ -2,6 +2,7 @@
 #include "fault.h"
 #include "fence.h"
 #include "fused.h"
+#include "ownlist.h"
 #include "resync.h"
 
 #include <errno.h>
@@ -348,13 +349,9 @@ static int run_secondary(struct fused *f)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	{
-		/* a primary's tracking is about a copy this node no longer serves: never reused */
-		char p[PATH_MAX + 8];
-
-		snprintf(p, sizeof(p), "%s/dirty", f->state_dir);
-		unlink(p);
-	}
+	/* what this copy changed as primary (frames in flight, changes alone) is kept until a
+	 * resync completes, and named for the primary (ownlist.h) */
+	fused_own_open(f, fused_state_was_primary());
 	/* Applications see the tree read-only; we write through root_fd, opened on the rw mount. */
 	if (mount(f->dir, f->dir, NULL, MS_BIND, NULL) < 0) {
 		rc = -errno;
@@ -387,6 +384,7 @@ static int run_secondary(struct fused *f)
 	else
 		f->ro_mounted = false;
 	fused_state_save(f);
+	fused_own_close();
 	return rc;
 }
 

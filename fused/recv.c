@@ -1,5 +1,6 @@
 /* fused/recv.c: the secondary's connection: authenticate newcomers, read frames in batches, apply them in order, ack. */
 #include "recv.h"
+#include "ownlist.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -186,9 +187,17 @@ static int start_gen(struct rx *x, const struct sk_rmsg_op *op)
 	pthread_mutex_lock(&f->state_mu);
 	me.g = f->gen;
 	pthread_mutex_unlock(&f->state_mu);
+	/* what this copy changed on its own since the shared generation (split brain: the
+	 * operator sees both sides' sizes) */
+	fused_own_figures(&me.changed_files, &me.changed_bytes);
 	me.verdict = (uint8_t)v;
 	sk_gen_encode(&me, buf);
 	if (fused_rx_send(&x->chan, x->sock, SK_RMSG_GEN, 0, f->module_id, &iov, 1) < 0)
+		return -EPIPE;
+	/* accepted: the primary's incremental resync covers our own changes too (ownlist.h);
+	 * they reach it before the answer to anything it sends after START */
+	if (v == SK_GEN_V_OK && (op->flags & SK_START_F_OWNLIST) &&
+	    fused_own_send(f, &x->chan, x->sock) < 0)
 		return -EPIPE;
 	return v == SK_GEN_V_OK || v == SK_GEN_V_FORCED ? 0 : -EPIPE;
 }

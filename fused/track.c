@@ -1,6 +1,8 @@
 /* fused/track.c: persistent replication state (peer outdated, consistency, data generations, kept-aside folder), written crash-safely. */
 #include "fused.h"
 #include "fault.h"
+#include "ownlist.h"
+#include "resync.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +32,21 @@ static int mkdirs(const char *path)
 	if (mkdir(d, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	return 0;
+}
+
+/* What the state file said at load (ownlist.h): this copy's last role, and the generation a
+ * primary started from when its copy was a secondary's that completed its resync. */
+static bool loaded_primary;
+static uint64_t takeover_base;
+
+bool fused_state_was_primary(void)
+{
+	return loaded_primary;
+}
+
+uint64_t fused_state_takeover_base(void)
+{
+	return takeover_base;
 }
 
 static uint64_t wall_s(void)
@@ -125,6 +142,7 @@ int fused_state_load(struct fused *f)
 		path_value(line, "aside_last=", f->aside_last, sizeof(f->aside_last));
 	}
 	fclose(fp);
+	loaded_primary = was_primary;
 	if (f->role == FUSED_SECONDARY)
 		f->survivor = false; /* a choice made for this copy as primary ends when it serves no more */
 	if (!have_gen && old_gen) {
@@ -154,6 +172,10 @@ primary:
 		return fused_state_save(f);
 	}
 	if (f->role == FUSED_PRIMARY && !was_primary) {
+		/* a secondary's copy that completed its resync is the one of its current generation
+		 * (but frames in flight): tracking starts from it (dirty.h fresh_base) */
+		if (f->consistent && have_gen)
+			takeover_base = f->gen.current;
 		f->peer_in_sync = false;
 		f->outdated_since = wall_s();
 		atomic_store(&f->gen_pending, true);
@@ -364,6 +386,7 @@ void fused_gen_adopt_peer(struct fused *f)
 	pthread_mutex_unlock(&f->state_mu);
 	fused_aside_end(f);
 	fused_state_save(f);
+	fused_own_done(f); /* this copy is the primary's now: its own changes are history */
 }
 
 void fused_gen_on_answer(struct fused *f, const struct sk_gen_wire *w)
@@ -404,7 +427,14 @@ static json_object *gen_obj(const struct sk_gen *g)
 json_object *fused_gen_json(struct fused *f)
 {
 	json_object *o;
+	uint64_t files, bytes;
 
+	/* what this copy changed since the shared generation (the primary's tracker, or the
+	 * secondary's kept list); absent when not known. Before state_mu: it reads the tracker. */
+	if (f->role == FUSED_PRIMARY)
+		fused_own_primary_figures(f, &files, &bytes);
+	else
+		fused_own_figures(&files, &bytes);
 	pthread_mutex_lock(&f->state_mu);
 	o = gen_obj(&f->gen);
 	json_object_object_add(o, "outdated_since", json_object_new_int64((int64_t)f->outdated_since));
@@ -422,6 +452,12 @@ json_object *fused_gen_json(struct fused *f)
 		/* how this copy relates to the peer's, in one word */
 		json_object_object_add(o, "relation", json_object_new_string(
 			sk_gen_rel_str(sk_gen_classify(&f->gen, &f->peer_gen.g))));
+	}
+	{
+		if (files != SK_GEN_UNKNOWN)
+			json_object_object_add(o, "changed_files", json_object_new_int64((int64_t)files));
+		if (bytes != SK_GEN_UNKNOWN)
+			json_object_object_add(o, "changed_bytes", json_object_new_int64((int64_t)bytes));
 	}
 	if (f->peer_verdict >= 0) {
 		json_object_object_add(o, "verdict", json_object_new_string(

@@ -144,6 +144,22 @@ if data_line "$P" | grep -q "prim -m $AT_MOD --force" && data_line "$S" | grep -
 else
 	sk_not_ok "skctl state on both nodes says so and what to do (skctl prim --force)"
 fi
+# how much each side changed since the shared generation, as each skfused counts it (its dirty
+# tracker as primary, its kept list as secondary) and as the secondary's GEN answer carries it:
+# only<N>.txt (12 bytes, new) and common.txt (14 bytes written) on each side: 2 files, 26 bytes
+sizes_known() {
+	[ "$(fst "$P" gen.changed_files)" = 2 ] && [ "$(fst "$P" gen.changed_bytes)" = 26 ] &&
+		[ "$(fst "$S" gen.changed_files)" = 2 ] && [ "$(fst "$S" gen.changed_bytes)" = 26 ] &&
+		[ "$(fst "$P" gen.peer.changed_files)" = 2 ] && [ "$(fst "$P" gen.peer.changed_bytes)" = 26 ]
+}
+if sk_wait_for 10 sizes_known; then
+	sk_ok "split brain sizes: each side changed 2 files, 26 bytes; the primary knows both (GEN answer)"
+else
+	sk_not_ok "split brain sizes: each side changed 2 files, 26 bytes; the primary knows both (GEN answer)"
+	sk_diag "node$P: $(fst "$P" gen) / node$S: $(fst "$S" gen)"
+fi
+sizes_words() { data_line "$P" | grep -q "changed since then: node$P 26 B in 2 files, node$S 26 B in 2 files; .*prim -m $AT_MOD --force"; }
+sk_check "skctl state says how much each side changed since the shared generation" sk_wait_for 5 sizes_words
 sleep 2 # time for a resync that must not happen
 if [ -e "$(at_data "$S")/only$S.txt" ] && [ ! -e "$(at_data "$S")/only$P.txt" ] &&
 	grep -q "node$S version" "$(at_data "$S")/common.txt"; then
@@ -164,6 +180,7 @@ out=$(at_ctl "$P" prim -m "$AT_MOD" --force --yes 2>&1) || sk_diag "prim --force
 sk_diag "prim --force --yes on node$P: $(tr '\n' ' ' <<<"$out")"
 sk_check "prim --force on a diverged pair says the other side's changes are kept aside" \
 	grep -q "kept aside" <<<"$out"
+sk_check "... and how much each side changed (26 B in 2 files)" grep -q "changed since then: node$P 26 B in 2 files, node$S 26 B in 2 files" <<<"$out"
 trees_equal() {
 	diff -r "$(at_data "$P")" "$(at_data "$S")" >/dev/null 2>&1
 }
