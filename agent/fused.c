@@ -736,7 +736,7 @@ void agent_fused_fill_ctl(struct agent_mod *m, struct sk_ctl_mod *o)
 		if (k < sizeof(o->data_words))
 			words(o->data_words + k, sizeof(o->data_words) - k,
 			      "; nothing resyncs until you choose: skctl prim -m %s --force where the "
-			      "data stays (the other's changes are kept aside)", m->conf.name);
+			      "data stays", m->conf.name);
 		snprintf(o->relation, sizeof(o->relation), "diverged");
 	} else if (!strcmp(fu->peer_word, "newer")) {
 		words(o->data_words, sizeof(o->data_words), "%s holds newer data than %s: it refuses "
