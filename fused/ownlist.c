@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,6 +284,14 @@ static struct {
 } prim = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static bool own_merge(struct fused *f, uint8_t *buf, size_t len, uint32_t n);
+/* prim.expect, readable without the lock: every ack passes fused_own_peer_frame */
+static atomic_bool own_expect;
+
+static void set_expect(bool v)
+{
+	prim.expect = v;
+	atomic_store(&own_expect, v);
+}
 
 uint32_t fused_own_start(struct fused *f, uint64_t conn)
 {
@@ -292,7 +301,8 @@ uint32_t fused_own_start(struct fused *f, uint64_t conn)
 	pthread_mutex_lock(&prim.mu);
 	prim.asked = conn;
 	prim.conn = conn;
-	prim.expect = prim.complete = prim.unknown = false;
+	set_expect(false);
+	prim.complete = prim.unknown = false;
 	prim.len = 0;
 	prim.n = 0;
 	prim.refused = 0;
@@ -305,7 +315,7 @@ static void own_fail(uint64_t conn, const char *why)
 {
 	if (prim.asked == conn && fused_dirty_g)
 		fused_dirty_set_lost(fused_dirty_g, why);
-	prim.expect = false;
+	set_expect(false);
 	prim.complete = true;
 }
 
@@ -320,18 +330,20 @@ int fused_own_peer_frame(struct fused *f, uint64_t conn, uint8_t type, const uin
 	bool merge = false;
 	int rc = 0;
 
+	if (type != SK_RMSG_OWNLIST && type != SK_RMSG_GEN && !atomic_load(&own_expect))
+		return 0; /* the acks' path: no lock */
 	pthread_mutex_lock(&prim.mu);
-	if (prim.asked != conn || (type != SK_RMSG_OWNLIST && !prim.expect)) {
-		if (type == SK_RMSG_GEN && prim.asked == conn && !prim.complete &&
-		    sk_gen_decode(p, n, &w) == 0 && w.verdict == SK_GEN_V_OK)
-			prim.expect = true; /* the list follows the GEN at once */
-		else if (type == SK_RMSG_OWNLIST)
-			rc = -EBADMSG; /* not asked for, or after its last frame */
+	if (type == SK_RMSG_OWNLIST && (prim.asked != conn || !prim.expect)) {
+		rc = -EBADMSG; /* not asked for, before an accepting GEN, or after its last frame */
 		goto out;
 	}
 	if (type != SK_RMSG_OWNLIST) {
-		/* an accepted session whose GEN is not followed by the list: an older skfused */
-		own_fail(conn, "the peer sent no list of its own changes (an older skfused?)");
+		if (prim.asked == conn && prim.expect)
+			/* an accepted session whose GEN is not followed by the list: an older skfused */
+			own_fail(conn, "the peer sent no list of its own changes (an older skfused?)");
+		else if (type == SK_RMSG_GEN && prim.asked == conn && !prim.complete &&
+			 sk_gen_decode(p, n, &w) == 0 && w.verdict == SK_GEN_V_OK)
+			set_expect(true); /* the list follows the GEN at once */
 		goto out;
 	}
 	if (sk_rmsg_own_decode(p, n, &fl, &cnt, &r) < 0) {
@@ -363,7 +375,7 @@ int fused_own_peer_frame(struct fused *f, uint64_t conn, uint8_t type, const uin
 		own_fail(conn, "the peer's own changes are not known");
 		goto out;
 	}
-	prim.expect = false;
+	set_expect(false);
 	prim.complete = true;
 	buf = prim.buf;
 	len = prim.len;
