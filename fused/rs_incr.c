@@ -114,6 +114,12 @@ bool fused_rs_under(char **walked, size_t n, const char *path)
 	return false;
 }
 
+bool fused_rs_walked_locked(const struct fused_rs_round *rd, const char *path)
+{
+	return rd->n_walked && fused_path_gen == rd->path_gen &&
+	       fused_rs_under(rd->walked, rd->n_walked, path);
+}
+
 uint64_t fused_rs_dh_hash(const struct fused_dh *h)
 {
 	uint64_t x = 14695981039346656037ull ^ (uint64_t)(uint32_t)h->type;
@@ -172,6 +178,9 @@ static int do_dirs(struct walker *w, struct fused_rs_round *rd)
 	size_t n = 0, cap = 0;
 	int rc = 0;
 
+	pthread_mutex_lock(&f->stream_mu);
+	rd->path_gen = fused_path_gen;
+	pthread_mutex_unlock(&f->stream_mu);
 	for (;;) {
 		struct idir x = { .fd = -1 };
 		struct stat st;
@@ -224,13 +233,18 @@ static int do_dirs(struct walker *w, struct fused_rs_round *rd)
 		struct idir *x = &v[i];
 		int dfd;
 
+		bool walked;
+
 		if (rc == 0 && !fused_rs_live(w))
 			rc = -ECONNRESET;
+		pthread_mutex_lock(&f->stream_mu);
+		walked = fused_rs_walked_locked(rd, x->path);
+		pthread_mutex_unlock(&f->stream_mu);
 		sk_debug("resync: round %d dir entry \"%s\" flags 0x%x%s", rd->round, x->path, x->e.flags,
-			 fused_rs_under(rd->walked, rd->n_walked, x->path) ? " (under a walked one)" : "");
+			 walked ? " (under a walked one)" : "");
 		uint64_t hits = fused_rs_links_hits(w->links);
 
-		if (rc == 0 && !fused_rs_under(rd->walked, rd->n_walked, x->path) &&
+		if (rc == 0 && !walked &&
 		    (dfd = openat(x->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
 			if (x->e.flags & (FUSED_DF_WALK | FUSED_DF_NS)) {
 				/*

@@ -28,6 +28,9 @@ struct fused_rs_pathmap; /* rs_files.c */
 struct fused_rs_round {
 	char **walked; /* directories walked whole in this round (their files went with them) */
 	size_t n_walked;
+	/* fused_path_gen before this round took its entries: their paths, and what the walks saw
+	 * under them, hold only while no name moved or went away since (fused_rs_walked) */
+	uint64_t path_gen;
 	uint64_t entries;
 	int round; /* 0 first; later rounds follow the peer's FAILED reports */
 	struct fused_rs_sentset sent;
@@ -38,6 +41,13 @@ struct fused_rs_round {
 
 /* Inside a directory walked whole in this round: already sent. */
 bool fused_rs_under(char **walked, size_t n, const char *path);
+/*
+ * The same, only while no name moved or went away since the round took its entries (stream_mu
+ * held): the walks and the entries' paths saw one tree. A live rename meanwhile is replicated but
+ * not tracked (its notes wait in the activity ring), so an entry moved out of a walked directory
+ * before its walk got there would be skipped by its old path and never sent.
+ */
+bool fused_rs_walked_locked(const struct fused_rs_round *rd, const char *path);
 /* An O_PATH fd of a tracked handle, only if it is in our tree's file system; -errno. */
 int fused_rs_open_dh(struct fused *f, const struct fused_dh *h, struct stat *st);
 
