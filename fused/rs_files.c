@@ -1,6 +1,7 @@
 /* fused/rs_files.c: the tracked files of an incremental resync: named from our root (one walk names those the kernel cannot), read ahead, sent as data then metadata. */
 #include "rs_incr.h"
 #include "inode_int.h"
+#include "rs_prefetch.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -384,10 +385,13 @@ static int prepare(struct walker *w, struct fused_rs_round *rd, struct qent *x, 
 	if (r == 0 && rd->n_walked) {
 		int pl;
 
+		bool walked;
+
 		pthread_mutex_lock(&f->stream_mu);
 		pl = fused_fd_path(f, x->fd, w->path, sizeof(w->path));
+		walked = pl >= 0 && fused_rs_walked_locked(rd, w->path);
 		pthread_mutex_unlock(&f->stream_mu);
-		if (pl < 0 || fused_rs_under(rd->walked, rd->n_walked, w->path))
+		if (pl < 0 || walked)
 			r = -ENOENT; /* sent with its directory (or gone) */
 	}
 	if (r < 0) {
@@ -502,6 +506,8 @@ int fused_rs_files(struct walker *w, struct fused_rs_round *rd)
 				break;
 			}
 			ahead += x->ahead;
+			if (x->dfd >= 0) /* the peer looks it up while earlier files are sent */
+				fused_rs_hint(w, x->fd, &x->e, &x->st);
 		}
 		if (rc < 0 || n == 0)
 			break;
