@@ -170,6 +170,11 @@ static struct json_object *status(struct fused *f)
 				       json_object_new_boolean(atomic_load(&fused_killpriv_v2)));
 		json_object_object_add(o, "cap_queries",
 				       json_object_new_int64((int64_t)atomic_load(&fused_cap_queries)));
+		/* repl.c: the stream's socket writes, and frames that went with a later one */
+		json_object_object_add(o, "stream_writes",
+				       json_object_new_int64((int64_t)atomic_load(&fused_stream_writes)));
+		json_object_object_add(o, "frames_corked",
+				       json_object_new_int64((int64_t)atomic_load(&fused_frames_corked)));
 	}
 	r = json_object_new_object();
 	json_object_object_add(r, "state", json_object_new_string(rs[f->rs_state]));

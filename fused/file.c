@@ -287,15 +287,15 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct sk_rmsg_op op = { .type = SK_RMSG_CREATE };
 	struct fused_reply r = { .kind = R_CREATE };
-	uint64_t seq = 0, gen = F()->conn_gen;
+	uint64_t seq = 0, gen = F()->conn_gen, capgen = fused_inode_cap_gen();
 	int pfd = fused_ino_get(parent), fd, rc, n;
 	struct fused_fh *fh = pfd >= 0 ? fh_new(-1, true) : NULL;
 	bool ahead = false;
-	struct stat st, pre;
+	struct stat pre;
 	struct fused_dn_mark m;
 	uint64_t trunc_from = 0;
 	struct timespec dmt = { 0, UTIME_OMIT };
-	bool existed;
+	bool existed, absent;
 
 	if (!fh) {
 		fused_ino_put(parent, pfd);
@@ -309,10 +309,10 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	fused_dn_begin(&m);
 	/* an existing name truncated by O_TRUNC: what it held must not stay on the peer */
 	existed = fstatat(pfd, name, &pre, AT_SYMLINK_NOFOLLOW) == 0;
+	absent = !existed && errno == ENOENT; /* one stat for both questions */
 	if ((fi->flags & O_TRUNC) && existed && S_ISREG(pre.st_mode))
 		trunc_from = (uint64_t)pre.st_size;
-	if (fused_active() && fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT &&
-	    (n = fused_child_path(parent, name, fused_tp1)) >= 0) {
+	if (fused_active() && absent && (n = fused_child_path(parent, name, fused_tp1)) >= 0) {
 		op.fh = fh->id;
 		op.path1 = fused_tp1;
 		op.path1_len = (uint16_t)n;
@@ -350,6 +350,10 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		goto out_err;
 	}
 	r.fi = *fi;
+	/* a file this create made has no security.capability: the kernel's query before its
+	 * first write is answered without a getxattr (unless one was set meanwhile: capgen) */
+	if (absent)
+		fused_inode_set_nocap(F(), r.e.ino, capgen);
 	/* a new file is sent whole: the peer may hold an older file of that name (its holes too) */
 	fused_dn_ino(r.e.ino, FUSED_DF_META | (existed ? 0 : FUSED_DF_WHOLE), 0, trunc_from);
 	if (ahead) {
@@ -578,7 +582,6 @@ void fused_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fused_fh *fh = (struct fused_fh *)(uintptr_t)fi->fh;
 	struct sk_rmsg_op op = { .type = SK_RMSG_RELEASE };
-	struct fused_reply none = { .kind = R_NONE };
 
 	if (fh->id) {
 		struct stat st;
@@ -589,8 +592,10 @@ void fused_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		op.fh = fh->id;
 		if (fused_active() && fstat(fh->fd, &st) == 0)
 			fused_op_times(&op, &st); /* writes left the peer's times behind */
+		/* nobody waits for it, and it carries nothing the application was told is on
+		 * both nodes: it goes with the next frame (docs/skfused.md, "acknowledged") */
 		if (fused_active())
-			fused_repl_submit(F(), &op, NULL, 0, NULL, &none);
+			fused_repl_submit_lazy(F(), &op);
 		pthread_mutex_unlock(&F()->stream_mu);
 	}
 	close(fh->fd);

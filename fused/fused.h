@@ -231,6 +231,14 @@ int fused_repl_submit_held(struct fused *f, const struct sk_rmsg_op *op, const v
 			   size_t data_len, fuse_req_t req, const struct fused_reply *r,
 			   uint64_t *seq);
 void fused_repl_local_done(struct fused *f, uint64_t seq, const struct fused_reply *r);
+/*
+ * stream_mu held: a frame nobody waits for and that the application was not told is on
+ * both nodes (RELEASE), sent with the next frame or within 2 ms (repl.c, the cork).
+ */
+void fused_repl_submit_lazy(struct fused *f, const struct sk_rmsg_op *op);
+/* stream_mu held: send the corked frames now. */
+void fused_repl_flush(struct fused *f);
+extern _Atomic uint64_t fused_stream_writes, fused_frames_corked; /* status: socket writes, frames corked */
 void fused_reply_send(fuse_req_t req, const struct fused_reply *r);
 
 /* Buffered frame reader over a stream socket (both roles). */

@@ -2,6 +2,7 @@
 #include "ackring.h"
 #include "fault.h"
 #include "fence.h"
+#include "ownlist.h"
 #include "fused.h"
 #include "resync.h"
 
@@ -58,6 +59,27 @@ static uint32_t frame_cost(uint8_t type, size_t dlen)
 }
 
 static pthread_t conn_thread, budget_thread;
+
+/*
+ * The cork: frames nobody waits for and that carry nothing the application was told is
+ * on both nodes (a RELEASE: the handle's end and the times left behind by reads), sealed,
+ * numbered and registered in the ring like any frame, but written to the socket with the
+ * next frame (one send, one batch for the peer, one ack for both) or by the budget thread
+ * cork_max_us after the first of them. Everything the application waits for (any frame
+ * with a request) goes out at once, after the cork: the order on the wire is the order
+ * of the sequence numbers. Guarded by stream_mu (every send holds it); cork_at_us is read
+ * by the budget thread without it. SKFUSED_CORK=0 sends every frame at once (an A/B).
+ */
+#define CORK_BYTES 4096
+static uint64_t cork_max_us = 2000; /* SKFUSED_CORK_US, at most an eighth of the budget */
+_Atomic uint64_t fused_stream_writes, fused_frames_corked;
+static struct {
+	uint8_t buf[CORK_BYTES];
+	size_t len;
+	uint64_t gen; /* the connection the frames were sealed for */
+} cork;
+static _Atomic uint64_t cork_at_us; /* when the oldest corked frame was sealed, 0: none */
+static bool cork_on = true;
 
 /*
  * The peer's last "alive, busy" keepalive (recv.c): when it came, and how long the operation
@@ -322,9 +344,41 @@ void fused_peer_lost(struct fused *f, uint64_t gen, const char *why)
 
 /* ---- sending ---- */
 
+/*
+ * stream_mu held: the corked frames go first, in one write with extra (a frame's iovecs,
+ * NULL: the cork alone). Frames sealed for a connection that is gone are dropped: the
+ * loss retired them, and dirty tracking has what they changed.
+ */
+static int cork_write(struct fused *f, struct iovec *extra, int n)
+{
+	struct iovec iov[5];
+	int k = 0, rc;
+
+	if (cork.len && cork.gen == f->conn_gen && atomic_load(&f->connected) && f->sock >= 0)
+		iov[k++] = (struct iovec){ .iov_base = cork.buf, .iov_len = cork.len };
+	cork.len = 0;
+	atomic_store(&cork_at_us, 0);
+	for (int i = 0; i < n && k < 5; i++)
+		iov[k++] = extra[i];
+	if (!k)
+		return 0;
+	rc = sk_writev_all(f->sock, iov, k);
+	atomic_fetch_add(&fused_stream_writes, 1);
+	if (rc < 0)
+		fused_peer_lost(f, f->conn_gen, "send failed"); /* retires them */
+	return rc;
+}
+
+/* stream_mu held: send what the cork holds now. */
+void fused_repl_flush(struct fused *f)
+{
+	if (cork.len)
+		cork_write(f, NULL, 0);
+}
+
 static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *data,
 		      size_t dlen, fuse_req_t req, const struct fused_reply *r,
-		      uint64_t *seq_out)
+		      uint64_t *seq_out, bool lazy)
 {
 	uint8_t hb[SK_RMSG_OP_HDR + 2 * (SK_RMSG_PATH_MAX + 1) + SK_RMSG_NAME_MAX + 1];
 	uint8_t fh[SK_PROTO_HDR_LEN], mac[SK_PROTO_MAC_LEN];
@@ -332,7 +386,7 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 	struct sk_rmsg_op o = *op;
 	uint64_t gen = f->conn_gen, seq, deadline;
 	long hl;
-	int rc, waits;
+	int waits;
 
 	o.data = data;
 	o.data_len = (uint32_t)dlen;
@@ -344,6 +398,10 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 	}
 	iov[1] = (struct iovec){ .iov_base = hb, .iov_len = (size_t)hl };
 	iov[2] = (struct iovec){ .iov_base = (void *)data, .iov_len = dlen };
+	lazy = lazy && cork_on && !req && f->mode != SK_REPL_ASYNC;
+	if (cork.len && (cork.gen != gen || /* sealed for a connection that is gone: dropped */
+			 (lazy && cork.len + sizeof(fh) + (size_t)hl + dlen + sizeof(mac) > CORK_BYTES)))
+		cork_write(f, NULL, 0);
 
 	pthread_mutex_lock(&f->pend_mu);
 	deadline = sk_now_us() + (uint64_t)f->budget_ms * 1000;
@@ -378,9 +436,24 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 
 	iov[0] = (struct iovec){ .iov_base = fh, .iov_len = sizeof(fh) };
 	iov[3] = (struct iovec){ .iov_base = mac, .iov_len = sizeof(mac) };
-	rc = sk_writev_all(f->sock, iov, 4);
-	if (rc < 0)
-		fused_peer_lost(f, gen, "send failed"); /* retires our slot too */
+	if (lazy && cork.len + sizeof(fh) + (size_t)hl + dlen + sizeof(mac) <= CORK_BYTES) {
+		uint8_t *d = cork.buf + cork.len;
+
+		for (int i = 0; i < 4; i++) {
+			if (!iov[i].iov_len)
+				continue; /* no payload: its base may be NULL */
+			memcpy(d, iov[i].iov_base, iov[i].iov_len);
+			d += iov[i].iov_len;
+		}
+		if (!cork.len) {
+			cork.gen = gen;
+			atomic_store(&cork_at_us, sk_now_us());
+		}
+		cork.len = (size_t)(d - cork.buf);
+		atomic_fetch_add(&fused_frames_corked, 1);
+		return 0;
+	}
+	cork_write(f, iov, 4); /* the cork and this frame in one write; a loss retires our slot too */
 	return waits;
 }
 
@@ -389,7 +462,13 @@ int fused_repl_submit(struct fused *f, const struct sk_rmsg_op *op, const void *
 {
 	if (!atomic_load(&f->connected))
 		return 0;
-	return send_frame(f, op, data, data_len, req, r, NULL);
+	return send_frame(f, op, data, data_len, req, r, NULL, false);
+}
+
+void fused_repl_submit_lazy(struct fused *f, const struct sk_rmsg_op *op)
+{
+	if (atomic_load(&f->connected))
+		send_frame(f, op, NULL, 0, NULL, NULL, NULL, true);
 }
 
 int fused_repl_submit_held(struct fused *f, const struct sk_rmsg_op *op, const void *data,
@@ -399,7 +478,7 @@ int fused_repl_submit_held(struct fused *f, const struct sk_rmsg_op *op, const v
 	*seq = 0;
 	if (!atomic_load(&f->connected))
 		return 0;
-	return send_frame(f, op, data, data_len, req, r, seq);
+	return send_frame(f, op, data, data_len, req, r, seq, false);
 }
 
 void fused_repl_local_done(struct fused *f, uint64_t seq, const struct fused_reply *r)
@@ -449,7 +528,7 @@ int fused_repl_ask(struct fused *f, uint64_t gen, struct sk_rmsg_op *op, int pat
 	f->rs_reply_ready = false;
 	f->rs_sums = sums_buf;
 	pthread_mutex_unlock(&f->rs_mu);
-	send_frame(f, op, NULL, 0, NULL, NULL, NULL);
+	send_frame(f, op, NULL, 0, NULL, NULL, NULL, false);
 	pthread_mutex_unlock(&f->stream_mu);
 
 	pthread_mutex_lock(&f->rs_mu);
@@ -546,11 +625,15 @@ static void session_begin(struct fused *f)
 	if (f->survivor)
 		op.flags |= SK_START_F_SURVIVOR;
 	pthread_mutex_unlock(&f->state_mu);
+	/* what we changed since the shared generation, and the peer's own changes asked for
+	 * (ownlist.h: an incremental resync covers both) */
+	fused_own_primary_figures(f, &w.changed_files, &w.changed_bytes);
+	op.flags |= fused_own_start(f, f->conn_gen);
 	sk_gen_encode(&w, gb);
 	atomic_store(&f->resyncing, true);
 	f->rs_state = 1;
 	fused_rs_reset(f);
-	send_frame(f, &op, gb, sizeof(gb), NULL, NULL, NULL);
+	send_frame(f, &op, gb, sizeof(gb), NULL, NULL, NULL, false);
 	for (h = f->fh_list.next; h != &f->fh_list && atomic_load(&f->connected); h = h->next) {
 		struct sk_rmsg_op o = { .type = SK_RMSG_OPEN, .fh = h->id };
 		int n = fused_fd_path(f, h->fd, path, sizeof(path));
@@ -561,7 +644,7 @@ static void session_begin(struct fused *f)
 			o.path1 = path;
 			o.path1_len = (uint16_t)n;
 		}
-		send_frame(f, &o, NULL, 0, NULL, NULL, NULL);
+		send_frame(f, &o, NULL, 0, NULL, NULL, NULL, false);
 	}
 }
 
@@ -585,6 +668,7 @@ static void ack_loop(struct fused *f, int fd, uint64_t gen)
 		return fused_peer_lost(f, gen, "out of memory");
 	for (;;) {
 		long n = fused_rbuf_next(&f->chan, &rb, &fr, &why);
+		int own;
 
 		if (n < 0) {
 			atomic_fetch_add(&f->rejected, 1);
@@ -606,6 +690,15 @@ static void ack_loop(struct fused *f, int fd, uint64_t gen)
 				break;
 			continue;
 		}
+		/* the peer's list of its own changes, after its GEN (ownlist.h) */
+		own = fused_own_peer_frame(f, gen, fr.type, fr.payload, fr.len);
+		if (own < 0) {
+			atomic_fetch_add(&f->rejected, 1);
+			lost = "bad list of the peer's own changes";
+			break;
+		}
+		if (own > 0)
+			continue;
 		if (fr.type == SK_RMSG_ACK) {
 			struct sk_rmsg_ack a;
 
@@ -813,6 +906,12 @@ static void *budget_main(void *arg)
 
 		usleep((useconds_t)step_us);
 		now = sk_now_us();
+		/* corked frames with nothing after them: out now (a busy stream_mu sends them itself) */
+		if (atomic_load(&cork_at_us) && now >= atomic_load(&cork_at_us) + cork_max_us &&
+		    pthread_mutex_trylock(&f->stream_mu) == 0) {
+			fused_repl_flush(f);
+			pthread_mutex_unlock(&f->stream_mu);
+		}
 		ka_at = atomic_load(&ka_at_us);
 		ka_busy = atomic_load(&ka_busy_us);
 		pthread_mutex_lock(&f->pend_mu);
@@ -885,6 +984,12 @@ int fused_repl_start(struct fused *f)
 	f->sock = -1;
 	f->fh_list.next = f->fh_list.prev = &f->fh_list;
 	atomic_store(&f->fh_next, 1);
+	if (getenv("SKFUSED_CORK"))
+		cork_on = strcmp(getenv("SKFUSED_CORK"), "0") != 0;
+	if (getenv("SKFUSED_CORK_US"))
+		cork_max_us = strtoull(getenv("SKFUSED_CORK_US"), NULL, 10);
+	if (cork_max_us > (uint64_t)f->budget_ms * 1000 / 8)
+		cork_max_us = (uint64_t)f->budget_ms * 1000 / 8;
 	f->ack = calloc(1, sizeof(*f->ack));
 	if (!f->ack || fused_ackring_init(f->ack, FUSED_RING) < 0)
 		return -ENOMEM;
@@ -910,6 +1015,11 @@ void fused_repl_stop(struct fused *f)
 	/* The FUSE loop has ended: no frame is added now. Those still in flight (a RELEASE of
 	 * the application just stopped, say) get their acks first, within the budget, so a
 	 * peer that has everything is not left outdated by a stop that came 30 us early. */
+	/* corked frames go now (if a resync holds the stream, the budget thread sends them) */
+	if (pthread_mutex_trylock(&f->stream_mu) == 0) {
+		fused_repl_flush(f);
+		pthread_mutex_unlock(&f->stream_mu);
+	}
 	pthread_mutex_lock(&f->pend_mu);
 	while (atomic_load(&f->connected) && f->seq_acked != f->seq_sent && sk_now_us() < deadline) {
 		pend_wait_ms(f, 5);
