@@ -330,8 +330,11 @@ int fused_own_peer_frame(struct fused *f, uint64_t conn, uint8_t type, const uin
 	bool merge = false;
 	int rc = 0;
 
-	if (type != SK_RMSG_OWNLIST && type != SK_RMSG_GEN && !atomic_load(&own_expect))
-		return 0; /* the acks' path: no lock */
+	/* acks, and the secondary's "alive, busy" keepalives that its other thread may send between
+	 * its GEN and its list, say nothing about the list: the acks' path takes no lock */
+	if (type == SK_RMSG_ACK ||
+	    (type != SK_RMSG_OWNLIST && type != SK_RMSG_GEN && !atomic_load(&own_expect)))
+		return 0;
 	pthread_mutex_lock(&prim.mu);
 	if (type == SK_RMSG_OWNLIST && (prim.asked != conn || !prim.expect)) {
 		rc = -EBADMSG; /* not asked for, before an accepting GEN, or after its last frame */

@@ -47,7 +47,8 @@ uint32_t fused_own_start(struct fused *f, uint64_t conn);
  * The ack reader, for every frame of connection conn before it handles it: the GEN that accepts
  * the session is followed at once by the peer's list (OWNLIST frames: 1, consumed; checked as
  * hostile input, -EBADMSG drops the connection), which its last frame adds to the dirty set
- * before anything after it (the resync's first answer) is read. No list where one was due, a
+ * before anything after it (the resync's first answer) is read; acks (keepalives among them)
+ * may come between. No list where one was due, a
  * list saying "unknown", past its bounds (refused, counted in the log) or naming what cannot be
  * tracked here: the tracker is marked lost, so this resync is the full one. 0: not ours.
  */
