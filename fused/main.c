@@ -285,16 +285,24 @@ static int run_primary(struct fused *f)
 		return rc;
 	{
 		/* what changes while the peer is not in sync (dirty.h); a copy that was a
-		 * secondary holds no tracking of its own */
+		 * secondary in sync tracks from the generation it shares with the old primary */
 		struct fused_dirty_conf dc;
 		const char *why = NULL;
 
 		fused_dirty_conf_env(&dc);
+		dc.fresh_base = fused_state_takeover_base();
 		rc = fused_dirty_open(f->state_dir, &dc, &fused_dirty_g, &why);
 		if (rc < 0)
 			return rc;
 		if (why)
 			sk_info("dirty tracking starts empty (%s): the next resync is a full one", why);
+		else if (dc.fresh_base && fused_dirty_base(fused_dirty_g) == dc.fresh_base) {
+			char id[17];
+
+			sk_gen_id_str(dc.fresh_base, id);
+			sk_info("taking over from a secondary's copy in sync: tracking starts from "
+				"generation %s", id);
+		}
 	}
 	f->se = fuse_session_new(&args, fused_fence_ops(f->module_id), sizeof(fused_ops), f); /* fence.c */
 	fuse_opt_free_args(&args); /* the session keeps nothing of them; parsing may have allocated */

@@ -137,7 +137,14 @@ else
 	sk_not_ok "node1, back as secondary, keeps what it changed that node2 never got"
 	sk_diag "$(grep -i "own\|dirty\|track" "${LOG[1]}" | head -n 5)"
 fi
-if mt_wait_until 30 synced 2; then sk_ok "node2 primary, node1 resynced and in sync"; else sk_not_ok "node2 primary, node1 resynced and in sync"; sk_diag "$(mt_status 2)"; fi
+if mt_wait_until 30 synced 2; then
+	sk_ok "node2 primary, node1 resynced and in sync"
+else
+	sk_not_ok "node2 primary, node1 resynced and in sync"
+	sk_diag "$(mt_status 2)"
+	sk_diag "node2: $(tail -n 25 "${LOG[2]}")"
+	sk_diag "node1: $(tail -n 10 "${LOG[1]}")"
+fi
 sk_diag "$(grep "resync done\|resync (incr\|resync: \|own changes" "${LOG[2]}" | tail -n 4 | tr '\n' ' ')"
 k=$(mt_st 2 resync.kind)
 if [ "$k" = incremental ]; then sk_ok "failback resync kind incremental"; else sk_not_ok "failback resync kind incremental (got '$k')"; fi
