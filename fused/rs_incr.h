@@ -29,7 +29,7 @@ struct fused_rs_round {
 	char **walked; /* directories walked whole in this round (their files went with them) */
 	size_t n_walked;
 	/* fused_path_gen before this round took its entries: their paths, and what the walks saw
-	 * under them, hold only while no name moved or went away since (fused_rs_walked) */
+	 * under them, hold only while no name moved or went away since (fused_rs_walked_locked) */
 	uint64_t path_gen;
 	uint64_t entries;
 	int round; /* 0 first; later rounds follow the peer's FAILED reports */
