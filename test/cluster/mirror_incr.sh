@@ -95,7 +95,14 @@ head -c 100000 /dev/urandom >"$D/app"
 mkdir "$D/hl"
 for i in $(seq 12); do head -c 4096 /dev/urandom >"$D/hl/x$i" && ln "$D/hl/x$i" "$D/hl/y$i"; done
 if mt_wait_synced 30; then sk_ok "initial tree replicated"; else sk_not_ok "initial tree replicated"; fi
-expect_kind full "first sync (nothing tracked yet)"
+# the first resync of this primary (a peer loss while the tree was written, as under ASan at load
+# 24, makes the later ones incremental, rightly: the status says the last one's kind)
+first=$(grep -m1 'resync done' "$(P1LOG)")
+if [[ "$first" == *"(full,"* ]]; then
+	sk_ok "first sync (nothing tracked yet): resync kind full"
+else
+	sk_not_ok "first sync (nothing tracked yet): resync kind full (first: '$first')"
+fi
 
 # ---- A: the secondary away while the tree changes in every way ----
 sk_diag "t=${SECONDS}s"
