@@ -145,17 +145,18 @@ else
 	sk_not_ok "skctl state on both nodes says so and what to do (skctl prim --force)"
 fi
 # how much each side changed since the shared generation, as each skfused counts it (its dirty
-# tracker as primary, its kept list as secondary) and as the secondary's GEN answer carries it:
+# tracker as primary, its kept list as secondary) and as START and the GEN answer carry it across:
 # only<N>.txt (12 bytes, new) and common.txt (14 bytes written) on each side: 2 files, 26 bytes
 sizes_known() {
 	[ "$(fst "$P" gen.changed_files)" = 2 ] && [ "$(fst "$P" gen.changed_bytes)" = 26 ] &&
 		[ "$(fst "$S" gen.changed_files)" = 2 ] && [ "$(fst "$S" gen.changed_bytes)" = 26 ] &&
-		[ "$(fst "$P" gen.peer.changed_files)" = 2 ] && [ "$(fst "$P" gen.peer.changed_bytes)" = 26 ]
+		[ "$(fst "$P" gen.peer.changed_files)" = 2 ] && [ "$(fst "$P" gen.peer.changed_bytes)" = 26 ] &&
+		[ "$(fst "$S" gen.peer.changed_files)" = 2 ] && [ "$(fst "$S" gen.peer.changed_bytes)" = 26 ]
 }
 if sk_wait_for 10 sizes_known; then
-	sk_ok "split brain sizes: each side changed 2 files, 26 bytes; the primary knows both (GEN answer)"
+	sk_ok "split brain sizes: each side changed 2 files, 26 bytes, known on both nodes (START, GEN)"
 else
-	sk_not_ok "split brain sizes: each side changed 2 files, 26 bytes; the primary knows both (GEN answer)"
+	sk_not_ok "split brain sizes: each side changed 2 files, 26 bytes, known on both nodes (START, GEN)"
 	sk_diag "node$P: $(fst "$P" gen) / node$S: $(fst "$S" gen)"
 fi
 sizes_words() { data_line "$P" | grep -q "changed since then: node$P 26 B in 2 files, node$S 26 B in 2 files; .*prim -m $AT_MOD --force"; }
