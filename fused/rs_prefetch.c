@@ -35,13 +35,26 @@
 #define HELPERS 4      /* lookups in flight at once (each blocks in the kernel while cold) */
 #define PAGE 4096u
 
+/* SKFUSED_RS_HINTS=0: none sent (for an A/B of the hints alone; the default sends them) */
+static bool hints_on(void)
+{
+	static int on = -1;
+
+	if (on < 0) {
+		const char *e = getenv("SKFUSED_RS_HINTS");
+
+		on = !(e && !strcmp(e, "0"));
+	}
+	return on;
+}
+
 void fused_rs_hint(struct walker *w, int fd, const struct fused_dentry *e, const struct stat *st)
 {
 	struct fused *f = w->f;
 	uint64_t size = (uint64_t)st->st_size;
 	int pl;
 
-	if (!S_ISREG(st->st_mode) || size == 0)
+	if (!S_ISREG(st->st_mode) || size == 0 || !hints_on())
 		return;
 	pthread_mutex_lock(&f->stream_mu);
 	pl = atomic_load(&f->connected) && f->conn_gen == w->gen ?
