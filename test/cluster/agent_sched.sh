@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
-# test/cluster/agent_sched.sh: a node starved of CPU is not a dead node. skagentd's loop runs
-# SCHED_RR (priority 10 by default) with SCHED_RESET_ON_FORK, so what it starts (skfused, the
-# scripts, the application) runs as ordinary processes; then a real-time CPU hog (SCHED_FIFO 5,
-# one per CPU, 2 s) starves every ordinary process of the machine, and the agents, above it, keep
-# their heartbeats: no node is declared dead and the roles do not move. An agent run with
-# --rt-priority 0 is starved with the rest, and its peer takes over.
+# test/cluster/agent_sched.sh: a node starved of CPU must not look dead, so skagentd's loop runs
+# SCHED_RR (priority 10 by default) with SCHED_RESET_ON_FORK: what it starts (skfused, the scripts,
+# the application) and its other threads run as ordinary processes; --rt-priority 0 makes the agent
+# an ordinary process too; a bad value is refused. (A real-time busy loop on every CPU is no test of
+# it: it also starves ksoftirqd, so heartbeats stop in the kernel whatever the agent's priority;
+# bench/soak.sh under load is where the behaviour is measured.)
 set -uo pipefail
 source "$SK_SRC/test/cluster/agent_common.sh"
 
-command -v chrt >/dev/null && command -v taskset >/dev/null || at_bail "chrt/taskset missing (util-linux)"
 at_init
 
 # policy PID: "SCHED_RR 10", "SCHED_OTHER 0", ... from /proc/PID/stat (fields 40, 41)
@@ -23,19 +22,6 @@ policy() {
 	2) echo "SCHED_RR ${38}" ;;
 	*) echo "policy ${39} ${38}" ;;
 	esac
-}
-
-dead_lines() { grep -c 'dead: ' "$SK_TMP/agent$1.${AT_N[$1]}.log" 2>/dev/null || true; }
-
-# hog S: one SCHED_FIFO 5 busy loop per CPU for S seconds (each ends by itself: an ordinary
-# `timeout` would be starved too); waits for them
-hog() {
-	local s=$1 c pids=()
-	for ((c = 0; c < $(nproc); c++)); do
-		taskset -c "$c" chrt -f 5 bash -c 'e=$((SECONDS + $1)); while [ $SECONDS -lt $e ]; do :; done' _ "$s" &
-		pids+=($!)
-	done
-	wait "${pids[@]}"
 }
 
 # A: the policies
@@ -59,19 +45,7 @@ for t in /proc/"${AT_AGENT_PID[1]}"/task/*; do
 done
 sk_check "the agent's other threads are SCHED_OTHER" test "$nrt" = 0
 
-# B: every ordinary process starved for 2 s: the roles stay
-echo "served" >"$(at_data 1)/hello.txt" || at_bail "write through the mount"
-sk_check "the client is served through the VIP before" sk_wait_for 20 at_fetch hello.txt
-d1=$(dead_lines 1) d2=$(dead_lines 2)
-hog 2
-sleep 1
-sk_check "no node declared dead during the hog (node1 $d1 -> $(dead_lines 1), node2 $d2 -> $(dead_lines 2))" \
-	test "$(dead_lines 1)" = "$d1" -a "$(dead_lines 2)" = "$d2"
-sk_check "node1 still PRIM" at_code_is 1 3
-sk_check "node2 still SECOND" at_code_is 2 4
-sk_check "the client is served through the VIP after" sk_wait_for 20 at_fetch hello.txt
-
-# C: node2's agent as an ordinary process is starved with the rest: node1 takes it for dead
+# B: --rt-priority 0: an ordinary process, with a warning; a bad value is refused, nothing started
 sk_term "${AT_AGENT_PID[2]}"
 agent2_gone() { ! sk_alive "${AT_AGENT_PID[2]}"; }
 sk_wait_for 20 agent2_gone || at_bail "agent 2 does not stop"
@@ -79,9 +53,11 @@ AT_N[2]=$((AT_N[2] + 1))
 AT_AGENT_PID[2]=$(sk_spawn 2 "agent2.${AT_N[2]}" "$AT_AGENTD" --root "${SK_ROOT[2]}" --node node2 --rt-priority 0) ||
 	at_bail "agent 2 with --rt-priority 0"
 sk_check "an agent with --rt-priority 0 runs SCHED_OTHER" sk_wait_for 5 bash -c '[ "$(sed "s/^.*) //" /proc/$1/stat | cut -d" " -f39)" = 0 ]' _ "${AT_AGENT_PID[2]}"
+sk_check "... and says why it should not" sk_wait_for 5 grep -q 'rt-priority 0: the agent runs as an ordinary process' "$SK_TMP/agent2.${AT_N[2]}.log"
 sk_check "node2 SECOND again" sk_wait_for 30 at_is_second 2
-d1=$(dead_lines 1)
-hog 2
-sk_check "node1 declared the starved node2 dead ($d1 -> $(dead_lines 1))" sk_wait_for 5 bash -c '[ "$(grep -c "dead: " "$1")" -gt "$2" ]' _ "$SK_TMP/agent1.${AT_N[1]}.log" "$d1"
-sk_check "node1 is still the primary" sk_wait_for 10 at_is_primary 1
+for bad in 100 -1 x 10x ''; do
+	rc=0
+	out=$("$AT_AGENTD" --root "${SK_ROOT[2]}" --node node2 --rt-priority "$bad" --check 2>&1) || rc=$?
+	sk_check "--rt-priority '$bad' refused (exit 2, says the range)" test "$rc" = 2 -a -n "$(grep -F 'from 0 to 99' <<<"$out")"
+done
 sk_done
