@@ -146,6 +146,7 @@ static struct json_object *status(struct fused *f)
 	static const char *const rs[] = { "idle", "running", "done" };
 	struct json_object *o = json_object_new_object(), *r, *l, *h;
 	uint64_t hist[FUSED_HIST], sent, acked, bytes, total = 0;
+	const char *peer;
 
 	pthread_mutex_lock(&f->pend_mu);
 	memcpy(hist, f->hist, sizeof(hist));
@@ -158,8 +159,11 @@ static struct json_object *status(struct fused *f)
 	json_object_object_add(o, "ok", json_object_new_boolean(1));
 	json_object_object_add(o, "role", json_object_new_string(
 		f->role == FUSED_PRIMARY ? "primary" : "secondary"));
-	json_object_object_add(o, "peer", json_object_new_string(
-		f->role == FUSED_SECONDARY ? peer_state_secondary(f) : peer_state(f)));
+	/* the peer's verdict is written under state_mu by the ack reader (track.c) or the receiver */
+	pthread_mutex_lock(&f->state_mu);
+	peer = f->role == FUSED_SECONDARY ? peer_state_secondary(f) : peer_state(f);
+	pthread_mutex_unlock(&f->state_mu);
+	json_object_object_add(o, "peer", json_object_new_string(peer));
 	json_object_object_add(o, "mode", json_object_new_string(modes[f->mode]));
 	json_object_object_add(o, "seq_sent", json_object_new_int64((int64_t)sent));
 	json_object_object_add(o, "seq_acked", json_object_new_int64((int64_t)acked));
