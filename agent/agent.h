@@ -371,8 +371,14 @@ int agent_hist_load(struct agent_mod *m);
 void agent_hist_add(struct agent_mod *m, const struct sk_ctl_trans *t);
 int agent_state_load(struct agent_mod *m);
 int agent_state_save(struct agent_mod *m);
-/* Read skfused's state file: consistent=1? (-errno if unreadable). */
-int agent_fused_consistent(struct agent_mod *m);
+/* skfused's state file as it last wrote it (its stop writes it too). */
+struct agent_fused_file {
+	bool primary;      /* role=primary */
+	bool consistent;   /* consistent=1: no resync half done */
+	bool peer_in_sync; /* peer_in_sync=1: a primary's peer held everything */
+};
+/* 0, or -errno if unreadable. */
+int agent_fused_file(struct agent_mod *m, struct agent_fused_file *s);
 
 /* ---- operator verbs restart, stopstart, forcestop (opcmd.c) ------------------------------ */
 

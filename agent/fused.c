@@ -629,12 +629,12 @@ void agent_fused_poll(struct agent_mod *m)
 	uv_pipe_connect(&r->conn, &fu->ctl, m->fused_ctl, on_ctl_connect);
 }
 
-int agent_fused_consistent(struct agent_mod *m)
+int agent_fused_file(struct agent_mod *m, struct agent_fused_file *s)
 {
 	char path[AGENT_PATH + 16], line[128];
-	int consistent = 0;
 	FILE *fp;
 
+	*s = (struct agent_fused_file){ 0 };
 	snprintf(path, sizeof(path), "%s/fused/state", m->statedir);
 	fp = fopen(path, "re");
 	if (!fp)
@@ -642,11 +642,15 @@ int agent_fused_consistent(struct agent_mod *m)
 	for (int i = 0; i < 64 && fgets(line, sizeof(line), fp); i++) {
 		unsigned v;
 
-		if (sscanf(line, "consistent=%u", &v) == 1)
-			consistent = v != 0;
+		if (!strncmp(line, "role=primary\n", 13))
+			s->primary = true;
+		else if (sscanf(line, "consistent=%u", &v) == 1)
+			s->consistent = v != 0;
+		else if (sscanf(line, "peer_in_sync=%u", &v) == 1)
+			s->peer_in_sync = v != 0;
 	}
 	fclose(fp);
-	return consistent;
+	return 0;
 }
 
 void agent_fused_survivor(struct agent_mod *m)

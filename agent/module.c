@@ -272,31 +272,13 @@ void agent_mod_step_done(struct agent_mod *m, int rc, const char *why)
 /* the operator's "second": hands the role over even to a peer that is behind */
 static const char cause_second[] = "operator: second";
 
-/*
- * skfused's state file as its primary left it: 1 if its peer was in sync when it stopped (its
- * stop lets what is in flight be acknowledged first, fused/repl.c), 0 if not or not a
- * primary's, -errno if unreadable.
- */
-static int fused_left_in_sync(struct agent_mod *m)
+/* skfused's state file as its primary left it: its peer was in sync when it stopped (its stop
+ * lets what is in flight be acknowledged first, fused/repl.c) */
+static bool fused_left_in_sync(struct agent_mod *m)
 {
-	char path[AGENT_PATH + 16], line[128];
-	int primary = 0, in_sync = 0;
-	FILE *fp;
+	struct agent_fused_file s;
 
-	snprintf(path, sizeof(path), "%s/fused/state", m->statedir);
-	fp = fopen(path, "re");
-	if (!fp)
-		return -errno;
-	for (int i = 0; i < 64 && fgets(line, sizeof(line), fp); i++) {
-		unsigned v;
-
-		if (!strncmp(line, "role=primary\n", 13))
-			primary = 1;
-		else if (sscanf(line, "peer_in_sync=%u", &v) == 1)
-			in_sync = v != 0;
-	}
-	fclose(fp);
-	return primary && in_sync;
+	return agent_fused_file(m, &s) == 0 && s.primary && s.peer_in_sync;
 }
 
 /* Start an async-capable step: the callee reports through agent_mod_step_done. */
@@ -375,8 +357,7 @@ static void run_step(struct agent_mod *m)
 		 * must not take it. A swap (or a checker's failover) fails: this node, the newest
 		 * copy, takes the role back. The operator's "second" goes on (a diverged pair is
 		 * handed over so that the other side can be forced, docs/skctl.md). */
-		rc = fused_left_in_sync(m);
-		if (rc != 1 && strcmp(m->plan.cause, cause_second)) {
+		if (!fused_left_in_sync(m) && strcmp(m->plan.cause, cause_second)) {
 			m->noprim = false;
 			m->peer_out = true;
 			agent_mod_step_done(m, agent_state_save(m) < 0 ? -EIO : -ESTALE,
@@ -506,7 +487,9 @@ static void track_sync(struct agent_mod *m, const struct sk_amsg_mod *pm)
 		}
 	}
 	if (m->state == SK_ST_SECOND && !m->plan.active && pm && sk_state_is_primary(pm->state)) {
-		if ((pm->flags & SK_AMSG_F_IN_SYNC) && agent_fused_consistent(m) == 1) {
+		struct agent_fused_file ff;
+
+		if ((pm->flags & SK_AMSG_F_IN_SYNC) && agent_fused_file(m, &ff) == 0 && ff.consistent) {
 			if (!m->in_sync || m->gen != pm->gen) {
 				m->in_sync = true;
 				m->gen = pm->gen;
