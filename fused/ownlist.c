@@ -3,6 +3,7 @@
 #include "dirty.h"
 #include "recv.h"
 #include "resync.h"
+#include "rs_incr.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -68,29 +69,6 @@ static int collect(const struct fused_dentry *e, void *arg)
 	return 0;
 }
 
-/* An O_PATH fd of a tracked object through the backing root; -ESTALE when it is gone. */
-static int open_dh(struct fused *f, const struct fused_dh *h, struct stat *st)
-{
-	union {
-		struct file_handle fh;
-		uint8_t b[sizeof(struct file_handle) + FUSED_DH_MAX];
-	} u;
-	struct stat rst;
-	int fd;
-
-	u.fh.handle_bytes = h->len;
-	u.fh.handle_type = h->type;
-	memcpy(u.fh.f_handle, h->b, h->len);
-	fd = open_by_handle_at(f->root_fd, &u.fh, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? -ESTALE : -errno;
-	if (fstat(fd, st) < 0 || fstat(f->root_fd, &rst) < 0 || st->st_dev != rst.st_dev) {
-		close(fd);
-		return -EXDEV;
-	}
-	return fd;
-}
-
 /* ---- secondary ---- */
 
 static struct {
@@ -118,9 +96,9 @@ static bool sec_add(struct fused *f, const struct own_ent *e, unsigned *whole_st
 	struct stat st;
 	uint8_t kind;
 	long w;
-	int fd = open_dh(f, &e->h, &st), n;
+	int fd = fused_rs_open_dh(f, &e->h, &st), n;
 
-	if (fd == -ESTALE)
+	if (fd == -ESTALE || fd == -ENOENT)
 		return true; /* removed since: the directory it was in is an entry of its own */
 	if (fd < 0)
 		return false;
@@ -542,7 +520,7 @@ void fused_own_primary_figures(struct fused *f, uint64_t *files, uint64_t *bytes
 		if ((c.e[i].flags & (FUSED_DF_DIR | FUSED_DF_WHOLE)) != FUSED_DF_WHOLE)
 			continue;
 		stats++;
-		fd = open_dh(f, &c.e[i].h, &st);
+		fd = fused_rs_open_dh(f, &c.e[i].h, &st);
 		if (fd < 0)
 			continue;
 		if (S_ISREG(st.st_mode))
