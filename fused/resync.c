@@ -336,23 +336,77 @@ static int join(char *out, const char *dir, size_t dl, const char *name)
 	return (int)(dl + nl);
 }
 
+/*
+ * A file the peer holds empty, small enough for one read: data and metadata in one stream-lock
+ * hold, where the file is now (1). 0: not done here (larger now, or the read failed): the
+ * caller sends it the usual way.
+ */
+static int send_small_whole(struct walker *w, int fd)
+{
+	struct fused *f = w->f;
+	ssize_t n = -1;
+	int pl, done = 0;
+
+	if (!fused_rs_pace(w))
+		return 1;
+	pthread_mutex_lock(&f->stream_mu);
+	pl = fused_fd_path(f, fd, w->path, sizeof(w->path));
+	if (pl < 0 || !atomic_load(&f->connected)) {
+		pthread_mutex_unlock(&f->stream_mu);
+		return 1; /* unlinked meanwhile (its unlink is in the stream), or the peer is gone */
+	}
+	n = pread(fd, w->buf, CHUNK, 0);
+	if (n >= 0 && (size_t)n < CHUNK) {
+		struct sk_rmsg_op d = { .type = SK_RMSG_RS_DATA, .path1 = w->path,
+					.path1_len = (uint16_t)pl };
+
+		atomic_fetch_add(&fused_rs_stats.read, (uint64_t)n);
+		if (n > 0) {
+			fused_repl_submit(f, &d, w->buf, (size_t)n, NULL, NULL);
+			atomic_fetch_add(&fused_rs_stats.sent, (uint64_t)n);
+		}
+		fused_rs_send_meta(w, fd, NULL, w->path, (size_t)pl);
+		atomic_fetch_add(&fused_rs_stats.whole, 1);
+		done = 1;
+	}
+	pthread_mutex_unlock(&f->stream_mu);
+	if (done) {
+		fused_rs_progress_add(f, (uint64_t)n);
+		fused_rs_rate(w, (uint64_t)n);
+	}
+	return done;
+}
+
+static void sync_file(struct walker *w, int fd, bool whole);
+
 /* Content of one regular file: checksum windows from the peer, differing blocks back. */
 void fused_rs_sync_file(struct walker *w, int fd)
+{
+	sync_file(w, fd, false);
+}
+
+/* whole: the peer holds it empty (its answer to the listing): every block differs, no request. */
+static void sync_file(struct walker *w, int fd, bool whole)
 {
 	struct fused *f = w->f;
 	uint64_t off = 0;
 
+	if (whole)
+		atomic_fetch_add(&fused_rs_stats.whole, 1);
 	while (fused_rs_live(w)) {
 		struct sk_rmsg_op q = { .type = SK_RMSG_RS_SUMSREQ, .off = off, .len = WINDOW };
-		struct sk_rmsg_sums s;
+		struct sk_rmsg_sums s = { 0 };
 		struct stat st;
 		int rc;
 
 		if (fstat(fd, &st) < 0 || (uint64_t)st.st_size <= off)
 			break;
-		rc = fused_repl_ask(f, w->gen, &q, fd, &s, w->sums, NULL);
-		if (rc < 0)
-			return;
+		if (!whole) {
+			atomic_fetch_add(&fused_rs_stats.asked, 1);
+			rc = fused_repl_ask(f, w->gen, &q, fd, &s, w->sums, NULL);
+			if (rc < 0)
+				return;
+		}
 		for (uint64_t c = off; c < off + WINDOW && fused_rs_pace(w); c += CHUNK) {
 			uint64_t sent = 0;
 			ssize_t n;
@@ -378,6 +432,10 @@ void fused_rs_sync_file(struct walker *w, int fd)
 							    (size_t)n - (b + run) : SK_RMSG_BLOCK;
 					uint8_t h[SK_RMSG_SUM_LEN];
 
+					if (whole) { /* no sums: every block differs */
+						run = (size_t)n - b;
+						break;
+					}
 					crypto_generichash(h, sizeof(h), w->buf + b + run, bl, NULL, 0);
 					if (!s.err && bi < s.count &&
 					    memcmp(h, s.sums + bi * SK_RMSG_SUM_LEN, sizeof(h)) == 0)
@@ -423,12 +481,13 @@ static bool no_xattrs(int dfd, const char *name)
  * metadata, and reopen handles that live in it. An empty file with one link
  * and no xattrs is whole with its entry (SK_RD_COMPLETE): it is not visited
  * again, so a tree of small empty files costs a few frames per directory, not
- * a frame per file. Everything else is returned in out to be visited.
+ * a frame per file. Everything else is returned in l to be visited (with what the peer
+ * answers about it, see rs_empty.c).
  * One part: up to max entries from d; *flags carries SK_RO_FIRST to the first
  * frame. Returns 1 if entries remain, 0 once the listing ended (SK_RO_LAST sent).
  */
 static int send_dir(struct walker *w, DIR *d, int dfd, const char *dpath, size_t dl,
-		    struct fused_names *out, uint32_t *flags, size_t max)
+		    struct rs_list *l, uint32_t *flags, size_t max)
 {
 	struct fused *f = w->f;
 	struct sk_rmsg_op op = { .type = SK_RMSG_RS_DIR, .flags = *flags };
@@ -477,7 +536,7 @@ static int send_dir(struct walker *w, DIR *d, int dfd, const char *dpath, size_t
 		put = ents == DIR_FRAME_ENTRIES ? -ENOSPC :
 			sk_rmsg_dirent_meta_put(&e, &m, w->blob + used, SK_RMSG_DATA_MAX - used);
 		if (put == -ENOSPC) {
-			fused_repl_submit(f, &op, w->blob, used, NULL, NULL);
+			fused_rs_dir_frame(w, l, &op, used);
 			op.flags = SK_RO_DMETA;
 			used = 0;
 			ents = 0;
@@ -490,17 +549,20 @@ static int send_dir(struct walker *w, DIR *d, int dfd, const char *dpath, size_t
 		part++;
 		if (m.flags & SK_RD_COMPLETE)
 			continue; /* whole on the peer with its entry */
-		if (fused_names_add(out, de->d_name, strlen(de->d_name)) < 0)
+		if (fused_rs_list_add(l, de->d_name, S_ISREG(st.st_mode) ? ST_REG : 0) < 0)
 			break;
+		l->cur_in |= 1ull << (ents - 1); /* its place in this frame (ents <= 64) */
+		if (S_ISREG(st.st_mode) && st.st_size > 0)
+			l->cur_want = true;
 	}
 	if (part == max) { /* more to come in the next hold (or an empty last frame then) */
 		if (used)
-			fused_repl_submit(f, &op, w->blob, used, NULL, NULL);
+			fused_rs_dir_frame(w, l, &op, used);
 		*flags = used ? SK_RO_DMETA : op.flags;
 		return 1;
 	}
 	op.flags |= SK_RO_LAST;
-	fused_repl_submit(f, &op, w->blob, used, NULL, NULL);
+	fused_rs_dir_frame(w, l, &op, used);
 
 	/* handles opened on files the peer did not have yet: reopen now that they exist */
 	for (h = f->fh_list.next; h != &f->fh_list; h = h->next) {
@@ -532,7 +594,7 @@ static bool ts_same(const struct timespec *a, const struct timespec *b)
 void fused_rs_sync_dir(struct walker *w, int dfd, int depth)
 {
 	struct fused *f = w->f;
-	struct fused_names names = { 0 };
+	struct rs_list l = { 0 };
 	char dpath[PATH_MAX], cpath[PATH_MAX];
 	uint32_t flags = SK_RO_FIRST | SK_RO_DMETA | (w->shallow ? SK_RO_SHALLOW : 0);
 	struct stat s0 = { 0 }, s1;
@@ -565,22 +627,23 @@ void fused_rs_sync_dir(struct walker *w, int dfd, int depth)
 		if (flags & SK_RO_FIRST)
 			fstat(dfd, &s0);
 		/* a catch-up walk lists in one hold, so a busy directory still converges */
-		rc = send_dir(w, d, dfd, dpath, (size_t)dl, &names, &flags,
+		rc = send_dir(w, d, dfd, dpath, (size_t)dl, &l, &flags,
 			      w->redo || w->shallow ? SIZE_MAX : DIR_PART_ENTRIES);
 		if (rc == 0)
 			atomic_fetch_add(&fused_rs_stats.dirs, 1);
 		/* non-directories other than files get their metadata with the namespace */
-		for (size_t i = from; i < names.n; i++) {
+		for (size_t i = from; i < l.names.n; i++) {
 			struct stat st;
 			int cl;
 
-			if (fstatat(dfd, names.v[i], &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			if (fstatat(dfd, l.names.v[i], &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 			    S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
 				continue;
-			if ((cl = join(cpath, dpath, (size_t)dl, names.v[i])) >= 0)
-				fused_rs_send_meta(w, dfd, names.v[i], cpath, (size_t)cl);
+			if ((cl = join(cpath, dpath, (size_t)dl, l.names.v[i])) >= 0)
+				fused_rs_send_meta(w, dfd, l.names.v[i], cpath, (size_t)cl);
 		}
-		from = names.n;
+		from = l.names.n;
+		fused_rs_list_resolve(w, &l, SIZE_MAX, false); /* frees the slots of what was answered */
 		if (rc == 1)
 			parted = true;
 		else if (parted && (fstat(dfd, &s1) < 0 || !ts_same(&s0.st_ctim, &s1.st_ctim) ||
@@ -590,12 +653,12 @@ void fused_rs_sync_dir(struct walker *w, int dfd, int depth)
 	}
 	closedir(d);
 	if (rc < 0) {
-		fused_names_clear(&names);
+		fused_rs_list_free(&l);
 		return;
 	}
 	/* incremental: what changed inside has entries of its own */
-	for (size_t i = 0; i < names.n && !w->shallow && fused_rs_live(w); i++) {
-		int cfd = openat(dfd, names.v[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	for (size_t i = 0; i < l.names.n && !w->shallow && fused_rs_live(w); i++) {
+		int cfd = openat(dfd, l.names.v[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 		struct stat st;
 
 		if (cfd < 0)
@@ -603,7 +666,12 @@ void fused_rs_sync_dir(struct walker *w, int dfd, int depth)
 		if (fstat(cfd, &st) == 0 && S_ISDIR(st.st_mode)) {
 			fused_rs_sync_dir(w, cfd, depth + 1);
 		} else if (S_ISREG(st.st_mode)) {
-			fused_rs_sync_file(w, cfd);
+			fused_rs_list_resolve(w, &l, i, true);
+			if ((l.st[i] & ST_EMPTY) && send_small_whole(w, cfd)) {
+				close(cfd);
+				continue; /* data and metadata sent */
+			}
+			sync_file(w, cfd, l.st[i] & ST_EMPTY);
 			fused_rs_pace(w);
 			pthread_mutex_lock(&f->stream_mu);
 			if (atomic_load(&f->connected) &&
@@ -624,7 +692,7 @@ void fused_rs_sync_dir(struct walker *w, int dfd, int depth)
 			mark_synced(f->rs_track, st.st_dev, st.st_ino); /* with its whole subtree */
 	}
 	pthread_mutex_unlock(&f->stream_mu);
-	fused_names_clear(&names);
+	fused_rs_list_free(&l);
 }
 
 int fused_resync_run(struct fused *f, uint64_t gen)
@@ -645,6 +713,7 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 	atomic_store(&fused_rs_stats.meta, 0);
 	atomic_store(&fused_rs_stats.dirs, 0);
 	atomic_store(&fused_rs_stats.resumed, 0);
+	fused_rs_empty_reset(f);
 	atomic_store(&f->rs_done_bytes, 0); /* done first: never above the total */
 	atomic_store(&f->rs_total_bytes, 0);
 	/* what changed while the peer was away, if the tracker knows it for this peer's copy */
@@ -714,7 +783,8 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 		if (rc < 0)
 			break;
 		if (s.err == 0) {
-			uint64_t cmp = atomic_load(&f->rs_done_bytes), cur;
+			uint64_t cmp = atomic_load(&f->rs_done_bytes), cur, refused;
+			uint64_t answers = fused_rs_empty_answers(&refused);
 
 			/* the peer took our generation: tracking starts over from it */
 			pthread_mutex_lock(&f->state_mu);
@@ -727,9 +797,13 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 			atomic_store(&f->rs_done_bytes, atomic_load(&f->rs_total_bytes));
 			f->rs_state = 2;
 			sk_info("resync done in %.1f s (full, pass %d, %d catch-up rounds, %llu bytes "
-				"compared, %llu sent)", (double)(sk_now_us() - t0) / 1e6, pass, round,
-				(unsigned long long)cmp,
-				(unsigned long long)atomic_load(&fused_rs_stats.sent));
+				"compared, %llu sent, %llu files sent whole without a checksum request, "
+				"%llu checksum requests, %llu listing answers, %llu refused)",
+				(double)(sk_now_us() - t0) / 1e6, pass, round, (unsigned long long)cmp,
+				(unsigned long long)atomic_load(&fused_rs_stats.sent),
+				(unsigned long long)atomic_load(&fused_rs_stats.whole),
+				(unsigned long long)atomic_load(&fused_rs_stats.asked),
+				(unsigned long long)answers, (unsigned long long)refused);
 			rc = 0;
 			break;
 		}

@@ -46,6 +46,8 @@ struct fused_rs_stats {
 	atomic_uint_fast64_t meta;  /* metadata frames it sent */
 	atomic_uint_fast64_t dirs;  /* directory listings it sent */
 	atomic_int resumed;         /* it started with entries a previous attempt had taken */
+	atomic_uint_fast64_t whole; /* full: files sent whole, no checksum request (rs_empty.c) */
+	atomic_uint_fast64_t asked; /* full: checksum requests */
 };
 extern struct fused_rs_stats fused_rs_stats;
 const char *fused_rs_kind_str(int kind);
@@ -87,6 +89,46 @@ int fused_rs_deepest_dir(struct fused *f, const char *path);
 size_t fused_dirty_paths(struct fused *f, size_t max,
 			 void (*fn)(const char *path, uint32_t flags, uint64_t bytes, void *arg),
 			 void *arg);
+
+/* ---- rs_empty.c: the peer's answers to the full resync's listings (files it holds empty) ---- */
+/* Per name of a listing. */
+#define ST_REG 0x1
+#define ST_EMPTY 0x2 /* the peer said it holds this file empty: its data goes whole */
+
+/* One directory's listing as the walker keeps it: its names to visit, and the frames asked. */
+struct rs_list {
+	struct fused_names names;
+	uint8_t *st;           /* ST_* per name */
+	size_t st_cap;
+	struct rs_asked {
+		uint64_t req, seq; /* the frame's request id and stream sequence */
+		size_t first;      /* names index of its first entry in names */
+		uint64_t in;       /* which of its entries are in names */
+	} *fr;
+	size_t fr_n, fr_cap, fr_done;
+	/* the frame being built */
+	size_t cur_first;
+	uint64_t cur_in;
+	bool cur_want; /* it names a regular file with data */
+};
+
+/* Ack reader (repl.c): the peer's answer to a listing (SK_RMSG_RS_EMPTY). 0, or -EBADMSG. */
+int fused_rs_on_empty(struct fused *f, const uint8_t *p, size_t n);
+/* At a resync's start: no answer pending, counters zero, asked only in sync mode. */
+void fused_rs_empty_reset(struct fused *f);
+/* Answers taken this resync; *refused: answers not asked for or repeated (ignored). */
+uint64_t fused_rs_empty_answers(uint64_t *refused);
+/* One more name of the listing with its ST_* (0, or -ENOMEM). */
+int fused_rs_list_add(struct rs_list *l, const char *name, uint8_t st);
+void fused_rs_list_free(struct rs_list *l);
+/* Under the stream lock: one RS_DIR frame of w->blob (used bytes), asked for an answer if useful. */
+void fused_rs_dir_frame(struct walker *w, struct rs_list *l, struct sk_rmsg_op *op, size_t used);
+/*
+ * The answers of the frames that listed names up to index i, in order: waits for each until
+ * it came, the peer acked past its frame without one, or the connection ended. !wait: takes
+ * only what is decided now (between the holds of a long listing, so its slots come free).
+ */
+void fused_rs_list_resolve(struct walker *w, struct rs_list *l, size_t i, bool wait);
 
 /* ---- rs_links.c: hard-link groups of an incremental resync, listed whole in one session ---- */
 struct fused_rs_links *fused_rs_links_new(void);

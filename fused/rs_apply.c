@@ -388,6 +388,31 @@ static int report_remade(struct fused *f, int sock, struct sk_chan *chan, const 
 	return fused_rx_send(chan, sock, SK_RMSG_FAILED, 0, f->module_id, &iov, 1) < 0 ? -EPIPE : 0;
 }
 
+/*
+ * The answer to a listing frame that carried a request id (fh): which of its first 64 entries
+ * are regular files of size 0 here now, so the primary sends their data whole without asking
+ * for checksums. Sent before the frame is acknowledged (the receiver acks after applying).
+ */
+static int answer_empty(struct fused *f, int sock, struct sk_chan *chan, uint64_t req,
+			uint32_t count, uint64_t bits)
+{
+	struct sk_rmsg_rs_empty a = { .req = req, .bits = bits };
+	uint8_t buf[SK_RMSG_RS_EMPTY_LEN];
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+
+	a.count = count < SK_RMSG_RS_EMPTY_ENTRIES ? count : SK_RMSG_RS_EMPTY_ENTRIES;
+	sk_rmsg_rs_empty_encode(&a, buf);
+	return fused_rx_send(chan, sock, SK_RMSG_RS_EMPTY, 0, f->module_id, &iov, 1) < 0 ? -EPIPE : 0;
+}
+
+static bool empty_here(int dfd, const char *name)
+{
+	struct stat st;
+
+	return fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+	       st.st_size == 0;
+}
+
 static int rs_dir(struct fused *f, const struct sk_rmsg_op *op, int sock, struct sk_chan *chan)
 {
 	char name[SK_RMSG_NAME_MAX + 1], dpath[SK_RMSG_PATH_MAX + 1];
@@ -395,6 +420,8 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op, int sock, struct
 	struct sk_rmsg_dmeta m;
 	struct rs_parent pp = { 0 };
 	struct sk_rd r;
+	uint64_t empty = 0;
+	uint32_t k = 0;
 	int dfd, rc, n, err = 0;
 
 	if (op->flags & SK_RO_FIRST) {
@@ -402,12 +429,14 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op, int sock, struct
 		rs_shallow = op->flags & SK_RO_SHALLOW; /* for every frame of this listing */
 	}
 	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_RDONLY | O_DIRECTORY, &dfd);
-	if (rc < 0)
-		return rc;
+	if (rc < 0) /* answered all the same: nothing here is known empty */
+		return op->fh && answer_empty(f, sock, chan, op->fh, 0, 0) < 0 ? -EPIPE : rc;
 	memcpy(dpath, op->path1, op->path1_len);
 	dpath[op->path1_len] = '\0';
 	sk_rd_init(&r, op->data, op->data_len);
 	while ((n = rs_entry_next(&r, op->flags & SK_RO_DMETA, &e, &m)) == 1) {
+		uint32_t idx = k++;
+
 		memcpy(name, e.name, e.name_len);
 		name[e.name_len] = '\0';
 		if (rs_seen.n >= RS_NAMES_MAX || rs_seen_bytes >= RS_NAME_BYTES_MAX ||
@@ -435,10 +464,17 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op, int sock, struct
 		}
 		if (rc < 0 && !err)
 			err = rc;
+		if (op->fh && rc >= 0 && idx < SK_RMSG_RS_EMPTY_ENTRIES && S_ISREG(e.mode) &&
+		    !(m.flags & SK_RD_COMPLETE) && empty_here(dfd, name))
+			empty |= 1ull << idx;
 	}
 	if (n < 0) {
 		close(dfd);
 		return -EBADMSG;
+	}
+	if (op->fh && answer_empty(f, sock, chan, op->fh, k, empty) < 0) {
+		close(dfd);
+		return -EPIPE;
 	}
 	if ((op->flags & SK_RO_LAST) && rs_seen_lost) {
 		rs_seen_reset();

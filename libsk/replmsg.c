@@ -404,6 +404,26 @@ int sk_rmsg_sums_decode(const uint8_t *p, size_t n, struct sk_rmsg_sums *s)
 	return 0;
 }
 
+void sk_rmsg_rs_empty_encode(const struct sk_rmsg_rs_empty *a, uint8_t out[SK_RMSG_RS_EMPTY_LEN])
+{
+	sk_put_u64(out, a->req);
+	sk_put_u32(out + 8, a->count);
+	sk_put_u64(out + 12, a->bits);
+}
+
+int sk_rmsg_rs_empty_decode(const uint8_t *p, size_t n, struct sk_rmsg_rs_empty *a)
+{
+	if (n != SK_RMSG_RS_EMPTY_LEN)
+		return -EBADMSG;
+	a->req = sk_get_u64(p);
+	a->count = sk_get_u32(p + 8);
+	a->bits = sk_get_u64(p + 12);
+	if (a->req == 0 || a->count > SK_RMSG_RS_EMPTY_ENTRIES ||
+	    (a->count < 64 && (a->bits >> a->count) != 0))
+		return -EBADMSG;
+	return 0;
+}
+
 long sk_rmsg_dirent_put(const struct sk_rmsg_dirent *e, uint8_t *out, size_t cap)
 {
 	size_t need = 2 + (size_t)e->name_len + 4 * 3 + 8 * 2 + 4 + 2 + e->target_len;

@@ -58,6 +58,8 @@ enum sk_rmsg_type {
 	SK_RMSG_OWNLIST,       /* S->P: after a GEN that accepted the session, when START asked
 				* (SK_START_F_OWNLIST): what this copy changed on its own since
 				* the shared generation, by path (sk_rmsg_own_*)              */
+	SK_RMSG_RS_EMPTY,      /* S->P: answer to an RS_DIR frame that carried a request id (fh):
+				* which of its entries are empty regular files here (sk_rmsg_rs_empty) */
 	SK_RMSG__MAX
 };
 
@@ -215,6 +217,26 @@ long sk_rmsg_dirent_meta_put(const struct sk_rmsg_dirent *e, const struct sk_rms
 			     uint8_t *out, size_t cap);
 /* Next entry with its metadata: 1, 0 at the clean end, -EBADMSG on a bad entry. */
 int sk_rmsg_dirent_meta_next(struct sk_rd *r, struct sk_rmsg_dirent *e, struct sk_rmsg_dmeta *m);
+
+/*
+ * ---- RS_EMPTY (added for the first sync of trees of small files) ----
+ * An RS_DIR frame with fh != 0 (a request id; older secondaries ignore it) asks the secondary to
+ * answer, once it applied the frame and before it acknowledges it, with
+ *   0 req u64 (the frame's fh) | 8 count u32 (entries of the frame, at most 64 counted) |
+ *   12 bits u64 (bit i: entry i of the frame is a regular file of size 0 here)
+ * 20 bytes. Bits at or past count are refused. The primary then sends such a file's data whole
+ * without asking for its block checksums.
+ */
+#define SK_RMSG_RS_EMPTY_LEN 20
+#define SK_RMSG_RS_EMPTY_ENTRIES 64
+struct sk_rmsg_rs_empty {
+	uint64_t req;
+	uint32_t count;
+	uint64_t bits;
+};
+void sk_rmsg_rs_empty_encode(const struct sk_rmsg_rs_empty *a, uint8_t out[SK_RMSG_RS_EMPTY_LEN]);
+/* 0, or -EBADMSG (length, request id 0, count above 64, a bit at or past count). */
+int sk_rmsg_rs_empty_decode(const uint8_t *p, size_t n, struct sk_rmsg_rs_empty *a);
 
 /* xattr list of RS_META, each: name_len u8 | name | value_len u32 | value. */
 long sk_rmsg_xattr_put(const char *name, size_t name_len, const void *val, size_t val_len,

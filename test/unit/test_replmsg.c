@@ -566,3 +566,30 @@ Test(replmsg, decoded_strings_fit_their_buffers)
 	sk_put_u16(wire + 120, SK_RMSG_NAME_MAX + 1);
 	cr_assert_eq(dec(SK_RMSG_REMOVEXATTR, wire, n + 1, &out), -EBADMSG, "name of 256 bytes");
 }
+
+Test(replmsg, rs_empty_answer)
+{
+	struct sk_rmsg_rs_empty a = { .req = 7, .count = 3, .bits = 0x5 }, t;
+	uint8_t b[SK_RMSG_RS_EMPTY_LEN + 1] = { 0 };
+
+	sk_rmsg_rs_empty_encode(&a, b);
+	cr_assert_eq(sk_rmsg_rs_empty_decode(b, SK_RMSG_RS_EMPTY_LEN, &t), 0);
+	cr_assert_eq(t.req, 7);
+	cr_assert_eq(t.count, 3);
+	cr_assert_eq(t.bits, 0x5);
+	cr_assert_eq(sk_rmsg_rs_empty_decode(b, SK_RMSG_RS_EMPTY_LEN - 1, &t), -EBADMSG, "short");
+	cr_assert_eq(sk_rmsg_rs_empty_decode(b, SK_RMSG_RS_EMPTY_LEN + 1, &t), -EBADMSG, "long");
+	a.bits = 0x8; /* entry 3 of a frame of 3 */
+	sk_rmsg_rs_empty_encode(&a, b);
+	cr_assert_eq(sk_rmsg_rs_empty_decode(b, SK_RMSG_RS_EMPTY_LEN, &t), -EBADMSG, "bit past count");
+	a = (struct sk_rmsg_rs_empty){ .req = 1, .count = 65 };
+	sk_rmsg_rs_empty_encode(&a, b);
+	cr_assert_eq(sk_rmsg_rs_empty_decode(b, SK_RMSG_RS_EMPTY_LEN, &t), -EBADMSG, "count > 64");
+	a = (struct sk_rmsg_rs_empty){ .req = 0, .count = 1, .bits = 1 };
+	sk_rmsg_rs_empty_encode(&a, b);
+	cr_assert_eq(sk_rmsg_rs_empty_decode(b, SK_RMSG_RS_EMPTY_LEN, &t), -EBADMSG, "request 0");
+	a = (struct sk_rmsg_rs_empty){ .req = 2, .count = 64, .bits = ~0ull };
+	sk_rmsg_rs_empty_encode(&a, b);
+	cr_assert_eq(sk_rmsg_rs_empty_decode(b, SK_RMSG_RS_EMPTY_LEN, &t), 0, "64 entries, all empty");
+	cr_assert_eq(t.bits, ~0ull);
+}
