@@ -155,8 +155,6 @@ struct sk_key {
 struct sk_chan {
 	struct sk_key tx_key;
 	struct sk_key rx_key;
-	/* AES-GCM key schedules of tx_key / rx_key (used when aead is SK_AEAD_AES256GCM) */
-	crypto_aead_aes256gcm_state tx_aes, rx_aes;
 	uint8_t aead;    /* enum sk_aead */
 	uint64_t tx_seq; /* last seq sent */
 	uint64_t rx_seq; /* last seq accepted; the next must be rx_seq + 1 */

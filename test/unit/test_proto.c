@@ -270,6 +270,87 @@ Test(proto, empty_payload)
 }
 
 /*
+ * The channel's AEAD is OpenSSL's; its frames are libsodium's AES-256-GCM and
+ * ChaCha20-Poly1305 byte for byte (nonce 0^4 | seq, the header as associated
+ * data, detached tag), so nodes of either build talk to each other: libsodium
+ * opens what we seal, we open what libsodium seals, and a forgery is refused
+ * with the payload zeroed rather than left decrypted.
+ */
+Test(proto, aead_frames_are_libsodiums)
+{
+	const enum sk_aead algs[] = { SK_AEAD_AES256GCM, SK_AEAD_CHACHA20 };
+	struct sk_key k1, k2;
+
+	memset(k1.b, 0x31, sizeof(k1.b));
+	memset(k2.b, 0x32, sizeof(k2.b));
+	for (size_t a = 0; a < sizeof(algs) / sizeof(algs[0]); a++) {
+		int aes = algs[a] == SK_AEAD_AES256GCM;
+		size_t lens[] = { 0, 1, 4096, 70000 };
+
+		if (aes && !crypto_aead_aes256gcm_is_available())
+			continue;
+		for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+			size_t len = lens[li], total = SK_PROTO_HDR_LEN + len + SK_PROTO_MAC_LEN;
+			uint8_t *buf = malloc(total), *pt = malloc(len + 1), *out = malloc(len + 1);
+			uint8_t nonce[12] = { 0 };
+			struct sk_chan tx, rx;
+			struct sk_frame f;
+			enum sk_reject why;
+			int rc;
+
+			cr_assert(buf && pt && out);
+			for (size_t i = 0; i < len; i++)
+				pt[i] = (uint8_t)(i * 7 + a);
+			cr_assert_eq(sk_chan_init(&tx, &k1, &k2, algs[a]), 0);
+			cr_assert_eq(sk_chan_init(&rx, &k2, &k1, algs[a]), 0);
+
+			/* ours sealed, libsodium opens */
+			cr_assert_eq(sk_chan_encode(&tx, buf, total, SK_MSG_CLOSE, 0, 3, pt, len), (long)total);
+			memcpy(nonce + 4, buf + 12, 8); /* the header's seq, as the nonce carries it */
+			rc = aes ? crypto_aead_aes256gcm_decrypt_detached(out, NULL, buf + SK_PROTO_HDR_LEN, len,
+									  buf + SK_PROTO_HDR_LEN + len, buf,
+									  SK_PROTO_HDR_LEN, nonce, k1.b)
+				 : crypto_aead_chacha20poly1305_ietf_decrypt_detached(
+					   out, NULL, buf + SK_PROTO_HDR_LEN, len, buf + SK_PROTO_HDR_LEN + len, buf,
+					   SK_PROTO_HDR_LEN, nonce, k1.b);
+			cr_assert_eq(rc, 0, "libsodium refused our %s frame of %zu bytes", sk_chan_aead_str(&tx), len);
+			cr_assert(len == 0 || memcmp(out, pt, len) == 0);
+
+			/* libsodium sealed with the key rx receives on (seq 1: rx is fresh), ours opens */
+			sk_proto_hdr_encode(buf, SK_MSG_CLOSE, 0, 3, 1, (uint32_t)len);
+			memcpy(nonce + 4, buf + 12, 8);
+			if (aes)
+				crypto_aead_aes256gcm_encrypt_detached(buf + SK_PROTO_HDR_LEN, buf + SK_PROTO_HDR_LEN + len,
+								       NULL, pt, len, buf, SK_PROTO_HDR_LEN, NULL, nonce,
+								       k1.b);
+			else
+				crypto_aead_chacha20poly1305_ietf_encrypt_detached(
+					buf + SK_PROTO_HDR_LEN, buf + SK_PROTO_HDR_LEN + len, NULL, pt, len, buf,
+					SK_PROTO_HDR_LEN, NULL, nonce, k1.b);
+			if (len) {
+				uint8_t *copy = malloc(total);
+
+				/* a forgery first: refused, nothing decrypted left behind, rx_seq unmoved */
+				cr_assert(copy);
+				memcpy(copy, buf, total);
+				copy[SK_PROTO_HDR_LEN + len / 2] ^= 0x40;
+				cr_assert_lt(sk_chan_open(&rx, copy, total, &f, &why), 0);
+				cr_assert_eq(why, SK_REJ_MAC);
+				for (size_t i = 0; i < len; i++)
+					cr_assert_eq(copy[SK_PROTO_HDR_LEN + i], 0, "forged payload left at byte %zu", i);
+				free(copy);
+			}
+			cr_assert_eq(sk_chan_open(&rx, buf, total, &f, &why), (long)total, "%s", sk_reject_str(why));
+			cr_assert_eq(f.len, len);
+			cr_assert(len == 0 || memcmp(f.payload, pt, len) == 0);
+			free(buf);
+			free(pt);
+			free(out);
+		}
+	}
+}
+
+/*
  * sk_chan_seal (the zero-copy path): MAC-only leaves the iovecs alone; encrypted
  * points them at the ciphertext and leaves the caller's bytes alone; both give
  * the same frame as the one-buffer encoder from the same state.
