@@ -762,6 +762,12 @@ static void ack_loop(struct fused *f, int fd, uint64_t gen)
 				break;
 			}
 			fused_repl_on_sums(f, &s);
+		} else if (fr.type == SK_RMSG_RS_EMPTY) { /* a listing's answer (rs_empty.c) */
+			if (fused_rs_on_empty(f, fr.payload, fr.len) < 0) {
+				atomic_fetch_add(&f->rejected, 1);
+				lost = "bad listing answer from peer";
+				break;
+			}
 		} else if (fr.type == SK_RMSG_GEN) {
 			struct sk_gen_wire w;
 
