@@ -109,6 +109,25 @@ print(json.dumps(v) if isinstance(v, bool) else v)' "$2"
 
 mt_peer_is() { [ "$(mt_st 1 peer)" = "$1" ]; }
 
+# mt_wait_connected: the primary (fused1.$MT_N1) connected to its peer, waited for as a state while
+# it keeps trying. At a loaded host a new session's START can outlast the budget: the peer is
+# dropped and the next attempt comes 2, 4, 8 s later. Each attempt is progress; 20 s without one,
+# or 60 s in all, is a failure.
+mt_wait_connected() {
+	local n last=$SECONDS end=$((SECONDS + 60)) tries=0
+	while [ $SECONDS -lt $end ]; do
+		mt_peer_is connected && return 0
+		n=$(grep -c 'connected to peer' "$SK_TMP/fused1.$MT_N1.log" 2>/dev/null)
+		if [ "${n:-0}" != "$tries" ]; then
+			tries=${n:-0}
+			last=$SECONDS
+		fi
+		[ $((SECONDS - last)) -ge 20 ] && break
+		sleep 0.2
+	done
+	return 1
+}
+
 # primary says the peer is connected, in sync, nothing in flight
 mt_synced() {
 	local s

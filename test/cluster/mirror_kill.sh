@@ -17,7 +17,8 @@ one_mode() {
 	mt_instance "data-$m" "$2"
 	mt_start_secondary || { sk_not_ok "$m: secondary started"; return; }
 	mt_start_primary --mode "$m" || { sk_not_ok "$m: primary started"; return; }
-	if mt_wait_until 10 mt_peer_is connected; then sk_ok "$m: peer connected"; else sk_not_ok "$m: peer connected"; fi
+	# connected past the session's start (in sync: the empty tree's first sync is done) before the writes
+	if mt_wait_connected && mt_wait_until 20 mt_synced; then sk_ok "$m: peer connected"; else sk_not_ok "$m: peer connected"; fi
 
 	local log=$SK_TMP/ack-$m.log
 	local AWO=(--log "$log" --threads 4 --files 32 --size 4096 --journal)
