@@ -337,6 +337,26 @@ static int join(char *out, const char *dir, size_t dl, const char *name)
 }
 
 /*
+ * Frames in flight while files go whole. The window (repl.c) counts an RS_META as one small
+ * operation, but a file's data and metadata cost the peer a dozen system calls, and with no
+ * round trip per file the window fills with them: 228 such frames once took an ASan secondary
+ * at load 15 over 500 ms, and an application's write behind them met the budget. At most this
+ * many, whatever the window says.
+ */
+#define WHOLE_INFLIGHT 64
+
+/* Before a file sent whole: the window's pacing, and at most WHOLE_INFLIGHT frames in flight. */
+static bool whole_pace(struct walker *w)
+{
+	struct fused *f = w->f;
+
+	while (fused_rs_live(w) &&
+	       atomic_load(&f->seq_sent) - atomic_load(&f->seq_acked) > WHOLE_INFLIGHT)
+		usleep(500);
+	return fused_rs_pace(w);
+}
+
+/*
  * A file the peer holds empty, small enough for one read: data and metadata in one stream-lock
  * hold, where the file is now (1). 0: not done here (larger now, or the read failed): the
  * caller sends it the usual way.
@@ -347,7 +367,7 @@ static int send_small_whole(struct walker *w, int fd)
 	ssize_t n = -1;
 	int pl, done = 0;
 
-	if (!fused_rs_pace(w))
+	if (!whole_pace(w))
 		return 1;
 	pthread_mutex_lock(&f->stream_mu);
 	pl = fused_fd_path(f, fd, w->path, sizeof(w->path));

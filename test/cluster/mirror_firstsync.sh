@@ -4,10 +4,17 @@
 # completes in ONE attempt while an application writes through the mount; its writes stay under
 # the latency budget and the resync progress never passes its total (issue 10 item 3, issue 9 B15).
 # SK_FIRSTSYNC_FILES=N (default 30000) sets the number of empty files (N/1000 dirs of 1000).
+# The tree also holds SK_FIRSTSYNC_DATA (default 3000) files of 4 KiB of data (N/1000 dirs of
+# 1000): the secondary's answers to the listings say it holds them empty, so their data goes
+# whole without a checksum request each (the resync's log line counts both); phase 2 gives the
+# secondary old copies of some of them, which still get their checksums compared.
 set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
+export SKFUSED_RS_EMPTY=1 # the listings' answers (docs/skfused.md, Resync)
 NFILES=${SK_FIRSTSYNC_FILES:-30000}
+NDATA=${SK_FIRSTSYNC_DATA:-3000}
 [[ "$NFILES" =~ ^[0-9]+$ ]] && [ "$NFILES" -ge 1000 ] || mt_bail "SK_FIRSTSYNC_FILES must be >= 1000"
+[[ "$NDATA" =~ ^[0-9]+$ ]] && [ "$NDATA" -ge 1000 ] || mt_bail "SK_FIRSTSYNC_DATA must be >= 1000"
 NDIRS=$((NFILES / 1000))
 BUDGET_MS=${SK_FIRSTSYNC_BUDGET_MS:-300}
 SYNC_LIMIT_S=$((60 + NFILES / 5000)) # one attempt at the required 20 000 files/s takes N/20000 s
@@ -23,7 +30,7 @@ mt_init
 IMGDIR=$SK_TMP
 if [ "${SK_FIRSTSYNC_DISK:-0}" != 1 ]; then
 	for d in "$SK_TMP/shm" "${SK_ROOT[1]}/var/lib/steadykit" "${SK_ROOT[2]}/var/lib/steadykit"; do
-		mkdir -p "$d" && sk_track_mount "$d" && mount -t tmpfs -o size=$((64 + NFILES / 250))m,mode=0755 tmpfs "$d" ||
+		mkdir -p "$d" && sk_track_mount "$d" && mount -t tmpfs -o size=$((64 + NFILES / 250 + NDATA / 100))m,mode=0755 tmpfs "$d" ||
 			mt_bail "tmpfs on $d"
 	done
 	IMGDIR=$SK_TMP/shm
@@ -33,8 +40,8 @@ JOPT=(-O ^has_journal -E lazy_itable_init=0,nodiscard)
 loopfs() { # loopfs TAG -> prints the mount point
 	local img=$IMGDIR/$1.img mnt=$SK_TMP/$1.mnt
 	mkdir -p "$mnt" || return 1
-	truncate -s $((512 + NFILES / 1000))M "$img" || return 1
-	mkfs.ext4 -q -F -N $((NFILES + NFILES / 10 + 20000)) "${JOPT[@]}" "$img" >/dev/null 2>&1 || return 1
+	truncate -s $((512 + NFILES / 1000 + NDATA / 200))M "$img" || return 1
+	mkfs.ext4 -q -F -N $((NFILES + NDATA + NFILES / 10 + 20000)) "${JOPT[@]}" "$img" >/dev/null 2>&1 || return 1
 	sk_track_mount "$mnt"
 	mount -o loop "$img" "$mnt" || return 1
 	echo "$mnt"
@@ -51,14 +58,21 @@ D=$MT_DIR1
 
 # The tree, BEFORE the mirror starts.
 t0=$(date +%s.%N)
-"$MT_PY" - "$D" "$NDIRS" <<'EOF' || mt_bail "creating the tree"
+"$MT_PY" - "$D" "$NDIRS" "$((NDATA / 1000))" <<'EOF' || mt_bail "creating the tree"
 import os, sys
-root, ndirs = sys.argv[1], int(sys.argv[2])
+root, ndirs, ncdirs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 for d in range(ndirs):
     dp = os.path.join(root, "d%03d" % d)
     os.mkdir(dp)
     for i in range(1000):
         os.close(os.open(os.path.join(dp, "f%04d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
+for d in range(ncdirs):
+    dp = os.path.join(root, "c%03d" % d)
+    os.mkdir(dp)
+    for i in range(1000):
+        fd = os.open(os.path.join(dp, "f%04d" % i), os.O_CREAT | os.O_WRONLY, 0o644)
+        os.write(fd, os.urandom(4096))
+        os.close(fd)
 data = os.path.join(root, "data")
 os.mkdir(data)
 for i, size in enumerate((1, 4096, 65537, 1 << 20, 3 << 20)):
@@ -77,7 +91,7 @@ os.utime(os.path.join(root, "d003", "f0005"), ns=(981173106123456789, 9811731061
 with open(os.path.join(root, "d%03d" % (ndirs // 2), "app.log"), "wb") as fp:
     fp.write(os.urandom(65536))
 EOF
-sk_diag "tree of $NFILES empty files in $NDIRS dirs created in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+sk_diag "tree of $NFILES empty files in $NDIRS dirs and $NDATA files of 4 KiB created in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 
 mt_start_secondary || mt_bail "secondary did not start"
 mt_start_primary --budget-ms "$BUDGET_MS" || mt_bail "primary did not start"
@@ -148,6 +162,15 @@ else
 fi
 rs_s=$(sed -n 's/.*resync done in \([0-9.]*\) s.*/\1/p' "$P1LOG" | head -n 1)
 sk_diag "$(grep 'resync done' "$P1LOG" | head -n 1); $(awk -v n="$NFILES" -v s="${rs_s:-0}" 'BEGIN { if (s > 0) printf "%d files/s from the connection to the end", n / s }')"
+# The files with data went whole on the secondary's word that it held them empty: no checksum
+# request for them (before, one round trip each; the log line did not count them).
+whole=$(sed -n 's/.*resync done in .* \([0-9]*\) files sent whole without a checksum request.*/\1/p' "$P1LOG" | head -n 1)
+asked=$(sed -n 's/.*resync done in .*, \([0-9]*\) checksum requests.*/\1/p' "$P1LOG" | head -n 1)
+if [ "${whole:-0}" -ge "$NDATA" ] && [ "${asked:-1}" -lt "$NDATA" ]; then
+	sk_ok "first sync: $whole files sent whole without a checksum request, $asked checksum requests"
+else
+	sk_not_ok "first sync: >= $NDATA files sent whole without a checksum request (whole=${whole:-?}, checksum requests=${asked:-?})"
+fi
 read -r peer state dbytes tbytes <<<"$(resync_json)"
 if [ "$peer" = connected ] && [ "$state" = done ]; then
 	sk_ok "status: peer connected, resync done"
@@ -200,9 +223,22 @@ chmod 0600 "$S/f0001" && chown 55:66 "$S/f0002" && touch -d '2000-01-01 00:00:00
 	setfattr -n user.stale -v 1 "$S/f0004" && rm "$S/f0005" && mkdir "$S/f0005" && touch "$S/f0005/inner" &&
 	echo stale >"$S/f0006" && rm "$S/f0007" && ln -s nowhere "$S/f0007" && rm "$S/f0008" && touch "$S/stray" ||
 	sk_diag "could not prepare the stale secondary"
+# files with data: old content in one block, truncated to empty, cut short, gone
+C=$MT_DIR2/c000
+printf 'old' | dd of="$C/f0001" bs=1 seek=100 conv=notrunc status=none && : >"$C/f0002" &&
+	truncate -s 1000 "$C/f0003" && rm "$C/f0004" || sk_diag "could not prepare the stale data files"
 rm -rf "${SK_ROOT[2]}/var/lib/steadykit/state-$MT_TAG"
 mt_start_secondary || mt_bail "secondary restart failed"
 if mt_wait_synced 60; then sk_ok "stale secondary: resync done"; else sk_not_ok "stale secondary: resync done"; fi
 mt_same_trees "stale secondary repaired: trees identical"
+# the files the secondary holds with data still get their checksums compared
+line=$(grep 'resync done' "$P1LOG" | tail -n 1)
+asked=$(printf '%s' "$line" | sed -n 's/.*, \([0-9]*\) checksum requests.*/\1/p')
+if [ "${asked:-0}" -ge "$((NDATA - 2))" ]; then
+	sk_ok "stale secondary: its files with data compared by checksums ($asked requests)"
+else
+	sk_not_ok "stale secondary: its files with data compared by checksums (${asked:-?} requests)"
+	sk_diag "$line"
+fi
 mt_stop_primary
 sk_done
