@@ -63,9 +63,9 @@ void fused_dirty_conf_env(struct fused_dirty_conf *c)
 	c->max_entries = 1000000;
 	c->max_extents = 64;
 	c->max_log_bytes = 1ull << 30;
-	/* the activity log serves the incremental resync: on with it, unless said otherwise */
+	/* the activity log serves the incremental resync (the default): on with it, unless said otherwise */
 	s = getenv("SKFUSED_RESYNC_INCREMENTAL");
-	c->al = s && !strcmp(s, "1");
+	c->al = !s || !strcmp(s, "1");
 	if ((s = getenv("SKFUSED_DIRTY_AL")))
 		c->al = !strcmp(s, "1");
 	if ((s = getenv("SKFUSED_DIRTY_MAX")) && strtoull(s, NULL, 10) >= 1)

@@ -78,7 +78,7 @@ struct fused_dirty_conf {
 	size_t max_entries;      /* default 1 000 000 (SKFUSED_DIRTY_MAX) */
 	unsigned max_extents;    /* per file, default 64 (SKFUSED_DIRTY_EXTENTS) */
 	uint64_t max_log_bytes;  /* default 1 GiB */
-	bool al;                 /* activity log while in sync: SKFUSED_DIRTY_AL=1/0, else as SKFUSED_RESYNC_INCREMENTAL */
+	bool al;                 /* activity log while in sync: SKFUSED_DIRTY_AL=1/0, else as SKFUSED_RESYNC_INCREMENTAL (on unless 0) */
 	uint64_t boot_id;        /* 0: this machine's (/proc/sys/kernel/random/boot_id); tests set others */
 	/*
 	 * No tracking file at all: start tracking from this shared id instead of "lost" (0: lost).

@@ -9,7 +9,7 @@
 extern struct fused_dirty *fused_dirty_g;
 /* --resync-rate: resync data bytes per second, 0 unlimited. */
 extern uint64_t fused_resync_rate;
-extern bool fused_resync_incremental; /* SKFUSED_RESYNC_INCREMENTAL=1: resync what the tracker holds */
+extern bool fused_resync_incremental; /* resync what the tracker holds (default; SKFUSED_RESYNC_INCREMENTAL=0: full) */
 
 /* ---- inode.c: file handles ---- */
 /*

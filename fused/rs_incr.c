@@ -581,10 +581,13 @@ size_t fused_dirty_paths(struct fused *f, size_t max,
 struct fused_rs_stats fused_rs_stats;
 uint64_t fused_resync_rate;
 /*
- * Opt-in (SKFUSED_RESYNC_INCREMENTAL=1, main.c): made the default in e503ad0 and turned back:
- * agent-mirror lost acknowledged writes at its swap once with it on (not explained yet).
+ * The default: a resync is incremental when the tracker is usable for the peer's copy
+ * (fused_rs_incr_usable), the full one otherwise (new node, tracking lost, another copy, a
+ * forced resync). SKFUSED_RESYNC_INCREMENTAL=0 (any value but 1, main.c) forces the full one.
+ * Made the default once before (e503ad0) and turned back (90f1f3a) over an agent swap that lost
+ * acknowledged writes: that was the agent's hand-over (c0487ea), whatever the resync kind.
  */
-bool fused_resync_incremental;
+bool fused_resync_incremental = true;
 
 const char *fused_rs_kind_str(int kind)
 {

@@ -6,7 +6,7 @@
 # MT_EQUAL_FAULTS times (default 3) for 0.8 s: each stop past the latency budget is a peer loss, and
 # the resync that follows runs under that churn (issue 10: the incremental resync once left files
 # empty on the secondary, and split hard-link groups across sessions). MT_EQUAL_OPS /
-# MT_EQUAL_PROCS / MT_EQUAL_SEED override; SKFUSED_RESYNC_INCREMENTAL=1 runs it with the incremental resync.
+# MT_EQUAL_PROCS / MT_EQUAL_SEED override; SKFUSED_RESYNC_INCREMENTAL=0 runs it with the full resync.
 set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init
@@ -106,8 +106,8 @@ fi
 if sk_alive "$MT_PID2" && sk_alive "$MT_PID1"; then sk_ok "both skfused still running"; else sk_not_ok "both skfused still running"; fi
 P1LOG=$SK_TMP/fused1.$MT_N1.log
 n_lost=$(grep -c 'peer lost' "$P1LOG")
-# which resyncs repaired them (full by default; incremental with SKFUSED_RESYNC_INCREMENTAL=1,
-# which may hand over to the full one): the comparison below holds either way
+# which resyncs repaired them (incremental by default, which may hand over to the full one; full
+# with SKFUSED_RESYNC_INCREMENTAL=0): the comparison below holds either way
 n_incr=$(grep -c 'resync (incremental)' "$P1LOG")
 n_done=$(grep -c 'resync done' "$P1LOG")
 sk_diag "$n_lost peer losses under the stress; $n_done resyncs done, $n_incr incremental ones started:" \
@@ -117,9 +117,9 @@ if [ "$FAULTS" = 0 ] || { [ "$n_lost" -ge 1 ] && [ "$n_done" -ge 2 ]; }; then
 else
 	sk_not_ok "the stops caused peer losses ($n_lost), each repaired by a resync ($n_done done)"
 fi
-# with SKFUSED_RESYNC_INCREMENTAL=1 the resyncs after a peer loss are incremental (the first
-# sync, with nothing tracked yet, is full)
-if [ "$FAULTS" = 0 ] || [ "${SKFUSED_RESYNC_INCREMENTAL:-0}" != 1 ] || [ "$n_incr" -ge 1 ]; then
+# by default the resyncs after a peer loss are incremental (the first sync, with nothing tracked
+# yet, is full); SKFUSED_RESYNC_INCREMENTAL=0 (any value but 1) forces the full one
+if [ "$FAULTS" = 0 ] || [ "${SKFUSED_RESYNC_INCREMENTAL:-1}" != 1 ] || [ "$n_incr" -ge 1 ]; then
 	sk_ok "incremental resyncs after the peer losses ($n_incr started)"
 else
 	sk_not_ok "incremental resyncs after the peer losses ($n_incr started)"

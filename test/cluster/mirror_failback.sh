@@ -16,7 +16,7 @@ mt_init
 KEYFILE=$SK_TMP/master.key
 (umask 077 && "$MT_TOOLS/derivekey" "$MT_SECRET" >"$KEYFILE") || mt_bail "derivekey"
 export KEYFILE
-export SKFUSED_RESYNC_INCREMENTAL=1 # opt-in (docs/skfused.md): this scenario is about it
+unset SKFUSED_RESYNC_INCREMENTAL # this scenario is about the incremental resync, the default
 mt_status() {
 	local sock=$MT_CTL1
 	[ "$1" = 2 ] && sock=$MT_CTL2

@@ -11,7 +11,9 @@
 #   F. a name whose inode on the secondary also stood for another file (hard links x/y, y replaced
 #      while alone) is remade by the listing: its data is asked for and sent, never left empty;
 #   G. the primary killed -9 while CONNECTED, under writes, and restarted: its activity log (what
-#      was in flight) keeps tracking, the resync is incremental, nothing acknowledged is lost.
+#      was in flight) keeps tracking, the resync is incremental, nothing acknowledged is lost;
+#   H. the opt-out: a primary started with SKFUSED_RESYNC_INCREMENTAL=0 runs the full resync
+#      although its tracking is usable.
 set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init
@@ -32,8 +34,9 @@ peer_not() { local p; p=$(mt_st 1 peer); [ -n "$p" ] && [ "$p" != "$1" ]; }
 KEYFILE=$SK_TMP/master.key
 (umask 077 && "$MT_TOOLS/derivekey" "$MT_SECRET" >"$KEYFILE") || mt_bail "derivekey"
 export KEYFILE
-# the incremental resync is opt-in (docs/skfused.md, tunables): this scenario is about it
-export SKFUSED_RESYNC_INCREMENTAL=1
+# this scenario is about the incremental resync, the default: the runner's environment does not choose
+# for it (H turns it off explicitly)
+unset SKFUSED_RESYNC_INCREMENTAL
 mt_start_secondary() {
 	local name=fused2.$((++MT_N2))
 	sk_track_mount "$MT_DIR2"
@@ -301,5 +304,19 @@ mt_start_secondary || mt_bail "secondary restart failed"
 if synced; then sk_ok "E: back in sync"; else sk_not_ok "E: back in sync"; fi
 expect_kind full "E"
 compare "E: after the full resync"
+
+# ---- H: SKFUSED_RESYNC_INCREMENTAL=0 forces the full resync, usable tracking or not ----
+sk_diag "t=${SECONDS}s"
+secondary_away
+echo "changed while alone" >"$D/keep/f9"
+mt_stop_primary
+export SKFUSED_RESYNC_INCREMENTAL=0
+mt_start_primary || mt_bail "primary restart with SKFUSED_RESYNC_INCREMENTAL=0 failed"
+unset SKFUSED_RESYNC_INCREMENTAL
+if grep -q "dirty tracking resumed" "$(P1LOG)"; then sk_ok "H: tracking usable after the restart"; else sk_not_ok "H: tracking usable after the restart"; sk_diag "$(grep -i dirty "$(P1LOG)")"; fi
+mt_start_secondary || mt_bail "secondary restart failed"
+if synced; then sk_ok "H: back in sync"; else sk_not_ok "H: back in sync"; fi
+expect_kind full "H (SKFUSED_RESYNC_INCREMENTAL=0)"
+compare "H: after the full resync asked for"
 mt_stop_primary
 sk_done

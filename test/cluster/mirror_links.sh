@@ -11,8 +11,8 @@
 set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init
-# phase B is about the incremental resync (the first sync, phase A, is full in any case)
-export SKFUSED_RESYNC_INCREMENTAL=1
+# phase B is about the incremental resync, the default (the first sync, phase A, is full in any case)
+unset SKFUSED_RESYNC_INCREMENTAL
 
 N_BIG=${MT_LINKS_BIG:-20000}
 N_SRC=2000

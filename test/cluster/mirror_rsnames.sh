@@ -14,7 +14,7 @@
 set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init
-export SKFUSED_RESYNC_INCREMENTAL=1 # this scenario is about the incremental resync
+unset SKFUSED_RESYNC_INCREMENTAL # this scenario is about the incremental resync, the default
 
 # The status: -N ends the request at once (skfused answers and closes), -q1 would wait 1 s each time.
 mt_status() {

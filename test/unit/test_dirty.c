@@ -604,7 +604,7 @@ Test(dirty, conf_env_is_whole)
 	cr_assert_eq(c.max_entries, 1000000);
 }
 
-/* The activity log goes with the incremental resync (opt-in): off unless it is turned on. */
+/* The activity log goes with the incremental resync, the default: on unless it is turned off. */
 Test(dirty, activity_log_default_follows_the_incremental_resync)
 {
 	struct fused_dirty_conf c;
@@ -612,13 +612,13 @@ Test(dirty, activity_log_default_follows_the_incremental_resync)
 	unsetenv("SKFUSED_DIRTY_AL");
 	unsetenv("SKFUSED_RESYNC_INCREMENTAL");
 	fused_dirty_conf_env(&c);
-	cr_assert(!c.al, "default: the full resync, no activity log");
+	cr_assert(c.al, "default: the incremental resync, with its activity log");
 	setenv("SKFUSED_RESYNC_INCREMENTAL", "1", 1);
 	fused_dirty_conf_env(&c);
 	cr_assert(c.al, "the incremental resync asked for: with its activity log");
 	setenv("SKFUSED_RESYNC_INCREMENTAL", "0", 1);
 	fused_dirty_conf_env(&c);
-	cr_assert(!c.al);
+	cr_assert(!c.al, "the full resync forced: no activity log");
 	setenv("SKFUSED_DIRTY_AL", "1", 1);
 	fused_dirty_conf_env(&c);
 	cr_assert(c.al);
