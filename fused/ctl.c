@@ -179,6 +179,11 @@ static struct json_object *status(struct fused *f)
 				       json_object_new_int64((int64_t)atomic_load(&fused_stream_writes)));
 		json_object_object_add(o, "frames_corked",
 				       json_object_new_int64((int64_t)atomic_load(&fused_frames_corked)));
+		/* repl.c: the ack thread woken by a sender, and the answers its poll caught */
+		json_object_object_add(o, "ack_kicks",
+				       json_object_new_int64((int64_t)atomic_load(&fused_ack_kicks)));
+		json_object_object_add(o, "ack_spin_hits",
+				       json_object_new_int64((int64_t)atomic_load(&fused_ack_spin_hits)));
 	}
 	r = json_object_new_object();
 	json_object_object_add(r, "state", json_object_new_string(rs[f->rs_state]));

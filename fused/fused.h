@@ -239,6 +239,7 @@ void fused_repl_submit_lazy(struct fused *f, const struct sk_rmsg_op *op);
 /* stream_mu held: send the corked frames now. */
 void fused_repl_flush(struct fused *f);
 extern _Atomic uint64_t fused_stream_writes, fused_frames_corked; /* status: socket writes, frames corked */
+extern _Atomic uint64_t fused_ack_kicks, fused_ack_spin_hits; /* status: ack thread woken by a sender, acks its poll caught */
 void fused_reply_send(fuse_req_t req, const struct fused_reply *r);
 
 /* Buffered frame reader over a stream socket (both roles). */

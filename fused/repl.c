@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -76,7 +77,8 @@ _Atomic uint64_t fused_stream_writes, fused_frames_corked;
 static struct {
 	uint8_t buf[CORK_BYTES];
 	size_t len;
-	uint64_t gen; /* the connection the frames were sealed for */
+	uint64_t gen;  /* the connection the frames were sealed for */
+	uint64_t last; /* the newest corked frame's seq */
 } cork;
 static _Atomic uint64_t cork_at_us; /* when the oldest corked frame was sealed, 0: none */
 static bool cork_on = true;
@@ -86,6 +88,29 @@ static bool cork_on = true;
  * it was applying had run then. Reset with each connection.
  */
 static _Atomic uint64_t ka_at_us, ka_busy_us, ka_count;
+
+/*
+ * The ack thread sleeps in poll while nothing is buffered. A sender whose request waits for
+ * an ack wakes it at once through kick_fd (when it sleeps), so that wake-up overlaps the
+ * network's round trip and the peer's apply, and the thread is already polling the socket
+ * (for up to ack_spin_us) when the ack comes: otherwise the ack itself wakes it, one
+ * cross-CPU wake-up more between the peer's ack and the reply (tens of us on a VM).
+ * SKFUSED_ACK_SPIN_US=0: no kick, the stream readers' FUSED_SPIN_US poll as before.
+ */
+static int kick_fd = -1;
+static _Atomic bool ack_sleeping;
+static _Atomic uint64_t seq_wire; /* the newest frame written to the socket (corked ones are not) */
+static unsigned ack_spin_us = 150;
+_Atomic uint64_t fused_ack_kicks, fused_ack_spin_hits;
+
+static void ack_kick(void)
+{
+	uint64_t one = 1;
+
+	if (kick_fd >= 0 && atomic_exchange(&ack_sleeping, false) &&
+	    write(kick_fd, &one, sizeof(one)) == sizeof(one))
+		atomic_fetch_add(&fused_ack_kicks, 1);
+}
 
 /* ---- buffered reader / full writer ---- */
 
@@ -356,6 +381,8 @@ static int cork_write(struct fused *f, struct iovec *extra, int n)
 
 	if (cork.len && cork.gen == f->conn_gen && atomic_load(&f->connected) && f->sock >= 0)
 		iov[k++] = (struct iovec){ .iov_base = cork.buf, .iov_len = cork.len };
+	if (k)
+		atomic_store(&seq_wire, cork.last);
 	cork.len = 0;
 	atomic_store(&cork_at_us, 0);
 	for (int i = 0; i < n && k < 5; i++)
@@ -450,10 +477,16 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 			atomic_store(&cork_at_us, sk_now_us());
 		}
 		cork.len = (size_t)(d - cork.buf);
+		cork.last = seq;
 		atomic_fetch_add(&fused_frames_corked, 1);
 		return 0;
 	}
 	cork_write(f, iov, 4); /* the cork and this frame in one write; a loss retires our slot too */
+	atomic_store(&seq_wire, seq);
+	/* after the write: the frame is on its way while the ack thread wakes (an fsync's ack
+	 * waits for two disk flushes: milliseconds, not worth polling for) */
+	if (waits && op->type != SK_RMSG_FSYNC)
+		ack_kick();
 	return waits;
 }
 
@@ -656,6 +689,32 @@ static void *resync_main(void *arg)
 	return NULL;
 }
 
+/* Nothing buffered: sleep until the peer sends (0) or a sender kicks (1: the caller polls). */
+static int ack_wait(int fd, struct fused_rbuf *rb)
+{
+	struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = kick_fd, .events = POLLIN } };
+	uint64_t v;
+	int rc;
+
+	if (kick_fd < 0)
+		return fused_rbuf_fill(fd, rb);
+	/* a frame sent between our last look and this store is not kicked for: its ack wakes
+	 * us, as without the kick */
+	atomic_store(&ack_sleeping, true);
+	do
+		rc = poll(p, 2, -1);
+	while (rc < 0 && errno == EINTR);
+	atomic_store(&ack_sleeping, false);
+	if (rc < 0)
+		return -errno;
+	if ((p[1].revents & POLLIN) && read(kick_fd, &v, sizeof(v)) < 0)
+		v = 0; /* EAGAIN: another look took it; nothing to do */
+	if (!p[0].revents)
+		return (p[1].revents & POLLIN) ? 1 : 0;
+	rc = rbuf_read(fd, rb, MSG_DONTWAIT); /* a shut-down socket: its error */
+	return rc == -EAGAIN ? 0 : rc;
+}
+
 /* Read acks and checksum replies until the connection ends. */
 static void ack_loop(struct fused *f, int fd, uint64_t gen)
 {
@@ -663,6 +722,7 @@ static void ack_loop(struct fused *f, int fd, uint64_t gen)
 	struct sk_frame fr;
 	enum sk_reject why;
 	const char *lost = "connection closed";
+	bool kicked = false; /* woken by a sender: its answer comes within a round trip */
 
 	if (fused_rbuf_init(&rb) < 0)
 		return fused_peer_lost(f, gen, "out of memory");
@@ -679,12 +739,20 @@ static void ack_loop(struct fused *f, int fd, uint64_t gen)
 		if (n == 0) {
 			int rc = 0;
 
-			if (f->seq_sent != f->seq_acked) /* an answer is due: poll for it briefly */
-				rc = fused_rbuf_spin(fd, &rb, FUSED_SPIN_US);
-			if (rc == 0)
-				rc = fused_rbuf_fill(fd, &rb);
-			else if (rc > 0)
+			/* an answer is due (a corked frame's is not): poll for it first, longer
+			 * when a sender just woke us for it */
+			if (atomic_load(&seq_wire) > f->seq_acked) {
+				rc = fused_rbuf_spin(fd, &rb, kicked ? ack_spin_us : FUSED_SPIN_US);
+				if (rc > 0 && kicked)
+					atomic_fetch_add(&fused_ack_spin_hits, 1);
+			}
+			kicked = false;
+			if (rc == 0 && (rc = ack_wait(fd, &rb)) > 0) {
+				kicked = true;
 				rc = 0;
+			} else if (rc > 0) {
+				rc = 0;
+			}
 
 			if (rc < 0)
 				break;
@@ -838,6 +906,7 @@ static void *conn_main(void *arg)
 		f->sock = fd;
 		gen = ++f->conn_gen;
 		f->seq_sent = f->seq_acked = 0;
+		atomic_store(&seq_wire, 0);
 		f->inflight_bytes = 0;
 		f->inflight_cost = 0;
 		f->last_ack_us = sk_now_us();
@@ -992,6 +1061,12 @@ int fused_repl_start(struct fused *f)
 	atomic_store(&f->fh_next, 1);
 	if (getenv("SKFUSED_CORK"))
 		cork_on = strcmp(getenv("SKFUSED_CORK"), "0") != 0;
+	if (getenv("SKFUSED_ACK_SPIN_US"))
+		ack_spin_us = (unsigned)strtoul(getenv("SKFUSED_ACK_SPIN_US"), NULL, 10);
+	if (ack_spin_us > 10000)
+		ack_spin_us = 10000; /* a CPU burnt per waited frame at most */
+	if (ack_spin_us && kick_fd < 0)
+		kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); /* none: the ack wakes the thread */
 	if (getenv("SKFUSED_CORK_US"))
 		cork_max_us = strtoull(getenv("SKFUSED_CORK_US"), NULL, 10);
 	if (cork_max_us > (uint64_t)f->budget_ms * 1000 / 8)
@@ -1050,4 +1125,7 @@ void fused_repl_stop(struct fused *f)
 	if (budget_started)
 		pthread_join(budget_thread, NULL);
 	conn_started = budget_started = false;
+	if (kick_fd >= 0)
+		close(kick_fd);
+	kick_fd = -1;
 }

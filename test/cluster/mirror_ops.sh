@@ -268,7 +268,7 @@ fi
 mt_wait_synced 10 >/dev/null 2>&1
 plog=$SK_TMP/fused1.$MT_N1.log
 lost0=$(grep -c "peer lost" "$plog")
-seq0=$(mt_st 1 seq_sent); w0=$(mt_st 1 stream_writes)
+seq0=$(mt_st 1 seq_sent); w0=$(mt_st 1 stream_writes); k0=$(mt_st 1 ack_kicks)
 "$MT_PY" - "$MT_DIR1" <<'PY'
 import os, sys
 d = os.path.join(sys.argv[1], "cork")
@@ -278,12 +278,22 @@ for i in range(20):
     os.write(fd, b"c" * 4096)
     os.close(fd)
 PY
-seq1=$(mt_st 1 seq_sent); w1=$(mt_st 1 stream_writes)
+seq1=$(mt_st 1 seq_sent); w1=$(mt_st 1 stream_writes); k1=$(mt_st 1 ack_kicks)
 fr=$((seq1 - seq0 - 1)); wr=$((w1 - w0))   # - 1: the mkdir
 if [ "$fr" = 60 ] && [ "$wr" -le 50 ]; then
 	sk_ok "20 creates: 60 frames in $wr socket writes (each close went with the next frame)"
 else
 	sk_not_ok "20 creates: 60 frames in at most 50 socket writes (frames $fr, writes $wr)"
+fi
+# A request that waits for an ack wakes the primary's ack thread when it sends its frame (repl.c
+# ack_kick), so that wake-up overlaps the round trip instead of following the ack. Each of the 40
+# waited frames (CREATE, WRITE) goes out while the ack thread sleeps (the previous ack was handled,
+# the close's frame is corked): counted, not timed; a kick is only skipped when the thread was not
+# asleep yet, so at least a quarter.
+if [ -n "$k0" ] && [ -n "$k1" ] && [ $((k1 - k0)) -ge 10 ] && [ $((k1 - k0)) -le 41 ]; then
+	sk_ok "20 creates: the ack thread woken by the sender $((k1 - k0)) times of 40 waited frames"
+else
+	sk_not_ok "20 creates: the ack thread woken by the sender 10..40 times (ack_kicks $k0 -> $k1)"
 fi
 # (a corked frame never sent would make the budget drop the peer: then a resync, then in sync)
 if mt_wait_until 10 mt_synced && [ "$(grep -c "peer lost" "$plog")" = "$lost0" ]; then
