@@ -56,9 +56,9 @@ void fused_rs_empty_reset(struct fused *f)
 	pthread_mutex_lock(&f->rs_mu);
 	memset(ans, 0, sizeof(ans));
 	pthread_mutex_unlock(&f->rs_mu);
-	/* SKFUSED_RS_EMPTY=1: asked (until the ack reader of every primary takes the answers) */
+	/* SKFUSED_RS_EMPTY=0: never asked (an A/B of the answers alone) */
 	ans_off = f->mode != SK_REPL_SYNC ||
-		  !(getenv("SKFUSED_RS_EMPTY") && !strcmp(getenv("SKFUSED_RS_EMPTY"), "1"));
+		  (getenv("SKFUSED_RS_EMPTY") && !strcmp(getenv("SKFUSED_RS_EMPTY"), "0"));
 	atomic_store(&ans_seen, 0);
 	atomic_store(&ans_refused, 0);
 	atomic_store(&fused_rs_stats.whole, 0);
