@@ -23,7 +23,7 @@ set -u
 SK_SRC=${SK_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 SK_BUILD=${SK_BUILD:-$SK_SRC/build}
 export SK_SRC SK_BUILD
-export SKFUSED_RESYNC_INCREMENTAL=${INCR:-1} # what this benchmark measures (opt-in today)
+export SKFUSED_RESYNC_INCREMENTAL=${INCR:-1} # what this benchmark measures (the default)
 SIZE_MB=${SIZE_MB:-1024}
 NFILES=${NFILES:-2000}
 NDIRS=${NDIRS:-100}

@@ -737,7 +737,7 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 	atomic_store(&f->rs_done_bytes, 0); /* done first: never above the total */
 	atomic_store(&f->rs_total_bytes, 0);
 	/* what changed while the peer was away, if the tracker knows it for this peer's copy */
-	/* only where asked (SKFUSED_RESYNC_INCREMENTAL=1): see rs_incr.c */
+	/* by default; SKFUSED_RESYNC_INCREMENTAL=0 turns it off: see rs_incr.c */
 	if (fused_dirty_g && fused_resync_incremental && fused_rs_incr_usable(w)) {
 		atomic_store(&fused_rs_stats.kind, FUSED_RS_INCR);
 		rc = fused_rs_incr_run(w);
