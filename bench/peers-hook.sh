@@ -53,8 +53,21 @@ start() {
 	remember $! "$name"
 }
 
-prepare() {
+# The shared harness gives a hook a WORKDIR on the root file system ($PB_ROOT/hooks) even with
+# SCRATCH=loop, where every other target's data sits on the fresh journaled ext4 at $PB_ROOT/data:
+# our two copies and state files go there too, or fsync would be compared across file systems
+# (on this host the root ext4 has no journal and flushes about twice as fast). WORKDIR/realdir
+# names the folder used, for teardown.
+relocate() {
 	wd=$1
+	if [ -n "${PB_ROOT:-}" ] && mountpoint -q "$PB_ROOT/data" && [[ "$wd" != "$PB_ROOT/data/"* ]]; then
+		wd=$PB_ROOT/data/steadykit-$(basename "$1")
+		mkdir -p "$wd" && echo "$wd" >"$1/realdir" || fail "mkdir $wd"
+	fi
+}
+
+prepare() {
+	relocate "$1"
 	[ -x "$SKFUSED" ] || fail "skfused not found at $SKFUSED (set SKFUSED or SK_BUILD)"
 	[ -n "${PB_IP_B:-}" ] || fail "PB_IP_B (the secondary's address) must be set"
 	mkdir -p "$wd/prim" "$wd/sec" "$wd/state-prim" "$wd/state-sec" || fail "mkdir in $wd"
@@ -103,6 +116,8 @@ cold)
 	;;
 teardown)
 	wd=$arg
+	[ -d "$wd" ] || exit 0
+	[ -f "$arg/realdir" ] && wd=$(cat "$arg/realdir")
 	[ -d "$wd" ] || exit 0
 	if [ -f "$wd/pids" ]; then
 		{
