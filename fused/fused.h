@@ -247,6 +247,8 @@ struct fused_rbuf {
 	uint8_t *buf;
 	size_t cap, start, end;
 };
+/* Under mu: wait for cv at most ms milliseconds (< 1000). */
+void fused_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, long ms);
 int fused_rbuf_init(struct fused_rbuf *b);
 void fused_rbuf_free(struct fused_rbuf *b);
 /* > 0 frame ready in *fr (payload valid until the next fill), 0 need more, -EBADMSG (counted). */

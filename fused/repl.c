@@ -227,8 +227,8 @@ void fused_reply_send(fuse_req_t req, const struct fused_reply *r)
 	}
 }
 
-/* Under pend_mu: wait for an ack (or any pend_cv signal) at most ms milliseconds. */
-static void pend_wait_ms(struct fused *f, long ms)
+/* Under mu: wait for cv at most ms milliseconds (< 1000). */
+void fused_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, long ms)
 {
 	struct timespec ts;
 
@@ -238,7 +238,13 @@ static void pend_wait_ms(struct fused *f, long ms)
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000;
 	}
-	pthread_cond_timedwait(&f->pend_cv, &f->pend_mu, &ts);
+	pthread_cond_timedwait(cv, mu, &ts);
+}
+
+/* Under pend_mu: wait for an ack (or any pend_cv signal) at most ms milliseconds. */
+static void pend_wait_ms(struct fused *f, long ms)
+{
+	fused_cond_wait_ms(&f->pend_cv, &f->pend_mu, ms);
 }
 
 /* Under pend_mu: the counters the status, the budget and the tracker read, from the ring. */

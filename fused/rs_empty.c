@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 
@@ -129,20 +128,6 @@ void fused_rs_dir_frame(struct walker *w, struct rs_list *l, struct sk_rmsg_op *
 	}
 }
 
-/* Under rs_mu: wait for rs_cv at most ms milliseconds. */
-static void rs_wait_ms(struct fused *f, long ms)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += ms * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	pthread_cond_timedwait(&f->rs_cv, &f->rs_mu, &ts);
-}
-
 void fused_rs_list_resolve(struct walker *w, struct rs_list *l, size_t i, bool wait)
 {
 	struct fused *f = w->f;
@@ -164,7 +149,7 @@ void fused_rs_list_resolve(struct walker *w, struct rs_list *l, size_t i, bool w
 			}
 			if (acked || !wait || !fused_rs_live(w))
 				break;
-			rs_wait_ms(f, 5);
+			fused_cond_wait_ms(&f->rs_cv, &f->rs_mu, 5);
 		}
 		if (!got && !acked && !wait) {
 			pthread_mutex_unlock(&f->rs_mu);
