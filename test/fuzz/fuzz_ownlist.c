@@ -28,13 +28,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int inside(const void *p, size_t len, const uint8_t *in, size_t n)
-{
-	const uint8_t *q = p;
-
-	return len == 0 || (q >= in && q <= in + n && len <= (size_t)(in + n - q));
-}
-
 static void fuzz_raw(const uint8_t *in, size_t n)
 {
 	static uint8_t out[SK_OWN_FRAME_MAX];
@@ -70,46 +63,6 @@ static void fuzz_raw(const uint8_t *in, size_t n)
 	CHECK(rc == 0 && r.left == 0 && !r.err);
 	CHECK(k == count);
 	CHECK(w == n && memcmp(out, in, n) == 0);
-}
-
-/* Input bytes as field values (bounded reads, zero past the end). */
-struct src {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint64_t take(struct src *s, int bytes)
-{
-	uint64_t v = 0;
-
-	while (bytes--) {
-		v = (v << 8) | (s->n ? *s->p : 0);
-		if (s->n) {
-			s->p++;
-			s->n--;
-		}
-	}
-	return v;
-}
-
-/* A path of 0..3 components from a small alphabet that includes the refused ones. */
-static size_t make_path(struct src *s, char *out, size_t cap)
-{
-	static const char *parts[] = { "a", "bb", ".", "..", "", "c/d", "x\0y", "long-name" };
-	size_t n = 0, k = take(s, 1) % 4;
-
-	for (size_t i = 0; i < k; i++) {
-		const char *c = parts[take(s, 1) % 8];
-		size_t cl = strcmp(c, "x\0y") == 0 ? 3 : strlen(c);
-
-		if (n + 1 + cl > cap)
-			break;
-		if (i)
-			out[n++] = '/';
-		memcpy(out + n, c, cl);
-		n += cl;
-	}
-	return n;
 }
 
 #define BUILT_MAX 8

@@ -23,24 +23,9 @@
 
 #include "gen.h"
 #include "replmsg.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                        \
-	do {                                                                            \
-		if (!(c)) {                                                             \
-			fprintf(stderr, "fuzz_replmsg: property failed: %s (line %d)\n", #c, \
-				__LINE__);                                              \
-			abort();                                                        \
-		}                                                                       \
-	} while (0)
-
-static bool inside(const void *p, size_t len, const uint8_t *in, size_t n)
-{
-	const uint8_t *q = p;
-
-	return len == 0 || (q >= in && q <= in + n && len <= (size_t)(in + n - q));
-}
 
 static uint32_t data_max(uint8_t type)
 {
@@ -206,44 +191,6 @@ static void fuzz_rctl(const uint8_t *in, size_t n)
 	CHECK(q2.cmd == q.cmd && q2.role == q.role);
 }
 
-/* Input bytes as field values (bounded reads, zero past the end). */
-struct src {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint64_t take(struct src *s, int bytes)
-{
-	uint64_t v = 0;
-
-	while (bytes--) {
-		v = (v << 8) | (s->n ? *s->p : 0);
-		if (s->n) {
-			s->p++;
-			s->n--;
-		}
-	}
-	return v;
-}
-
-/* A path of 0..3 components from a small alphabet that includes the refused ones. */
-static size_t make_path(struct src *s, char *out)
-{
-	static const char *parts[] = { "a", "bb", ".", "..", "", "c/d", "x\0y", "long-name" };
-	size_t n = 0, k = take(s, 1) % 4;
-
-	for (size_t i = 0; i < k; i++) {
-		const char *c = parts[take(s, 1) % 8];
-		size_t cl = strcmp(c, "x\0y") == 0 ? 3 : strlen(c);
-
-		if (i)
-			out[n++] = '/';
-		memcpy(out + n, c, cl);
-		n += cl;
-	}
-	return n;
-}
-
 /*
  * Structured: an op built from the input is encoded by the library; whatever the encoder
  * accepts must decode to the same fields (encode -> decode -> encode), and one byte of
@@ -278,9 +225,9 @@ static void fuzz_built(const uint8_t *in, size_t n)
 	op.atime.nsec = (uint32_t)take(&s, 4) % 1000000000u;
 	op.mtime.nsec = (uint32_t)take(&s, 4) % 1000000000u;
 	op.path1 = p1;
-	op.path1_len = (uint16_t)make_path(&s, p1);
+	op.path1_len = (uint16_t)make_path(&s, p1, sizeof(p1));
 	op.path2 = p2;
-	op.path2_len = (uint16_t)make_path(&s, p2);
+	op.path2_len = (uint16_t)make_path(&s, p2, sizeof(p2));
 	op.name = nm;
 	op.name_len = (uint16_t)(take(&s, 1) % 8);
 	memset(nm, 'n', op.name_len);
