@@ -275,6 +275,8 @@ void fused_repl_on_sums(struct fused *f, const struct sk_rmsg_sums *s);
  * far below it. 0, or -ECONNRESET if the connection gen ended.
  */
 int fused_repl_rs_pace(struct fused *f, uint64_t gen);
+/* The same, with fewer than max_frames frames in flight (at most the resync's usual share). */
+int fused_repl_rs_pace_frames(struct fused *f, uint64_t gen, uint64_t max_frames);
 
 /* recv.c (secondary) */
 int fused_recv_run(struct fused *f);

@@ -585,11 +585,18 @@ int fused_repl_ask(struct fused *f, uint64_t gen, struct sk_rmsg_op *op, int pat
 
 int fused_repl_rs_pace(struct fused *f, uint64_t gen)
 {
+	return fused_repl_rs_pace_frames(f, gen, RS_FRAMES_MAX);
+}
+
+int fused_repl_rs_pace_frames(struct fused *f, uint64_t gen, uint64_t max_frames)
+{
 	bool ok;
 
+	if (max_frames > RS_FRAMES_MAX)
+		max_frames = RS_FRAMES_MAX;
 	pthread_mutex_lock(&f->pend_mu);
 	while (atomic_load(&f->connected) && f->conn_gen == gen && !atomic_load(&f->stop) &&
-	       (f->inflight_cost >= f->rs_win || f->seq_sent - f->seq_acked >= RS_FRAMES_MAX ||
+	       (f->inflight_cost >= f->rs_win || f->seq_sent - f->seq_acked >= max_frames ||
 		f->inflight_bytes >= RS_BYTES_MAX)) {
 		pend_wait_ms(f, 10);
 	}

@@ -348,12 +348,7 @@ static int join(char *out, const char *dir, size_t dl, const char *name)
 /* Before a file sent whole: the window's pacing, and at most WHOLE_INFLIGHT frames in flight. */
 static bool whole_pace(struct walker *w)
 {
-	struct fused *f = w->f;
-
-	while (fused_rs_live(w) &&
-	       atomic_load(&f->seq_sent) - atomic_load(&f->seq_acked) > WHOLE_INFLIGHT)
-		usleep(500);
-	return fused_rs_pace(w);
+	return fused_repl_rs_pace_frames(w->f, w->gen, WHOLE_INFLIGHT + 1) == 0;
 }
 
 /*
