@@ -373,53 +373,71 @@ static void aead_nonce(uint8_t n[12], uint64_t seq)
  * (VAES/VPCLMULQDQ paths; bench/crypto.c measures both). A cipher context
  * holds state while it runs and struct sk_chan is copied freely with no
  * destructor, so each thread keeps one context per use (seal, open), set up
- * for the last key it saw and freed when the thread exits.
+ * for the last key it saw.
+ *
+ * The ciphertext of an encrypted frame goes to a buffer of the sealing thread
+ * too: the caller's payload (a FUSE request buffer that another thread may be
+ * writing to disk at the same time) is never touched, and no buffer has to be
+ * owned by struct sk_chan. It grows in 64 KiB steps to the largest frame this
+ * thread sealed. All of it is freed when the thread exits.
  */
 enum { AEAD_SEAL, AEAD_OPEN };
 
-struct aead_tls {
+struct chan_tls {
+	uint8_t *buf; /* the ciphertext buffer */
+	size_t cap;
 	EVP_CIPHER_CTX *ctx[2];
 	uint8_t alg[2]; /* enum sk_aead that ctx[i] is keyed for; 0: none yet */
 	uint8_t key[2][SK_PROTO_KEY_LEN];
 };
 
-static pthread_key_t aead_key;
-static pthread_once_t aead_once = PTHREAD_ONCE_INIT;
-static int aead_key_ok;
-static __thread struct aead_tls *aead_tl;
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static int tls_key_ok;
+static __thread struct chan_tls *tls;
 
-static void aead_tls_free(void *p)
+static void tls_free(void *p)
 {
-	struct aead_tls *t = p;
+	struct chan_tls *t = p;
 
+	free(t->buf);
 	EVP_CIPHER_CTX_free(t->ctx[AEAD_SEAL]);
 	EVP_CIPHER_CTX_free(t->ctx[AEAD_OPEN]);
 	sodium_memzero(t, sizeof(*t));
 	free(t);
 }
 
-static void aead_tls_init(void)
+static void tls_init(void)
 {
-	aead_key_ok = pthread_key_create(&aead_key, aead_tls_free) == 0;
+	tls_key_ok = pthread_key_create(&tls_key, tls_free) == 0;
+}
+
+/* This thread's state, made on first use (freed at its exit); NULL if out of memory. */
+static struct chan_tls *thread_state(void)
+{
+	struct chan_tls *t = tls;
+
+	if (t)
+		return t;
+	pthread_once(&tls_once, tls_init);
+	if (!tls_key_ok || !(t = calloc(1, sizeof(*t))))
+		return NULL;
+	if (pthread_setspecific(tls_key, t) != 0) {
+		free(t);
+		return NULL;
+	}
+	return tls = t;
 }
 
 /* This thread's context for `use`, keyed with `key` for `alg`; NULL if out of memory. */
 static EVP_CIPHER_CTX *aead_ctx(int use, uint8_t alg, const struct sk_key *key)
 {
-	struct aead_tls *t = aead_tl;
+	struct chan_tls *t = thread_state();
 	const EVP_CIPHER *ci;
 	int ok;
 
-	if (!t) {
-		pthread_once(&aead_once, aead_tls_init);
-		if (!aead_key_ok || !(t = calloc(1, sizeof(*t))))
-			return NULL;
-		if (pthread_setspecific(aead_key, t) != 0) {
-			free(t);
-			return NULL;
-		}
-		aead_tl = t;
-	}
+	if (!t)
+		return NULL;
 	if (!t->ctx[use] && !(t->ctx[use] = EVP_CIPHER_CTX_new()))
 		return NULL;
 	if (t->alg[use] == alg && memcmp(t->key[use], key->b, sizeof(key->b)) == 0)
@@ -478,41 +496,24 @@ static int aead_open(const struct sk_chan *c, uint8_t *p, size_t len, const uint
 	return 0;
 }
 
-/*
- * The ciphertext of an encrypted frame goes to a buffer of the sealing thread:
- * the caller's payload (a FUSE request buffer that another thread may be
- * writing to disk at the same time) is never touched, and no buffer has to be
- * owned by struct sk_chan, which callers copy freely. It grows in 64 KiB steps
- * to the largest frame this thread sealed and is freed when the thread exits.
- */
-static pthread_key_t tl_key;
-static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
-static int tl_key_ok;
-static __thread uint8_t *tl_buf;
-static __thread size_t tl_cap;
-
-static void tl_init(void)
-{
-	tl_key_ok = pthread_key_create(&tl_key, free) == 0;
-}
-
+/* This thread's ciphertext buffer, at least need bytes; NULL if out of memory. */
 static uint8_t *seal_buf(size_t need)
 {
+	struct chan_tls *t = thread_state();
 	uint8_t *p;
 	size_t cap;
 
-	if (need <= tl_cap && tl_buf)
-		return tl_buf;
-	pthread_once(&tl_once, tl_init);
+	if (!t)
+		return NULL;
+	if (need <= t->cap && t->buf)
+		return t->buf;
 	cap = (need + 65535) & ~(size_t)65535;
 	p = malloc(cap);
 	if (!p)
 		return NULL;
-	free(tl_buf);
-	tl_buf = p;
-	tl_cap = cap;
-	if (tl_key_ok)
-		pthread_setspecific(tl_key, p);
+	free(t->buf);
+	t->buf = p;
+	t->cap = cap;
 	return p;
 }
 
