@@ -133,18 +133,26 @@ mkfs.ext4 -q -F -O ^has_journal -N $((N + N / 10 + 4096)) -E lazy_itable_init=1,
 sk_track_mount "$MT_DIR1" # listed before the FUSE mount, so unmounted after it
 mount -o loop,noinit_itable "$img" "$MT_DIR1" || mt_bail "loop mount of the image"
 t0=$SECONDS
+# two processes, one per core, each making every other directory
 "$MT_PY" - "$MT_DIR1" "$N" "$PER_DIR" <<'PY' || mt_bail "building the tree"
 import os, stat, sys
 root, n, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-made = 0
-d = 0
-while made < n:
-    dp = os.path.join(root, "d%04d" % d)
-    os.mkdir(dp)
-    for i in range(min(per, n - made)):
-        os.mknod(os.path.join(dp, "f%d" % i), stat.S_IFREG | 0o644)
-    made += min(per, n - made)
-    d += 1
+ndirs = (n + per - 1) // per
+def build(first):
+    for d in range(first, ndirs, 2):
+        dp = os.path.join(root, "d%04d" % d)
+        os.mkdir(dp)
+        for i in range(min(per, n - d * per)):
+            os.mknod(os.path.join(dp, "f%d" % i), stat.S_IFREG | 0o644)
+pid = os.fork()
+if pid == 0:
+    try:
+        build(1)
+    finally:
+        os._exit(0)
+build(0)
+_, status = os.waitpid(pid, 0)
+sys.exit(0 if status == 0 else 1)
 PY
 sk_diag "built $N files in $((N / PER_DIR)) directories in $((SECONDS - t0)) s"
 
@@ -161,8 +169,24 @@ else
 fi
 
 # ---- every file stats through the mount (find's %s is an lstat per file) ----
+# Two finds over the two halves of the directories, so that both cores work (skfused is multi-threaded).
 t0=$SECONDS
-seen=$(timeout 480 find "$MT_DIR1" -type f -printf '%s\n' 2>"$SK_TMP/find.err" | wc -l)
+walk() { # walk OUT DIR...: the number of files under the DIRs (relative to the mount) into OUT.n
+	local out=$1
+	shift
+	: >"$out.err"
+	if [ $# = 0 ]; then echo 0 >"$out.n"; return; fi # find without a path would walk "."
+	(cd "$MT_DIR1" && timeout 480 find "$@" -type f -printf '%s\n' 2>"$out.err" | wc -l >"$out.n")
+}
+mapfile -t tops < <(cd "$MT_DIR1" && ls -1 2>"$SK_TMP/find.err")
+half=$(((${#tops[@]} + 1) / 2))
+walk "$SK_TMP/find1" "${tops[@]:0:half}" &
+w1=$!
+walk "$SK_TMP/find2" "${tops[@]:half}" &
+w2=$!
+wait "$w1" "$w2"
+seen=$(($(cat "$SK_TMP/find1.n") + $(cat "$SK_TMP/find2.n")))
+cat "$SK_TMP/find1.err" "$SK_TMP/find2.err" >>"$SK_TMP/find.err"
 t_walk=$((SECONDS - t0))
 nerr=$(wc -l <"$SK_TMP/find.err")
 if [ "$seen" = "$N" ] && [ "$nerr" = 0 ]; then
