@@ -101,6 +101,8 @@ long fused_ackring_ack(struct fused_ackring *a, uint64_t upto, uint64_t now_us,
 		if (p->seq == s) {
 			if (hist && p->req) /* what an application waited for */
 				hist_add(hist, now_us - p->t_us);
+			if (a->stamp_ns && p->req && p->r.st.in)
+				p->r.st.ack = a->stamp_ns;
 			a->bytes -= p->bytes;
 			a->cost -= p->cost;
 			if (st)
@@ -123,15 +125,23 @@ bool fused_ackring_local_done(struct fused_ackring *a, uint64_t seq, const struc
 			      fuse_req_t *req)
 {
 	struct fused_pending *p = &a->slot[seq % a->cap];
+	uint64_t ack_ns = p->r.st.ack;
 
 	*req = NULL;
 	if (!seq || p->seq != seq || !p->held)
 		return false;
 	p->r = *r;
+	if (!p->r.st.ack)
+		p->r.st.ack = ack_ns; /* stamped by the ack, if it came first */
 	p->held = false;
 	if (!p->acked)
 		return false; /* the ack answers it */
 	*req = p->req;
 	p->req = NULL;
 	return *req != NULL;
+}
+
+const struct fused_reply *fused_ackring_reply(const struct fused_ackring *a, uint64_t seq)
+{
+	return &a->slot[seq % a->cap].r;
 }

@@ -18,6 +18,7 @@ struct fused_ackring {
 	uint64_t acked; /* last acknowledged (or retired at a peer loss) */
 	uint64_t bytes; /* in flight */
 	uint64_t cost;  /* in flight, frame cost units (resync pacing) */
+	uint64_t stamp_ns; /* set by the caller of an ack: when it was read (stages.h), 0: none */
 };
 
 /* A reply now due: the request that waited and what to answer it. */
@@ -65,5 +66,10 @@ long fused_ackring_ack(struct fused_ackring *a, uint64_t upto, uint64_t now_us,
  */
 bool fused_ackring_local_done(struct fused_ackring *a, uint64_t seq, const struct fused_reply *r,
 			      fuse_req_t *req);
+/*
+ * Right after fused_ackring_local_done returned true: the reply to send, r with the ack's
+ * stamp (stages.h) kept from the slot.
+ */
+const struct fused_reply *fused_ackring_reply(const struct fused_ackring *a, uint64_t seq);
 
 #endif

@@ -595,6 +595,7 @@ int fused_apply(struct rx *x, const struct sk_rmsg_op *op)
 	struct fused *f = x->f;
 	struct timespec tv[2];
 	int fd = -1, fd2 = -1, rc;
+	uint64_t t0;
 
 	/* these change what paths name: the cached parent may be stale */
 	if (op->type == SK_RMSG_RENAME || op->type == SK_RMSG_RMDIR || op->type == SK_RMSG_START ||
@@ -635,11 +636,13 @@ int fused_apply(struct rx *x, const struct sk_rmsg_op *op)
 		return rc;
 	}
 	case SK_RMSG_WRITE:
+		t0 = f->mode == SK_REPL_SYNC ? fused_stage_now() : 0; /* acked after the apply */
 		if ((rc = hget(x, op->fh, &fd)) < 0 || fd < 0)
 			return rc;
 		rc = sk_pwrite_all(fd, op->data, op->data_len, op->off);
 		if (rc == 0 && op_ts(op, tv) && futimens(fd, tv) < 0)
 			rc = -errno;
+		fused_stage_applied(FUSED_STG_WRITE, t0);
 		return rc;
 	case SK_RMSG_SETATTR:
 		if (!op->fh)
@@ -678,7 +681,10 @@ int fused_apply(struct rx *x, const struct sk_rmsg_op *op)
 	case SK_RMSG_REMOVEXATTR:
 		return apply_xattr(f, x, op);
 	case SK_RMSG_FSYNC:
-		return apply_fsync(f, x, op);
+		t0 = f->mode == SK_REPL_SYNC ? fused_stage_now() : 0;
+		rc = apply_fsync(f, x, op);
+		fused_stage_applied(FUSED_STG_FSYNC, t0);
+		return rc;
 	case SK_RMSG_RS_SUMSREQ:
 	case SK_RMSG_RS_END:
 		/* acks (and the errors they carry) go out before the answer they precede */

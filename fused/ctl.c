@@ -185,6 +185,8 @@ static struct json_object *status(struct fused *f)
 		json_object_object_add(o, "ack_spin_hits",
 				       json_object_new_int64((int64_t)atomic_load(&fused_ack_spin_hits)));
 	}
+	/* stages.c: where a waited write's or fsync's time went (SKFUSED_STAGES=1) */
+	json_object_object_add(o, "stages", fused_stages_json(f->role == FUSED_PRIMARY));
 	r = json_object_new_object();
 	json_object_object_add(r, "state", json_object_new_string(rs[f->rs_state]));
 	progress(f, r);

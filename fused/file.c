@@ -506,7 +506,8 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 {
 	struct fused_fh *fh = (struct fused_fh *)(uintptr_t)fi->fh;
 	struct sk_rmsg_op op = { .type = SK_RMSG_WRITE };
-	struct fused_reply r = { .kind = R_WRITE, .written = size };
+	struct fused_reply r = { .kind = R_WRITE, .written = size,
+				 .st = { .in = fused_stage_now(), .kind = FUSED_STG_WRITE } };
 	uint64_t seq = 0, gen = F()->conn_gen;
 	struct fused_dn_mark m;
 	struct timespec mt = { 0, UTIME_OMIT };
@@ -554,6 +555,7 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 			op.valid |= SK_RV_MTIME;
 		}
 		deferred = fused_repl_submit_held(F(), &op, data + done, size - done, req, &r, &seq);
+		fused_repl_stamps(&r.st);
 		n = bg ? local_wait() : pwrite(fh->fd, data, size, off);
 		if (n > 0) {
 			struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, mt };
@@ -561,6 +563,7 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 			if (futimens(fh->fd, tv) < 0 && seq)
 				fused_peer_lost(F(), gen, "cannot set the mtime the peer was sent");
 		}
+		r.st.local = fused_stage_now();
 	} else {
 		n = pwrite(fh->fd, data, size, off);
 	}
@@ -611,7 +614,8 @@ static void sync_common(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 			int dirfd)
 {
 	struct sk_rmsg_op op = { .type = SK_RMSG_FSYNC, .flags = datasync ? SK_RO_DATASYNC : 0 };
-	struct fused_reply r = { .kind = R_ERR0 };
+	struct fused_reply r = { .kind = R_ERR0,
+				 .st = { .in = fused_stage_now(), .kind = FUSED_STG_FSYNC } };
 	int rc = 0, fd = fh ? fh->fd : dirfd;
 	uint64_t seq = 0;
 
@@ -630,14 +634,17 @@ static void sync_common(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 			if (rc < 0 && rc != -ENOENT)
 				fused_unnameable(rc);
 		}
-		if (rc >= 0)
+		if (rc >= 0) {
 			fused_repl_submit_held(F(), &op, NULL, 0, req, &r, &seq);
+			fused_repl_stamps(&r.st);
+		}
 	}
 	pthread_mutex_unlock(&F()->stream_mu);
 	/* what tracks the change is as durable as the change */
 	if (fused_dirty_g && fused_dirty_sync(fused_dirty_g) < 0)
 		fused_dirty_set_lost(fused_dirty_g, "cannot sync the tracking file");
 	rc = datasync ? fdatasync(fd) : fsync(fd);
+	r.st.local = fused_stage_now();
 	if (rc < 0)
 		r = (struct fused_reply){ .kind = R_ERR, .err = errno };
 	if (seq)

@@ -14,6 +14,7 @@
 #include "proto.h"
 #include "gen.h"
 #include "replmsg.h"
+#include "stages.h"
 #include "util.h"
 
 enum fused_role { FUSED_PRIMARY = 1, FUSED_SECONDARY = 2 };
@@ -27,6 +28,7 @@ struct fused_reply {
 	struct fuse_entry_param e;
 	struct fuse_file_info fi;
 	struct stat attr;
+	struct fused_stamps st; /* a waited write/fsync's stage times (stages.h), 0 when off */
 };
 
 /* One frame sent and not yet acknowledged; slot seq % ring_size. */
@@ -231,6 +233,8 @@ int fused_repl_submit_held(struct fused *f, const struct sk_rmsg_op *op, const v
 			   size_t data_len, fuse_req_t req, const struct fused_reply *r,
 			   uint64_t *seq);
 void fused_repl_local_done(struct fused *f, uint64_t seq, const struct fused_reply *r);
+/* The stage stamps of this thread's last frame (sealed, sent; stages.h), 0 when off. */
+void fused_repl_stamps(struct fused_stamps *st);
 /*
  * stream_mu held: a frame nobody waits for and that the application was not told is on
  * both nodes (RELEASE), sent with the next frame or within 2 ms (repl.c, the cork).

@@ -66,6 +66,7 @@ int fused_rx_send_ack(struct rx *x)
 	x->err_seq = 0;
 	rc = sk_chan_send_fd(&x->chan, x->sock, SK_RMSG_ACK, 0, x->f->module_id, &iov, 1);
 	pthread_mutex_unlock(&tx_mu);
+	fused_stage_rx_acked(); /* the last applied frame's stage times (stages.h) */
 	return rc;
 }
 

@@ -158,6 +158,8 @@ static int rbuf_read(int fd, struct fused_rbuf *b, int flags)
 	if (n == 0)
 		return -ECONNRESET;
 	b->end += (size_t)n;
+	if (fused_stages_on)
+		fused_stage_rx_ns = fused_stage_now(); /* what this read completes was received now */
 	return 0;
 }
 
@@ -225,6 +227,8 @@ void fused_reply_send(fuse_req_t req, const struct fused_reply *r)
 	default:
 		break;
 	}
+	if (r->st.in)
+		fused_stage_primary(&r->st);
 }
 
 /* Under mu: wait for cv at most ms milliseconds (< 1000). */
@@ -327,6 +331,8 @@ static void retire(struct fused *f, uint64_t upto, bool count_latency)
 	if (ack && p)
 		lat = now - p->t_us;
 	for (;;) {
+		/* the ack thread's read of this ack, for the stage times (stages.h) */
+		f->ack->stamp_ns = count_latency ? fused_stage_rx_ns : 0;
 		n = fused_ackring_ack(f->ack, upto, now, t_due, REPLY_BATCH,
 				      count_latency ? f->hist : NULL, &st);
 		ring_sync(f);
@@ -409,6 +415,15 @@ void fused_repl_flush(struct fused *f)
 		cork_write(f, NULL, 0);
 }
 
+/* this thread's last frame: sealed and registered, and written to the socket (stages.h) */
+static __thread uint64_t t_sealed_ns, t_sent_ns;
+
+void fused_repl_stamps(struct fused_stamps *st)
+{
+	st->sealed = t_sealed_ns;
+	st->sent = t_sent_ns;
+}
+
 static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *data,
 		      size_t dlen, fuse_req_t req, const struct fused_reply *r,
 		      uint64_t *seq_out, bool lazy)
@@ -421,6 +436,7 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 	long hl;
 	int waits;
 
+	t_sealed_ns = t_sent_ns = 0;
 	o.data = data;
 	o.data_len = (uint32_t)dlen;
 	hl = sk_rmsg_op_encode(&o, hb, sizeof(hb));
@@ -466,6 +482,8 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 		*seq_out = waits ? seq : 0;
 	ring_sync(f);
 	pthread_mutex_unlock(&f->pend_mu);
+	t_sealed_ns = fused_stage_now();
+	t_sent_ns = 0;
 
 	iov[0] = (struct iovec){ .iov_base = fh, .iov_len = sizeof(fh) };
 	iov[3] = (struct iovec){ .iov_base = mac, .iov_len = sizeof(mac) };
@@ -488,6 +506,7 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 		return 0;
 	}
 	cork_write(f, iov, 4); /* the cork and this frame in one write; a loss retires our slot too */
+	t_sent_ns = fused_stage_now();
 	atomic_store(&seq_wire, seq);
 	/* after the write: the frame is on its way while the ack thread wakes (an fsync's ack
 	 * waits for two disk flushes: milliseconds, not worth polling for) */
@@ -523,14 +542,17 @@ int fused_repl_submit_held(struct fused *f, const struct sk_rmsg_op *op, const v
 void fused_repl_local_done(struct fused *f, uint64_t seq, const struct fused_reply *r)
 {
 	fuse_req_t req = NULL;
+	struct fused_reply rr;
 	bool now;
 
 	pthread_mutex_lock(&f->pend_mu);
 	now = fused_ackring_local_done(f->ack, seq, r, &req); /* the ack came first: reply now */
+	if (now && r->st.in)
+		rr = *fused_ackring_reply(f->ack, seq); /* with the ack's stamp */
 	pthread_cond_broadcast(&f->pend_cv); /* the slot may be free again */
 	pthread_mutex_unlock(&f->pend_mu);
 	if (now)
-		fused_reply_send(req, r);
+		fused_reply_send(req, r->st.in ? &rr : r);
 }
 
 /* ---- resync requests answered by a SUMS frame ---- */

@@ -8,6 +8,8 @@ set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init
 
+# the stage times of waited writes and fsyncs (stages.c), checked near the end
+export SKFUSED_STAGES=1
 mt_start_secondary || mt_bail "secondary did not start"
 # the cork (repl.c) holds a RELEASE at most this long when nothing follows it: long enough that
 # the back-to-back creates below go with their next frame even under load, far under the budget
@@ -342,6 +344,60 @@ if [ -n "$seq0" ] && [ "$seq0" = "$seq1" ]; then
 	sk_ok "reads, lookups, getxattr, statfs send nothing to the peer (seq_sent $seq0)"
 else
 	sk_not_ok "reads, lookups, getxattr, statfs send nothing to the peer (seq_sent $seq0 -> $seq1)"
+fi
+
+# Where a waited write's and fsync's time goes (status "stages", SKFUSED_STAGES=1): 50 x (4 KiB
+# pwrite + fdatasync). Checked by order, not by duration: every stage was counted for each of them
+# on both nodes; on the primary seal + wait + reply <= total and send + local, peer <= wait (sums);
+# on the secondary queue + apply + ack <= total; no stamp came before the one it follows
+# (misordered 0), and the secondary's read-to-ack of each frame fits in the primary's
+# sealed-to-ack-read of it (a clock both namespaces share).
+mt_wait_synced 10 >/dev/null 2>&1
+mt_status 1 >"$SK_TMP/stg-p0"; mt_status 2 >"$SK_TMP/stg-s0"
+"$MT_PY" - "$MT_DIR1" <<'PY'
+import os, sys
+fd = os.open(os.path.join(sys.argv[1], "stages.dat"), os.O_CREAT | os.O_RDWR, 0o644)
+for i in range(50):
+    os.pwrite(fd, b"s" * 4096, (i % 8) * 4096)
+    os.fdatasync(fd)
+os.close(fd)
+PY
+mt_status 1 >"$SK_TMP/stg-p1"; mt_status 2 >"$SK_TMP/stg-s1"
+stg=$("$MT_PY" - "$SK_TMP" <<'PY'
+import json, sys
+d = sys.argv[1]
+ld = lambda n: json.load(open(d + "/" + n))["stages"]
+p0, p1, s0, s1 = ld("stg-p0"), ld("stg-p1"), ld("stg-s0"), ld("stg-s1")
+bad = []
+def dl(a, b, k, s, f):
+    return b[k][s][f] - a[k][s][f]
+for k in ("write", "fsync"):
+    P = {s: (dl(p0, p1, k, s, "n"), dl(p0, p1, k, s, "sum_ns")) for s in p1[k]}
+    S = {s: (dl(s0, s1, k, s, "n"), dl(s0, s1, k, s, "sum_ns")) for s in s1[k]}
+    for s, (n, t) in list(P.items()) + list(S.items()):
+        if n < 50 or t <= 0:
+            bad.append("%s %s n %d sum %d" % (k, s, n, t))
+    if P["seal"][1] + P["wait"][1] + P["reply"][1] > P["total"][1]:
+        bad.append("%s: seal+wait+reply > total" % k)
+    if P["send"][1] + P["local"][1] > P["wait"][1] or P["peer"][1] > P["wait"][1]:
+        bad.append("%s: send+local or peer > wait" % k)
+    if S["queue"][1] + S["apply"][1] + S["ack"][1] > S["total"][1]:
+        bad.append("%s: secondary queue+apply+ack > total" % k)
+    if S["total"][0] == P["peer"][0] and S["total"][1] > P["peer"][1]:
+        bad.append("%s: secondary total > primary peer" % k)
+    print("%s p50 us: %s | %s" % (k, " ".join("%s %.0f" % (s, p1[k][s]["p50_ns"] / 1e3) for s in p1[k]),
+                                 " ".join("%s %.0f" % (s, s1[k][s]["p50_ns"] / 1e3) for s in s1[k])))
+for w, a in (("primary", p1), ("secondary", s1)):
+    if not a["on"] or a["misordered"]:
+        bad.append("%s on %s misordered %d" % (w, a["on"], a["misordered"]))
+print("BAD: " + "; ".join(bad) if bad else "OK")
+PY
+)
+if [ "$(tail -n 1 <<<"$stg")" = OK ]; then
+	sk_ok "stage times of 50 writes + fdatasyncs: every stage counted, stages within the whole, in order"
+	sk_diag "$(head -n 2 <<<"$stg")"
+else
+	sk_not_ok "stage times of 50 writes + fdatasyncs: $(tr '\n' ' ' <<<"$stg")"
 fi
 
 # The secondary's tree is not writable by applications.
