@@ -10,6 +10,7 @@ enum fused_fault_point {
 	FUSED_FAULT_RS_NAMES,      /* rs_apply.c: recording a listed name runs out of memory */
 	FUSED_FAULT_RS_TRACK,      /* resync.c: the resync tracker cannot be allocated */
 	FUSED_FAULT_REPL_THREAD,   /* repl.c: a replication thread cannot be created */
+	FUSED_FAULT_RS_NO_ANSWER,  /* rs_apply.c: a listing's answer is not sent (an older skfused) */
 	FUSED_FAULT_N
 };
 

@@ -636,6 +636,8 @@ void fused_repl_on_sums(struct fused *f, const struct sk_rmsg_sums *s)
 		f->rs_reply.sums = f->rs_sums;
 		f->rs_reply_ready = true;
 		pthread_cond_broadcast(&f->rs_cv);
+	} else {
+		fused_rs_on_sums(f, s); /* a request sent ahead (rs_sums.c), or refused there */
 	}
 	pthread_mutex_unlock(&f->rs_mu);
 }

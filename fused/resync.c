@@ -392,16 +392,19 @@ static int send_small_whole(struct walker *w, int fd)
 	return done;
 }
 
-static void sync_file(struct walker *w, int fd, bool whole);
+static void sync_file(struct walker *w, int fd, bool whole, struct rs_ahead *ahead);
 
 /* Content of one regular file: checksum windows from the peer, differing blocks back. */
 void fused_rs_sync_file(struct walker *w, int fd)
 {
-	sync_file(w, fd, false);
+	sync_file(w, fd, false, NULL);
 }
 
-/* whole: the peer holds it empty (its answer to the listing): every block differs, no request. */
-static void sync_file(struct walker *w, int fd, bool whole)
+/*
+ * whole: the peer holds it empty (its answer to the listing): every block differs, no request.
+ * ahead: the first window's checksums were asked ahead (rs_sums.c): its answer, not a request.
+ */
+static void sync_file(struct walker *w, int fd, bool whole, struct rs_ahead *ahead)
 {
 	struct fused *f = w->f;
 	uint64_t off = 0;
@@ -416,7 +419,10 @@ static void sync_file(struct walker *w, int fd, bool whole)
 
 		if (fstat(fd, &st) < 0 || (uint64_t)st.st_size <= off)
 			break;
-		if (!whole) {
+		if (ahead && off == 0) {
+			if (fused_rs_ahead_sums(w, ahead, &s) < 0)
+				return;
+		} else if (!whole) {
 			atomic_fetch_add(&fused_rs_stats.asked, 1);
 			rc = fused_repl_ask(f, w->gen, &q, fd, &s, w->sums, NULL);
 			if (rc < 0)
@@ -564,7 +570,8 @@ static int send_dir(struct walker *w, DIR *d, int dfd, const char *dpath, size_t
 		part++;
 		if (m.flags & SK_RD_COMPLETE)
 			continue; /* whole on the peer with its entry */
-		if (fused_rs_list_add(l, de->d_name, S_ISREG(st.st_mode) ? ST_REG : 0) < 0)
+		if (fused_rs_list_add(l, de->d_name, S_ISREG(st.st_mode) ? ST_REG :
+						     S_ISDIR(st.st_mode) ? ST_DIR : 0) < 0)
 			break;
 		l->cur_in |= 1ull << (ents - 1); /* its place in this frame (ents <= 64) */
 		if (S_ISREG(st.st_mode) && st.st_size > 0)
@@ -610,6 +617,7 @@ void fused_rs_sync_dir(struct walker *w, int dfd, int depth)
 {
 	struct fused *f = w->f;
 	struct rs_list l = { 0 };
+	struct rs_ahead ahead = { 0 };
 	char dpath[PATH_MAX], cpath[PATH_MAX];
 	uint32_t flags = SK_RO_FIRST | SK_RO_DMETA | (w->shallow ? SK_RO_SHALLOW : 0);
 	struct stat s0 = { 0 }, s1;
@@ -673,20 +681,26 @@ void fused_rs_sync_dir(struct walker *w, int dfd, int depth)
 	}
 	/* incremental: what changed inside has entries of its own */
 	for (size_t i = 0; i < l.names.n && !w->shallow && fused_rs_live(w); i++) {
-		int cfd = openat(dfd, l.names.v[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 		struct stat st;
+		int cfd;
+		bool pre;
 
+		fused_rs_ahead_fill(w, &l, &ahead, dfd, i); /* the next files' checksums asked */
+		cfd = fused_rs_ahead_take(w, &ahead, i);
+		pre = cfd >= 0;
+		if (!pre)
+			cfd = openat(dfd, l.names.v[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 		if (cfd < 0)
 			continue;
 		if (fstat(cfd, &st) == 0 && S_ISDIR(st.st_mode)) {
 			fused_rs_sync_dir(w, cfd, depth + 1);
 		} else if (S_ISREG(st.st_mode)) {
 			fused_rs_list_resolve(w, &l, i, true);
-			if ((l.st[i] & ST_EMPTY) && send_small_whole(w, cfd)) {
+			if (!pre && (l.st[i] & ST_EMPTY) && send_small_whole(w, cfd)) {
 				close(cfd);
 				continue; /* data and metadata sent */
 			}
-			sync_file(w, cfd, l.st[i] & ST_EMPTY);
+			sync_file(w, cfd, !pre && (l.st[i] & ST_EMPTY), pre ? &ahead : NULL);
 			fused_rs_pace(w);
 			pthread_mutex_lock(&f->stream_mu);
 			if (atomic_load(&f->connected) &&
@@ -696,6 +710,7 @@ void fused_rs_sync_dir(struct walker *w, int dfd, int depth)
 		}
 		close(cfd);
 	}
+	fused_rs_ahead_free(f, &ahead);
 	/* the directory's own metadata last: its entries are in place, so its mtime stays */
 	fused_rs_pace(w);
 	pthread_mutex_lock(&f->stream_mu);
@@ -729,6 +744,7 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 	atomic_store(&fused_rs_stats.dirs, 0);
 	atomic_store(&fused_rs_stats.resumed, 0);
 	fused_rs_empty_reset(f);
+	fused_rs_sums_reset(f);
 	atomic_store(&f->rs_done_bytes, 0); /* done first: never above the total */
 	atomic_store(&f->rs_total_bytes, 0);
 	/* what changed while the peer was away, if the tracker knows it for this peer's copy */
@@ -799,7 +815,8 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 			break;
 		if (s.err == 0) {
 			uint64_t cmp = atomic_load(&f->rs_done_bytes), cur, refused;
-			uint64_t answers = fused_rs_empty_answers(&refused);
+			uint64_t answers = fused_rs_empty_answers(&refused), unans;
+			uint64_t srefused = fused_rs_sums_refused(&unans);
 
 			/* the peer took our generation: tracking starts over from it */
 			pthread_mutex_lock(&f->state_mu);
@@ -813,11 +830,14 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 			f->rs_state = 2;
 			sk_info("resync done in %.1f s (full, pass %d, %d catch-up rounds, %llu bytes "
 				"compared, %llu sent, %llu files sent whole without a checksum request, "
-				"%llu checksum requests, %llu listing answers, %llu refused)",
+				"%llu checksum requests, at most %llu in flight (%llu answers refused, "
+				"%llu unanswered), %llu listing answers, %llu refused)",
 				(double)(sk_now_us() - t0) / 1e6, pass, round, (unsigned long long)cmp,
 				(unsigned long long)atomic_load(&fused_rs_stats.sent),
 				(unsigned long long)atomic_load(&fused_rs_stats.whole),
 				(unsigned long long)atomic_load(&fused_rs_stats.asked),
+				(unsigned long long)atomic_load(&fused_rs_stats.asked_peak),
+				(unsigned long long)srefused, (unsigned long long)unans,
 				(unsigned long long)answers, (unsigned long long)refused);
 			rc = 0;
 			break;

@@ -48,6 +48,7 @@ struct fused_rs_stats {
 	atomic_int resumed;         /* it started with entries a previous attempt had taken */
 	atomic_uint_fast64_t whole; /* full: files sent whole, no checksum request (rs_empty.c) */
 	atomic_uint_fast64_t asked; /* full: checksum requests */
+	atomic_uint_fast64_t asked_peak; /* full: most checksum requests in flight at once (rs_sums.c) */
 };
 extern struct fused_rs_stats fused_rs_stats;
 const char *fused_rs_kind_str(int kind);
@@ -94,6 +95,7 @@ size_t fused_dirty_paths(struct fused *f, size_t max,
 /* Per name of a listing. */
 #define ST_REG 0x1
 #define ST_EMPTY 0x2 /* the peer said it holds this file empty: its data goes whole */
+#define ST_DIR 0x4   /* a directory when listed */
 
 /* One directory's listing as the walker keeps it: its names to visit, and the frames asked. */
 struct rs_list {
@@ -129,6 +131,35 @@ void fused_rs_dir_frame(struct walker *w, struct rs_list *l, struct sk_rmsg_op *
  * only what is decided now (between the holds of a long listing, so its slots come free).
  */
 void fused_rs_list_resolve(struct walker *w, struct rs_list *l, size_t i, bool wait);
+
+/* ---- rs_sums.c: checksum requests of a listing's files sent ahead of the walker ---- */
+#define FUSED_RS_AHEAD 32
+struct rs_ahead {
+	struct rs_ahead_ent {
+		size_t idx;   /* names index */
+		int fd;       /* the file asked for (-1 once taken) */
+		uint64_t req; /* request id */
+	} q[FUSED_RS_AHEAD];
+	size_t head, tail; /* q[head % N .. tail % N): asked, in names order */
+	size_t next;       /* names index the lookahead looks at next */
+};
+/* Ack reader (repl.c), rs_mu held: a SUMS answer no synchronous request waited for. */
+void fused_rs_on_sums(struct fused *f, const struct sk_rmsg_sums *s);
+/* At a full resync's start: nothing in flight, counters zero. */
+void fused_rs_sums_reset(struct fused *f);
+/* Answers refused (not asked, or repeated); *unanswered: acked without an answer. */
+uint64_t fused_rs_sums_refused(uint64_t *unanswered);
+/* Walker at names index i of l (dfd's listing): asks for the next regular files' first windows. */
+void fused_rs_ahead_fill(struct walker *w, struct rs_list *l, struct rs_ahead *a, int dfd, size_t i);
+/* The fd of names index i if it was asked for (then fused_rs_ahead_sums gives its answer), or -ENOENT. */
+int fused_rs_ahead_take(struct walker *w, struct rs_ahead *a, size_t i);
+/*
+ * The answer of the file fused_rs_ahead_take gave (sums in w->sums): 0 (s->err set if there is
+ * none: its window goes whole), -ECONNRESET, -EBADMSG (not what was asked: peer dropped).
+ */
+int fused_rs_ahead_sums(struct walker *w, struct rs_ahead *a, struct sk_rmsg_sums *s);
+/* Every request still in flight of this directory given up, their fds closed. */
+void fused_rs_ahead_free(struct fused *f, struct rs_ahead *a);
 
 /* ---- rs_links.c: hard-link groups of an incremental resync, listed whole in one session ---- */
 struct fused_rs_links *fused_rs_links_new(void);

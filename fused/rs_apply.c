@@ -423,6 +423,8 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op, int sock, struct
 	uint64_t empty = 0;
 	uint32_t k = 0;
 	int dfd, rc, n, err = 0;
+	/* SKFUSED_FAULT=rs_no_answer: the request id is ignored, as an older skfused does */
+	uint64_t ask = op->fh && !fused_fault(FUSED_FAULT_RS_NO_ANSWER) ? op->fh : 0;
 
 	if (op->flags & SK_RO_FIRST) {
 		rs_seen_reset();
@@ -430,7 +432,7 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op, int sock, struct
 	}
 	rc = fused_apply_open_path(f->root_fd, op->path1, op->path1_len, O_RDONLY | O_DIRECTORY, &dfd);
 	if (rc < 0) /* answered all the same: nothing here is known empty */
-		return op->fh && answer_empty(f, sock, chan, op->fh, 0, 0) < 0 ? -EPIPE : rc;
+		return ask && answer_empty(f, sock, chan, ask, 0, 0) < 0 ? -EPIPE : rc;
 	memcpy(dpath, op->path1, op->path1_len);
 	dpath[op->path1_len] = '\0';
 	sk_rd_init(&r, op->data, op->data_len);
@@ -464,7 +466,7 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op, int sock, struct
 		}
 		if (rc < 0 && !err)
 			err = rc;
-		if (op->fh && rc >= 0 && idx < SK_RMSG_RS_EMPTY_ENTRIES && S_ISREG(e.mode) &&
+		if (ask && rc >= 0 && idx < SK_RMSG_RS_EMPTY_ENTRIES && S_ISREG(e.mode) &&
 		    !(m.flags & SK_RD_COMPLETE) && empty_here(dfd, name))
 			empty |= 1ull << idx;
 	}
@@ -472,7 +474,7 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op, int sock, struct
 		close(dfd);
 		return -EBADMSG;
 	}
-	if (op->fh && answer_empty(f, sock, chan, op->fh, k, empty) < 0) {
+	if (ask && answer_empty(f, sock, chan, ask, k, empty) < 0) {
 		close(dfd);
 		return -EPIPE;
 	}

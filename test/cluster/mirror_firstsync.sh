@@ -7,7 +7,8 @@
 # The tree also holds SK_FIRSTSYNC_DATA (default 3000) files of 4 KiB of data (N/1000 dirs of
 # 1000): the secondary's answers to the listings say it holds them empty, so their data goes
 # whole without a checksum request each (the resync's log line counts both); phase 2 gives the
-# secondary old copies of some of them, which still get their checksums compared.
+# secondary old copies of some of them, which still get their checksums compared, several
+# requests in flight at once; phase 3 a secondary that never answers listings (an older skfused).
 set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 export SKFUSED_RS_EMPTY=1 # the listings' answers (docs/skfused.md, Resync)
@@ -238,6 +239,39 @@ if [ "${asked:-0}" -ge "$((NDATA - 2))" ]; then
 	sk_ok "stale secondary: its files with data compared by checksums ($asked requests)"
 else
 	sk_not_ok "stale secondary: its files with data compared by checksums (${asked:-?} requests)"
+	sk_diag "$line"
+fi
+# ... several at a time: the walker asks for the next files' checksums before it needs them
+# (fused/rs_sums.c); with one request at a time (the code before) this is 1
+peak=$(printf '%s' "$line" | sed -n 's/.*, at most \([0-9]*\) in flight (\([0-9]*\) answers refused.*/\1 \2/p')
+read -r peak srefused <<<"${peak:-0 ?}"
+if [ "${peak:-0}" -gt 1 ] && [ "$srefused" = 0 ]; then
+	sk_ok "stale secondary: checksum requests in flight at most $peak (> 1), no answer refused"
+else
+	sk_not_ok "stale secondary: checksum requests in flight at most ${peak:-?} (> 1), answers refused ${srefused:-?} (0)"
+	sk_diag "$line"
+fi
+
+# Phase 3: a secondary that never answers the listings (an older skfused; SKFUSED_FAULT=rs_no_answer
+# on it): the primary notices (an ack past a listing with no answer), compares every file with data
+# by checksums, does not stall, and the trees end identical. Some of its copies are empty, which
+# an answer would have let go whole.
+sk_term "$MT_PID2"
+mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'" || sk_diag "secondary's read-only mount still there"
+C=$MT_DIR2/c000
+: >"$C/f0010" && : >"$C/f0011" && printf 'x' | dd of="$C/f0012" bs=1 seek=4000 conv=notrunc status=none ||
+	sk_diag "could not prepare the secondary's copies"
+rm -rf "${SK_ROOT[2]}/var/lib/steadykit/state-$MT_TAG"
+SKFUSED_FAULT=rs_no_answer@1+ mt_start_secondary || mt_bail "secondary restart (no listing answers) failed"
+if mt_wait_synced 60; then sk_ok "silent secondary: resync done"; else sk_not_ok "silent secondary: resync done"; fi
+mt_same_trees "silent secondary: trees identical"
+line=$(grep 'resync done' "$P1LOG" | tail -n 1)
+read -r asked answers <<<"$(printf '%s' "$line" | sed -n 's/.*, \([0-9]*\) checksum requests, .*, \([0-9]*\) listing answers.*/\1 \2/p')"
+if [ "${answers:-?}" = 0 ] && [ "${asked:-0}" -ge "$NDATA" ] &&
+	[ "$(grep -c 'does not answer listings' "$P1LOG")" -ge 1 ]; then
+	sk_ok "silent secondary: no listing answer, the primary fell back to checksums ($asked requests)"
+else
+	sk_not_ok "silent secondary: no listing answer (${answers:-?}), checksums for its files (${asked:-?} requests >= $NDATA)"
 	sk_diag "$line"
 fi
 mt_stop_primary
