@@ -15,6 +15,7 @@ static const char *const names[FUSED_FAULT_N] = {
 	[FUSED_FAULT_RS_TRACK] = "rs_track",
 	[FUSED_FAULT_REPL_THREAD] = "repl_thread",
 	[FUSED_FAULT_RS_NO_ANSWER] = "rs_no_answer",
+	[FUSED_FAULT_RS_DIR_PAUSE] = "rs_dir_pause",
 };
 
 static struct {

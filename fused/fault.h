@@ -11,6 +11,7 @@ enum fused_fault_point {
 	FUSED_FAULT_RS_TRACK,      /* resync.c: the resync tracker cannot be allocated */
 	FUSED_FAULT_REPL_THREAD,   /* repl.c: a replication thread cannot be created */
 	FUSED_FAULT_RS_NO_ANSWER,  /* rs_apply.c: a listing's answer is not sent (an older skfused) */
+	FUSED_FAULT_RS_DIR_PAUSE,  /* resync.c: the walker waits 3 s between two parts of a listing */
 	FUSED_FAULT_N
 };
 

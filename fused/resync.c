@@ -673,6 +673,13 @@ void fused_rs_sync_dir(struct walker *w, int dfd, int depth)
 				    !ts_same(&s0.st_mtim, &s1.st_mtim)))
 			fused_rs_note_move(f, -1, dfd); /* changed between the parts: list it again */
 		pthread_mutex_unlock(&f->stream_mu);
+		/* SKFUSED_FAULT=rs_dir_pause: a test's live operations land between two parts */
+		if (rc == 1 && fused_fault(FUSED_FAULT_RS_DIR_PAUSE)) {
+			sk_info("resync: paused 3 s between two parts of the listing of \"%.*s\"", dl,
+				dpath);
+			for (int k = 0; k < 30 && fused_rs_live(w); k++)
+				usleep(100000);
+		}
 	}
 	closedir(d);
 	if (rc < 0) {

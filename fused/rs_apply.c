@@ -216,8 +216,14 @@ static int reconcile(struct fused *f, int dfd, const char *dpath, size_t dl,
 		ok = false; /* our inode also has names of another primary inode */
 	if (!S_ISDIR(e->mode) && e->nlink > 1) { /* any non-directory can be hard-linked */
 		lfd = link_fd(e->ino);
-		/* inode numbers are reused: a group recorded under another type is gone */
-		if (lfd >= 0 && (fstat(lfd, &fst) < 0 || (fst.st_mode & S_IFMT) != (e->mode & S_IFMT)))
+		/*
+		 * inode numbers are reused: a group recorded under another type is gone. So is one
+		 * whose every name here went (a live rename into a part of a listing already passed,
+		 * then removed as a stray): a nameless inode cannot be linked again, so the next
+		 * name of the group stands for it, or the group ends split in files of their own.
+		 */
+		if (lfd >= 0 && (fstat(lfd, &fst) < 0 || (fst.st_mode & S_IFMT) != (e->mode & S_IFMT) ||
+				 fst.st_nlink == 0))
 			lfd = link_drop(e->ino);
 		if (lfd >= 0 && ok)
 			ok = fstat(lfd, &fst) == 0 && fst.st_ino == st.st_ino &&
@@ -246,6 +252,8 @@ static int reconcile(struct fused *f, int dfd, const char *dpath, size_t dl,
 	 */
 	if (lfd >= 0 && linkat(lfd, "", dfd, name, AT_EMPTY_PATH) == 0)
 		return ex_before && S_ISREG(e->mode) ? 1 : 0;
+	if (lfd >= 0) /* it could not be linked (its last name went meanwhile): this one stands for it */
+		lfd = link_drop(e->ino);
 	remade = S_ISREG(e->mode) && (ex_before || e->nlink > 1);
 	switch (e->mode & S_IFMT) {
 	case S_IFREG:
