@@ -606,11 +606,10 @@ int fused_apply(struct rx *x, const struct sk_rmsg_op *op)
 		fused_rx_hclear(x);
 		f->rs_errs = 0;
 		f->mode = (enum sk_repl_mode)(op->flags & SK_START_MODE_MASK);
-		f->consistent = false;
 		/* a resync changes this copy only once "not consistent" is on disk: otherwise a
 		 * crash in the middle would leave a torn copy that says it is whole. Dropping the
 		 * connection refuses the session; the primary retries. */
-		if (fused_state_save(f) < 0) {
+		if (fused_state_begin_resync(f) < 0) {
 			atomic_fetch_add(&f->rejected, 1);
 			sk_err("cannot record that this copy is being resynchronised: session refused");
 			return -EPIPE;

@@ -291,6 +291,11 @@ int fused_state_load(struct fused *f);
 int fused_state_save(struct fused *f);
 void fused_state_set_in_sync(struct fused *f, bool v);
 /*
+ * Secondary, on START: this copy is not consistent until the resync ends, on disk before the
+ * resync changes anything (saved only when the state file does not say so already). 0, -errno.
+ */
+int fused_state_begin_resync(struct fused *f);
+/*
  * Called by every modifying operation before its reply (fused_dn_end): the first change made
  * while the peer is not in sync starts a new data generation (saved before the reply), so a
  * primary that changes nothing alone leaves its copy equal to the peer's, as it is.

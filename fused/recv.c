@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -33,6 +34,59 @@
 #define KEEPALIVE_US 20000
 static _Atomic uint64_t rx_ack_us;  /* when the last ack went out */
 static _Atomic uint64_t rx_busy_us; /* receiver: when its current operation began; 0 idle */
+/*
+ * Where a session's time goes on this side (the receiver thread only), logged when a resync
+ * completes: applying each kind of frame, reading and opening frames, acks; the rest of the
+ * time since START the receiver waited for the primary.
+ */
+enum { RXK_START, RXK_DIR, RXK_DATA, RXK_META, RXK_RS, RXK_LIVE, RXK_N };
+static struct {
+	uint64_t t0, cpu0, us[RXK_N], n[RXK_N], data_bytes, read_us, ack_us;
+} rxs;
+
+static uint64_t cpu_us(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static int rx_kind(uint8_t type)
+{
+	switch (type) {
+	case SK_RMSG_START:
+		return RXK_START;
+	case SK_RMSG_RS_DIR:
+		return RXK_DIR;
+	case SK_RMSG_RS_DATA:
+		return RXK_DATA;
+	case SK_RMSG_RS_META:
+		return RXK_META;
+	default:
+		return type >= SK_RMSG_RS_DIR ? RXK_RS : RXK_LIVE;
+	}
+}
+
+static void rx_report(void)
+{
+	uint64_t all = sk_now_us() - rxs.t0, busy = rxs.read_us + rxs.ack_us;
+
+	for (int k = 0; k < RXK_N; k++)
+		busy += rxs.us[k];
+	sk_info("resync applied in %.3f s since START (ms): receiver CPU %.1f; start %.1f, listings %.1f (%llu), data "
+		"%.1f (%llu frames, %llu bytes), metadata %.1f (%llu), other resync %.1f (%llu), live "
+		"%.1f (%llu), frames read and opened %.1f, acks %.1f, waiting for the primary %.1f",
+		all / 1e6, (cpu_us() - rxs.cpu0) / 1e3, rxs.us[RXK_START] / 1e3, rxs.us[RXK_DIR] / 1e3,
+		(unsigned long long)rxs.n[RXK_DIR], rxs.us[RXK_DATA] / 1e3,
+		(unsigned long long)rxs.n[RXK_DATA], (unsigned long long)rxs.data_bytes,
+		rxs.us[RXK_META] / 1e3, (unsigned long long)rxs.n[RXK_META], rxs.us[RXK_RS] / 1e3,
+		(unsigned long long)rxs.n[RXK_RS], rxs.us[RXK_LIVE] / 1e3,
+		(unsigned long long)rxs.n[RXK_LIVE], rxs.read_us / 1e3, rxs.ack_us / 1e3,
+		all > busy ? (all - busy) / 1e3 : 0.0);
+}
+
 /*
  * Every frame this node sends goes under tx_mu: the receiver's acks and answers, and the
  * keepalive thread's. tx_live says x->sock and x->chan belong to a live session.
@@ -226,7 +280,7 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 	for (i = 0; i < n; i++) {
 		struct sk_rmsg_op op;
 		const char *why = NULL;
-		int rc;
+		int rc, k;
 
 		atomic_store(&rx_busy_us, sk_now_us()); /* this operation begins */
 
@@ -237,9 +291,21 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 				why ? why : "wrong module");
 			return -EBADMSG;
 		}
-		if (op.type == SK_RMSG_START && (rc = start_gen(x, &op)) < 0)
-			return rc;
+		if (op.type == SK_RMSG_START) {
+			memset(&rxs, 0, sizeof(rxs));
+			rxs.t0 = atomic_load(&rx_busy_us);
+			rxs.cpu0 = cpu_us();
+			if ((rc = start_gen(x, &op)) < 0)
+				return rc;
+		}
 		rc = fused_apply(x, &op);
+		k = rx_kind(op.type);
+		rxs.us[k] += sk_now_us() - atomic_load(&rx_busy_us);
+		rxs.n[k]++;
+		if (k == RXK_DATA)
+			rxs.data_bytes += op.data_len;
+		if (op.type == SK_RMSG_RS_END && rc == 0 && f->consistent)
+			rx_report();
 		if (rc == -EBADMSG) {
 			atomic_fetch_add(&f->rejected, 1);
 			return rc;
@@ -271,8 +337,13 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 			return -EPIPE;
 	}
 	atomic_store(&rx_busy_us, 0);
-	if (x->applied > x->acked && fused_rx_send_ack(x) < 0)
-		return -EPIPE;
+	if (x->applied > x->acked) {
+		uint64_t t = sk_now_us();
+
+		if (fused_rx_send_ack(x) < 0)
+			return -EPIPE;
+		rxs.ack_us += sk_now_us() - t;
+	}
 	return 0;
 }
 
@@ -475,8 +546,11 @@ static void serve(struct rx *x)
 		} else if (fused_rbuf_fill(x->sock, &rb) < 0) {
 			break;
 		}
+		uint64_t t = sk_now_us();
+
 		while (n < BATCH_MAX && (got = fused_rbuf_next(&x->chan, &rb, &fr[n], &why)) > 0)
 			n++;
+		rxs.read_us += sk_now_us() - t;
 		if (n && run_batch(x, fr, n) < 0)
 			break;
 		full = n == BATCH_MAX;

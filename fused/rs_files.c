@@ -216,6 +216,7 @@ static void pm_build(struct walker *w, struct fused_rs_round *rd, dev_t dev)
 	}
 	free(l.h);
 	pm_walk(f, m, dev);
+	fused_rs_ph_add(&fused_rs_ph.name, t0);
 	sk_info("resync: tracked files the kernel could not name: one walk of the tree (%d this round) "
 		"named %zu of %zu tracked files in %.3f s", m->walks, m->found, m->n,
 		(double)(sk_now_us() - t0) / 1e6);
@@ -289,13 +290,17 @@ static int send_range(struct walker *w, int fd, uint64_t off, uint64_t end)
 {
 	struct fused *f = w->f;
 
-	while (off < end && fused_rs_live(w) && fused_rs_pace(w)) {
+	while (off < end && fused_rs_live(w)) {
 		size_t want = end - off < FUSED_RS_CHUNK ? (size_t)(end - off) : FUSED_RS_CHUNK;
 		struct sk_rmsg_op d = { .type = SK_RMSG_RS_DATA, .off = off };
+		uint64_t t = sk_now_us();
 		struct stat st;
 		ssize_t n;
 		int pl;
 
+		if (!fused_rs_pace(w))
+			break;
+		t = fused_rs_ph_add(&fused_rs_ph.pace, t);
 		pthread_mutex_lock(&f->stream_mu);
 		if (!atomic_load(&f->connected)) {
 			pthread_mutex_unlock(&f->stream_mu);
@@ -310,6 +315,7 @@ static int send_range(struct walker *w, int fd, uint64_t off, uint64_t end)
 			return -EAGAIN;
 		}
 		n = pread(fd, w->buf, want, (off_t)off);
+		t = fused_rs_ph_add(&fused_rs_ph.read, t);
 		if (n <= 0) { /* shorter now: the size goes with the metadata */
 			pthread_mutex_unlock(&f->stream_mu);
 			return 0;
@@ -318,10 +324,12 @@ static int send_range(struct walker *w, int fd, uint64_t off, uint64_t end)
 		d.path1_len = (uint16_t)pl;
 		fused_repl_submit(f, &d, w->buf, (size_t)n, NULL, NULL);
 		pthread_mutex_unlock(&f->stream_mu);
+		t = fused_rs_ph_add(&fused_rs_ph.send, t);
 		atomic_fetch_add(&fused_rs_stats.read, (uint64_t)n);
 		atomic_fetch_add(&fused_rs_stats.sent, (uint64_t)n);
 		fused_rs_progress_add(f, (uint64_t)n);
 		fused_rs_rate(w, (uint64_t)n);
+		fused_rs_ph_add(&fused_rs_ph.pace, t);
 		off += (uint64_t)n;
 	}
 	return 0;
@@ -434,6 +442,7 @@ static int prepare(struct walker *w, struct fused_rs_round *rd, struct qent *x, 
 static int send_one(struct walker *w, struct fused_rs_round *rd, struct qent *x)
 {
 	struct fused *f = w->f;
+	uint64_t t;
 	int r = 0, pl;
 
 	if (x->fd >= 0 && x->dfd >= 0) {
@@ -458,8 +467,10 @@ static int send_one(struct walker *w, struct fused_rs_round *rd, struct qent *x)
 	if (S_ISREG(x->st.st_mode) && x->st.st_nlink == 1) /* one name: that one */
 		fused_rs_sent_add(&rd->sent, fused_rs_dh_hash(&x->e.h));
 	/* metadata last (size, owner, mode, xattrs, times): the data above moved mtime */
+	t = sk_now_us();
 	if (!fused_rs_pace(w))
 		return 0;
+	t = fused_rs_ph_add(&fused_rs_ph.pace, t);
 	pthread_mutex_lock(&f->stream_mu);
 	if (atomic_load(&f->connected)) {
 		struct stat st;
@@ -471,6 +482,7 @@ static int send_one(struct walker *w, struct fused_rs_round *rd, struct qent *x)
 			r = -EAGAIN;
 	}
 	pthread_mutex_unlock(&f->stream_mu);
+	fused_rs_ph_add(&fused_rs_ph.meta, t);
 	return r;
 }
 
@@ -488,6 +500,7 @@ int fused_rs_files(struct walker *w, struct fused_rs_round *rd)
 	for (;;) {
 		/* keep the next files named, open and asked of the disk */
 		while (more && n < AHEAD_FILES && ahead < AHEAD_BYTES) {
+			uint64_t t = sk_now_us();
 			int r;
 
 			x = &q[(head + n) % AHEAD_FILES];
@@ -508,6 +521,7 @@ int fused_rs_files(struct walker *w, struct fused_rs_round *rd)
 			ahead += x->ahead;
 			if (x->dfd >= 0) /* the peer looks it up while earlier files are sent */
 				fused_rs_hint(w, x->fd, &x->e, &x->st);
+			fused_rs_ph_add(&fused_rs_ph.prep, t);
 		}
 		if (rc < 0 || n == 0)
 			break;

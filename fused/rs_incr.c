@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -37,8 +38,11 @@ bool fused_rs_incr_usable(struct walker *w)
 	uint64_t base = fused_dirty_base(fused_dirty_g), peer = 0;
 	struct sk_rmsg_sums s;
 	char a[17], b[17];
+	uint64_t t0 = sk_now_us();
 	bool ok;
 
+	memset(&fused_rs_ph, 0, sizeof(fused_rs_ph));
+	fused_rs_ph.cpu0 = fused_rs_cpu_us();
 	if (fused_dirty_lost(fused_dirty_g) || !base) {
 		sk_info("resync: no usable dirty tracking (lost, or never in sync): full resync");
 		return false;
@@ -48,6 +52,7 @@ bool fused_rs_incr_usable(struct walker *w)
 	q.path1_len = (uint16_t)strlen(probe_path);
 	if (fused_repl_ask(f, w->gen, &q, -1, &s, w->sums, NULL) < 0)
 		return false;
+	fused_rs_ph_add(&fused_rs_ph.usable, t0);
 	pthread_mutex_lock(&f->state_mu);
 	ok = f->peer_verdict == SK_GEN_V_OK && f->peer_gen_known && f->peer_gen.g.current == base;
 	if (f->peer_gen_known)
@@ -421,6 +426,29 @@ static int drain_failures(struct walker *w, struct fused_rs_round *rd)
 	return full ? -1 : k;
 }
 
+struct fused_rs_phases fused_rs_ph;
+
+uint64_t fused_rs_cpu_us(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void log_phases(void)
+{
+	const struct fused_rs_phases *p = &fused_rs_ph;
+
+	sk_info("resync phases (ms): thread CPU %.1f; probe %.1f, listings %.1f, link groups %.1f, files taken and "
+		"opened %.1f (named by a walk %.1f), data read %.1f, sealed and sent %.1f, window "
+		"%.1f, metadata %.1f, end %.1f, state saved %.1f",
+		(fused_rs_cpu_us() - p->cpu0) / 1e3, p->usable / 1e3, p->dirs / 1e3, p->links / 1e3, p->prep / 1e3, p->name / 1e3,
+		p->read / 1e3, p->send / 1e3, p->pace / 1e3, p->meta / 1e3, p->end / 1e3,
+		p->save / 1e3);
+}
+
 int fused_rs_incr_run(struct walker *w)
 {
 	struct fused *f = w->f;
@@ -428,7 +456,7 @@ int fused_rs_incr_run(struct walker *w)
 	struct fused_rs_round rd = { 0 };
 	struct sk_rmsg_op end = { .type = SK_RMSG_RS_END };
 	struct sk_rmsg_sums s;
-	uint64_t t0 = sk_now_us(), cur = 0;
+	uint64_t t0 = sk_now_us(), t1, cur = 0;
 	int rc = 0, round;
 
 	fused_dirty_get_stats(fused_dirty_g, &ds);
@@ -450,10 +478,14 @@ int fused_rs_incr_run(struct walker *w)
 		uint64_t before = rd.entries;
 		int nf;
 
+		uint64_t t = sk_now_us();
+
 		rd.round = round;
 		rc = do_dirs(w, &rd);
+		t = fused_rs_ph_add(&fused_rs_ph.dirs, t);
 		if (rc == 0) /* every name of the hard-link groups listed, in this session */
 			rc = fused_rs_links_complete(w);
+		t = fused_rs_ph_add(&fused_rs_ph.links, t);
 		if (rc == 0)
 			rc = fused_rs_files(w, &rd);
 		if (rc < 0)
@@ -472,7 +504,9 @@ int fused_rs_incr_run(struct walker *w)
 		pthread_mutex_lock(&f->state_mu);
 		end.len = cur = f->gen.current;
 		pthread_mutex_unlock(&f->state_mu);
+		t = sk_now_us();
 		rc = fused_repl_ask(f, w->gen, &end, -1, &s, w->sums, NULL);
+		fused_rs_ph_add(&fused_rs_ph.end, t);
 		if (rc < 0)
 			break;
 		if (s.err == 0)
@@ -497,9 +531,11 @@ int fused_rs_incr_run(struct walker *w)
 	pthread_mutex_unlock(&f->stream_mu);
 	if (rc < 0)
 		return rc == -EAGAIN ? -EAGAIN : -ECONNRESET;
+	t1 = sk_now_us();
 	fused_dirty_acked(fused_dirty_g, w->gen, atomic_load(&f->seq_acked));
 	fused_dirty_clear(fused_dirty_g, w->gen, cur);
 	fused_state_set_in_sync(f, true);
+	fused_rs_ph_add(&fused_rs_ph.save, t1);
 	atomic_store(&f->rs_done_bytes, atomic_load(&f->rs_total_bytes));
 	f->rs_state = 2;
 	sk_info("resync done in %.3f s (incremental, %d rounds, %llu entries, %llu bytes sent, "
@@ -512,6 +548,7 @@ int fused_rs_incr_run(struct walker *w)
 		(unsigned long long)atomic_load(&fused_rs_stats.meta),
 		(unsigned long long)rd.remade_sent, (unsigned long long)rd.remade,
 		(unsigned long long)rd.named_by_walk, (unsigned long long)rd.unnamed);
+	log_phases();
 	return 0;
 }
 

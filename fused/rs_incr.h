@@ -6,6 +6,8 @@
 
 #include <sys/stat.h>
 
+#include "util.h"
+
 #define FUSED_RS_ACK_EVERY 32 /* entries between acknowledgement records */
 
 /*
@@ -24,6 +26,29 @@ bool fused_rs_sent_has(const struct fused_rs_sentset *s, uint64_t k);
 void fused_rs_sent_add(struct fused_rs_sentset *s, uint64_t k);
 
 struct fused_rs_pathmap; /* rs_files.c */
+
+/*
+ * Where an incremental resync's time goes, in microseconds (the resync thread only writes
+ * them; logged with "resync done"): the usable probe's round trip, the listings, the
+ * hard-link groups, naming files the kernel could not, taking and opening files (read-ahead
+ * advice and hints included), the data's reads (stream lock and path included), sealing and
+ * sending it, waiting for the window, metadata, the end's round trip, the state save.
+ */
+struct fused_rs_phases {
+	uint64_t usable, dirs, links, name, prep, read, send, pace, meta, end, save;
+	uint64_t cpu0; /* the resync thread's CPU time at the probe (fused_rs_cpu_us) */
+};
+extern struct fused_rs_phases fused_rs_ph;
+/* This thread's CPU time (user + system), us. */
+uint64_t fused_rs_cpu_us(void);
+/* *acc += now - t0; returns now */
+static inline uint64_t fused_rs_ph_add(uint64_t *acc, uint64_t t0)
+{
+	uint64_t now = sk_now_us();
+
+	*acc += now - t0;
+	return now;
+}
 
 struct fused_rs_round {
 	char **walked; /* directories walked whole in this round (their files went with them) */

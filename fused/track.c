@@ -86,6 +86,15 @@ static void path_value(const char *line, const char *key, char *out, size_t cap)
 }
 
 /*
+ * What the state file on disk says of this copy's consistency (under state_mu once the daemon
+ * runs): a session's start skips its save when the file already says "not consistent"
+ * (fused_state_begin_resync). Not known: no file read or written yet.
+ */
+static bool disk_known, disk_consistent;
+/* Saves attempted (status: gen.state_saves), and those of sessions' starts (gen.start_saves). */
+static atomic_uint_fast64_t saves_n, start_saves_n;
+
+/*
  * State file: "key=value" lines. A missing file means a first start: the peer
  * is not known to be in sync, this node's data is not known to be consistent
  * with any primary (both become true only after a full resync), and it holds
@@ -108,6 +117,7 @@ int fused_state_load(struct fused *f)
 	memset(&f->gen, 0, sizeof(f->gen));
 	f->peer_verdict = -1;
 	snprintf(path, sizeof(path), "%s/state", f->state_dir);
+	disk_known = false;
 	fp = fopen(path, "re");
 	if (!fp) {
 		if (errno != ENOENT)
@@ -142,6 +152,8 @@ int fused_state_load(struct fused *f)
 		path_value(line, "aside_last=", f->aside_last, sizeof(f->aside_last));
 	}
 	fclose(fp);
+	disk_known = true; /* what the file says, as read */
+	disk_consistent = f->consistent;
 	loaded_primary = was_primary;
 	if (f->role == FUSED_SECONDARY)
 		f->survivor = false; /* a choice made for this copy as primary ends when it serves no more */
@@ -238,10 +250,14 @@ static int save_locked(struct fused *f)
 		fsync(dfd);
 		close(dfd);
 	}
-	if (rc < 0)
+	atomic_fetch_add(&saves_n, 1);
+	if (rc < 0) {
 		sk_err("cannot save state in %s: %s", f->state_dir, strerror(-rc));
-	else
+	} else {
 		gen_unsaved = false;
+		disk_known = true;
+		disk_consistent = f->consistent;
+	}
 	return rc;
 }
 
@@ -251,6 +267,25 @@ int fused_state_save(struct fused *f)
 
 	pthread_mutex_lock(&f->state_mu);
 	rc = save_locked(f);
+	pthread_mutex_unlock(&f->state_mu);
+	return rc;
+}
+
+int fused_state_begin_resync(struct fused *f)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&f->state_mu);
+	f->consistent = false;
+	/*
+	 * Once per resync, not once per session: a session that resumes an interrupted resync
+	 * finds "not consistent" on disk already, and its start costs no fsync (at load, the
+	 * four of a save could outlast the primary's latency budget before the START's ack).
+	 */
+	if (!disk_known || disk_consistent) {
+		rc = save_locked(f);
+		atomic_fetch_add(&start_saves_n, 1);
+	}
 	pthread_mutex_unlock(&f->state_mu);
 	return rc;
 }
@@ -466,6 +501,10 @@ json_object *fused_gen_json(struct fused *f)
 			f->peer_verdict == SK_GEN_V_PRIMARY_OLDER ? "primary-older" : "forced"));
 		json_object_object_add(o, "verdict_at", json_object_new_int64((int64_t)f->peer_verdict_s));
 	}
+	/* state file writes (each a write, two fsyncs and a rename), and those at a session's start */
+	json_object_object_add(o, "state_saves", json_object_new_int64((int64_t)atomic_load(&saves_n)));
+	json_object_object_add(o, "start_saves",
+			       json_object_new_int64((int64_t)atomic_load(&start_saves_n)));
 	if (f->aside[0])
 		json_object_object_add(o, "aside", json_object_new_string(f->aside));
 	if (f->aside_last[0])

@@ -162,6 +162,10 @@ else
 fi
 if [ -n "$r" ] && [ "$r" -le $((MOD * 3 / 2)) ]; then sk_ok "A: read from disk ($r) <= 1.5 x modified"; else sk_not_ok "A: read from disk (${r:-?}) <= 1.5 x modified"; fi
 if [ "$wire" -lt $((4 << 20)) ]; then sk_ok "A: $wire bytes on the wire (the 16 MiB file was not resent)"; else sk_not_ok "A: $wire bytes on the wire (< 4 MiB)"; fi
+# the returning secondary's copy was consistent on disk: its START saved "not consistent" once,
+# however many sessions it took (a START that outlasts the budget at load is retried)
+ss=$(mt_st 2 gen.start_saves)
+if [ "$ss" = 1 ]; then sk_ok "A: the secondary saved its state once at START"; else sk_not_ok "A: the secondary saved its state once at START (start_saves '${ss:-?}')"; sk_diag "$(mt_status 2)"; fi
 compare "A: after the incremental resync"
 
 # ---- F: hard links split while alone ----
@@ -230,8 +234,13 @@ umount -l "$MT_DIR2" 2>/dev/null
 sk_diag "C: secondary killed after $s1 bytes of $TOTAL"
 mt_wait_until 10 peer_not resyncing
 owed=$(mt_st 1 resync.dirty.files)
+ST2=${SK_ROOT[2]}/var/lib/steadykit/state-$MT_TAG/state
+if grep -qx 'consistent=0' "$ST2"; then sk_ok "C: the killed secondary's state says not consistent"; else sk_not_ok "C: the killed secondary's state says not consistent"; sk_diag "$(cat "$ST2")"; fi
 mt_start_secondary || mt_bail "secondary restart failed"
 if synced; then sk_ok "C: back in sync after the interrupted resync"; else sk_not_ok "C: back in sync after the interrupted resync"; fi
+# it said so on disk already: the resumed session's START wrote no state (no fsync before its ack)
+ss=$(mt_st 2 gen.start_saves)
+if [ "$ss" = 0 ]; then sk_ok "C: the resumed session's START saved no state"; else sk_not_ok "C: the resumed session's START saved no state (start_saves '${ss:-?}')"; sk_diag "$(mt_status 2)"; fi
 expect_kind incremental "C"
 s2=$(sent)
 sk_diag "C: second attempt sent $s2 bytes ($owed files still owed after the kill)"
