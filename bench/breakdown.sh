@@ -13,7 +13,8 @@
 #     CPU-seconds per GiB of dd itself (user+system, its kernel time included), of the primary
 #     skfused and of the secondary skfused (/proc/PID/stat), and of the whole machine (/proc/stat).
 #     "primary node" = dd + the primary skfused: what one node spends where the peer has its own CPUs.
-# Environment: SK_BUILD (default <repo>/build), OPS (2000), DD_MIB (256; 0 skips), WORK (a fresh
+# Environment: SKFUSED_STAGES=0 (only the application's p50s: what the stamps cost, for an A/B),
+# SK_BUILD (default <repo>/build), OPS (2000), DD_MIB (256; 0 skips), WORK (a fresh
 # directory under /tmp or /var/tmp, default /var/tmp/sk-breakdown-PID; the data lives there).
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,7 +24,7 @@ DD_MIB=${DD_MIB:-256}
 WORK=${WORK:-/var/tmp/sk-breakdown-$$}
 case $WORK in /tmp/?* | /var/tmp/?*) ;; *) echo "WORK must be under /tmp or /var/tmp" >&2; exit 2 ;; esac
 NS_A=skbdA$$ NS_B=skbdB$$ IP_A=10.213.$(($$ % 250)).1 IP_B=10.213.$(($$ % 250)).2
-export SK_BUILD SKFUSED_STAGES=1 PB_NS_A=$NS_A PB_NS_B=$NS_B PB_IP_B=$IP_B SK_BENCH_LOG=$WORK/bench.log
+export SK_BUILD SKFUSED_STAGES=${SKFUSED_STAGES:-1} PB_NS_A=$NS_A PB_NS_B=$NS_B PB_IP_B=$IP_B SK_BENCH_LOG=$WORK/bench.log
 
 cleanup() {
 	bash "$HERE/peers-hook.sh" teardown "$WORK/sk" >/dev/null 2>&1
