@@ -382,6 +382,16 @@ bool fused_dirty_lost(struct fused_dirty *d)
 	return v;
 }
 
+const char *fused_dirty_lost_why(struct fused_dirty *d)
+{
+	const char *v;
+
+	pthread_mutex_lock(&d->mu);
+	v = d->lost ? (d->why ? d->why : "unknown") : NULL;
+	pthread_mutex_unlock(&d->mu);
+	return v;
+}
+
 bool fused_dirty_tracking(struct fused_dirty *d)
 {
 	bool v;

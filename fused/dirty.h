@@ -111,6 +111,8 @@ void fused_dirty_conf_env(struct fused_dirty_conf *c);
 void fused_dirty_close(struct fused_dirty *d);
 
 bool fused_dirty_lost(struct fused_dirty *d);
+/* Why tracking was lost (a constant string), NULL while it is not. */
+const char *fused_dirty_lost_why(struct fused_dirty *d);
 bool fused_dirty_tracking(struct fused_dirty *d);
 /* The resync id both copies held when last in sync (0: none). */
 uint64_t fused_dirty_base(struct fused_dirty *d);

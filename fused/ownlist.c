@@ -274,7 +274,8 @@ static void set_expect(bool v)
 uint32_t fused_own_start(struct fused *f, uint64_t conn)
 {
 	(void)f;
-	if (!fused_resync_incremental || !fused_dirty_g)
+	/* tracking lost: the resync is the full one, which needs no list */
+	if (!fused_resync_incremental || !fused_dirty_g || fused_dirty_lost(fused_dirty_g))
 		return 0;
 	pthread_mutex_lock(&prim.mu);
 	prim.asked = conn;
@@ -469,7 +470,7 @@ static bool own_merge(struct fused *f, uint8_t *buf, size_t len, uint32_t n)
 	unsigned files = 0, dirs = 0, up = 0;
 	struct sk_rd r;
 	uint8_t kind;
-	const char *path;
+	const char *path, *lost;
 	uint16_t plen;
 	int rc = 0;
 
@@ -481,8 +482,12 @@ static bool own_merge(struct fused *f, uint8_t *buf, size_t len, uint32_t n)
 		else
 			dirs++;
 	}
-	if (rc == 0 && fused_dirty_lost(fused_dirty_g))
-		rc = -ENOSPC;
+	/* tracking lost meanwhile, for its own reason (the bound, a failed write): that reason */
+	if (rc == 0 && (lost = fused_dirty_lost_why(fused_dirty_g))) {
+		sk_info("resync: the peer's own changes are not needed: dirty tracking is lost here "
+			"(%s): full resync", lost);
+		return false;
+	}
 	if (rc < 0) {
 		sk_warn("resync: the peer's own changes cannot be tracked here (%s): full resync",
 			strerror(-rc));

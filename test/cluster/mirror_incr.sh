@@ -128,6 +128,12 @@ if [[ "$first" == *"(full,"* ]]; then
 else
 	sk_not_ok "first sync (nothing tracked yet): resync kind full (first: '$first')"
 fi
+# no tracking yet: the peer's own list is not asked for, and no log line blames a full disk
+if grep -q "cannot be tracked here (No space left" "$(P1LOG)"; then
+	sk_not_ok "first sync: no misleading 'No space left' line"; sk_diag "$(grep 'own changes' "$(P1LOG)")"
+else
+	sk_ok "first sync: no misleading 'No space left' line"
+fi
 
 # ---- A: the secondary away while the tree changes in every way ----
 sk_diag "t=${SECONDS}s"
