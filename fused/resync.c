@@ -392,19 +392,21 @@ static int send_small_whole(struct walker *w, int fd)
 	return done;
 }
 
-static void sync_file(struct walker *w, int fd, bool whole, struct rs_ahead *ahead);
+static void sync_file(struct walker *w, int fd, bool whole, struct rs_ahead *ahead, bool *meta);
 
 /* Content of one regular file: checksum windows from the peer, differing blocks back. */
 void fused_rs_sync_file(struct walker *w, int fd)
 {
-	sync_file(w, fd, false, NULL);
+	sync_file(w, fd, false, NULL, NULL);
 }
 
 /*
  * whole: the peer holds it empty (its answer to the listing): every block differs, no request.
  * ahead: the first window's checksums were asked ahead (rs_sums.c): its answer, not a request.
+ * meta: the hold that reads the file's end also sends its metadata (one hold less per small
+ * file); *meta says whether the last data sent went before it (else the caller sends it).
  */
-static void sync_file(struct walker *w, int fd, bool whole, struct rs_ahead *ahead)
+static void sync_file(struct walker *w, int fd, bool whole, struct rs_ahead *ahead, bool *meta)
 {
 	struct fused *f = w->f;
 	uint64_t off = 0;
@@ -475,6 +477,12 @@ static void sync_file(struct walker *w, int fd, bool whole, struct rs_ahead *ahe
 				} else {
 					b += SK_RMSG_BLOCK;
 				}
+			}
+			if (meta)
+				*meta = false;
+			if (meta && (size_t)n < CHUNK) { /* the end as read now: data, then times */
+				fused_rs_send_meta(w, fd, NULL, w->path, (size_t)pl);
+				*meta = true;
 			}
 			pthread_mutex_unlock(&f->stream_mu);
 			fused_rs_progress_add(f, (uint64_t)n);
@@ -707,7 +715,13 @@ void fused_rs_sync_dir(struct walker *w, int dfd, int depth)
 				close(cfd);
 				continue; /* data and metadata sent */
 			}
-			sync_file(w, cfd, !pre && (l.st[i] & ST_EMPTY), pre ? &ahead : NULL);
+			bool meta = false;
+
+			sync_file(w, cfd, !pre && (l.st[i] & ST_EMPTY), pre ? &ahead : NULL, &meta);
+			if (meta) {
+				close(cfd);
+				continue; /* its metadata went with its last data */
+			}
 			fused_rs_pace(w);
 			pthread_mutex_lock(&f->stream_mu);
 			if (atomic_load(&f->connected) &&

@@ -179,7 +179,7 @@ void fused_rs_ahead_fill(struct walker *w, struct rs_list *l, struct rs_ahead *a
 	while (a->next < l->names.n && a->tail - a->head < FUSED_RS_AHEAD &&
 	       sums_inflight < SUMS_SLOTS && sums_hash < SUMS_HASH_MAX && fused_rs_live(w)) {
 		size_t j = a->next;
-		struct stat st;
+		struct stat st = { 0 };
 		int fd;
 
 		if (l->st[j] & ST_DIR)
