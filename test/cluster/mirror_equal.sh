@@ -129,7 +129,10 @@ mt_treecmp_tap "primary backing vs secondary" none "$MT_BACK1" "$MT_DIR2" \
 # Link counts and hard-link groups. One divergence is a known open bug (seen about once in 20
 # runs): a hard-link group of the primary arrives on the secondary as separate files with equal
 # contents. Exactly that signature is reported as TODO, so it stays visible in every run without
-# failing CI; any other link difference fails.
+# failing CI; any other link difference fails. One cause of that signature is found and fixed (a
+# rename of a multiply linked file into a part of a full resync's listing already passed: the
+# secondary's table of the group kept an inode left with no name; mirror-links phase C fails
+# without the fix); the TODO stays until enough runs show no other cause.
 links=$("$MT_PY" "$SK_SRC/test/tools/treecmp.py" --props nlink,hardlinks --times none --max 100000 \
 	"$MT_BACK1" "$MT_DIR2" 2>&1)
 links_rc=$?
