@@ -169,6 +169,8 @@ def main():
                   stages(b_p, a_p, "write", PRIM), stages(b_s, a_s, "write", SEC), rtt)
             table("4 KiB write+fdatasync: the fdatasync()", pctl(fl, 0.5),
                   stages(b_p, a_p, "fsync", PRIM), stages(b_s, a_s, "fsync", SEC), rtt)
+        print(f"  ack thread woken by a sender {a_p.get('ack_kicks', 0) - b_p.get('ack_kicks', 0)} times, "
+              f"its poll caught {a_p.get('ack_spin_hits', 0) - b_p.get('ack_spin_hits', 0)} acks")
         print(f"  misordered stamps: primary {a_p['stages']['misordered']}, "
               f"secondary {a_s['stages']['misordered']}")
     if mib > 0:
