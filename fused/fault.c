@@ -16,6 +16,8 @@ static const char *const names[FUSED_FAULT_N] = {
 	[FUSED_FAULT_REPL_THREAD] = "repl_thread",
 	[FUSED_FAULT_RS_NO_ANSWER] = "rs_no_answer",
 	[FUSED_FAULT_RS_DIR_PAUSE] = "rs_dir_pause",
+	[FUSED_FAULT_RS_SUMS_TWICE] = "rs_sums_twice",
+	[FUSED_FAULT_RS_SUMS_OFF] = "rs_sums_off",
 };
 
 static struct {

@@ -12,6 +12,8 @@ enum fused_fault_point {
 	FUSED_FAULT_REPL_THREAD,   /* repl.c: a replication thread cannot be created */
 	FUSED_FAULT_RS_NO_ANSWER,  /* rs_apply.c: a listing's answer is not sent (an older skfused) */
 	FUSED_FAULT_RS_DIR_PAUSE,  /* resync.c: the walker waits 3 s between two parts of a listing */
+	FUSED_FAULT_RS_SUMS_TWICE, /* rs_apply.c: a checksums answer is sent twice (a lying peer) */
+	FUSED_FAULT_RS_SUMS_OFF,   /* rs_apply.c: a checksums answer names another offset (a lying peer) */
 	FUSED_FAULT_N
 };
 

@@ -553,9 +553,14 @@ static int rs_sums(struct fused *f, const struct sk_rmsg_op *op, int sock, struc
 		}
 		close(fd);
 	}
+	if (fused_fault(FUSED_FAULT_RS_SUMS_OFF)) /* a lying peer, for tests: not what was asked */
+		s.off += SK_RMSG_BLOCK;
 	sk_rmsg_sums_encode_hdr(&s, hdr);
 	iov[0] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
 	iov[1] = (struct iovec){ .iov_base = sums, .iov_len = (size_t)s.count * SK_RMSG_SUM_LEN };
+	if (fused_fault(FUSED_FAULT_RS_SUMS_TWICE) &&
+	    fused_rx_send(chan, sock, SK_RMSG_SUMS, 0, f->module_id, iov, 2) < 0)
+		return -EPIPE;
 	return fused_rx_send(chan, sock, SK_RMSG_SUMS, 0, f->module_id, iov, 2) < 0 ? -EPIPE : 0;
 }
 

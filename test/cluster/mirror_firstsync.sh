@@ -262,11 +262,27 @@ C=$MT_DIR2/c000
 : >"$C/f0010" && : >"$C/f0011" && printf 'x' | dd of="$C/f0012" bs=1 seek=4000 conv=notrunc status=none ||
 	sk_diag "could not prepare the secondary's copies"
 rm -rf "${SK_ROOT[2]}/var/lib/steadykit/state-$MT_TAG"
-SKFUSED_FAULT=rs_no_answer@1+ mt_start_secondary || mt_bail "secondary restart (no listing answers) failed"
+# It also lies about checksums: every answer comes twice (the repeats are refused and counted), and
+# its 100th names another offset than asked (the primary drops it as rejected, then resyncs again).
+rej0=$(mt_st 1 rejected_frames)
+SKFUSED_FAULT=rs_no_answer@1+,rs_sums_twice@1+,rs_sums_off@100 mt_start_secondary ||
+	mt_bail "secondary restart (no listing answers) failed"
 if mt_wait_synced 60; then sk_ok "silent secondary: resync done"; else sk_not_ok "silent secondary: resync done"; fi
+rej1=$(mt_st 1 rejected_frames)
+if grep -q 'checksums answer not as asked' "$P1LOG" && [ "${rej1:-0}" -gt "${rej0:-0}" ]; then
+	sk_ok "lying secondary: an answer not as asked dropped it as rejected (rejected_frames $rej0 -> $rej1)"
+else
+	sk_not_ok "lying secondary: an answer not as asked dropped it as rejected (rejected_frames ${rej0:-?} -> ${rej1:-?})"
+fi
 mt_same_trees "silent secondary: trees identical"
 line=$(grep 'resync done' "$P1LOG" | tail -n 1)
 read -r asked answers <<<"$(printf '%s' "$line" | sed -n 's/.*, \([0-9]*\) checksum requests, .*, \([0-9]*\) listing answers.*/\1 \2/p')"
+srefused=$(printf '%s' "$line" | sed -n 's/.* in flight (\([0-9]*\) answers refused.*/\1/p')
+if [ "${srefused:-0}" -ge "$NDATA" ]; then
+	sk_ok "lying secondary: its repeated checksum answers refused ($srefused)"
+else
+	sk_not_ok "lying secondary: its repeated checksum answers refused (${srefused:-?} < $NDATA)"
+fi
 if [ "${answers:-?}" = 0 ] && [ "${asked:-0}" -ge "$NDATA" ] &&
 	[ "$(grep -c 'does not answer listings' "$P1LOG")" -ge 1 ]; then
 	sk_ok "silent secondary: no listing answer, the primary fell back to checksums ($asked requests)"
