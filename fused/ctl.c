@@ -207,6 +207,9 @@ static struct json_object *status(struct fused *f)
 	json_object_object_add(o, "rejected_frames",
 			       json_object_new_int64((int64_t)atomic_load(&f->rejected)));
 	json_object_object_add(o, "peer_in_sync", json_object_new_boolean(f->peer_in_sync));
+	json_object_object_add(o, "readdirplus_entries",
+			       json_object_new_int64((int64_t)atomic_load(&f->readdirplus_entries)));
+	json_object_object_add(o, "inodes", json_object_new_int64(fused_inode_count(f)));
 	if (fused_fence_armed()) { /* the lease fence (fence.c): ms left (< 0: writes refused) */
 		json_object_object_add(o, "lease_left_ms", json_object_new_int64(fused_fence_left_ms()));
 		json_object_object_add(o, "lease_refused",

@@ -782,8 +782,15 @@ void fused_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_open(req, fi);
 }
 
-void fused_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi)
+/*
+ * One listing buffer. With plus (READDIRPLUS, which the kernel asks for when a listing is
+ * followed by stats: ls -l, find, backups) each entry comes with its attributes and counts as a
+ * lookup, which saves the kernel one LOOKUP request per name. An entry that does not fit is
+ * forgotten again; one that cannot be looked up (gone since the listing) goes without
+ * attributes, which the kernel then looks up itself if it needs them.
+ */
+static void dir_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     struct fuse_file_info *fi, bool plus)
 {
 	struct fused_dir *d = (struct fused_dir *)(uintptr_t)fi->fh;
 	char *buf = malloc(size), *p = buf;
@@ -797,7 +804,8 @@ void fused_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		d->off = off;
 	}
 	for (;;) {
-		struct stat st = { 0 };
+		struct fuse_entry_param e = { 0 };
+		const char *name;
 		size_t n;
 
 		if (!d->ent) {
@@ -806,11 +814,24 @@ void fused_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			if (!d->ent)
 				break;
 		}
-		st.st_ino = d->ent->d_ino;
-		st.st_mode = (mode_t)d->ent->d_type << 12;
-		n = fuse_add_direntry(req, p, rem, d->ent->d_name, &st, d->ent->d_off);
-		if (n > rem)
+		name = d->ent->d_name;
+		if (!plus || strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
+		    fused_inode_lookup(F(), ino, name, &e) < 0) {
+			memset(&e, 0, sizeof(e));
+			e.attr.st_ino = d->ent->d_ino;
+			e.attr.st_mode = (mode_t)d->ent->d_type << 12;
+		}
+		if (plus)
+			n = fuse_add_direntry_plus(req, p, rem, name, &e, d->ent->d_off);
+		else
+			n = fuse_add_direntry(req, p, rem, name, &e.attr, d->ent->d_off);
+		if (n > rem) {
+			if (e.ino)
+				fused_inode_forget(F(), e.ino, 1);
 			break;
+		}
+		if (e.ino)
+			atomic_fetch_add(&F()->readdirplus_entries, 1);
 		p += n;
 		rem -= n;
 		d->off = d->ent->d_off;
@@ -818,6 +839,18 @@ void fused_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	fuse_reply_buf(req, buf, size - rem);
 	free(buf);
+}
+
+void fused_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	dir_read(req, ino, size, off, fi, false);
+}
+
+void fused_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	dir_read(req, ino, size, off, fi, true);
 }
 
 void fused_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

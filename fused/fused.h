@@ -160,6 +160,7 @@ struct fused {
 	uint64_t inflight_cost;     /* sum of the pending frames' cost */
 	uint32_t rs_win;            /* resync pacing: cost the walker may keep in flight */
 	atomic_uint_fast64_t rejected;
+	atomic_uint_fast64_t readdirplus_entries; /* entries listed with their attributes */
 
 	/* resync (primary walker / secondary apply) */
 	atomic_bool resyncing;
@@ -198,6 +199,7 @@ int fused_inode_lookup(struct fused *f, fuse_ino_t parent, const char *name,
 /* After a rename (stream_mu held): the non-directory now at newparent/newname keeps that name. */
 void fused_inode_moved(struct fused *f, fuse_ino_t newparent, int npfd, const char *newname);
 void fused_inode_forget(struct fused *f, fuse_ino_t ino, uint64_t n);
+uint32_t fused_inode_count(struct fused *f); /* inodes the kernel (or a borrower) holds */
 int fused_inode_init(struct fused *f);
 extern uint64_t fused_path_gen;
 /* Relative path of an inode (under stream_mu); "" for root. -ENOENT if unlinked. */

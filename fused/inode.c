@@ -66,6 +66,7 @@ uint64_t fused_path_gen = 1;
 #define CHUNKS_MAX 4096
 static struct fused_inode *chunks[CHUNKS_MAX];
 static uint32_t n_alloc = 2; /* 0 is "none", 1 the root */
+static uint32_t n_live;      /* nodes in use but the root (ino_mu): the status's "inodes" */
 static uint32_t free_head;
 
 static inline struct fused_inode *node(uint32_t i)
@@ -271,6 +272,7 @@ static uint32_t node_alloc(void)
 	}
 	memset(node(i), 0, sizeof(struct fused_inode));
 	node(i)->flags = IN_USED;
+	n_live++;
 	return i;
 }
 
@@ -317,6 +319,7 @@ static void node_free(uint32_t i)
 	in->flags = 0;
 	in->parent = 0;
 	in->next = free_head;
+	n_live--;
 	free_head = i;
 	if (p)
 		node_unref(p);
@@ -701,6 +704,16 @@ void fused_inode_forget(struct fused *f, fuse_ino_t ino, uint64_t n)
 		node_maybe_free((uint32_t)ino);
 	}
 	pthread_mutex_unlock(&f->ino_mu);
+}
+
+uint32_t fused_inode_count(struct fused *f)
+{
+	uint32_t n;
+
+	pthread_mutex_lock(&f->ino_mu);
+	n = n_live;
+	pthread_mutex_unlock(&f->ino_mu);
+	return n;
 }
 
 void fused_inode_moved(struct fused *f, fuse_ino_t newparent, int npfd, const char *newname)

@@ -298,6 +298,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	/* READDIRPLUS for every listing chunk, not only the first: a walk (find, ls -l, a backup)
+	 * reads a whole directory before it stats, so the kernel's "auto" mode would look up all
+	 * but the first chunk's names one request at a time */
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want = (conn->want | FUSE_CAP_READDIRPLUS) & ~FUSE_CAP_READDIRPLUS_AUTO;
 	conn->want &= ~FUSE_CAP_SPLICE_READ; /* .write takes the buffer we also send */
 	conn->max_write = 1u << 20;
 	conn->max_read = 1u << 20;
@@ -739,6 +744,7 @@ const struct fuse_lowlevel_ops fused_ops = {
 	.lseek = fused_op_lseek,
 	.opendir = fused_op_opendir,
 	.readdir = fused_op_readdir,
+	.readdirplus = fused_op_readdirplus,
 	.releasedir = fused_op_releasedir,
 	.fsyncdir = fused_op_fsyncdir,
 	.statfs = fused_op_statfs,

@@ -82,6 +82,8 @@ void fused_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 void fused_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fused_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi);
+void fused_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi);
 void fused_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fused_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void fused_op_statfs(fuse_req_t req, fuse_ino_t ino);

@@ -228,6 +228,30 @@ if [ "${fds:-0}" -gt 0 ] && [ "$fds" -le "$FDS_MAX" ]; then
 else
 	sk_not_ok "skfused holds ${fds:-?} fds <= $FDS_MAX"
 fi
+
+# ---- the walk listed by READDIRPLUS, and gives back every lookup that made ----
+# Each listed entry counts as a lookup of its inode; an entry that did not fit in a listing
+# buffer is forgotten again. Once the kernel drops its dentries and inodes (drop_caches, as in
+# the first phase), it forgets every inode it was given, and skfused's table empties.
+rdp=$(mt_st 1 readdirplus_entries)
+if [ "${rdp:-0}" -ge "$N" ]; then
+	sk_ok "the walk listed every file with its attributes (READDIRPLUS entries: $rdp)"
+else
+	sk_not_ok "the walk listed every file with its attributes (READDIRPLUS entries: ${rdp:-none} < $N)"
+fi
+inodes_back() { # drop the kernel's unused dentries and inodes, then: at most 10 left in skfused
+	sync
+	echo 2 >/proc/sys/vm/drop_caches
+	local n
+	n=$(mt_st 1 inodes)
+	[ -n "$n" ] && [ "$n" -le 10 ]
+}
+before=$(mt_st 1 inodes)
+if sk_wait_for 30 inodes_back; then
+	sk_ok "every lookup was given back: inodes $before -> $(mt_st 1 inodes) after the kernel dropped them"
+else
+	sk_not_ok "every lookup was given back: inodes $before -> $(mt_st 1 inodes) after the kernel dropped them (want <= 10)"
+fi
 sk_check "skfused is still running" sk_alive "$MT_PID1"
 
 mt_stop_primary
