@@ -264,10 +264,24 @@ C=$MT_DIR2/c000
 rm -rf "${SK_ROOT[2]}/var/lib/steadykit/state-$MT_TAG"
 # It also lies about checksums: every answer comes twice (the repeats are refused and counted), and
 # its 100th names another offset than asked (the primary drops it as rejected, then resyncs again).
+# Meanwhile the application rewrites blocks of files whose checksums the walker may have asked
+# ahead: the resync's data must never overwrite them (the trees are compared after).
 rej0=$(mt_st 1 rejected_frames)
+(
+	for k in $(seq 1 400); do
+		[ -e "$SK_TMP/rw.stop" ] && break
+		head -c 4096 /dev/urandom | dd of="$D/c00$((k % 3))/f$(printf %04d $(((k * 37) % 1000)))" bs=4096 \
+			seek=0 conv=notrunc status=none 2>/dev/null
+		sleep 0.02
+	done
+) &
+rwpid=$!
 SKFUSED_FAULT=rs_no_answer@1+,rs_sums_twice@1+,rs_sums_off@100 mt_start_secondary ||
 	mt_bail "secondary restart (no listing answers) failed"
 if mt_wait_synced 60; then sk_ok "silent secondary: resync done"; else sk_not_ok "silent secondary: resync done"; fi
+touch "$SK_TMP/rw.stop"
+wait "$rwpid"
+mt_wait_synced 30 || sk_diag "silent secondary: not in sync after the rewrites"
 rej1=$(mt_st 1 rejected_frames)
 if grep -q 'checksums answer not as asked' "$P1LOG" && [ "${rej1:-0}" -gt "${rej0:-0}" ]; then
 	sk_ok "lying secondary: an answer not as asked dropped it as rejected (rejected_frames $rej0 -> $rej1)"
