@@ -21,7 +21,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SK_BUILD=${SK_BUILD:-$HERE/../build}
 OPS=${OPS:-2000}
 DD_MIB=${DD_MIB:-256}
-WORK=${WORK:-/var/tmp/sk-breakdown-$$}
+own_work=0
+[ -n "${WORK:-}" ] || { WORK=/var/tmp/sk-breakdown-$$; own_work=1; }
 case $WORK in /tmp/?* | /var/tmp/?*) ;; *) echo "WORK must be under /tmp or /var/tmp" >&2; exit 2 ;; esac
 NS_A=skbdA$$ NS_B=skbdB$$ IP_A=10.213.$(($$ % 250)).1 IP_B=10.213.$(($$ % 250)).2
 export SK_BUILD SKFUSED_STAGES=${SKFUSED_STAGES:-1} PB_NS_A=$NS_A PB_NS_B=$NS_B PB_IP_B=$IP_B SK_BENCH_LOG=$WORK/bench.log
@@ -31,6 +32,7 @@ cleanup() {
 	ip netns del "$NS_A" 2>/dev/null
 	ip netns del "$NS_B" 2>/dev/null
 	rm -rf "$WORK/native" "$WORK/sk"
+	[ "$own_work" = 0 ] || rm -rf "$WORK"  # a directory of its own: the daemons' log tails go with it
 }
 trap cleanup EXIT INT TERM
 mkdir -p "$WORK/sk" "$WORK/native" || exit 1
