@@ -13,7 +13,6 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -37,21 +36,14 @@ static _Atomic uint64_t rx_busy_us; /* receiver: when its current operation bega
 /*
  * Where a session's time goes on this side (the receiver thread only), logged when a resync
  * completes: applying each kind of frame, reading and opening frames, acks; the rest of the
- * time since START the receiver waited for the primary.
+ * time since START the receiver waited for the primary. Counted only while this copy is being
+ * resynchronised (from START to the end that makes it consistent): in sync, frames pay no
+ * clock read for it.
  */
 enum { RXK_START, RXK_DIR, RXK_DATA, RXK_META, RXK_RS, RXK_LIVE, RXK_N };
 static struct {
 	uint64_t t0, cpu0, us[RXK_N], n[RXK_N], data_bytes, read_us, ack_us;
 } rxs;
-
-static uint64_t cpu_us(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 static int rx_kind(uint8_t type)
 {
@@ -78,7 +70,7 @@ static void rx_report(void)
 	sk_info("resync applied in %.3f s since START (ms): receiver CPU %.1f; start %.1f, listings %.1f (%llu), data "
 		"%.1f (%llu frames, %llu bytes), metadata %.1f (%llu), other resync %.1f (%llu), live "
 		"%.1f (%llu), frames read and opened %.1f, acks %.1f, waiting for the primary %.1f",
-		all / 1e6, (cpu_us() - rxs.cpu0) / 1e3, rxs.us[RXK_START] / 1e3, rxs.us[RXK_DIR] / 1e3,
+		all / 1e6, (sk_thread_cpu_us() - rxs.cpu0) / 1e3, rxs.us[RXK_START] / 1e3, rxs.us[RXK_DIR] / 1e3,
 		(unsigned long long)rxs.n[RXK_DIR], rxs.us[RXK_DATA] / 1e3,
 		(unsigned long long)rxs.n[RXK_DATA], (unsigned long long)rxs.data_bytes,
 		rxs.us[RXK_META] / 1e3, (unsigned long long)rxs.n[RXK_META], rxs.us[RXK_RS] / 1e3,
@@ -281,6 +273,7 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 		struct sk_rmsg_op op;
 		const char *why = NULL;
 		int rc, k;
+		bool timed; /* a resync session's frame (the only ones rx_report tells of) */
 
 		atomic_store(&rx_busy_us, sk_now_us()); /* this operation begins */
 
@@ -294,16 +287,19 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 		if (op.type == SK_RMSG_START) {
 			memset(&rxs, 0, sizeof(rxs));
 			rxs.t0 = atomic_load(&rx_busy_us);
-			rxs.cpu0 = cpu_us();
+			rxs.cpu0 = sk_thread_cpu_us();
 			if ((rc = start_gen(x, &op)) < 0)
 				return rc;
 		}
+		timed = !f->consistent || op.type == SK_RMSG_START;
 		rc = fused_apply(x, &op);
-		k = rx_kind(op.type);
-		rxs.us[k] += sk_now_us() - atomic_load(&rx_busy_us);
-		rxs.n[k]++;
-		if (k == RXK_DATA)
-			rxs.data_bytes += op.data_len;
+		if (timed) {
+			k = rx_kind(op.type);
+			rxs.us[k] += sk_now_us() - atomic_load(&rx_busy_us);
+			rxs.n[k]++;
+			if (k == RXK_DATA)
+				rxs.data_bytes += op.data_len;
+		}
 		if (op.type == SK_RMSG_RS_END && rc == 0 && f->consistent)
 			rx_report();
 		if (rc == -EBADMSG) {
@@ -338,11 +334,12 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 	}
 	atomic_store(&rx_busy_us, 0);
 	if (x->applied > x->acked) {
-		uint64_t t = sk_now_us();
+		uint64_t t = f->consistent ? 0 : sk_now_us();
 
 		if (fused_rx_send_ack(x) < 0)
 			return -EPIPE;
-		rxs.ack_us += sk_now_us() - t;
+		if (t)
+			rxs.ack_us += sk_now_us() - t;
 	}
 	return 0;
 }
@@ -546,11 +543,12 @@ static void serve(struct rx *x)
 		} else if (fused_rbuf_fill(x->sock, &rb) < 0) {
 			break;
 		}
-		uint64_t t = sk_now_us();
+		uint64_t t = f->consistent ? 0 : sk_now_us(); /* in a resync session: timed */
 
 		while (n < BATCH_MAX && (got = fused_rbuf_next(&x->chan, &rb, &fr[n], &why)) > 0)
 			n++;
-		rxs.read_us += sk_now_us() - t;
+		if (t)
+			rxs.read_us += sk_now_us() - t;
 		if (n && run_batch(x, fr, n) < 0)
 			break;
 		full = n == BATCH_MAX;

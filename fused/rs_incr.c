@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -42,7 +41,7 @@ bool fused_rs_incr_usable(struct walker *w)
 	bool ok;
 
 	memset(&fused_rs_ph, 0, sizeof(fused_rs_ph));
-	fused_rs_ph.cpu0 = fused_rs_cpu_us();
+	fused_rs_ph.cpu0 = sk_thread_cpu_us();
 	if (fused_dirty_lost(fused_dirty_g) || !base) {
 		sk_info("resync: no usable dirty tracking (lost, or never in sync): full resync");
 		return false;
@@ -428,15 +427,6 @@ static int drain_failures(struct walker *w, struct fused_rs_round *rd)
 
 struct fused_rs_phases fused_rs_ph;
 
-uint64_t fused_rs_cpu_us(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static void log_phases(void)
 {
 	const struct fused_rs_phases *p = &fused_rs_ph;
@@ -444,7 +434,7 @@ static void log_phases(void)
 	sk_info("resync phases (ms): thread CPU %.1f; probe %.1f, listings %.1f, link groups %.1f, files taken and "
 		"opened %.1f (named by a walk %.1f), data read %.1f, sealed and sent %.1f, window "
 		"%.1f, metadata %.1f, end %.1f, state saved %.1f",
-		(fused_rs_cpu_us() - p->cpu0) / 1e3, p->usable / 1e3, p->dirs / 1e3, p->links / 1e3, p->prep / 1e3, p->name / 1e3,
+		(sk_thread_cpu_us() - p->cpu0) / 1e3, p->usable / 1e3, p->dirs / 1e3, p->links / 1e3, p->prep / 1e3, p->name / 1e3,
 		p->read / 1e3, p->send / 1e3, p->pace / 1e3, p->meta / 1e3, p->end / 1e3,
 		p->save / 1e3);
 }

@@ -36,11 +36,9 @@ struct fused_rs_pathmap; /* rs_files.c */
  */
 struct fused_rs_phases {
 	uint64_t usable, dirs, links, name, prep, read, send, pace, meta, end, save;
-	uint64_t cpu0; /* the resync thread's CPU time at the probe (fused_rs_cpu_us) */
+	uint64_t cpu0; /* the resync thread's CPU time at the probe (sk_thread_cpu_us) */
 };
 extern struct fused_rs_phases fused_rs_ph;
-/* This thread's CPU time (user + system), us. */
-uint64_t fused_rs_cpu_us(void);
 /* *acc += now - t0; returns now */
 static inline uint64_t fused_rs_ph_add(uint64_t *acc, uint64_t t0)
 {

@@ -11,6 +11,8 @@
 uint64_t sk_now_us(void);
 /* The same clock in nanoseconds: the clock bpf_ktime_get_ns reads (XDP move times). */
 uint64_t sk_now_ns(void);
+/* The calling thread's CPU time (user + system) in microseconds; 0 if it cannot be read. */
+uint64_t sk_thread_cpu_us(void);
 
 /*
  * Write all n bytes to fd; EINTR is retried. 0, or -errno (-EAGAIN on a
