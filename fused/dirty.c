@@ -177,6 +177,7 @@ void dirty_ent_remove(struct fused_dirty *d, struct ent *e, struct fused_dentry 
 
 void dirty_set_lost(struct fused_dirty *d, const char *why)
 {
+	atomic_fetch_add(&d->dgen_all, 1); /* a change may go unnoted: every read ahead is stale */
 	if (!d->lost)
 		sk_warn("dirty tracking lost (%s): the next resync compares the whole tree", why);
 	d->lost = true;
@@ -415,6 +416,7 @@ uint64_t fused_dirty_base(struct fused_dirty *d)
 void fused_dirty_set_lost(struct fused_dirty *d, const char *why)
 {
 	pthread_mutex_lock(&d->mu);
+	atomic_fetch_add(&d->dgen_all, 1);
 	if (!d->lost) {
 		dirty_log_one(d, T_LOST, NULL, 0, 0, 0, 0);
 		dirty_set_lost(d, why);
@@ -480,6 +482,16 @@ void fused_dirty_prelog(struct fused_dirty *d, struct fused_dnote *n, unsigned c
 	pthread_mutex_unlock(&d->mu);
 }
 
+static size_t dgen_slot(const struct fused_dh *h)
+{
+	return (size_t)(dirty_fnv(h->b, h->len, (uint64_t)(uint32_t)h->type) >> 7) & (DIRTY_DGEN_SLOTS - 1);
+}
+
+uint64_t fused_dirty_data_gen(struct fused_dirty *d, const struct fused_dh *h)
+{
+	return atomic_load(&d->dgen[dgen_slot(h)]) + atomic_load(&d->dgen_all);
+}
+
 void fused_dirty_note(struct fused_dirty *d, const struct fused_dnote *n, unsigned count,
 		      uint64_t conn, uint64_t seq)
 {
@@ -488,6 +500,9 @@ void fused_dirty_note(struct fused_dirty *d, const struct fused_dnote *n, unsign
 	if (count > NOTE_MAX)
 		count = NOTE_MAX;
 	pthread_mutex_lock(&d->mu);
+	for (unsigned i = 0; i < count; i++)
+		if (!(n[i].flags & FUSED_DF_DIR))
+			atomic_fetch_add(&d->dgen[dgen_slot(&n[i].h)], 1);
 	if (conn && conn > d->lost_gen) {
 		struct rslot *s = &d->ring[seq % RING];
 

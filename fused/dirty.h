@@ -128,6 +128,15 @@ void fused_dirty_set_lost(struct fused_dirty *d, const char *why);
 void fused_dirty_note(struct fused_dirty *d, const struct fused_dnote *n, unsigned count,
 		      uint64_t conn, uint64_t seq);
 /*
+ * The data generation of the file h, for the resync's read ahead (rs_files.c): a counter per
+ * slot of hashed file handles, bumped by fused_dirty_note for every non-directory an operation
+ * changed (operations note under the stream lock, after their local apply), plus one counter
+ * for all, bumped when a change could not be noted (tracking lost). Read under the stream lock
+ * before a read outside it and again before its data is sent: equal means no operation
+ * changed the file in between (a collision only makes it read again).
+ */
+uint64_t fused_dirty_data_gen(struct fused_dirty *d, const struct fused_dh *h);
+/*
  * Activity log (as DRBD's): while the peer is in sync, an operation's changes staged before
  * its first frame (seq_first) goes out are appended as LIVE records first, one write(); the
  * rest follow at fused_dirty_note. Marks the notes logged (they are not logged again). A

@@ -58,6 +58,10 @@ struct taken {
 	struct fused_dentry e;
 };
 
+#include <stdatomic.h>
+
+#define DIRTY_DGEN_SLOTS 1024 /* power of two */
+
 struct fused_dirty {
 	pthread_mutex_t mu;
 	struct fused_dirty_conf c;
@@ -90,6 +94,9 @@ struct fused_dirty {
 	struct taken *tk;
 	size_t n_tk, cap_tk;
 	uint64_t next_ticket;
+	/* fused_dirty_data_gen: bumped under mu, read lock-free */
+	_Atomic uint64_t dgen[DIRTY_DGEN_SLOTS];
+	_Atomic uint64_t dgen_all;
 };
 
 uint64_t dirty_fnv(const void *p, size_t n, uint64_t seed);

@@ -18,6 +18,8 @@ static const char *const names[FUSED_FAULT_N] = {
 	[FUSED_FAULT_RS_DIR_PAUSE] = "rs_dir_pause",
 	[FUSED_FAULT_RS_SUMS_TWICE] = "rs_sums_twice",
 	[FUSED_FAULT_RS_SUMS_OFF] = "rs_sums_off",
+	[FUSED_FAULT_RS_AHEAD_PAUSE] = "rs_ahead_pause",
+	[FUSED_FAULT_RS_AHEAD_LOST] = "rs_ahead_lost",
 };
 
 static struct {

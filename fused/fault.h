@@ -14,6 +14,8 @@ enum fused_fault_point {
 	FUSED_FAULT_RS_DIR_PAUSE,  /* resync.c: the walker waits 3 s between two parts of a listing */
 	FUSED_FAULT_RS_SUMS_TWICE, /* rs_apply.c: a checksums answer is sent twice (a lying peer) */
 	FUSED_FAULT_RS_SUMS_OFF,   /* rs_apply.c: a checksums answer names another offset (a lying peer) */
+	FUSED_FAULT_RS_AHEAD_PAUSE, /* rs_files.c: the sender waits (10 s at most) until the file it read ahead changes */
+	FUSED_FAULT_RS_AHEAD_LOST,  /* rs_files.c: the peer is dropped right after a file was read ahead */
 	FUSED_FAULT_N
 };
 

@@ -2,8 +2,10 @@
 #include "rs_incr.h"
 #include "inode_int.h"
 #include "rs_prefetch.h"
+#include "fault.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -281,18 +283,82 @@ void fused_rs_files_end(struct fused_rs_round *rd)
 	rd->pm = NULL;
 }
 
+/* A piece of a file read ahead: what one RS_DATA frame carries, at boff in the file's buffer. */
+struct piece {
+	uint64_t off;
+	uint32_t len, boff;
+};
+
+/* A tracked non-directory between its take and its send. */
+struct qent {
+	struct fused_dentry e;
+	uint64_t ticket;
+	int fd;         /* O_PATH, named from our root; -1: gone, or nothing to send */
+	int dfd;        /* readable, when it has data to send; else -1 */
+	struct stat st;
+	uint64_t ahead; /* bytes asked of the disk ahead of it */
+	/* read ahead by the reader thread: the first pieces of its data, in send order */
+	uint8_t *rb;
+	size_t rb_len;  /* allocated (what counts against READ_BYTES) */
+	struct piece *pc;
+	uint32_t n_pc, next_pc;
+	uint64_t dgen;  /* fused_dirty_data_gen of the file, under the stream lock, before the reads */
+};
+
+static void q_close(struct qent *x)
+{
+	if (x->dfd >= 0)
+		close(x->dfd);
+	if (x->fd >= 0)
+		close(x->fd);
+	x->fd = x->dfd = -1;
+	free(x->rb);
+	free(x->pc);
+	x->rb = NULL;
+	x->pc = NULL;
+	x->rb_len = 0;
+	x->n_pc = x->next_pc = 0;
+	fused_dentry_free(&x->e);
+}
+
 /*
- * One extent [off, end) of an open file as RS_DATA frames. 0 sent (or the peer lost: the
+ * Under the stream lock, the sender at off of x: the piece read ahead for it if the file has
+ * not changed since it was read (NULL: read it now, under this lock). A changed file's pieces
+ * are all dropped: the rest of it is read under the lock, as without a reader.
+ */
+static const struct piece *piece_at(struct qent *x, uint64_t off)
+{
+	const struct piece *pc;
+
+	while (x->next_pc < x->n_pc && x->pc[x->next_pc].off < off)
+		x->next_pc++;
+	if (x->next_pc >= x->n_pc || x->pc[x->next_pc].off != off)
+		return NULL;
+	if (fused_dirty_data_gen(fused_dirty_g, &x->e.h) != x->dgen) {
+		x->next_pc = x->n_pc;
+		fused_rs_ph.ahead_again++;
+		return NULL;
+	}
+	pc = &x->pc[x->next_pc++];
+	fused_rs_ph.ahead_sent += pc->len;
+	return pc;
+}
+
+/*
+ * One extent [off, end) of x as RS_DATA frames. 0 sent (or the peer lost: the
  * caller looks), -ENOENT the file is gone (its unlink is in the stream), -EAGAIN it is still
  * linked but has no path here.
  */
-static int send_range(struct walker *w, int fd, uint64_t off, uint64_t end)
+static int send_range(struct walker *w, struct qent *x, uint64_t off, uint64_t end)
 {
 	struct fused *f = w->f;
+	int fd = x->dfd;
 
 	while (off < end && fused_rs_live(w)) {
 		size_t want = end - off < FUSED_RS_CHUNK ? (size_t)(end - off) : FUSED_RS_CHUNK;
 		struct sk_rmsg_op d = { .type = SK_RMSG_RS_DATA, .off = off };
+		const struct piece *pc;
+		const uint8_t *data = w->buf;
 		uint64_t t = sk_now_us();
 		struct stat st;
 		ssize_t n;
@@ -314,7 +380,13 @@ static int send_range(struct walker *w, int fd, uint64_t off, uint64_t end)
 				return -ENOENT;
 			return -EAGAIN;
 		}
-		n = pread(fd, w->buf, want, (off_t)off);
+		/* read ahead and unchanged since: what a pread under this lock would give */
+		if ((pc = piece_at(x, off)) && pc->len <= want) {
+			data = x->rb + pc->boff;
+			n = (ssize_t)pc->len;
+		} else {
+			n = pread(fd, w->buf, want, (off_t)off);
+		}
 		t = fused_rs_ph_add(&fused_rs_ph.read, t);
 		if (n <= 0) { /* shorter now: the size goes with the metadata */
 			pthread_mutex_unlock(&f->stream_mu);
@@ -322,7 +394,7 @@ static int send_range(struct walker *w, int fd, uint64_t off, uint64_t end)
 		}
 		d.path1 = w->path;
 		d.path1_len = (uint16_t)pl;
-		fused_repl_submit(f, &d, w->buf, (size_t)n, NULL, NULL);
+		fused_repl_submit(f, &d, data, (size_t)n, NULL, NULL);
 		pthread_mutex_unlock(&f->stream_mu);
 		t = fused_rs_ph_add(&fused_rs_ph.send, t);
 		atomic_fetch_add(&fused_rs_stats.read, (uint64_t)n);
@@ -356,26 +428,6 @@ static void send_meta_of(struct walker *w, int fd, const struct stat *st, size_t
 		fused_rs_send_meta(w, pfd, slash ? slash + 1 : w->path, p, pl);
 		close(pfd);
 	}
-}
-
-/* A tracked non-directory between its take and its send. */
-struct qent {
-	struct fused_dentry e;
-	uint64_t ticket;
-	int fd;         /* O_PATH, named from our root; -1: gone, or nothing to send */
-	int dfd;        /* readable, when it has data to send; else -1 */
-	struct stat st;
-	uint64_t ahead; /* bytes asked of the disk ahead of it */
-};
-
-static void q_close(struct qent *x)
-{
-	if (x->dfd >= 0)
-		close(x->dfd);
-	if (x->fd >= 0)
-		close(x->fd);
-	x->fd = x->dfd = -1;
-	fused_dentry_free(&x->e);
 }
 
 /* Named, opened, its extents asked of the disk (at most budget bytes). 0, or -EAGAIN. */
@@ -448,14 +500,14 @@ static int send_one(struct walker *w, struct fused_rs_round *rd, struct qent *x)
 	if (x->fd >= 0 && x->dfd >= 0) {
 		if (x->e.flags & FUSED_DF_WHOLE) {
 			atomic_fetch_add(&f->rs_total_bytes, (uint64_t)x->st.st_size);
-			r = send_range(w, x->dfd, 0, (uint64_t)x->st.st_size);
+			r = send_range(w, x, 0, (uint64_t)x->st.st_size);
 		}
 		for (uint32_t i = 0; r == 0 && !(x->e.flags & FUSED_DF_WHOLE) && i < x->e.n_ext; i++) {
 			uint64_t end = x->e.ext[i].end < (uint64_t)x->st.st_size ? x->e.ext[i].end :
 										     (uint64_t)x->st.st_size;
 
 			if (x->e.ext[i].off < end)
-				r = send_range(w, x->dfd, x->e.ext[i].off, end);
+				r = send_range(w, x, x->e.ext[i].off, end);
 		}
 	}
 	sk_debug("resync: round %d file entry flags 0x%x, %u extents, fd %d, rc %d", rd->round,
@@ -486,53 +538,295 @@ static int send_one(struct walker *w, struct fused_rs_round *rd, struct qent *x)
 	return r;
 }
 
+/*
+ * The pipeline. A second thread (the reader) takes the next tracked files, opens and names
+ * them, asks their extents of the disk, hints the peer, and reads the first READ_BYTES of
+ * their data into buffers, while the resync thread (the sender) seals and sends the file
+ * before: the per-file work of both overlaps. Files are sent in the order they were taken, as
+ * before. Data read ahead goes only if the file's data generation (fused_dirty_data_gen),
+ * read under the stream lock before the read, is the same under the stream lock that sends
+ * it: every operation that changes a file applies it locally and notes it in one hold of that
+ * lock, so equal means none did in between, and the frame carries what a read under that lock
+ * would (the file as it is at the frame's place in the stream; a live write is never
+ * overwritten by older resync data). Otherwise the rest of that file is read under the lock,
+ * as without a reader. Memory: READ_BYTES of buffers at most, the file being sent included.
+ * The reader is joined before fused_rs_files returns, on every path.
+ */
+#define READ_BYTES (16u << 20)
+
+struct pipe {
+	struct walker rw; /* the reader's copy of the walker (its own path buffer) */
+	struct fused_rs_round *rd;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct qent q[AHEAD_FILES];
+	size_t head, n;
+	uint64_t advised, held; /* bytes asked of the disk, bytes of buffers, by files not sent yet */
+	bool done, stop;        /* done: the reader took its last file (rc says why) */
+	int rc;                 /* 0 no more; -ECONNRESET lost; -EAGAIN a file has no name */
+	bool threaded;
+	pthread_t th;
+};
+
+static bool reader_on(void)
+{
+	static int on = -1;
+
+	if (on < 0) {
+		const char *e = getenv("SKFUSED_RS_READER");
+
+		on = !(e && !strcmp(e, "0"));
+	}
+	return on;
+}
+
+/* The first pieces of x's tracked data, at most budget bytes, into x->rb (reader). */
+static void read_ahead(struct walker *w, struct qent *x, uint64_t budget)
+{
+	struct fused *f = w->f;
+	uint64_t size = (uint64_t)x->st.st_size, want = 0, t = sk_now_us();
+	size_t used = 0;
+	uint32_t cap, np = 0;
+
+	for (uint32_t i = 0; want < budget; i++) {
+		uint64_t off = 0, end = size;
+
+		if (x->e.flags & FUSED_DF_WHOLE) {
+			if (i > 0)
+				break;
+		} else {
+			if (i >= x->e.n_ext)
+				break;
+			off = x->e.ext[i].off;
+			end = x->e.ext[i].end < size ? x->e.ext[i].end : size;
+		}
+		if (off < end)
+			want += end - off;
+	}
+	if (want > budget)
+		want = budget;
+	if (!want)
+		return;
+	cap = (uint32_t)(want / FUSED_RS_CHUNK) + x->e.n_ext + 2;
+	x->rb = malloc(want);
+	x->pc = calloc(cap, sizeof(*x->pc));
+	if (!x->rb || !x->pc) {
+		free(x->rb);
+		free(x->pc);
+		x->rb = NULL;
+		x->pc = NULL;
+		return;
+	}
+	x->rb_len = want;
+	/* before the reads, under the lock every change is applied and noted in */
+	pthread_mutex_lock(&f->stream_mu);
+	x->dgen = fused_dirty_data_gen(fused_dirty_g, &x->e.h);
+	pthread_mutex_unlock(&f->stream_mu);
+	for (uint32_t i = 0; used < want && np < cap; i++) {
+		uint64_t off = 0, end = size;
+
+		if (x->e.flags & FUSED_DF_WHOLE) {
+			if (i > 0)
+				break;
+		} else {
+			if (i >= x->e.n_ext)
+				break;
+			off = x->e.ext[i].off;
+			end = x->e.ext[i].end < size ? x->e.ext[i].end : size;
+		}
+		/* the sender's steps: a piece is one frame */
+		while (off < end && used < want && np < cap) {
+			size_t c = end - off < FUSED_RS_CHUNK ? (size_t)(end - off) : FUSED_RS_CHUNK;
+			ssize_t n;
+
+			if (c > want - used)
+				c = want - used;
+			n = pread(x->dfd, x->rb + used, c, (off_t)off);
+			if (n <= 0)
+				goto out; /* shorter now: the sender reads the rest under the lock */
+			x->pc[np++] = (struct piece){ .off = off, .len = (uint32_t)n, .boff = (uint32_t)used };
+			used += (size_t)n;
+			off += (uint64_t)n;
+			if ((size_t)n < c)
+				goto out;
+		}
+	}
+out:
+	x->n_pc = np;
+	fused_rs_ph.ahead_files += np > 0;
+	fused_rs_ph.ahead_pieces += np;
+	fused_rs_ph.ahead_bytes += used;
+	fused_rs_ph_add(&fused_rs_ph.ahead_read, t);
+	if (np && fused_fault(FUSED_FAULT_RS_AHEAD_LOST)) {
+		sk_warn("fault rs_ahead_lost: the peer is dropped after a file was read ahead");
+		fused_peer_lost(f, w->gen, "fault point rs_ahead_lost");
+	}
+}
+
+/*
+ * Take one more file and make it ready: named, opened, asked of the disk (advise bytes at
+ * most), hinted to the peer, read ahead (read bytes at most). 1 ready in *x; 0 none left;
+ * -ECONNRESET lost; -EAGAIN a file still linked has no name.
+ */
+static int produce(struct pipe *p, struct qent *x, uint64_t advise, uint64_t read)
+{
+	struct walker *w = &p->rw;
+	uint64_t t = sk_now_us();
+	int r;
+
+	memset(x, 0, sizeof(*x));
+	x->fd = x->dfd = -1;
+	if (!fused_rs_live(w))
+		return -ECONNRESET;
+	r = fused_dirty_take(fused_dirty_g, false, w->gen, &x->e, &x->ticket);
+	if (r <= 0)
+		return r < 0 ? -ECONNRESET : 0;
+	r = prepare(w, p->rd, x, advise);
+	if (r < 0) {
+		q_close(x); /* taken, not sent: owed still */
+		return r;
+	}
+	if (x->dfd >= 0) /* the peer looks it up while earlier files are sent */
+		fused_rs_hint(w, x->fd, &x->e, &x->st);
+	fused_rs_ph_add(&fused_rs_ph.prep, t);
+	if (read && x->dfd >= 0)
+		read_ahead(w, x, read);
+	return 1;
+}
+
+/* p->mu held */
+static void q_push(struct pipe *p, const struct qent *x)
+{
+	p->q[(p->head + p->n) % AHEAD_FILES] = *x;
+	p->n++;
+	p->advised += x->ahead;
+	p->held += x->rb_len;
+}
+
+static void *reader_main(void *arg)
+{
+	struct pipe *p = arg;
+	uint64_t cpu0 = sk_thread_cpu_us();
+
+	for (;;) {
+		uint64_t advise, read;
+		struct qent x;
+		bool stopped;
+		int r;
+
+		pthread_mutex_lock(&p->mu);
+		while (!p->stop && (p->n == AHEAD_FILES || p->advised >= AHEAD_BYTES || p->held >= READ_BYTES))
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->stop) {
+			pthread_mutex_unlock(&p->mu);
+			break;
+		}
+		advise = AHEAD_BYTES - p->advised;
+		read = READ_BYTES - p->held;
+		pthread_mutex_unlock(&p->mu);
+
+		r = produce(p, &x, advise, read);
+		pthread_mutex_lock(&p->mu);
+		stopped = p->stop;
+		if (r > 0 && !stopped)
+			q_push(p, &x);
+		else if (r <= 0) {
+			p->done = true;
+			p->rc = r;
+		}
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+		if (r > 0 && stopped)
+			q_close(&x); /* taken, not sent: owed still */
+		if (r <= 0 || stopped)
+			break;
+	}
+	fused_rs_ph.cpu_ahead += sk_thread_cpu_us() - cpu0;
+	return NULL;
+}
+
+/* Without a reader: the next files named, opened and asked of the disk, by the sender. */
+static void fill_inline(struct pipe *p)
+{
+	while (!p->done && p->n < AHEAD_FILES && p->advised < AHEAD_BYTES) {
+		struct qent x;
+		int r = produce(p, &x, AHEAD_BYTES - p->advised, 0);
+
+		if (r <= 0) {
+			p->done = true;
+			p->rc = r;
+			break;
+		}
+		q_push(p, &x);
+	}
+}
+
+/* While the sender is paused (fault rs_ahead_pause): until x's data changes, 10 s at most. */
+static void pause_until_changed(struct walker *w, struct qent *x)
+{
+	struct fused *f = w->f;
+
+	sk_warn("fault rs_ahead_pause: the sender waits until the file it read ahead changes");
+	for (int k = 0; k < 100 && fused_rs_live(w); k++) {
+		bool changed;
+
+		pthread_mutex_lock(&f->stream_mu);
+		changed = fused_dirty_data_gen(fused_dirty_g, &x->e.h) != x->dgen;
+		pthread_mutex_unlock(&f->stream_mu);
+		if (changed)
+			break;
+		usleep(100000);
+	}
+}
+
 int fused_rs_files(struct walker *w, struct fused_rs_round *rd)
 {
 	struct fused *f = w->f;
-	struct qent *q = calloc(AHEAD_FILES, sizeof(*q)), *x;
-	size_t head = 0, n = 0;
-	uint64_t ahead = 0, ticket;
-	bool more = true;
+	struct pipe *p = calloc(1, sizeof(*p));
+	uint64_t ticket;
 	int rc = 0;
 
-	if (!q)
+	if (!p)
 		return -EAGAIN;
+	p->rw = *w;
+	p->rd = rd;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	p->threaded = reader_on() && pthread_create(&p->th, NULL, reader_main, p) == 0;
+	if (p->threaded)
+		pthread_setname_np(p->th, "sk-rs-reader");
 	for (;;) {
-		/* keep the next files named, open and asked of the disk */
-		while (more && n < AHEAD_FILES && ahead < AHEAD_BYTES) {
-			uint64_t t = sk_now_us();
-			int r;
+		struct qent x;
+		uint64_t t = sk_now_us();
 
-			x = &q[(head + n) % AHEAD_FILES];
-			r = fused_dirty_take(fused_dirty_g, false, w->gen, &x->e, &x->ticket);
-			if (r <= 0) {
-				more = false;
-				if (r < 0)
-					rc = -ECONNRESET;
-				break;
-			}
-			x->fd = x->dfd = -1;
-			n++;
-			r = prepare(w, rd, x, AHEAD_BYTES - ahead);
-			if (r < 0) {
-				rc = r;
-				break;
-			}
-			ahead += x->ahead;
-			if (x->dfd >= 0) /* the peer looks it up while earlier files are sent */
-				fused_rs_hint(w, x->fd, &x->e, &x->st);
-			fused_rs_ph_add(&fused_rs_ph.prep, t);
+		pthread_mutex_lock(&p->mu);
+		if (!p->threaded)
+			fill_inline(p);
+		while (p->threaded && !p->n && !p->done)
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->rc < 0 || !p->n) { /* an error stops at once, as it did without a reader */
+			rc = p->rc;
+			pthread_mutex_unlock(&p->mu);
+			break;
 		}
-		if (rc < 0 || n == 0)
+		x = p->q[p->head];
+		p->head = (p->head + 1) % AHEAD_FILES;
+		p->n--;
+		pthread_mutex_unlock(&p->mu);
+		if (p->threaded)
+			fused_rs_ph_add(&fused_rs_ph.wait, t);
+		if (x.n_pc && fused_fault(FUSED_FAULT_RS_AHEAD_PAUSE))
+			pause_until_changed(w, &x);
+		rc = send_one(w, rd, &x);
+		ticket = x.ticket;
+		pthread_mutex_lock(&p->mu); /* its budgets back once it is sent */
+		p->advised -= x.ahead;
+		p->held -= x.rb_len;
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+		q_close(&x);
+		if (rc < 0)
 			break;
-		x = &q[head];
-		if ((rc = send_one(w, rd, x)) < 0)
-			break;
-		ticket = x->ticket;
-		ahead -= x->ahead;
-		q_close(x);
-		head = (head + 1) % AHEAD_FILES;
-		n--;
 		if (!fused_rs_live(w)) {
 			rc = -ECONNRESET;
 			break;
@@ -541,10 +835,18 @@ int fused_rs_files(struct walker *w, struct fused_rs_round *rd)
 		if (++rd->entries % FUSED_RS_ACK_EVERY == 0)
 			fused_dirty_acked(fused_dirty_g, w->gen, atomic_load(&f->seq_acked));
 	}
+	pthread_mutex_lock(&p->mu);
+	p->stop = true;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	if (p->threaded)
+		pthread_join(p->th, NULL);
 	/* taken, not sent: owed still (the peer loss, or the full resync's end, settles them) */
-	for (; n; n--, head = (head + 1) % AHEAD_FILES)
-		q_close(&q[head]);
-	free(q);
+	for (; p->n; p->n--, p->head = (p->head + 1) % AHEAD_FILES)
+		q_close(&p->q[p->head]);
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
 	if (rc == -EAGAIN)
 		sk_info("resync: a tracked file still linked has no path here: the full resync follows");
 	return rc;

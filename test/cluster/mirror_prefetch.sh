@@ -6,6 +6,12 @@
 #   paths up and ask the disk for the partial pages the data will rewrite, so its receiver does not
 #   read them one after the other. Checked: the trees are identical, and the secondary's count of
 #   hints, files looked up and partial pages asked (none refused) covers every changed file.
+# The primary's reader thread (fused/rs_files.c) reads the files' data ahead while the resync
+# thread sends: the sender pauses on its first file read ahead (fault rs_ahead_pause) until the
+# application has written into it, so the buffered data is older than a live write; the trees
+# must end identical (that file read again under the stream lock, counted). Phase 2: the peer
+# dropped right after a file was read ahead (fault rs_ahead_lost): no reader thread is left, the
+# next session converges incrementally, and sends data read ahead.
 set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init
@@ -19,7 +25,9 @@ mt_status() {
 peer_not() { local p; p=$(mt_st 1 peer); [ -n "$p" ] && [ "$p" != "$1" ]; }
 
 mt_start_secondary || mt_bail "secondary did not start"
-mt_start_primary || mt_bail "primary did not start"
+# 120 files are read ahead in phase 1; the 150th is the 30th of phase 2
+SKFUSED_FAULT=rs_ahead_pause@1,rs_ahead_lost@150 mt_start_primary || mt_bail "primary did not start"
+P1LOG=$SK_TMP/fused1.$MT_N1.log
 "$MT_PY" - "$MT_DIR1" <<'PY' || mt_bail "making the tree"
 import os, sys
 for i in range(60):
@@ -49,6 +57,21 @@ sync
 for _ in 1 2 3; do echo 3 >/proc/sys/vm/drop_caches; sleep 0.3; done
 
 mt_start_secondary || mt_bail "secondary restart"
+# the sender waits on a file read ahead: write into every changed file, inside its tracked extent
+if mt_wait_until 30 grep -q 'fault rs_ahead_pause' "$P1LOG"; then
+	sk_ok "the sender paused on a file read ahead"
+	"$MT_PY" - "$MT_DIR1" <<'PY' || sk_diag "the writes during the pause failed"
+import os, sys
+for i in range(60):
+    d = os.path.join(sys.argv[1], "d%02d" % i)
+    for name, off in (("f0", 6000 + i), ("f1", 41000)):
+        with open(os.path.join(d, name), "r+b") as f:
+            f.seek(off)
+            f.write(os.urandom(512))
+PY
+else
+	sk_not_ok "the sender paused on a file read ahead"
+fi
 if mt_wait_synced 60; then sk_ok "back in sync"; else sk_not_ok "back in sync"; fi
 k=$(mt_st 1 resync.kind)
 if [ "$k" = incremental ]; then
@@ -71,6 +94,50 @@ fi
 # f0's extent starts and ends inside pages that hold data here; f1's append starts inside one
 if [ "${pages:-0}" -ge 120 ]; then sk_ok "partial pages asked of the disk ahead ($pages)"; else sk_not_ok "partial pages asked of the disk ahead (want >= 120, got '${pages:-}')"; fi
 if [ "${refused:-x}" = 0 ]; then sk_ok "no hint refused"; else sk_not_ok "no hint refused (got '${refused:-}')"; fi
+
+line=$(grep 'resync read ahead' "$P1LOG" | tail -n 1)
+sk_diag "primary: ${line:-no read-ahead line}"
+again=$(sed -n 's/.*files read again (changed since) \([0-9]*\).*/\1/p' <<<"$line")
+if [ "${again:-0}" -ge 1 ]; then
+	sk_ok "a file written after it was read ahead was read again ($again)"
+else
+	sk_not_ok "a file written after it was read ahead was read again (got '${again:-}')"
+fi
+
+# phase 2: the peer dropped right after a file was read ahead
+sk_term "$MT_PID2"
+mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'"
+mt_wait_until 30 peer_not connected || sk_diag "the primary still says connected 30 s after the secondary's stop"
+"$MT_PY" - "$MT_DIR1" <<'PY' || mt_bail "changes (phase 2)"
+import os, sys
+for i in range(60):
+    d = os.path.join(sys.argv[1], "d%02d" % i)
+    with open(os.path.join(d, "f2"), "r+b") as f:
+        f.seek(100 + i)
+        f.write(os.urandom(9000))
+    with open(os.path.join(d, "f3"), "ab") as f:
+        f.write(os.urandom(5000))
+PY
+mt_start_secondary || mt_bail "secondary restart (phase 2)"
+if mt_wait_synced 60; then sk_ok "phase 2: back in sync"; else sk_not_ok "phase 2: back in sync"; fi
+if grep -q 'fault rs_ahead_lost' "$P1LOG"; then
+	sk_ok "phase 2: the peer was dropped after a file was read ahead"
+else
+	sk_not_ok "phase 2: the peer was dropped after a file was read ahead"
+fi
+k=$(mt_st 1 resync.kind)
+if [ "$k" = incremental ]; then sk_ok "phase 2: the next session incremental"; else sk_not_ok "phase 2: the next session incremental (got '$k')"; fi
+mt_same_trees "phase 2: trees identical"
+if [ "$(cat "/proc/$MT_PID1/comm" 2>/dev/null)" = skfused ]; then
+	left=$(cat /proc/"$MT_PID1"/task/*/comm 2>/dev/null | grep -c sk-rs-reader)
+	if [ "$left" = 0 ]; then sk_ok "phase 2: no reader thread left"; else sk_not_ok "phase 2: no reader thread left ($left)"; fi
+else
+	sk_not_ok "phase 2: the primary's process found (pid $MT_PID1)"
+fi
+line=$(grep 'resync read ahead' "$P1LOG" | tail -n 1)
+sk_diag "primary: ${line:-no read-ahead line}"
+sent=$(sed -n 's/.*bytes sent as read ahead \([0-9]*\).*/\1/p' <<<"$line")
+if [ "${sent:-0}" -gt 0 ]; then sk_ok "phase 2: data sent as read ahead ($sent bytes)"; else sk_not_ok "phase 2: data sent as read ahead (got '${sent:-}')"; fi
 
 mt_stop_primary
 sk_done
