@@ -184,6 +184,12 @@ static struct json_object *status(struct fused *f)
 				       json_object_new_int64((int64_t)atomic_load(&fused_ack_kicks)));
 		json_object_object_add(o, "ack_spin_hits",
 				       json_object_new_int64((int64_t)atomic_load(&fused_ack_spin_hits)));
+		/* repl.c: WRITE frames sent as a piece of a larger write, not its last */
+		json_object_object_add(o, "write_pieces",
+				       json_object_new_int64((int64_t)atomic_load(&fused_write_pieces)));
+	} else { /* recv.c: acks left to the next piece of a write */
+		json_object_object_add(o, "acks_deferred",
+				       json_object_new_int64((int64_t)atomic_load(&fused_rx_acks_deferred)));
 	}
 	/* stages.c: where a waited write's or fsync's time went (SKFUSED_STAGES=1) */
 	json_object_object_add(o, "stages", fused_stages_json(f->role == FUSED_PRIMARY));

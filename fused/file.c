@@ -1,4 +1,5 @@
 /* fused/file.c: FUSE operations on open files, directories and xattrs (primary): apply under the stream lock, replicate. */
+#include "fault.h"
 #include "ops.h"
 #include "resync.h"
 
@@ -526,7 +527,6 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 	kmode = size ? fused_kill_suidgid(req, ino, fh->fd) : -1; /* the set-id bits go before the data */
 	fused_dn_begin(&m);
 	if (fused_active() && fh->id) {
-		struct fused_reply none = { .kind = R_NONE };
 		size_t done = 0;
 		bool bg;
 
@@ -545,8 +545,12 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 		while (size - done > fused_write_chunk) {
 			op.off = (uint64_t)off + done;
 			op.data_len = (uint32_t)fused_write_chunk;
-			fused_repl_submit(F(), &op, data + done, fused_write_chunk, NULL, &none);
+			fused_repl_submit_piece(F(), &op, data + done, fused_write_chunk);
 			done += fused_write_chunk;
+			/* tests: the peer lost between two pieces of one write (a torn write on
+			 * the peer that nobody was told is replicated; dirty tracking has it) */
+			if (fused_fault(FUSED_FAULT_WRITE_PIECE_LOST))
+				fused_peer_lost(F(), gen, "fault point write_piece_lost");
 		}
 		op.off = (uint64_t)off + done;
 		op.data_len = (uint32_t)(size - done);

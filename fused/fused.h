@@ -78,6 +78,13 @@ struct fused_rs_fail {
  * was already acked, err_seq how long the operation being applied has run (us), err 0.
  */
 #define FUSED_ACK_F_BUSY 0x1
+/*
+ * Frame flag (primary -> secondary) of a WRITE frame that is not a write's last piece: its
+ * write goes on in the next frame, which the primary sends at once and the request waits for.
+ * The secondary acks such a frame with the next one (acks are cumulative) instead of on its own,
+ * or after ACK_EVERY_US (recv.c) when nothing follows. An older secondary ignores the flag.
+ */
+#define FUSED_FRAME_F_MORE 0x2
 
 /*
  * Lock order: stream_mu -> peer_mu -> pend_mu; ino_mu is a leaf.
@@ -246,6 +253,14 @@ void fused_repl_submit_lazy(struct fused *f, const struct sk_rmsg_op *op);
 void fused_repl_flush(struct fused *f);
 extern _Atomic uint64_t fused_stream_writes, fused_frames_corked; /* status: socket writes, frames corked */
 extern _Atomic uint64_t fused_ack_kicks, fused_ack_spin_hits; /* status: ack thread woken by a sender, acks its poll caught */
+/*
+ * stream_mu held: a WRITE frame that is not its write's last piece (FUSED_FRAME_F_MORE, unless
+ * SKFUSED_WRITE_MORE=0), sent at once; nobody waits for it.
+ */
+void fused_repl_submit_piece(struct fused *f, const struct sk_rmsg_op *op, const void *data,
+			     size_t data_len);
+/* status: WRITE frames sent as a non-last piece (primary); acks left to a later frame (secondary) */
+extern _Atomic uint64_t fused_write_pieces, fused_rx_acks_deferred;
 void fused_reply_send(fuse_req_t req, const struct fused_reply *r);
 
 /* Buffered frame reader over a stream socket (both roles). */

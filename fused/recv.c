@@ -32,6 +32,8 @@
  */
 #define KEEPALIVE_US 20000
 static _Atomic uint64_t rx_ack_us;  /* when the last ack went out */
+/* acks left to a later frame: the batch ended on a write's piece with more to come (fused.h) */
+_Atomic uint64_t fused_rx_acks_deferred;
 static _Atomic uint64_t rx_busy_us; /* receiver: when its current operation began; 0 idle */
 /*
  * Where a session's time goes on this side (the receiver thread only), logged when a resync
@@ -249,7 +251,20 @@ static int start_gen(struct rx *x, const struct sk_rmsg_op *op)
 	return v == SK_GEN_V_OK || v == SK_GEN_V_FORCED ? 0 : -EPIPE;
 }
 
-/* Apply one batch of verified frames; acks as the mode asks. <0: drop the connection. */
+/*
+ * A batch that ends on a write's piece with more to come (FUSED_FRAME_F_MORE) is acked with
+ * the next piece, which the primary sends at once and waits for; the receiver acks it anyway
+ * after ACK_EVERY_US without a frame (serve). A failure to report is never held back.
+ */
+static bool ack_later(const struct rx *x, const struct sk_frame *last)
+{
+	return (last->flags & FUSED_FRAME_F_MORE) && last->type == SK_RMSG_WRITE && !x->err;
+}
+
+/*
+ * Apply one batch of verified frames; acks as the mode asks. <0: drop the connection;
+ * 1: the last ack was left to a later frame (ack_later).
+ */
 static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 {
 	struct fused *f = x->f;
@@ -260,7 +275,7 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 
 		for (i = 0; i < n && fr[i].type != SK_RMSG_FSYNC; i++)
 			upto = fr[i].seq;
-		if (upto > x->acked) {
+		if (upto > x->acked && !(i > 0 && ack_later(x, &fr[i - 1]))) {
 			uint64_t keep = x->applied;
 
 			x->applied = upto;
@@ -333,6 +348,10 @@ static int run_batch(struct rx *x, struct sk_frame *fr, int n)
 			return -EPIPE;
 	}
 	atomic_store(&rx_busy_us, 0);
+	if (x->applied > x->acked && ack_later(x, &fr[n - 1])) {
+		atomic_fetch_add(&fused_rx_acks_deferred, 1);
+		return 1;
+	}
 	if (x->applied > x->acked) {
 		uint64_t t = f->consistent ? 0 : sk_now_us();
 
@@ -503,7 +522,7 @@ static void serve(struct rx *x)
 	struct sk_frame fr[BATCH_MAX];
 	struct fused_rbuf rb;
 	enum sk_reject why;
-	bool full = false;
+	bool full = false, later = false; /* later: an ack left to the next frame (run_batch) */
 
 	if (fused_rbuf_init(&rb) < 0)
 		return;
@@ -524,9 +543,15 @@ static void serve(struct rx *x)
 			if (rc < 0)
 				break;
 			if (rc == 0) {
-				rc = poll(p, 3, 1000);
+				rc = poll(p, 3, later ? ACK_EVERY_US / 1000 : 1000);
 				if (atomic_load(&f->stop))
 					break;
+				if (rc == 0 && later) { /* nothing followed the piece: ack it now */
+					later = false;
+					if (x->applied > x->acked && fused_rx_send_ack(x) < 0)
+						break;
+					continue;
+				}
 				if (rc > 0 && (p[1].revents & POLLIN)) {
 					uint64_t v;
 
@@ -540,8 +565,18 @@ static void serve(struct rx *x)
 				if (fused_rbuf_fill(x->sock, &rb) < 0)
 					break;
 			}
-		} else if (fused_rbuf_fill(x->sock, &rb) < 0) {
-			break;
+		} else {
+			/* part of a frame is buffered: the rest is on its way, but a deferred ack
+			 * does not wait for it longer than ACK_EVERY_US */
+			struct pollfd q = { .fd = x->sock, .events = POLLIN };
+
+			if (later && poll(&q, 1, ACK_EVERY_US / 1000) == 0) {
+				later = false;
+				if (x->applied > x->acked && fused_rx_send_ack(x) < 0)
+					break;
+			}
+			if (fused_rbuf_fill(x->sock, &rb) < 0)
+				break;
 		}
 		uint64_t t = f->consistent ? 0 : sk_now_us(); /* in a resync session: timed */
 
@@ -549,8 +584,13 @@ static void serve(struct rx *x)
 			n++;
 		if (t)
 			rxs.read_us += sk_now_us() - t;
-		if (n && run_batch(x, fr, n) < 0)
-			break;
+		if (n) {
+			int br = run_batch(x, fr, n);
+
+			if (br < 0)
+				break;
+			later = br == 1;
+		}
 		full = n == BATCH_MAX;
 		if (got < 0) {
 			atomic_fetch_add(&f->rejected, 1);

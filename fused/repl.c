@@ -426,7 +426,7 @@ void fused_repl_stamps(struct fused_stamps *st)
 
 static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *data,
 		      size_t dlen, fuse_req_t req, const struct fused_reply *r,
-		      uint64_t *seq_out, bool lazy)
+		      uint64_t *seq_out, bool lazy, uint16_t fflags)
 {
 	uint8_t hb[SK_RMSG_OP_HDR + 2 * (SK_RMSG_PATH_MAX + 1) + SK_RMSG_NAME_MAX + 1];
 	uint8_t fh[SK_PROTO_HDR_LEN], mac[SK_PROTO_MAC_LEN];
@@ -468,7 +468,7 @@ static int send_frame(struct fused *f, const struct sk_rmsg_op *op, const void *
 		fused_peer_lost(f, gen, "in-flight window full past the budget");
 		return 0;
 	}
-	if (sk_chan_seal(&f->chan, fh, mac, op->type, 0, f->module_id, iov + 1, 2) < 0 ||
+	if (sk_chan_seal(&f->chan, fh, mac, op->type, fflags, f->module_id, iov + 1, 2) < 0 ||
 	    f->chan.tx_seq != f->ack->sent + 1) { /* the ring numbers frames as the channel does */
 		pthread_mutex_unlock(&f->pend_mu);
 		fused_peer_lost(f, gen, "cannot seal a frame");
@@ -520,13 +520,32 @@ int fused_repl_submit(struct fused *f, const struct sk_rmsg_op *op, const void *
 {
 	if (!atomic_load(&f->connected))
 		return 0;
-	return send_frame(f, op, data, data_len, req, r, NULL, false);
+	return send_frame(f, op, data, data_len, req, r, NULL, false, 0);
+}
+
+/*
+ * A large write goes as pieces of fused_write_chunk bytes (file.c), each sent as soon as it is
+ * sealed, so the peer opens and writes piece k while this thread seals piece k+1. Only the last
+ * piece is waited for; the others say so (FUSED_FRAME_F_MORE), and the peer acks them with the
+ * last one instead of each on its own: per 1 MiB write, one ack (a send there, a wake-up and a
+ * frame to open here) instead of up to four. SKFUSED_WRITE_MORE=0: unflagged, as before.
+ */
+_Atomic uint64_t fused_write_pieces;
+static bool write_more = true;
+
+void fused_repl_submit_piece(struct fused *f, const struct sk_rmsg_op *op, const void *data,
+			     size_t data_len)
+{
+	if (!atomic_load(&f->connected))
+		return;
+	send_frame(f, op, data, data_len, NULL, NULL, NULL, false, write_more ? FUSED_FRAME_F_MORE : 0);
+	atomic_fetch_add(&fused_write_pieces, 1);
 }
 
 void fused_repl_submit_lazy(struct fused *f, const struct sk_rmsg_op *op)
 {
 	if (atomic_load(&f->connected))
-		send_frame(f, op, NULL, 0, NULL, NULL, NULL, true);
+		send_frame(f, op, NULL, 0, NULL, NULL, NULL, true, 0);
 }
 
 int fused_repl_submit_held(struct fused *f, const struct sk_rmsg_op *op, const void *data,
@@ -536,7 +555,7 @@ int fused_repl_submit_held(struct fused *f, const struct sk_rmsg_op *op, const v
 	*seq = 0;
 	if (!atomic_load(&f->connected))
 		return 0;
-	return send_frame(f, op, data, data_len, req, r, seq, false);
+	return send_frame(f, op, data, data_len, req, r, seq, false, 0);
 }
 
 void fused_repl_local_done(struct fused *f, uint64_t seq, const struct fused_reply *r)
@@ -589,7 +608,7 @@ int fused_repl_ask(struct fused *f, uint64_t gen, struct sk_rmsg_op *op, int pat
 	f->rs_reply_ready = false;
 	f->rs_sums = sums_buf;
 	pthread_mutex_unlock(&f->rs_mu);
-	send_frame(f, op, NULL, 0, NULL, NULL, NULL, false);
+	send_frame(f, op, NULL, 0, NULL, NULL, NULL, false, 0);
 	pthread_mutex_unlock(&f->stream_mu);
 
 	pthread_mutex_lock(&f->rs_mu);
@@ -703,7 +722,7 @@ static void session_begin(struct fused *f)
 	atomic_store(&f->resyncing, true);
 	f->rs_state = 1;
 	fused_rs_reset(f);
-	send_frame(f, &op, gb, sizeof(gb), NULL, NULL, NULL, false);
+	send_frame(f, &op, gb, sizeof(gb), NULL, NULL, NULL, false, 0);
 	for (h = f->fh_list.next; h != &f->fh_list && atomic_load(&f->connected); h = h->next) {
 		struct sk_rmsg_op o = { .type = SK_RMSG_OPEN, .fh = h->id };
 		int n = fused_fd_path(f, h->fd, path, sizeof(path));
@@ -714,7 +733,7 @@ static void session_begin(struct fused *f)
 			o.path1 = path;
 			o.path1_len = (uint16_t)n;
 		}
-		send_frame(f, &o, NULL, 0, NULL, NULL, NULL, false);
+		send_frame(f, &o, NULL, 0, NULL, NULL, NULL, false, 0);
 	}
 }
 
@@ -1096,6 +1115,8 @@ int fused_repl_start(struct fused *f)
 	f->sock = -1;
 	f->fh_list.next = f->fh_list.prev = &f->fh_list;
 	atomic_store(&f->fh_next, 1);
+	if (getenv("SKFUSED_WRITE_MORE"))
+		write_more = strcmp(getenv("SKFUSED_WRITE_MORE"), "0") != 0;
 	if (getenv("SKFUSED_CORK"))
 		cork_on = strcmp(getenv("SKFUSED_CORK"), "0") != 0;
 	if (getenv("SKFUSED_ACK_SPIN_US"))
