@@ -597,6 +597,8 @@ int fused_apply(struct rx *x, const struct sk_rmsg_op *op)
 	int fd = -1, fd2 = -1, rc;
 	uint64_t t0;
 
+	if (fused_rs_data_fd >= 0 && op->type != SK_RMSG_RS_DATA)
+		fused_rs_data_close(); /* kept only across consecutive RS_DATA frames (rs_apply.c) */
 	/* these change what paths name: the cached parent may be stale */
 	if (op->type == SK_RMSG_RENAME || op->type == SK_RMSG_RMDIR || op->type == SK_RMSG_START ||
 	    op->type == SK_RMSG_RS_DIR)

@@ -355,6 +355,10 @@ void fused_rs_reset(struct fused *f);
 void fused_rs_note_move(struct fused *f, int src_dir_fd, int dst_dir_fd);
 /* Secondary: apply an RS_* frame (SUMS answers go out on sock). -EBADMSG: refuse the stream. */
 int fused_rs_apply(struct fused *f, const struct sk_rmsg_op *op, int sock, struct sk_chan *chan);
+/* Secondary, receiver thread: the last RS_DATA target kept open (rs_apply.c), -1 none; any other
+ * frame closes it first (fused_apply), since it may change what that path names. */
+extern int fused_rs_data_fd;
+void fused_rs_data_close(void);
 
 /* ctl.c */
 int fused_ctl_start(struct fused *f);

@@ -564,19 +564,54 @@ static int rs_sums(struct fused *f, const struct sk_rmsg_op *op, int sock, struc
 	return fused_rx_send(chan, sock, SK_RMSG_SUMS, 0, f->module_id, iov, 2) < 0 ? -EPIPE : 0;
 }
 
+/*
+ * The last RS_DATA frame's target stays open for the next frame of the same path, so a file's
+ * data frames (256 KiB each) cost one path lookup and open, not one each. Kept only across
+ * consecutive RS_DATA frames (read-ahead hints included, which change nothing): fused_apply
+ * closes it before any other frame (one that could rename, unlink or remake what the path
+ * names), as do an error, another path and the session's end. On reuse it is checked again
+ * as the open checks it: a regular file, still linked (else opened by its path again).
+ */
+int fused_rs_data_fd = -1;
+static char rs_dpath[SK_RMSG_PATH_MAX + 1];
+static size_t rs_dlen;
+static uint64_t rs_dframes, rs_dopens; /* this resync: data frames written, opens they needed */
+
+void fused_rs_data_close(void)
+{
+	if (fused_rs_data_fd >= 0)
+		close(fused_rs_data_fd);
+	fused_rs_data_fd = -1;
+}
+
 static int rs_data(struct fused *f, const struct sk_rmsg_op *op)
 {
-	int fd, rc;
+	struct stat st;
+	int fd = fused_rs_data_fd, rc;
 
 	if (op->data_len == 0) /* no data: a read-ahead hint (rs_prefetch.c), never a write */
 		return fused_rs_prefetch(f, op);
 	fused_aside_copy(f, op->path1, op->path1_len); /* forced resync only (fused/aside.c) */
-	rc = fused_apply_open_data(f, op->path1, op->path1_len, O_WRONLY, false, &fd);
-	if (rc < 0)
-		return rc;
+	if (fd >= 0 && (rs_dlen != op->path1_len || memcmp(rs_dpath, op->path1, rs_dlen) ||
+			fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink == 0)) {
+		fused_rs_data_close();
+		fd = -1;
+	}
+	if (fd < 0) {
+		rc = fused_apply_open_data(f, op->path1, op->path1_len, O_WRONLY, false, &fd);
+		if (rc < 0)
+			return rc;
+		/* opened: the path fits (fused_apply_open_path refuses longer ones) */
+		fused_rs_data_fd = fd;
+		rs_dlen = op->path1_len;
+		memcpy(rs_dpath, op->path1, rs_dlen);
+		rs_dopens++;
+	}
+	rs_dframes++;
 	/* sk_pwrite_all: a pwrite that writes nothing is an error, not another turn of the loop. */
 	rc = sk_pwrite_all(fd, op->data, op->data_len, op->off);
-	close(fd);
+	if (rc < 0)
+		fused_rs_data_close();
 	return rc;
 }
 
@@ -680,6 +715,7 @@ out:
 
 void fused_rs_session_end(void)
 {
+	fused_rs_data_close();
 	rs_seen_reset();
 	links_clear();
 }
@@ -707,6 +743,10 @@ int fused_rs_apply(struct fused *f, const struct sk_rmsg_op *op, int sock, struc
 			fused_gen_adopt_peer(f); /* the primary's generations; saves the state */
 			sk_info("resync complete: this copy is consistent (generation %llx)",
 				(unsigned long long)op->len);
+			sk_info("resync data: %llu frames written, %llu opens of their files (the rest "
+				"through the file's open fd)", (unsigned long long)rs_dframes,
+				(unsigned long long)rs_dopens);
+			rs_dframes = rs_dopens = 0;
 			fused_rs_prefetch_report();
 		}
 		f->rs_errs = 0;

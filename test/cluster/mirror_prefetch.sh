@@ -11,7 +11,8 @@
 # application has written into it, so the buffered data is older than a live write; the trees
 # must end identical (that file read again under the stream lock, counted). Phase 2: the peer
 # dropped right after a file was read ahead (fault rs_ahead_lost): no reader thread is left, the
-# next session converges incrementally, and sends data read ahead.
+# next session converges incrementally, and sends data read ahead; the secondary writes a new
+# 1 MiB file's four data frames through one open (fused/rs_apply.c).
 set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init
@@ -117,6 +118,8 @@ for i in range(60):
         f.write(os.urandom(9000))
     with open(os.path.join(d, "f3"), "ab") as f:
         f.write(os.urandom(5000))
+with open(os.path.join(sys.argv[1], "d00", "big"), "wb") as f:  # 4 data frames of 256 KiB
+    f.write(os.urandom(1 << 20))
 PY
 mt_start_secondary || mt_bail "secondary restart (phase 2)"
 if mt_wait_synced 60; then sk_ok "phase 2: back in sync"; else sk_not_ok "phase 2: back in sync"; fi
@@ -138,6 +141,15 @@ line=$(grep 'resync read ahead' "$P1LOG" | tail -n 1)
 sk_diag "primary: ${line:-no read-ahead line}"
 sent=$(sed -n 's/.*bytes sent as read ahead \([0-9]*\).*/\1/p' <<<"$line")
 if [ "${sent:-0}" -gt 0 ]; then sk_ok "phase 2: data sent as read ahead ($sent bytes)"; else sk_not_ok "phase 2: data sent as read ahead (got '${sent:-}')"; fi
+# the secondary keeps a file open across its consecutive data frames: d00/big's 4 frames, 1 open
+line=$(grep "resync data:" "$SK_TMP/fused2.$MT_N2.log" | tail -n 1)
+sk_diag "secondary: ${line:-no data line}"
+read -r frames opens < <(sed -n 's/.*resync data: \([0-9]*\) frames written, \([0-9]*\) opens.*/\1 \2/p' <<<"$line")
+if [ -n "${frames:-}" ] && [ $((frames - opens)) -ge 3 ]; then
+	sk_ok "phase 2: data frames of one file written through one open ($frames frames, $opens opens)"
+else
+	sk_not_ok "phase 2: data frames of one file written through one open (got '${frames:-}' frames, '${opens:-}' opens)"
+fi
 
 mt_stop_primary
 sk_done
