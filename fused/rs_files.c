@@ -553,14 +553,18 @@ static int send_one(struct walker *w, struct fused_rs_round *rd, struct qent *x)
  * The reader is joined before fused_rs_files returns, on every path.
  */
 #define READ_BYTES (16u << 20)
+#define ADVISED_BEFORE_READ 16 /* files asked of the disk and not read yet, before the reader reads */
 
 struct pipe {
 	struct walker rw; /* the reader's copy of the walker (its own path buffer) */
 	struct fused_rs_round *rd;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
+	/* files taken, in order: [head, tail) queued (slot % AHEAD_FILES); the reader reads them
+	 * ahead from rdn on; a slot being read is busy (the sender waits for that read) */
 	struct qent q[AHEAD_FILES];
-	size_t head, n;
+	bool busy[AHEAD_FILES];
+	uint64_t head, tail, rdn;
 	uint64_t advised, held; /* bytes asked of the disk, bytes of buffers, by files not sent yet */
 	bool done, stop;        /* done: the reader took its last file (rc says why) */
 	int rc;                 /* 0 no more; -ECONNRESET lost; -EAGAIN a file has no name */
@@ -665,10 +669,10 @@ out:
 
 /*
  * Take one more file and make it ready: named, opened, asked of the disk (advise bytes at
- * most), hinted to the peer, read ahead (read bytes at most). 1 ready in *x; 0 none left;
- * -ECONNRESET lost; -EAGAIN a file still linked has no name.
+ * most), hinted to the peer. 1 ready in *x; 0 none left; -ECONNRESET lost; -EAGAIN a file
+ * still linked has no name.
  */
-static int produce(struct pipe *p, struct qent *x, uint64_t advise, uint64_t read)
+static int produce(struct pipe *p, struct qent *x, uint64_t advise)
 {
 	struct walker *w = &p->rw;
 	uint64_t t = sk_now_us();
@@ -689,58 +693,77 @@ static int produce(struct pipe *p, struct qent *x, uint64_t advise, uint64_t rea
 	if (x->dfd >= 0) /* the peer looks it up while earlier files are sent */
 		fused_rs_hint(w, x->fd, &x->e, &x->st);
 	fused_rs_ph_add(&fused_rs_ph.prep, t);
-	if (read && x->dfd >= 0)
-		read_ahead(w, x, read);
 	return 1;
 }
 
 /* p->mu held */
 static void q_push(struct pipe *p, const struct qent *x)
 {
-	p->q[(p->head + p->n) % AHEAD_FILES] = *x;
-	p->n++;
+	p->q[p->tail++ % AHEAD_FILES] = *x;
 	p->advised += x->ahead;
-	p->held += x->rb_len;
 }
 
+/*
+ * The reader: files are taken and asked of the disk as far ahead as the bounds allow (64
+ * files, 32 MiB), and read in order behind that, so the disk has many reads in flight
+ * (a read right after its file's advice would wait for that file's I/O alone); a file the
+ * sender comes to before it was read is read by the sender under the stream lock, as without
+ * the reader.
+ */
 static void *reader_main(void *arg)
 {
 	struct pipe *p = arg;
 	uint64_t cpu0 = sk_thread_cpu_us();
 
+	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		uint64_t advise, read;
-		struct qent x;
-		bool stopped;
-		int r;
+		bool prep = !p->done && p->tail - p->head < AHEAD_FILES && p->advised < AHEAD_BYTES;
+		bool read;
+		uint64_t i;
 
-		pthread_mutex_lock(&p->mu);
-		while (!p->stop && (p->n == AHEAD_FILES || p->advised >= AHEAD_BYTES || p->held >= READ_BYTES))
-			pthread_cond_wait(&p->cv, &p->mu);
-		if (p->stop) {
+		if (p->rdn < p->head)
+			p->rdn = p->head;
+		i = p->rdn;
+		read = i < p->tail && p->held < READ_BYTES;
+		if (p->stop || (p->done && i >= p->tail))
+			break;
+		if (prep && (!read || p->tail - i < ADVISED_BEFORE_READ)) {
+			uint64_t advise = AHEAD_BYTES - p->advised;
+			struct qent x;
+			int r;
+
 			pthread_mutex_unlock(&p->mu);
-			break;
-		}
-		advise = AHEAD_BYTES - p->advised;
-		read = READ_BYTES - p->held;
-		pthread_mutex_unlock(&p->mu);
+			r = produce(p, &x, advise);
+			pthread_mutex_lock(&p->mu);
+			if (r > 0 && !p->stop) {
+				q_push(p, &x);
+			} else if (r > 0) {
+				pthread_mutex_unlock(&p->mu);
+				q_close(&x); /* stopped meanwhile: taken, not sent, owed still */
+				pthread_mutex_lock(&p->mu);
+			} else {
+				p->done = true;
+				p->rc = r;
+			}
+			pthread_cond_broadcast(&p->cv);
+		} else if (read) {
+			struct qent *x = &p->q[i % AHEAD_FILES];
+			uint64_t budget = READ_BYTES - p->held;
 
-		r = produce(p, &x, advise, read);
-		pthread_mutex_lock(&p->mu);
-		stopped = p->stop;
-		if (r > 0 && !stopped)
-			q_push(p, &x);
-		else if (r <= 0) {
-			p->done = true;
-			p->rc = r;
+			p->busy[i % AHEAD_FILES] = true;
+			pthread_mutex_unlock(&p->mu);
+			if (x->dfd >= 0)
+				read_ahead(&p->rw, x, budget);
+			pthread_mutex_lock(&p->mu);
+			p->busy[i % AHEAD_FILES] = false;
+			p->held += x->rb_len;
+			p->rdn = i + 1;
+			pthread_cond_broadcast(&p->cv);
+		} else {
+			pthread_cond_wait(&p->cv, &p->mu);
 		}
-		pthread_cond_broadcast(&p->cv);
-		pthread_mutex_unlock(&p->mu);
-		if (r > 0 && stopped)
-			q_close(&x); /* taken, not sent: owed still */
-		if (r <= 0 || stopped)
-			break;
 	}
+	pthread_mutex_unlock(&p->mu);
 	fused_rs_ph.cpu_ahead += sk_thread_cpu_us() - cpu0;
 	return NULL;
 }
@@ -748,9 +771,9 @@ static void *reader_main(void *arg)
 /* Without a reader: the next files named, opened and asked of the disk, by the sender. */
 static void fill_inline(struct pipe *p)
 {
-	while (!p->done && p->n < AHEAD_FILES && p->advised < AHEAD_BYTES) {
+	while (!p->done && p->tail - p->head < AHEAD_FILES && p->advised < AHEAD_BYTES) {
 		struct qent x;
-		int r = produce(p, &x, AHEAD_BYTES - p->advised, 0);
+		int r = produce(p, &x, AHEAD_BYTES - p->advised);
 
 		if (r <= 0) {
 			p->done = true;
@@ -802,16 +825,16 @@ int fused_rs_files(struct walker *w, struct fused_rs_round *rd)
 		pthread_mutex_lock(&p->mu);
 		if (!p->threaded)
 			fill_inline(p);
-		while (p->threaded && !p->n && !p->done)
+		while (p->threaded && p->rc == 0 &&
+		       (p->head == p->tail ? !p->done : p->busy[p->head % AHEAD_FILES]))
 			pthread_cond_wait(&p->cv, &p->mu);
-		if (p->rc < 0 || !p->n) { /* an error stops at once, as it did without a reader */
+		if (p->rc < 0 || p->head == p->tail) { /* an error stops at once, as without a reader */
 			rc = p->rc;
 			pthread_mutex_unlock(&p->mu);
 			break;
 		}
-		x = p->q[p->head];
-		p->head = (p->head + 1) % AHEAD_FILES;
-		p->n--;
+		x = p->q[p->head++ % AHEAD_FILES];
+		pthread_cond_broadcast(&p->cv); /* a slot free for the reader */
 		pthread_mutex_unlock(&p->mu);
 		if (p->threaded)
 			fused_rs_ph_add(&fused_rs_ph.wait, t);
@@ -842,8 +865,8 @@ int fused_rs_files(struct walker *w, struct fused_rs_round *rd)
 	if (p->threaded)
 		pthread_join(p->th, NULL);
 	/* taken, not sent: owed still (the peer loss, or the full resync's end, settles them) */
-	for (; p->n; p->n--, p->head = (p->head + 1) % AHEAD_FILES)
-		q_close(&p->q[p->head]);
+	for (; p->head < p->tail; p->head++)
+		q_close(&p->q[p->head % AHEAD_FILES]);
 	pthread_cond_destroy(&p->cv);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
