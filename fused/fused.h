@@ -254,8 +254,8 @@ void fused_repl_flush(struct fused *f);
 extern _Atomic uint64_t fused_stream_writes, fused_frames_corked; /* status: socket writes, frames corked */
 extern _Atomic uint64_t fused_ack_kicks, fused_ack_spin_hits; /* status: ack thread woken by a sender, acks its poll caught */
 /*
- * stream_mu held: a WRITE frame that is not its write's last piece (FUSED_FRAME_F_MORE, unless
- * SKFUSED_WRITE_MORE=0), sent at once; nobody waits for it.
+ * stream_mu held: a WRITE frame that is not its write's last piece (flagged FUSED_FRAME_F_MORE
+ * when SKFUSED_WRITE_MORE=1), sent at once; nobody waits for it.
  */
 void fused_repl_submit_piece(struct fused *f, const struct sk_rmsg_op *op, const void *data,
 			     size_t data_len);

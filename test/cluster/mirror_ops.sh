@@ -10,6 +10,9 @@ mt_init
 
 # the stage times of waited writes and fsyncs (stages.c), checked near the end
 export SKFUSED_STAGES=1
+# a large write's pieces before the last flagged, acked with the last (repl.c; off by default),
+# so every large write of this test takes that path; checked in the large-writes phase
+export SKFUSED_WRITE_MORE=1
 mt_start_secondary || mt_bail "secondary did not start"
 # the cork (repl.c) holds a RELEASE at most this long when nothing follows it: long enough that
 # the back-to-back creates below go with their next frame even under load, far under the budget
@@ -408,6 +411,7 @@ fi
 # secondary's bytes and mtime equal the primary's; pieces counted on the primary (a 3 MiB write
 # alone is at least 9), acks left to a later piece counted on the secondary (over the whole run).
 mt_wait_synced 10 >/dev/null 2>&1
+t_big=$SECONDS
 wp0=$(mt_st 1 write_pieces)
 big=$("$MT_PY" - "$MT_DIR1" "$MT_BACK1" "$MT_DIR2" <<'PY'
 import os, sys
@@ -474,6 +478,7 @@ else
 	sk_diag "$(cmp "$MT_BACK1/big.dat" "$MT_DIR2/big.dat" 2>&1 | head -n 2)"
 fi
 mt_same_trees "after the torn write's resync: primary backing tree and secondary identical"
+sk_diag "info: the large-writes phases took $((SECONDS - t_big)) s"
 
 # The secondary's tree is not writable by applications.
 if touch "$MT_DIR2/should-fail" 2>/dev/null; then
