@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# bench/breakdown.py: the workloads and the tables of bench/breakdown.sh (4 KiB write / write+fsync stage p50s, CPU per GiB per node).
+# bench/breakdown.py: the workloads and the tables of bench/breakdown.sh (4 KiB write / write+fsync / create stage p50s, CPU per GiB per node).
 import json
 import os
 import random
@@ -73,8 +73,22 @@ def prefill(path):
         os.fsync(f.fileno())
 
 
+SYNC = os.fsync if os.environ.get("SYNC") == "fsync" else os.fdatasync
+SYNC_NAME = "fsync" if os.environ.get("SYNC") == "fsync" else "fdatasync"
+JBD2 = os.environ.get("SK_JBD2", "").split()
+
+
+def jbd2_commits():
+    """Journal commits so far of each loop image (bench/breakdown.sh SCRATCH=loop|loop2)."""
+    out = []
+    for name in JBD2:
+        with open(f"/proc/fs/jbd2/{name}/info") as f:
+            out.append(int(f.readline().split()[0]))
+    return out
+
+
 def run_writes(path, ops, fsync):
-    """ops 4 KiB pwrites at random 4 KiB offsets of a 16 MiB file, fdatasync after each if fsync."""
+    """ops 4 KiB pwrites at random 4 KiB offsets of a 16 MiB file, SYNC (fdatasync) after each if fsync."""
     fd = os.open(path, os.O_RDWR)
     blk = os.urandom(4096)
     rnd = random.Random(7)
@@ -87,11 +101,29 @@ def run_writes(path, ops, fsync):
         t1 = time.perf_counter_ns()
         wl.append(t1 - t0)
         if fsync:
-            os.fdatasync(fd)
+            SYNC(fd)
             fl.append(time.perf_counter_ns() - t1)
     el = (time.perf_counter_ns() - t_start) / 1e9
     os.close(fd)
     return wl, fl, ops / el
+
+
+def run_creates(d, n):
+    """n files of 4 KiB made in the new directory d (open O_CREAT|O_EXCL, write, close), as bench/mkfiles.c."""
+    os.mkdir(d)
+    blk = os.urandom(4096)
+    cl, wl = [], []
+    t_start = time.perf_counter_ns()
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        fd = os.open(os.path.join(d, "f%07d" % i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        t1 = time.perf_counter_ns()
+        os.write(fd, blk)
+        wl.append(time.perf_counter_ns() - t1)
+        os.close(fd)
+        cl.append(t1 - t0)
+    el = (time.perf_counter_ns() - t_start) / 1e9
+    return cl, wl, n / el
 
 
 def table(title, app_us, st_p, st_s, rtt):
@@ -149,30 +181,55 @@ def dd_cpu(target, mib, pids):
 def main():
     mnt, native, ctl_p, ctl_s, pid_p, pid_s, ops, mib, rtt = sys.argv[1:10]
     ops, mib, rtt = int(ops), int(mib), float(rtt)
+    prefill(os.path.join(native, "bd.dat"))  # the same write+sync on the backing file system itself
+    j0 = jbd2_commits()
+    wl, fl, iops = run_writes(os.path.join(native, "bd.dat"), ops, True)
+    j1 = jbd2_commits()
+    os.unlink(os.path.join(native, "bd.dat"))
+    print(f"\nnative (the plain directory beside the copies): 4 KiB write+{SYNC_NAME} {iops:.0f}/s, "
+          f"write() p50 {pctl(wl, 0.5):.1f} us, {SYNC_NAME}() p50 {pctl(fl, 0.5):.1f} us" +
+          ("; journal commits per operation: " + ", ".join(
+              f"{n} {(b - a) / ops:.2f}" for n, a, b in zip(JBD2, j0, j1)) if JBD2 else ""))
     prefill(os.path.join(mnt, "bd.dat"))
     for fsync in (False, True):
-        b_p, b_s = status(ctl_p), status(ctl_s)
+        b_p, b_s, j0 = status(ctl_p), status(ctl_s), jbd2_commits()
         wl, fl, iops = run_writes(os.path.join(mnt, "bd.dat"), ops, fsync)
-        a_p, a_s = status(ctl_p), status(ctl_s)
+        a_p, a_s, j1 = status(ctl_p), status(ctl_s), jbd2_commits()
         if b_p.get("peer") != "connected" or a_p.get("peer") != "connected":
             print("WARNING: the peer was not connected throughout")
         if not b_p["stages"]["on"] or not b_s["stages"]["on"]:  # SKFUSED_STAGES=0: the A/B of its cost
-            print(f"\n4 KiB write{'+fdatasync' if fsync else ''} ({ops} ops, {iops:.0f}/s): "
+            print(f"\n4 KiB write{'+' + SYNC_NAME if fsync else ''} ({ops} ops, {iops:.0f}/s): "
                   f"write() p50 {pctl(wl, 0.5):.1f} us" +
-                  (f", fdatasync() p50 {pctl(fl, 0.5):.1f} us" if fsync else "") + " (stages off)")
+                  (f", {SYNC_NAME}() p50 {pctl(fl, 0.5):.1f} us" if fsync else "") + " (stages off)")
             continue
         if not fsync:
             table(f"4 KiB write() ({ops} ops, {iops:.0f}/s)", pctl(wl, 0.5),
                   stages(b_p, a_p, "write", PRIM), stages(b_s, a_s, "write", SEC), rtt)
         else:
-            table(f"4 KiB write+fdatasync ({ops} ops, {iops:.0f}/s): the write()", pctl(wl, 0.5),
+            table(f"4 KiB write+{SYNC_NAME} ({ops} ops, {iops:.0f}/s): the write()", pctl(wl, 0.5),
                   stages(b_p, a_p, "write", PRIM), stages(b_s, a_s, "write", SEC), rtt)
-            table("4 KiB write+fdatasync: the fdatasync()", pctl(fl, 0.5),
+            table(f"4 KiB write+{SYNC_NAME}: the {SYNC_NAME}()", pctl(fl, 0.5),
                   stages(b_p, a_p, "fsync", PRIM), stages(b_s, a_s, "fsync", SEC), rtt)
         print(f"  ack thread woken by a sender {a_p.get('ack_kicks', 0) - b_p.get('ack_kicks', 0)} times, "
               f"its poll caught {a_p.get('ack_spin_hits', 0) - b_p.get('ack_spin_hits', 0)} acks")
+        if JBD2:
+            print("  journal commits per operation: " + ", ".join(
+                f"{n} {(b - a) / ops:.2f}" for n, a, b in zip(JBD2, j0, j1)))
         print(f"  misordered stamps: primary {a_p['stages']['misordered']}, "
               f"secondary {a_s['stages']['misordered']}")
+    b_p, b_s = status(ctl_p), status(ctl_s)
+    cl, wl, fps = run_creates(os.path.join(mnt, "bd.creates"), ops)
+    a_p, a_s = status(ctl_p), status(ctl_s)
+    if "create" not in a_p["stages"] or not a_p["stages"]["on"] or not a_s["stages"]["on"]:
+        print(f"\ncreates ({ops} files of 4 KiB, {fps:.0f}/s): open() p50 {pctl(cl, 0.5):.1f} us, "
+              f"write() p50 {pctl(wl, 0.5):.1f} us (stages off)")
+    else:
+        table(f"creates ({ops} files of 4 KiB, {fps:.0f}/s): the open(O_CREAT)", pctl(cl, 0.5),
+              stages(b_p, a_p, "create", PRIM), stages(b_s, a_s, "create", SEC), rtt)
+        table("creates: the write() of 4 KiB into the new file", pctl(wl, 0.5),
+              stages(b_p, a_p, "write", PRIM), stages(b_s, a_s, "write", SEC), rtt)
+        print(f"  frames per file {(a_p['seq_sent'] - b_p['seq_sent']) / ops:.2f}, socket writes per file "
+              f"{(a_p.get('stream_writes', 0) - b_p.get('stream_writes', 0)) / ops:.2f}")
     if mib > 0:
         nat = dd_cpu(os.path.join(native, "dd.dat"), mib, {})
         sk = dd_cpu(os.path.join(mnt, "dd.dat"), mib, {int(pid_p): "primary", int(pid_s): "secondary"})

@@ -620,7 +620,10 @@ int fused_apply(struct rx *x, const struct sk_rmsg_op *op)
 	case SK_RMSG_OPEN:
 		return apply_open(f, x, op);
 	case SK_RMSG_CREATE:
-		return apply_create(f, x, op);
+		t0 = f->mode == SK_REPL_SYNC ? fused_stage_now() : 0;
+		rc = apply_create(f, x, op);
+		fused_stage_applied(FUSED_STG_CREATE, t0);
+		return rc;
 	case SK_RMSG_RELEASE: {
 		struct hent **pp = hfind(x, op->fh), *e = *pp;
 

@@ -1,4 +1,4 @@
-/* fused/stages.c: per-stage histograms of waited writes and fsyncs (primary) and of the frames applied for them (secondary). */
+/* fused/stages.c: per-stage histograms of waited writes, fsyncs and creates (primary) and of the frames applied for them (secondary). */
 #include "stages.h"
 
 #include <json-c/json.h>
@@ -26,7 +26,7 @@ static struct hist prim[FUSED_STG_KINDS][FUSED_STG_P_N];
 static struct hist sec[FUSED_STG_KINDS][FUSED_STG_S_N];
 static _Atomic uint64_t misordered; /* a stage that came out negative (counted as 0) */
 
-static const char *const kind_name[FUSED_STG_KINDS] = { "write", "fsync" };
+static const char *const kind_name[FUSED_STG_KINDS] = { "write", "fsync", "create" };
 static const char *const prim_name[FUSED_STG_P_N] = { "seal", "send", "local", "peer",
 						      "wait", "reply", "total" };
 static const char *const sec_name[FUSED_STG_S_N] = { "queue", "apply", "ack", "total" };
