@@ -186,12 +186,13 @@ kind=$(st resync.kind)
 sent=$(st resync.sent_bytes)
 wire=$((rx1 - rx0))
 # where the time went: the primary's resync lines of this failback (walks, scans, rounds)
-tail -n +$((l0 + 1)) "$P1LOG" | grep -E 'resync|walk|scan' | head -n 40 | sed 's/^/#   /'
+tail -n +$((l0 + 1)) "$P1LOG" | grep -E 'resync|walk|scan|lost|budget|dropp' | head -n 40 | sed 's/^/#   /'
 say "$(grep 'resync done' "$P1LOG" | tail -n 1)"
 # one attempt is the target: every (re)connection of the failback starts one
 say "attempts: $(tail -n +$((l0 + 1)) "$P1LOG" | grep -c 'connected to peer')"
 say "secondary: $(grep 'resync prefetch' "$SK_TMP/fused2.$MT_N2.log" | tail -n 1)"
 say "secondary: $(grep 'resync applied' "$SK_TMP/fused2.$MT_N2.log" | tail -n 1)"
+say "secondary: $(grep 'resync data:' "$SK_TMP/fused2.$MT_N2.log" | tail -n 1)"
 # a figure of a resync that left the trees different means nothing: compared after the measurement
 # (CHECK=0 skips it; it reads both trees)
 if [ "${CHECK:-1}" = 1 ]; then
