@@ -276,27 +276,6 @@ void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 /*
- * A handle a create opened write-only takes the kernel's direct path (FOPEN_DIRECT_IO). Its
- * cached path calls file_remove_privs before the first write of each new inode, which asks us
- * for security.capability: one more request the application waits for per small-file create.
- * The direct path does not ask (a write by a caller without CAP_FSETID still comes flagged
- * FUSE_WRITE_KILL_SUIDGID, which fuseio.c reads, and the backing file system drops a capability
- * on write by itself), and skips the copy into the kernel's page cache. A write-only handle can
- * be neither read nor mapped, so nothing its caller sees changes; the kernel drops the cached
- * pages of the range before a direct write, so readers through other handles see the data.
- * Off unless SKFUSED_CREATE_DIRECT=1: one request fewer, but no faster in the A/Bs so far
- * (bench/README.md), so the default stays the cached path until a quiet host says otherwise.
- */
-static bool create_direct;
-
-__attribute__((constructor)) static void create_direct_init(void)
-{
-	const char *v = getenv("SKFUSED_CREATE_DIRECT");
-
-	create_direct = v && strcmp(v, "1") == 0;
-}
-
-/*
  * A new name is created on both nodes at once: the peer is told the request
  * (mode, umask, caller) before the local openat, both under the stream lock,
  * and applies it as the same caller, so the same kernel rules (umask, default
@@ -326,8 +305,6 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	}
 	fi->fh = (uintptr_t)fh;
 	fi->keep_cache = 1;
-	if (create_direct && (fi->flags & O_ACCMODE) == O_WRONLY)
-		fi->direct_io = 1;
 	fused_creds_set(req);
 	pthread_mutex_lock(&F()->stream_mu);
 	fused_dn_ino(parent, FUSED_DF_NS, 0, 0); /* in the activity log before CREATE goes */
