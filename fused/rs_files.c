@@ -539,10 +539,10 @@ static int send_one(struct walker *w, struct fused_rs_round *rd, struct qent *x)
 }
 
 /*
- * The pipeline. A second thread (the reader) takes the next tracked files, opens and names
- * them, asks their extents of the disk, hints the peer, and reads the first READ_BYTES of
+ * The pipeline. Reader threads (prep_main, read_main below) take the next tracked files, open
+ * and name them, ask their extents of the disk, hint the peer, and read the first READ_BYTES of
  * their data into buffers, while the resync thread (the sender) seals and sends the file
- * before: the per-file work of both overlaps. Files are sent in the order they were taken, as
+ * before: the per-file work overlaps. Files are sent in the order they were taken, as
  * before. Data read ahead goes only if the file's data generation (fused_dirty_data_gen),
  * read under the stream lock before the read, is the same under the stream lock that sends
  * it: every operation that changes a file applies it locally and notes it in one hold of that
@@ -556,7 +556,7 @@ static int send_one(struct walker *w, struct fused_rs_round *rd, struct qent *x)
 #define ADVISED_BEFORE_READ 16 /* files asked of the disk and not read yet, before the reader reads */
 
 struct pipe {
-	struct walker rw; /* the reader's copy of the walker (its own path buffer) */
+	struct walker rw, rw2; /* the readers' copies of the walker (their own path buffers) */
 	struct fused_rs_round *rd;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -569,7 +569,7 @@ struct pipe {
 	bool done, stop;        /* done: the reader took its last file (rc says why) */
 	int rc;                 /* 0 no more; -ECONNRESET lost; -EAGAIN a file has no name */
 	bool threaded;
-	pthread_t th;
+	pthread_t th, th2;
 };
 
 static bool reader_on(void)
@@ -704,67 +704,91 @@ static void q_push(struct pipe *p, const struct qent *x)
 }
 
 /*
- * The reader: files are taken and asked of the disk as far ahead as the bounds allow (64
- * files, 32 MiB), and read in order behind that, so the disk has many reads in flight
- * (a read right after its file's advice would wait for that file's I/O alone); a file the
+ * The readers, two threads: one takes files and asks them of the disk as far ahead as the bounds
+ * allow (64 files, 32 MiB), the other reads them in order behind that (16 files behind, so the
+ * disk has many reads in flight: a read right after its file's advice would wait for that file's
+ * I/O alone), so cold opens (an inode read each) and cold data reads overlap too. A file the
  * sender comes to before it was read is read by the sender under the stream lock, as without
- * the reader.
+ * the readers.
  */
-static void *reader_main(void *arg)
+static bool can_prep(const struct pipe *p)
+{
+	return !p->done && p->tail - p->head < AHEAD_FILES && p->advised < AHEAD_BYTES;
+}
+
+static void *prep_main(void *arg)
 {
 	struct pipe *p = arg;
 	uint64_t cpu0 = sk_thread_cpu_us();
 
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		bool prep = !p->done && p->tail - p->head < AHEAD_FILES && p->advised < AHEAD_BYTES;
-		bool read;
-		uint64_t i;
+		uint64_t advise;
+		struct qent x;
+		int r;
 
-		if (p->rdn < p->head)
-			p->rdn = p->head;
-		i = p->rdn;
-		read = i < p->tail && p->held < READ_BYTES;
-		if (p->stop || (p->done && i >= p->tail))
-			break;
-		if (prep && (!read || p->tail - i < ADVISED_BEFORE_READ)) {
-			uint64_t advise = AHEAD_BYTES - p->advised;
-			struct qent x;
-			int r;
-
-			pthread_mutex_unlock(&p->mu);
-			r = produce(p, &x, advise);
-			pthread_mutex_lock(&p->mu);
-			if (r > 0 && !p->stop) {
-				q_push(p, &x);
-			} else if (r > 0) {
-				pthread_mutex_unlock(&p->mu);
-				q_close(&x); /* stopped meanwhile: taken, not sent, owed still */
-				pthread_mutex_lock(&p->mu);
-			} else {
-				p->done = true;
-				p->rc = r;
-			}
-			pthread_cond_broadcast(&p->cv);
-		} else if (read) {
-			struct qent *x = &p->q[i % AHEAD_FILES];
-			uint64_t budget = READ_BYTES - p->held;
-
-			p->busy[i % AHEAD_FILES] = true;
-			pthread_mutex_unlock(&p->mu);
-			if (x->dfd >= 0)
-				read_ahead(&p->rw, x, budget);
-			pthread_mutex_lock(&p->mu);
-			p->busy[i % AHEAD_FILES] = false;
-			p->held += x->rb_len;
-			p->rdn = i + 1;
-			pthread_cond_broadcast(&p->cv);
-		} else {
+		while (!p->stop && !p->done && !can_prep(p))
 			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->stop || p->done)
+			break;
+		advise = AHEAD_BYTES - p->advised;
+		pthread_mutex_unlock(&p->mu);
+		r = produce(p, &x, advise);
+		pthread_mutex_lock(&p->mu);
+		if (r > 0 && !p->stop) {
+			q_push(p, &x);
+		} else if (r > 0) {
+			pthread_mutex_unlock(&p->mu);
+			q_close(&x); /* stopped meanwhile: taken, not sent, owed still */
+			pthread_mutex_lock(&p->mu);
+		} else {
+			p->done = true;
+			p->rc = r;
 		}
+		pthread_cond_broadcast(&p->cv);
 	}
 	pthread_mutex_unlock(&p->mu);
 	fused_rs_ph.cpu_ahead += sk_thread_cpu_us() - cpu0;
+	return NULL;
+}
+
+static void *read_main(void *arg)
+{
+	struct pipe *p = arg;
+	uint64_t cpu0 = sk_thread_cpu_us();
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		struct qent *x;
+		uint64_t i, budget;
+
+		for (;;) {
+			if (p->rdn < p->head)
+				p->rdn = p->head;
+			i = p->rdn;
+			if (p->stop || (p->done && i >= p->tail))
+				goto out;
+			/* far enough behind the advice, or no more advice coming for now */
+			if (i < p->tail && p->held < READ_BYTES &&
+			    (p->tail - i >= ADVISED_BEFORE_READ || !can_prep(p)))
+				break;
+			pthread_cond_wait(&p->cv, &p->mu);
+		}
+		x = &p->q[i % AHEAD_FILES];
+		budget = READ_BYTES - p->held;
+		p->busy[i % AHEAD_FILES] = true;
+		pthread_mutex_unlock(&p->mu);
+		if (x->dfd >= 0)
+			read_ahead(&p->rw2, x, budget);
+		pthread_mutex_lock(&p->mu);
+		p->busy[i % AHEAD_FILES] = false;
+		p->held += x->rb_len;
+		p->rdn = i + 1;
+		pthread_cond_broadcast(&p->cv);
+	}
+out:
+	pthread_mutex_unlock(&p->mu);
+	fused_rs_ph.cpu_read += sk_thread_cpu_us() - cpu0;
 	return NULL;
 }
 
@@ -811,13 +835,18 @@ int fused_rs_files(struct walker *w, struct fused_rs_round *rd)
 
 	if (!p)
 		return -EAGAIN;
-	p->rw = *w;
+	p->rw = p->rw2 = *w;
 	p->rd = rd;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
-	p->threaded = reader_on() && pthread_create(&p->th, NULL, reader_main, p) == 0;
-	if (p->threaded)
+	if (reader_on() && pthread_create(&p->th, NULL, prep_main, p) == 0) {
+		p->threaded = true;
 		pthread_setname_np(p->th, "sk-rs-reader");
+		if (pthread_create(&p->th2, NULL, read_main, p) == 0)
+			pthread_setname_np(p->th2, "sk-rs-reader");
+		else
+			p->th2 = p->th; /* no reads ahead: the sender reads, as without readers */
+	}
 	for (;;) {
 		struct qent x;
 		uint64_t t = sk_now_us();
@@ -864,6 +893,8 @@ int fused_rs_files(struct walker *w, struct fused_rs_round *rd)
 	pthread_mutex_unlock(&p->mu);
 	if (p->threaded)
 		pthread_join(p->th, NULL);
+	if (p->threaded && !pthread_equal(p->th2, p->th))
+		pthread_join(p->th2, NULL);
 	/* taken, not sent: owed still (the peer loss, or the full resync's end, settles them) */
 	for (; p->head < p->tail; p->head++)
 		q_close(&p->q[p->head % AHEAD_FILES]);

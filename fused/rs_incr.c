@@ -437,9 +437,9 @@ static void log_phases(void)
 		(sk_thread_cpu_us() - p->cpu0) / 1e3, p->usable / 1e3, p->dirs / 1e3, p->links / 1e3, p->prep / 1e3, p->name / 1e3,
 		p->read / 1e3, p->send / 1e3, p->pace / 1e3, p->meta / 1e3, p->end / 1e3,
 		p->save / 1e3);
-	sk_info("resync read ahead (ms): reader CPU %.1f, files %llu, pieces %llu, bytes %llu, read %.1f; "
+	sk_info("resync read ahead (ms): readers' CPU %.1f, files %llu, pieces %llu, bytes %llu, read %.1f; "
 		"sender waited %.1f, bytes sent as read ahead %llu, files read again (changed since) %llu",
-		p->cpu_ahead / 1e3, (unsigned long long)p->ahead_files, (unsigned long long)p->ahead_pieces,
+		(p->cpu_ahead + p->cpu_read) / 1e3, (unsigned long long)p->ahead_files, (unsigned long long)p->ahead_pieces,
 		(unsigned long long)p->ahead_bytes, p->ahead_read / 1e3, p->wait / 1e3,
 		(unsigned long long)p->ahead_sent, (unsigned long long)p->ahead_again);
 }

@@ -38,11 +38,12 @@ struct fused_rs_phases {
 	uint64_t usable, dirs, links, name, prep, read, send, pace, meta, end, save;
 	uint64_t cpu0; /* the resync thread's CPU time at the probe (sk_thread_cpu_us) */
 	/*
-	 * rs_files.c's reader thread (written by it only, read after it is joined): its CPU, its
-	 * reads ahead (prep and name above are its own then), what they held; and the sender's
+	 * rs_files.c's reader threads (each field written by one only, read after they are joined):
+	 * their CPU, the reads ahead (prep and name above are the first reader's then), what they
+	 * held; and the sender's
 	 * side: waits for the reader, bytes sent as read ahead, files read again (changed since).
 	 */
-	uint64_t cpu_ahead, ahead_read, ahead_files, ahead_pieces, ahead_bytes;
+	uint64_t cpu_ahead, cpu_read, ahead_read, ahead_files, ahead_pieces, ahead_bytes;
 	uint64_t wait, ahead_sent, ahead_again;
 };
 extern struct fused_rs_phases fused_rs_ph;
