@@ -572,16 +572,25 @@ struct pipe {
 	pthread_t th, th2;
 };
 
-static bool reader_on(void)
+/*
+ * SKFUSED_RS_READER: 0 (the default) the resync thread does every step itself; 1 one helper
+ * thread takes, opens, names, asks of the disk and hints the next files, and the resync thread
+ * reads each file under the stream lock into its one buffer and sends it; 2 a second helper also
+ * reads the files' data ahead into buffers (read_main). On the 2-core test host, quiet, 0 was
+ * the fastest in every interleaved run (6 of 6 against 2, 3 of 3 against 1, bench/README.md):
+ * sealing from buffers read earlier (cold in the CPU's caches) and busy helper threads cost
+ * more than the work they take off the resync thread when the cores are shared.
+ */
+static int reader_mode(void)
 {
-	static int on = -1;
+	static int mode = -1;
 
-	if (on < 0) {
+	if (mode < 0) {
 		const char *e = getenv("SKFUSED_RS_READER");
 
-		on = !(e && !strcmp(e, "0"));
+		mode = e && e[0] >= '0' && e[0] <= '2' && !e[1] ? e[0] - '0' : 0;
 	}
-	return on;
+	return mode;
 }
 
 /* The first pieces of x's tracked data, at most budget bytes, into x->rb (reader). */
@@ -839,10 +848,10 @@ int fused_rs_files(struct walker *w, struct fused_rs_round *rd)
 	p->rd = rd;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
-	if (reader_on() && pthread_create(&p->th, NULL, prep_main, p) == 0) {
+	if (reader_mode() >= 1 && pthread_create(&p->th, NULL, prep_main, p) == 0) {
 		p->threaded = true;
 		pthread_setname_np(p->th, "sk-rs-reader");
-		if (pthread_create(&p->th2, NULL, read_main, p) == 0)
+		if (reader_mode() >= 2 && pthread_create(&p->th2, NULL, read_main, p) == 0)
 			pthread_setname_np(p->th2, "sk-rs-reader");
 		else
 			p->th2 = p->th; /* no reads ahead: the sender reads, as without readers */

@@ -437,6 +437,8 @@ static void log_phases(void)
 		(sk_thread_cpu_us() - p->cpu0) / 1e3, p->usable / 1e3, p->dirs / 1e3, p->links / 1e3, p->prep / 1e3, p->name / 1e3,
 		p->read / 1e3, p->send / 1e3, p->pace / 1e3, p->meta / 1e3, p->end / 1e3,
 		p->save / 1e3);
+	if (!p->cpu_ahead && !p->cpu_read && !p->wait)
+		return; /* no reader thread (SKFUSED_RS_READER=0) */
 	sk_info("resync read ahead (ms): readers' CPU %.1f, files %llu, pieces %llu, bytes %llu, read %.1f; "
 		"sender waited %.1f, bytes sent as read ahead %llu, files read again (changed since) %llu",
 		(p->cpu_ahead + p->cpu_read) / 1e3, (unsigned long long)p->ahead_files, (unsigned long long)p->ahead_pieces,

@@ -6,8 +6,8 @@
 #   paths up and ask the disk for the partial pages the data will rewrite, so its receiver does not
 #   read them one after the other. Checked: the trees are identical, and the secondary's count of
 #   hints, files looked up and partial pages asked (none refused) covers every changed file.
-# The primary's reader thread (fused/rs_files.c) reads the files' data ahead while the resync
-# thread sends: the sender pauses on its first file read ahead (fault rs_ahead_pause) until the
+# The primary's data reader (fused/rs_files.c, SKFUSED_RS_READER=2, not the default) reads the
+# files' data ahead while the resync thread sends: the sender pauses on its first file read ahead (fault rs_ahead_pause) until the
 # application has written into it, so the buffered data is older than a live write; the trees
 # must end identical (that file read again under the stream lock, counted). Phase 2: the peer
 # dropped right after a file was read ahead (fault rs_ahead_lost): no reader thread is left, the
@@ -17,6 +17,7 @@ set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init
 export SKFUSED_RESYNC_INCREMENTAL=1 # the hints go with the incremental resync
+export SKFUSED_RS_READER=2           # the files' data read ahead too (the default only opens them ahead)
 
 mt_status() {
 	local sock=$MT_CTL1
