@@ -593,6 +593,21 @@ static int reader_mode(void)
 	return mode;
 }
 
+/* The i-th range of x's tracked data, clipped to size: false past the last. */
+static bool extent_at(const struct qent *x, uint32_t i, uint64_t size, uint64_t *off, uint64_t *end)
+{
+	if (x->e.flags & FUSED_DF_WHOLE) {
+		*off = 0;
+		*end = size;
+		return i == 0;
+	}
+	if (i >= x->e.n_ext)
+		return false;
+	*off = x->e.ext[i].off;
+	*end = x->e.ext[i].end < size ? x->e.ext[i].end : size;
+	return true;
+}
+
 /* The first pieces of x's tracked data, at most budget bytes, into x->rb (reader). */
 static void read_ahead(struct walker *w, struct qent *x, uint64_t budget)
 {
@@ -602,17 +617,10 @@ static void read_ahead(struct walker *w, struct qent *x, uint64_t budget)
 	uint32_t cap, np = 0;
 
 	for (uint32_t i = 0; want < budget; i++) {
-		uint64_t off = 0, end = size;
+		uint64_t off, end;
 
-		if (x->e.flags & FUSED_DF_WHOLE) {
-			if (i > 0)
-				break;
-		} else {
-			if (i >= x->e.n_ext)
-				break;
-			off = x->e.ext[i].off;
-			end = x->e.ext[i].end < size ? x->e.ext[i].end : size;
-		}
+		if (!extent_at(x, i, size, &off, &end))
+			break;
 		if (off < end)
 			want += end - off;
 	}
@@ -636,17 +644,10 @@ static void read_ahead(struct walker *w, struct qent *x, uint64_t budget)
 	x->dgen = fused_dirty_data_gen(fused_dirty_g, &x->e.h);
 	pthread_mutex_unlock(&f->stream_mu);
 	for (uint32_t i = 0; used < want && np < cap; i++) {
-		uint64_t off = 0, end = size;
+		uint64_t off, end;
 
-		if (x->e.flags & FUSED_DF_WHOLE) {
-			if (i > 0)
-				break;
-		} else {
-			if (i >= x->e.n_ext)
-				break;
-			off = x->e.ext[i].off;
-			end = x->e.ext[i].end < size ? x->e.ext[i].end : size;
-		}
+		if (!extent_at(x, i, size, &off, &end))
+			break;
 		/* the sender's steps: a piece is one frame */
 		while (off < end && used < want && np < cap) {
 			size_t c = end - off < FUSED_RS_CHUNK ? (size_t)(end - off) : FUSED_RS_CHUNK;
