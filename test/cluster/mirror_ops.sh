@@ -353,7 +353,7 @@ fi
 # pwrite + fdatasync). Checked by order, not by duration: every stage was counted for each of them
 # on both nodes; on the primary seal + wait + reply <= total and send + local, peer <= wait (sums);
 # on the secondary queue + apply + ack <= total; no stamp came before the one it follows
-# (misordered 0), and the secondary's read-to-ack of each frame fits in the primary's
+# (misordered 0), and the secondary's read-to-applied of each frame fits in the primary's
 # sealed-to-ack-read of it (a clock both namespaces share).
 mt_wait_synced 10 >/dev/null 2>&1
 mt_status 1 >"$SK_TMP/stg-p0"; mt_status 2 >"$SK_TMP/stg-s0"
@@ -386,8 +386,11 @@ for k in ("write", "fsync"):
         bad.append("%s: send+local or peer > wait" % k)
     if S["queue"][1] + S["apply"][1] + S["ack"][1] > S["total"][1]:
         bad.append("%s: secondary queue+apply+ack > total" % k)
-    if S["total"][0] == P["peer"][0] and S["total"][1] > P["peer"][1]:
-        bad.append("%s: secondary total > primary peer" % k)
+    # the ack's socket write may return after the primary read the ack (a veth runs the
+    # receiving side inline, and the writer can be preempted then): only read-to-applied is
+    # inside sealed-to-ack-read whatever the load
+    if S["total"][0] == P["peer"][0] and S["queue"][1] + S["apply"][1] > P["peer"][1]:
+        bad.append("%s: secondary queue+apply > primary peer" % k)
     print("%s p50 us: %s | %s" % (k, " ".join("%s %.0f" % (s, p1[k][s]["p50_ns"] / 1e3) for s in p1[k]),
                                  " ".join("%s %.0f" % (s, s1[k][s]["p50_ns"] / 1e3) for s in s1[k])))
 for w, a in (("primary", p1), ("secondary", s1)):
