@@ -25,6 +25,12 @@ mt_status() {
 	echo '{"cmd":"status"}' | timeout 3 nc -N -U "$sock" 2>/dev/null | head -n1
 }
 peer_not() { local p; p=$(mt_st 1 peer); [ -n "$p" ] && [ "$p" != "$1" ]; }
+# the secondary stopped, its mount gone, and the primary no longer connected to it
+stop_secondary() {
+	sk_term "$MT_PID2"
+	mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'"
+	mt_wait_until 30 peer_not connected || sk_diag "the primary still says connected 30 s after the secondary's stop"
+}
 
 mt_start_secondary || mt_bail "secondary did not start"
 # 120 files are read ahead in phase 1; the 150th is the 30th of phase 2
@@ -41,9 +47,7 @@ for i in range(60):
 PY
 if mt_wait_synced 60; then sk_ok "initial tree replicated"; else sk_not_ok "initial tree replicated"; fi
 
-sk_term "$MT_PID2"
-mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'"
-mt_wait_until 30 peer_not connected || sk_diag "the primary still says connected 30 s after the secondary's stop"
+stop_secondary
 # 120 files changed: f0 in place (both ends off a page boundary), f1 appended (from an odd size)
 "$MT_PY" - "$MT_DIR1" <<'PY' || mt_bail "changes"
 import os, sys
@@ -107,9 +111,7 @@ else
 fi
 
 # phase 2: the peer dropped right after a file was read ahead
-sk_term "$MT_PID2"
-mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'"
-mt_wait_until 30 peer_not connected || sk_diag "the primary still says connected 30 s after the secondary's stop"
+stop_secondary
 "$MT_PY" - "$MT_DIR1" <<'PY' || mt_bail "changes (phase 2)"
 import os, sys
 for i in range(60):
