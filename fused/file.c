@@ -187,6 +187,28 @@ static void commit_after_kill(uint64_t fh_id, int kmode, struct sk_rmsg_op *op, 
 		fused_reply_send(req, r);
 }
 
+/*
+ * A handle opened write-only (open or create) takes the kernel's direct write path
+ * (FOPEN_DIRECT_IO): the application's bytes go from its buffer into the WRITE request,
+ * with no copy into the mount's page cache and no second cached copy of data already
+ * cached by the backing file system (the cached path allocates and fills a page per 4 KiB
+ * written, which nobody reads through this handle). Such a handle can be neither read nor
+ * mapped, so its caller sees nothing change. Readers through other handles: the kernel
+ * drops the cached pages of the range before a direct write, and the write invalidates
+ * the inode's mtime, which changes with every write here, so the next read() asks for the
+ * attributes and drops any page cached meanwhile (auto_inval_data). A direct write by a
+ * caller without CAP_FSETID comes flagged FUSE_WRITE_KILL_SUIDGID (fuseio.c) and the
+ * kernel asks no security.capability before it. SKFUSED_WRONLY_DIRECT=0: the cached path.
+ */
+static bool wronly_direct = true;
+
+__attribute__((constructor)) static void wronly_direct_init(void)
+{
+	const char *v = getenv("SKFUSED_WRONLY_DIRECT");
+
+	wronly_direct = !(v && strcmp(v, "0") == 0);
+}
+
 void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct sk_rmsg_op op = { .type = SK_RMSG_OPEN };
@@ -234,6 +256,8 @@ void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fh_link(fh);
 	fi->fh = (uintptr_t)fh;
 	fi->keep_cache = 1;
+	if (wronly_direct && (fi->flags & O_ACCMODE) == O_WRONLY)
+		fi->direct_io = 1;
 	r.fi = *fi;
 	kmode = (fi->flags & O_TRUNC) ? fused_kill_suidgid(req, ino, fd) : -1;
 	if (fused_active()) {
@@ -305,6 +329,8 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	}
 	fi->fh = (uintptr_t)fh;
 	fi->keep_cache = 1;
+	if (wronly_direct && (fi->flags & O_ACCMODE) == O_WRONLY)
+		fi->direct_io = 1;
 	fused_creds_set(req);
 	pthread_mutex_lock(&F()->stream_mu);
 	fused_dn_ino(parent, FUSED_DF_NS, 0, 0); /* in the activity log before CREATE goes */
