@@ -187,6 +187,10 @@ static struct json_object *status(struct fused *f)
 		/* repl.c: WRITE frames sent as a piece of a larger write, not its last */
 		json_object_object_add(o, "write_pieces",
 				       json_object_new_int64((int64_t)atomic_load(&fused_write_pieces)));
+		/* ops.c: SKFUSED_MTIME, and the frames that gave the peer times before a reply */
+		json_object_object_add(o, "mtime", json_object_new_string(fused_mtime_seen ? "seen" : "write"));
+		json_object_object_add(o, "times_frames",
+				       json_object_new_int64((int64_t)atomic_load(&fused_times_frames)));
 	} else { /* recv.c: acks left to the next piece of a write */
 		json_object_object_add(o, "acks_deferred",
 				       json_object_new_int64((int64_t)atomic_load(&fused_rx_acks_deferred)));

@@ -198,7 +198,8 @@ static void commit_after_kill(uint64_t fh_id, int kmode, struct sk_rmsg_op *op, 
  * the inode's mtime, which changes with every write here, so the next read() asks for the
  * attributes and drops any page cached meanwhile (auto_inval_data). A direct write by a
  * caller without CAP_FSETID comes flagged FUSE_WRITE_KILL_SUIDGID (fuseio.c) and the
- * kernel asks no security.capability before it. SKFUSED_WRONLY_DIRECT=0: the cached path.
+ * kernel asks no security.capability before it. SKFUSED_WRONLY_DIRECT=0: the cached path,
+ * as with SKFUSED_MTIME=seen (ops.c), which does without auto_inval_data.
  */
 static bool wronly_direct = true;
 
@@ -256,7 +257,7 @@ void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fh_link(fh);
 	fi->fh = (uintptr_t)fh;
 	fi->keep_cache = 1;
-	if (wronly_direct && (fi->flags & O_ACCMODE) == O_WRONLY)
+	if (wronly_direct && !fused_mtime_seen && (fi->flags & O_ACCMODE) == O_WRONLY)
 		fi->direct_io = 1;
 	r.fi = *fi;
 	kmode = (fi->flags & O_TRUNC) ? fused_kill_suidgid(req, ino, fd) : -1;
@@ -329,7 +330,7 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	}
 	fi->fh = (uintptr_t)fh;
 	fi->keep_cache = 1;
-	if (wronly_direct && (fi->flags & O_ACCMODE) == O_WRONLY)
+	if (wronly_direct && !fused_mtime_seen && (fi->flags & O_ACCMODE) == O_WRONLY)
 		fi->direct_io = 1;
 	fused_creds_set(req);
 	pthread_mutex_lock(&F()->stream_mu);
@@ -383,6 +384,9 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	 * first write is answered without a getxattr (unless one was set meanwhile: capgen) */
 	if (absent)
 		fused_inode_set_nocap(F(), r.e.ino, capgen);
+	/* SKFUSED_MTIME=seen: the peer made the file at its own time (the close sends ours) */
+	if (fused_mtime_seen)
+		fused_inode_times_owed(F(), r.e.ino);
 	/* a new file is sent whole: the peer may hold an older file of that name (its holes too) */
 	fused_dn_ino(r.e.ino, FUSED_DF_META | (existed ? 0 : FUSED_DF_WHOLE), 0, trunc_from);
 	if (ahead) {
@@ -569,7 +573,7 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 		 * write's local pwrite runs meanwhile on the local writer thread.
 		 */
 		op.fh = fh->id;
-		if (size > 0)
+		if (size > 0 && !fused_mtime_seen)
 			clock_gettime(CLOCK_REALTIME, &mt);
 		while (size - done > fused_write_chunk) {
 			op.off = (uint64_t)off + done;
@@ -583,14 +587,14 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 		}
 		op.off = (uint64_t)off + done;
 		op.data_len = (uint32_t)(size - done);
-		if (size > 0) {
+		if (size > 0 && !fused_mtime_seen) {
 			op.mtime = (struct sk_rmsg_ts){ mt.tv_sec, (uint32_t)mt.tv_nsec };
 			op.valid |= SK_RV_MTIME;
 		}
 		deferred = fused_repl_submit_held(F(), &op, data + done, size - done, req, &r, &seq);
 		fused_repl_stamps(&r.st);
 		n = bg ? local_wait() : pwrite(fh->fd, data, size, off);
-		if (n > 0) {
+		if (n > 0 && !fused_mtime_seen) {
 			struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, mt };
 
 			if (futimens(fh->fd, tv) < 0 && seq)
@@ -606,6 +610,8 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 		r.written = (size_t)n;
 	if (seq && (size_t)n != size) /* the peer applied what we could not */
 		fused_peer_lost(F(), gen, "local write failed after replication");
+	if (fused_mtime_seen && n > 0) /* under the stream lock, as fused_times_give takes it */
+		fused_inode_times_owed(F(), ino);
 	fused_dn_end(&m);
 	pthread_mutex_unlock(&F()->stream_mu);
 	if (seq)
@@ -629,9 +635,18 @@ void fused_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (fused_active() && fstat(fh->fd, &st) == 0)
 			fused_op_times(&op, &st); /* writes left the peer's times behind */
 		/* nobody waits for it, and it carries nothing the application was told is on
-		 * both nodes: it goes with the next frame (docs/skfused.md, "acknowledged") */
-		if (fused_active())
+		 * both nodes: it goes with the next frame (docs/skfused.md, "acknowledged");
+		 * SKFUSED_MTIME=seen: the times it carries are owed no more once it is acked */
+		if (fused_active()) {
+			bool times = fused_mtime_seen && (op.valid & SK_RV_MTIME) &&
+				     fused_inode_times_take(F(), ino, false);
+
+			if (times)
+				fused_times_hold(ino);
 			fused_repl_submit_lazy(F(), &op);
+			if (times)
+				fused_times_sent();
+		}
 		pthread_mutex_unlock(&F()->stream_mu);
 	}
 	close(fh->fd);
@@ -658,7 +673,9 @@ static void sync_common(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 			struct stat st;
 
 			op.fh = fh->id;
-			if (fstat(fh->fd, &st) == 0)
+			/* SKFUSED_MTIME=seen: no stat, which would give the next write a fine-grained
+			 * time and so this inode a change that the next fsync commits */
+			if (!fused_mtime_seen && fstat(fh->fd, &st) == 0)
 				fused_op_times(&op, &st);
 		} else {
 			rc = fused_inode_path(F(), ino, fused_tp1, sizeof(fused_tp1));
@@ -839,6 +856,7 @@ static void dir_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	for (;;) {
 		struct fuse_entry_param e = { 0 };
 		const char *name;
+		bool have;
 		size_t n;
 
 		if (!d->ent) {
@@ -848,8 +866,15 @@ static void dir_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				break;
 		}
 		name = d->ent->d_name;
-		if (!plus || strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
-		    fused_inode_lookup(F(), ino, name, &e) < 0) {
+		have = plus && strcmp(name, ".") != 0 && strcmp(name, "..") != 0 &&
+		       fused_inode_lookup(F(), ino, name, &e) == 0;
+		if (have && fused_times_owed(e.ino, &e.attr)) {
+			/* SKFUSED_MTIME=seen: times the peer may not have are not shown here; the
+			 * kernel's lookup or getattr of the name, when it comes, gives them first */
+			fused_inode_forget(F(), e.ino, 1);
+			have = false;
+		}
+		if (!have) {
 			memset(&e, 0, sizeof(e));
 			e.attr.st_ino = d->ent->d_ino;
 			e.attr.st_mode = (mode_t)d->ent->d_type << 12;

@@ -56,6 +56,7 @@ _Static_assert(sizeof(struct fused_inode) == 40, "a node is 40 bytes: a million 
 #define IN_STICKY 8 /* never forgotten: the root, or a count that would overflow */
 #define IN_FD 16
 #define IN_NOCAP 32 /* has no security.capability (ops.h fused_inode_nocap) */
+#define IN_TIMES 64 /* SKFUSED_MTIME=seen: written since the peer last got its times (ops.h) */
 
 /* Bumped (under stream_mu) by every unlink, rmdir and rename: cached paths may be stale. */
 uint64_t fused_path_gen = 1;
@@ -794,6 +795,29 @@ void fused_inode_cap_changed(struct fused *f)
 	for (uint32_t i = 2; i < n_alloc; i++)
 		node(i)->flags &= (uint8_t)~IN_NOCAP;
 	pthread_mutex_unlock(&f->ino_mu);
+}
+
+/* ---- times owed to the peer, SKFUSED_MTIME=seen (ops.h) ---- */
+
+void fused_inode_times_owed(struct fused *f, fuse_ino_t ino)
+{
+	pthread_mutex_lock(&f->ino_mu);
+	if (node((uint32_t)ino)->flags & IN_USED)
+		node((uint32_t)ino)->flags |= IN_TIMES;
+	pthread_mutex_unlock(&f->ino_mu);
+}
+
+bool fused_inode_times_take(struct fused *f, fuse_ino_t ino, bool clear)
+{
+	struct fused_inode *n = node((uint32_t)ino);
+	bool r;
+
+	pthread_mutex_lock(&f->ino_mu);
+	r = (n->flags & (IN_USED | IN_TIMES)) == (IN_USED | IN_TIMES);
+	if (r && clear)
+		n->flags &= (uint8_t)~IN_TIMES;
+	pthread_mutex_unlock(&f->ino_mu);
+	return r;
 }
 
 /* ---- file handles for the dirty tracker (dirty.h) ---- */

@@ -272,6 +272,103 @@ void fused_local_reply(fuse_req_t req, const struct fused_reply *r)
 	fused_reply_send(req, r);
 }
 
+/*
+ * SKFUSED_MTIME=seen. By default a write's mtime is chosen here and set on both nodes (the
+ * frame carries it, futimens sets it here), so that after any acknowledged write the two
+ * copies' mtimes are equal to the ns. That futimens dirties the primary's inode, so each of
+ * its fsyncs commits the journal, where a native write + fsync loop commits only when the
+ * 4 ms clock has ticked (docs/skfused.md, "What one operation costs"). With "seen" a write
+ * sets no time: the primary keeps the one its kernel gave, the peer the one of its own
+ * write, and the inode owes the peer its times (inode.c, IN_TIMES) until a reply that shows
+ * them to the application has given them first. A reply racing another's times frame sends
+ * its own: times_seq is that frame's sequence number, UINT64_MAX while one is being made
+ * (written under stream_mu; read without it first).
+ */
+bool fused_mtime_seen;
+_Atomic uint64_t fused_times_frames;
+static _Atomic uint64_t times_seq, times_gen; /* times_gen: the connection times_seq counts in */
+
+__attribute__((constructor)) static void mtime_seen_init(void)
+{
+	const char *v = getenv("SKFUSED_MTIME");
+
+	fused_mtime_seen = v && strcmp(v, "seen") == 0;
+}
+
+/* A times frame may be unacknowledged (one of an earlier connection went with its peer: the
+ * frames a lost peer missed join the dirty tracking, and the resync sends those times). */
+static bool times_racing(void)
+{
+	uint64_t s = atomic_load(&times_seq);
+
+	return s > atomic_load(&F()->seq_acked) &&
+	       (s == UINT64_MAX || atomic_load(&times_gen) == atomic_load(&F()->conn_gen));
+}
+
+bool fused_times_owed(fuse_ino_t ino, const struct stat *st)
+{
+	if (!fused_mtime_seen || !S_ISREG(st->st_mode))
+		return false;
+	return fused_inode_times_take(F(), ino, false) || times_racing();
+}
+
+uint64_t fused_times_hold(fuse_ino_t ino)
+{
+	uint64_t prev = atomic_load(&times_seq);
+
+	atomic_store(&times_seq, UINT64_MAX); /* a reply racing this frame sends its own */
+	fused_inode_times_take(F(), ino, true);
+	return prev;
+}
+
+void fused_times_sent(void)
+{
+	atomic_fetch_add(&fused_times_frames, 1);
+	atomic_store(&times_gen, atomic_load(&F()->conn_gen));
+	atomic_store(&times_seq, atomic_load(&F()->seq_sent));
+}
+
+int fused_times_give(fuse_ino_t ino, int fd, struct stat *st, fuse_req_t req,
+		     struct fused_reply *r)
+{
+	struct sk_rmsg_op op = { .type = SK_RMSG_SETATTR };
+	bool racing = times_racing();
+	char path[PATH_MAX];
+	int n, deferred = 0;
+	uint64_t prev;
+
+	if (!fused_mtime_seen || !S_ISREG(st->st_mode) || !fused_active())
+		return 0;
+	if (!fused_inode_times_take(F(), ino, false) && !(req && racing))
+		return 0;
+	prev = fused_times_hold(ino);
+	/* again, under the stream lock: a write since the caller's stat owed newer times */
+	if (fstat(fd, st) < 0 || (n = fused_inode_path(F(), ino, path, sizeof(path))) < 0) {
+		atomic_store(&times_seq, prev); /* gone, or unlinked: no name on the peer shows them */
+		return 0;
+	}
+	if (r && r->kind == R_ATTR)
+		r->attr = *st;
+	else if (r)
+		r->e.attr = *st;
+	op.path1 = path;
+	op.path1_len = (uint16_t)n;
+	fused_op_times(&op, st);
+	fused_dn_ino(ino, FUSED_DF_META, 0, 0);
+	if (req) {
+		struct fused_dn_mark m;
+
+		fused_dn_begin(&m);
+		deferred = fused_repl_submit(F(), &op, NULL, 0, req, r);
+		fused_dn_end(&m);
+	} else {
+		/* the caller's own frame follows: its ack, which its reply waits for, covers this */
+		fused_repl_submit(F(), &op, NULL, 0, NULL, &(struct fused_reply){ .kind = R_NONE });
+	}
+	fused_times_sent();
+	return deferred;
+}
+
 /* What a failed operation staged may have half happened: recorded too (harmless if not). */
 void fused_fail(fuse_req_t req, int rc)
 {
@@ -297,9 +394,13 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	/* a read() whose inode's mtime changed drops its cached pages: what keeps readers of a
-	 * file written through a direct (write-only) handle coherent (file.c, wronly_direct) */
-	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
+	 * file written through a direct (write-only) handle coherent (file.c, wronly_direct).
+	 * Not with SKFUSED_MTIME=seen, which has no direct handles: the GETATTR such a read()
+	 * asks after each write would give the peer the file's times, a round trip per read */
+	if ((conn->capable & FUSE_CAP_AUTO_INVAL_DATA) && !fused_mtime_seen)
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+	else
+		conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
 	/* READDIRPLUS for every listing chunk, not only the first: a walk (find, ls -l, a backup)
@@ -321,9 +422,13 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int rc = fused_inode_lookup(F(), parent, name, &e);
 
 	if (rc < 0)
-		fuse_reply_err(req, -rc);
-	else
-		fuse_reply_entry(req, &e);
+		return (void)fuse_reply_err(req, -rc);
+	/* SKFUSED_MTIME=seen, times the peer may lack: not kept by the kernel (a timeout of 0 makes
+	 * the stat that may follow ask GETATTR, which gives them first); a lookup on the way to an
+	 * unlink or an open then does not wait for the peer */
+	if (fused_times_owed(e.ino, &e.attr))
+		e.attr_timeout = 0;
+	fuse_reply_entry(req, &e);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -348,6 +453,17 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return (void)fuse_reply_err(req, -fd);
 	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		rc = -errno;
+	if (rc == 0 && fused_times_owed(ino, &st)) {
+		struct fused_reply r = { .kind = R_ATTR };
+
+		pthread_mutex_lock(&F()->stream_mu);
+		rc = fused_times_give(ino, fd, &st, req, &r);
+		pthread_mutex_unlock(&F()->stream_mu);
+		if (rc) {
+			fused_ino_put(ino, fd);
+			return;
+		}
+	}
 	fused_ino_put(ino, fd);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
@@ -586,6 +702,13 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 	if (rc < 0) {
 		fused_ino_put(parent, pfd);
 		return fused_fail(req, rc);
+	}
+	if (fused_times_owed(ino, &r.e.attr)) { /* given ahead of the link, whose ack the reply waits for */
+		int ifd = fused_ino_get(ino);
+
+		if (ifd >= 0)
+			fused_times_give(ino, ifd, &r.e.attr, NULL, &r);
+		fused_ino_put(ino, ifd);
 	}
 	if (atomic_load(&F()->resyncing)) {
 		/*

@@ -47,6 +47,36 @@ void fused_inode_set_nocap(struct fused *f, fuse_ino_t ino, uint64_t gen);
 void fused_inode_cap_changed(struct fused *f);
 
 /*
+ * SKFUSED_MTIME=seen (ops.c, fused_times_give): a write sends no mtime and sets none on
+ * either node; the inode owes the peer its times until a reply that shows them to the
+ * application (GETATTR, LINK) has given them; a LOOKUP gives them with a timeout of 0,
+ * a READDIRPLUS leaves them out. Owed: set it. Take: whether it is owed, cleared if clear.
+ */
+extern bool fused_mtime_seen;
+void fused_inode_times_owed(struct fused *f, fuse_ino_t ino);
+bool fused_inode_times_take(struct fused *f, fuse_ino_t ino, bool clear);
+/*
+ * stream_mu held. If the application is about to see the times of ino (fd: its fd; st: its
+ * fstat, a regular file, stat'ed again here and in r's attributes) and the peer may not have
+ * them, send them (a SETATTR of atime and mtime, by path). req != NULL: the frame replies r
+ * once acknowledged and 1 is returned (the caller replies nothing); 0 otherwise (nothing
+ * owed, alone, or req NULL: the caller's own frame, sent after this one, is what its reply
+ * waits for). fused_times_frames counts the frames (status "times_frames").
+ */
+extern _Atomic uint64_t fused_times_frames;
+int fused_times_give(fuse_ino_t ino, int fd, struct stat *st, fuse_req_t req,
+		     struct fused_reply *r);
+/*
+ * stream_mu held, around a frame of the file's current times that another path sends (a
+ * RELEASE): hold before it (clears what ino owes; returns what to give back if nothing is
+ * sent), sent after it.
+ */
+uint64_t fused_times_hold(fuse_ino_t ino);
+void fused_times_sent(void);
+/* Without the stream lock: whether fused_times_give may have something to send for ino. */
+bool fused_times_owed(fuse_ino_t ino, const struct stat *st);
+
+/*
  * fuseio.c: /dev/fuse through libfuse's custom io, to answer INIT with FUSE_HANDLE_KILLPRIV_V2
  * (SKFUSED_KILLPRIV_V2=0: not offered) and keep each request's "kill set-id bits" flag.
  */

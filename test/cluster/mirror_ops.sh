@@ -554,6 +554,95 @@ fi
 mt_same_trees "after the torn write's resync: primary backing tree and secondary identical"
 sk_diag "info: the large-writes phases took $((SECONDS - t_big)) s"
 
+# SKFUSED_MTIME=seen (ops.c): a write sends no mtime and sets none; the primary gives the peer a
+# file's times before a reply shows them to the application. Each write below is applied by a
+# secondary held by SIGSTOP for 10 ms, so its own write time is not the primary's (on one kernel
+# the two would otherwise often coincide). After each write, a stat through the mount returns what
+# the secondary already holds; a listing (READDIRPLUS) of files written since their last stat
+# shows no times the peer lacks (a stat of each entry right after it returns the secondary's);
+# closed, the trees are equal.
+mt_stop_primary || sk_diag "primary did not stop"
+SKFUSED_MTIME=seen mt_start_primary || mt_bail "primary (SKFUSED_MTIME=seen)"
+mt_wait_connected && mt_wait_synced 20 >/dev/null 2>&1
+tf0=$(mt_st 1 times_frames)
+seen=$("$MT_PY" - "$MT_DIR1" "$MT_DIR2" "$MT_PID2" <<'PY'
+import os, signal, sys, threading, time
+mnt, sec, spid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+bad, n = [], 0
+
+def held(f):  # f() while the secondary is stopped for 10 ms
+    os.kill(spid, signal.SIGSTOP)
+    t = threading.Thread(target=f)
+    t.start()
+    time.sleep(0.01)
+    os.kill(spid, signal.SIGCONT)
+    t.join(10)
+
+def check(what, name):
+    global n
+    p = os.stat(os.path.join(mnt, "seen", name))
+    s = os.stat(os.path.join(sec, "seen", name))
+    n += 1
+    if (p.st_mtime_ns, p.st_size) != (s.st_mtime_ns, s.st_size):
+        bad.append("%s: stat %d/%d, secondary %d/%d" % (what, p.st_mtime_ns, p.st_size, s.st_mtime_ns, s.st_size))
+
+os.makedirs(os.path.join(mnt, "seen"), exist_ok=True)
+fd = os.open(os.path.join(mnt, "seen", "one.dat"), os.O_CREAT | os.O_RDWR, 0o644)
+for i in range(20):
+    held(lambda: os.pwrite(fd, os.urandom(4096), i * 4096))
+    if i % 2:
+        os.fsync(fd)
+    check("write %d" % i, "one.dat")
+fds = [os.open(os.path.join(mnt, "seen", "f%02d" % k), os.O_CREAT | os.O_RDWR, 0o644) for k in range(10)]
+for rnd in range(2):
+    for f in fds:
+        held(lambda: os.pwrite(f, os.urandom(100), rnd))
+    for e in os.scandir(os.path.join(mnt, "seen")):
+        if e.name.startswith("f"):
+            p = e.stat(follow_symlinks=False)
+            s = os.stat(os.path.join(sec, "seen", e.name))
+            n += 1
+            if p.st_mtime_ns != s.st_mtime_ns:
+                bad.append("listed %s: %d, secondary %d" % (e.name, p.st_mtime_ns, s.st_mtime_ns))
+for f in fds + [fd]:
+    os.close(f)
+print(n, len(bad))
+for b in bad[:4]:
+    print(b)
+PY
+)
+tf1=$(mt_st 1 times_frames)
+if [ "$(head -n1 <<<"$seen")" = "40 0" ]; then
+	sk_ok "SKFUSED_MTIME=seen: every mtime a stat or a listing showed was the secondary's already (40 checks, its own writes 10 ms late)"
+else
+	sk_not_ok "SKFUSED_MTIME=seen: every mtime a stat or a listing showed was the secondary's already (40 checks, its own writes 10 ms late)"
+	sk_diag "$seen"
+fi
+if [ "$(mt_st 1 mtime)" = seen ] && [ -n "$tf0" ] && [ -n "$tf1" ] && [ $((tf1 - tf0)) -ge 20 ]; then
+	sk_ok "SKFUSED_MTIME=seen: the times went in frames of their own ($((tf1 - tf0)))"
+else
+	sk_not_ok "SKFUSED_MTIME=seen: the times went in frames of their own (mtime $(mt_st 1 mtime), times_frames $tf0 -> $tf1, at least 20)"
+fi
+# reads after writes do not ask the file's attributes (no auto_inval_data in this mode), so they
+# do not wait for the peer: 20 write + read pairs on one handle send no times frame
+"$MT_PY" - "$MT_DIR1" <<'PY'
+import os, sys
+fd = os.open(os.path.join(sys.argv[1], "seen", "rw.dat"), os.O_CREAT | os.O_RDWR, 0o644)
+os.pwrite(fd, b"a" * 8192, 0)
+for i in range(20):
+    os.pwrite(fd, os.urandom(4096), 0)
+    os.pread(fd, 4096, 4096)
+os.close(fd)
+PY
+tf2=$(mt_st 1 times_frames)
+if [ -n "$tf2" ] && [ $((tf2 - tf1)) -le 2 ]; then
+	sk_ok "SKFUSED_MTIME=seen: 20 reads after writes sent $((tf2 - tf1)) times frames (at most 2: the close's)"
+else
+	sk_not_ok "SKFUSED_MTIME=seen: 20 reads after writes sent $tf1 -> $tf2 times frames (at most 2: the close's)"
+fi
+mt_wait_synced 10 >/dev/null 2>&1
+mt_same_trees "SKFUSED_MTIME=seen, files closed: primary backing tree and secondary identical"
+
 # The secondary's tree is not writable by applications.
 if touch "$MT_DIR2/should-fail" 2>/dev/null; then
 	sk_not_ok "secondary directory refuses writes"
