@@ -430,6 +430,21 @@ static void send_meta_of(struct walker *w, int fd, const struct stat *st, size_t
 	}
 }
 
+/* The i-th range of x's tracked data, clipped to size: false past the last. */
+static bool extent_at(const struct qent *x, uint32_t i, uint64_t size, uint64_t *off, uint64_t *end)
+{
+	if (x->e.flags & FUSED_DF_WHOLE) {
+		*off = 0;
+		*end = size;
+		return i == 0;
+	}
+	if (i >= x->e.n_ext)
+		return false;
+	*off = x->e.ext[i].off;
+	*end = x->e.ext[i].end < size ? x->e.ext[i].end : size;
+	return true;
+}
+
 /* Named, opened, its extents asked of the disk (at most budget bytes). 0, or -EAGAIN. */
 static int prepare(struct walker *w, struct fused_rs_round *rd, struct qent *x, uint64_t budget)
 {
@@ -470,16 +485,10 @@ static int prepare(struct walker *w, struct fused_rs_round *rd, struct qent *x, 
 		}
 	}
 	for (uint32_t i = 0; x->dfd >= 0 && x->ahead < budget; i++) {
-		uint64_t off = 0, end = (uint64_t)x->st.st_size;
+		uint64_t off, end;
 
-		if (!(x->e.flags & FUSED_DF_WHOLE)) {
-			if (i >= x->e.n_ext)
-				break;
-			off = x->e.ext[i].off;
-			end = x->e.ext[i].end < end ? x->e.ext[i].end : end;
-		} else if (i > 0) {
+		if (!extent_at(x, i, (uint64_t)x->st.st_size, &off, &end))
 			break;
-		}
 		if (off >= end)
 			continue;
 		if (end - off > budget - x->ahead)
@@ -591,21 +600,6 @@ static int reader_mode(void)
 		mode = e && e[0] >= '0' && e[0] <= '2' && !e[1] ? e[0] - '0' : 0;
 	}
 	return mode;
-}
-
-/* The i-th range of x's tracked data, clipped to size: false past the last. */
-static bool extent_at(const struct qent *x, uint32_t i, uint64_t size, uint64_t *off, uint64_t *end)
-{
-	if (x->e.flags & FUSED_DF_WHOLE) {
-		*off = 0;
-		*end = size;
-		return i == 0;
-	}
-	if (i >= x->e.n_ext)
-		return false;
-	*off = x->e.ext[i].off;
-	*end = x->e.ext[i].end < size ? x->e.ext[i].end : size;
-	return true;
 }
 
 /* The first pieces of x's tracked data, at most budget bytes, into x->rb (reader). */
