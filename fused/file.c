@@ -210,6 +210,14 @@ __attribute__((constructor)) static void wronly_direct_init(void)
 	wronly_direct = !(v && strcmp(v, "0") == 0);
 }
 
+/* A handle that may write: the kernel keeps its cached pages across opens; write-only: direct. */
+static void writer_cache(struct fuse_file_info *fi)
+{
+	fi->keep_cache = 1;
+	if (wronly_direct && !fused_mtime_seen && (fi->flags & O_ACCMODE) == O_WRONLY)
+		fi->direct_io = 1;
+}
+
 void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct sk_rmsg_op op = { .type = SK_RMSG_OPEN };
@@ -256,9 +264,7 @@ void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fh->prev = fh->next = NULL;
 	fh_link(fh);
 	fi->fh = (uintptr_t)fh;
-	fi->keep_cache = 1;
-	if (wronly_direct && !fused_mtime_seen && (fi->flags & O_ACCMODE) == O_WRONLY)
-		fi->direct_io = 1;
+	writer_cache(fi);
 	r.fi = *fi;
 	kmode = (fi->flags & O_TRUNC) ? fused_kill_suidgid(req, ino, fd) : -1;
 	if (fused_active()) {
@@ -329,9 +335,7 @@ void fused_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		return (void)fuse_reply_err(req, pfd < 0 ? -pfd : ENOMEM);
 	}
 	fi->fh = (uintptr_t)fh;
-	fi->keep_cache = 1;
-	if (wronly_direct && !fused_mtime_seen && (fi->flags & O_ACCMODE) == O_WRONLY)
-		fi->direct_io = 1;
+	writer_cache(fi);
 	fused_creds_set(req);
 	pthread_mutex_lock(&F()->stream_mu);
 	fused_dn_ino(parent, FUSED_DF_NS, 0, 0); /* in the activity log before CREATE goes */
