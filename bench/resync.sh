@@ -6,6 +6,8 @@
 #   bytes read from disk on each node vs bytes modified (/proc/<pid>/io read_bytes of both skfused, page cache
 #       dropped before the resync)
 #   resync throughput vs the raw TCP throughput of the same link, measured in the same run (python, plain TCP)
+#   the machine's CPU-seconds per GiB of each of the two (both nodes and the link share this host's cores),
+#       and the throughput/link that the resync's CPU-seconds per GiB allow here with every core busy
 # Last line: resync sent/modified=<r> read/modified=<r> throughput/link=<r>   (targets 1.05, 1.5, 0.8)
 #
 # Run as root from the repository after `meson setup build && ninja -C build`:
@@ -19,6 +21,7 @@
 # files take minutes), INCR=0 measures the full (checksum) resync of the same tree instead, ENCRYPT=0 runs
 # both skfused with --no-encrypt (MAC only), to tell the AEAD's share of the time from the rest:
 #     NFILES=200000 NDIRS=2000 SIZE_MB=800 PRESEED=1 SK_BUILD=$PWD/build bash bench/resync.sh
+# The images' loop devices do direct I/O (LOOP_DIO=0: the buffered loop, two page caches per byte).
 set -u
 SK_SRC=${SK_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 SK_BUILD=${SK_BUILD:-$SK_SRC/build}
@@ -49,6 +52,10 @@ for n in 1 2; do
 		"$SK_TMP/img$n" || mt_bail "mkfs.ext4"
 	sk_track_mount "$d"
 	mount -o loop,noinit_itable "$SK_TMP/img$n" "$d" || mt_bail "loop mount"
+	# direct I/O to the image file, as a disk (and as peers.sh's SCRATCH=loop): without it each byte
+	# read or written goes through two page caches, the loop's and the root filesystem's
+	[ "${LOOP_DIO:-1}" = 0 ] || losetup --direct-io=on "$(findmnt -n -o SOURCE "$d")" ||
+		mt_bail "direct I/O on the loop device of $d"
 done
 
 io_read() { awk '/^read_bytes/ {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
@@ -140,6 +147,24 @@ MOD=${MOD_OUT%% *}
 say "modified: $MOD bytes ($MOD_OUT)"
 say "tracked: $(mt_st 1 resync.dirty)"
 
+# ---- the machine's CPU, sampled every 20 ms from here on: both nodes share this host's cores, so the
+# raw link and the resync are also compared in CPU-seconds per GiB (printed at the end) ----
+CPU_LOG=$SK_TMP/cpu.samples
+"$MT_PY" -c '
+import os, sys, time
+out, stop = sys.argv[1], sys.argv[2]
+end = time.monotonic() + 3600
+with open(out, "w") as f:
+    while time.monotonic() < end and os.path.isdir(os.path.dirname(stop)) and not os.path.exists(stop):
+        with open("/proc/stat") as s:
+            v = [int(x) for x in s.readline().split()[1:9]]
+        # busy: user nice system irq softirq (idle, iowait and steal are not work done here)
+        f.write("%.4f %d\n" % (time.time(), v[0] + v[1] + v[2] + v[5] + v[6]))
+        f.flush()
+        time.sleep(0.02)
+' "$CPU_LOG" "$SK_TMP/cpu.stop" &
+CPU_PID=$!
+
 # ---- the raw link, same namespaces, same run ----
 LPORT=$((MT_PORT + 1))
 sk_in 2 "$MT_PY" -c '
@@ -158,13 +183,14 @@ LINK_BPS=$(sk_in 1 "$MT_PY" -c '
 import socket, sys, time
 n = int(sys.argv[3]) << 20; buf = b"\0" * (1 << 20)
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
-t = time.monotonic(); sent = 0
+t = time.monotonic(); w = time.time(); sent = 0
 while sent < n:
     s.sendall(buf); sent += len(buf)
 s.shutdown(socket.SHUT_WR); s.recv(1); t = time.monotonic() - t
-print(int(n / t))
+print(int(n / t), "%.4f %.4f" % (w, time.time()))
 ' "${SK_IP[2]}" "$LPORT" "$LINK_MB")
 wait "$sinkpid" 2>/dev/null
+read -r LINK_BPS LINK_T0 LINK_T1 <<<"$LINK_BPS"
 say "raw TCP on the same veth: $((LINK_BPS >> 20)) MiB/s ($LINK_MB MiB)"
 
 # ---- failback ----
@@ -177,6 +203,11 @@ rx0=$(rx)
 P1LOG=$SK_TMP/fused1.$MT_N1.log
 l0=$(wc -l <"$P1LOG")
 mt_start_secondary "${FUSED_ARGS[@]}" || mt_bail "secondary restart"
+# wait for the primary's "resync done" without polling its status: each poll (nc, python) would take
+# tens of ms of the two cores the resync runs on (a quarter of the machine's CPU in a perf profile);
+# tail -f waits on inotify. The status check follows.
+grep -q -m1 'resync done' < <(exec timeout 1800 tail -n +$((l0 + 1)) -f "$P1LOG")
+kill "$!" 2>/dev/null
 mt_wait_synced 1800 || mt_bail "resync did not finish"
 rx1=$(rx)
 r1_1=$(io_read "$MT_PID1")
@@ -200,13 +231,50 @@ if [ "${CHECK:-1}" = 1 ]; then
 fi
 say "resync kind $kind in ${secs:-?} s: data sent $sent bytes, secondary's veth received $wire bytes"
 say "read from disk: primary $((r1_1 - r1_0)) bytes, secondary $r2 bytes (its whole life)"
-"$MT_PY" - "$MOD" "$wire" "$sent" "$((r1_1 - r1_0))" "$r2" "${secs:-0}" "$LINK_BPS" <<'EOF'
-import sys
-mod, wire, sent, r1, r2, secs, link = (float(x) for x in sys.argv[1:])
+# the resync's window on the machine's clock: from the primary's connection to its "resync done"
+rs_t0=$(tail -n +$((l0 + 1)) "$P1LOG" | grep -m1 'connected to peer' | awk '{print $1}')
+rs_t1=$(tail -n +$((l0 + 1)) "$P1LOG" | grep 'resync done' | tail -n 1 | awk '{print $1}')
+touch "$SK_TMP/cpu.stop"
+wait "$CPU_PID" 2>/dev/null
+"$MT_PY" - "$MOD" "$wire" "$sent" "$((r1_1 - r1_0))" "$r2" "${secs:-0}" "$LINK_BPS" "$LINK_MB" \
+	"$LINK_T0" "$LINK_T1" "${rs_t0:-?}" "${rs_t1:-?}" "$CPU_LOG" <<'EOF'
+import bisect, os, sys, time
+mod, wire, sent, r1, r2, secs, link, link_mb, l0, l1 = (float(x) for x in sys.argv[1:11])
 thr = wire / secs if secs > 0 else 0.0
 print("# per node read/modified: primary %.3f secondary %.3f; skfused data sent/modified %.3f" %
       (r1 / mod, r2 / mod, sent / mod))
 print("# resync throughput %.1f MiB/s on the wire vs link %.1f MiB/s" % (thr / 2**20, link / 2**20))
+# CPU-seconds of the whole machine in a window, from the cumulative busy ticks (interpolated)
+ts, busy = [], []
+for line in open(sys.argv[13]):
+    a, b = line.split()
+    ts.append(float(a)); busy.append(int(b))
+def at(t):
+    i = bisect.bisect_left(ts, t)
+    if i <= 0 or i >= len(ts):
+        return None
+    return busy[i - 1] + (busy[i] - busy[i - 1]) * (t - ts[i - 1]) / (ts[i] - ts[i - 1])
+def cpu_s(t0, t1):
+    a, b = at(t0), at(t1)
+    return None if a is None or b is None else (b - a) / os.sysconf("SC_CLK_TCK")
+def log_time(hms):   # HH:MM:SS.mmm of a log line, today, local time
+    h, m, sec = hms.split(":")
+    t = time.localtime(ts[-1] if ts else time.time())
+    return time.mktime(t[:3] + (int(h), int(m), 0) + t[6:]) + float(sec)
+ncpu = os.cpu_count()
+try:
+    r0, r1t = log_time(sys.argv[11]), log_time(sys.argv[12])
+except ValueError:
+    r0 = r1t = None
+lc = cpu_s(l0, l1)
+rc = cpu_s(r0, r1t) if r0 is not None else None
+if lc and rc and l1 > l0 and r1t > r0 and wire > 0:
+    lg, rg = lc / (link_mb / 1024), rc / (wire / 2**30)
+    lcores, rcores = lc / (l1 - l0), rc / (r1t - r0)
+    print("# machine CPU (%d cores, both nodes): raw link %.2f CPU-s/GiB with %.2f cores busy; resync %.2f CPU-s/GiB "
+          "on the wire with %.2f cores busy" % (ncpu, lg, lcores, rg, rcores))
+    print("# on these shared cores a resync using all %d at its CPU-s/GiB would reach throughput/link %.2f" %
+          (ncpu, (ncpu / rg) / (lcores / lg)))
 print("resync sent/modified=%.3f read/modified=%.3f throughput/link=%.3f" %
       (wire / mod, max(r1, r2) / mod, thr / link if link else 0.0))
 EOF
