@@ -62,6 +62,7 @@ void fused_dirty_conf_env(struct fused_dirty_conf *c)
 	*c = (struct fused_dirty_conf){ 0 }; /* boot_id 0: this machine's */
 	c->max_entries = 1000000;
 	c->max_extents = 64;
+	c->max_zone_runs = 16384;
 	c->max_log_bytes = 1ull << 30;
 	/* the activity log serves the incremental resync (the default): on with it, unless said otherwise */
 	s = getenv("SKFUSED_RESYNC_INCREMENTAL");
@@ -72,6 +73,8 @@ void fused_dirty_conf_env(struct fused_dirty_conf *c)
 		c->max_entries = (size_t)strtoull(s, NULL, 10);
 	if ((s = getenv("SKFUSED_DIRTY_EXTENTS")) && strtoul(s, NULL, 10) >= 1)
 		c->max_extents = (unsigned)strtoul(s, NULL, 10);
+	if ((s = getenv("SKFUSED_DIRTY_ZONE_RUNS")))
+		c->max_zone_runs = (unsigned)strtoul(s, NULL, 10);
 }
 
 /* ---- the set ---- */
@@ -184,15 +187,66 @@ void dirty_set_lost(struct fused_dirty *d, const char *why)
 	d->why = why;
 }
 
-/* Merge [off, end) into e's sorted extents; past the bound the file goes whole. */
+static void go_whole(struct ent *e)
+{
+	free(e->ext);
+	e->ext = NULL;
+	e->n_ext = e->cap_ext = 0;
+	e->flags |= FUSED_DF_WHOLE;
+}
+
+/*
+ * Zones of the next size: every extent rounded out to them, neighbours that then touch merged
+ * (a superset of what was tracked: more may be sent, never less). false past the largest.
+ */
+static bool zone_up(struct ent *e)
+{
+	uint8_t zs = e->zshift ? e->zshift + 1 : ZONE_SHIFT_MIN;
+	uint64_t z = (uint64_t)1 << zs;
+	uint32_t k = 0;
+
+	if (zs > ZONE_SHIFT_MAX)
+		return false;
+	for (uint32_t i = 0; i < e->n_ext; i++) {
+		uint64_t off = e->ext[i].off & ~(z - 1), end = (e->ext[i].end + z - 1) & ~(z - 1);
+
+		if (k && e->ext[k - 1].end >= off)
+			e->ext[k - 1].end = end;
+		else
+			e->ext[k++] = (struct ext){ off, end };
+	}
+	e->n_ext = k;
+	e->zshift = zs;
+	return true;
+}
+
+/*
+ * Merge [off, end) into e's sorted extents. Past max_extents the file counts in zones
+ * (zone_up), past max_zone_runs of those in larger zones, past the largest it goes whole.
+ */
 static void ext_add(struct fused_dirty *d, struct ent *e, uint64_t off, uint64_t end)
 {
-	uint32_t i = 0, j;
+	uint32_t i, j, lo = 0, hi;
 
 	if (e->flags & FUSED_DF_WHOLE)
 		return;
-	while (i < e->n_ext && e->ext[i].end < off)
-		i++;
+	if (e->zshift) {
+		uint64_t z = (uint64_t)1 << e->zshift;
+
+		off &= ~(z - 1);
+		end = (end + z - 1) & ~(z - 1); /* end <= EXT_LIMIT: no overflow */
+	}
+	/* the first extent that ends at or after off (they are sorted and disjoint) */
+	hi = e->n_ext;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (e->ext[mid].end < off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	i = lo;
 	j = i;
 	while (j < e->n_ext && e->ext[j].off <= end) {
 		if (e->ext[j].off < off)
@@ -207,11 +261,12 @@ static void ext_add(struct fused_dirty *d, struct ent *e, uint64_t off, uint64_t
 		e->n_ext -= j - i - 1;
 		return;
 	}
-	if (e->n_ext + 1 > d->c.max_extents) {
-		free(e->ext);
-		e->ext = NULL;
-		e->n_ext = e->cap_ext = 0;
-		e->flags |= FUSED_DF_WHOLE;
+	if (e->n_ext + 1 > (e->zshift ? d->c.max_zone_runs : d->c.max_extents)) {
+		if (!d->c.max_zone_runs || !zone_up(e)) {
+			go_whole(e);
+			return;
+		}
+		ext_add(d, e, off, end); /* again at the new size: one level per zone size at most */
 		return;
 	}
 	if (e->n_ext == e->cap_ext) {
@@ -219,10 +274,7 @@ static void ext_add(struct fused_dirty *d, struct ent *e, uint64_t off, uint64_t
 		struct ext *ne = realloc(e->ext, nc * sizeof(*ne));
 
 		if (!ne) {
-			free(e->ext);
-			e->ext = NULL;
-			e->n_ext = e->cap_ext = 0;
-			e->flags |= FUSED_DF_WHOLE;
+			go_whole(e);
 			return;
 		}
 		e->ext = ne;

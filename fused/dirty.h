@@ -14,7 +14,8 @@
  *
  *  - a file: the exact byte ranges written, truncated, fallocated or copied into
  *    (merged extents), FUSED_DF_META (mode, owner, times, xattrs, size), and
- *    FUSED_DF_WHOLE (send all of it: too many extents, a rename or a hard link);
+ *    FUSED_DF_WHOLE (all of it: past the zones' bound, a rename or a hard link; from 1 MiB
+ *    compared by block checksums with the peer's file at its path, rs_files.c);
  *  - a directory: FUSED_DF_NS (a name in it was created, removed, renamed, linked),
  *    FUSED_DF_WALK (new, moved, or standing in for files past the bound: its whole
  *    subtree is compared by block checksums), FUSED_DF_META.
@@ -41,7 +42,10 @@
  * the resync has sent are logged as "dropped once acknowledged": a primary killed
  * during a resync resumes from what is still unacknowledged.
  *
- * Bounds (fused_dirty_conf): per file at most max_extents extents (then WHOLE);
+ * Bounds (fused_dirty_conf): per file at most max_extents exact extents; past them the file's
+ * extents are rounded out to 4 KiB zones (max_zone_runs runs of zones at most, the zones
+ * doubling when they would be more, up to 64 MiB), then WHOLE: a database file written in
+ * thousands of places while the peer is away costs its changed zones, not the file;
  * at most max_entries entries: past it, a file's change marks its directory WALK
  * instead (per-directory marks, up to max_entries more); past that, or a log over
  * max_log_bytes, tracking is lost.
@@ -77,6 +81,7 @@ struct fused_dnote {
 struct fused_dirty_conf {
 	size_t max_entries;      /* default 1 000 000 (SKFUSED_DIRTY_MAX) */
 	unsigned max_extents;    /* per file, default 64 (SKFUSED_DIRTY_EXTENTS) */
+	unsigned max_zone_runs;  /* per file past max_extents, default 16384 (SKFUSED_DIRTY_ZONE_RUNS); 0: WHOLE */
 	uint64_t max_log_bytes;  /* default 1 GiB */
 	bool al;                 /* activity log while in sync: SKFUSED_DIRTY_AL=1/0, else as SKFUSED_RESYNC_INCREMENTAL (on unless 0) */
 	uint64_t boot_id;        /* 0: this machine's (/proc/sys/kernel/random/boot_id); tests set others */

@@ -38,6 +38,8 @@ struct ext {
 	uint64_t off, end;
 };
 
+#define ZONE_SHIFT_MIN 12 /* 4 KiB, a page: the first zones of a file past its exact extents */
+#define ZONE_SHIFT_MAX 26 /* 64 MiB: zones larger than this are the whole file */
 struct ent {
 	struct fused_dh h;
 	uint32_t flags;
@@ -45,6 +47,7 @@ struct ent {
 	struct ext *ext;
 	uint32_t next; /* hash chain: index + 1, 0 ends */
 	bool used;
+	uint8_t zshift; /* 0: exact extents; else each extent is rounded out to 1 << zshift */
 };
 
 struct rslot {

@@ -392,12 +392,12 @@ static int send_small_whole(struct walker *w, int fd)
 	return done;
 }
 
-static void sync_file(struct walker *w, int fd, bool whole, struct rs_ahead *ahead, bool *meta);
+static int sync_file(struct walker *w, int fd, bool whole, struct rs_ahead *ahead, bool *meta);
 
 /* Content of one regular file: checksum windows from the peer, differing blocks back. */
-void fused_rs_sync_file(struct walker *w, int fd)
+int fused_rs_sync_file(struct walker *w, int fd)
 {
-	sync_file(w, fd, false, NULL, NULL);
+	return sync_file(w, fd, false, NULL, NULL);
 }
 
 /*
@@ -405,8 +405,12 @@ void fused_rs_sync_file(struct walker *w, int fd)
  * ahead: the first window's checksums were asked ahead (rs_sums.c): its answer, not a request.
  * meta: the hold that reads the file's end also sends its metadata (one hold less per small
  * file); *meta says whether the last data sent went before it (else the caller sends it).
+ * A peer with no file at that path (ENOENT), or an empty one, is sent the rest whole, with no
+ * more requests; a block it has no sum for is sent without hashing it.
+ * 0, or as rs_files.c's send_range when the file has no path: -ENOENT gone (or a path too long
+ * for the peer), -EAGAIN still linked.
  */
-static void sync_file(struct walker *w, int fd, bool whole, struct rs_ahead *ahead, bool *meta)
+static int sync_file(struct walker *w, int fd, bool whole, struct rs_ahead *ahead, bool *meta)
 {
 	struct fused *f = w->f;
 	uint64_t off = 0;
@@ -423,13 +427,17 @@ static void sync_file(struct walker *w, int fd, bool whole, struct rs_ahead *ahe
 			break;
 		if (ahead && off == 0) {
 			if (fused_rs_ahead_sums(w, ahead, &s) < 0)
-				return;
+				return 0;
 		} else if (!whole) {
 			atomic_fetch_add(&fused_rs_stats.asked, 1);
 			rc = fused_repl_ask(f, w->gen, &q, fd, &s, w->sums, NULL);
 			if (rc < 0)
-				return;
+				return 0;
 		}
+		/* nothing there to compare with (no file, or an empty one): only our data can make
+		 * it, and a live write meanwhile is on both copies already (sent again: harmless) */
+		if (!whole && (s.err == ENOENT || (!s.err && s.file_size == 0)))
+			whole = true;
 		for (uint64_t c = off; c < off + WINDOW && fused_rs_pace(w); c += CHUNK) {
 			uint64_t sent = 0;
 			ssize_t n;
@@ -440,8 +448,10 @@ static void sync_file(struct walker *w, int fd, bool whole, struct rs_ahead *ahe
 			n = pl < 0 || !atomic_load(&f->connected) ? -1 : pread(fd, w->buf, CHUNK, (off_t)c);
 			if (n <= 0) {
 				pthread_mutex_unlock(&f->stream_mu);
+				/* unlinked meanwhile (its unlink is in the stream), or unnamed */
 				if (pl < 0)
-					return; /* unlinked meanwhile: its unlink is in the stream */
+					return pl == -ENAMETOOLONG || fstat(fd, &st) < 0 || st.st_nlink == 0 ?
+						       -ENOENT : -EAGAIN;
 				break;
 			}
 			atomic_fetch_add(&fused_rs_stats.read, (uint64_t)n);
@@ -459,10 +469,12 @@ static void sync_file(struct walker *w, int fd, bool whole, struct rs_ahead *ahe
 						run = (size_t)n - b;
 						break;
 					}
-					crypto_generichash(h, sizeof(h), w->buf + b + run, bl, NULL, 0);
-					if (!s.err && bi < s.count &&
-					    memcmp(h, s.sums + bi * SK_RMSG_SUM_LEN, sizeof(h)) == 0)
-						break;
+					/* a block the peer has no sum for differs, unhashed */
+					if (!s.err && bi < s.count) {
+						crypto_generichash(h, sizeof(h), w->buf + b + run, bl, NULL, 0);
+						if (memcmp(h, s.sums + bi * SK_RMSG_SUM_LEN, sizeof(h)) == 0)
+							break;
+					}
 					run += bl;
 				}
 				if (run) {
@@ -492,6 +504,7 @@ static void sync_file(struct walker *w, int fd, bool whole, struct rs_ahead *ahe
 		}
 		off += WINDOW;
 	}
+	return 0;
 }
 
 /* An entry with no xattrs at all (a file system without xattrs has none). */

@@ -76,8 +76,8 @@ void fused_rs_progress_add(struct fused *f, uint64_t n);
 void fused_rs_send_meta(struct walker *w, int dfd, const char *name, const char *path, size_t plen);
 /* A directory (dfd readable): listed, its entries reconciled, recursively unless w->shallow. */
 void fused_rs_sync_dir(struct walker *w, int dfd, int depth);
-/* A regular file by block checksums (its data only). */
-void fused_rs_sync_file(struct walker *w, int fd);
+/* A regular file by block checksums (its data only). 0, or -ENOENT gone / -EAGAIN unnamed (resync.c). */
+int fused_rs_sync_file(struct walker *w, int fd);
 /* O_PATH fd of the deepest existing directory above path (the root at worst), or -errno. */
 int fused_rs_deepest_dir(struct fused *f, const char *path);
 

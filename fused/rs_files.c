@@ -499,6 +499,21 @@ static int prepare(struct walker *w, struct fused_rs_round *rd, struct qent *x, 
 	return 0;
 }
 
+/*
+ * A file tracked whole (past its extents bound, renamed, linked, its bytes moved) may still be
+ * mostly what the peer holds at its path: a database file written in more places than the
+ * bound while the peer was away. From WHOLE_SUMS_MIN bytes it is compared by block checksums
+ * as the full resync compares (resync.c, one request per 4 MiB window, only differing 64 KiB
+ * blocks sent; a peer without that path, or with it empty, gets the rest whole); a smaller
+ * one is sent whole, as a round trip would cost more than its data.
+ */
+#define WHOLE_SUMS_MIN ((uint64_t)1 << 20)
+
+static bool sums_first(const struct qent *x)
+{
+	return (x->e.flags & FUSED_DF_WHOLE) && (uint64_t)x->st.st_size >= WHOLE_SUMS_MIN;
+}
+
 /* Data, then metadata, of one prepared entry. 0 (the caller checks the peer), or -EAGAIN. */
 static int send_one(struct walker *w, struct fused_rs_round *rd, struct qent *x)
 {
@@ -509,7 +524,8 @@ static int send_one(struct walker *w, struct fused_rs_round *rd, struct qent *x)
 	if (x->fd >= 0 && x->dfd >= 0) {
 		if (x->e.flags & FUSED_DF_WHOLE) {
 			atomic_fetch_add(&f->rs_total_bytes, (uint64_t)x->st.st_size);
-			r = send_range(w, x, 0, (uint64_t)x->st.st_size);
+			r = sums_first(x) ? fused_rs_sync_file(w, x->dfd) :
+					    send_range(w, x, 0, (uint64_t)x->st.st_size);
 		}
 		for (uint32_t i = 0; r == 0 && !(x->e.flags & FUSED_DF_WHOLE) && i < x->e.n_ext; i++) {
 			uint64_t end = x->e.ext[i].end < (uint64_t)x->st.st_size ? x->e.ext[i].end :
@@ -610,6 +626,8 @@ static void read_ahead(struct walker *w, struct qent *x, uint64_t budget)
 	size_t used = 0;
 	uint32_t cap, np = 0;
 
+	if (sums_first(x))
+		return; /* read as it is compared, window by window */
 	for (uint32_t i = 0; want < budget; i++) {
 		uint64_t off, end;
 

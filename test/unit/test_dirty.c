@@ -174,6 +174,71 @@ Test(dirty, per_file_bound_goes_whole)
 	fused_dirty_close(d);
 }
 
+Test(dirty, past_the_extents_bound_a_file_counts_in_zones)
+{
+	struct fused_dirty_conf c = conf(100, 4);
+	struct fused_dirty *d;
+	struct found f = { 0 }, g = { 0 };
+	const char *why;
+	int i;
+
+	c.max_zone_runs = 8;
+	d = usable(c);
+	for (unsigned k = 0; k < 6; k++) /* 6 places 1 MiB apart: past 4 exact extents */
+		note(d, 1, 0, ((uint64_t)k << 20) + 100, 10);
+	note(d, 1, 0, (2u << 20) + 2000, 100); /* inside a zone already tracked */
+	fused_dirty_foreach(d, collect, &f);
+	i = find_file(&f, 1);
+	cr_assert_geq(i, 0);
+	cr_assert_not(f.e[i].flags & FUSED_DF_WHOLE, "a file past its extents bound is not sent whole");
+	cr_assert_eq(f.e[i].n_ext, 6, "one 4 KiB zone per place written (got %u)", f.e[i].n_ext);
+	for (unsigned k = 0; k < 6; k++) {
+		cr_assert_eq(f.ext[i][0][k], (uint64_t)k << 20, "zone %u starts on its 4 KiB boundary", k);
+		cr_assert_eq(f.ext[i][1][k], ((uint64_t)k << 20) + 4096, "zone %u is 4 KiB", k);
+	}
+	/* what a restart replays is the same set */
+	fused_dirty_close(d);
+	d = open_d(c, &why);
+	cr_assert_null(why, "tracking survives a clean stop (%s)", why ? why : "");
+	fused_dirty_foreach(d, collect, &g);
+	i = find_file(&g, 1);
+	cr_assert_geq(i, 0);
+	cr_assert_eq(g.e[i].n_ext, 6);
+	cr_assert_eq(g.ext[i][0][5], 5u << 20);
+	cr_assert_eq(g.ext[i][1][5], (5u << 20) + 4096);
+	fused_dirty_close(d);
+}
+
+Test(dirty, zones_double_past_their_bound_then_the_file_goes_whole)
+{
+	struct fused_dirty_conf c = conf(100, 2);
+	struct fused_dirty_stats s;
+	struct fused_dirty *d;
+	struct found f = { 0 };
+	int i;
+
+	c.max_zone_runs = 4;
+	d = usable(c);
+	for (unsigned k = 0; k < 10; k++) /* 10 places 1 MiB apart: 1 MiB zones make them one run */
+		note(d, 1, 0, (uint64_t)k << 20, 1);
+	for (unsigned k = 0; k < 10; k++) /* 128 MiB apart: 64 MiB zones are still 10 runs */
+		note(d, 2, 0, (uint64_t)k << 27, 1);
+	fused_dirty_foreach(d, collect, &f);
+	i = find_file(&f, 1);
+	cr_assert_geq(i, 0);
+	cr_assert_not(f.e[i].flags & FUSED_DF_WHOLE);
+	cr_assert_eq(f.e[i].n_ext, 1, "1 MiB zones: one run (got %u)", f.e[i].n_ext);
+	cr_assert_eq(f.ext[i][0][0], 0);
+	cr_assert_eq(f.ext[i][1][0], 10u << 20);
+	i = find_file(&f, 2);
+	cr_assert_geq(i, 0);
+	cr_assert(f.e[i].flags & FUSED_DF_WHOLE, "past 64 MiB zones the file is sent whole");
+	cr_assert_eq(f.e[i].n_ext, 0);
+	fused_dirty_get_stats(d, &s);
+	cr_assert_eq(s.whole, 1);
+	fused_dirty_close(d);
+}
+
 Test(dirty, total_bound_falls_back_to_directories_then_lost)
 {
 	struct fused_dirty *d = usable(conf(3, 8));
