@@ -22,6 +22,8 @@
 # both skfused with --no-encrypt (MAC only), to tell the AEAD's share of the time from the rest:
 #     NFILES=200000 NDIRS=2000 SIZE_MB=800 PRESEED=1 SK_BUILD=$PWD/build bash bench/resync.sh
 # The images' loop devices do direct I/O (LOOP_DIO=0: the buffered loop, two page caches per byte).
+# DB_MB=N adds a database-like file of N MiB to the tree, and DB_WRITES (2000) random 8 KiB page writes
+# into it to the modifications (more places than a file's extents bound: it is tracked whole).
 set -u
 SK_SRC=${SK_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 SK_BUILD=${SK_BUILD:-$SK_SRC/build}
@@ -34,6 +36,8 @@ PRESEED=${PRESEED:-0}
 FUSED_ARGS=()
 [ "${ENCRYPT:-1}" = 1 ] || FUSED_ARGS=(--no-encrypt)
 PCT=${PCT:-5}
+DB_MB=${DB_MB:-0}
+DB_WRITES=${DB_WRITES:-2000}
 RENAME_PCT=${RENAME_PCT:-0.2}
 LINK_MB=${LINK_MB:-512}
 source "$SK_SRC/test/cluster/mirror_common.sh"
@@ -43,7 +47,7 @@ mt_init
 # each node's replicated directory on its own fresh ext4 image (no journal, as the root fs here)
 # files take whole 4 KiB blocks: room for the data so rounded (+30 %), the inodes, the directories
 per_b=$(( ((SIZE_MB << 20) / NFILES + 4095) / 4096 * 4096 ))
-img_mb=$(( (NFILES * per_b >> 20) * 13 / 10 + (NFILES * 2 + 65536) * 256 / 1048576 + NDIRS / 64 + 256 ))
+img_mb=$(( (NFILES * per_b >> 20) * 13 / 10 + (NFILES * 2 + 65536) * 256 / 1048576 + NDIRS / 64 + 256 + DB_MB * 11 / 10 ))
 for n in 1 2; do
 	d=${SK_ROOT[$n]}/data
 	truncate -s "${img_mb}M" "$SK_TMP/img$n" || mt_bail "image file"
@@ -91,6 +95,10 @@ if [ "$PRESEED" != 1 ]; then
 	say "building the tree: $NFILES files in $NDIRS directories, $SIZE_MB MiB, through the mount"
 	mk_tree "$MT_DIR1" || mt_bail "tree"
 fi
+if [ "$DB_MB" -gt 0 ]; then
+	say "a database-like file: db.bin, $DB_MB MiB, through the mount"
+	dd if=/dev/urandom of="$MT_DIR1/db.bin" bs=1M count="$DB_MB" conv=fsync status=none || mt_bail "db.bin"
+fi
 mt_wait_synced 1800 || mt_bail "initial sync"
 say "tree built and replicated in $((SECONDS - t0)) s; resync so far: $(mt_st 1 resync.kind)"
 
@@ -98,9 +106,10 @@ say "tree built and replicated in $((SECONDS - t0)) s; resync so far: $(mt_st 1 
 sk_term "$MT_PID2"
 mt_wait_until 20 bash -c "! mountpoint -q '$MT_DIR2'"
 mt_wait_until 20 bash -c "! echo '{\"cmd\":\"status\"}' | nc -U -N '$MT_CTL1' | grep -q '\"peer\":\"connected\"'"
-MOD_OUT=$("$MT_PY" - "$MT_DIR1" "$NFILES" "$SIZE_MB" "$PCT" "$RENAME_PCT" "$NDIRS" <<'EOF'
+MOD_OUT=$("$MT_PY" - "$MT_DIR1" "$NFILES" "$SIZE_MB" "$PCT" "$RENAME_PCT" "$NDIRS" "$DB_MB" "$DB_WRITES" <<'EOF'
 import os, random, sys
 root, n, size, pct, rpct = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) << 20, float(sys.argv[4]), float(sys.argv[5])
+db_mb, db_writes = int(sys.argv[7]), int(sys.argv[8])
 random.seed(42)
 per = size // n
 budget = int(size * pct / 100)
@@ -140,7 +149,14 @@ for f in files[one:2 * one]:                # 1 %: deleted
 for f in files[2 * one:2 * one + max(1, int(n * rpct / 100))]:   # renamed (sent whole)
     mod["renamed_bytes"] += os.stat(f).st_size
     os.rename(f, f + ".renamed")
-print(mod["inplace"] + mod["append"] + mod["new"], " ".join("%s=%d" % kv for kv in mod.items()))
+if db_mb:                                   # 8 KiB pages written at random places of db.bin
+    mod["db"] = 0
+    fd = os.open(os.path.join(root, "db.bin"), os.O_WRONLY)
+    for _ in range(db_writes):
+        os.pwrite(fd, os.urandom(8192), random.randrange(0, (db_mb << 20) // 8192) * 8192)
+        mod["db"] += 8192
+    os.close(fd)
+print(mod["inplace"] + mod["append"] + mod["new"] + mod.get("db", 0), " ".join("%s=%d" % kv for kv in mod.items()))
 EOF
 ) || mt_bail "modifications"
 MOD=${MOD_OUT%% *}
