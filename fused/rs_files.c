@@ -500,12 +500,12 @@ static int prepare(struct walker *w, struct fused_rs_round *rd, struct qent *x, 
 }
 
 /*
- * A file tracked whole (past its extents bound, renamed, linked, its bytes moved) may still be
- * mostly what the peer holds at its path: a database file written in more places than the
- * bound while the peer was away. From WHOLE_SUMS_MIN bytes it is compared by block checksums
- * as the full resync compares (resync.c, one request per 4 MiB window, only differing 64 KiB
- * blocks sent; a peer without that path, or with it empty, gets the rest whole); a smaller
- * one is sent whole, as a round trip would cost more than its data.
+ * A file tracked whole (renamed, linked, its bytes moved, past its zones' bound) may still be
+ * mostly what the peer holds at its path: a file saved by writing a copy and renaming it over
+ * the old one (editors, rsync without --inplace). From WHOLE_SUMS_MIN bytes it is compared by
+ * block checksums as the full resync compares (resync.c, one request per 4 MiB window, only
+ * differing 64 KiB blocks sent; a peer without that path, or with it empty, gets the rest
+ * whole); a smaller one is sent whole, as a round trip would cost more than its data.
  */
 #define WHOLE_SUMS_MIN ((uint64_t)1 << 20)
 
