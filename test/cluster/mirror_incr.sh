@@ -104,6 +104,23 @@ synced() {
 # compare LABEL: primary's backing tree against the secondary's (every treecmp property)
 compare() { mt_same_trees "$1: trees identical"; }
 
+# dirty_is LABEL EXPR: the tracked set (the status's resync.dirty, as d) satisfies the python EXPR
+dirty_is() {
+	if "$MT_PY" -c 'import json,sys; d=json.loads(sys.argv[1])["resync"]["dirty"]; sys.exit(0 if eval(sys.argv[2]) else 1)' \
+		"$(mt_status 1)" "$2"; then
+		sk_ok "$1"
+	else
+		sk_not_ok "$1"; sk_diag "$(mt_st 1 resync.dirty)"
+	fi
+}
+
+# back_incr LABEL: the secondary returns and is in sync again by an incremental resync
+back_incr() {
+	mt_start_secondary || mt_bail "secondary restart failed"
+	if synced; then sk_ok "$1: back in sync"; else sk_not_ok "$1: back in sync"; fi
+	expect_kind incremental "$1"
+}
+
 expect_kind() {
 	sk_diag "$(grep 'resync done\|resync (incr' "$(P1LOG)" | tail -n 2 | tr '\n' ' ')"
 	local k
@@ -188,15 +205,9 @@ fd = os.open(sys.argv[1], os.O_WRONLY)
 for i in range(70):   # 224 KiB apart: 70 extents, 70 zones
     os.pwrite(fd, os.urandom(4096), i * 229376)
 os.close(fd)' "$D/big"
-dj=$(mt_status 1)
-if "$MT_PY" -c 'import json,sys; d=json.loads(sys.argv[1])["resync"]["dirty"]; sys.exit(0 if d["whole_files"]==0 and d["bytes"]==70*4096 else 1)' "$dj"; then
-	sk_ok "I: the 16 MiB file past its extents bound is tracked in zones (70 x 4 KiB), not whole"
-else
-	sk_not_ok "I: the 16 MiB file past its extents bound is tracked in zones (70 x 4 KiB), not whole"; sk_diag "$(mt_st 1 resync.dirty)"
-fi
-mt_start_secondary || mt_bail "secondary restart failed"
-if synced; then sk_ok "I: back in sync"; else sk_not_ok "I: back in sync"; fi
-expect_kind incremental "I"
+dirty_is "I: the 16 MiB file past its extents bound is tracked in zones (70 x 4 KiB), not whole" \
+	'd["whole_files"] == 0 and d["bytes"] == 70 * 4096'
+back_incr I
 s=$(sent); r=$(rd)
 if [ -n "$s" ] && [ "$s" -le $((70 * 4096)) ] && [ -n "$r" ] && [ "$r" -le $((70 * 4096)) ]; then
 	sk_ok "I: sent $s and read $r bytes (the 70 changed zones, not the file)"
@@ -215,15 +226,8 @@ secondary_away
 cp "$D/keep/saved" "$D/keep/.saved.tmp"
 head -c 4096 /dev/urandom | dd of="$D/keep/.saved.tmp" bs=4096 seek=300 conv=notrunc status=none
 mv "$D/keep/.saved.tmp" "$D/keep/saved"
-dj=$(mt_status 1)
-if "$MT_PY" -c 'import json,sys; d=json.loads(sys.argv[1])["resync"]["dirty"]; sys.exit(0 if d["whole_files"]==1 else 1)' "$dj"; then
-	sk_ok "J: the 4 MiB file saved by a rename over it is tracked whole"
-else
-	sk_not_ok "J: the 4 MiB file saved by a rename over it is tracked whole"; sk_diag "$(mt_st 1 resync.dirty)"
-fi
-mt_start_secondary || mt_bail "secondary restart failed"
-if synced; then sk_ok "J: back in sync"; else sk_not_ok "J: back in sync"; fi
-expect_kind incremental "J"
+dirty_is "J: the 4 MiB file saved by a rename over it is tracked whole" 'd["whole_files"] == 1'
+back_incr J
 s=$(sent)
 if [ -n "$s" ] && [ "$s" -le 65536 ]; then
 	sk_ok "J: sent $s bytes (the changed block: the peer's copy was compared, not replaced)"
