@@ -191,6 +191,11 @@ static struct json_object *status(struct fused *f)
 		json_object_object_add(o, "mtime", json_object_new_string(fused_mtime_seen ? "seen" : "write"));
 		json_object_object_add(o, "times_frames",
 				       json_object_new_int64((int64_t)atomic_load(&fused_times_frames)));
+		/* fuseio.c: read replies the kernel refused by splice: sent by write(), or EIO */
+		json_object_object_add(o, "read_splice_copied",
+				       json_object_new_int64((int64_t)atomic_load(&fused_splice_copied)));
+		json_object_object_add(o, "read_splice_eio",
+				       json_object_new_int64((int64_t)atomic_load(&fused_splice_eio)));
 	} else { /* recv.c: acks left to the next piece of a write */
 		json_object_object_add(o, "acks_deferred",
 				       json_object_new_int64((int64_t)atomic_load(&fused_rx_acks_deferred)));

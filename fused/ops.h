@@ -64,6 +64,8 @@ bool fused_inode_times_take(struct fused *f, fuse_ino_t ino, bool clear);
  * waits for). fused_times_frames counts the frames (status "times_frames").
  */
 extern _Atomic uint64_t fused_times_frames;
+/* fuseio.c: spliced read replies the kernel refused, sent by write() instead, or answered EIO */
+extern _Atomic uint64_t fused_splice_copied, fused_splice_eio;
 int fused_times_give(fuse_ino_t ino, int fd, struct stat *st, fuse_req_t req,
 		     struct fused_reply *r);
 /*

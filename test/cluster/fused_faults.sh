@@ -10,7 +10,9 @@
 #   - a secondary that cannot record "resync in progress" in its state refuses the session;
 #   - a primary that cannot save the new data generation of its first change alone tries again
 #     with the next change, so a crash does not bring it back in the generation its peer holds;
-#   - a stop while a write waits for its ack lets it be acknowledged first (the peer stays in sync).
+#   - a stop while a write waits for its ack lets it be acknowledged first (the peer stays in sync);
+#   - a read reply the kernel refuses by splice is sent by write(), or answered EIO when it cannot
+#     be: the reader never waits for ever.
 # shellcheck disable=SC2317
 set -uo pipefail
 source "$SK_SRC/test/cluster/mirror_common.sh"
@@ -169,4 +171,33 @@ mt_wait_until 10 bash -c '! kill -0 "$1" 2>/dev/null' _ "$MT_PID1" || sk_diag "p
 sk_check "the peer is still counted in sync after the stop" grep -qx "peer_in_sync=1" "$STATE"
 [ "$(sed -n 's/^peer_in_sync=//p' "$STATE")" = 1 ] || sk_diag "state: $(tr '\n' ' ' <"$STATE")"
 sk_check "and the write is on the secondary" test "$(stat -c %s "$MT_DIR2/inflight" 2>/dev/null)" = 4096
+
+# --- H. a read reply the kernel refuses by splice ----------------------------------------------------
+# libfuse frees a request whose spliced reply fails, without answering it: the reader would wait for
+# ever. read_splice: every reply's splice fails (EINVAL); read_splice_short: and a byte of the reply is
+# missing, so only an error can answer it.
+mt_instance splice $((MT_PORT + 5))
+mt_start_secondary || mt_bail "secondary"
+SKFUSED_FAULT=read_splice@1+ mt_start_primary || mt_bail "primary (read_splice)"
+mt_wait_synced 30 || mt_bail "not in sync"
+head -c $((4 << 20)) /dev/urandom >"$MT_DIR1/r"
+sync
+dd if="$MT_DIR1/r" iflag=nocache count=0 status=none # the mount's cached pages go: reads reach skfused
+sum=$(timeout 20 md5sum <"$MT_DIR1/r" | cut -d' ' -f1)
+sk_check "every refused read reply sent by write(): the file reads back whole" \
+	test "$sum" = "$(md5sum <"$MT_BACK1/r" | cut -d' ' -f1)"
+sk_check "the refused replies are counted (read_splice_copied > 0)" \
+	test "$(mt_st 1 read_splice_copied)" -gt 0
+mt_stop_primary || mt_bail "primary did not stop"
+SKFUSED_FAULT=read_splice@1,read_splice_short@1 mt_start_primary || mt_bail "primary (read_splice_short)"
+dd if="$MT_DIR1/r" iflag=nocache count=0 status=none
+sum=$(timeout 20 md5sum <"$MT_DIR1/r" 2>"$SK_TMP/short.err" | cut -d' ' -f1)
+# the reply answered EIO may be the kernel's read-ahead, which the page's own read then asks again
+sk_check "a reply that cannot be sent is answered EIO: the read ends (the file's data, or EIO), no hang" \
+	bash -c '[ "$1" = "$2" ] || grep -q "Input/output error" "$3"' _ "$sum" \
+	"$(md5sum <"$MT_BACK1/r" | cut -d' ' -f1)" "$SK_TMP/short.err"
+sk_check "and counted (read_splice_eio 1)" test "$(mt_st 1 read_splice_eio)" = 1
+sum=$(timeout 20 md5sum <"$MT_DIR1/r" | cut -d' ' -f1)
+sk_check "the next read of it succeeds" test "$sum" = "$(md5sum <"$MT_BACK1/r" | cut -d' ' -f1)"
+mt_stop_primary
 sk_done
