@@ -153,6 +153,10 @@ static ssize_t splice_refused(int fdin, int fdout, size_t len, int err)
 	}
 	if (got > 0 && fused_fault(FUSED_FAULT_READ_SPLICE_SHORT))
 		got--;
+	if (got < (ssize_t)sizeof(oh)) { /* its header not read: which request it answers is unknown */
+		free(b);
+		return -1;
+	}
 	memcpy(&oh, b, sizeof(oh));
 	if ((size_t)got == len && oh.len == len && write(fdout, b, len) == (ssize_t)len) {
 		free(b);
@@ -166,9 +170,10 @@ static ssize_t splice_refused(int fdin, int fdout, size_t len, int err)
 	oh.error = -EIO;
 	if (write(fdout, &oh, sizeof(oh)) != (ssize_t)sizeof(oh))
 		return -1;
-	atomic_fetch_add(&fused_splice_eio, 1);
-	sk_warn("a read's reply refused by splice (%s) could not be sent (%zd of %zu bytes left in "
-		"the pipe): answered EIO", strerror(err), got, len);
+	if (atomic_fetch_add(&fused_splice_eio, 1) == 0)
+		sk_warn("a read's reply refused by splice (%s) could not be sent (%zd of %zu bytes "
+			"left in the pipe): answered EIO (status read_splice_eio counts them)",
+			strerror(err), got, len);
 	return (ssize_t)len;
 }
 
