@@ -265,6 +265,13 @@ void fused_rs_progress_add(struct fused *f, uint64_t n)
 	atomic_store(&f->rs_done_bytes, d);
 }
 
+int fused_rs_unnamed(int fd, int pl)
+{
+	struct stat st;
+
+	return pl == -ENAMETOOLONG || fstat(fd, &st) < 0 || st.st_nlink == 0 ? -ENOENT : -EAGAIN;
+}
+
 /* Under the stream lock: the xattr list of an entry (via its parent fd and name). */
 static size_t xattr_blob(int dfd, const char *name, uint8_t *out, size_t cap)
 {
@@ -448,10 +455,8 @@ static int sync_file(struct walker *w, int fd, bool whole, struct rs_ahead *ahea
 			n = pl < 0 || !atomic_load(&f->connected) ? -1 : pread(fd, w->buf, CHUNK, (off_t)c);
 			if (n <= 0) {
 				pthread_mutex_unlock(&f->stream_mu);
-				/* unlinked meanwhile (its unlink is in the stream), or unnamed */
 				if (pl < 0)
-					return pl == -ENAMETOOLONG || fstat(fd, &st) < 0 || st.st_nlink == 0 ?
-						       -ENOENT : -EAGAIN;
+					return fused_rs_unnamed(fd, pl);
 				break;
 			}
 			atomic_fetch_add(&fused_rs_stats.read, (uint64_t)n);

@@ -72,6 +72,12 @@ bool fused_rs_pace(struct walker *w);
 /* Sleep as --resync-rate asks after n more data bytes. */
 void fused_rs_rate(struct walker *w, uint64_t n);
 void fused_rs_progress_add(struct fused *f, uint64_t n);
+/*
+ * A file fused_fd_path could not name (pl < 0): -ENOENT when it is gone (its unlink is in the
+ * stream) or its path is too long for the peer (which the full resync cannot send either),
+ * -EAGAIN while it is still linked (a walk of the tree names it).
+ */
+int fused_rs_unnamed(int fd, int pl);
 /* Under the stream lock: owner, mode, size, xattrs and times of dfd/name (name NULL: dfd). */
 void fused_rs_send_meta(struct walker *w, int dfd, const char *name, const char *path, size_t plen);
 /* A directory (dfd readable): listed, its entries reconciled, recursively unless w->shallow. */

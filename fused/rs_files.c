@@ -360,7 +360,6 @@ static int send_range(struct walker *w, struct qent *x, uint64_t off, uint64_t e
 		const struct piece *pc;
 		const uint8_t *data = w->buf;
 		uint64_t t = sk_now_us();
-		struct stat st;
 		ssize_t n;
 		int pl;
 
@@ -375,10 +374,7 @@ static int send_range(struct walker *w, struct qent *x, uint64_t off, uint64_t e
 		pl = fused_fd_path(f, fd, w->path, sizeof(w->path));
 		if (pl < 0) {
 			pthread_mutex_unlock(&f->stream_mu);
-			/* too long for the peer: as the full resync, which cannot send it either */
-			if (pl == -ENAMETOOLONG || fstat(fd, &st) < 0 || st.st_nlink == 0)
-				return -ENOENT;
-			return -EAGAIN;
+			return fused_rs_unnamed(fd, pl);
 		}
 		/* read ahead and unchanged since: what a pread under this lock would give */
 		if ((pc = piece_at(x, off)) && pc->len <= want) {
@@ -550,12 +546,10 @@ static int send_one(struct walker *w, struct fused_rs_round *rd, struct qent *x)
 	t = fused_rs_ph_add(&fused_rs_ph.pace, t);
 	pthread_mutex_lock(&f->stream_mu);
 	if (atomic_load(&f->connected)) {
-		struct stat st;
-
 		pl = fused_fd_path(f, x->fd, w->path, sizeof(w->path));
 		if (pl >= 0)
 			send_meta_of(w, x->fd, &x->st, (size_t)pl);
-		else if (pl != -ENAMETOOLONG && fstat(x->fd, &st) == 0 && st.st_nlink > 0)
+		else if (fused_rs_unnamed(x->fd, pl) == -EAGAIN)
 			r = -EAGAIN;
 	}
 	pthread_mutex_unlock(&f->stream_mu);
