@@ -119,13 +119,6 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 }
 
 /*
- * Data replies (READ: fused_op_read's fuse_reply_data from the backing fd) go by splice, as
- * without a custom io: libfuse offers FUSE_CAP_SPLICE_WRITE only to a custom io that has this.
- * Without it every read reply was copied into a malloc'd buffer of its size (up to 1 MiB),
- * which each worker thread's arena then kept (about 2 MiB of RSS per worker after a cold read).
- * Never an INIT reply (io_writev), so nothing here needs patching.
- */
-/*
  * A spliced reply the kernel refuses must still be answered. libfuse frees the request when this
  * splice fails, without replying, so the application's read() would wait for ever: seen once in
  * a CI run (TSan, mirror-equal, after 10 minutes of nothing but reads of the mount), "fuse: splice
@@ -177,6 +170,13 @@ static ssize_t splice_refused(int fdin, int fdout, size_t len, int err)
 	return (ssize_t)len;
 }
 
+/*
+ * Data replies (READ: fused_op_read's fuse_reply_data from the backing fd) go by splice, as
+ * without a custom io: libfuse offers FUSE_CAP_SPLICE_WRITE only to a custom io that has this.
+ * Without it every read reply was copied into a malloc'd buffer of its size (up to 1 MiB),
+ * which each worker thread's arena then kept (about 2 MiB of RSS per worker after a cold read).
+ * Never an INIT reply (io_writev), so nothing here needs patching.
+ */
 static ssize_t io_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
 			      unsigned int flags, void *userdata)
 {
