@@ -105,13 +105,14 @@ static const struct rule rules[SK_RMSG__MAX] = {
 	[SK_RMSG_RS_META] = { P_ROOT_OK, P_NO, false, false, SK_RMSG_DATA_MAX, SK_RO_XATTRS,
 			      T_OWN | SK_RV_SIZE | T_TIMES },
 	[SK_RMSG_RS_END] = { P_NO, P_NO, false, true, 0, 0, 0 },
+	[SK_RMSG_RS_MOVE] = { P_YES, P_YES, false, false, 0, 0, 0 },
 };
 
 static bool type_known(uint8_t t)
 {
 	return t == SK_RMSG_START || t == SK_RMSG_FAILED ||
 	       (t >= SK_RMSG_OPEN && t <= SK_RMSG_FSYNC) ||
-	       (t >= SK_RMSG_RS_DIR && t <= SK_RMSG_RS_END);
+	       (t >= SK_RMSG_RS_DIR && t <= SK_RMSG_RS_END) || t == SK_RMSG_RS_MOVE;
 }
 
 static void put_ts(uint8_t *p, const struct sk_rmsg_ts *t)

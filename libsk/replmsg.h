@@ -60,6 +60,10 @@ enum sk_rmsg_type {
 				* the shared generation, by path (sk_rmsg_own_*)              */
 	SK_RMSG_RS_EMPTY,      /* S->P: answer to an RS_DIR frame that carried a request id (fh):
 				* which of its entries are empty regular files here (sk_rmsg_rs_empty) */
+	SK_RMSG_RS_MOVE,       /* P->S: incremental resync, before its first listing: the regular
+				* file that was at path1 when both copies last agreed is now at
+				* path2. The secondary keeps its copy aside, to stand as path2
+				* when a listing makes that name (fused/moves.c)               */
 	SK_RMSG__MAX
 };
 

@@ -109,6 +109,8 @@ Test(replmsg, namespace_round_trips)
 		{ .type = SK_RMSG_FAILED, .path1 = "a/b", .path1_len = 3, .path2 = "c", .path2_len = 1 },
 		{ .type = SK_RMSG_FAILED, .fh = 9 },
 		{ .type = SK_RMSG_FAILED, .path1 = "", .path1_len = 0 },
+		{ .type = SK_RMSG_RS_MOVE, .path1 = "d/app.log", .path1_len = 9, .path2 = "e/app.log.1",
+		  .path2_len = 11 },
 	};
 
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
@@ -277,6 +279,14 @@ Test(replmsg, rejects_type_rules)
 	op = (struct sk_rmsg_op){ .type = SK_RMSG_WRITE, .fh = 1, .data = wire,
 				  .data_len = SK_RMSG_DATA_MAX + 1 };
 	cr_assert_eq(enc(&op), -EINVAL, "write over 1 MiB");
+	op = (struct sk_rmsg_op){ .type = SK_RMSG_RS_MOVE, .path1 = "a", .path1_len = 1 };
+	cr_assert_eq(enc(&op), -EINVAL, "move without its new name");
+	op = (struct sk_rmsg_op){ .type = SK_RMSG_RS_MOVE, .path1 = "a", .path1_len = 1, .path2 = "",
+				  .path2_len = 0 };
+	cr_assert_eq(enc(&op), -EINVAL, "move onto the root");
+	op = (struct sk_rmsg_op){ .type = SK_RMSG_RS_MOVE, .path1 = "a", .path1_len = 1,
+				  .path2 = "b/../../x", .path2_len = 9 };
+	cr_assert_eq(enc(&op), -EINVAL, "move out of the tree");
 
 	/* a flipped flag bit in an otherwise valid frame */
 	op = (struct sk_rmsg_op){ .type = SK_RMSG_UNLINK, .path1 = "f", .path1_len = 1 };
