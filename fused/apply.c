@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "moves.h"
 
 static struct hent **hfind(struct rx *x, uint64_t id)
 {
@@ -35,6 +36,7 @@ void fused_rx_hclear(struct rx *x)
 		}
 	x->nhandles = 0;
 	fused_rs_session_end(); /* a resync's lists end with the session, however it ends */
+	fused_moves_end(x->f);  /* so do the copies it kept aside */
 }
 
 /* Refused as hostile or impossible from a genuine primary: counted with the refused frames. */
@@ -689,6 +691,8 @@ int fused_apply(struct rx *x, const struct sk_rmsg_op *op)
 		rc = apply_fsync(f, x, op);
 		fused_stage_applied(FUSED_STG_FSYNC, t0);
 		return rc;
+	case SK_RMSG_RS_MOVE:
+		return fused_moves_apply(f, op);
 	case SK_RMSG_RS_SUMSREQ:
 	case SK_RMSG_RS_END:
 		/* acks (and the errors they carry) go out before the answer they precede */

@@ -455,6 +455,19 @@ bool fused_dirty_tracking(struct fused_dirty *d)
 	return v;
 }
 
+bool fused_dirty_unmoved(struct fused_dirty *d, const struct fused_dh *h)
+{
+	struct ent *e;
+	bool v;
+
+	pthread_mutex_lock(&d->mu);
+	v = d->tracking && !d->lost;
+	if (v && (e = dirty_find(d, h, NULL)))
+		v = !(e->flags & (FUSED_DF_WHOLE | FUSED_DF_DIR));
+	pthread_mutex_unlock(&d->mu);
+	return v;
+}
+
 uint64_t fused_dirty_base(struct fused_dirty *d)
 {
 	uint64_t v;

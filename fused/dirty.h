@@ -15,7 +15,8 @@
  *  - a file: the exact byte ranges written, truncated, fallocated or copied into
  *    (merged extents), FUSED_DF_META (mode, owner, times, xattrs, size), and
  *    FUSED_DF_WHOLE (all of it: past the zones' bound, a rename or a hard link; from 1 MiB
- *    compared by block checksums with the peer's file at its path, rs_files.c);
+ *    compared by block checksums with the peer's file at its path, rs_files.c, which for a
+ *    renamed file can be the peer's copy moved there, moves.c);
  *  - a directory: FUSED_DF_NS (a name in it was created, removed, renamed, linked),
  *    FUSED_DF_WALK (new, moved, or standing in for files past the bound: its whole
  *    subtree is compared by block checksums), FUSED_DF_META.
@@ -119,6 +120,12 @@ bool fused_dirty_lost(struct fused_dirty *d);
 /* Why tracking was lost (a constant string), NULL while it is not. */
 const char *fused_dirty_lost_why(struct fused_dirty *d);
 bool fused_dirty_tracking(struct fused_dirty *d);
+/*
+ * While tracking: the object h is not tracked whole (it was not made, renamed or linked since
+ * the shared id, nor written past the zones' bound), so the name it has now is the one the
+ * peer's copy has, unless a directory above it moved (fused/moves.c).
+ */
+bool fused_dirty_unmoved(struct fused_dirty *d, const struct fused_dh *h);
 /* The resync id both copies held when last in sync (0: none). */
 uint64_t fused_dirty_base(struct fused_dirty *d);
 /* Mark tracking lost (logged once with why): the next resync is the full one. */

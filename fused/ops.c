@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "moves.h"
 
 #define F() (fused_ctx)
 #define ATTR_TIMEOUT 1.0
@@ -790,7 +791,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 {
 	struct sk_rmsg_op op = { .type = SK_RMSG_RENAME, .flags = flags };
 	struct fused_reply r = { .kind = R_ERR0 };
-	int pfd, npfd, n1 = 0, n2 = 0, rc = 0;
+	struct fused_dh mv_h;
+	int pfd, npfd, n1 = 0, n2 = 0, rc = 0, mvl = -1;
 
 	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE))
 		return (void)fuse_reply_err(req, EINVAL);
@@ -807,11 +809,16 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 			goto fail;
 		if ((rc = n2 = fused_child_path(newparent, newname, fused_tp2)) < 0)
 			goto fail;
+	} else if (!(flags & RENAME_EXCHANGE) && fused_moves_want(F(), pfd, name, &mv_h)) {
+		/* the peer's copy can move with the name when it returns (moves.c) */
+		mvl = fused_child_path(parent, name, fused_tp1);
 	}
 	if (renameat2(pfd, name, npfd, newname, flags) < 0) {
 		rc = -errno;
 		goto fail;
 	}
+	if (mvl > 0)
+		fused_moves_add(&mv_h, fused_tp1, (size_t)mvl);
 	fused_path_gen++;
 	/* a disconnected fd of the moved file finds its name where it went */
 	fused_inode_moved(F(), newparent, npfd, newname);

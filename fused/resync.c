@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "moves.h"
 
 /*
  * Bytes per checksum request: the peer reads and hashes them before it acks anything
@@ -798,6 +799,7 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 		atomic_store(&f->rs_total_bytes, 0);
 	}
 	atomic_store(&fused_rs_stats.kind, FUSED_RS_FULL);
+	fused_moves_drop(); /* the full resync compares every file where it is */
 	for (pass = 1; pass <= MAX_PASSES && fused_rs_live(w); pass++) {
 		struct sk_rmsg_op end = { .type = SK_RMSG_RS_END, .len = f->gen.current };
 		struct sk_rmsg_sums s;

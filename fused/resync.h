@@ -67,6 +67,8 @@ struct walker {
 	struct fused_rs_links *links; /* incremental: multiply linked names listed (rs_links.c) */
 };
 #define FUSED_RS_CHUNK (256u << 10)
+/* A file tracked whole from this size is compared with the peer's copy by block checksums (rs_files.c). */
+#define FUSED_WHOLE_SUMS_MIN ((uint64_t)1 << 20)
 bool fused_rs_live(struct walker *w);
 bool fused_rs_pace(struct walker *w);
 /* Sleep as --resync-rate asks after n more data bytes. */

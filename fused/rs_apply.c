@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "moves.h"
 
 #define MAX_DEPTH 512
 
@@ -36,7 +37,7 @@ static void rs_seen_reset(void)
 	rs_seen_lost = false;
 }
 
-static int open_parent(struct fused *f, const char *path, size_t len, int *pfd, char *name)
+int fused_rs_open_parent(struct fused *f, const char *path, size_t len, int *pfd, char *name)
 {
 	const char *slash = memrchr(path, '/', len);
 	size_t dl = slash ? (size_t)(slash - path) : 0;
@@ -257,6 +258,9 @@ static int reconcile(struct fused *f, int dfd, const char *dpath, size_t dl,
 	remade = S_ISREG(e->mode) && (ex_before || e->nlink > 1);
 	switch (e->mode & S_IFMT) {
 	case S_IFREG:
+		/* a file renamed on the primary: this node's copy under its old name (moves.c) */
+		if (!ex && e->nlink <= 1 && fused_moves_claim(dfd, dpath, dl, name))
+			return 1; /* compared by the primary: reported as remade */
 		fl = openat(dfd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fl < 0)
 			return -errno;
@@ -657,7 +661,7 @@ static int rs_meta(struct fused *f, const struct sk_rmsg_op *op)
 		rc = fused_apply_open_path(f->root_fd, "", 0, O_PATH | O_DIRECTORY, &fd);
 		name[0] = '\0';
 	} else {
-		rc = open_parent(f, op->path1, op->path1_len, &pfd, name);
+		rc = fused_rs_open_parent(f, op->path1, op->path1_len, &pfd, name);
 		if (rc < 0)
 			return rc;
 		fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
@@ -739,6 +743,7 @@ int fused_rs_apply(struct fused *f, const struct sk_rmsg_op *op, int sock, struc
 		struct iovec iov = { .iov_base = hdr, .iov_len = sizeof(hdr) };
 
 		if (!s.err) {
+			fused_moves_end(f);
 			f->consistent = true;
 			fused_gen_adopt_peer(f); /* the primary's generations; saves the state */
 			sk_info("resync complete: this copy is consistent (generation %llx)",

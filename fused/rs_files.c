@@ -498,16 +498,15 @@ static int prepare(struct walker *w, struct fused_rs_round *rd, struct qent *x, 
 /*
  * A file tracked whole (renamed, linked, its bytes moved, past its zones' bound) may still be
  * mostly what the peer holds at its path: a file saved by writing a copy and renaming it over
- * the old one (editors, rsync without --inplace). From WHOLE_SUMS_MIN bytes it is compared by
+ * the old one (editors, rsync without --inplace), or a renamed file whose peer copy moved
+ * with its name (fused/moves.c). From FUSED_WHOLE_SUMS_MIN bytes it is compared by
  * block checksums as the full resync compares (resync.c, one request per 4 MiB window, only
  * differing 64 KiB blocks sent; a peer without that path, or with it empty, gets the rest
  * whole); a smaller one is sent whole, as a round trip would cost more than its data.
  */
-#define WHOLE_SUMS_MIN ((uint64_t)1 << 20)
-
 static bool sums_first(const struct qent *x)
 {
-	return (x->e.flags & FUSED_DF_WHOLE) && (uint64_t)x->st.st_size >= WHOLE_SUMS_MIN;
+	return (x->e.flags & FUSED_DF_WHOLE) && (uint64_t)x->st.st_size >= FUSED_WHOLE_SUMS_MIN;
 }
 
 /* Data, then metadata, of one prepared entry. 0 (the caller checks the peer), or -EAGAIN. */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "moves.h"
 
 /*
  * Why this is safe while applications write: as in the full resync (resync.c),
@@ -466,6 +467,7 @@ int fused_rs_incr_run(struct walker *w)
 		free(rd.walked);
 		return -EAGAIN; /* the full resync follows */
 	}
+	fused_moves_send(w); /* before any listing: the peer's copies of renamed files move first */
 	/*
 	 * Live operations that met parts not sent yet are reported by the peer (FAILED)
 	 * and make it refuse the end (EAGAIN): what they missed is tracked again and the
