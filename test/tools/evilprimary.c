@@ -24,6 +24,9 @@
  *   links       MKDIR evil-links, RS_DIR of it announcing --count (default 1000) files, each the
  *               first name of a hard-link group (nlink 2), then the connection ends without RS_END:
  *               exits 0 once they are applied (the test then checks the secondary's open fds)
+ *   moves       RS_MOVE through a symlink to --outside DIR, of a symlink, a FIFO and a directory;
+ *               then --count (default 5000) files made and moved, the session ended without
+ *               RS_END: exits 0 once all are acked (the test checks what moved and what is left)
  * "Refused" means: an ACK whose error covers the op, a FAILED report for it (during a resync
  * the secondary reports instead), or the connection closed.
  */
@@ -50,18 +53,20 @@
 /* Message numbers and layout from libsk/replmsg.h (v1), restated on purpose. */
 enum {
 	M_ACK = 17, M_FAILED = 19, M_OPEN = 20, M_CREATE = 21, M_WRITE = 23, M_SETATTR = 24,
-	M_MKDIR = 27, M_MKNOD = 28, M_RMDIR = 32, M_RS_DIR = 40, M_RS_DATA = 42
+	M_MKDIR = 27, M_MKNOD = 28, M_SYMLINK = 29, M_RMDIR = 32, M_RS_DIR = 40, M_RS_DATA = 42,
+	M_RELEASE = 22, M_RS_MOVE = 48
 };
 #define OP_HDR 128
 #define RV_SIZE 0x08u
 #define RV_MTIME 0x20u
 #define RO_TRUNC 0x1u
+#define RO_EXCL 0x2u
 #define RO_ORPHAN 0x4u
 #define RO_FIRST 0x1u
 #define RO_LAST 0x2u
 #define DATA_MAX (1u << 20)
 
-static const char *to_addr, *secret_path, *case_name;
+static const char *to_addr, *secret_path, *case_name, *outside;
 static uint32_t module_id = 1, node_id = 98;
 static int wait_ms = 5000;
 static long count = -1;
@@ -82,7 +87,7 @@ struct conn {
 struct op {
 	uint64_t fh, off, len, rdev;
 	uint32_t mode, flags, valid;
-	const char *path;
+	const char *path, *path2;
 	const void *data;
 	uint32_t data_len;
 };
@@ -123,10 +128,10 @@ static void conn_open(struct conn *k)
 	}
 }
 
-/* The 128-byte fixed part, path1 (no path2, no name); data goes as its own iovec. */
+/* The 128-byte fixed part, path1 and path2 (no name); data goes as its own iovec. */
 static size_t op_hdr(uint8_t *out, const struct op *o)
 {
-	size_t pl = o->path ? strlen(o->path) : 0;
+	size_t pl = o->path ? strlen(o->path) : 0, pl2 = o->path2 ? strlen(o->path2) : 0;
 
 	memset(out, 0, OP_HDR);
 	sk_put_u64(out + 0, o->fh);
@@ -137,9 +142,11 @@ static size_t op_hdr(uint8_t *out, const struct op *o)
 	sk_put_u32(out + 60, o->flags);
 	sk_put_u32(out + 64, o->valid);
 	sk_put_u16(out + 116, (uint16_t)pl);
+	sk_put_u16(out + 118, (uint16_t)pl2);
 	sk_put_u32(out + 124, o->data_len);
 	memcpy(out + OP_HDR, o->path ? o->path : "", pl);
-	return OP_HDR + pl;
+	memcpy(out + OP_HDR + pl, o->path2 ? o->path2 : "", pl2);
+	return OP_HDR + pl + pl2;
 }
 
 /* Send one op; returns its seq, 0 if the connection is gone. */
@@ -466,13 +473,70 @@ static int case_links(void)
 	return r < 0;
 }
 
+/*
+ * RS_MOVE frames (fused/moves.c) that must move nothing: through a symlink to a directory
+ * outside the tree, a symlink, a FIFO, a directory; then --count (default 5000) regular files of
+ * its own made and moved: the secondary keeps at most 4096 aside, refuses (counts) the rest, and
+ * removes what it kept when the session ends without RS_END (the test checks what is left).
+ */
+static int case_moves(void)
+{
+	long n = count > 0 ? count : 5000, i;
+	char a[64], b[64];
+	struct conn k;
+	struct op o;
+	uint64_t seq = 0;
+	int bad = 0;
+
+	if (!outside)
+		die("--case moves needs --outside DIR");
+	conn_open(&k);
+	o = (struct op){ .path = "evil-out", .data = outside, .data_len = (uint32_t)strlen(outside) };
+	bad |= expect(fate(&k, M_SYMLINK, &o, "SYMLINK evil-out -> the outside directory"), 0, "symlink");
+	o = (struct op){ .mode = 0755, .path = "evil-mv" };
+	bad |= expect(fate(&k, M_MKDIR, &o, "MKDIR evil-mv"), 0, "mkdir");
+	o = (struct op){ .path = "evil-out/victim", .path2 = "evil-mv/x" };
+	fate(&k, M_RS_MOVE, &o, "RS_MOVE evil-out/victim (through a symlink)");
+	o = (struct op){ .path = "app/link", .path2 = "evil-mv/y" };
+	fate(&k, M_RS_MOVE, &o, "RS_MOVE app/link (a symlink)");
+	o = (struct op){ .path = "evil-fifo", .path2 = "evil-mv/z" };
+	fate(&k, M_RS_MOVE, &o, "RS_MOVE evil-fifo (a FIFO)");
+	o = (struct op){ .path = "app", .path2 = "evil-mv/w" };
+	fate(&k, M_RS_MOVE, &o, "RS_MOVE app (a directory)");
+	for (i = 0; i < n && !k.closed; i++) {
+		snprintf(a, sizeof(a), "evil-mv/f%ld", i);
+		o = (struct op){ .fh = 90000 + (uint64_t)i, .path = a, .mode = S_IFREG | 0644,
+				 .flags = RO_EXCL };
+		send_op(&k, M_CREATE, &o);
+		o = (struct op){ .fh = 90000 + (uint64_t)i };
+		seq = send_op(&k, M_RELEASE, &o);
+		if (i % 256 == 255)
+			pump(&k, 0, NULL, 0);
+	}
+	for (i = 0; i < n && !k.closed; i++) {
+		snprintf(a, sizeof(a), "evil-mv/f%ld", i);
+		snprintf(b, sizeof(b), "evil-mv/g%ld", i);
+		o = (struct op){ .path = a, .path2 = b };
+		seq = send_op(&k, M_RS_MOVE, &o);
+		if (i % 256 == 255)
+			pump(&k, 0, NULL, 0);
+	}
+	if (seq)
+		pump(&k, wait_ms, acked_upto, seq);
+	printf("case moves: %ld files made and moved, acked up to %llu of %llu%s\n", n,
+	       (unsigned long long)k.acked, (unsigned long long)seq, k.err_seq ? " (an error)" : "");
+	bad |= k.closed || k.acked < seq;
+	close(k.fd); /* no RS_END: the session just ends */
+	return bad;
+}
+
 static const struct {
 	const char *name;
 	int (*run)(void);
 } cases[] = {
 	{ "control", case_control }, { "longlink", case_longlink }, { "fifo", case_fifo },
 	{ "chardev", case_chardev }, { "handles", case_handles },   { "names", case_names },
-	{ "batch", case_batch },     { "links", case_links },
+	{ "batch", case_batch },     { "links", case_links },   { "moves", case_moves },
 };
 
 int main(int argc, char **argv)
@@ -481,7 +545,7 @@ int main(int argc, char **argv)
 		{ "to", required_argument, NULL, 't' },     { "secret", required_argument, NULL, 's' },
 		{ "case", required_argument, NULL, 'c' },   { "module", required_argument, NULL, 'm' },
 		{ "wait-ms", required_argument, NULL, 'w' }, { "count", required_argument, NULL, 'n' },
-		{ NULL, 0, NULL, 0 }
+		{ "outside", required_argument, NULL, 'o' }, { NULL, 0, NULL, 0 }
 	};
 	struct sk_conf_err cerr;
 	char host[64], ebuf[256];
@@ -496,6 +560,7 @@ int main(int argc, char **argv)
 		case 'm': module_id = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'w': wait_ms = atoi(optarg); break;
 		case 'n': count = atol(optarg); break;
+		case 'o': outside = optarg; break;
 		default: die("usage: evilprimary --to IP:PORT --secret FILE --case NAME [--module N] [--wait-ms MS] [--count N]");
 		}
 	}
