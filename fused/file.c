@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "moves.h"
 
 #define F() (fused_ctx)
 #define COPY_MAX (1u << 20)
@@ -958,6 +959,10 @@ static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const
 
 	if (fd < 0)
 		return (void)fuse_reply_err(req, -fd);
+	if (value && !strcmp(name, FUSED_MOVES_XATTR)) { /* marks a secondary's folder of kept copies */
+		fused_ino_put(ino, fd);
+		return (void)fuse_reply_err(req, EPERM);
+	}
 	fused_procpath(pp, sizeof(pp), fd);
 	pthread_mutex_lock(&F()->stream_mu);
 	if (value && !strcmp(name, "security.capability"))

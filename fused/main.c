@@ -27,6 +27,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "moves.h"
 
 struct fused *fused_ctx;
 unsigned fused_spin_us = 40;
@@ -498,6 +499,7 @@ int main(int argc, char **argv)
 	}
 	f->root_path[n] = '\0';
 	f->root_len = (size_t)n;
+	fused_moves_end(f); /* renamed files' copies a resync of this copy left (moves.c) */
 
 	rc = f->role == FUSED_PRIMARY ? run_primary(f) : run_secondary(f);
 	if (rc < 0) {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -22,8 +23,9 @@
  * The primary remembers, for a regular file of FUSED_WHOLE_SUMS_MIN bytes or more renamed
  * while it was still at the name the peer's copy has, that name (from). An incremental resync
  * starts with one RS_MOVE per such file: from, and the path it has now (to). The secondary
- * moves its file at from into DIR.steadykit-moves (beside the replicated directory, as the
- * kept-aside folder: the same file system as a rule) under a number, and remembers to. All
+ * moves its file at from into .steadykit-moves at the root of its tree (a rename cannot cross
+ * a mount: beside the tree would fail where the tree is a mount point) under a number, and
+ * remembers to. All
  * the moves come before any listing, so a chain or a swap (b to t, c to b, t to c) finds
  * every copy where it was. When a listing then makes to as a new regular file, the kept copy
  * becomes it (rs_apply.c reconcile) and is reported as remade; the primary compares it by
@@ -38,7 +40,8 @@
  *
  * Bounds: FUSED_MOVES_MAX files remembered (more are sent whole), in memory only (a primary
  * restarted while alone sends them whole); the secondary keeps at most as many, refusing
- * (counted) the rest.
+ * (counted) the rest. The kept copies are visible in the secondary's read-only view while a
+ * resync runs, under .steadykit-moves (0700).
  */
 
 /* ---- primary ---- */
@@ -150,6 +153,17 @@ void fused_moves_send(struct walker *w)
 
 /* ---- secondary ---- */
 
+/*
+ * Where the secondary keeps the copies: STASH at the root of its tree, so a rename never crosses
+ * a mount (the replicated directory is often a mount point itself). It is ours only with the
+ * xattr OWNER (trusted.*: only a privileged process sets it, and the primary refuses it to
+ * applications, file.c): anything else of that name is the application's, and then moves
+ * are off. A root listing skips it as a stray while it is ours; one that names it (the primary
+ * has that name) makes us give it up first. Entries are decimal numbers; only those are removed.
+ */
+#define STASH ".steadykit-moves"
+#define OWNER FUSED_MOVES_XATTR
+
 struct kept {
 	char *to;
 	unsigned key;
@@ -160,34 +174,81 @@ static struct kept *kept;
 static size_t kept_n;
 static bool kept_sorted;
 static int stash_fd = -1;
-static bool stash_off; /* on another file system than the tree: moves refused this session */
+static bool stash_off; /* refused for this session (not ours, or no xattrs here) */
 static unsigned stash_next, kept_used;
 
-static int stash_path(struct fused *f, char *out, size_t cap)
+static bool owned(int fd)
 {
-	return (size_t)snprintf(out, cap, "%s.steadykit-moves", f->root_path) < cap ? 0 : -ENAMETOOLONG;
+	char v[4];
+
+	return fgetxattr(fd, OWNER, v, sizeof(v)) == 1 && v[0] == '1';
+}
+
+static bool numeric(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
+/* Our entries in the stash fd (a directory we own): removed. How many. */
+static unsigned empty_stash(int fd)
+{
+	unsigned removed = 0;
+	struct dirent *de;
+	DIR *d = fdopendir(dup(fd));
+
+	while (d && (de = readdir(d)))
+		if (numeric(de->d_name) && unlinkat(fd, de->d_name, 0) == 0)
+			removed++;
+	if (d)
+		closedir(d);
+	return removed;
+}
+
+/* The root's times, kept around our mkdir and rmdir there: the primary's are the ones it has. */
+static void root_times(struct fused *f, struct timespec t[2])
+{
+	struct stat st;
+
+	t[0].tv_nsec = t[1].tv_nsec = UTIME_OMIT;
+	if (fstat(f->root_fd, &st) == 0) {
+		t[0] = st.st_atim;
+		t[1] = st.st_mtim;
+	}
 }
 
 static int stash_open(struct fused *f)
 {
-	char p[PATH_MAX + 32];
-	struct stat st;
+	struct timespec t[2];
+	bool made;
+	int rc = 0;
 
 	if (stash_fd >= 0)
 		return 0;
-	if (stash_path(f, p, sizeof(p)) < 0)
-		return -ENAMETOOLONG;
-	if (mkdir(p, 0700) < 0 && errno != EEXIST)
+	root_times(f, t);
+	made = mkdirat(f->root_fd, STASH, 0700) == 0;
+	if (!made && errno != EEXIST)
 		return -errno;
-	stash_fd = open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (made)
+		futimens(f->root_fd, t);
+	stash_fd = openat(f->root_fd, STASH, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (stash_fd < 0)
 		return -errno;
-	if (fstat(stash_fd, &st) < 0 || st.st_uid != geteuid()) {
+	if (made && fsetxattr(stash_fd, OWNER, "1", 1, XATTR_CREATE) < 0)
+		rc = -errno;
+	else if (!made && !owned(stash_fd))
+		rc = -EEXIST; /* the application's directory */
+	if (rc < 0) {
+		if (made && unlinkat(f->root_fd, STASH, AT_REMOVEDIR) == 0)
+			futimens(f->root_fd, t);
 		close(stash_fd);
 		stash_fd = -1;
-		return -EPERM;
 	}
-	return 0;
+	return rc;
 }
 
 int fused_moves_apply(struct fused *f, const struct sk_rmsg_op *op)
@@ -207,21 +268,16 @@ int fused_moves_apply(struct fused *f, const struct sk_rmsg_op *op)
 	if (fused_rs_open_parent(f, op->path1, op->path1_len, &pfd, name) < 0)
 		return 0; /* not here: the file comes whole */
 	rc = fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW);
-	if (rc < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
-		close(pfd);
-		return 0;
-	}
-	if (!kept && !(kept = calloc(FUSED_MOVES_MAX, sizeof(*kept)))) {
+	if (rc < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+	    (!kept && !(kept = calloc(FUSED_MOVES_MAX, sizeof(*kept))))) {
 		close(pfd);
 		return 0;
 	}
 	if ((rc = stash_open(f)) < 0) {
-		char p[PATH_MAX + 32];
-
 		stash_off = true;
-		if (stash_path(f, p, sizeof(p)) < 0)
-			p[0] = '\0';
-		sk_warn("resync: cannot use %s (%s): renamed files are sent whole", p, strerror(-rc));
+		sk_warn("resync: cannot keep renamed files' copies in %s/%s (%s): they are sent whole",
+			f->root_path, STASH,
+			rc == -EEXIST ? "a directory of the application has that name" : strerror(-rc));
 		close(pfd);
 		return 0;
 	}
@@ -230,12 +286,8 @@ int fused_moves_apply(struct fused *f, const struct sk_rmsg_op *op)
 		close(pfd);
 		return 0;
 	}
+	/* EXDEV: another file system mounted inside the tree; that file comes whole */
 	if (renameat2(pfd, name, stash_fd, key, RENAME_NOREPLACE) < 0) {
-		if (errno == EXDEV) {
-			stash_off = true;
-			sk_warn("resync: %s.steadykit-moves is on another file system than the tree: "
-				"renamed files are sent whole", f->root_path);
-		}
 		free(kept[kept_n].to);
 		close(pfd);
 		return 0;
@@ -279,40 +331,65 @@ bool fused_moves_claim(int dfd, const char *dpath, size_t dl, const char *name)
 	return true;
 }
 
-void fused_moves_end(struct fused *f)
+bool fused_moves_stash_name(size_t dl, const char *name)
 {
-	char p[PATH_MAX + 32];
-	unsigned removed = 0, leftover = kept_n ? 0 : 1;
-	DIR *d;
-	int fd = stash_fd;
+	return dl == 0 && stash_fd >= 0 && !strcmp(name, STASH);
+}
 
-	if (kept_n)
-		sk_info("resync: %zu renamed files' copies kept aside, %u took their new name",
-			kept_n, kept_used);
+static void forget(void)
+{
 	for (size_t i = 0; i < kept_n; i++)
 		free(kept[i].to);
 	free(kept);
 	kept = NULL;
 	kept_n = 0;
 	kept_used = 0;
+}
+
+void fused_moves_listed(struct fused *f, size_t dl, const char *name)
+{
+	if (dl || strcmp(name, STASH) || stash_fd < 0)
+		return;
+	/* the primary has a directory of that name: it is the application's from now on */
+	empty_stash(stash_fd);
+	fremovexattr(stash_fd, OWNER);
+	close(stash_fd);
+	stash_fd = -1;
+	stash_off = true;
+	forget();
+	sk_warn("resync: the primary's tree has %s at its root: renamed files' copies are no longer "
+		"kept there this session", STASH);
+	(void)f;
+}
+
+void fused_moves_end(struct fused *f)
+{
+	struct timespec t[2];
+	unsigned removed;
+	int fd = stash_fd;
+
+	if (kept_n)
+		sk_info("resync: %zu renamed files' copies kept aside, %u took their new name",
+			kept_n, kept_used);
+	forget();
 	stash_off = false;
 	stash_fd = -1;
-	/* also what a secondary stopped in the middle of a session left */
-	if (fd < 0 && (stash_path(f, p, sizeof(p)) < 0 ||
-		       (fd = open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0))
+	/* also what a node stopped in the middle of a session left */
+	if (fd < 0 && (fd = openat(f->root_fd, STASH, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+							  O_CLOEXEC)) < 0)
 		return;
-	if ((d = fdopendir(dup(fd)))) {
-		struct dirent *de;
-
-		while ((de = readdir(d)))
-			if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
-			    unlinkat(fd, de->d_name, 0) == 0)
-				removed++;
-		closedir(d);
+	if (!owned(fd)) {
+		close(fd);
+		return;
 	}
+	removed = empty_stash(fd);
 	close(fd);
-	if (stash_path(f, p, sizeof(p)) == 0 && rmdir(p) < 0 && errno != ENOENT)
-		sk_warn("resync: cannot remove %s: %s", p, strerror(errno));
-	if (removed && leftover)
-		sk_info("resync: %u copies a session cut short had kept aside removed", removed);
+	root_times(f, t);
+	if (unlinkat(f->root_fd, STASH, AT_REMOVEDIR) < 0) {
+		sk_warn("resync: cannot remove %s/%s: %s", f->root_path, STASH, strerror(errno));
+		return;
+	}
+	futimens(f->root_fd, t);
+	if (removed)
+		sk_debug("resync: %u copies not claimed removed", removed);
 }

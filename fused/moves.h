@@ -12,6 +12,8 @@ struct walker;
 
 /* Renames remembered while the peer is away, and copies the secondary keeps aside, at most. */
 #define FUSED_MOVES_MAX 4096u
+/* The xattr that makes .steadykit-moves at a secondary's root SteadyKit's: reserved (EPERM). */
+#define FUSED_MOVES_XATTR "trusted.steadykit.moves"
 
 /* ---- primary ---- */
 /*
@@ -32,11 +34,18 @@ void fused_moves_send(struct walker *w);
 void fused_moves_drop(void);
 
 /* ---- secondary (the receiver thread only) ---- */
-/* RS_MOVE: the file at path1 goes to DIR.steadykit-moves, kept for path2. Always 0. */
+/* RS_MOVE: the file at path1 goes to .steadykit-moves at the root, kept for path2. Always 0. */
 int fused_moves_apply(struct fused *f, const struct sk_rmsg_op *op);
 /* A listing makes the regular file dir/name (dpath, dl: the directory's path): true if a kept copy became it. */
 bool fused_moves_claim(int dfd, const char *dpath, size_t dl, const char *name);
-/* Session start or end, or a resync complete: what was kept and not claimed is removed. */
+/* A root listing (dl 0) meets name: true if it is the folder of kept copies (not a stray). */
+bool fused_moves_stash_name(size_t dl, const char *name);
+/* A root listing names name (the primary has it): if it is the folder's, give the folder up. */
+void fused_moves_listed(struct fused *f, size_t dl, const char *name);
+/*
+ * Session start or end, a resync complete, skfused's start in either role: what was kept and
+ * not claimed is removed, and the folder (only if it is ours).
+ */
 void fused_moves_end(struct fused *f);
 
 #endif

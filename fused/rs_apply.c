@@ -466,6 +466,7 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op, int sock, struct
 			continue; /* nor created: the listing is refused */
 		}
 		rs_seen_bytes += e.name_len + 1u + 24u;
+		fused_moves_listed(f, op->path1_len, name);
 		rc = (m.flags & SK_RD_COMPLETE) ?
 			     rs_complete(f, &pp, dfd, dpath, op->path1_len, &e, &m, name) :
 			     reconcile(f, dfd, dpath, op->path1_len, &e, name);
@@ -509,6 +510,8 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op, int sock, struct
 			size_t rl;
 
 			if (rs_seen.n && bsearch(&key, rs_seen.v, rs_seen.n, sizeof(char *), cmp_str))
+				continue;
+			if (fused_moves_stash_name(op->path1_len, key)) /* kept copies (moves.c) */
 				continue;
 			/* a forced resync keeps what it removes (fused/aside.c) */
 			if (f->aside[0] && fused_aside_join(dpath, op->path1_len, de->d_name, rel,

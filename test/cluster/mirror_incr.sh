@@ -260,7 +260,7 @@ if [ -n "$s" ] && [ "$s" -le $((4 * 65536)) ]; then
 else
 	sk_not_ok "K: sent ${s:-?} bytes (<= 4 x 64 KiB: the renamed files' copies reused, not sent whole)"
 fi
-if [ ! -e "$MT_DIR2.steadykit-moves" ]; then sk_ok "K: the secondary's kept copies folder is gone"; else sk_not_ok "K: the secondary's kept copies folder is gone"; ls -la "$MT_DIR2.steadykit-moves" >&2; fi
+if [ ! -e "$MT_DIR2/.steadykit-moves" ]; then sk_ok "K: the secondary's kept copies folder is gone"; else sk_not_ok "K: the secondary's kept copies folder is gone"; ls -la "$MT_DIR2/.steadykit-moves" >&2; fi
 compare "K: after the renames"
 SEED=${MT_INCR_SEED:-$$}
 mkdir -p "$D/mvr/d1" "$D/mvr/d2" "$D/mvr/d3"
@@ -302,6 +302,24 @@ print(len(files()), "files left")
 back_incr "K (seed $SEED)"
 sk_diag "K: $left; $(grep -o '[0-9]* of [0-9]* files renamed while the peer was away' "$(P1LOG)" | tail -n 1) take the peer's copy; $(sent) bytes sent"
 compare "K: after 150 random renames and writes (seed $SEED)"
+# the application's own .steadykit-moves at the root (without SteadyKit's xattr) is left alone, and
+# a renamed file then comes whole; the xattr that marks SteadyKit's folder is refused to applications
+if setfattr -n trusted.steadykit.moves -v 1 "$D/keep" 2>/dev/null; then sk_not_ok "K: the reserved xattr refused"; else sk_ok "K: the reserved xattr refused"; fi
+mkdir "$D/.steadykit-moves" && echo app >"$D/.steadykit-moves/0"
+head -c $((2 << 20)) /dev/urandom >"$D/keep/rot"
+synced || sk_diag "K: not in sync before the secondary goes (the application's folder)"
+secondary_away
+mv "$D/keep/rot" "$D/keep/rot.1"
+back_incr "K (the application's .steadykit-moves)"
+s=$(sent)
+if [ -n "$s" ] && [ "$s" -ge $((2 << 20)) ] && [ "$(cat "$MT_DIR2/.steadykit-moves/0" 2>/dev/null)" = app ] &&
+	grep -q "a directory of the application has that name" "$SK_TMP/fused2.$MT_N2.log"; then
+	sk_ok "K: the application's .steadykit-moves left alone (the renamed file sent whole: $s bytes)"
+else
+	sk_not_ok "K: the application's .steadykit-moves left alone (sent ${s:-?}, its file: $(cat "$MT_DIR2/.steadykit-moves/0" 2>&1))"
+fi
+compare "K: with the application's .steadykit-moves"
+rm -r "$D/.steadykit-moves"
 
 # ---- F: hard links split while alone ----
 # x$i and y$i were one inode on both sides; y$i is replaced by a new file while alone. The
