@@ -13,9 +13,10 @@
 # Run as root from the repository after `meson setup build && ninja -C build`:
 #     SK_BUILD=$PWD/build bash bench/resync.sh                # SIZE_MB=1024 NFILES=2000 PCT=5
 #     SIZE_MB=100 SK_BUILD=$PWD/build bash bench/resync.sh    # a quick check
-# "modified" counts the bytes written (in place, appended, new files). Renamed files are sent whole by the
-# incremental resync (a rename is tracked as "the file at its new name"), so RENAME_PCT (default 0.2 % of
-# the files) adds their size to what is sent; truncates and deletes send no data. The breakdown is printed.
+# "modified" counts the bytes written (in place, appended, new files). RENAME_PCT (default 0.2 % of the
+# files) are renamed: one of 1 MiB or more takes the secondary's copy with its name (fused/moves.c) and is
+# compared, a smaller one is sent whole, adding its size to what is sent; truncates and deletes send no
+# data. The breakdown is printed.
 # A user's size: NDIRS directories (default 100), PRESEED=1 writes the tree into the primary's backing
 # directory before the mirror starts (the first sync replicates it; through the mount 100 000s of small
 # files take minutes), INCR=0 measures the full (checksum) resync of the same tree instead, ENCRYPT=0 runs
@@ -146,7 +147,7 @@ for f in files[:one]:                       # 1 %: truncated to half (no data to
 for f in files[one:2 * one]:                # 1 %: deleted
     os.unlink(f)
     mod["deleted"] += 1
-for f in files[2 * one:2 * one + max(1, int(n * rpct / 100))]:   # renamed (sent whole)
+for f in files[2 * one:2 * one + max(1, int(n * rpct / 100))]:   # renamed (from 1 MiB: moved on the peer)
     mod["renamed_bytes"] += os.stat(f).st_size
     os.rename(f, f + ".renamed")
 if db_mb:                                   # 8 KiB pages written at random places of db.bin
