@@ -25,9 +25,8 @@
  * starts with one RS_MOVE per such file: from, and the path it has now (to). The secondary
  * moves its file at from into .steadykit-moves at the root of its tree (a rename cannot cross
  * a mount: beside the tree would fail where the tree is a mount point) under a number, and
- * remembers to. All
- * the moves come before any listing, so a chain or a swap (b to t, c to b, t to c) finds
- * every copy where it was. When a listing then makes to as a new regular file, the kept copy
+ * remembers to. All the moves come before any listing, so a chain or a swap (b to t, c to b,
+ * t to c) finds every copy where it was. When a listing then makes to as a new regular file, the kept copy
  * becomes it (rs_apply.c reconcile) and is reported as remade; the primary compares it by
  * block checksums as any file tracked whole (rs_files.c): only what differs is sent.
  *
@@ -346,7 +345,7 @@ static void forget(void)
 	kept_used = 0;
 }
 
-void fused_moves_listed(struct fused *f, size_t dl, const char *name)
+void fused_moves_listed(size_t dl, const char *name)
 {
 	if (dl || strcmp(name, STASH) || stash_fd < 0)
 		return;
@@ -359,7 +358,6 @@ void fused_moves_listed(struct fused *f, size_t dl, const char *name)
 	forget();
 	sk_warn("resync: the primary's tree has %s at its root: renamed files' copies are no longer "
 		"kept there this session", STASH);
-	(void)f;
 }
 
 void fused_moves_end(struct fused *f)

@@ -41,7 +41,7 @@ bool fused_moves_claim(int dfd, const char *dpath, size_t dl, const char *name);
 /* A root listing (dl 0) meets name: true if it is the folder of kept copies (not a stray). */
 bool fused_moves_stash_name(size_t dl, const char *name);
 /* A root listing names name (the primary has it): if it is the folder's, give the folder up. */
-void fused_moves_listed(struct fused *f, size_t dl, const char *name);
+void fused_moves_listed(size_t dl, const char *name);
 /*
  * Session start or end, a resync complete, skfused's start in either role: what was kept and
  * not claimed is removed, and the folder (only if it is ours).

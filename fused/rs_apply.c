@@ -466,7 +466,7 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op, int sock, struct
 			continue; /* nor created: the listing is refused */
 		}
 		rs_seen_bytes += e.name_len + 1u + 24u;
-		fused_moves_listed(f, op->path1_len, name);
+		fused_moves_listed(op->path1_len, name);
 		rc = (m.flags & SK_RD_COMPLETE) ?
 			     rs_complete(f, &pp, dfd, dpath, op->path1_len, &e, &m, name) :
 			     reconcile(f, dfd, dpath, op->path1_len, &e, name);

@@ -320,6 +320,21 @@ else
 fi
 compare "K: with the application's .steadykit-moves"
 rm -r "$D/.steadykit-moves"
+# made while the secondary is away: the secondary makes its own folder for the RS_MOVE, then the
+# root listing names the application's: the secondary gives its folder up to it
+synced || sk_diag "K: not in sync before the secondary goes (the application's new folder)"
+secondary_away
+mkdir "$D/.steadykit-moves" && echo app2 >"$D/.steadykit-moves/1"
+mv "$D/keep/rot.1" "$D/keep/rot.2"
+back_incr "K (the application's .steadykit-moves made while away)"
+if [ "$(cat "$MT_DIR2/.steadykit-moves/1" 2>/dev/null)" = app2 ] &&
+	grep -q "no longer kept there" "$SK_TMP/fused2.$MT_N2.log"; then
+	sk_ok "K: the secondary gave its folder up to the application's (sent $(sent) bytes)"
+else
+	sk_not_ok "K: the secondary gave its folder up to the application's"; sk_diag "$(grep -i 'moves\|kept' "$SK_TMP/fused2.$MT_N2.log" | tail -n 3)"
+fi
+compare "K: with the application's .steadykit-moves made while away"
+rm -r "$D/.steadykit-moves"
 
 # ---- F: hard links split while alone ----
 # x$i and y$i were one inode on both sides; y$i is replaced by a new file while alone. The
