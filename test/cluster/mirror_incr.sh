@@ -22,7 +22,9 @@
 #      to, two files swapped through a third name): the secondary's own copies move with their
 #      names (RS_MOVE) and are compared: what changed is sent, not the 16 MiB; then 150 random
 #      renames (over other files, into other and moved directories, chains), appends and removes
-#      of 16 such files: the trees still end identical (MT_INCR_SEED reproduces a run).
+#      of 16 such files: the trees still end identical (MT_INCR_SEED reproduces a run); an
+#      application's own .steadykit-moves at the root, there before or made while alone, is left
+#      alone (renamed files then come whole), and the xattr marking SteadyKit's is refused.
 set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init
