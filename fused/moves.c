@@ -26,9 +26,10 @@
  * moves its file at from into .steadykit-moves at the root of its tree (a rename cannot cross
  * a mount: beside the tree would fail where the tree is a mount point) under a number, and
  * remembers to. All the moves come before any listing, so a chain or a swap (b to t, c to b,
- * t to c) finds every copy where it was. When a listing then makes to as a new regular file, the kept copy
- * becomes it (rs_apply.c reconcile) and is reported as remade; the primary compares it by
- * block checksums as any file tracked whole (rs_files.c): only what differs is sent.
+ * t to c) finds every copy where it was. When a listing then makes to as a new regular file,
+ * the kept copy becomes it (rs_apply.c reconcile) and is reported as remade; the primary
+ * compares it by block checksums as any file tracked whole (rs_files.c): only what differs is
+ * sent.
  *
  * Why it cannot make the copies differ: a move is only a base. The name it takes away (from)
  * is in a directory the rename marked (its listing, or a walk above it, makes again what
@@ -220,6 +221,18 @@ static void root_times(struct fused *f, struct timespec t[2])
 	}
 }
 
+/* rmdir of the folder (empty), the root's times kept. */
+static int stash_rmdir(struct fused *f)
+{
+	struct timespec t[2];
+
+	root_times(f, t);
+	if (unlinkat(f->root_fd, STASH, AT_REMOVEDIR) < 0)
+		return -errno;
+	futimens(f->root_fd, t);
+	return 0;
+}
+
 static int stash_open(struct fused *f)
 {
 	struct timespec t[2];
@@ -242,8 +255,8 @@ static int stash_open(struct fused *f)
 	else if (!made && !owned(stash_fd))
 		rc = -EEXIST; /* the application's directory */
 	if (rc < 0) {
-		if (made && unlinkat(f->root_fd, STASH, AT_REMOVEDIR) == 0)
-			futimens(f->root_fd, t);
+		if (made)
+			stash_rmdir(f);
 		close(stash_fd);
 		stash_fd = -1;
 	}
@@ -268,33 +281,28 @@ int fused_moves_apply(struct fused *f, const struct sk_rmsg_op *op)
 		return 0; /* not here: the file comes whole */
 	rc = fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW);
 	if (rc < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
-	    (!kept && !(kept = calloc(FUSED_MOVES_MAX, sizeof(*kept))))) {
-		close(pfd);
-		return 0;
-	}
+	    (!kept && !(kept = calloc(FUSED_MOVES_MAX, sizeof(*kept)))))
+		goto out;
 	if ((rc = stash_open(f)) < 0) {
 		stash_off = true;
 		sk_warn("resync: cannot keep renamed files' copies in %s/%s (%s): they are sent whole",
 			f->root_path, STASH,
 			rc == -EEXIST ? "a directory of the application has that name" : strerror(-rc));
-		close(pfd);
-		return 0;
+		goto out;
 	}
 	snprintf(key, sizeof(key), "%u", stash_next);
-	if (!(kept[kept_n].to = strndup(op->path2, op->path2_len))) {
-		close(pfd);
-		return 0;
-	}
+	if (!(kept[kept_n].to = strndup(op->path2, op->path2_len)))
+		goto out;
 	/* EXDEV: another file system mounted inside the tree; that file comes whole */
 	if (renameat2(pfd, name, stash_fd, key, RENAME_NOREPLACE) < 0) {
 		free(kept[kept_n].to);
-		close(pfd);
-		return 0;
+		goto out;
 	}
-	close(pfd);
 	kept[kept_n].key = stash_next++;
 	kept[kept_n++].used = false;
 	kept_sorted = false;
+out:
+	close(pfd);
 	return 0;
 }
 
@@ -362,8 +370,8 @@ void fused_moves_listed(size_t dl, const char *name)
 
 void fused_moves_end(struct fused *f)
 {
-	struct timespec t[2];
 	unsigned removed;
+	int rc;
 	int fd = stash_fd;
 
 	if (kept_n)
@@ -382,12 +390,10 @@ void fused_moves_end(struct fused *f)
 	}
 	removed = empty_stash(fd);
 	close(fd);
-	root_times(f, t);
-	if (unlinkat(f->root_fd, STASH, AT_REMOVEDIR) < 0) {
-		sk_warn("resync: cannot remove %s/%s: %s", f->root_path, STASH, strerror(errno));
+	if ((rc = stash_rmdir(f)) < 0) {
+		sk_warn("resync: cannot remove %s/%s: %s", f->root_path, STASH, strerror(-rc));
 		return;
 	}
-	futimens(f->root_fd, t);
 	if (removed)
 		sk_debug("resync: %u copies not claimed removed", removed);
 }

@@ -135,5 +135,4 @@ if [ "$rc" = 0 ]; then sk_ok "app tree identical on both sides"; else sk_not_ok 
 sk_diag "$(printf '%s\n' "$out" | tail -n 10)"
 if sk_alive "$MT_PID2"; then sk_ok "secondary still running at the end"; else sk_not_ok "secondary still running at the end"; fi
 mt_stop_primary
-
 sk_done
