@@ -20,6 +20,7 @@ static const char *const names[FUSED_FAULT_N] = {
 	[FUSED_FAULT_RS_SUMS_OFF] = "rs_sums_off",
 	[FUSED_FAULT_RS_AHEAD_PAUSE] = "rs_ahead_pause",
 	[FUSED_FAULT_RS_AHEAD_LOST] = "rs_ahead_lost",
+	[FUSED_FAULT_RS_AHEAD_SLOW] = "rs_ahead_slow",
 	[FUSED_FAULT_WRITE_PIECE_LOST] = "write_piece_lost",
 	[FUSED_FAULT_READ_SPLICE] = "read_splice",
 	[FUSED_FAULT_READ_SPLICE_SHORT] = "read_splice_short",

@@ -16,6 +16,7 @@ enum fused_fault_point {
 	FUSED_FAULT_RS_SUMS_OFF,   /* rs_apply.c: a checksums answer names another offset (a lying peer) */
 	FUSED_FAULT_RS_AHEAD_PAUSE, /* rs_files.c: the sender waits (10 s at most) until the file it read ahead changes */
 	FUSED_FAULT_RS_AHEAD_LOST,  /* rs_files.c: the peer is dropped right after a file was read ahead */
+	FUSED_FAULT_RS_AHEAD_SLOW,  /* rs_files.c: the sender waits until the reader has read its next file ahead */
 	FUSED_FAULT_WRITE_PIECE_LOST, /* file.c: the peer is dropped after a write's first piece was sent */
 	FUSED_FAULT_READ_SPLICE,   /* fuseio.c: the kernel refuses a spliced read reply (EINVAL) */
 	FUSED_FAULT_READ_SPLICE_SHORT, /* fuseio.c: and the reply's last byte is gone from the pipe */

@@ -865,12 +865,16 @@ int fused_rs_files(struct walker *w, struct fused_rs_round *rd)
 	for (;;) {
 		struct qent x;
 		uint64_t t = sk_now_us();
+		/* a sender slower than the reader (fault rs_ahead_slow): every file is read ahead */
+		bool slow = p->threaded && !pthread_equal(p->th2, p->th) &&
+			    fused_fault(FUSED_FAULT_RS_AHEAD_SLOW);
 
 		pthread_mutex_lock(&p->mu);
 		if (!p->threaded)
 			fill_inline(p);
 		while (p->threaded && p->rc == 0 &&
-		       (p->head == p->tail ? !p->done : p->busy[p->head % AHEAD_FILES]))
+		       (p->head == p->tail ? !p->done
+					   : p->busy[p->head % AHEAD_FILES] || (slow && p->rdn <= p->head)))
 			pthread_cond_wait(&p->cv, &p->mu);
 		if (p->rc < 0 || p->head == p->tail) { /* an error stops at once, as without a reader */
 			rc = p->rc;

@@ -9,10 +9,12 @@
 # The primary's data reader (fused/rs_files.c, SKFUSED_RS_READER=2, not the default) reads the
 # files' data ahead while the resync thread sends: the sender pauses on its first file read ahead (fault rs_ahead_pause) until the
 # application has written into it, so the buffered data is older than a live write; the trees
-# must end identical (that file read again under the stream lock, counted). Phase 2: the peer
+# must end identical (that file read again under the stream lock, counted); the secondary writes
+# a new 1 MiB file's four data frames through one open (fused/rs_apply.c). Phase 2: the peer
 # dropped right after a file was read ahead (fault rs_ahead_lost): no reader thread is left, the
-# next session converges incrementally, and sends data read ahead; the secondary writes a new
-# 1 MiB file's four data frames through one open (fused/rs_apply.c).
+# next session converges incrementally, and sends data read ahead. The sender waits for the
+# reader on every file (fault rs_ahead_slow, as behind a slow link), so how many files are read
+# ahead, and where phase 2's drop lands, do not depend on how the threads are scheduled.
 set -u
 source "$SK_SRC/test/cluster/mirror_common.sh"
 mt_init
@@ -33,8 +35,8 @@ stop_secondary() {
 }
 
 mt_start_secondary || mt_bail "secondary did not start"
-# 120 files are read ahead in phase 1; the 150th is the 30th of phase 2
-SKFUSED_FAULT=rs_ahead_pause@1,rs_ahead_lost@150 mt_start_primary || mt_bail "primary did not start"
+# every changed file is read ahead (rs_ahead_slow): 120 in phase 1; the 150th is the 30th of phase 2
+SKFUSED_FAULT=rs_ahead_pause@1,rs_ahead_lost@150,rs_ahead_slow@1+ mt_start_primary || mt_bail "primary did not start"
 P1LOG=$SK_TMP/fused1.$MT_N1.log
 "$MT_PY" - "$MT_DIR1" <<'PY' || mt_bail "making the tree"
 import os, sys
@@ -58,6 +60,8 @@ for i in range(60):
         f.write(os.urandom(7000))
     with open(os.path.join(d, "f1"), "ab") as f:
         f.write(os.urandom(3000))
+with open(os.path.join(sys.argv[1], "d00", "big"), "wb") as f:  # 4 data frames of 256 KiB
+    f.write(os.urandom(1 << 20))
 PY
 sync
 for _ in 1 2 3; do echo 3 >/proc/sys/vm/drop_caches; sleep 0.3; done
@@ -101,6 +105,16 @@ fi
 if [ "${pages:-0}" -ge 120 ]; then sk_ok "partial pages asked of the disk ahead ($pages)"; else sk_not_ok "partial pages asked of the disk ahead (want >= 120, got '${pages:-}')"; fi
 if [ "${refused:-x}" = 0 ]; then sk_ok "no hint refused"; else sk_not_ok "no hint refused (got '${refused:-}')"; fi
 
+# the secondary keeps a file open across its consecutive data frames: d00/big's 4 frames, 1 open
+line=$(grep "resync data:" "$SK_TMP/fused2.$MT_N2.log" | tail -n 1)
+sk_diag "secondary: ${line:-no data line}"
+read -r frames opens < <(sed -n 's/.*resync data: \([0-9]*\) frames written, \([0-9]*\) opens.*/\1 \2/p' <<<"$line")
+if [ -n "${frames:-}" ] && [ $((frames - opens)) -ge 3 ]; then
+	sk_ok "data frames of one file written through one open ($frames frames, $opens opens)"
+else
+	sk_not_ok "data frames of one file written through one open (got '${frames:-}' frames, '${opens:-}' opens)"
+fi
+
 line=$(grep 'resync read ahead' "$P1LOG" | tail -n 1)
 sk_diag "primary: ${line:-no read-ahead line}"
 again=$(sed -n 's/.*files read again (changed since) \([0-9]*\).*/\1/p' <<<"$line")
@@ -121,8 +135,6 @@ for i in range(60):
         f.write(os.urandom(9000))
     with open(os.path.join(d, "f3"), "ab") as f:
         f.write(os.urandom(5000))
-with open(os.path.join(sys.argv[1], "d00", "big"), "wb") as f:  # 4 data frames of 256 KiB
-    f.write(os.urandom(1 << 20))
 PY
 mt_start_secondary || mt_bail "secondary restart (phase 2)"
 if mt_wait_synced 60; then sk_ok "phase 2: back in sync"; else sk_not_ok "phase 2: back in sync"; fi
@@ -144,15 +156,5 @@ line=$(grep 'resync read ahead' "$P1LOG" | tail -n 1)
 sk_diag "primary: ${line:-no read-ahead line}"
 sent=$(sed -n 's/.*bytes sent as read ahead \([0-9]*\).*/\1/p' <<<"$line")
 if [ "${sent:-0}" -gt 0 ]; then sk_ok "phase 2: data sent as read ahead ($sent bytes)"; else sk_not_ok "phase 2: data sent as read ahead (got '${sent:-}')"; fi
-# the secondary keeps a file open across its consecutive data frames: d00/big's 4 frames, 1 open
-line=$(grep "resync data:" "$SK_TMP/fused2.$MT_N2.log" | tail -n 1)
-sk_diag "secondary: ${line:-no data line}"
-read -r frames opens < <(sed -n 's/.*resync data: \([0-9]*\) frames written, \([0-9]*\) opens.*/\1 \2/p' <<<"$line")
-if [ -n "${frames:-}" ] && [ $((frames - opens)) -ge 3 ]; then
-	sk_ok "phase 2: data frames of one file written through one open ($frames frames, $opens opens)"
-else
-	sk_not_ok "phase 2: data frames of one file written through one open (got '${frames:-}' frames, '${opens:-}' opens)"
-fi
-
 mt_stop_primary
 sk_done
