@@ -128,6 +128,8 @@ bool fused_dirty_tracking(struct fused_dirty *d);
 bool fused_dirty_unmoved(struct fused_dirty *d, const struct fused_dh *h);
 /* The resync id both copies held when last in sync (0: none). */
 uint64_t fused_dirty_base(struct fused_dirty *d);
+/* FNV-1a from seed: the check of this node's own state files' records (not a MAC). */
+uint64_t dirty_fnv(const void *p, size_t n, uint64_t seed);
 /* Mark tracking lost (logged once with why): the next resync is the full one. */
 void fused_dirty_set_lost(struct fused_dirty *d, const char *why);
 

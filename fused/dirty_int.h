@@ -102,7 +102,6 @@ struct fused_dirty {
 	_Atomic uint64_t dgen_all;
 };
 
-uint64_t dirty_fnv(const void *p, size_t n, uint64_t seed);
 uint64_t dirty_rnd64(void);
 void *dirty_grow(void *p, size_t *cap, size_t need, size_t sz);
 

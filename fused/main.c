@@ -304,6 +304,7 @@ static int run_primary(struct fused *f)
 			sk_info("taking over from a secondary's copy in sync: tracking starts from "
 				"generation %s", id);
 		}
+		fused_moves_init(f->state_dir, true); /* renamed files remembered while alone (moves.c) */
 	}
 	f->se = fuse_session_new(&args, fused_fence_ops(f->module_id), sizeof(fused_ops), f); /* fence.c */
 	fuse_opt_free_args(&args); /* the session keeps nothing of them; parsing may have allocated */
@@ -361,6 +362,7 @@ static int run_secondary(struct fused *f)
 	/* what this copy changed as primary (frames in flight, changes alone) is kept until a
 	 * resync completes, and named for the primary (ownlist.h) */
 	fused_own_open(f, fused_state_was_primary());
+	fused_moves_init(f->state_dir, false); /* what it remembered as a primary serves no more */
 	/* Applications see the tree read-only; we write through root_fd, opened on the rw mount. */
 	if (mount(f->dir, f->dir, NULL, MS_BIND, NULL) < 0) {
 		rc = -errno;

@@ -8,11 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "rs_incr.h"
+#include "util.h"
 
 /*
  * The dirty tracker names objects by file handle, so a file renamed while the peer is away is
@@ -38,9 +40,9 @@
  * base (a directory above from moved too: the peer's from is another file, or none) costs
  * bytes, never a difference. What is not claimed is removed when the session ends.
  *
- * Bounds: FUSED_MOVES_MAX files remembered (more are sent whole), in memory only (a primary
- * restarted while alone sends them whole); the secondary keeps at most as many, refusing
- * (counted) the rest. The kept copies are visible in the secondary's read-only view while a
+ * Bounds: FUSED_MOVES_MAX files remembered (more are sent whole), kept on disk too (below: a
+ * primary killed or restarted while alone still has them); the secondary keeps at most as
+ * many, refusing (counted) the rest. The kept copies are visible in the secondary's read-only view while a
  * resync runs, under .steadykit-moves (0700).
  */
 
@@ -54,6 +56,70 @@ struct hint {
 static pthread_mutex_t hints_mu = PTHREAD_MUTEX_INITIALIZER; /* a leaf */
 static struct hint *hints;
 static size_t hints_n;
+
+/*
+ * On disk: STATE_DIR/moves holds the table as records appended when a name is remembered (one
+ * write() each, no flush: as the tracking file, a kill -9 keeps what the page cache holds; a
+ * machine crash loses the tracking itself). Each record names the tracking's shared id
+ * (fused_dirty_base) it was remembered under; a start takes back only those of the id the
+ * tracking file resumed with, so a name is never used in another away period than its own
+ * (where its directory is not marked). The file is emptied whenever the table is. Read back
+ * as hostile: bounded, and a record that does not check ends the reading.
+ * Record: "SKMV" | path length u16 | handle length u8 | 0 u8 | handle type i32 |
+ *   handle [FUSED_DH_MAX] | 0 u32 | id u64 | path | check u64 (FNV-1a of all before it).
+ */
+#define MV_FILE "moves"
+#define MV_HDR (16 + FUSED_DH_MAX + 8)
+#define MV_REC_MAX (MV_HDR + PATH_MAX + 8)
+#define MV_SEED 0x6d6f7665u
+static int hints_fd = -1; /* the primary's; -1: not kept (a secondary, or no usable file) */
+
+static size_t rec_fill(uint8_t *r, const struct fused_dh *h, uint64_t id, const char *from,
+		       size_t len)
+{
+	uint16_t pl = (uint16_t)len;
+	uint64_t ck;
+
+	memset(r, 0, MV_HDR);
+	memcpy(r, "SKMV", 4);
+	memcpy(r + 4, &pl, 2);
+	r[6] = h->len;
+	memcpy(r + 8, &h->type, 4);
+	memcpy(r + 12, h->b, h->len);
+	memcpy(r + 16 + FUSED_DH_MAX, &id, 8);
+	memcpy(r + MV_HDR, from, len);
+	ck = dirty_fnv(r, MV_HDR + len, MV_SEED);
+	memcpy(r + MV_HDR + len, &ck, 8);
+	return MV_HDR + len + 8;
+}
+
+/* One record at b (n bytes left): its length, 0 if it does not check. */
+static size_t rec_parse(const uint8_t *b, size_t n, struct fused_dh *h, uint64_t *id,
+			const char **from, size_t *len)
+{
+	uint16_t pl;
+	uint64_t ck;
+	uint32_t z;
+
+	if (n < MV_HDR + 8 || memcmp(b, "SKMV", 4))
+		return 0;
+	memcpy(&pl, b + 4, 2);
+	memcpy(&z, b + 12 + FUSED_DH_MAX, 4);
+	if (!pl || pl >= PATH_MAX || n < MV_HDR + (size_t)pl + 8 || !b[6] || b[6] > FUSED_DH_MAX ||
+	    b[7] || z || memchr(b + MV_HDR, 0, pl))
+		return 0;
+	memcpy(&ck, b + MV_HDR + pl, 8);
+	if (ck != dirty_fnv(b, MV_HDR + pl, MV_SEED))
+		return 0;
+	memset(h, 0, sizeof(*h));
+	h->len = b[6];
+	memcpy(&h->type, b + 8, 4);
+	memcpy(h->b, b + 12, h->len);
+	memcpy(id, b + 16 + FUSED_DH_MAX, 8);
+	*from = (const char *)b + MV_HDR;
+	*len = pl;
+	return MV_HDR + (size_t)pl + 8;
+}
 
 bool fused_moves_want(struct fused *f, int pfd, const char *name, struct fused_dh *h)
 {
@@ -75,16 +141,29 @@ bool fused_moves_want(struct fused *f, int pfd, const char *name, struct fused_d
 	return ok;
 }
 
-void fused_moves_add(const struct fused_dh *h, const char *from, size_t len)
+/* hints_mu held */
+static bool add_locked(const struct fused_dh *h, const char *from, size_t len)
 {
 	char *s;
 
+	if (hints_n >= FUSED_MOVES_MAX || !(hints || (hints = calloc(FUSED_MOVES_MAX, sizeof(*hints)))) ||
+	    !(s = strndup(from, len)))
+		return false;
+	hints[hints_n].h = *h;
+	hints[hints_n++].from = s;
+	return true;
+}
+
+void fused_moves_add(const struct fused_dh *h, const char *from, size_t len)
+{
+	uint64_t id = fused_dirty_base(fused_dirty_g);
+	uint8_t r[MV_REC_MAX];
+	size_t n = len < PATH_MAX ? rec_fill(r, h, id, from, len) : 0;
+
 	pthread_mutex_lock(&hints_mu);
-	if (hints_n < FUSED_MOVES_MAX && (hints || (hints = calloc(FUSED_MOVES_MAX, sizeof(*hints)))) &&
-	    (s = strndup(from, len))) {
-		hints[hints_n].h = *h;
-		hints[hints_n++].from = s;
-	}
+	/* not on disk (a short write): only a restart in this away period misses it */
+	if (add_locked(h, from, len) && hints_fd >= 0 && n)
+		(void)!sk_write_all(hints_fd, r, n);
 	pthread_mutex_unlock(&hints_mu);
 }
 
@@ -97,6 +176,8 @@ static size_t take_all(struct hint **out)
 	n = hints_n;
 	hints = NULL;
 	hints_n = 0;
+	if (hints_fd >= 0 && n)
+		(void)!ftruncate(hints_fd, 0);
 	pthread_mutex_unlock(&hints_mu);
 	return n;
 }
@@ -149,6 +230,66 @@ void fused_moves_send(struct walker *w)
 			"with their name (the rest were deleted, linked again or named no more)",
 			sent, n);
 	free_all(v, n);
+}
+
+void fused_moves_init(const char *state_dir, bool primary)
+{
+	char p[4200];
+	uint8_t *buf = NULL;
+	size_t got = 0, kept = 0, other = 0, off = 0;
+	uint64_t id = fused_dirty_g && !fused_dirty_lost(fused_dirty_g) ? fused_dirty_base(fused_dirty_g) : 0;
+	struct stat st;
+	int fd;
+
+	if (snprintf(p, sizeof(p), "%s/" MV_FILE, state_dir) >= (int)sizeof(p))
+		return;
+	if (!primary) { /* the names only ever serve this node as a primary alone */
+		unlink(p);
+		return;
+	}
+	fd = open(p, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		sk_warn("%s: not a regular file or cannot be opened: renamed files are remembered in "
+			"memory only", p);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	/* at most a full table's worth is read: a larger file is not one we wrote */
+	if (id && st.st_size > 0 && (uint64_t)st.st_size <= (uint64_t)FUSED_MOVES_MAX * MV_REC_MAX &&
+	    (buf = malloc((size_t)st.st_size)))
+		for (ssize_t r = 1; r > 0 && got < (size_t)st.st_size; got += r > 0 ? (size_t)r : 0)
+			r = pread(fd, buf + got, (size_t)st.st_size - got, (off_t)got);
+	pthread_mutex_lock(&hints_mu);
+	while (off < got) {
+		struct fused_dh h;
+		const char *from;
+		size_t len, n;
+		uint64_t rid;
+
+		if (!(n = rec_parse(buf + off, got - off, &h, &rid, &from, &len)))
+			break;
+		off += n;
+		if (rid != id)
+			other++;
+		else if (add_locked(&h, from, len))
+			kept++;
+	}
+	/* the file holds what the table holds, nothing else */
+	if (ftruncate(fd, 0) == 0)
+		for (size_t i = 0; i < hints_n; i++) {
+			uint8_t r[MV_REC_MAX];
+
+			(void)!sk_write_all(fd, r, rec_fill(r, &hints[i].h, id, hints[i].from,
+							   strlen(hints[i].from)));
+		}
+	hints_fd = fd;
+	pthread_mutex_unlock(&hints_mu);
+	free(buf);
+	if (kept || other || off < got)
+		sk_info("%zu renamed files remembered from before this start (%s; %zu of another "
+			"tracking period ignored%s)", kept, p, other,
+			off < got ? "; the rest does not check: ignored" : "");
 }
 
 /* ---- secondary ---- */

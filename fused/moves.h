@@ -32,6 +32,11 @@ void fused_moves_add(const struct fused_dh *h, const char *from, size_t len);
 void fused_moves_send(struct walker *w);
 /* Forget them (a full resync, lost tracking). */
 void fused_moves_drop(void);
+/*
+ * At start, the tracker open: a primary takes back the names STATE_DIR/moves kept for the
+ * tracking's shared id and keeps the file from now on; a secondary removes it.
+ */
+void fused_moves_init(const char *state_dir, bool primary);
 
 /* ---- secondary (the receiver thread only) ---- */
 /* RS_MOVE: the file at path1 goes to .steadykit-moves at the root, kept for path2. Always 0. */

@@ -4,7 +4,8 @@
 # "incremental", no checksum pass), the trees end identical, and:
 #   A. in-place extents, appends, truncates, new files, renames, deletes, chmod, xattrs and a
 #      moved directory: bytes sent close to bytes modified, the 32 MiB file untouched on the wire;
-#   B. the primary killed -9 while ALONE and restarted: tracking survives, nothing acked is lost;
+#   B. the primary killed -9 while ALONE and restarted: tracking survives, nothing acked is lost,
+#      the renamed files' names K kept on disk (another away period) are not taken back;
 #   C. a resync interrupted by kill -9 of the secondary resumes with what is still owed;
 #   D. past the tracking bound (SKFUSED_DIRTY_MAX) files fall back to directory marks: converges;
 #   E. a corrupt tracking file means a full resync (said in the log), which converges;
@@ -19,8 +20,9 @@
 #   J. a 4 MiB file saved by a copy renamed over it is tracked whole and compared by block checksums
 #      with the peer's copy: only its changed block is sent.
 #   K. files renamed while alone (a log rotated, a file moved into another directory and appended
-#      to, two files swapped through a third name): the secondary's own copies move with their
-#      names (RS_MOVE) and are compared: what changed is sent, not the 16 MiB; then 150 random
+#      to, two files swapped through a third name), then the primary killed -9 and restarted: the
+#      secondary's own copies move with their names (RS_MOVE, the names kept on disk) and are
+#      compared: what changed is sent, not the 16 MiB; then 150 random
 #      renames (over other files, into other and moved directories, chains), appends and removes
 #      of 16 such files: the trees still end identical (MT_INCR_SEED reproduces a run); an
 #      application's own .steadykit-moves at the root, there before or made while alone, is left
@@ -253,7 +255,19 @@ mv "$D/keep/app.log" "$D/keep/app.log.1" && echo "a new log" >"$D/keep/app.log" 
 mv "$D/keep/a" "$D/arch/a.old" && head -c 1000 /dev/urandom >>"$D/arch/a.old"      # moved, appended
 mv "$D/keep/b" "$D/keep/t" && mv "$D/keep/c" "$D/keep/b" && mv "$D/keep/t" "$D/keep/c" # swapped
 dirty_is "K: the four renamed files are tracked whole" 'd["whole_files"] >= 4'
+# the primary killed -9 and restarted while alone: the names it remembered are on disk
+sk_kill9 "$MT_PID1"
+umount -l "$MT_DIR1" 2>/dev/null
+cp "$ST1/moves" "$SK_TMP/moves.K" # B puts it back in another away period
+printf 'SKMV torn' >>"$ST1/moves" # a record cut short (hostile input: bounded, refused)
+mt_start_primary --resync-rate 2 || mt_bail "K: primary restart after kill -9 failed"
+if grep -q ' 4 renamed files remembered from before this start (.*; 0 of another tracking period ignored; the rest does not check: ignored' "$(P1LOG)"; then
+	sk_ok "K: the restarted primary took back the 4 names it remembered, and refused a torn record"
+else
+	sk_not_ok "K: the restarted primary took back the 4 names it remembered, and refused a torn record"; sk_diag "$(grep -i 'renamed\|dirty' "$(P1LOG)")"
+fi
 back_incr K
+if [ -f "$ST1/moves" ] && [ ! -s "$ST1/moves" ]; then sk_ok "K: the names on disk are emptied once sent"; else sk_not_ok "K: the names on disk are emptied once sent ($(stat -c %s "$ST1/moves" 2>&1))"; fi
 s=$(sent)
 moved=$(grep -o '[0-9]* of [0-9]* files renamed while the peer was away' "$(P1LOG)" | tail -n 1)
 sk_diag "K: $moved take the peer's copy; $s bytes sent"
@@ -432,10 +446,16 @@ mkdir "$D/newdir" && echo inside >"$D/newdir/x"
 sums_before=$(cd "$MT_BACK1" && md5sum keep/acked* big newdir/x)
 sk_kill9 "$MT_PID1"
 umount -l "$MT_DIR1" 2>/dev/null
+cp "$SK_TMP/moves.K" "$ST1/moves" # K's names, remembered in another away period
 # D: past SKFUSED_DIRTY_MAX objects a file's change marks its directory (compared whole)
 export SKFUSED_DIRTY_MAX=6
 mt_start_primary --resync-rate 2 || mt_bail "primary restart after kill -9 failed"
 unset SKFUSED_DIRTY_MAX
+if grep -q ' 0 renamed files remembered from before this start (.*; 4 of another tracking period ignored)' "$(P1LOG)"; then
+	sk_ok "B: names remembered in another away period are not taken back"
+else
+	sk_not_ok "B: names remembered in another away period are not taken back"; sk_diag "$(grep -i 'renamed' "$(P1LOG)")"
+fi
 if grep -q "dirty tracking lost\|tracking starts empty" "$(P1LOG)"; then
 	sk_not_ok "B: tracking survived the kill -9"; sk_diag "$(grep -i dirty "$(P1LOG)")"
 else
