@@ -42,8 +42,8 @@
  *
  * Bounds: FUSED_MOVES_MAX files remembered (more are sent whole), kept on disk too (below: a
  * primary killed or restarted while alone still has them); the secondary keeps at most as
- * many, refusing (counted) the rest. The kept copies are visible in the secondary's read-only view while a
- * resync runs, under .steadykit-moves (0700).
+ * many, refusing (counted) the rest. The kept copies are visible in the secondary's read-only
+ * view while a resync runs, under .steadykit-moves (0700).
  */
 
 /* ---- primary ---- */
@@ -237,7 +237,8 @@ void fused_moves_init(const char *state_dir, bool primary)
 	char p[4200];
 	uint8_t *buf = NULL;
 	size_t got = 0, kept = 0, other = 0, off = 0;
-	uint64_t id = fused_dirty_g && !fused_dirty_lost(fused_dirty_g) ? fused_dirty_base(fused_dirty_g) : 0;
+	uint64_t id = fused_dirty_g && !fused_dirty_lost(fused_dirty_g) ?
+			      fused_dirty_base(fused_dirty_g) : 0;
 	struct stat st;
 	int fd;
 
