@@ -161,14 +161,20 @@ struct agent_fused {
 	/* skfused's lease fence, from its status: armed, ms left (< 0: refusing writes) */
 	bool lease_armed;
 	int64_t lease_left_ms;
+	/* FUSE requests skfused read and has not answered (-1: not said), and whether more wait
+	 * in the kernel: a kill answers them with a connection error */
+	int64_t fuse_open;
+	bool fuse_queued;
 	/* stepping down after the lease ended: skfused is killed once it says it fenced itself */
 	uv_timer_t fence_timer;
 	bool fence_wait;
 	uint64_t fence_wait_ms;
+	unsigned fence_idle_n; /* statuses in a row saying fenced, no request left */
 };
 /* STEP_FENCE after the lease ended: kill skfused primary once its status says its own fence
- * fell (writes refused, the peer dropped: operations in flight answered EROFS), at most
- * AGENT_FENCE_CONFIRM_MS later; agent_mod_step_done follows its exit. */
+ * fell (writes refused, the peer dropped) and every request it read is answered (EROFS), on
+ * two statuses in a row, at most AGENT_FENCE_CONFIRM_MS later; agent_mod_step_done follows
+ * its exit. */
 #define AGENT_FENCE_CONFIRM_MS 2000
 void agent_fused_fence_wait(struct agent_mod *m);
 /* The skfused part of `skctl state` (fused.c). */

@@ -468,6 +468,10 @@ static void read_gen(struct agent_fused *fu, json_object *o)
 	fu->lease_armed = o && json_object_object_get_ex(o, "lease_left_ms", &v) &&
 			  json_object_is_type(v, json_type_int);
 	fu->lease_left_ms = fu->lease_armed ? json_object_get_int64(v) : 0;
+	fu->fuse_open = o && json_object_object_get_ex(o, "fuse_requests_open", &v) &&
+				json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : -1;
+	fu->fuse_queued = o && json_object_object_get_ex(o, "fuse_requests_queued", &v) &&
+			  json_object_get_boolean(v);
 	copy_js(r, "state", st, sizeof(st));
 	fu->rs_running = !strcmp(st, "running");
 	fu->rs_done = u64_js(r, "done_bytes", 0);
@@ -484,8 +488,13 @@ static void read_gen(struct agent_fused *fu, json_object *o)
  * its watcher drops the peer, which answers the operations waiting for an ack with EROFS; a
  * kill before that (the watcher is a 10 ms poll, late under load) answers them with a
  * connection error instead. So the kill waits for skfused's status to say so: lease time left
- * below 0 and the peer no longer connected; at most AGENT_FENCE_CONFIRM_MS (a stopped or wedged
- * skfused refuses nothing after its deadline anyway: its fence is its own clock).
+ * below 0, the peer no longer connected, and no FUSE request read and unanswered or waiting in
+ * the kernel (the peer is marked gone before the answers go out, and a request queued while
+ * skfused was stopped is read after; both seen in CI). Two statuses in a row (20 ms apart) must
+ * say so: a request being taken off the queue is counted an instant after. At most
+ * AGENT_FENCE_CONFIRM_MS (a stopped or wedged skfused refuses nothing after its deadline
+ * anyway: its fence is its own clock). An skfused that does not count its requests (its
+ * device not hooked, fuseio.c) is judged on the first two facts.
  */
 static void fence_kill(struct agent_mod *m, const char *how)
 {
@@ -506,9 +515,12 @@ static void fence_check(struct agent_mod *m)
 		return;
 	if (!fu->lease_armed)
 		fence_kill(m, "skfused has no lease fence");
-	else if (fu->lease_left_ms < 0 && strcmp(fu->peer_word, "connected") &&
-		 strcmp(fu->peer_word, "resyncing"))
-		fence_kill(m, "skfused fenced itself (writes refused, peer dropped)");
+	else if (fu->lease_left_ms >= 0 || !strcmp(fu->peer_word, "connected") ||
+		 !strcmp(fu->peer_word, "resyncing") || fu->fuse_open > 0 || fu->fuse_queued)
+		fu->fence_idle_n = 0;
+	else if (++fu->fence_idle_n >= 2)
+		fence_kill(m, "skfused fenced itself (writes refused, peer dropped, every request "
+			      "answered)");
 }
 
 static void on_fence_timer(uv_timer_t *t)
@@ -518,8 +530,13 @@ static void on_fence_timer(uv_timer_t *t)
 
 	if (!fu->fence_wait || !fu->running) /* agent_fused_exited ends the wait */
 		return;
-	if (agent_now_ms() - fu->fence_wait_ms >= AGENT_FENCE_CONFIRM_MS)
-		fence_kill(m, "skfused did not confirm its fence");
+	if (agent_now_ms() - fu->fence_wait_ms >= AGENT_FENCE_CONFIRM_MS) {
+		char how[96];
+
+		snprintf(how, sizeof(how), "skfused did not confirm its fence (last status: %lld "
+			 "requests open%s)", (long long)fu->fuse_open, fu->fuse_queued ? ", more queued" : "");
+		fence_kill(m, how);
+	}
 	else
 		agent_fused_poll(m); /* no-op while a status request is out */
 }
@@ -531,6 +548,7 @@ void agent_fused_fence_wait(struct agent_mod *m)
 	fu->stopping = true; /* its exit, whatever the cause, ends the step */
 	fu->fence_wait = true;
 	fu->fence_wait_ms = agent_now_ms();
+	fu->fence_idle_n = 0;
 	uv_timer_start(&fu->fence_timer, on_fence_timer, 0, 20);
 }
 

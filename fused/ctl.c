@@ -230,6 +230,17 @@ static struct json_object *status(struct fused *f)
 		json_object_object_add(o, "lease_refused",
 				       json_object_new_int64((int64_t)fused_fence_refused()));
 	}
+	if (f->role == FUSED_PRIMARY) {
+		int64_t open;
+		bool queued;
+
+		/* fuseio.c: what a kill now would answer with a connection error (the agent's
+		 * step-down waits for none, agent/fused.c) */
+		if (fused_fuse_requests(&open, &queued)) {
+			json_object_object_add(o, "fuse_requests_open", json_object_new_int64(open));
+			json_object_object_add(o, "fuse_requests_queued", json_object_new_boolean(queued));
+		}
+	}
 	if (f->role == FUSED_SECONDARY) {
 		json_object_object_add(o, "applied_seq",
 				       json_object_new_int64((int64_t)atomic_load(&f->applied_seq)));

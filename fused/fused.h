@@ -217,6 +217,9 @@ int fused_fd_path(struct fused *f, int fd, char *buf, size_t cap);
 extern const struct fuse_lowlevel_ops fused_ops;
 /* fuseio.c: after fuse_session_mount, before the loop: FUSE_HANDLE_KILLPRIV_V2 (ops.h). */
 int fused_fuseio_attach(struct fuse_session *se);
+/* fuseio.c: FUSE requests read and not answered yet, and whether the kernel holds more for us
+ * (readable /dev/fuse); false when the device is not hooked (nothing counted). */
+bool fused_fuse_requests(int64_t *open, bool *queued);
 
 /* repl.c (primary) */
 int fused_repl_start(struct fused *f);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,14 @@ static bool want_v2 = true;
 atomic_bool fused_killpriv_v2;
 static __thread bool t_kill;
 
+/*
+ * Requests read and not answered yet, for the agent's step-down (fused_fuse_requests): a kill
+ * answers each of them with a connection error. Every request the kernel waits an answer for
+ * is counted when read; every answer (io_writev with a request's unique, io_splice_send) once.
+ */
+static _Atomic uint64_t req_read, req_answered;
+static struct fuse_session *io_se; /* set once the hook is in */
+
 bool fused_req_kill_suidgid(void)
 {
 	return t_kill;
@@ -65,6 +74,10 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 	if (n < (ssize_t)sizeof(h))
 		return n;
 	memcpy(&h, buf, sizeof(h));
+	/* the kernel waits for no answer to these */
+	if (h.opcode != FUSE_FORGET && h.opcode != FUSE_BATCH_FORGET && h.opcode != FUSE_INTERRUPT &&
+	    h.opcode != FUSE_NOTIFY_REPLY)
+		atomic_fetch_add(&req_read, 1);
 	al = (size_t)n - sizeof(h);
 	switch (h.opcode) {
 	case FUSE_INIT:
@@ -100,13 +113,15 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 	uint64_t u = atomic_load(&init_unique);
 
 	(void)userdata;
-	if (u && count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header)) {
+	if (count >= 1 && iov[0].iov_len >= sizeof(struct fuse_out_header)) {
 		struct fuse_out_header o;
 		size_t off = offsetof(struct fuse_init_out, flags);
 		uint32_t fl;
 
 		memcpy(&o, iov[0].iov_base, sizeof(o));
-		if (o.unique == u && o.error == 0 && iov[1].iov_len >= off + sizeof(fl)) {
+		if (o.unique) /* 0: a notification, not an answer */
+			atomic_fetch_add(&req_answered, 1);
+		if (u && count >= 2 && o.unique == u && o.error == 0 && iov[1].iov_len >= off + sizeof(fl)) {
 			memcpy(&fl, (uint8_t *)iov[1].iov_base + off, sizeof(fl));
 			/* v1 would make the kernel expect kills on every write, without telling us when */
 			fl = (fl & ~(uint32_t)FUSE_HANDLE_KILLPRIV) | FUSE_HANDLE_KILLPRIV_V2;
@@ -183,6 +198,8 @@ static ssize_t io_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, 
 	ssize_t n;
 
 	(void)userdata;
+	/* one call per spliced answer; when it fails libfuse drops the request unanswered */
+	atomic_fetch_add(&req_answered, 1);
 	if (fused_fault(FUSED_FAULT_READ_SPLICE)) {
 		n = -1;
 		errno = EINVAL;
@@ -203,8 +220,27 @@ int fused_fuseio_attach(struct fuse_session *se)
 
 	want_v2 = !(env && !strcmp(env, "0"));
 	rc = fuse_session_custom_io(se, &io, fuse_session_fd(se));
-	if (rc != 0)
+	if (rc == 0)
+		io_se = se;
+	else
 		sk_warn("cannot hook the FUSE device (%d): the kernel keeps asking for "
 			"security.capability before every write", rc);
 	return rc;
+}
+
+bool fused_fuse_requests(int64_t *open, bool *queued)
+{
+	struct pollfd p = { .fd = -1, .events = POLLIN };
+	uint64_t answered;
+
+	if (!io_se)
+		return false;
+	/* the queue before the counts: a request taken off it meanwhile is then counted read
+	 * (but for the instant between the worker's read() and its count) */
+	p.fd = fuse_session_fd(io_se);
+	*queued = poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+	/* answered before read: an answer in between makes the figure too high, never too low */
+	answered = atomic_load(&req_answered);
+	*open = (int64_t)(atomic_load(&req_read) - answered);
+	return true;
 }

@@ -199,6 +199,8 @@ void fused_reply_send(fuse_req_t req, const struct fused_reply *r)
 	/* fence.c: the lease ended while this operation waited (for the peer, or the budget
 	 * before going on alone): it is not acknowledged */
 	if (r->kind != R_ERR && fused_fence_check() < 0) {
+		if (fused_fault(FUSED_FAULT_FENCE_REPLY_SLOW))
+			usleep(500000); /* as a thread preempted before it answers */
 		fuse_reply_err(req, EROFS);
 		return;
 	}

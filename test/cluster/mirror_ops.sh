@@ -524,6 +524,12 @@ else
 	sk_not_ok "8 MiB written through a write-only handle left no page in the mount's cache (resident: $res of 2048); secondary equal"
 fi
 
+# Every FUSE request read was answered once idle: the agent kills a fenced primary only when its
+# status says so (agent/fused.c), so a count that drifts would make each step-down wait 2 s.
+fuse_idle() { [ "$(mt_st 1 fuse_requests_open)" = 0 ] && [ "$(mt_st 1 fuse_requests_queued)" = false ]; }
+sk_check "idle primary, after every kind of operation: no FUSE request left unanswered (fuse_requests_open $(mt_st 1 fuse_requests_open))" \
+	sk_wait_for 5 fuse_idle
+
 # The peer lost between two pieces of one write (fault point write_piece_lost: after the first
 # piece of the next large write): the secondary holds a torn write nobody was told is
 # replicated; the application's write() succeeds on the primary alone; the next session's resync
