@@ -250,8 +250,10 @@ void fused_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return (void)fuse_reply_open(req, fi);
 	}
 	pthread_mutex_lock(&F()->stream_mu);
-	if ((fi->flags & O_TRUNC) && fstat(ifd, &ost) == 0 && ost.st_size > 0)
-		fused_dn_ino(ino, FUSED_DF_META, 0, (uint64_t)ost.st_size); /* what O_TRUNC cuts */
+	/* what O_TRUNC cuts, and its times: they change even when the file is empty already */
+	if (fi->flags & O_TRUNC)
+		fused_dn_ino(ino, FUSED_DF_META, 0,
+			     fstat(ifd, &ost) == 0 && ost.st_size > 0 ? (uint64_t)ost.st_size : 0);
 	fd = open(pp, open_flags(fi->flags));
 	rc = fd < 0 ? -errno : 0;
 	fused_ino_put(ino, ifd);

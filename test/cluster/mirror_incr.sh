@@ -143,6 +143,7 @@ D=$MT_DIR1
 dd if=/dev/urandom of="$D/big" bs=1M count=16 status=none
 mkdir -p "$D/keep" "$D/old/deep" "$D/mv/inner" "$D/other"
 for i in $(seq 40); do head -c 1024 /dev/urandom >"$D/keep/f$i"; done
+mkdir "$D/quiet" && : >"$D/quiet/empty" && touch -d '2015-03-08 06:34:53' "$D/quiet/empty"
 for i in $(seq 10); do echo "old $i" >"$D/old/deep/o$i"; done
 for i in $(seq 20); do head -c 1024 /dev/urandom >"$D/mv/inner/m$i"; done
 head -c 1048576 /dev/urandom >"$D/trunc"
@@ -179,6 +180,9 @@ chmod 0600 "$D/keep/f3"
 chown 1234:1234 "$D/keep/f4"
 setfattr -n user.color -v red "$D/keep/f5"
 touch -d '2001-02-03 04:05:06.123456789' "$D/keep/f6"
+# opened O_TRUNC, empty already, in a directory whose names do not change (no listing carries it):
+# only its times change (mirror-equal saw that change lost)
+"$MT_PY" -c 'import os, sys; os.close(os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC))' "$D/quiet/empty"
 mv "$D/mv" "$D/other/mv"                                                           # 20 KiB walked
 # deleted and made again with a hole where the old file had data: the peer's old bytes must go
 rm "$D/keep/f10" && "$MT_PY" -c 'import sys; f = open(sys.argv[1], "wb"); f.seek(4096); f.write(b"x")' "$D/keep/f10"
