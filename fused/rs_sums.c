@@ -47,7 +47,7 @@ static struct sums_slot {
 	uint64_t seq;  /* the request's frame in the stream */
 	uint64_t hash; /* bytes the peer hashes for it */
 	bool answered;
-	uint64_t off;
+	uint64_t off, file_size;
 	uint32_t count;
 	int32_t err;
 	uint8_t sums[SUMS_WIN_BLOCKS * SK_RMSG_SUM_LEN];
@@ -71,6 +71,7 @@ void fused_rs_on_sums(struct fused *f, const struct sk_rmsg_sums *s)
 	keep = s->count < SUMS_WIN_BLOCKS ? s->count : SUMS_WIN_BLOCKS;
 	memcpy(sl->sums, s->sums, (size_t)keep * SK_RMSG_SUM_LEN);
 	sl->off = s->off;
+	sl->file_size = s->file_size; /* 0: the peer's copy is empty, the file goes whole */
 	sl->count = s->count; /* checked by the walker: more than asked drops the peer */
 	sl->err = s->err;
 	sl->answered = true;
@@ -251,6 +252,7 @@ int fused_rs_ahead_sums(struct walker *w, struct rs_ahead *a, struct sk_rmsg_sum
 	if (got) {
 		bad = sl->off != 0 || sl->count > SUMS_WIN_BLOCKS;
 		s->off = sl->off;
+		s->file_size = sl->file_size;
 		s->count = sl->count;
 		s->err = sl->err;
 		memcpy(w->sums, sl->sums, (size_t)(sl->count < SUMS_WIN_BLOCKS ? sl->count : SUMS_WIN_BLOCKS) *
