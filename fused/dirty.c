@@ -462,8 +462,9 @@ bool fused_dirty_unmoved(struct fused_dirty *d, const struct fused_dh *h)
 
 	pthread_mutex_lock(&d->mu);
 	v = d->tracking && !d->lost;
+	/* a directory: not moved or walked (names changed in it leave it where it was) */
 	if (v && (e = dirty_find(d, h, NULL)))
-		v = !(e->flags & (FUSED_DF_WHOLE | FUSED_DF_DIR));
+		v = !(e->flags & ((e->flags & FUSED_DF_DIR) ? FUSED_DF_WALK : FUSED_DF_WHOLE | FUSED_DF_DIR));
 	pthread_mutex_unlock(&d->mu);
 	return v;
 }

@@ -307,6 +307,8 @@ int fused_recv_run(struct fused *f);
 int fused_apply_open_path(int root_fd, const char *path, size_t len, int flags, int *out);
 /* rs_apply.c: path's directory (O_PATH, resolved as fused_apply_open_path) and its last name (name: SK_RMSG_NAME_MAX + 1). */
 int fused_rs_open_parent(struct fused *f, const char *path, size_t len, int *pfd, char *name);
+/* rs_apply.c: dfd/name removed, a directory with everything under it (no link followed, 512 levels at most). */
+int fused_rs_remove_tree(int dfd, const char *name);
 
 /* track.c: persistent state + resync */
 int fused_state_load(struct fused *f);

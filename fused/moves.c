@@ -31,19 +31,22 @@
  * t to c) finds every copy where it was. When a listing then makes to as a new regular file,
  * the kept copy becomes it (rs_apply.c reconcile) and is reported as remade; the primary
  * compares it by block checksums as any file tracked whole (rs_files.c): only what differs is
- * sent.
+ * sent. A directory moves the same way, whatever its size: its copy becomes the new name when
+ * a listing makes that directory, and the primary walks it whole (a moved directory is tracked
+ * so, resync.c): every file in it is compared by block checksums instead of sent.
  *
  * Why it cannot make the copies differ: a move is only a base. The name it takes away (from)
  * is in a directory the rename marked (its listing, or a walk above it, makes again what
  * the primary has there); the name it gives (to) is made by a listing only where the primary
- * has a regular file, which is tracked whole (renamed, or made since) and compared. A wrong
+ * has a regular file, which is tracked whole (renamed, or made since) and compared, or a
+ * directory, which is walked whole (moved since) and so made what the primary has. A wrong
  * base (a directory above from moved too: the peer's from is another file, or none) costs
  * bytes, never a difference. What is not claimed is removed when the session ends.
  *
- * Bounds: FUSED_MOVES_MAX files remembered (more are sent whole), kept on disk too (below: a
- * primary killed or restarted while alone still has them); the secondary keeps at most as
- * many, refusing (counted) the rest. The kept copies are visible in the secondary's read-only
- * view while a resync runs, under .steadykit-moves (0700).
+ * Bounds: FUSED_MOVES_MAX files and directories remembered (more are sent whole), kept on
+ * disk too (below: a primary killed or restarted while alone still has them); the secondary
+ * keeps at most as many, refusing (counted) the rest. The kept copies are visible in the
+ * secondary's read-only view while a resync runs, under .steadykit-moves (0700).
  */
 
 /* ---- primary ---- */
@@ -134,9 +137,10 @@ bool fused_moves_want(struct fused *f, int pfd, const char *name, struct fused_d
 	pthread_mutex_unlock(&hints_mu);
 	if (!ok || (fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return false;
-	ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
-	     (uint64_t)st.st_size >= FUSED_WHOLE_SUMS_MIN && fused_fd_dh(f, fd, h) == 0 &&
-	     fused_dirty_unmoved(fused_dirty_g, h);
+	ok = fstat(fd, &st) == 0 &&
+	     (S_ISDIR(st.st_mode) || (S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+				      (uint64_t)st.st_size >= FUSED_WHOLE_SUMS_MIN)) &&
+	     fused_fd_dh(f, fd, h) == 0 && fused_dirty_unmoved(fused_dirty_g, h);
 	close(fd);
 	return ok;
 }
@@ -212,7 +216,8 @@ void fused_moves_send(struct walker *w)
 		if (fd < 0) /* deleted since */
 			continue;
 		pthread_mutex_lock(&f->stream_mu);
-		if (S_ISREG(st.st_mode) && st.st_nlink == 1 && atomic_load(&f->connected))
+		if ((S_ISDIR(st.st_mode) || (S_ISREG(st.st_mode) && st.st_nlink == 1)) &&
+		    atomic_load(&f->connected))
 			pl = fused_fd_path(f, fd, p, sizeof(p));
 		if (pl > 0 && strcmp(p, v[i].from)) {
 			op.path1 = v[i].from;
@@ -309,7 +314,7 @@ void fused_moves_init(const char *state_dir, bool primary)
 struct kept {
 	char *to;
 	unsigned key;
-	bool used;
+	bool used, dir;
 };
 
 static struct kept *kept;
@@ -336,7 +341,7 @@ static bool numeric(const char *s)
 	return true;
 }
 
-/* Our entries in the stash fd (a directory we own): removed. How many. */
+/* Our entries in the stash fd (a directory we own): removed, directories with their trees. How many. */
 static unsigned empty_stash(int fd)
 {
 	unsigned removed = 0;
@@ -344,7 +349,7 @@ static unsigned empty_stash(int fd)
 	DIR *d = fdopendir(dup(fd));
 
 	while (d && (de = readdir(d)))
-		if (numeric(de->d_name) && unlinkat(fd, de->d_name, 0) == 0)
+		if (numeric(de->d_name) && fused_rs_remove_tree(fd, de->d_name) == 0)
 			removed++;
 	if (d)
 		closedir(d);
@@ -419,10 +424,17 @@ int fused_moves_apply(struct fused *f, const struct sk_rmsg_op *op)
 			 (int)op->path1_len, op->path1);
 		return 0;
 	}
+	/* the folder itself, or what is in it, is ours: never from the wire */
+	if (op->path1_len >= sizeof(STASH) - 1 && !memcmp(op->path1, STASH, sizeof(STASH) - 1) &&
+	    (op->path1_len == sizeof(STASH) - 1 || op->path1[sizeof(STASH) - 1] == '/')) {
+		atomic_fetch_add(&f->rejected, 1);
+		sk_debug("resync: a move of \"%.*s\" refused", (int)op->path1_len, op->path1);
+		return 0;
+	}
 	if (fused_rs_open_parent(f, op->path1, op->path1_len, &pfd, name) < 0)
 		return 0; /* not here: the file comes whole */
 	rc = fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW);
-	if (rc < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+	if (rc < 0 || !(S_ISDIR(st.st_mode) || (S_ISREG(st.st_mode) && st.st_nlink == 1)) ||
 	    (!kept && !(kept = calloc(FUSED_MOVES_MAX, sizeof(*kept)))))
 		goto out;
 	if ((rc = stash_open(f)) < 0) {
@@ -441,6 +453,7 @@ int fused_moves_apply(struct fused *f, const struct sk_rmsg_op *op)
 		goto out;
 	}
 	kept[kept_n].key = stash_next++;
+	kept[kept_n].dir = S_ISDIR(st.st_mode);
 	kept[kept_n++].used = false;
 	kept_sorted = false;
 out:
@@ -453,7 +466,7 @@ static int by_to(const void *a, const void *b)
 	return strcmp(((const struct kept *)a)->to, ((const struct kept *)b)->to);
 }
 
-bool fused_moves_claim(int dfd, const char *dpath, size_t dl, const char *name)
+bool fused_moves_claim(int dfd, const char *dpath, size_t dl, const char *name, bool dir)
 {
 	char p[SK_RMSG_PATH_MAX + 1], key[16];
 	struct kept k = { .to = p }, *x;
@@ -469,7 +482,7 @@ bool fused_moves_claim(int dfd, const char *dpath, size_t dl, const char *name)
 	p[dl] = '/';
 	memcpy(p + dl + (dl ? 1 : 0), name, nl + 1);
 	x = bsearch(&k, kept, kept_n, sizeof(*kept), by_to);
-	if (!x || x->used)
+	if (!x || x->used || x->dir != dir)
 		return false;
 	snprintf(key, sizeof(key), "%u", x->key);
 	if (renameat2(stash_fd, key, dfd, name, RENAME_NOREPLACE) < 0)

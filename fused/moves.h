@@ -17,9 +17,9 @@ struct walker;
 
 /* ---- primary ---- */
 /*
- * Before a rename of pfd/name while the peer is away (stream lock held): is it a regular file
- * with one name, of FUSED_WHOLE_SUMS_MIN bytes or more, still at the name the peer's copy has
- * (fused_dirty_unmoved)? If so *h is its handle.
+ * Before a rename of pfd/name while the peer is away (stream lock held): is it a directory, or
+ * a regular file with one name of FUSED_WHOLE_SUMS_MIN bytes or more, still at the name the
+ * peer's copy has (fused_dirty_unmoved)? If so *h is its handle.
  */
 bool fused_moves_want(struct fused *f, int pfd, const char *name, struct fused_dh *h);
 /* After that rename succeeded: the file h was at from (len bytes) when both copies agreed. */
@@ -39,10 +39,10 @@ void fused_moves_drop(void);
 void fused_moves_init(const char *state_dir, bool primary);
 
 /* ---- secondary (the receiver thread only) ---- */
-/* RS_MOVE: the file at path1 goes to .steadykit-moves at the root, kept for path2. Always 0. */
+/* RS_MOVE: the file or directory at path1 goes to .steadykit-moves at the root, kept for path2. Always 0. */
 int fused_moves_apply(struct fused *f, const struct sk_rmsg_op *op);
-/* A listing makes the regular file dir/name (dpath, dl: the directory's path): true if a kept copy became it. */
-bool fused_moves_claim(int dfd, const char *dpath, size_t dl, const char *name);
+/* A listing makes the regular file (or directory: dir) dir/name (dpath, dl: the directory's path): true if a kept copy became it. */
+bool fused_moves_claim(int dfd, const char *dpath, size_t dl, const char *name, bool dir);
 /* A root listing (dl 0) meets name: true if it is the folder of kept copies (not a stray). */
 bool fused_moves_stash_name(size_t dl, const char *name);
 /* A root listing names name (the primary has it): if it is the folder's, give the folder up. */

@@ -76,6 +76,11 @@ static int rm_rf(int dfd, const char *name, int depth)
 	return unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
 }
 
+int fused_rs_remove_tree(int dfd, const char *name)
+{
+	return rm_rf(dfd, name, 0);
+}
+
 int fused_names_add(struct fused_names *l, const char *s, size_t len)
 {
 	char *c;
@@ -259,7 +264,7 @@ static int reconcile(struct fused *f, int dfd, const char *dpath, size_t dl,
 	switch (e->mode & S_IFMT) {
 	case S_IFREG:
 		/* a file renamed on the primary: this node's copy under its old name (moves.c) */
-		if (!ex && e->nlink <= 1 && fused_moves_claim(dfd, dpath, dl, name))
+		if (!ex && e->nlink <= 1 && fused_moves_claim(dfd, dpath, dl, name, false))
 			return 1; /* compared by the primary: reported as remade */
 		fl = openat(dfd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fl < 0)
@@ -267,6 +272,10 @@ static int reconcile(struct fused *f, int dfd, const char *dpath, size_t dl,
 		close(fl);
 		break;
 	case S_IFDIR:
+		/* a directory renamed on the primary: this node's copy under its old name (moves.c);
+		 * the primary walks it whole (a moved directory is tracked so), comparing its files */
+		if (!ex && fused_moves_claim(dfd, dpath, dl, name, true))
+			return 0;
 		rc = mkdirat(dfd, name, 0700);
 		break;
 	case S_IFLNK:

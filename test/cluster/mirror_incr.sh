@@ -253,8 +253,12 @@ compare "J: after the file saved by a rename"
 sk_diag "t=${SECONDS}s"
 mkdir "$D/arch"
 for n in app.log a b c; do head -c $((4 << 20)) /dev/urandom >"$D/keep/$n"; done
+mkdir -p "$D/dmv/sub" # a directory of 60 files (2 MiB) moved whole
+for i in $(seq 40); do head -c 32768 /dev/urandom >"$D/dmv/g$i"; done
+for i in $(seq 20); do head -c 40960 /dev/urandom >"$D/dmv/sub/h$i"; done
 synced || sk_diag "K: not in sync before the secondary goes"
 secondary_away
+mv "$D/dmv" "$D/arch/dmv2" && echo "added" >"$D/arch/dmv2/sub/new"
 mv "$D/keep/app.log" "$D/keep/app.log.1" && echo "a new log" >"$D/keep/app.log"  # rotated
 mv "$D/keep/a" "$D/arch/a.old" && head -c 1000 /dev/urandom >>"$D/arch/a.old"      # moved, appended
 mv "$D/keep/b" "$D/keep/t" && mv "$D/keep/c" "$D/keep/b" && mv "$D/keep/t" "$D/keep/c" # swapped
@@ -265,10 +269,10 @@ umount -l "$MT_DIR1" 2>/dev/null
 cp "$ST1/moves" "$SK_TMP/moves.K" # B puts it back in another away period
 printf 'SKMV torn' >>"$ST1/moves" # a record cut short (hostile input: bounded, refused)
 mt_start_primary --resync-rate 2 || mt_bail "K: primary restart after kill -9 failed"
-if grep -q ' 4 renamed files remembered from before this start (.*; 0 of another tracking period ignored; the rest does not check: ignored' "$(P1LOG)"; then
-	sk_ok "K: the restarted primary took back the 4 names it remembered, and refused a torn record"
+if grep -q ' 5 renamed files remembered from before this start (.*; 0 of another tracking period ignored; the rest does not check: ignored' "$(P1LOG)"; then
+	sk_ok "K: the restarted primary took back the 5 names it remembered, and refused a torn record"
 else
-	sk_not_ok "K: the restarted primary took back the 4 names it remembered, and refused a torn record"; sk_diag "$(grep -i 'renamed\|dirty' "$(P1LOG)")"
+	sk_not_ok "K: the restarted primary took back the 5 names it remembered, and refused a torn record"; sk_diag "$(grep -i 'renamed\|dirty' "$(P1LOG)")"
 fi
 back_incr K
 if [ -f "$ST1/moves" ] && [ ! -s "$ST1/moves" ]; then sk_ok "K: the names on disk are emptied once sent"; else sk_not_ok "K: the names on disk are emptied once sent ($(stat -c %s "$ST1/moves" 2>&1))"; fi
@@ -276,7 +280,7 @@ s=$(sent)
 moved=$(grep -o '[0-9]* of [0-9]* files renamed while the peer was away' "$(P1LOG)" | tail -n 1)
 sk_diag "K: $moved take the peer's copy; $s bytes sent"
 if [ -n "$s" ] && [ "$s" -le $((4 * 65536)) ]; then
-	sk_ok "K: sent $s bytes (the secondary's copies moved with their names; 16 MiB renamed)"
+	sk_ok "K: sent $s bytes (the secondary's copies moved with their names; 16 MiB in files and a 2 MiB directory renamed)"
 else
 	sk_not_ok "K: sent ${s:-?} bytes (<= 4 x 64 KiB: the renamed files' copies reused, not sent whole)"
 fi
@@ -455,7 +459,7 @@ cp "$SK_TMP/moves.K" "$ST1/moves" # K's names, remembered in another away period
 export SKFUSED_DIRTY_MAX=6
 mt_start_primary --resync-rate 2 || mt_bail "primary restart after kill -9 failed"
 unset SKFUSED_DIRTY_MAX
-if grep -q ' 0 renamed files remembered from before this start (.*; 4 of another tracking period ignored)' "$(P1LOG)"; then
+if grep -q ' 0 renamed files remembered from before this start (.*; 5 of another tracking period ignored)' "$(P1LOG)"; then
 	sk_ok "B: names remembered in another away period are not taken back"
 else
 	sk_not_ok "B: names remembered in another away period are not taken back"; sk_diag "$(grep -i 'renamed' "$(P1LOG)")"

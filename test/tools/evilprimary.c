@@ -501,8 +501,18 @@ static int case_moves(void)
 	fate(&k, M_RS_MOVE, &o, "RS_MOVE app/link (a symlink)");
 	o = (struct op){ .path = "evil-fifo", .path2 = "evil-mv/z" };
 	fate(&k, M_RS_MOVE, &o, "RS_MOVE evil-fifo (a FIFO)");
-	o = (struct op){ .path = "app", .path2 = "evil-mv/w" };
-	fate(&k, M_RS_MOVE, &o, "RS_MOVE app (a directory)");
+	/* a directory moves (kept for evil-mv/w, never claimed: removed with the session) */
+	o = (struct op){ .mode = 0755, .path = "evil-mvd" };
+	bad |= expect(fate(&k, M_MKDIR, &o, "MKDIR evil-mvd"), 0, "mkdir");
+	o = (struct op){ .mode = 0755, .path = "evil-mvd/sub" };
+	bad |= expect(fate(&k, M_MKDIR, &o, "MKDIR evil-mvd/sub"), 0, "mkdir");
+	o = (struct op){ .path = "evil-mvd", .path2 = "evil-mv/w" };
+	fate(&k, M_RS_MOVE, &o, "RS_MOVE evil-mvd (a directory)");
+	/* the folder of kept copies, and what is in it, never move from the wire (refused) */
+	o = (struct op){ .path = ".steadykit-moves", .path2 = "evil-mv/v" };
+	fate(&k, M_RS_MOVE, &o, "RS_MOVE .steadykit-moves (the folder itself)");
+	o = (struct op){ .path = ".steadykit-moves/0", .path2 = "evil-mv/u" };
+	fate(&k, M_RS_MOVE, &o, "RS_MOVE .steadykit-moves/0 (a kept copy)");
 	for (i = 0; i < n && !k.closed; i++) {
 		snprintf(a, sizeof(a), "evil-mv/f%ld", i);
 		o = (struct op){ .fh = 90000 + (uint64_t)i, .path = a, .mode = S_IFREG | 0644,
