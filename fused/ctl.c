@@ -245,6 +245,9 @@ static struct json_object *status(struct fused *f)
 		json_object_object_add(o, "applied_seq",
 				       json_object_new_int64((int64_t)atomic_load(&f->applied_seq)));
 		json_object_object_add(o, "consistent", json_object_new_boolean(f->consistent));
+		/* rs_apply.c: file systems mounted in the tree where the primary has no name */
+		json_object_object_add(o, "resync_mounts_left",
+				       json_object_new_int64((int64_t)fused_rs_mounts_left()));
 	}
 	return o;
 }

@@ -309,6 +309,8 @@ int fused_apply_open_path(int root_fd, const char *path, size_t len, int flags, 
 int fused_rs_open_parent(struct fused *f, const char *path, size_t len, int *pfd, char *name);
 /* rs_apply.c: dfd/name removed, a directory with everything under it (no link followed, 512 levels at most). */
 int fused_rs_remove_tree(int dfd, const char *name);
+/* rs_apply.c: mounts found where a resync removed a tree, left in place (never entered). */
+uint64_t fused_rs_mounts_left(void);
 
 /* track.c: persistent state + resync */
 int fused_state_load(struct fused *f);

@@ -50,10 +50,33 @@ int fused_rs_open_parent(struct fused *f, const char *path, size_t len, int *pfd
 	return fused_apply_open_path(f->root_fd, path, dl, O_PATH | O_DIRECTORY, pfd);
 }
 
+/*
+ * A directory that is the root of a mount (another disk, or a bind mount, an administrator put
+ * in the secondary's tree): the primary's tree cannot hold it, and a removal must not empty it.
+ */
+static bool mount_root(int dfd, const char *name, const struct stat *st)
+{
+	struct statx x;
+	struct stat pst;
+
+	if (statx(dfd, name, AT_SYMLINK_NOFOLLOW, STATX_INO, &x) == 0 &&
+	    (x.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (x.stx_attributes & STATX_ATTR_MOUNT_ROOT))
+		return true;
+	return fstat(dfd, &pst) == 0 && pst.st_dev != st->st_dev;
+}
+
+/* Removes name and all it holds, never crossing into a mount: -EXDEV then, counted. */
+static _Atomic uint64_t rs_mounts_left;
+
+uint64_t fused_rs_mounts_left(void)
+{
+	return atomic_load(&rs_mounts_left);
+}
+
 static int rm_rf(int dfd, const char *name, int depth)
 {
-	struct stat st;
-	int cfd;
+	struct stat st, ost;
+	int cfd, rc = 0;
 	DIR *d;
 	struct dirent *de;
 
@@ -61,18 +84,32 @@ static int rm_rf(int dfd, const char *name, int depth)
 		return -errno;
 	if (!S_ISDIR(st.st_mode))
 		return unlinkat(dfd, name, 0) < 0 ? -errno : 0;
+	if (mount_root(dfd, name, &st)) {
+		if (atomic_fetch_add(&rs_mounts_left, 1) < 8)
+			sk_warn("resync: \"%s\" is not removed: a file system is mounted there (the "
+				"primary has no such name; unmount it to let the copies become equal)", name);
+		return -EXDEV;
+	}
 	if (depth > MAX_DEPTH)
 		return -ELOOP;
 	cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	/* the directory checked, not one mounted there meanwhile */
+	if (cfd >= 0 && (fstat(cfd, &ost) < 0 || ost.st_dev != st.st_dev || ost.st_ino != st.st_ino)) {
+		close(cfd);
+		return -EXDEV;
+	}
 	if (cfd < 0 || !(d = fdopendir(cfd))) {
 		if (cfd >= 0)
 			close(cfd);
 		return -errno;
 	}
 	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			rm_rf(dirfd(d), de->d_name, depth + 1);
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+		    rm_rf(dirfd(d), de->d_name, depth + 1) == -EXDEV)
+			rc = -EXDEV; /* what holds a mount stays too */
 	closedir(d);
+	if (rc < 0)
+		return rc;
 	return unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
 }
 
@@ -527,7 +564,9 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op, int sock, struct
 							    sizeof(rel), &rl) &&
 			    fused_aside_move(f, dfd, de->d_name, rel, rl) == 0)
 				continue;
-			if ((rc = rm_rf(dfd, de->d_name, 0)) < 0 && !err)
+			/* a mount left in place is said (rm_rf) and is not a failed listing: the
+			 * resync ends; the copies differ by it until it is unmounted */
+			if ((rc = rm_rf(dfd, de->d_name, 0)) < 0 && rc != -EXDEV && !err)
 				err = rc;
 		}
 		if (d)

@@ -81,5 +81,29 @@ else
 fi
 echo "keep/f2" >"$SK_TMP/times.list"
 mt_treecmp_tap "after resync: primary backing vs secondary" "$SK_TMP/times.list" "$MT_BACK1" "$MT_DIR2"
+
+# A directory an administrator mounted in the secondary's tree, where the primary has no such
+# name: the resync removes the strays around it but never enters it (as rm --one-file-system);
+# it says so, counts it, and still ends. A plain stray directory beside it is removed.
+sk_term "$MT_PID2"
+mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'"
+not_connected() { ! mt_peer_is connected; }
+mt_wait_until 10 not_connected || sk_diag "the primary still says connected"
+mkdir -p "$MT_DIR2/mnt" "$MT_DIR2/stray/deep" && echo x >"$MT_DIR2/stray/deep/f" || mt_bail "strays"
+sk_track_mount "$MT_DIR2/mnt"
+# a bind mount of a directory of the same file system: its device number is the tree's own
+mkdir -p "$SK_TMP/bound" && echo precious >"$SK_TMP/bound/keep-me"
+mount --bind "$SK_TMP/bound" "$MT_DIR2/mnt" || mt_bail "bind mount in the secondary's tree"
+echo new >"$D/after-mount" # the root's names change: the resync lists it
+mt_start_secondary || mt_bail "secondary restart (mount in its tree) failed"
+if mt_wait_synced 60; then sk_ok "mount in the secondary's tree: the resync still ends"; else sk_not_ok "mount in the secondary's tree: the resync still ends"; fi
+left=$(mt_st 2 resync_mounts_left)
+sk_check "... the mount left in place is counted (resync_mounts_left $left)" test "${left:-0}" -ge 1
+sk_check "... and said in the secondary's log" grep -q 'is not removed: a file system is mounted there' "$SK_TMP/fused2.$MT_N2.log"
+sk_term "$MT_PID2"
+mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'"
+sk_check "... what the mount holds is untouched" grep -qx precious "$SK_TMP/bound/keep-me"
+sk_check "... the plain stray directory beside it is removed" test ! -e "$MT_DIR2/stray"
+umount "$MT_DIR2/mnt" && rmdir "$MT_DIR2/mnt"
 mt_stop_primary
 sk_done
