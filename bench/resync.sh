@@ -295,4 +295,7 @@ if lc and rc and l1 > l0 and r1t > r0 and wire > 0:
 print("resync sent/modified=%.3f read/modified=%.3f throughput/link=%.3f" %
       (wire / mod, max(r1, r2) / mod, thr / link if link else 0.0))
 EOF
-mt_stop_primary
+# the data directory is the image's mount point: only the FUSE mount on it goes (mt_stop_primary
+# waits for no mount at all there, and the script ended with status 1 after every run)
+fuse_gone() { [[ "$(findmnt -n -o FSTYPE --target "$MT_DIR1" | tail -n 1)" != fuse* ]]; }
+sk_term "$MT_PID1" && mt_wait_until 10 fuse_gone
