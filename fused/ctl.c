@@ -146,6 +146,8 @@ static struct json_object *status(struct fused *f)
 	static const char *const rs[] = { "idle", "running", "done" };
 	struct json_object *o = json_object_new_object(), *r, *l, *h;
 	uint64_t hist[FUSED_HIST], sent, acked, bytes, total = 0;
+	int64_t open;
+	bool queued;
 	const char *peer;
 
 	pthread_mutex_lock(&f->pend_mu);
@@ -196,6 +198,12 @@ static struct json_object *status(struct fused *f)
 				       json_object_new_int64((int64_t)atomic_load(&fused_splice_copied)));
 		json_object_object_add(o, "read_splice_eio",
 				       json_object_new_int64((int64_t)atomic_load(&fused_splice_eio)));
+		/* fuseio.c: what a kill now would answer with a connection error (the agent's
+		 * step-down waits for none, agent/fused.c) */
+		if (fused_fuse_requests(&open, &queued)) {
+			json_object_object_add(o, "fuse_requests_open", json_object_new_int64(open));
+			json_object_object_add(o, "fuse_requests_queued", json_object_new_boolean(queued));
+		}
 	} else { /* recv.c: acks left to the next piece of a write */
 		json_object_object_add(o, "acks_deferred",
 				       json_object_new_int64((int64_t)atomic_load(&fused_rx_acks_deferred)));
@@ -229,17 +237,6 @@ static struct json_object *status(struct fused *f)
 		json_object_object_add(o, "lease_left_ms", json_object_new_int64(fused_fence_left_ms()));
 		json_object_object_add(o, "lease_refused",
 				       json_object_new_int64((int64_t)fused_fence_refused()));
-	}
-	if (f->role == FUSED_PRIMARY) {
-		int64_t open;
-		bool queued;
-
-		/* fuseio.c: what a kill now would answer with a connection error (the agent's
-		 * step-down waits for none, agent/fused.c) */
-		if (fused_fuse_requests(&open, &queued)) {
-			json_object_object_add(o, "fuse_requests_open", json_object_new_int64(open));
-			json_object_object_add(o, "fuse_requests_queued", json_object_new_boolean(queued));
-		}
 	}
 	if (f->role == FUSED_SECONDARY) {
 		json_object_object_add(o, "applied_seq",

@@ -307,7 +307,7 @@ int fused_recv_run(struct fused *f);
 int fused_apply_open_path(int root_fd, const char *path, size_t len, int flags, int *out);
 /* rs_apply.c: path's directory (O_PATH, resolved as fused_apply_open_path) and its last name (name: SK_RMSG_NAME_MAX + 1). */
 int fused_rs_open_parent(struct fused *f, const char *path, size_t len, int *pfd, char *name);
-/* rs_apply.c: dfd/name removed, a directory with everything under it (no link followed, 512 levels at most). */
+/* rs_apply.c: dfd/name removed, a directory with everything under it (no link followed, 512 levels at most, never into a mount: -EXDEV). */
 int fused_rs_remove_tree(int dfd, const char *name);
 /* rs_apply.c: mounts found where a resync removed a tree, left in place (never entered). */
 uint64_t fused_rs_mounts_left(void);

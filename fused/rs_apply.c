@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -50,41 +51,34 @@ int fused_rs_open_parent(struct fused *f, const char *path, size_t len, int *pfd
 	return fused_apply_open_path(f->root_fd, path, dl, O_PATH | O_DIRECTORY, pfd);
 }
 
-/*
- * A directory that is the root of a mount (another disk, or a bind mount, an administrator put
- * in the secondary's tree): the primary's tree cannot hold it, and a removal must not empty it.
- */
-static bool mount_root(int dfd, const char *name, const struct stat *st)
-{
-	struct statx x;
-	struct stat pst;
-
-	if (statx(dfd, name, AT_SYMLINK_NOFOLLOW, STATX_INO, &x) == 0 &&
-	    (x.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (x.stx_attributes & STATX_ATTR_MOUNT_ROOT))
-		return true;
-	return fstat(dfd, &pst) == 0 && pst.st_dev != st->st_dev;
-}
-
-/* Removes name and all it holds, never crossing into a mount: -EXDEV then, counted. */
-static _Atomic uint64_t rs_mounts_left;
+static _Atomic uint64_t rs_mounts_left; /* mounts rm_tree found and left */
 
 uint64_t fused_rs_mounts_left(void)
 {
 	return atomic_load(&rs_mounts_left);
 }
 
-static int rm_rf(int dfd, const char *name, int depth)
+/*
+ * dfd/name and all it holds removed (pdev: dfd's device), never crossing into a mount: the root
+ * of one (another disk, or a bind mount an administrator put in the secondary's tree; statx
+ * says so, or its device is not its parent's) stays, with what holds it, counted: -EXDEV. The
+ * primary's tree cannot hold it, and a removal must not empty it.
+ */
+static int rm_tree(int dfd, const char *name, dev_t pdev, int depth)
 {
-	struct stat st, ost;
+	struct statx x;
+	struct stat ost;
+	dev_t dev;
 	int cfd, rc = 0;
 	DIR *d;
 	struct dirent *de;
 
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	if (statx(dfd, name, AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_INO, &x) < 0)
 		return -errno;
-	if (!S_ISDIR(st.st_mode))
+	if (!S_ISDIR(x.stx_mode))
 		return unlinkat(dfd, name, 0) < 0 ? -errno : 0;
-	if (mount_root(dfd, name, &st)) {
+	dev = makedev(x.stx_dev_major, x.stx_dev_minor);
+	if (((x.stx_attributes_mask & x.stx_attributes) & STATX_ATTR_MOUNT_ROOT) || dev != pdev) {
 		if (atomic_fetch_add(&rs_mounts_left, 1) < 8)
 			sk_warn("resync: \"%s\" is not removed: a file system is mounted there (the "
 				"primary has no such name; unmount it to let the copies become equal)", name);
@@ -94,7 +88,7 @@ static int rm_rf(int dfd, const char *name, int depth)
 		return -ELOOP;
 	cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	/* the directory checked, not one mounted there meanwhile */
-	if (cfd >= 0 && (fstat(cfd, &ost) < 0 || ost.st_dev != st.st_dev || ost.st_ino != st.st_ino)) {
+	if (cfd >= 0 && (fstat(cfd, &ost) < 0 || ost.st_dev != dev || ost.st_ino != x.stx_ino)) {
 		close(cfd);
 		return -EXDEV;
 	}
@@ -105,7 +99,7 @@ static int rm_rf(int dfd, const char *name, int depth)
 	}
 	while ((de = readdir(d)))
 		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
-		    rm_rf(dirfd(d), de->d_name, depth + 1) == -EXDEV)
+		    rm_tree(dirfd(d), de->d_name, dev, depth + 1) == -EXDEV)
 			rc = -EXDEV; /* what holds a mount stays too */
 	closedir(d);
 	if (rc < 0)
@@ -113,9 +107,16 @@ static int rm_rf(int dfd, const char *name, int depth)
 	return unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
 }
 
+static int rm_rf(int dfd, const char *name)
+{
+	struct stat p;
+
+	return fstat(dfd, &p) < 0 ? -errno : rm_tree(dfd, name, p.st_dev, 0);
+}
+
 int fused_rs_remove_tree(int dfd, const char *name)
 {
-	return rm_rf(dfd, name, 0);
+	return rm_rf(dfd, name);
 }
 
 int fused_names_add(struct fused_names *l, const char *s, size_t len)
@@ -286,7 +287,7 @@ static int reconcile(struct fused *f, int dfd, const char *dpath, size_t dl,
 		    fused_aside_move(f, dfd, name, rel, rl) == 0)
 			ex = false;
 	}
-	if (ex && (rc = rm_rf(dfd, name, 0)) < 0)
+	if (ex && (rc = rm_rf(dfd, name)) < 0)
 		return rc;
 	/*
 	 * A name that was a file of its own here now shares the group's inode: what it held may
@@ -566,7 +567,7 @@ static int rs_dir(struct fused *f, const struct sk_rmsg_op *op, int sock, struct
 				continue;
 			/* a mount left in place is said (rm_rf) and is not a failed listing: the
 			 * resync ends; the copies differ by it until it is unmounted */
-			if ((rc = rm_rf(dfd, de->d_name, 0)) < 0 && rc != -EXDEV && !err)
+			if ((rc = rm_rf(dfd, de->d_name)) < 0 && rc != -EXDEV && !err)
 				err = rc;
 		}
 		if (d)
