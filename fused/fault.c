@@ -24,6 +24,7 @@ static const char *const names[FUSED_FAULT_N] = {
 	[FUSED_FAULT_WRITE_PIECE_LOST] = "write_piece_lost",
 	[FUSED_FAULT_READ_SPLICE] = "read_splice",
 	[FUSED_FAULT_READ_SPLICE_SHORT] = "read_splice_short",
+	[FUSED_FAULT_READ_SPLICE_EMPTY] = "read_splice_empty",
 	[FUSED_FAULT_FENCE_REPLY_SLOW] = "fence_reply_slow",
 };
 

@@ -199,5 +199,17 @@ sk_check "a reply that cannot be sent is answered EIO: the read ends (the file's
 sk_check "and counted (read_splice_eio 1)" test "$(mt_st 1 read_splice_eio)" = 1
 sum=$(timeout 20 md5sum <"$MT_DIR1/r" | cut -d' ' -f1)
 sk_check "the next read of it succeeds" test "$sum" = "$(md5sum <"$MT_BACK1/r" | cut -d' ' -f1)"
+mt_stop_primary || mt_bail "primary did not stop"
+# read_splice_empty: the kernel took the whole reply from the pipe, then refused its header (seen in
+# CI, cause unknown): not even the header is left to say which request it was
+SKFUSED_FAULT=read_splice@1,read_splice_empty@1 mt_start_primary || mt_bail "primary (read_splice_empty)"
+dd if="$MT_DIR1/r" iflag=nocache count=0 status=none
+sum=$(timeout 20 md5sum <"$MT_DIR1/r" 2>"$SK_TMP/empty.err" | cut -d' ' -f1)
+sk_check "a reply gone from the pipe is answered EIO under the request's own number: no hang" \
+	bash -c '[ "$1" = "$2" ] || grep -q "Input/output error" "$3"' _ "$sum" \
+	"$(md5sum <"$MT_BACK1/r" | cut -d' ' -f1)" "$SK_TMP/empty.err"
+sk_check "and counted (read_splice_eio 1)" test "$(mt_st 1 read_splice_eio)" = 1
+sum=$(timeout 20 md5sum <"$MT_DIR1/r" | cut -d' ' -f1)
+sk_check "the next read of it succeeds" test "$sum" = "$(md5sum <"$MT_BACK1/r" | cut -d' ' -f1)"
 mt_stop_primary
 sk_done
