@@ -142,11 +142,12 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
  * A spliced reply the kernel refuses must still be answered. libfuse frees the request when this
  * splice fails, without replying, so the application's read() would wait for ever: seen in CI
  * runs (TSan, mirror-equal, after minutes of nothing but reads of the mount), "fuse: splice from
- * pipe: Invalid argument", cause not found; in the second the pipe was left with less than a
- * header, so the kernel had taken the reply's buffers and refused its header (a length or error
- * it found wrong), before it looked the request up. So the reply still in the pipe goes by
- * write() when it is all there; otherwise the request is answered with EIO, under the unique
- * this worker read it with (t_read_unique), or the pipe's if it has none. ENOENT needs neither:
+ * pipe: Invalid argument", cause not found. The second counted nothing: either the pipe held
+ * less than a header (the kernel takes a reply's buffers before it checks the header's length
+ * and error, and refuses a wrong one before it looks the request up), or the EIO answer under the
+ * pipe's header failed. So the reply still in the pipe goes by write() when it is all there;
+ * otherwise the request is answered with EIO, under the unique this worker read it with
+ * (t_read_unique), or the pipe's if it has none. ENOENT needs neither:
  * the kernel no longer waits for that request (interrupted). When the kernel took the reply and
  * then failed it (it had found the request), it already answered EIO itself and our answer gets
  * ENOENT: harmless. Counted in the status (read_splice_*).
