@@ -156,7 +156,7 @@ _Atomic uint64_t fused_splice_copied, fused_splice_eio;
 
 static ssize_t splice_refused(int fdin, int fdout, size_t len, int err)
 {
-	struct fuse_out_header oh = { 0 };
+	struct fuse_out_header oh = { 0 }, ph;
 	int avail = 0;
 	uint8_t *b = NULL;
 	ssize_t got = 0;
@@ -180,11 +180,13 @@ static ssize_t splice_refused(int fdin, int fdout, size_t len, int err)
 	    write(fdout, b, len) == (ssize_t)len) {
 		free(b);
 		if (atomic_fetch_add(&fused_splice_copied, 1) == 0)
-			sk_warn("the kernel refused a read's reply by splice (%s): sent by write() "
-				"(status read_splice_copied counts them)", strerror(err));
+			sk_warn("the kernel refused a read's reply by splice (%s; %zu bytes, unique %llu): "
+				"sent by write() (status read_splice_copied counts them)", strerror(err),
+				len, (unsigned long long)oh.unique);
 		return (ssize_t)len;
 	}
 	free(b);
+	ph = oh;
 	if (t_read_unique)
 		oh.unique = t_read_unique;
 	if (!oh.unique)
@@ -195,8 +197,10 @@ static ssize_t splice_refused(int fdin, int fdout, size_t len, int err)
 		return -1;
 	if (atomic_fetch_add(&fused_splice_eio, 1) == 0)
 		sk_warn("a read's reply refused by splice (%s) could not be sent (%zd of %zu bytes "
-			"left in the pipe): answered EIO (status read_splice_eio counts them)",
-			strerror(err), got, len);
+			"left in the pipe, its header: len %u error %d unique %llu; the request read: "
+			"%llu): answered EIO (status read_splice_eio counts them)",
+			strerror(err), got, len, ph.len, ph.error, (unsigned long long)ph.unique,
+			(unsigned long long)t_read_unique);
 	return (ssize_t)len;
 }
 
