@@ -25,6 +25,8 @@ static const char *const names[FUSED_FAULT_N] = {
 	[FUSED_FAULT_READ_SPLICE] = "read_splice",
 	[FUSED_FAULT_READ_SPLICE_SHORT] = "read_splice_short",
 	[FUSED_FAULT_READ_SPLICE_EMPTY] = "read_splice_empty",
+	[FUSED_FAULT_RS_INCR_GIVEUP] = "rs_incr_giveup",
+	[FUSED_FAULT_RS_FAIL_LOST] = "rs_fail_lost",
 	[FUSED_FAULT_FENCE_REPLY_SLOW] = "fence_reply_slow",
 };
 

@@ -21,6 +21,8 @@ enum fused_fault_point {
 	FUSED_FAULT_READ_SPLICE,   /* fuseio.c: the kernel refuses a spliced read reply (EINVAL) */
 	FUSED_FAULT_READ_SPLICE_SHORT, /* fuseio.c: and the reply's last byte is gone from the pipe */
 	FUSED_FAULT_READ_SPLICE_EMPTY, /* fuseio.c: with read_splice, the kernel took the whole reply */
+	FUSED_FAULT_RS_INCR_GIVEUP, /* resync.c: the incremental resync gives up at once (as one that did not converge) */
+	FUSED_FAULT_RS_FAIL_LOST,  /* resync.c: the peer is dropped right after the full resync took the peer's FAILED reports */
 	FUSED_FAULT_FENCE_REPLY_SLOW, /* repl.c: an operation refused at the lease's end is answered 0.5 s late */
 	FUSED_FAULT_N
 };

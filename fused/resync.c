@@ -178,11 +178,16 @@ static void redo_path(struct fused *f, const char *path)
 
 /*
  * The peer's reports of operations that met unreconciled parts (FAILED frames,
- * queued by the ack reader) become directories to walk again. stream_mu held.
+ * queued by the ack reader) become directories to walk again, and tracked entries
+ * too: the operation itself was acknowledged, so the tracking does not have it, and
+ * if this session is cut before those walks the next resync (incremental, when the
+ * tracking is usable) must still know what it left behind. stream_mu held; how many
+ * reports there were.
  */
-static void drain_failures(struct fused *f)
+static int drain_failures(struct fused *f)
 {
 	struct fused_rs_fail *l;
+	int k = 0;
 
 	pthread_mutex_lock(&f->rs_mu);
 	l = f->rs_fail;
@@ -194,21 +199,34 @@ static void drain_failures(struct fused *f)
 	pthread_mutex_unlock(&f->rs_mu);
 	while (l) {
 		struct fused_rs_fail *n = l->next;
+		struct fused_dnote dn[4];
+		unsigned c = 0;
 
+		memset(dn, 0, sizeof(dn));
 		if (l->fh) {
 			char p[PATH_MAX];
 
 			for (struct fused_fh *h = f->fh_list.next; h != &f->fh_list; h = h->next)
-				if (h->id == l->fh && fused_fd_path(f, h->fd, p, sizeof(p)) >= 0)
+				if (h->id == l->fh && fused_fd_path(f, h->fd, p, sizeof(p)) >= 0) {
 					redo_path(f, p);
+					fused_rs_fail_path(f, p, dn, &c);
+					break;
+				}
 		} else {
 			redo_path(f, l->p1);
-			if (l->p2[0])
+			fused_rs_fail_path(f, l->p1, dn, &c);
+			if (l->p2[0]) {
 				redo_path(f, l->p2);
+				fused_rs_fail_path(f, l->p2, dn, &c);
+			}
 		}
+		if (fused_dirty_g)
+			fused_dirty_note(fused_dirty_g, dn, c, 0, 0);
 		free(l);
 		l = n;
+		k++;
 	}
+	return k;
 }
 
 /* RS_END may go only when nothing waits to be walked again (checked under stream_mu). */
@@ -791,7 +809,7 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 	/* by default; SKFUSED_RESYNC_INCREMENTAL=0 turns it off: see rs_incr.c */
 	if (fused_dirty_g && fused_resync_incremental && fused_rs_incr_usable(w)) {
 		atomic_store(&fused_rs_stats.kind, FUSED_RS_INCR);
-		rc = fused_rs_incr_run(w);
+		rc = fused_fault(FUSED_FAULT_RS_INCR_GIVEUP) ? -EAGAIN : fused_rs_incr_run(w);
 		if (rc != -EAGAIN)
 			goto out;
 		sk_info("incremental resync did not converge: the full resync follows");
@@ -813,13 +831,16 @@ int fused_resync_run(struct fused *f, uint64_t gen)
 		 * and wherever the peer reported an operation that met such a part */
 		w->redo = true;
 		for (round = 0; round < MAX_ROUNDS && fused_rs_live(w); round++) {
-			int fds[64];
+			int fds[64], nf;
 			size_t n = 0;
 			bool full;
 
 			pthread_mutex_lock(&f->stream_mu);
-			drain_failures(f);
+			nf = drain_failures(f);
 			pthread_mutex_unlock(&f->stream_mu);
+			/* tests: the session cut before the walks those reports ask for */
+			if (nf > 0 && fused_fault(FUSED_FAULT_RS_FAIL_LOST))
+				fused_peer_lost(f, gen, "fault point rs_fail_lost");
 			rc = fused_repl_ask(f, gen, &end, -1, &s, w->sums, nothing_to_redo);
 			if (rc == 0 && s.err == EAGAIN) {
 				rc = -EAGAIN; /* its FAILED reports came first: drained next round */

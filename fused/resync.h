@@ -88,6 +88,12 @@ void fused_rs_sync_dir(struct walker *w, int dfd, int depth);
 int fused_rs_sync_file(struct walker *w, int fd);
 /* O_PATH fd of the deepest existing directory above path (the root at worst), or -errno. */
 int fused_rs_deepest_dir(struct fused *f, const char *path);
+/*
+ * A path the peer could not use (its FAILED report), as tracked entries (at most 4 in out[*n]):
+ * the object there sent whole, its deepest existing directory compared whole (rs_incr.c).
+ * stream_mu held.
+ */
+void fused_rs_fail_path(struct fused *f, const char *path, struct fused_dnote *out, unsigned *n);
 
 /*
  * The paths of what is tracked now (for "what would be lost" and the kept-aside list):

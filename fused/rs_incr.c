@@ -295,8 +295,7 @@ static int do_dirs(struct walker *w, struct fused_rs_round *rd)
 	return rc;
 }
 
-/* A path the peer could not use: its deepest existing directory is compared whole, the object sent whole. */
-static void fail_path(struct fused *f, const char *path, struct fused_dnote *out, unsigned *n)
+void fused_rs_fail_path(struct fused *f, const char *path, struct fused_dnote *out, unsigned *n)
 {
 	int fd;
 
@@ -347,7 +346,7 @@ static void send_remade(struct walker *w, struct fused_rs_round *rd, const char 
 	if (fd < 0) { /* moved or replaced since: its directory is compared whole */
 		memset(n, 0, sizeof(n));
 		pthread_mutex_lock(&f->stream_mu);
-		fail_path(f, path, n, &c);
+		fused_rs_fail_path(f, path, n, &c);
 		pthread_mutex_unlock(&f->stream_mu);
 		fused_dirty_note(fused_dirty_g, n, c, 0, 0);
 		return;
@@ -409,13 +408,13 @@ static int drain_failures(struct walker *w, struct fused_rs_round *rd)
 
 			for (struct fused_fh *h = f->fh_list.next; h != &f->fh_list; h = h->next)
 				if (h->id == l->fh && fused_fd_path(f, h->fd, p, sizeof(p)) >= 0) {
-					fail_path(f, p, n, &c);
+					fused_rs_fail_path(f, p, n, &c);
 					break;
 				}
 		} else {
-			fail_path(f, l->p1, n, &c);
+			fused_rs_fail_path(f, l->p1, n, &c);
 			if (l->p2[0])
-				fail_path(f, l->p2, n, &c);
+				fused_rs_fail_path(f, l->p2, n, &c);
 		}
 		pthread_mutex_unlock(&f->stream_mu);
 		fused_dirty_note(fused_dirty_g, n, c, 0, 0);

@@ -533,5 +533,66 @@ else
 	sk_not_ok "H: the full resync sent ${s:-?} bytes of a tree of $total (<= 1 MiB: only the blocks that differ)"
 fi
 compare "H: after the full resync asked for"
+
+# ---- L: a full resync's FAILED reports survive a cut into the next, incremental, resync ----
+# The full resync (here the incremental one gives up at once, as one that did not converge) walks
+# L/B, then pauses in L/C's listing (600 names, three parts). Meanwhile L/B/y is renamed into
+# L/D/e, made while the secondary was away: L/D is there (the listing of L made it) but not L/D/e
+# (L/D is not listed yet), so the secondary cannot rename it and reports the operation FAILED; the
+# rename itself is acknowledged, so the
+# tracking does not keep it. The session is cut right after the resync took that report
+# (rs_fail_lost), before the walk of L/B it asks for. The next resync is incremental: unless the
+# report went into the tracking, nothing tells it that L/B/y must go on the secondary.
+sk_diag "t=${SECONDS}s"
+roles=$("$MT_PY" - "$SK_TMP/order" <<'PY'
+import os, sys
+# three names in readdir order B, C, D, the last made after the others, as below (the order on
+# this file system: the names' hash order, or the order they were made in)
+for k in range(300):
+    d = "%s/%d" % (sys.argv[1], k)
+    os.makedirs(d)
+    names = ["b%d" % k, "c%d" % k, "d%d" % k]
+    for n in names:
+        os.mkdir(os.path.join(d, n))
+    if os.listdir(d) == names:
+        print(*names)
+        break
+PY
+)
+read -r L_B L_C L_D <<<"$roles"
+[ -n "${L_D:-}" ] || mt_bail "L: no three names in readdir order found"
+mkdir -p "$D/L/$L_B" "$D/L/$L_C" && echo "y, renamed during the full resync" >"$D/L/$L_B/y"
+"$MT_PY" -c 'import os, sys
+for i in range(600):
+    os.close(os.open(os.path.join(sys.argv[1], "e_%04d" % i), os.O_CREAT | os.O_WRONLY, 0o644))' "$D/L/$L_C"
+if synced; then sk_ok "L: L/$L_B and L/$L_C replicated"; else sk_not_ok "L: L/$L_B and L/$L_C replicated"; fi
+secondary_away
+mkdir -p "$D/L/$L_D/e"
+[ "$(ls -f "$MT_BACK1/L" | grep -v '^\.' | tr '\n' ' ')" = "$L_B $L_C $L_D " ] ||
+	mt_bail "L: the primary lists L in another order: $(ls -f "$MT_BACK1/L" | tr '\n' ' ')"
+mt_stop_primary
+SKFUSED_FAULT=rs_incr_giveup@1,rs_dir_pause@1,rs_fail_lost@1 mt_start_primary ||
+	mt_bail "L: primary restart with fault points failed"
+mt_start_secondary || mt_bail "L: secondary restart failed"
+if mt_wait_until 30 grep -q "paused 3 s between two parts of the listing of .*L/$L_C" "$(P1LOG)"; then
+	mv "$D/L/$L_B/y" "$D/L/$L_D/e/y"
+	sk_ok "L: L/$L_B/y renamed into L/$L_D/e while the full resync paused in L/$L_C"
+else
+	sk_not_ok "L: the full resync paused in L/$L_C"; sk_diag "$(grep -i 'resync' "$(P1LOG)" | tail -n 5)"
+fi
+if mt_wait_until 30 grep -q "fault point rs_fail_lost" "$(P1LOG)"; then
+	sk_ok "L: the session cut right after the secondary's FAILED report was taken"
+else
+	sk_not_ok "L: the session cut right after the secondary's FAILED report was taken"
+fi
+if synced; then sk_ok "L: back in sync"; else sk_not_ok "L: back in sync"; fi
+expect_kind incremental "L (after the cut)"
+if [ ! -e "$MT_DIR2/L/$L_B/y" ] && [ -f "$MT_DIR2/L/$L_D/e/y" ]; then
+	sk_ok "L: y is in L/$L_D/e on the secondary, and no more in L/$L_B"
+else
+	sk_not_ok "L: y is in L/$L_D/e on the secondary, and no more in L/$L_B"
+	sk_diag "$(ls -la "$MT_DIR2/L/$L_B" "$MT_DIR2/L/$L_D/e" 2>&1 | tr '\n' ' ')"
+fi
+compare "L: after the cut full resync and the incremental one"
 mt_stop_primary
 sk_done
