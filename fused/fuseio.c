@@ -157,6 +157,7 @@ _Atomic uint64_t fused_splice_copied, fused_splice_eio;
 static ssize_t splice_refused(int fdin, int fdout, size_t len, int err)
 {
 	struct fuse_out_header oh = { 0 }, ph;
+	bool ended;
 	int avail = 0;
 	uint8_t *b = NULL;
 	ssize_t got = 0;
@@ -193,14 +194,16 @@ static ssize_t splice_refused(int fdin, int fdout, size_t len, int err)
 		return -1; /* which request it answers is unknown (never a READ of ours) */
 	oh.len = sizeof(oh);
 	oh.error = -EIO;
-	if (write(fdout, &oh, sizeof(oh)) != (ssize_t)sizeof(oh) && errno != ENOENT)
+	ended = write(fdout, &oh, sizeof(oh)) != (ssize_t)sizeof(oh);
+	if (ended && errno != ENOENT)
 		return -1;
 	if (atomic_fetch_add(&fused_splice_eio, 1) == 0)
 		sk_warn("a read's reply refused by splice (%s) could not be sent (%zd of %zu bytes "
 			"left in the pipe, its header: len %u error %d unique %llu; the request read: "
-			"%llu): answered EIO (status read_splice_eio counts them)",
+			"%llu): %s (status read_splice_eio counts them)",
 			strerror(err), got, len, ph.len, ph.error, (unsigned long long)ph.unique,
-			(unsigned long long)t_read_unique);
+			(unsigned long long)t_read_unique,
+			ended ? "the kernel had ended the request itself" : "answered EIO");
 	return (ssize_t)len;
 }
 
