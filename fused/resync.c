@@ -176,6 +176,26 @@ static void redo_path(struct fused *f, const char *path)
 	}
 }
 
+int fused_rs_fail_names(struct fused *f, const struct fused_rs_fail *l, char *fhpath,
+			const char *out[2])
+{
+	int n = 0;
+
+	if (l->fh) {
+		for (struct fused_fh *h = f->fh_list.next; h != &f->fh_list; h = h->next)
+			if (h->id == l->fh) {
+				if (fused_fd_path(f, h->fd, fhpath, PATH_MAX) >= 0)
+					out[n++] = fhpath;
+				break;
+			}
+		return n;
+	}
+	out[n++] = l->p1;
+	if (l->p2[0])
+		out[n++] = l->p2;
+	return n;
+}
+
 /*
  * The peer's reports of operations that met unreconciled parts (FAILED frames,
  * queued by the ack reader) become directories to walk again, and tracked entries
@@ -202,23 +222,14 @@ static int drain_failures(struct fused *f)
 		struct fused_dnote dn[4];
 		unsigned c = 0;
 
-		memset(dn, 0, sizeof(dn));
-		if (l->fh) {
-			char p[PATH_MAX];
+		char p[PATH_MAX];
+		const char *pp[2];
+		int np = fused_rs_fail_names(f, l, p, pp);
 
-			for (struct fused_fh *h = f->fh_list.next; h != &f->fh_list; h = h->next)
-				if (h->id == l->fh && fused_fd_path(f, h->fd, p, sizeof(p)) >= 0) {
-					redo_path(f, p);
-					fused_rs_fail_path(f, p, dn, &c);
-					break;
-				}
-		} else {
-			redo_path(f, l->p1);
-			fused_rs_fail_path(f, l->p1, dn, &c);
-			if (l->p2[0]) {
-				redo_path(f, l->p2);
-				fused_rs_fail_path(f, l->p2, dn, &c);
-			}
+		memset(dn, 0, sizeof(dn));
+		for (int i = 0; i < np; i++) {
+			redo_path(f, pp[i]);
+			fused_rs_fail_path(f, pp[i], dn, &c);
 		}
 		if (fused_dirty_g)
 			fused_dirty_note(fused_dirty_g, dn, c, 0, 0);

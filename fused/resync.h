@@ -94,6 +94,12 @@ int fused_rs_deepest_dir(struct fused *f, const char *path);
  * stream_mu held.
  */
 void fused_rs_fail_path(struct fused *f, const char *path, struct fused_dnote *out, unsigned *n);
+/*
+ * The paths a FAILED report names, in out (0-2 of them): its two paths, or the path of the open
+ * file it names by handle, written to fhpath (PATH_MAX bytes). stream_mu held (resync.c).
+ */
+int fused_rs_fail_names(struct fused *f, const struct fused_rs_fail *l, char *fhpath,
+			const char *out[2]);
 
 /*
  * The paths of what is tracked now (for "what would be lost" and the kept-aside list):

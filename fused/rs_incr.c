@@ -391,7 +391,10 @@ static int drain_failures(struct walker *w, struct fused_rs_round *rd)
 	while (l) {
 		struct fused_rs_fail *nx = l->next;
 		struct fused_dnote n[4];
+		char p[PATH_MAX];
+		const char *pp[2];
 		unsigned c = 0;
+		int np;
 
 		if (!l->fh && l->p1[0] && !strcmp(l->p1, l->p2)) {
 			if (fused_rs_live(w))
@@ -403,19 +406,9 @@ static int drain_failures(struct walker *w, struct fused_rs_round *rd)
 		}
 		memset(n, 0, sizeof(n));
 		pthread_mutex_lock(&f->stream_mu);
-		if (l->fh) {
-			char p[PATH_MAX];
-
-			for (struct fused_fh *h = f->fh_list.next; h != &f->fh_list; h = h->next)
-				if (h->id == l->fh && fused_fd_path(f, h->fd, p, sizeof(p)) >= 0) {
-					fused_rs_fail_path(f, p, n, &c);
-					break;
-				}
-		} else {
-			fused_rs_fail_path(f, l->p1, n, &c);
-			if (l->p2[0])
-				fused_rs_fail_path(f, l->p2, n, &c);
-		}
+		np = fused_rs_fail_names(f, l, p, pp);
+		for (int i = 0; i < np; i++)
+			fused_rs_fail_path(f, pp[i], n, &c);
 		pthread_mutex_unlock(&f->stream_mu);
 		fused_dirty_note(fused_dirty_g, n, c, 0, 0);
 		free(l);
