@@ -539,10 +539,10 @@ compare "H: after the full resync asked for"
 # L/B, then pauses in L/C's listing (600 names, three parts). Meanwhile L/B/y is renamed into
 # L/D/e, made while the secondary was away: L/D is there (the listing of L made it) but not L/D/e
 # (L/D is not listed yet), so the secondary cannot rename it and reports the operation FAILED; the
-# rename itself is acknowledged, so the
-# tracking does not keep it. The session is cut right after the resync took that report
-# (rs_fail_lost), before the walk of L/B it asks for. The next resync is incremental: unless the
-# report went into the tracking, nothing tells it that L/B/y must go on the secondary.
+# rename itself is acknowledged, so the tracking does not keep it. The session is cut right after
+# the resync took that report (rs_fail_lost), before the walk of L/B it asks for. The next resync
+# is incremental: unless the report went into the tracking, nothing tells it that L/B/y must go
+# on the secondary.
 sk_diag "t=${SECONDS}s"
 roles=$("$MT_PY" - "$SK_TMP/order" <<'PY'
 import os, sys
