@@ -130,7 +130,7 @@ int fused_apply_open_path(int root_fd, const char *path, size_t len, int flags, 
  * FIFO would block the receiver, a device would be read or written as root).
  * The reopen through /proc/self/fd names the checked inode, not the path again.
  */
-static int reopen_checked(int opath, int flags, bool dir_ok, int *out)
+int fused_apply_reopen(int opath, int flags, bool dir_ok, int *out)
 {
 	char pp[64];
 	struct stat st;
@@ -155,7 +155,7 @@ int fused_apply_open_data(struct fused *f, const char *path, size_t len, int fla
 
 	if (rc < 0)
 		return rc;
-	rc = reopen_checked(op, flags, dir_ok, out);
+	rc = fused_apply_reopen(op, flags, dir_ok, out);
 	close(op);
 	if (rc == -EPERM)
 		return refuse(f, rc, "data open of a non-regular file", path, len);
@@ -181,7 +181,7 @@ static int open_data_at(struct fused *f, int pfd, const char *name, int flags, m
 	op = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (op < 0)
 		return -errno;
-	rc = reopen_checked(op, flags, false, out);
+	rc = fused_apply_reopen(op, flags, false, out);
 	close(op);
 	if (rc == -EPERM)
 		return refuse(f, rc, "data open of a non-regular file", name, strlen(name));

@@ -149,7 +149,7 @@ void fused_rs_note_move(struct fused *f, int src_dir_fd, int dst_dir_fd)
 int fused_rs_deepest_dir(struct fused *f, const char *path)
 {
 	char d[PATH_MAX];
-	int fd;
+	int fd, rc;
 
 	snprintf(d, sizeof(d), "%s", path);
 	for (;;) {
@@ -159,10 +159,22 @@ int fused_rs_deepest_dir(struct fused *f, const char *path)
 			*sl = '\0';
 		else
 			d[0] = '\0';
-		fd = openat(f->root_fd, d[0] ? d : ".", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd >= 0 || !d[0])
+		/* beneath the root, no symlink followed: the path may be the peer's */
+		rc = fused_apply_open_path(f->root_fd, d, strlen(d), O_PATH | O_DIRECTORY, &fd);
+		if (rc == 0)
 			return fd;
+		if (!d[0])
+			return rc;
 	}
+}
+
+void fused_rs_fail_refused(struct fused *f, unsigned n, const char *first)
+{
+	if (!n)
+		return;
+	atomic_fetch_add(&f->rejected, n);
+	sk_warn("resync: %u path%s the peer reported went through a symlink (first \"%.200s\"): "
+		"resolved only up to it", n, n == 1 ? "" : "s", first);
 }
 
 /* Deepest existing directory on this side holding a path the peer could not use. */
@@ -207,6 +219,8 @@ int fused_rs_fail_names(struct fused *f, const struct fused_rs_fail *l, char *fh
 static int drain_failures(struct fused *f)
 {
 	struct fused_rs_fail *l;
+	char first[SK_RMSG_PATH_MAX + 1] = "";
+	unsigned refused = 0;
 	int k = 0;
 
 	pthread_mutex_lock(&f->rs_mu);
@@ -229,7 +243,8 @@ static int drain_failures(struct fused *f)
 		memset(dn, 0, sizeof(dn));
 		for (int i = 0; i < np; i++) {
 			redo_path(f, pp[i]);
-			fused_rs_fail_path(f, pp[i], dn, &c);
+			if (fused_rs_fail_path(f, pp[i], dn, &c) && !refused++)
+				snprintf(first, sizeof(first), "%s", pp[i]);
 		}
 		if (fused_dirty_g)
 			fused_dirty_note(fused_dirty_g, dn, c, 0, 0);
@@ -237,6 +252,7 @@ static int drain_failures(struct fused *f)
 		l = n;
 		k++;
 	}
+	fused_rs_fail_refused(f, refused, first);
 	return k;
 }
 
@@ -748,6 +764,10 @@ void fused_rs_sync_dir(struct walker *w, int dfd, int depth)
 		int cfd;
 		bool pre;
 
+		/* a FIFO, socket or device was listed with its metadata: never opened (a device
+		 * opened by root can act, a FIFO open can wake a writer) */
+		if (!(l.st[i] & (ST_REG | ST_DIR)))
+			continue;
 		fused_rs_ahead_fill(w, &l, &ahead, dfd, i); /* the next files' checksums asked */
 		cfd = fused_rs_ahead_take(w, &ahead, i);
 		pre = cfd >= 0;

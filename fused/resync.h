@@ -86,14 +86,22 @@ void fused_rs_send_meta(struct walker *w, int dfd, const char *name, const char 
 void fused_rs_sync_dir(struct walker *w, int dfd, int depth);
 /* A regular file by block checksums (its data only). 0, or -ENOENT gone / -EAGAIN unnamed (resync.c). */
 int fused_rs_sync_file(struct walker *w, int fd);
-/* O_PATH fd of the deepest existing directory above path (the root at worst), or -errno. */
+/*
+ * O_PATH fd of the deepest existing directory above path (the root at worst), or -errno;
+ * resolved beneath the root with no symlink followed (fused_apply_open_path): a directory
+ * reached only through a symlink is not one of path's.
+ */
 int fused_rs_deepest_dir(struct fused *f, const char *path);
 /*
  * A path the peer could not use (its FAILED report), as tracked entries (at most 4 in out[*n]):
  * the object there sent whole, its deepest existing directory compared whole (rs_incr.c).
- * stream_mu held.
+ * Resolved as fused_rs_deepest_dir. 1 when the path went through a symlink (the peer's report
+ * names something that is not in this tree by that path: the caller counts it,
+ * fused_rs_fail_refused), else 0. stream_mu held.
  */
-void fused_rs_fail_path(struct fused *f, const char *path, struct fused_dnote *out, unsigned *n);
+int fused_rs_fail_path(struct fused *f, const char *path, struct fused_dnote *out, unsigned *n);
+/* n reports' paths went through a symlink: counted (rejected_frames) and logged once (resync.c). */
+void fused_rs_fail_refused(struct fused *f, unsigned n, const char *first);
 /*
  * The paths a FAILED report names, in out (0-2 of them): its two paths, or the path of the open
  * file it names by handle, written to fhpath (PATH_MAX bytes). stream_mu held (resync.c).

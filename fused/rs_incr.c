@@ -295,11 +295,14 @@ static int do_dirs(struct walker *w, struct fused_rs_round *rd)
 	return rc;
 }
 
-void fused_rs_fail_path(struct fused *f, const char *path, struct fused_dnote *out, unsigned *n)
+int fused_rs_fail_path(struct fused *f, const char *path, struct fused_dnote *out, unsigned *n)
 {
-	int fd;
+	int fd, rc;
 
-	fd = openat(f->root_fd, path[0] ? path : ".", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	/* the peer's path: beneath the root, no symlink followed (the last name may be one) */
+	rc = fused_apply_open_path(f->root_fd, path, strlen(path), O_PATH | O_NOFOLLOW, &fd);
+	if (rc < 0)
+		fd = -1;
 	if (fd >= 0 && *n < 4) {
 		struct stat st;
 
@@ -319,6 +322,7 @@ void fused_rs_fail_path(struct fused *f, const char *path, struct fused_dnote *o
 	}
 	if (fd >= 0)
 		close(fd);
+	return rc == -ELOOP || rc == -EXDEV;
 }
 
 /*
@@ -327,7 +331,7 @@ void fused_rs_fail_path(struct fused *f, const char *path, struct fused_dnote *o
  * by path, as the full resync visits a file, so the name the peer remade gets the data even
  * when the file has other names. Anything else at that path now: as a failed operation.
  */
-static void send_remade(struct walker *w, struct fused_rs_round *rd, const char *path)
+static int send_remade(struct walker *w, struct fused_rs_round *rd, const char *path)
 {
 	struct fused *f = w->f;
 	struct fused_dnote n[4];
@@ -335,26 +339,31 @@ static void send_remade(struct walker *w, struct fused_rs_round *rd, const char 
 	struct stat st;
 	char p[PATH_MAX];
 	unsigned c = 0;
-	int fd, pl;
+	int fd = -1, op, pl, refused;
 
 	rd->remade++;
-	fd = openat(f->root_fd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+	/* the peer's path, resolved as fused_apply_open_path; opened only once seen to be a file */
+	if (fused_apply_open_path(f->root_fd, path, strlen(path), O_PATH | O_NOFOLLOW, &op) == 0) {
+		if (fused_apply_reopen(op, O_RDONLY, false, &fd) < 0)
+			fd = -1;
+		close(op);
+	}
+	if (fd >= 0 && fstat(fd, &st) < 0) {
 		close(fd);
 		fd = -1;
 	}
 	if (fd < 0) { /* moved or replaced since: its directory is compared whole */
 		memset(n, 0, sizeof(n));
 		pthread_mutex_lock(&f->stream_mu);
-		fused_rs_fail_path(f, path, n, &c);
+		refused = fused_rs_fail_path(f, path, n, &c);
 		pthread_mutex_unlock(&f->stream_mu);
 		fused_dirty_note(fused_dirty_g, n, c, 0, 0);
-		return;
+		return refused;
 	}
 	/* a file with several names went to one of them, maybe not the one remade */
 	if (st.st_nlink == 1 && fused_fd_dh(f, fd, &h) == 0 && fused_rs_sent_has(&rd->sent, fused_rs_dh_hash(&h))) {
 		close(fd);
-		return;
+		return 0;
 	}
 	rd->remade_sent++;
 	sk_debug("resync: \"%s\" was remade on the peer without its data: sent by path", path);
@@ -366,6 +375,7 @@ static void send_remade(struct walker *w, struct fused_rs_round *rd, const char 
 		pthread_mutex_unlock(&f->stream_mu);
 	}
 	close(fd);
+	return 0;
 }
 
 /*
@@ -378,6 +388,8 @@ static int drain_failures(struct walker *w, struct fused_rs_round *rd)
 {
 	struct fused *f = w->f;
 	struct fused_rs_fail *l;
+	char first[SK_RMSG_PATH_MAX + 1] = "";
+	unsigned refused = 0;
 	bool full;
 	int k = 0;
 
@@ -397,8 +409,8 @@ static int drain_failures(struct walker *w, struct fused_rs_round *rd)
 		int np;
 
 		if (!l->fh && l->p1[0] && !strcmp(l->p1, l->p2)) {
-			if (fused_rs_live(w))
-				send_remade(w, rd, l->p1);
+			if (fused_rs_live(w) && send_remade(w, rd, l->p1) && !refused++)
+				snprintf(first, sizeof(first), "%s", l->p1);
 			free(l);
 			l = nx;
 			k++;
@@ -408,13 +420,15 @@ static int drain_failures(struct walker *w, struct fused_rs_round *rd)
 		pthread_mutex_lock(&f->stream_mu);
 		np = fused_rs_fail_names(f, l, p, pp);
 		for (int i = 0; i < np; i++)
-			fused_rs_fail_path(f, pp[i], n, &c);
+			if (fused_rs_fail_path(f, pp[i], n, &c) && !refused++)
+				snprintf(first, sizeof(first), "%s", pp[i]);
 		pthread_mutex_unlock(&f->stream_mu);
 		fused_dirty_note(fused_dirty_g, n, c, 0, 0);
 		free(l);
 		l = nx;
 		k++;
 	}
+	fused_rs_fail_refused(f, refused, first);
 	return full ? -1 : k;
 }
 
