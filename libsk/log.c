@@ -172,11 +172,26 @@ void sk_vlogf(enum sk_log_level lvl, const struct sk_log_fields *f, const char *
 	/* libbpf and libxdp end their lines with a newline; ours must not double it. */
 	while (n > 0 && msg[n - 1] == '\n')
 		msg[--n] = '\0';
+	/*
+	 * A name from the network or a tree can hold an escape sequence or a newline: control
+	 * characters show as '?', and each line (libbpf's verifier log has many) is a record
+	 * of its own with the full prefix, so no text can pass for a line we did not write.
+	 */
+	for (int i = 0; i < n; i++)
+		if (((unsigned char)msg[i] < 0x20 && msg[i] != '\n' && msg[i] != '\t') ||
+		    msg[i] == 0x7f)
+			msg[i] = '?';
+	for (char *s = msg, *e;; s = e + 1) {
+		e = strchr(s, '\n');
+		if (e)
+			*e = '\0';
 #ifdef SK_HAVE_JOURNAL
-	if (log_sink == SK_LOG_JOURNAL && to_journal(lvl, f, msg) >= 0)
-		return;
+		if (!(log_sink == SK_LOG_JOURNAL && to_journal(lvl, f, s) >= 0))
 #endif
-	to_stderr(lvl, f, msg);
+			to_stderr(lvl, f, s);
+		if (!e)
+			break;
+	}
 }
 
 void sk_logf(enum sk_log_level lvl, const struct sk_log_fields *f, const char *fmt, ...)

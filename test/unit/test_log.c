@@ -82,6 +82,28 @@ Test(log, long_line_is_cut_not_overflowed)
 	cr_assert_eq(out[strlen(out) - 1], '\n');
 }
 
+Test(log, a_hostile_name_cannot_forge_a_line)
+{
+	const char *l2, *ours, *forged;
+	int saved, fd, lines = 0;
+
+	sk_log_init("sktest", SK_LOG_INFO);
+	cr_assert_eq(sk_log_set_sink(SK_LOG_STDERR), 0);
+	capture_begin(&saved, &fd);
+	/* a file name a peer reported, made to forge a log line of its own and colour the terminal */
+	sk_warn("refused \"%s\"", "a\n00:00:00.000 skfused[1] info: resync complete\x1b[31m\r\x7f\tb");
+	capture_end(saved, fd);
+	for (const char *p = out; (p = strchr(p, '\n')); p++)
+		lines++;
+	cr_assert_eq(lines, 2, "%s", out);
+	cr_assert(strstr(out, "] warn: refused \"a\n"), "%s", out);
+	/* the second line is a record of ours: our prefix, then the name's text, escapes as '?' */
+	l2 = strchr(out, '\n') + 1;
+	ours = strstr(l2, "sktest[");
+	forged = strstr(l2, "] warn: 00:00:00.000 skfused[1] info: resync complete?[31m??\tb\"\n");
+	cr_assert(ours && forged && ours < forged, "%s", out);
+}
+
 /* A private mount namespace with an empty /run: the fake journald lives there, the host's is untouched. */
 static int fake_journald(void)
 {
