@@ -304,13 +304,60 @@ char *sk_ctl_reply_encode(const struct sk_ctl_reply *r, size_t *len)
 	return out;
 }
 
+/*
+ * Text a reply carries is shown to an operator, and may come from another node (skctl -H) or
+ * quote names a peer chose: a control character (an escape sequence that rewrites the
+ * terminal, a newline that fakes a line of output) shows as '?'; tabs stay.
+ */
+static bool display_char_ok(unsigned char c)
+{
+	return (c >= 0x20 && c != 0x7f) || c == '\t';
+}
+
 static void copy_str(json_object *o, const char *key, char *dst, size_t cap)
 {
 	json_object *v;
 
 	dst[0] = '\0';
-	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)) {
 		snprintf(dst, cap, "%s", json_object_get_string(v));
+		for (char *c = dst; *c; c++)
+			if (!display_char_ok((unsigned char)*c))
+				*c = '?';
+	}
+}
+
+/* Every string in o (keys too are only compared, never shown: left alone), as copy_str. */
+static void display_strings(json_object *o)
+{
+	if (json_object_is_type(o, json_type_object)) {
+		json_object_object_foreach(o, key, val) {
+			(void)key;
+			display_strings(val);
+		}
+	} else if (json_object_is_type(o, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(o); i++)
+			display_strings(json_object_array_get_idx(o, i));
+	} else if (json_object_is_type(o, json_type_string)) {
+		const char *s = json_object_get_string(o);
+		int n = json_object_get_string_len(o);
+		char *t;
+
+		for (int i = 0; i < n; i++)
+			if (!display_char_ok((unsigned char)s[i]))
+				goto fix;
+		return;
+fix:
+		if (!(t = malloc((size_t)n + 1))) {
+			json_object_set_string(o, "?");
+			return;
+		}
+		for (int i = 0; i < n; i++)
+			t[i] = display_char_ok((unsigned char)s[i]) ? s[i] : '?';
+		t[n] = '\0';
+		json_object_set_string_len(o, t, n);
+		free(t);
+	}
 }
 
 int sk_ctl_reply_decode(const char *buf, size_t len, struct sk_ctl_reply *r, char *err,
@@ -339,6 +386,7 @@ int sk_ctl_reply_decode(const char *buf, size_t len, struct sk_ctl_reply *r, cha
 				goto out;
 			}
 			r->data = json_object_get(v);
+			display_strings(r->data);
 		}
 	} else {
 		copy_str(o, "error", r->error, sizeof(r->error));

@@ -149,6 +149,33 @@ Test(ctl_reply, ok_and_error_roundtrip)
 	free(s);
 }
 
+/* Text from another node (skctl -H) reaches the operator's terminal: no control characters. */
+Test(ctl_reply, control_characters_shown_as_question_marks)
+{
+	static const char bad_err[] = "{\"v\":1,\"ok\":false,\"error\":\"busy\\u001b[2J\\nnode2: ok\","
+				      "\"hint\":\"a\\u0000b\"}";
+	static const char bad_data[] =
+		"{\"v\":1,\"ok\":true,\"data\":{\"modules\":[{\"name\":\"web\",\"state\":\"PRIM\",\"peer_state\":\"SECOND\","
+		"\"reason\":\"x\\u001b]0;pwned\\u0007y\\tz\\u007f\"}],\"lines\":[\"a\\rb\",\"c\\u0000d\"]}}";
+	struct sk_ctl_reply d;
+	struct sk_ctl_mod m;
+	json_object *v;
+	char err[256];
+
+	cr_assert_eq(sk_ctl_reply_decode(bad_err, sizeof(bad_err) - 1, &d, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(d.error, "busy?[2J?node2: ok");
+	cr_assert_str_eq(d.hint, "a"); /* a NUL ends the text */
+	cr_assert_eq(sk_ctl_reply_decode(bad_data, sizeof(bad_data) - 1, &d, err, sizeof(err)), 0, "%s", err);
+	cr_assert(json_object_object_get_ex(d.data, "modules", &v));
+	cr_assert_eq(sk_ctl_mod_from_json(json_object_array_get_idx(v, 0), &m, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(m.reason, "x?]0;pwned?y\tz?");
+	cr_assert(json_object_object_get_ex(d.data, "lines", &v));
+	cr_assert_str_eq(json_object_get_string(json_object_array_get_idx(v, 0)), "a?b");
+	cr_assert_eq(json_object_get_string_len(json_object_array_get_idx(v, 1)), 3);
+	cr_assert_str_eq(json_object_get_string(json_object_array_get_idx(v, 1)), "c?d");
+	sk_ctl_reply_free(&d);
+}
+
 Test(ctl_reply, malformed_refused)
 {
 	struct sk_ctl_reply d;
