@@ -1,7 +1,7 @@
 /* test/fuzz/fuzz_replmsg.c: libFuzzer target for every replication payload decoder and the control request parser. */
 /*
- * The first input byte picks the decoder (and for operations the frame type; 184..191 the
- * generation set of START and GEN); the rest is
+ * The first input byte picks the decoder (and for operations the frame type; 184..187 the
+ * generation set of START and GEN, 188..191 a listing's RS_EMPTY answer); the rest is
  * the payload (RS_DIR entries plain or with SK_RO_DMETA metadata), copied into a buffer of exactly its size so that any read past it is an ASan
  * error. Properties asserted (abort() on violation, which libFuzzer reports as a crash):
  *   - whatever a decoder accepts has lengths that fit the buffers the secondary copies them
@@ -305,6 +305,20 @@ static void fuzz_gen(const uint8_t *in, size_t n)
 	}
 }
 
+/* RS_EMPTY, the secondary's answer to a listing (the primary decodes it). */
+static void fuzz_rs_empty(const uint8_t *in, size_t n)
+{
+	struct sk_rmsg_rs_empty a;
+	uint8_t out[SK_RMSG_RS_EMPTY_LEN];
+
+	if (sk_rmsg_rs_empty_decode(in, n, &a) < 0)
+		return;
+	CHECK(n == SK_RMSG_RS_EMPTY_LEN && a.req != 0 && a.count <= SK_RMSG_RS_EMPTY_ENTRIES);
+	CHECK(a.count == 64 || (a.bits >> a.count) == 0); /* no bit at or past count */
+	sk_rmsg_rs_empty_encode(&a, out);
+	CHECK(memcmp(out, in, n) == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t sel, *in;
@@ -332,8 +346,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_sums(in, n);
 	else if (sel < 184)
 		fuzz_ack(in, n);
-	else if (sel < 192)
+	else if (sel < 188)
 		fuzz_gen(in, n);
+	else if (sel < 192)
+		fuzz_rs_empty(in, n);
 	else if (sel < 224)
 		fuzz_rctl(in, n);
 	else
