@@ -33,6 +33,12 @@ static void usage(FILE *f)
 	fprintf(f, "usage: skctl [--root DIR | --sock PATH] COMMAND [options]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  %-32s %s\n", cmds[i].usage, cmds[i].help);
+	fprintf(f, "  %-32s %s\n", "module install FILE [--replace]",
+		"install a module archive (tar or zip) on this node");
+	fprintf(f, "  %-32s %s\n", "module pack -m M [-o FILE]",
+		"pack the installed module M into an archive (M.tar.gz)");
+	fprintf(f, "  %-32s %s\n", "module remove -m M | module list",
+		"remove a stopped module from this node; list the installed ones");
 	fprintf(f, "\n  -H            run the command on every node through the agents; each answer\n"
 		   "                prefixed with its node's name (exit 1 if a node fails or does not answer)\n"
 		   "  --root DIR    reach the agent started with --root DIR (tests)\n"
@@ -111,7 +117,8 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			if (!strcmp(a, "--root")) {
-				snprintf(sockbuf, sizeof(sockbuf), "%s/run/steadykit/agent.sock", argv[++i]);
+				o.root = argv[++i];
+				snprintf(sockbuf, sizeof(sockbuf), "%s/run/steadykit/agent.sock", o.root);
 				o.sock = sockbuf;
 			} else if (!strcmp(a, "--sock")) {
 				o.sock = argv[++i];
@@ -146,6 +153,15 @@ int main(int argc, char **argv)
 			fprintf(stderr, "skctl: unknown option %s\n", a);
 			usage(stderr);
 			return 2;
+		} else if (!cmd && !strcmp(a, "module")) {
+			/* local files, not the agent: its own arguments (cmd_module.c) */
+			if (o.module || o.all || o.json || o.lq || o.force || o.follow || o.lines) {
+				fprintf(stderr, "skctl: give module's options after it (%s)\n",
+					"skctl module install FILE [--replace] | pack -m M [-o FILE] | "
+					"remove -m M | list");
+				return 2;
+			}
+			return cmd_module(&o, argc - i - 1, argv + i + 1);
 		} else if (!cmd) {
 			for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++)
 				if (!strcmp(a, cmds[k].name))

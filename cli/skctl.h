@@ -8,6 +8,7 @@
 
 struct skctl {
 	const char *sock;       /* control socket of the agent */
+	const char *root;       /* --root: prefix of the node's files (module commands) */
 	const char *module;     /* -m */
 	bool json;              /* --json */
 	bool lq;                /* -lq: exit code only */
@@ -36,6 +37,8 @@ int cmd_state(struct skctl *o, enum sk_ctl_verb verb);
 int cmd_role(struct skctl *o, enum sk_ctl_verb verb);
 int cmd_why(struct skctl *o, enum sk_ctl_verb verb);
 int cmd_log(struct skctl *o, enum sk_ctl_verb verb);
+/* skctl module ...: argv after "module" (cmd_module.c). */
+int cmd_module(struct skctl *o, int argc, char **argv);
 /* -H: the verb on every node, each answer prefixed with the node's name (cmd_all.c). */
 int cmd_all(struct skctl *o, enum sk_ctl_verb verb);
 

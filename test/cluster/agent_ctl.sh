@@ -104,6 +104,17 @@ sk_check "completion: verbs" test "$(complete_words skctl st | tr '\n' ' ')" = "
 sk_check "completion: module names from the agent" \
 	test "$(complete_words skctl --root "${SK_ROOT[1]}" restart -m "" | sort | tr '\n' ' ')" = "dep mirror "
 sk_check "completion: log options" grep -qx -- -f <<<"$(complete_words skctl log -m mirror -)"
+# skctl module remove asks the agent first: a module it runs (not STOP) stays installed
+sk_wait_for 20 sh -c "! '$AT_SKCTL' --root '${SK_ROOT[1]}' state -m $AT_MOD -lq"
+out=$("$AT_SKCTL" --root "${SK_ROOT[1]}" module remove -m "$AT_MOD" 2>&1)
+rc=$?
+if [ "$rc" = 1 ] && grep -q "stop it first: skctl stop -m $AT_MOD" <<<"$out" &&
+	[ -f "${SK_ROOT[1]}/var/lib/steadykit/modules/$AT_MOD/userconfig.json" ]; then
+	sk_ok "module remove of a running module is refused, the module stays"
+else
+	sk_not_ok "module remove of a running module is refused, the module stays (exit $rc)"
+	sk_diag "$out"
+fi
 
 sk_diag "at ${SECONDS}s"
 # ---- A: malformed requests ----
