@@ -364,7 +364,7 @@ int sk_modarch_install(const char *archive, const char *modules_dir,
 	const char *tmpname;
 	struct sk_module *m = calloc(1, sizeof(*m));
 	struct archive *a = NULL;
-	struct stat st;
+	struct stat st = { 0 };
 	int afd = -1, mods = -1, root = -1, mfd = -1, rc, r;
 
 	memset(err, 0, sizeof(*err));
@@ -387,8 +387,11 @@ int sk_modarch_install(const char *archive, const char *modules_dir,
 		goto out;
 	}
 	/* the private folder every entry is written beneath */
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/" TMP_PREFIX "XXXXXX", modules_dir) >= sizeof(tmp) ||
-	    !mkdtemp(tmp)) {
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/" TMP_PREFIX "XXXXXX", modules_dir) >= sizeof(tmp)) {
+		rc = fail(err, -ENAMETOOLONG, modules_dir, "", "a path too long for a modules folder");
+		goto out;
+	}
+	if (!mkdtemp(tmp)) {
 		rc = fail(err, -errno, modules_dir, "", "cannot make a folder there: %s",
 			  strerror(errno));
 		goto out;
