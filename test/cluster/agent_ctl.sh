@@ -88,22 +88,10 @@ app_of() {
 
 sk_diag "at ${SECONDS}s"
 # ---- bash completion: verbs, options, module names from the agent ----
-complete_words() { # the words completed for the command line "$@" (the last word is completed)
-	(
-		PATH=$SK_BUILD/cli:$PATH
-		complete() { :; }
-		# shellcheck disable=SC1091
-		source "$SK_SRC/cli/skctl.bash-completion"
-		COMP_WORDS=("$@")
-		COMP_CWORD=$(($# - 1))
-		_skctl
-		printf '%s\n' "${COMPREPLY[@]}"
-	)
-}
-sk_check "completion: verbs" test "$(complete_words skctl st | tr '\n' ' ')" = "state start stop stopstart "
+sk_check "completion: verbs" test "$(sk_complete_words skctl st | tr '\n' ' ')" = "state start stop stopstart "
 sk_check "completion: module names from the agent" \
-	test "$(complete_words skctl --root "${SK_ROOT[1]}" restart -m "" | sort | tr '\n' ' ')" = "dep mirror "
-sk_check "completion: log options" grep -qx -- -f <<<"$(complete_words skctl log -m mirror -)"
+	test "$(sk_complete_words skctl --root "${SK_ROOT[1]}" restart -m "" | sort | tr '\n' ' ')" = "dep mirror "
+sk_check "completion: log options" grep -qx -- -f <<<"$(sk_complete_words skctl log -m mirror -)"
 # skctl module remove asks the agent first: a module it runs (not STOP) stays installed
 sk_wait_for 20 sh -c "! '$AT_SKCTL' --root '${SK_ROOT[1]}' state -m $AT_MOD -lq"
 out=$("$AT_SKCTL" --root "${SK_ROOT[1]}" module remove -m "$AT_MOD" 2>&1)

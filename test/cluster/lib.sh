@@ -379,6 +379,21 @@ sk_heal() {
 	sk__nft_del_chain "part_${a}_$b"
 }
 
+# sk_complete_words WORD...: the words skctl's bash completion offers for the command line WORD...
+# (the last word is the one completed), one a line; skctl from $SK_BUILD, the script from $SK_SRC.
+sk_complete_words() {
+	(
+		PATH=$SK_BUILD/cli:$PATH
+		complete() { :; }
+		# shellcheck disable=SC1091
+		source "$SK_SRC/cli/skctl.bash-completion"
+		COMP_WORDS=("$@")
+		COMP_CWORD=$(($# - 1))
+		_skctl
+		printf '%s\n' "${COMPREPLY[@]}"
+	)
+}
+
 sk_track_mount() {
 	local -; set +eu
 	[ -n "$SK_TMP" ] && [ -d "$SK_TMP/.sk" ] || { sk__err "sk_track_mount before init"; return 1; }

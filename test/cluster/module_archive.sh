@@ -183,23 +183,11 @@ for args in "module" "module install" "module pack" "module pack -m ../../etc" "
 	if [ "$rc" = 2 ] && [ -n "$out" ]; then sk_ok "skctl $args: exit 2 with a message"; else sk_not_ok "skctl $args: exit 2 with a message (exit $rc)"; sk_diag "$out"; fi
 done
 # bash completion of the module commands (module names from the folders: no agent here)
-complete_words() { # the words completed for the command line "$@" (the last word is completed)
-	(
-		PATH=$SK_BUILD/cli:$PATH
-		complete() { :; }
-		# shellcheck disable=SC1091
-		source "$SK_SRC/cli/skctl.bash-completion"
-		COMP_WORDS=("$@")
-		COMP_CWORD=$(($# - 1))
-		_skctl
-		printf '%s\n' "${COMPREPLY[@]}"
-	)
-}
-sk_check "completion: module" test "$(complete_words skctl mod | tr '\n' ' ')" = "module "
+sk_check "completion: module" test "$(sk_complete_words skctl mod | tr '\n' ' ')" = "module "
 sk_check "completion: module's commands" \
-	test "$(complete_words skctl module "" | sort | tr '\n' ' ')" = "install list pack remove "
+	test "$(sk_complete_words skctl module "" | sort | tr '\n' ' ')" = "install list pack remove "
 sk_check "completion: module remove -m names the installed modules" \
-	test "$(complete_words skctl --root "$B" module remove -m "" | tr '\n' ' ')" = "mirror "
+	test "$(sk_complete_words skctl --root "$B" module remove -m "" | tr '\n' ' ')" = "mirror "
 out=$("$SKCTL" --root "$B" module remove -m nosuch 2>&1)
 if [ $? = 1 ] && printf '%s' "$out" | grep -q 'not installed'; then sk_ok "remove of a module not installed says so"; else sk_not_ok "remove of a module not installed says so"; sk_diag "$out"; fi
 sk_done
