@@ -49,7 +49,7 @@ if [ $sanitize = 2 ] && [ "$tsan_only" = yes ]; then
     # the tsan scenarios run skfused and the helpers of test/tools only: the rest of the tree
     # (agent, XDP, unit tests) would double this pass's build time for nothing it runs
     ninja -C "$bdir" fused/skfused test/tools/ackwriter test/tools/frameforge test/tools/evilprimary \
-        test/tools/derivekey || exit 1
+        test/tools/evilsecondary test/tools/derivekey || exit 1
     rebuild=(--no-rebuild)
 else
     ninja -C "$bdir" || exit 1
