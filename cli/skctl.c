@@ -37,11 +37,11 @@ static void usage(FILE *f)
 		"install a module archive (tar or zip) on this node");
 	fprintf(f, "  %-32s %s\n", "module pack -m M [-o FILE]",
 		"pack the installed module M into an archive (M.tar.gz)");
-	fprintf(f, "  %-32s %s\n", "module remove -m M | module list",
-		"remove a stopped module from this node; list the installed ones");
+	fprintf(f, "  %-32s %s\n", "module remove -m M", "remove a module this node does not run");
+	fprintf(f, "  %-32s %s\n", "module list", "the modules installed on this node");
 	fprintf(f, "\n  -H            run the command on every node through the agents; each answer\n"
 		   "                prefixed with its node's name (exit 1 if a node fails or does not answer)\n"
-		   "  --root DIR    reach the agent started with --root DIR (tests)\n"
+		   "  --root DIR    reach the agent started with --root DIR, and its files (tests)\n"
 		   "  --sock PATH   control socket (default /run/steadykit/agent.sock)\n");
 }
 
