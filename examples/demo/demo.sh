@@ -35,9 +35,24 @@ VIP=10.99.0.50
 DATA=/srv/mirror/data
 say "The same configuration on both nodes and on the witness (each node's files live under its own --root)"
 (umask 077 && head -c 32 /dev/urandom | base64 >"$SK_TMP/secret")
+# the module, written once and shipped as a module archive (skctl module install on each node)
+mkdir -p "$SK_TMP/mirror/bin"
+cat >"$SK_TMP/mirror/userconfig.json" <<EOF
+{
+  "name": "mirror",
+  "id": 1,
+  "kind": "mirror",
+  "nodes": ["node1", "node2"],
+  "vip": { "addr": "$VIP", "prefix": 24, "interface": "eth0" },
+  "replication": { "dirs": ["$DATA"], "mode": "sync", "latency_budget_ms": 4000 },
+  "scripts": { "start_prim": { "timeout_s": 30 }, "stop_prim": { "timeout_s": 30 } }
+}
+EOF
+cp examples/mirror/bin/start_prim examples/mirror/bin/stop_prim "$SK_TMP/mirror/bin/"
+tar czf "$SK_TMP/mirror.tar.gz" -C "$SK_TMP" mirror
 for i in 1 2 3; do
 	r=${SK_ROOT[$i]}
-	mkdir -p "$r/etc/steadykit" "$r/var/lib/steadykit/modules/mirror/bin" "$r$DATA"
+	mkdir -p "$r/etc/steadykit" "$r$DATA"
 	install -m 0600 "$SK_TMP/secret" "$r/etc/steadykit/secret"
 	cat >"$r/etc/steadykit/cluster.json" <<-EOF
 	{
@@ -54,18 +69,9 @@ for i in 1 2 3; do
 	}
 	EOF
 	[ "$i" = 3 ] && continue # the witness runs no module
-	cat >"$r/var/lib/steadykit/modules/mirror/userconfig.json" <<-EOF
-	{
-	  "name": "mirror",
-	  "id": 1,
-	  "kind": "mirror",
-	  "nodes": ["node1", "node2"],
-	  "vip": { "addr": "$VIP", "prefix": 24, "interface": "eth0" },
-	  "replication": { "dirs": ["$DATA"], "mode": "sync", "latency_budget_ms": 4000 },
-	  "scripts": { "start_prim": { "timeout_s": 30 }, "stop_prim": { "timeout_s": 30 } }
-	}
-	EOF
-	cp examples/mirror/bin/start_prim examples/mirror/bin/stop_prim "$r/var/lib/steadykit/modules/mirror/bin/"
+	out=$("$SKCTL" --root "$r" module install "$SK_TMP/mirror.tar.gz" 2>&1) ||
+		{ echo "$out"; exit 1; }
+	echo "   node$i: $(sed -n 1p <<<"$out" | sed "s|$r||")"
 	sk_track_mount "$r$DATA"
 done
 echo "   cluster.json: two nodes, heartbeats every 100 ms, a node is dead after 400 ms of silence;"
