@@ -72,6 +72,11 @@ static int follow(const char *path)
 			ssize_t n;
 
 			while ((n = pread(fd, buf, sizeof(buf), pos)) > 0) {
+				/* as every text skctl shows (libsk/ctl.c): no escape reaches the terminal */
+				for (ssize_t i = 0; i < n; i++)
+					if (((unsigned char)buf[i] < 0x20 && buf[i] != '\n' && buf[i] != '\t') ||
+					    buf[i] == 0x7f)
+						buf[i] = '?';
 				fwrite(buf, 1, (size_t)n, stdout);
 				pos += n;
 			}

@@ -144,6 +144,11 @@ sk_check "B: mirror still PRIM on node1, SECOND on node2" roles "$AT_MOD" 3 4
 sk_check "B: node2 recorded no transition" test "$(trans_count 2 "$AT_MOD")" = "$t2"
 followed() { grep -q 'operator: restart' "$SK_TMP/follow.out" && grep -q 'start_prim done' "$SK_TMP/follow.out"; }
 sk_check "B: skctl log -f showed the restart as it happened" sk_wait_for 10 followed
+# a script's output with an escape sequence reaches the operator's terminal as text
+printf 'script says \033[2J\033]0;pwned\007 done\n' >>"${SK_ROOT[1]}/var/lib/steadykit/state/$AT_MOD/module.log"
+escaped() { grep -q 'script says ?\[2J?\]0;pwned? done' "$SK_TMP/follow.out"; }
+sk_check "B: skctl log -f shows control characters as ?" sk_wait_for 5 escaped
+sk_check "B: ... and passes no escape byte" sh -c "! grep -q \"\$(printf '\033')\" '$SK_TMP/follow.out'"
 kill "$FOLLOW" 2>/dev/null
 wait "$FOLLOW" 2>/dev/null
 rc=0
