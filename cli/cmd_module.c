@@ -26,8 +26,8 @@ static int conf_fail(const struct sk_conf_err *err, const char *next)
 	return 1;
 }
 
-/* The module's state as this node's agent sees it: 1 running here (said why), 0 not, or
- * unknown to the agent, or no agent to ask. */
+/* The module's state as this node's agent sees it: 1 running here or the agent cannot say (said
+ * why), 0 not running, unknown to the agent, or no agent on this node. */
 static int running_here(struct skctl *o, const char *name)
 {
 	struct sk_ctl_req q = { .verb = SK_CTL_STATE };
@@ -35,11 +35,16 @@ static int running_here(struct skctl *o, const char *name)
 	struct sk_ctl_mod m;
 	json_object *mods;
 	char err[256];
-	int busy = 0;
+	int busy = 0, rc;
 
 	snprintf(q.module, sizeof(q.module), "%s", name);
-	if (sk_ctl_call(o->sock, &q, &rep, 10000, err, sizeof(err)) < 0)
+	rc = sk_ctl_call(o->sock, &q, &rep, 10000, err, sizeof(err));
+	if (rc == -ENOENT || rc == -ECONNREFUSED)
 		return 0; /* no agent here */
+	if (rc < 0) { /* an agent that does not answer may be running it */
+		skctl_fail(err, "ask again once skctl state answers (or stop skagentd first)");
+		return 1;
+	}
 	if (!rep.ok) { /* it does not run that module */
 		sk_ctl_reply_free(&rep);
 		return 0;
