@@ -128,6 +128,7 @@ static int parent_of(int root, char *rel, char **last)
 		close(cur);
 		if (nfd < 0)
 			return errno == ELOOP ? -ENOTDIR : -errno;
+		fchmod(nfd, 0755); /* whatever the umask: folders are 0755 */
 		cur = nfd;
 	}
 	*last = s;
@@ -229,6 +230,9 @@ static int extract(struct archive *a, int root, const char *arch, struct sk_conf
 			     !S_ISDIR(st.st_mode)))
 				rc = fail(err, errno == EEXIST ? -EEXIST : -errno, arch, name,
 					  "a folder with the name of a file of this archive");
+			else if (fchmodat(pfd, last, 0755, 0) < 0) /* not a link: made or seen above */
+				rc = fail(err, -errno, arch, name, "cannot set its mode: %s",
+					  strerror(errno));
 		} else {
 			mode_t mode = (archive_entry_perm(e) & 0111) ? 0755 : 0644;
 			int fd = openat(pfd, last, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,

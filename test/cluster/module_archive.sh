@@ -56,12 +56,14 @@ if [ -z "$(ls -A "$MODS" | grep -v '^mirror$')" ]; then sk_ok "no private folder
 # one top folder (tar czf web.tgz mirror/) is accepted too
 (cd "$A/var/lib/steadykit/modules" && tar czf "$T/top.tgz" mirror)
 "$SKCTL" --root "$B" module remove -m mirror >/dev/null 2>&1
-if [ ! -e "$MODS/mirror" ] && "$SKCTL" --root "$B" module install "$T/top.tgz" >/dev/null 2>&1 &&
+if [ ! -e "$MODS/mirror" ] && (umask 077 && "$SKCTL" --root "$B" module install "$T/top.tgz" >/dev/null 2>&1) &&
 	[ -x "$MODS/mirror/bin/start_prim" ]; then
 	sk_ok "remove, then an archive of the module's folder (one top folder) installs"
 else
 	sk_not_ok "remove, then an archive of the module's folder (one top folder) installs"
 fi
+m=$(stat -c %a "$MODS/mirror" "$MODS/mirror/bin" "$MODS/mirror/bin/stop_prim" "$MODS/mirror/userconfig.json" 2>&1 | tr '\n' ' ')
+if [ "$m" = "755 755 755 644 " ]; then sk_ok "modes whatever the umask (077 here)"; else sk_not_ok "modes whatever the umask (077 here): $m"; fi
 
 # 2. hostile archives: each refused with the entry and the rule; nothing changes
 snap() { (cd "$B" && find . -printf '%p %y %m %s\n' | sort; cd "$T/outside" && find . | sort); }
