@@ -1,5 +1,6 @@
 /* cli/cmd_why.c: skctl why (transitions in plain words, with the time of each phase) and skctl log [-f]. */
 #include "skctl.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -73,10 +74,7 @@ static int follow(const char *path)
 
 			while ((n = pread(fd, buf, sizeof(buf), pos)) > 0) {
 				/* as every text skctl shows (libsk/ctl.c): no escape reaches the terminal */
-				for (ssize_t i = 0; i < n; i++)
-					if (((unsigned char)buf[i] < 0x20 && buf[i] != '\n' && buf[i] != '\t') ||
-					    buf[i] == 0x7f)
-						buf[i] = '?';
+				sk_text_clean(buf, (size_t)n, "\t\n");
 				fwrite(buf, 1, (size_t)n, stdout);
 				pos += n;
 			}

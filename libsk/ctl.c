@@ -307,13 +307,8 @@ char *sk_ctl_reply_encode(const struct sk_ctl_reply *r, size_t *len)
 /*
  * Text a reply carries is shown to an operator, and may come from another node (skctl -H) or
  * quote names a peer chose: a control character (an escape sequence that rewrites the
- * terminal, a newline that fakes a line of output) shows as '?'; tabs stay.
+ * terminal, a newline that fakes a line of output) shows as '?'; tabs stay (sk_text_clean).
  */
-static bool display_char_ok(unsigned char c)
-{
-	return (c >= 0x20 && c != 0x7f) || c == '\t';
-}
-
 static void copy_str(json_object *o, const char *key, char *dst, size_t cap)
 {
 	json_object *v;
@@ -321,9 +316,7 @@ static void copy_str(json_object *o, const char *key, char *dst, size_t cap)
 	dst[0] = '\0';
 	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)) {
 		snprintf(dst, cap, "%s", json_object_get_string(v));
-		for (char *c = dst; *c; c++)
-			if (!display_char_ok((unsigned char)*c))
-				*c = '?';
+		sk_text_clean(dst, strlen(dst), "\t");
 	}
 }
 
@@ -344,16 +337,16 @@ static void display_strings(json_object *o)
 		char *t;
 
 		for (int i = 0; i < n; i++)
-			if (!display_char_ok((unsigned char)s[i]))
+			if (!sk_text_char_ok((unsigned char)s[i], "\t"))
 				goto fix;
 		return;
-fix:
+fix: /* copied only when something is to change */
 		if (!(t = malloc((size_t)n + 1))) {
 			json_object_set_string(o, "?");
 			return;
 		}
-		for (int i = 0; i < n; i++)
-			t[i] = display_char_ok((unsigned char)s[i]) ? s[i] : '?';
+		memcpy(t, s, (size_t)n);
+		sk_text_clean(t, (size_t)n, "\t");
 		t[n] = '\0';
 		json_object_set_string_len(o, t, n);
 		free(t);

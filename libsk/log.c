@@ -1,5 +1,6 @@
 /* libsk/log.c: log lines to stderr (one write(2) each) or to journald with structured fields. */
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -177,10 +178,7 @@ void sk_vlogf(enum sk_log_level lvl, const struct sk_log_fields *f, const char *
 	 * characters show as '?', and each line (libbpf's verifier log has many) is a record
 	 * of its own with the full prefix, so no text can pass for a line we did not write.
 	 */
-	for (int i = 0; i < n; i++)
-		if (((unsigned char)msg[i] < 0x20 && msg[i] != '\n' && msg[i] != '\t') ||
-		    msg[i] == 0x7f)
-			msg[i] = '?';
+	sk_text_clean(msg, (size_t)n, "\t\n");
 	for (char *s = msg, *e;; s = e + 1) {
 		e = strchr(s, '\n');
 		if (e)

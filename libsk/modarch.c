@@ -1,5 +1,6 @@
 /* libsk/modarch.c: module archives installed beneath a private folder with every entry checked, and packed from an installed module (libarchive). */
 #include "modarch.h"
+#include "util.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -25,9 +26,7 @@ static int fail(struct sk_conf_err *err, int rc, const char *file, const char *e
 
 	snprintf(err->file, sizeof(err->file), "%s", file ? file : "");
 	snprintf(err->path, sizeof(err->path), "%s", entry ? entry : "");
-	for (char *c = err->path; *c; c++)
-		if ((unsigned char)*c < 0x20 || *c == 0x7f)
-			*c = '?';
+	sk_text_clean(err->path, strlen(err->path), "");
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
@@ -79,7 +78,7 @@ static const char *entry_rule(const char *p, char *out, size_t cap)
 	if (!n || !strcmp(out, "."))
 		return out[0] = '\0', NULL;
 	for (const char *c = out; *c; c++)
-		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+		if (!sk_text_char_ok((unsigned char)*c, ""))
 			return "a control character in its name";
 	for (const char *s = out;;) {
 		const char *e = strchr(s, '/');

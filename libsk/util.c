@@ -220,3 +220,15 @@ void sk_human_bytes(uint64_t b, char *out, size_t cap)
 	}
 	snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", v, u[i]);
 }
+
+bool sk_text_char_ok(unsigned char c, const char *keep)
+{
+	return (c >= 0x20 && c != 0x7f) || (c && strchr(keep, c));
+}
+
+void sk_text_clean(char *s, size_t n, const char *keep)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!sk_text_char_ok((unsigned char)s[i], keep))
+			s[i] = '?';
+}

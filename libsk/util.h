@@ -54,6 +54,15 @@ uint16_t sk_inet_csum(const void *p, size_t n);
  */
 bool sk_proc_comm_is(int pid, const char *name);
 
+/*
+ * Text someone else chose (a peer, a tree, a script), made fit to show in a log or on a
+ * terminal: every control character (NUL and DEL too) but those in keep ("\t", "\t\n", "")
+ * becomes '?' in s[0..n). No escape sequence gets through, no line starts where we did not
+ * start one. sk_text_char_ok: whether c stays.
+ */
+bool sk_text_char_ok(unsigned char c, const char *keep);
+void sk_text_clean(char *s, size_t n, const char *keep);
+
 /* b bytes for people: "512 B", "3.2 GiB" (binary units up to TiB). */
 void sk_human_bytes(uint64_t b, char *out, size_t cap);
 

@@ -262,3 +262,17 @@ Test(util, human_bytes)
 	sk_human_bytes(1024, b, sizeof(b));
 	cr_assert_str_eq(b, "1.0 KiB");
 }
+
+Test(util, text_clean_keeps_only_what_is_asked)
+{
+	char s[] = "a\tb\nc\x1b[2J\x7f\r";
+	char z[] = { 'x', '\0', 'y' };
+
+	sk_text_clean(s, sizeof(s) - 1, "\t\n");
+	cr_assert_str_eq(s, "a\tb\nc?[2J??");
+	sk_text_clean(s, sizeof(s) - 1, "");
+	cr_assert_str_eq(s, "a?b?c?[2J??");
+	sk_text_clean(z, sizeof(z), "\t"); /* a NUL is never kept */
+	cr_assert(!memcmp(z, "x?y", 3));
+	cr_assert(sk_text_char_ok('\t', "\t") && !sk_text_char_ok('\t', "") && sk_text_char_ok(0xc3, ""));
+}
