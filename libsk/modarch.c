@@ -1,5 +1,6 @@
 /* libsk/modarch.c: module archives installed beneath a private folder with every entry checked, and packed from an installed module (libarchive). */
 #include "modarch.h"
+#include "conf_json.h"
 #include "util.h"
 
 #include <archive.h>
@@ -154,7 +155,7 @@ static int copy_data(struct archive *a, int fd, const char *arch, const char *na
 		const void *buf;
 		size_t sz;
 		la_int64_t off;
-		int r = archive_read_data_block(a, &buf, &sz, &off);
+		int r = archive_read_data_block(a, &buf, &sz, &off), rc;
 
 		if (r == ARCHIVE_EOF)
 			return 0;
@@ -168,14 +169,8 @@ static int copy_data(struct archive *a, int fd, const char *arch, const char *na
 		if (*total > SK_MODARCH_MAX_TOTAL)
 			return fail(err, -EFBIG, arch, name, "the archive holds more than %u MiB",
 				    SK_MODARCH_MAX_TOTAL >> 20);
-		for (size_t done = 0; done < sz;) {
-			ssize_t w = pwrite(fd, (const char *)buf + done, sz - done, off + (off_t)done);
-
-			if (w < 0)
-				return fail(err, -errno, arch, name, "cannot write it: %s",
-					    strerror(errno));
-			done += (size_t)w;
-		}
+		if ((rc = sk_pwrite_all(fd, buf, sz, (uint64_t)off)) < 0)
+			return fail(err, rc, arch, name, "cannot write it: %s", strerror(-rc));
 	}
 }
 
@@ -263,48 +258,24 @@ static int extract(struct archive *a, int root, const char *arch, struct sk_conf
 	return 0;
 }
 
-/* The file at dfd/name, read whole (at most SK_CONF_MAX_FILE) into a malloc'd buffer. */
-static int read_small(int dfd, const char *name, char **out, size_t *len)
-{
-	struct stat st;
-	char *b;
-	ssize_t n;
-	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > SK_CONF_MAX_FILE) {
-		close(fd);
-		return S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
-	}
-	b = malloc((size_t)st.st_size + 1);
-	if (!b) {
-		close(fd);
-		return -ENOMEM;
-	}
-	n = pread(fd, b, (size_t)st.st_size, 0);
-	close(fd);
-	if (n != st.st_size) {
-		free(b);
-		return -EIO;
-	}
-	b[n] = '\0';
-	*out = b;
-	*len = (size_t)n;
-	return 0;
-}
-
-/* The module folder's userconfig.json parsed, and every script it lists an executable file. */
-static int check_module(int mfd, const char *arch, const char *where,
+/*
+ * The module folder's userconfig.json parsed (read as the agent reads it, sk_cj_read_file),
+ * and every script it lists an executable file. mfd is the folder, mdir its path.
+ */
+static int check_module(int mfd, const char *mdir, const char *arch, const char *where,
 			const struct sk_cluster *cluster, struct sk_module *m, struct sk_conf_err *err)
 {
 	char doc[300], *buf = NULL; /* "ARCHIVE: userconfig.json", the document errors name */
+	char path[1400], why[sizeof(err->msg)];
 	size_t len = 0;
-	int rc = read_small(mfd, "userconfig.json", &buf, &len);
+	int rc;
 
-	if (rc < 0)
-		return fail(err, rc, arch, "userconfig.json", rc == -ENOENT ? "missing" :
-			    rc == -EFBIG ? "larger than 1 MiB" : "not a readable file");
+	snprintf(path, sizeof(path), "%s/userconfig.json", mdir);
+	rc = sk_cj_read_file(path, &buf, &len, err);
+	if (rc < 0) {
+		snprintf(why, sizeof(why), "%s", rc == -ENOENT ? "missing" : err->msg);
+		return fail(err, rc, arch, "userconfig.json", "%s", why);
+	}
 	snprintf(doc, sizeof(doc), "%.200s: userconfig.json", arch);
 	rc = sk_conf_module_parse(buf, len, doc, m, err);
 	free(buf);
@@ -363,7 +334,7 @@ int sk_modarch_install(const char *archive, const char *modules_dir,
 		       const struct sk_cluster *cluster, bool replace, char *name,
 		       struct sk_conf_err *err)
 {
-	char tmp[1100], top[256] = "";
+	char tmp[1100], top[256] = "", mdir[1400];
 	const char *tmpname;
 	struct sk_module *m = calloc(1, sizeof(*m));
 	struct archive *a = NULL;
@@ -446,7 +417,8 @@ int sk_modarch_install(const char *archive, const char *modules_dir,
 		rc = fail(err, -errno, archive, top, "cannot open it: %s", strerror(errno));
 		goto clean;
 	}
-	if ((rc = check_module(mfd, archive, "archive", cluster, m, err)) < 0)
+	snprintf(mdir, sizeof(mdir), "%s%s%s", tmp, top[0] ? "/" : "", top);
+	if ((rc = check_module(mfd, mdir, archive, "archive", cluster, m, err)) < 0)
 		goto clean;
 	snprintf(name, SK_CONF_NAME_LEN, "%s", m->name);
 	sk_conf_module_free(m);
@@ -631,7 +603,7 @@ int sk_modarch_pack(const char *module_dir, const char *out, struct sk_conf_err 
 			  strerror(errno));
 		goto out;
 	}
-	if ((rc = check_module(dfd, module_dir, "module's folder", NULL, m, err)) < 0)
+	if ((rc = check_module(dfd, module_dir, module_dir, "module's folder", NULL, m, err)) < 0)
 		goto out;
 	sk_conf_module_free(m);
 	ofd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
