@@ -130,7 +130,7 @@ int fused_apply_open_path(int root_fd, const char *path, size_t len, int flags, 
  * FIFO would block the receiver, a device would be read or written as root).
  * The reopen through /proc/self/fd names the checked inode, not the path again.
  */
-int fused_apply_reopen(int opath, int flags, bool dir_ok, int *out)
+static int reopen_checked(int opath, int flags, bool dir_ok, int *out)
 {
 	char pp[64];
 	struct stat st;
@@ -148,15 +148,23 @@ int fused_apply_reopen(int opath, int flags, bool dir_ok, int *out)
 	return 0;
 }
 
-int fused_apply_open_data(struct fused *f, const char *path, size_t len, int flags, bool dir_ok,
+int fused_apply_open_file(int root_fd, const char *path, size_t len, int flags, bool dir_ok,
 			  int *out)
 {
-	int op, rc = fused_apply_open_path(f->root_fd, path, len, O_PATH | O_NOFOLLOW, &op);
+	int op, rc = fused_apply_open_path(root_fd, path, len, O_PATH | O_NOFOLLOW, &op);
 
 	if (rc < 0)
 		return rc;
-	rc = fused_apply_reopen(op, flags, dir_ok, out);
+	rc = reopen_checked(op, flags, dir_ok, out);
 	close(op);
+	return rc;
+}
+
+int fused_apply_open_data(struct fused *f, const char *path, size_t len, int flags, bool dir_ok,
+			  int *out)
+{
+	int rc = fused_apply_open_file(f->root_fd, path, len, flags, dir_ok, out);
+
 	if (rc == -EPERM)
 		return refuse(f, rc, "data open of a non-regular file", path, len);
 	return rc;
@@ -181,7 +189,7 @@ static int open_data_at(struct fused *f, int pfd, const char *name, int flags, m
 	op = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (op < 0)
 		return -errno;
-	rc = fused_apply_reopen(op, flags, false, out);
+	rc = reopen_checked(op, flags, false, out);
 	close(op);
 	if (rc == -EPERM)
 		return refuse(f, rc, "data open of a non-regular file", name, strlen(name));

@@ -305,8 +305,10 @@ int fused_repl_rs_pace_frames(struct fused *f, uint64_t gen, uint64_t max_frames
 /* recv.c (secondary) */
 int fused_recv_run(struct fused *f);
 int fused_apply_open_path(int root_fd, const char *path, size_t len, int flags, int *out);
-/* apply.c: opath (O_PATH) reopened with flags if it is a regular file (or a directory, dir_ok); else -EPERM. */
-int fused_apply_reopen(int opath, int flags, bool dir_ok, int *out);
+/* apply.c: path resolved as fused_apply_open_path and opened with flags only if it is a regular
+ * file (or a directory, dir_ok), else -EPERM: fused_apply_open_data without the refusal count. */
+int fused_apply_open_file(int root_fd, const char *path, size_t len, int flags, bool dir_ok,
+			  int *out);
 /* rs_apply.c: path's directory (O_PATH, resolved as fused_apply_open_path) and its last name (name: SK_RMSG_NAME_MAX + 1). */
 int fused_rs_open_parent(struct fused *f, const char *path, size_t len, int *pfd, char *name);
 /* rs_apply.c: dfd/name removed, a directory with everything under it (no link followed, 512 levels at most, never into a mount: -EXDEV). */

@@ -339,15 +339,13 @@ static int send_remade(struct walker *w, struct fused_rs_round *rd, const char *
 	struct stat st;
 	char p[PATH_MAX];
 	unsigned c = 0;
-	int fd = -1, op, pl, refused;
+	int fd = -1, pl, refused;
 
 	rd->remade++;
-	/* the peer's path, resolved as fused_apply_open_path; opened only once seen to be a file */
-	if (fused_apply_open_path(f->root_fd, path, strlen(path), O_PATH | O_NOFOLLOW, &op) == 0) {
-		if (fused_apply_reopen(op, O_RDONLY, false, &fd) < 0)
-			fd = -1;
-		close(op);
-	}
+	/* the peer's path, beneath the root; opened only once seen to be a file (a FIFO or device
+	 * there now is a name replaced since, not a refusal to count) */
+	if (fused_apply_open_file(f->root_fd, path, strlen(path), O_RDONLY, false, &fd) < 0)
+		fd = -1;
 	if (fd >= 0 && fstat(fd, &st) < 0) {
 		close(fd);
 		fd = -1;
