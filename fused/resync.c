@@ -168,13 +168,13 @@ int fused_rs_deepest_dir(struct fused *f, const char *path)
 	}
 }
 
-void fused_rs_fail_refused(struct fused *f, unsigned n, const char *first)
+void fused_rs_fail_refused(struct fused *f, const struct fused_rs_cut *cut)
 {
-	if (!n)
+	if (!cut->n)
 		return;
-	atomic_fetch_add(&f->rejected, n);
+	atomic_fetch_add(&f->rejected, cut->n);
 	sk_warn("resync: %u path%s the peer reported went through a symlink (first \"%.200s\"): "
-		"resolved only up to it", n, n == 1 ? "" : "s", first);
+		"resolved only up to it", cut->n, cut->n == 1 ? "" : "s", cut->first);
 }
 
 /* Deepest existing directory on this side holding a path the peer could not use. */
@@ -219,8 +219,7 @@ int fused_rs_fail_names(struct fused *f, const struct fused_rs_fail *l, char *fh
 static int drain_failures(struct fused *f)
 {
 	struct fused_rs_fail *l;
-	char first[SK_RMSG_PATH_MAX + 1] = "";
-	unsigned refused = 0;
+	struct fused_rs_cut cut = { 0 };
 	int k = 0;
 
 	pthread_mutex_lock(&f->rs_mu);
@@ -233,18 +232,15 @@ static int drain_failures(struct fused *f)
 	pthread_mutex_unlock(&f->rs_mu);
 	while (l) {
 		struct fused_rs_fail *n = l->next;
-		struct fused_dnote dn[4];
+		struct fused_dnote dn[4] = { 0 };
 		unsigned c = 0;
-
 		char p[PATH_MAX];
 		const char *pp[2];
 		int np = fused_rs_fail_names(f, l, p, pp);
 
-		memset(dn, 0, sizeof(dn));
 		for (int i = 0; i < np; i++) {
 			redo_path(f, pp[i]);
-			if (fused_rs_fail_path(f, pp[i], dn, &c) && !refused++)
-				snprintf(first, sizeof(first), "%s", pp[i]);
+			fused_rs_fail_path(f, pp[i], dn, &c, &cut);
 		}
 		if (fused_dirty_g)
 			fused_dirty_note(fused_dirty_g, dn, c, 0, 0);
@@ -252,7 +248,7 @@ static int drain_failures(struct fused *f)
 		l = n;
 		k++;
 	}
-	fused_rs_fail_refused(f, refused, first);
+	fused_rs_fail_refused(f, &cut);
 	return k;
 }
 

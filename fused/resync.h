@@ -92,16 +92,21 @@ int fused_rs_sync_file(struct walker *w, int fd);
  * reached only through a symlink is not one of path's.
  */
 int fused_rs_deepest_dir(struct fused *f, const char *path);
+/* The reports' paths one drain found going through a symlink: how many, and the first. */
+struct fused_rs_cut {
+	unsigned n;
+	char first[SK_RMSG_PATH_MAX + 1];
+};
 /*
  * A path the peer could not use (its FAILED report), as tracked entries (at most 4 in out[*n]):
  * the object there sent whole, its deepest existing directory compared whole (rs_incr.c).
- * Resolved as fused_rs_deepest_dir. 1 when the path went through a symlink (the peer's report
- * names something that is not in this tree by that path: the caller counts it,
- * fused_rs_fail_refused), else 0. stream_mu held.
+ * Resolved as fused_rs_deepest_dir; a path that went through a symlink (the peer's report
+ * names something that is not in this tree by that path) is added to cut. stream_mu held.
  */
-int fused_rs_fail_path(struct fused *f, const char *path, struct fused_dnote *out, unsigned *n);
-/* n reports' paths went through a symlink: counted (rejected_frames) and logged once (resync.c). */
-void fused_rs_fail_refused(struct fused *f, unsigned n, const char *first);
+void fused_rs_fail_path(struct fused *f, const char *path, struct fused_dnote *out, unsigned *n,
+			struct fused_rs_cut *cut);
+/* A drain's paths cut short at a symlink: counted (rejected_frames) and logged once (resync.c). */
+void fused_rs_fail_refused(struct fused *f, const struct fused_rs_cut *cut);
 /*
  * The paths a FAILED report names, in out (0-2 of them): its two paths, or the path of the open
  * file it names by handle, written to fhpath (PATH_MAX bytes). stream_mu held (resync.c).

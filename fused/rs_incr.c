@@ -295,7 +295,8 @@ static int do_dirs(struct walker *w, struct fused_rs_round *rd)
 	return rc;
 }
 
-int fused_rs_fail_path(struct fused *f, const char *path, struct fused_dnote *out, unsigned *n)
+void fused_rs_fail_path(struct fused *f, const char *path, struct fused_dnote *out, unsigned *n,
+			struct fused_rs_cut *cut)
 {
 	int fd, rc;
 
@@ -322,7 +323,8 @@ int fused_rs_fail_path(struct fused *f, const char *path, struct fused_dnote *ou
 	}
 	if (fd >= 0)
 		close(fd);
-	return rc == -ELOOP || rc == -EXDEV;
+	if ((rc == -ELOOP || rc == -EXDEV) && !cut->n++)
+		snprintf(cut->first, sizeof(cut->first), "%s", path);
 }
 
 /*
@@ -331,7 +333,8 @@ int fused_rs_fail_path(struct fused *f, const char *path, struct fused_dnote *ou
  * by path, as the full resync visits a file, so the name the peer remade gets the data even
  * when the file has other names. Anything else at that path now: as a failed operation.
  */
-static int send_remade(struct walker *w, struct fused_rs_round *rd, const char *path)
+static void send_remade(struct walker *w, struct fused_rs_round *rd, const char *path,
+			struct fused_rs_cut *cut)
 {
 	struct fused *f = w->f;
 	struct fused_dnote n[4];
@@ -339,7 +342,7 @@ static int send_remade(struct walker *w, struct fused_rs_round *rd, const char *
 	struct stat st;
 	char p[PATH_MAX];
 	unsigned c = 0;
-	int fd = -1, pl, refused;
+	int fd = -1, pl;
 
 	rd->remade++;
 	/* the peer's path, beneath the root; opened only once seen to be a file (a FIFO or device
@@ -353,15 +356,15 @@ static int send_remade(struct walker *w, struct fused_rs_round *rd, const char *
 	if (fd < 0) { /* moved or replaced since: its directory is compared whole */
 		memset(n, 0, sizeof(n));
 		pthread_mutex_lock(&f->stream_mu);
-		refused = fused_rs_fail_path(f, path, n, &c);
+		fused_rs_fail_path(f, path, n, &c, cut);
 		pthread_mutex_unlock(&f->stream_mu);
 		fused_dirty_note(fused_dirty_g, n, c, 0, 0);
-		return refused;
+		return;
 	}
 	/* a file with several names went to one of them, maybe not the one remade */
 	if (st.st_nlink == 1 && fused_fd_dh(f, fd, &h) == 0 && fused_rs_sent_has(&rd->sent, fused_rs_dh_hash(&h))) {
 		close(fd);
-		return 0;
+		return;
 	}
 	rd->remade_sent++;
 	sk_debug("resync: \"%s\" was remade on the peer without its data: sent by path", path);
@@ -373,7 +376,6 @@ static int send_remade(struct walker *w, struct fused_rs_round *rd, const char *
 		pthread_mutex_unlock(&f->stream_mu);
 	}
 	close(fd);
-	return 0;
 }
 
 /*
@@ -386,8 +388,7 @@ static int drain_failures(struct walker *w, struct fused_rs_round *rd)
 {
 	struct fused *f = w->f;
 	struct fused_rs_fail *l;
-	char first[SK_RMSG_PATH_MAX + 1] = "";
-	unsigned refused = 0;
+	struct fused_rs_cut cut = { 0 };
 	bool full;
 	int k = 0;
 
@@ -407,8 +408,8 @@ static int drain_failures(struct walker *w, struct fused_rs_round *rd)
 		int np;
 
 		if (!l->fh && l->p1[0] && !strcmp(l->p1, l->p2)) {
-			if (fused_rs_live(w) && send_remade(w, rd, l->p1) && !refused++)
-				snprintf(first, sizeof(first), "%s", l->p1);
+			if (fused_rs_live(w))
+				send_remade(w, rd, l->p1, &cut);
 			free(l);
 			l = nx;
 			k++;
@@ -418,15 +419,14 @@ static int drain_failures(struct walker *w, struct fused_rs_round *rd)
 		pthread_mutex_lock(&f->stream_mu);
 		np = fused_rs_fail_names(f, l, p, pp);
 		for (int i = 0; i < np; i++)
-			if (fused_rs_fail_path(f, pp[i], n, &c) && !refused++)
-				snprintf(first, sizeof(first), "%s", pp[i]);
+			fused_rs_fail_path(f, pp[i], n, &c, &cut);
 		pthread_mutex_unlock(&f->stream_mu);
 		fused_dirty_note(fused_dirty_g, n, c, 0, 0);
 		free(l);
 		l = nx;
 		k++;
 	}
-	fused_rs_fail_refused(f, refused, first);
+	fused_rs_fail_refused(f, &cut);
 	return full ? -1 : k;
 }
 
