@@ -32,13 +32,13 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "conf.h"
 #include "gen.h"
 #include "proto.h"
 #include "replmsg.h"
+#include "util.h"
 
 #define MAX_REPORTS 64
 #define MAX_SESSIONS 8
@@ -57,14 +57,6 @@ __attribute__((noreturn)) static void die(const char *msg)
 {
 	fprintf(stderr, "evilsecondary: %s\n", msg);
 	exit(2);
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
 }
 
 static int send_iov(struct sk_chan *c, int fd, uint8_t type, struct iovec *iov, int n)
@@ -276,7 +268,7 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	for (int k = 1; k <= n_sessions; k++) {
 		struct pollfd p = { .fd = lfd, .events = POLLIN };
-		long t0 = now_ms();
+		uint64_t t0 = sk_now_us();
 		int fd;
 
 		if (poll(&p, 1, wait_ms) <= 0 || (fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
@@ -287,7 +279,8 @@ int main(int argc, char **argv)
 		if (session(fd, k) < 0)
 			bad = 1;
 		else
-			printf("session %d took %ld ms\n", k, now_ms() - t0);
+			printf("session %d took %llu ms\n", k,
+			       (unsigned long long)(sk_now_us() - t0) / 1000);
 		fflush(stdout);
 		close(fd);
 	}
