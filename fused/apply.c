@@ -11,6 +11,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "log.h"
 #include "moves.h"
 
@@ -270,6 +271,19 @@ static int op_ts(const struct sk_rmsg_op *op, struct timespec tv[2])
 	if (op->valid & SK_RV_MTIME)
 		ts_to(&tv[1], &op->mtime);
 	return (op->valid & (SK_RV_ATIME | SK_RV_MTIME)) != 0;
+}
+
+/* fault clock_behind: the mtime the kernel just gave fd, 1 s earlier */
+static void clock_behind(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0) {
+		struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, st.st_mtim };
+
+		tv[1].tv_sec -= 1;
+		(void)futimens(fd, tv);
+	}
 }
 
 static int dir_mtime(int pfd, const struct sk_rmsg_ts *m)
@@ -656,6 +670,10 @@ int fused_apply(struct rx *x, const struct sk_rmsg_op *op)
 		rc = sk_pwrite_all(fd, op->data, op->data_len, op->off);
 		if (rc == 0 && op_ts(op, tv) && futimens(fd, tv) < 0)
 			rc = -errno;
+		/* tests: this node's clock behind the primary's, where its kernel chose the time */
+		if (rc == 0 && op->data_len && !(op->valid & SK_RV_MTIME) &&
+		    fused_fault(FUSED_FAULT_CLOCK_BEHIND))
+			clock_behind(fd);
 		fused_stage_applied(FUSED_STG_WRITE, t0);
 		return rc;
 	case SK_RMSG_SETATTR:

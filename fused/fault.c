@@ -28,6 +28,7 @@ static const char *const names[FUSED_FAULT_N] = {
 	[FUSED_FAULT_RS_INCR_GIVEUP] = "rs_incr_giveup",
 	[FUSED_FAULT_RS_FAIL_LOST] = "rs_fail_lost",
 	[FUSED_FAULT_FENCE_REPLY_SLOW] = "fence_reply_slow",
+	[FUSED_FAULT_CLOCK_BEHIND] = "clock_behind",
 };
 
 static struct {

@@ -24,6 +24,7 @@ enum fused_fault_point {
 	FUSED_FAULT_RS_INCR_GIVEUP, /* resync.c: the incremental resync gives up at once (as one that did not converge) */
 	FUSED_FAULT_RS_FAIL_LOST,  /* resync.c: the peer is dropped right after the full resync took the peer's FAILED reports */
 	FUSED_FAULT_FENCE_REPLY_SLOW, /* repl.c: an operation refused at the lease's end is answered 0.5 s late */
+	FUSED_FAULT_CLOCK_BEHIND, /* apply.c: a write's time the secondary's kernel chose is 1 s earlier */
 	FUSED_FAULT_N
 };
 

@@ -580,7 +580,7 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 		 * write's local pwrite runs meanwhile on the local writer thread.
 		 */
 		op.fh = fh->id;
-		if (size > 0 && !fused_mtime_seen)
+		if (size > 0)
 			clock_gettime(CLOCK_REALTIME, &mt);
 		while (size - done > fused_write_chunk) {
 			op.off = (uint64_t)off + done;
@@ -594,7 +594,12 @@ void fused_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t siz
 		}
 		op.off = (uint64_t)off + done;
 		op.data_len = (uint32_t)(size - done);
-		if (size > 0 && !fused_mtime_seen) {
+		/*
+		 * SKFUSED_MTIME=seen too: the peer sets our clock's time, not its own, so a time an
+		 * application saw (given before it was shown) never goes back on the peer when the
+		 * peer's clock is behind ours; here the kernel's own time stays (no futimens)
+		 */
+		if (size > 0) {
 			op.mtime = (struct sk_rmsg_ts){ mt.tv_sec, (uint32_t)mt.tv_nsec };
 			op.valid |= SK_RV_MTIME;
 		}

@@ -560,10 +560,10 @@ fi
 mt_same_trees "after the torn write's resync: primary backing tree and secondary identical"
 sk_diag "info: the large-writes phases took $((SECONDS - t_big)) s"
 
-# SKFUSED_MTIME=seen (ops.c): a write sends no mtime and sets none; the primary gives the peer a
-# file's times before a reply shows them to the application. Each write below is applied by a
-# secondary held by SIGSTOP for 10 ms, so its own write time is not the primary's (on one kernel
-# the two would otherwise often coincide). After each write, a stat through the mount returns what
+# SKFUSED_MTIME=seen (ops.c): a write sets no mtime on the primary (its kernel's stays) and carries
+# the primary's clock reading for the secondary; the primary gives the peer a file's times before a
+# reply shows them to the application. Each write below is applied by a secondary held by SIGSTOP
+# for 10 ms, so no time of the secondary's own could pass for the primary's. After each write, a stat through the mount returns what
 # the secondary already holds; a listing (READDIRPLUS) of files written since their last stat
 # shows no times the peer lacks (a stat of each entry right after it returns the secondary's);
 # closed, the trees are equal.
@@ -648,6 +648,45 @@ else
 fi
 mt_wait_synced 10 >/dev/null 2>&1
 mt_same_trees "SKFUSED_MTIME=seen, files closed: primary backing tree and secondary identical"
+
+# SKFUSED_MTIME=seen with the secondary's clock behind the primary's (two hosts a second apart;
+# fault clock_behind: a write's time the secondary's kernel chose is 1 s earlier). A time the
+# application saw must not go back on the secondary: after a stat showed M, a write, and no stat
+# since, a failover would show the secondary's mtime, which must not be earlier than M. A write
+# carries the primary's clock for the secondary to set.
+mt_stop_primary || sk_diag "primary did not stop"
+sk_term "$MT_PID2"
+mt_wait_until 10 bash -c "! mountpoint -q '$MT_DIR2'" || sk_diag "secondary did not unmount"
+SKFUSED_FAULT=clock_behind@1+ mt_start_secondary || mt_bail "secondary (clock_behind)"
+SKFUSED_MTIME=seen mt_start_primary || mt_bail "primary (SKFUSED_MTIME=seen, clock behind)"
+mt_wait_connected && mt_wait_synced 20 >/dev/null 2>&1
+back=$("$MT_PY" - "$MT_DIR1" "$MT_DIR2" <<'PY'
+import os, sys, time
+mnt, sec = sys.argv[1], sys.argv[2]
+fd = os.open(os.path.join(mnt, "seen", "skew.dat"), os.O_CREAT | os.O_RDWR, 0o644)
+bad = []
+for i in range(10):
+    os.pwrite(fd, os.urandom(4096), 0)
+    seen = os.fstat(fd).st_mtime_ns  # shown to the application: on the secondary first
+    time.sleep(0.002)
+    os.pwrite(fd, os.urandom(4096), 4096)
+    s = os.stat(os.path.join(sec, "seen", "skew.dat")).st_mtime_ns
+    if s < seen:
+        bad.append("write %d: the secondary's mtime %d is %d us before the %d a stat showed" % (i, s, (seen - s) // 1000, seen))
+os.close(fd)
+print(len(bad))
+for b in bad[:3]:
+    print(b)
+PY
+)
+if [ "$(head -n1 <<<"$back")" = 0 ]; then
+	sk_ok "SKFUSED_MTIME=seen, the secondary's clock 1 s behind: no mtime a stat showed went back on the secondary (10 writes)"
+else
+	sk_not_ok "SKFUSED_MTIME=seen, the secondary's clock 1 s behind: no mtime a stat showed went back on the secondary (10 writes)"
+	sk_diag "$back"
+fi
+mt_wait_synced 10 >/dev/null 2>&1
+mt_same_trees "SKFUSED_MTIME=seen, clock behind, files closed: primary backing tree and secondary identical"
 
 # The secondary's tree is not writable by applications.
 if touch "$MT_DIR2/should-fail" 2>/dev/null; then
