@@ -327,6 +327,7 @@ void agent_mod_step_done(struct agent_mod *m, int rc, const char *why);
 void agent_mod_peer_dead(struct agent_mod *m);
 void agent_mod_carrier(struct agent_mod *m, bool up);
 void agent_mod_fill_ctl(struct agent_mod *m, struct sk_ctl_mod *out);
+bool agent_mod_first(const struct agent_mod *m);
 uint8_t agent_mod_flags(struct agent_mod *m);
 bool agent_mod_uptodate(struct agent_mod *m);
 /* Operator verbs; 0 or -errno with err/hint (what to do next). */

@@ -19,7 +19,8 @@
  *    or it was secondary and the primary last said it was in sync (resync finished).
  *    A fresh node (no state yet) counts as up to date only against another fresh node.
  *  - Between two candidates the higher data generation wins, then the one that knows its
- *    peer is behind, then the LOWEST node id (two fresh nodes: the lowest id is primary).
+ *    peer is behind, then the module's default primary (the first of its "nodes"), then the
+ *    LOWEST node id (two fresh nodes: the first listed is primary).
  *  - Each node becoming primary takes generation max(own, peer's) + 1; a secondary copies
  *    the primary's generation once in sync.
  *  - A node that lost carrier on its VIP interface never is or becomes primary.
@@ -84,6 +85,12 @@ bool agent_mod_uptodate(struct agent_mod *m)
 	return m->last_role == AGENT_ROLE_SECONDARY && m->in_sync;
 }
 
+/* This node is the first of the module's "nodes": its default primary. */
+bool agent_mod_first(const struct agent_mod *m)
+{
+	return m->conf.n_nodes > 0 && !strcmp(m->conf.nodes[0].name, m->a->self->name);
+}
+
 uint8_t agent_mod_flags(struct agent_mod *m)
 {
 	uint8_t f = 0;
@@ -103,6 +110,8 @@ uint8_t agent_mod_flags(struct agent_mod *m)
 		f |= SK_AMSG_F_FRESH;
 	if (m->want_started && !m->a->stopping)
 		f |= SK_AMSG_F_STARTED;
+	if (agent_mod_first(m))
+		f |= SK_AMSG_F_FIRST;
 	return f;
 }
 
@@ -435,13 +444,21 @@ static void fail_plan(struct agent_mod *m, int step, const char *why)
 	agent_mod_kick(m);
 }
 
-/* -1: the peer ranks higher, 1: we do (see the rules at the top). */
+/*
+ * -1: the peer ranks higher, 1: we do (see the rules at the top). The default primary is
+ * the one each node says it is (SK_AMSG_F_FIRST), so two nodes whose configs list the nodes
+ * in different orders still agree: both or neither claiming it falls to the lowest id.
+ */
 static int rank(struct agent_mod *m, const struct sk_amsg_mod *pm)
 {
+	bool first = agent_mod_first(m);
+
 	if (m->gen != pm->gen)
 		return m->gen > pm->gen ? 1 : -1;
 	if (m->peer_out != !!(pm->flags & SK_AMSG_F_PEER_OUT))
 		return m->peer_out ? 1 : -1;
+	if (first != !!(pm->flags & SK_AMSG_F_FIRST))
+		return first ? 1 : -1;
 	return m->a->self->id < m->peer->node->id ? 1 : -1;
 }
 
@@ -636,6 +653,9 @@ static void decide(struct agent_mod *m)
 			else if (pm->flags & SK_AMSG_F_NOPRIM)
 				snprintf(cause, sizeof(cause), "%s hands the role over (swap, second or "
 					 "a failed start)", p->node->name);
+			else if (both_fresh(m, pm) && agent_mod_first(m) && !(pm->flags & SK_AMSG_F_FIRST))
+				snprintf(cause, sizeof(cause), "both copies fresh: %s is the module's "
+					 "default primary (the first of its nodes)", a->self->name);
 			else if (both_fresh(m, pm))
 				snprintf(cause, sizeof(cause), "both copies fresh: the lowest node id "
 					 "(%s) is primary", a->self->name);

@@ -22,7 +22,8 @@
 #define SK_AMSG_F_BUSY 0x10      /* a transition is running */
 #define SK_AMSG_F_FRESH 0x20     /* never held data for this module */
 #define SK_AMSG_F_STARTED 0x40   /* the operator wants the module running here */
-#define SK_AMSG_F__ALL 0x7f
+#define SK_AMSG_F_FIRST 0x80     /* mirror: this node is the first of the module's "nodes" */
+#define SK_AMSG_F__ALL 0xff
 
 /*
  * State payload, version 1 (big-endian), heartbeat and SK_MSG_AGENT_STATE:

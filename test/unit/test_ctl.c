@@ -371,7 +371,6 @@ Test(agentmsg, state_hostile_bytes_refused)
 		{ 3, 2 },                         /* n_mods says 2, one present */
 		{ 3, SK_AMSG_MAX_MODS + 1 },      /* n_mods over the bound */
 		{ 12 + 4, SK_ST__COUNT },         /* unknown state */
-		{ 12 + 5, 0x80 },                 /* unknown flag */
 		{ 12 + 6, 1 },                    /* reserved not 0 */
 		{ 12 + 3, 0 },                    /* module id 0 (with bytes 0..2 already 0) */
 	};

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# test/cluster/agent_active.sh: active/active, two mirror modules on one pair of nodes, each node the
+# default primary of one (the first of the module's "nodes"): both nodes serve at once.
+#
+#  A. Fresh start: "mirror" (nodes node1, node2) is PRIM on node1, "web2" (nodes node2, node1) is PRIM
+#     on node2, each SECOND on the other node; each is served through its own VIP.
+#  B. kill -9 of every process of node1: "mirror" fails over to node2, "web2" goes on serving there;
+#     both VIPs answer from node2, with the data written before.
+#  C. node1's agent back: it is SECOND of both (node2's copies are the newest), in sync, and nothing
+#     moves back by itself; both modules still served.
+set -u
+source "$SK_SRC/test/cluster/agent_common.sh"
+
+at_init
+W2=web2
+W2_VIP=10.99.0.52
+W2_DATA_REL=/srv/web2/data
+for i in 1 2; do
+	root=${SK_ROOT[$i]}
+	md=$root/var/lib/steadykit/modules/$W2
+	mkdir -p "$md/bin" "$root$W2_DATA_REL" || at_bail "mkdir $W2"
+	cat >"$md/userconfig.json" <<-EOF
+	{
+	  "name": "$W2",
+	  "id": 2,
+	  "kind": "mirror",
+	  "nodes": ["node2", "node1"],
+	  "vip": { "addr": "$W2_VIP", "prefix": 24, "interface": "eth0" },
+	  "replication": { "dirs": ["$W2_DATA_REL"], "mode": "sync", "latency_budget_ms": 2000 },
+	  "scripts": { "start_prim": { "timeout_s": 20 }, "stop_prim": { "timeout_s": 20 } }
+	}
+	EOF
+	cp "$SK_SRC/examples/mirror/bin/start_prim" "$SK_SRC/examples/mirror/bin/stop_prim" "$md/bin/" ||
+		at_bail "$W2 scripts"
+	sk_track_mount "$root$W2_DATA_REL"
+done
+
+# code N MODULE: skctl state -lq exit code (STOP 0 WAIT 1 ALONE 2 PRIM 3 SECOND 4)
+code() { local rc=0; at_ctl "$1" state -m "$2" -lq 2>/dev/null || rc=$?; echo "$rc"; }
+roles() { [ "$(code 1 "$1")" = "$2" ] && [ "$(code 2 "$1")" = "$3" ]; }
+uptodate() {
+	at_ctl "$1" state -m "$2" --json 2>/dev/null |
+		python3 -c 'import json,sys; print(str(json.load(sys.stdin)["modules"][0]["uptodate"]).lower())' 2>/dev/null
+}
+in_sync() { [ "$(code "$1" "$2")" = 4 ] && [ "$(uptodate "$1" "$2")" = true ]; }
+fetch2() { sk_client curl -fsS --max-time 0.5 "http://$W2_VIP/$1"; }
+holds() { sk_in "$1" ip -o addr show dev eth0 2>/dev/null | grep -q " $2/"; }
+show() {
+	local n m
+	for n in 1 2; do
+		for m in "$AT_MOD" "$W2"; do
+			sk_diag "node$n $m: $(at_ctl "$n" state -m "$m" 2>&1 | sed -n '4,6p' | tr '\n' ' ')"
+		done
+	done
+}
+
+# ---- A. fresh start ----
+at_start 1 || at_bail "agent 1"
+at_start 2 || at_bail "agent 2"
+if sk_wait_for 30 roles "$AT_MOD" 3 4 && sk_wait_for 15 roles "$W2" 4 3; then
+	sk_ok "fresh start: $AT_MOD PRIM on node1 (its first node), $W2 PRIM on node2 (its first node)"
+else
+	sk_not_ok "fresh start: $AT_MOD PRIM on node1 (its first node), $W2 PRIM on node2 (its first node)"
+	show
+	at_bail "no active/active pair"
+fi
+sk_check "node2's agent says why it took $W2: the module's default primary" \
+	grep -q "is the module's default primary" "${SK_ROOT[2]}/var/lib/steadykit/state/$W2/module.log"
+vips_apart() { holds 1 "$AT_VIP" && holds 2 "$W2_VIP" && ! holds 2 "$AT_VIP" && ! holds 1 "$W2_VIP"; }
+sk_check "each VIP on its own primary: $AT_VIP on node1, $W2_VIP on node2" vips_apart
+echo "mirror data, written on node1" >"$(at_data 1)/a.txt"
+echo "web2 data, written on node2" >"${SK_ROOT[2]}$W2_DATA_REL/b.txt"
+sk_check "$AT_MOD is served by node1 through $AT_VIP" sk_wait_for 10 at_fetch a.txt
+sk_check "$W2 is served by node2 through $W2_VIP" sk_wait_for 10 fetch2 b.txt
+both_synced() { in_sync 2 "$AT_MOD" && in_sync 1 "$W2"; }
+sk_check "both copies of each module in sync: $AT_MOD on node2, $W2 on node1" sk_wait_for 20 both_synced
+
+# ---- B. kill -9 of node1 ----
+pids=$(at_pids_of 1)
+t0=$(date +%s%N)
+# shellcheck disable=SC2086
+kill -KILL $pids 2>/dev/null
+if ms=$(at_wait_served "$t0" 20 a.txt); then
+	sk_ok "kill -9 node1: $AT_MOD is served through $AT_VIP again"
+	sk_diag "failover: fault -> first client response $ms ms (target < 1000)"
+else
+	sk_not_ok "kill -9 node1: $AT_MOD is served through $AT_VIP again"
+	show
+fi
+prim2() { local c; c=$(code 2 "$1"); [ "$c" = 2 ] || [ "$c" = 3 ]; }
+node2_both() { prim2 "$AT_MOD" && prim2 "$W2"; }
+sk_check "kill -9 node1: node2 is primary of both modules" sk_wait_for 10 node2_both
+a_ok() { at_fetch a.txt | grep -q 'written on node1'; }
+b_ok() { fetch2 b.txt | grep -q 'written on node2'; }
+sk_check "kill -9 node1: $AT_MOD's data written on node1 before is served by node2" a_ok
+sk_check "kill -9 node1: $W2 went on serving from node2" b_ok
+
+# ---- C. node1 back ----
+at_start 1 || at_bail "restart agent 1"
+if sk_wait_for 60 in_sync 1 "$AT_MOD" && sk_wait_for 30 in_sync 1 "$W2"; then
+	sk_ok "node1 back: SECOND of both modules, in sync with node2"
+else
+	sk_not_ok "node1 back: SECOND of both modules, in sync with node2"
+	show
+fi
+sk_check "node1 back: node2 keeps both roles (its copies are the newest; nothing moves back by itself)" \
+	node2_both
+both_served() { a_ok && b_ok; }
+sk_check "node1 back: both modules served" sk_wait_for 5 both_served
+echo "after the return" >"$(at_data 2)/c.txt"
+sk_check "node1 back: a write on node2's $AT_MOD reaches node1's copy" \
+	sk_wait_for 10 grep -q "after the return" "$(at_data 1)/c.txt"
+
+for i in 1 2; do at_ctl "$i" stop -m "$W2" >/dev/null 2>&1; at_ctl "$i" stop -m "$AT_MOD" >/dev/null 2>&1; done
+sk_done
