@@ -4,6 +4,8 @@
 #
 #  A. Fresh start: "mirror" (nodes node1, node2) is PRIM on node1, "web2" (nodes node2, node1) is PRIM
 #     on node2, each SECOND on the other node; each is served through its own VIP.
+#     "w3", whose config lists node1 first on node1 and node2 first on node2 (both nodes claim to be its
+#     default primary), gets one primary all the same: the lowest id, node1. It is then stopped.
 #  B. kill -9 of every process of node1: "mirror" fails over to node2, "web2" goes on serving there;
 #     both VIPs answer from node2, with the data written before.
 #  C. node1's agent back: it is SECOND of both (node2's copies are the newest), in sync, and nothing
@@ -33,6 +35,20 @@ for i in 1 2; do
 	cp "$SK_SRC/examples/mirror/bin/start_prim" "$SK_SRC/examples/mirror/bin/stop_prim" "$md/bin/" ||
 		at_bail "$W2 scripts"
 	sk_track_mount "$root$W2_DATA_REL"
+	# w3: each node lists itself first
+	md=$root/var/lib/steadykit/modules/w3
+	mkdir -p "$md" "$root/srv/w3/data" || at_bail "mkdir w3"
+	cat >"$md/userconfig.json" <<-EOF
+	{
+	  "name": "w3",
+	  "id": 3,
+	  "kind": "mirror",
+	  "nodes": ["node$i", "node$((3 - i))"],
+	  "vip": { "addr": "10.99.0.53", "prefix": 24, "interface": "eth0" },
+	  "replication": { "dirs": ["/srv/w3/data"], "mode": "sync", "latency_budget_ms": 2000 }
+	}
+	EOF
+	sk_track_mount "$root/srv/w3/data"
 done
 
 # code N MODULE: skctl state -lq exit code (STOP 0 WAIT 1 ALONE 2 PRIM 3 SECOND 4)
@@ -55,8 +71,10 @@ show() {
 }
 
 # ---- A. fresh start ----
-at_start 1 || at_bail "agent 1"
+# node2 first: it hears node1 as soon as node1 starts, and must not take w3 then (node1's id is lower)
 at_start 2 || at_bail "agent 2"
+sleep 0.5
+at_start 1 || at_bail "agent 1"
 if sk_wait_for 30 roles "$AT_MOD" 3 4 && sk_wait_for 15 roles "$W2" 4 3; then
 	sk_ok "fresh start: $AT_MOD PRIM on node1 (its first node), $W2 PRIM on node2 (its first node)"
 else
@@ -64,6 +82,16 @@ else
 	show
 	at_bail "no active/active pair"
 fi
+w3_one() { roles w3 3 4; }
+if sk_wait_for 15 w3_one && sleep 2 && w3_one; then
+	sk_ok "w3, whose two configs each list their own node first: one primary all the same (node1, the lowest id)"
+else
+	sk_not_ok "w3, whose two configs each list their own node first: one primary all the same (node1, the lowest id)"
+	sk_diag "w3: node1 $(code 1 w3), node2 $(code 2 w3) (PRIM 3, SECOND 4)"
+fi
+for i in 1 2; do at_ctl "$i" stop -m w3 >/dev/null 2>&1; done
+w3_stopped() { roles w3 0 0; }
+sk_check "w3 stopped on both nodes" sk_wait_for 20 w3_stopped
 sk_check "node2's agent says why it took $W2: the module's default primary" \
 	grep -q "is the module's default primary" "${SK_ROOT[2]}/var/lib/steadykit/state/$W2/module.log"
 vips_apart() { holds 1 "$AT_VIP" && holds 2 "$W2_VIP" && ! holds 2 "$AT_VIP" && ! holds 1 "$W2_VIP"; }
