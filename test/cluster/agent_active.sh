@@ -18,37 +18,9 @@ W2=web2
 W2_VIP=10.99.0.52
 W2_DATA_REL=/srv/web2/data
 for i in 1 2; do
-	root=${SK_ROOT[$i]}
-	md=$root/var/lib/steadykit/modules/$W2
-	mkdir -p "$md/bin" "$root$W2_DATA_REL" || at_bail "mkdir $W2"
-	cat >"$md/userconfig.json" <<-EOF
-	{
-	  "name": "$W2",
-	  "id": 2,
-	  "kind": "mirror",
-	  "nodes": ["node2", "node1"],
-	  "vip": { "addr": "$W2_VIP", "prefix": 24, "interface": "eth0" },
-	  "replication": { "dirs": ["$W2_DATA_REL"], "mode": "sync", "latency_budget_ms": 2000 },
-	  "scripts": { "start_prim": { "timeout_s": 20 }, "stop_prim": { "timeout_s": 20 } }
-	}
-	EOF
-	cp "$SK_SRC/examples/mirror/bin/start_prim" "$SK_SRC/examples/mirror/bin/stop_prim" "$md/bin/" ||
-		at_bail "$W2 scripts"
-	sk_track_mount "$root$W2_DATA_REL"
-	# w3: each node lists itself first
-	md=$root/var/lib/steadykit/modules/w3
-	mkdir -p "$md" "$root/srv/w3/data" || at_bail "mkdir w3"
-	cat >"$md/userconfig.json" <<-EOF
-	{
-	  "name": "w3",
-	  "id": 3,
-	  "kind": "mirror",
-	  "nodes": ["node$i", "node$((3 - i))"],
-	  "vip": { "addr": "10.99.0.53", "prefix": 24, "interface": "eth0" },
-	  "replication": { "dirs": ["/srv/w3/data"], "mode": "sync", "latency_budget_ms": 2000 }
-	}
-	EOF
-	sk_track_mount "$root/srv/w3/data"
+	at_mirror_module "$i" "$W2" 2 '"node2", "node1"' "$W2_VIP" "$W2_DATA_REL" 1
+	# w3: each node lists itself first; no application
+	at_mirror_module "$i" w3 3 "\"node$i\", \"node$((3 - i))\"" 10.99.0.53 /srv/w3/data
 done
 
 # code N MODULE: skctl state -lq exit code (STOP 0 WAIT 1 ALONE 2 PRIM 3 SECOND 4)

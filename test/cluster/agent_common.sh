@@ -87,6 +87,32 @@ at_init() {
 	done
 }
 
+# at_mirror_module N NAME ID NODES VIP DATA_REL [SCRIPTS [EXTRA]]: one more mirror module on node N,
+# NODES its "nodes" (JSON strings, e.g. '"node2", "node1"'), its data in DATA_REL; SCRIPTS 1 gives it
+# the example's start_prim and stop_prim; EXTRA: more members of its userconfig.json
+at_mirror_module() {
+	local root=${SK_ROOT[$1]} md=${SK_ROOT[$1]}/var/lib/steadykit/modules/$2 scripts=
+	mkdir -p "$md/bin" "$root$6" || at_bail "mkdir $2"
+	[ "${7:-0}" = 1 ] && scripts=',
+	  "scripts": { "start_prim": { "timeout_s": 20 }, "stop_prim": { "timeout_s": 20 } }'
+	cat >"$md/userconfig.json" <<-EOF
+	{
+	  "name": "$2",
+	  "id": $3,
+	  "kind": "mirror",
+	  "nodes": [$4],
+	  "vip": { "addr": "$5", "prefix": 24, "interface": "eth0" },
+	  "replication": { "dirs": ["$6"], "mode": "sync", "latency_budget_ms": 2000 }$scripts${8:+,
+	  $8}
+	}
+	EOF
+	if [ "${7:-0}" = 1 ]; then
+		cp "$SK_SRC/examples/mirror/bin/start_prim" "$SK_SRC/examples/mirror/bin/stop_prim" "$md/bin/" ||
+			at_bail "$2 scripts"
+	fi
+	sk_track_mount "$root$6"
+}
+
 at_data() { printf '%s%s\n' "${SK_ROOT[$1]}" "$AT_DATA_REL"; }
 at_state_dir() { printf '%s/var/lib/steadykit/state/%s\n' "${SK_ROOT[$1]}" "$AT_MOD"; }
 

@@ -28,23 +28,9 @@ DEP_VIP=10.99.0.51
 DEP_DATA_REL=/srv/dep/data
 for i in 1 2; do
 	root=${SK_ROOT[$i]}
-	md=$root/var/lib/steadykit/modules/$DEP
-	mkdir -p "$md/bin" "$root$DEP_DATA_REL" || at_bail "mkdir dep"
-	cat >"$md/userconfig.json" <<-EOF
-	{
-	  "name": "$DEP",
-	  "id": 2,
-	  "kind": "mirror",
-	  "nodes": ["node1", "node2"],
-	  "vip": { "addr": "$DEP_VIP", "prefix": 24, "interface": "eth0" },
-	  "replication": { "dirs": ["$DEP_DATA_REL"], "mode": "sync", "latency_budget_ms": 2000 },
-	  "scripts": { "start_prim": { "timeout_s": 20 }, "stop_prim": { "timeout_s": 20 } },
-	  "checkers": [ { "type": "module", "module": "$AT_MOD", "interval_ms": 200,
-	                  "timeout_ms": 100, "failures": 2, "action": "stopstart" } ]
-	}
-	EOF
-	cp "$SK_SRC/examples/mirror/bin/start_prim" "$SK_SRC/examples/mirror/bin/stop_prim" "$md/bin/" ||
-		at_bail "dep scripts"
+	at_mirror_module "$i" "$DEP" 2 '"node1", "node2"' "$DEP_VIP" "$DEP_DATA_REL" 1 \
+		'"checkers": [ { "type": "module", "module": "'"$AT_MOD"'", "interval_ms": 200,
+	                  "timeout_ms": 100, "failures": 2, "action": "stopstart" } ]'
 	# mirror's stop_prim leaves a mark, so forcestop can be seen not to run it
 	printf '#!/bin/sh\necho ran >>"%s/stop_prim.ran.$SK_NODE"\nexec "$SK_MODULE_DIR/bin/stop_prim.example"\n' \
 		"$SK_TMP" >"$root/var/lib/steadykit/modules/$AT_MOD/bin/stop_prim.mark"
@@ -53,7 +39,6 @@ for i in 1 2; do
 	mv "$root/var/lib/steadykit/modules/$AT_MOD/bin/stop_prim.mark" \
 		"$root/var/lib/steadykit/modules/$AT_MOD/bin/stop_prim"
 	chmod 0755 "$root/var/lib/steadykit/modules/$AT_MOD/bin/stop_prim"
-	sk_track_mount "$root$DEP_DATA_REL"
 done
 
 at_start 1 || at_bail "agent 1"
