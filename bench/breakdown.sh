@@ -25,6 +25,8 @@
 # With SCRATCH, the write+sync table also gives the journal commits per sync of each image.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=image.sh
+source "$HERE/image.sh"
 SK_BUILD=${SK_BUILD:-$HERE/../build}
 OPS=${OPS:-2000}
 DD_MIB=${DD_MIB:-256}
@@ -53,8 +55,7 @@ mkdir -p "$WORK/sk" "$WORK/native" || exit 1
 # scratch IMG DIR: a fresh journaled ext4 at DIR (the shared harness's SCRATCH=loop); its jbd2 name into jbd
 scratch() {
 	local dev
-	truncate -s 2G "$1" && mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$1" &&
-		dev=$(losetup --find --show --direct-io=on "$1") || return 1
+	dev=$(bench_image "$1" 2G) || return 1
 	loops+=("$dev")
 	mkdir -p "$2" && mount -o noatime "$dev" "$2" || return 1
 	mnts+=("$2")

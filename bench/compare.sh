@@ -29,6 +29,8 @@
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=image.sh
+source "$HERE/image.sh"
 REPO=$(cd "$HERE/.." && pwd)
 SK_BUILD=${SK_BUILD:-$REPO/build}
 WORK=${WORK:-/tmp/sk-compare}
@@ -240,9 +242,7 @@ sides_setup() {
 scratch_setup() {
 	[ "$SCRATCH" = loop ] || return 0
 	local img=$WORK/scratch.img dev
-	truncate -s "$SCRATCH_SIZE" "$img" && mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$img" ||
-		die "making the scratch image $img"
-	dev=$(losetup --find --show --direct-io=on "$img") || die "losetup"
+	dev=$(bench_image "$img" "$SCRATCH_SIZE") || die "making the scratch image $img"
 	echo "$dev" >>"$STATE/scratch"
 	mount -o noatime "$dev" "$DATA" || die "mounting $dev"
 	say "scratch: fresh journaled ext4 of $SCRATCH_SIZE on $dev (direct I/O) at $DATA"

@@ -43,8 +43,8 @@
 #define OPS_MAX 1000000L
 
 enum way { NATIVE, NS_SET, STAT_READ, COARSE, COARSE_CHK, BUSY_CHK, N_WAYS };
-static const char *const way_name[N_WAYS] = { "native",	    "ns-set",	  "stat-read",
-					      "coarse",	    "coarse+chk", "busy+chk" };
+static const char *const way_name[N_WAYS] = { "native", "ns-set",     "stat-read",
+					      "coarse", "coarse+chk", "busy+chk" };
 
 static char jbd_info[300];
 static char buf[4096];

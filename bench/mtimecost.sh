@@ -10,6 +10,8 @@
 # direct I/O, as the shared harness's SCRATCH=loop), so that every fsync's journal commit counts.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=image.sh
+source "$HERE/image.sh"
 SK_BUILD=${SK_BUILD:-$HERE/../build}
 OPS=${OPS:-1000}
 REPS=${REPS:-3}
@@ -28,8 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 mkdir -p "$WORK/mnt" || exit 1
-truncate -s 512M "$WORK/img" && mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/img" &&
-	dev=$(losetup --find --show --direct-io=on "$WORK/img") && mount -o noatime "$dev" "$WORK/mnt" ||
+dev=$(bench_image "$WORK/img" 512M) && mount -o noatime "$dev" "$WORK/mnt" ||
 	{ echo "cannot set up the loop image in $WORK" >&2; exit 1; }
 echo "kernel $(uname -r); load $(cut -d' ' -f1-3 /proc/loadavg)"
 for ((r = 1; r <= REPS; r++)); do
